@@ -1,0 +1,84 @@
+"""The transport seam: what the sender hands to a transport and what it gets back.
+
+A `Batch` is one step's content for up to `batch_size` recipients. The content is
+shared: per-recipient values travel as `substitutions` (tag -> value) that the
+transport applies (outbox) or hands to the provider (SendGrid personalizations).
+This is what lets one SendGrid request carry a thousand personalized emails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Sender:
+    from_email: str
+    from_name: str
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One recipient of a batch.
+
+    `delivery_id` is ours (a string); it is echoed back in `custom_args` so that
+    provider events find their delivery. `custom_args` never hold personal data.
+    """
+
+    delivery_id: str
+    to_email: str
+    to_name: str | None
+    subject: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    custom_args: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    sender: Sender
+    text: str  # plain-text body with substitution tags
+    html: str  # HTML body with substitution tags (values for HTML tags arrive escaped)
+    envelopes: Sequence[Envelope]
+    categories: Sequence[str] = ()
+    transactional: bool = False
+
+
+OutcomeStatus = Literal["sent", "failed", "unknown"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one envelope.
+
+    "unknown" means the request may or may not have been delivered (a read timeout
+    after the body went out): the delivery must not be retried automatically.
+    """
+
+    delivery_id: str
+    status: OutcomeStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
+def apply_substitutions(content: str, substitutions: Mapping[str, str]) -> str:
+    """Replace each tag by its value, as SendGrid does with `substitutions`."""
+    for tag, value in substitutions.items():
+        content = content.replace(tag, value)
+    return content
+
+
+class Transport(Protocol):
+    """Sends batches. `send` must be safe to call from several threads at once.
+
+    It returns one Outcome per envelope, in any order. It raises
+    `FatalTransportError` when no further request can succeed (bad API key).
+    """
+
+    name: str
+
+    def send(self, batch: Batch) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
