@@ -1,0 +1,204 @@
+"""Campaigns and newsletters as the owner writes them: YAML plus Markdown files.
+
+campaigns/<slug>/campaign.yaml   title, trigger, stop_on_tags, steps (file + delay_days)
+campaigns/<slug>/NN-name.md      front matter (subject, preheader, article, cta...) + body
+campaigns/newsletters/*.md       one newsletter each (same front matter, plus segment)
+
+Every problem is a ContentError naming the file, the line and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nurture.errors import ContentError
+
+NEWSLETTERS_DIR = "newsletters"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepRef(_Strict):
+    file: str = Field(min_length=1)
+    delay_days: float = Field(ge=0, le=365)
+
+
+class CampaignFile(_Strict):
+    title: str = Field(min_length=1)
+    description: str = ""
+    trigger: Literal["confirmed", "manual"] = "confirmed"
+    stop_on_tags: list[str] = []
+    steps: list[StepRef] = Field(min_length=1)
+
+
+class FrontMatter(_Strict):
+    subject: str = Field(min_length=1)
+    preheader: str = ""
+    article: str | None = None
+    cta: str | None = None
+    cta_target: Literal["article", "booking", "url"] | None = None
+    cta_url: str | None = None
+    segment: str | None = None  # newsletters only: send to subscribers with this tag
+
+
+@dataclass(frozen=True)
+class EmailSource:
+    """One email as written: front matter plus Markdown body."""
+
+    path: Path
+    front: FrontMatter
+    body: str
+    body_line: int  # 1-based line of the file where the body starts
+
+    @property
+    def subject(self) -> str:
+        return self.front.subject
+
+    @property
+    def preheader(self) -> str:
+        return self.front.preheader
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based position in the series
+    slug: str  # file stem, e.g. "01-what-is-kap"
+    delay_days: float
+    email: EmailSource
+
+
+@dataclass(frozen=True)
+class Campaign:
+    slug: str
+    path: Path
+    title: str
+    description: str
+    trigger: str
+    stop_on_tags: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    def step(self, number: int) -> Step:
+        return self.steps[number - 1]
+
+
+def _pydantic_problems(where: Path, text: str, exc: ValidationError, line_offset: int = 0) -> str:
+    lines = _key_lines(text)
+    problems = []
+    for error in exc.errors():
+        path = tuple(str(part) for part in error["loc"])
+        line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
+        location = f"{where}:{line + line_offset}" if line else str(where)
+        message = "unknown key" if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{location}: {'.'.join(path) or '(top)'}: {message}")
+    return "\n".join(problems)
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    found: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                found[path + (str(key.value),)] = key.start_mark.line + 1
+                walk(value, path + (str(key.value),))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found[path + (str(index),)] = item.start_mark.line + 1
+                walk(item, path + (str(index),))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return found
+    if root is not None:
+        walk(root, ())
+    return found
+
+
+def _load_yaml(where: Path, text: str, line_offset: int = 0) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1 + line_offset}" if mark is not None else ""
+        raise ContentError(f"{where}{line}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_email(path: Path) -> EmailSource:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContentError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContentError(f"{path}: cannot read ({exc})") from None
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ContentError(f"{path}:1: missing front matter: start the file with a line '---', then subject: and preheader:")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        raise ContentError(f"{path}:1: front matter is not closed: add a line '---' after it") from None
+    front_text = "".join(lines[1:end])
+    data = _load_yaml(path, front_text, line_offset=1)
+    if not isinstance(data, dict):
+        raise ContentError(f"{path}:2: front matter must be 'key: value' lines (subject:, preheader:, ...)")
+    try:
+        front = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        raise ContentError(_pydantic_problems(path, front_text, exc, line_offset=1)) from None
+    return EmailSource(path=path, front=front, body="".join(lines[end + 1:]).strip("\n") + "\n", body_line=end + 2)
+
+
+def load_campaign(directory: Path) -> Campaign:
+    spec_path = directory / "campaign.yaml"
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContentError(f"{spec_path}: file not found (every campaign folder needs a campaign.yaml)") from None
+    data = _load_yaml(spec_path, text)
+    if not isinstance(data, dict):
+        raise ContentError(f"{spec_path}:1: expected 'key: value' lines (title:, trigger:, steps:)")
+    try:
+        spec = CampaignFile.model_validate(data)
+    except ValidationError as exc:
+        raise ContentError(_pydantic_problems(spec_path, text, exc)) from None
+    key_lines = _key_lines(text)
+    steps = []
+    for number, ref in enumerate(spec.steps, start=1):
+        email_path = directory / ref.file
+        if not email_path.is_file():
+            line = key_lines.get(("steps", str(number - 1), "file"), 0)
+            raise ContentError(f"{spec_path}:{line}: steps[{number}].file: {ref.file} does not exist in {directory}")
+        steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path)))
+    return Campaign(
+        slug=directory.name,
+        path=directory,
+        title=spec.title,
+        description=spec.description,
+        trigger=spec.trigger,
+        stop_on_tags=tuple(spec.stop_on_tags),
+        steps=tuple(steps),
+    )
+
+
+def load_campaigns(root: Path) -> dict[str, Campaign]:
+    """Every campaign under `root` (the campaigns/ folder), by slug."""
+    if not root.is_dir():
+        raise ContentError(f"{root}: campaigns folder not found")
+    return {
+        folder.name: load_campaign(folder)
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and folder.name != NEWSLETTERS_DIR and not folder.name.startswith(".")
+    }
+
+
+def newsletter_files(root: Path) -> list[Path]:
+    folder = root / NEWSLETTERS_DIR
+    return sorted(folder.glob("*.md")) if folder.is_dir() else []

@@ -1,0 +1,346 @@
+"""config.yaml, validated by pydantic, with environment overrides.
+
+Order of precedence: the file named by NURTURE_CONFIG (else ./config.yaml), then
+`NURTURE_<SECTION>__<KEY>[__<SUBKEY>]` variables, then NURTURE_DATABASE_URL.
+Secrets never live in the file: NURTURE_SECRET_KEY and SENDGRID_API_KEY come
+from the environment only.
+
+Every problem becomes one `ConfigError` naming the file, the line where it is
+known, the key and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nurture.errors import ConfigError
+
+ENV_PREFIX = "NURTURE_"
+SECRET_ENV = "NURTURE_SECRET_KEY"
+SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
+SENDGRID_HOST_ENV = "NURTURE_SENDGRID_HOST"
+WEBHOOK_KEY_ENV = "NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY"
+# Variables that look like overrides but are not config keys.
+_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL"}
+
+
+def _check_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid email address ({exc})") from None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (for example Europe/Berlin, America/New_York)") from None
+    return value
+
+
+def _check_url(value: str, *, https_only: bool) -> str:
+    allowed = ("https://",) if https_only else ("https://", "http://")
+    if not value.startswith(allowed) or len(value) <= len(allowed[0]):
+        need = "an https:// URL" if https_only else "an http:// or https:// URL"
+        raise ValueError(f"{value!r} must be {need}")
+    return value.rstrip("/")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Practice(_Section):
+    name: str = Field(min_length=1)
+    postal_address: str = Field(min_length=5)
+    website: str
+    booking_url: str
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+
+    @field_validator("website", "booking_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return _check_url(value, https_only=True)
+
+    @field_validator("reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+
+class Sender(_Section):
+    from_email: str
+    from_name: str = Field(min_length=1)
+
+    @field_validator("from_email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_address(value)
+
+
+class SendWindow(_Section):
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SendWindow":
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end:%H:%M}) must be later than start ({self.start:%H:%M})")
+        return self
+
+
+class Delivery(_Section):
+    transport: Literal["outbox", "sendgrid"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    batch_size: int = Field(default=500, ge=1, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=32)
+    request_timeout: float = Field(default=30.0, gt=0, le=300)
+    send_window: SendWindow = SendWindow()
+    weekdays_only: bool = False
+    default_timezone: str = "America/New_York"
+    max_emails_per_day: int = Field(default=1, ge=1, le=10)
+    sandbox_mode: bool = False
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+class Database(_Section):
+    url: str = "sqlite:///nurture.db"
+
+
+class Web(_Section):
+    public_base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, https_only=False)
+
+
+class Consent(_Section):
+    """The wording shown at signup. Change `version` whenever `wording` changes."""
+
+    version: str = Field(min_length=1)
+    wording: str = Field(min_length=10)
+
+
+class Settings(_Section):
+    practice: Practice
+    sender: Sender
+    delivery: Delivery = Delivery()
+    database: Database = Database()
+    web: Web = Web()
+    consent: Consent
+
+
+@dataclass(frozen=True)
+class Secrets:
+    secret_key: str | None
+    sendgrid_api_key: str | None
+    sendgrid_host: str
+    webhook_public_key: str | None
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise ConfigError(
+                f"{SECRET_ENV} is not set: it signs confirmation and unsubscribe links. "
+                "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                "and keep it the same for as long as old emails are in inboxes."
+            )
+        if len(self.secret_key) < 16:
+            raise ConfigError(f"{SECRET_ENV} is too short: use at least 16 random characters.")
+        return self.secret_key
+
+    def require_sendgrid_key(self) -> str:
+        if not self.sendgrid_api_key:
+            raise ConfigError(
+                f"delivery.transport is 'sendgrid' but {SENDGRID_KEY_ENV} is not set: "
+                "create an API key limited to Mail Send in SendGrid and export it."
+            )
+        return self.sendgrid_api_key
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    secrets: Secrets
+    path: Path
+    base_dir: Path  # relative paths in the file (outbox_dir, sqlite files) are relative to this
+
+    @property
+    def practice(self) -> Practice:
+        return self.settings.practice
+
+    @property
+    def sender(self) -> Sender:
+        return self.settings.sender
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.settings.delivery
+
+    @property
+    def web(self) -> Web:
+        return self.settings.web
+
+    @property
+    def consent(self) -> Consent:
+        return self.settings.consent
+
+    @property
+    def database_url(self) -> str:
+        url = self.settings.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.base_dir / url[len(prefix):])
+        return url
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.base_dir / self.delivery.outbox_dir
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.base_dir / "campaigns"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.base_dir / "templates"
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in the YAML text to its 1-based line number."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key_path = path + (str(key_node.value),)
+                lines[key_path] = key_node.start_mark.line + 1
+                walk(value_node, key_path)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
+    overrides = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES or "__" not in name:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key part; use NURTURE_SECTION__KEY")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        overrides.append((path, value, name))
+    if environ.get("NURTURE_DATABASE_URL"):
+        overrides.append((("database", "url"), environ["NURTURE_DATABASE_URL"], "NURTURE_DATABASE_URL"))
+    return overrides
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any, origin: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"environment variable {origin}: {'.'.join(path[:-1])} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; check the spelling against the example config.yaml"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if "input" in error and kind not in ("value_error",) and not isinstance(error["input"], (dict, list)):
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate the configuration. Raises ConfigError on any problem."""
+    env = os.environ if environ is None else environ
+    config_path = Path(path or env.get("NURTURE_CONFIG") or "config.yaml")
+    where = str(config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where}: config file not found. Run nurture from the project folder, "
+            "or point NURTURE_CONFIG at your config.yaml."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read the config file ({exc})") from None
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}{line}: YAML syntax error: {problem}. Check indentation and quoting.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of sections (practice:, sender:, ...)")
+
+    origins: dict[tuple[str, ...], str] = {}
+    for key_path, value, origin in _env_overrides(env):
+        _set_path(data, key_path, value, origin)
+        origins[key_path] = origin
+
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = _key_lines(text)
+        problems = []
+        for error in exc.errors():
+            key_path = tuple(str(part) for part in error["loc"])
+            key = ".".join(key_path) or "(top level)"
+            origin = next((origins[p] for p in origins if key_path[: len(p)] == p), None)
+            if origin:
+                location = f"environment variable {origin}"
+            else:
+                line = next((lines[key_path[:n]] for n in range(len(key_path), 0, -1) if key_path[:n] in lines), None)
+                location = f"{where}, line {line}" if line else where
+            problems.append(f"{location}: {key}: {_describe(error)}")
+        raise ConfigError("\n".join(problems)) from None
+
+    secrets = Secrets(
+        secret_key=env.get(SECRET_ENV) or None,
+        sendgrid_api_key=env.get(SENDGRID_KEY_ENV) or None,
+        sendgrid_host=(env.get(SENDGRID_HOST_ENV) or "https://api.sendgrid.com").rstrip("/"),
+        webhook_public_key=env.get(WEBHOOK_KEY_ENV) or None,
+    )
+    if settings.delivery.transport == "sendgrid":
+        secrets.require_sendgrid_key()
+    return Config(settings=settings, secrets=secrets, path=config_path, base_dir=config_path.resolve().parent)

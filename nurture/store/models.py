@@ -1,0 +1,255 @@
+"""The tables. The Alembic migrations must produce exactly this schema (a test proves it).
+
+Times are stored as naive UTC (`UtcDateTime` converts at the boundary) so that
+SQLite and PostgreSQL compare and sort them the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+# Integer ids that are BIGINT on PostgreSQL and INTEGER (rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+
+# Subscriber statuses. Only "active" may receive marketing email.
+PENDING = "pending"
+ACTIVE = "active"
+UNSUBSCRIBED = "unsubscribed"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+SUBSCRIBER_STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The address as given (normalized by email-validator) and its case-folded key.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    source: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    status_changed_at: Mapped[datetime]
+    # Bumped on every new opt-in so that an older confirmation link stops working.
+    confirm_nonce: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SubscriberTag(Base):
+    __tablename__ = "subscriber_tags"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    created_at: Mapped[datetime]
+
+
+# Consent event kinds.
+OPT_IN = "opt_in"
+CONFIRM = "confirm"
+IMPORT = "import"
+UNSUBSCRIBE = "unsubscribe"
+BOUNCE = "bounce"
+COMPLAINT = "complaint"
+
+
+class ConsentEvent(Base):
+    """Append-only: the migration installs triggers that refuse UPDATE."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    wording_version: Mapped[str | None] = mapped_column(ForeignKey("consent_wordings.version"))
+    detail: Mapped[str | None] = mapped_column(String(400))
+
+
+class ConsentWording(Base):
+    """Each version of the consent wording, so a record can show what was shown."""
+
+    __tablename__ = "consent_wordings"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wording: Mapped[str] = mapped_column(Text)
+    first_used_at: Mapped[datetime]
+
+
+# Enrollment statuses.
+ENROLLED = "active"
+COMPLETED = "completed"
+STOPPED = "stopped"
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "campaign"),
+        Index("ix_enrollments_due", "status", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    next_step: Mapped[int] = mapped_column(Integer)  # 1-based step number
+    next_due_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))
+    enrolled_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CampaignState(Base):
+    """Owner's switches for a campaign defined in campaigns/<slug>/."""
+
+    __tablename__ = "campaign_states"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+# Delivery statuses.
+CLAIMED = "claimed"
+SENT = "sent"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+class Delivery(Base):
+    """One email to one subscriber. The unique key is what makes sends exactly-once.
+
+    `stream` is a campaign slug or "newsletter:<id>". subscriber_id is nulled when a
+    person is forgotten, keeping anonymous counts for stats.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "stream", "step"),
+        Index("ix_deliveries_status_claimed_at", "status", "claimed_at"),
+        Index("ix_deliveries_subscriber_claimed_at", "subscriber_id", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="SET NULL"))
+    stream: Mapped[str] = mapped_column(String(120))
+    step: Mapped[int] = mapped_column(Integer)
+    newsletter_id: Mapped[int | None] = mapped_column(Id, ForeignKey("newsletters.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20))
+    worker: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+# Newsletter statuses.
+SCHEDULED = "scheduled"
+SENDING = "sending"
+DONE = "sent"
+CANCELLED = "cancelled"
+
+
+class Newsletter(Base):
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_file: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(200))
+    # The rendered-and-linted content at scheduling time, so later edits of the file
+    # do not change what was approved.
+    content: Mapped[dict[str, Any]]
+    segment_tag: Mapped[str | None] = mapped_column(String(64))
+    # Local wall-clock time; `timezone_mode` says whose zone it is read in.
+    send_at_local: Mapped[str] = mapped_column(String(19))
+    timezone_mode: Mapped[str] = mapped_column(String(20))
+    first_due_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ProviderEvent(Base):
+    __tablename__ = "provider_events"
+    __table_args__ = (Index("ix_provider_events_delivery_kind", "delivery_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))  # our normalized kind
+    raw_event: Mapped[str] = mapped_column(String(40))  # the provider's own name for it
+    delivery_id: Mapped[int | None] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="SET NULL"))
+    stream: Mapped[str | None] = mapped_column(String(120))
+    step: Mapped[int | None] = mapped_column(Integer)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class Suppression(Base):
+    """Addresses that must never be mailed or re-imported, kept only as a keyed hash."""
+
+    __tablename__ = "suppressions"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]

@@ -1,0 +1,97 @@
+"""Signed tokens for confirmation and unsubscribe links.
+
+A token is `base64url(payload) "." base64url(hmac)`, with a key derived per
+purpose from NURTURE_SECRET_KEY so a confirmation token can never be used as an
+unsubscribe token or the other way round. Tokens carry ids, never addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from nurture.errors import TokenError
+
+CONFIRM_TTL = timedelta(days=7)
+_MAC_BYTES = 16
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _purpose_key(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), f"nurture/{purpose}".encode(), hashlib.sha256).digest()
+
+
+def _sign(secret: str, purpose: str, payload: str) -> str:
+    body = payload.encode()
+    mac = hmac.new(_purpose_key(secret, purpose), body, hashlib.sha256).digest()[:_MAC_BYTES]
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+def _verify(secret: str, purpose: str, token: str) -> list[str]:
+    """Return the payload fields, or raise TokenError without saying what was wrong."""
+    try:
+        body_part, mac_part = token.strip().split(".")
+        body = _unb64(body_part)
+        mac = _unb64(mac_part)
+    except (ValueError, UnicodeEncodeError):
+        raise TokenError("this link is not valid: it may have been cut short or changed") from None
+    expected = hmac.new(_purpose_key(secret, purpose), body, hashlib.sha256).digest()[:_MAC_BYTES]
+    if not hmac.compare_digest(mac, expected):
+        raise TokenError("this link is not valid: it may have been cut short or changed")
+    return body.decode().split("|")
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    subscriber_id: int
+    nonce: int
+    issued_at: datetime
+
+
+def make_confirm_token(secret: str, subscriber_id: int, nonce: int, issued_at: datetime) -> str:
+    return _sign(secret, "confirm", f"{subscriber_id}|{nonce}|{int(issued_at.timestamp())}")
+
+
+def read_confirm_token(secret: str, token: str, now: datetime) -> ConfirmClaim:
+    fields = _verify(secret, "confirm", token)
+    try:
+        subscriber_id, nonce, issued = (int(field) for field in fields)
+    except ValueError:
+        raise TokenError("this link is not valid: it may have been cut short or changed") from None
+    issued_at = datetime.fromtimestamp(issued, timezone.utc)
+    if now - issued_at > CONFIRM_TTL:
+        raise TokenError("this confirmation link has expired (links last 7 days): please sign up again")
+    return ConfirmClaim(subscriber_id, nonce, issued_at)
+
+
+@dataclass(frozen=True)
+class UnsubscribeClaim:
+    subscriber_id: int
+    stream: str
+
+
+def make_unsubscribe_token(secret: str, subscriber_id: int, stream: str) -> str:
+    # No expiry: CAN-SPAM wants the opt-out to keep working; old emails stay valid.
+    return _sign(secret, "unsubscribe", f"{subscriber_id}|{stream}")
+
+
+def read_unsubscribe_token(secret: str, token: str) -> UnsubscribeClaim:
+    fields = _verify(secret, "unsubscribe", token)
+    if len(fields) != 2 or not fields[0].isdigit():
+        raise TokenError("this link is not valid: it may have been cut short or changed")
+    return UnsubscribeClaim(int(fields[0]), fields[1])
+
+
+def address_hash(secret: str, email_key: str) -> str:
+    """Keyed hash kept for forgotten people so they stay suppressed."""
+    return hmac.new(_purpose_key(secret, "suppression"), email_key.encode(), hashlib.sha256).hexdigest()
