@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,8 +68,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+def transaction(bind: Engine | Connection) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error.
+
+    Bound to a Connection that is already in a transaction (simulate, dry runs),
+    each unit becomes a savepoint inside it and the caller decides the outcome.
+    """
+    mode = "create_savepoint" if isinstance(bind, Connection) else "conditional_savepoint"
+    with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session:
         with session.begin():
             yield session

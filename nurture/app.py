@@ -1,0 +1,95 @@
+"""What every command needs, built once: config, store engine, transport, content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+
+from nurture.config import Config
+from nurture.store.db import make_engine
+from nurture.store.migrate import ensure_schema
+from nurture.transports.base import Transport
+
+if TYPE_CHECKING:
+    from nurture.campaigns import Campaign
+    from nurture.rendering import Renderer
+
+
+@dataclass
+class App:
+    config: Config
+    engine: Engine | Connection
+    _transport: Transport | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, config: Config, *, migrate: bool = True) -> "App":
+        engine = make_engine(config.database_url)
+        if migrate:
+            ensure_schema(engine)
+        return cls(config=config, engine=engine)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = make_transport(self.config)
+        return self._transport
+
+    def use_transport(self, transport: Transport) -> None:
+        self._transport = transport
+
+    @cached_property
+    def renderer(self) -> "Renderer":
+        from nurture.rendering import Renderer
+
+        return Renderer(self.config)
+
+    @cached_property
+    def campaigns(self) -> dict[str, "Campaign"]:
+        from nurture.campaigns import load_campaigns
+
+        return load_campaigns(self.config.campaigns_dir)
+
+    @contextmanager
+    def rehearsal(self, transport: Transport) -> Iterator["App"]:
+        """An App whose every write is rolled back at the end, with its own transport.
+
+        `simulate` and `send-due --dry-run` run the real pass inside it, so what they
+        show is exactly what would happen, and nothing changes or leaves the machine.
+        """
+        assert isinstance(self.engine, Engine)
+        with self.engine.connect() as connection:
+            outer = connection.begin()
+            try:
+                rehearsal = App(config=self.config, engine=connection, _transport=transport)
+                rehearsal.__dict__["campaigns"] = self.campaigns
+                rehearsal.__dict__["renderer"] = self.renderer
+                yield rehearsal
+            finally:
+                outer.rollback()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if isinstance(self.engine, Engine):
+            self.engine.dispose()
+
+
+def make_transport(config: Config) -> Transport:
+    if config.delivery.transport == "sendgrid":
+        from nurture.transports.sendgrid import SendGridTransport
+
+        return SendGridTransport(
+            config.secrets.require_sendgrid_key(),
+            host=config.secrets.sendgrid_host,
+            timeout=config.delivery.request_timeout,
+            sandbox_mode=config.delivery.sandbox_mode,
+        )
+    from nurture.transports.outbox import OutboxTransport
+
+    return OutboxTransport(config.outbox_dir)
