@@ -519,6 +519,13 @@ def run(obj: Context, interval: int) -> None:
     sys.exit(code)
 
 
+# ---------------------------------------------------------------- commands kept beside their domains
+# Each module defines `register(cli)`; the import sits here, after the shared helpers above exist.
+from nurture import cli_content  # noqa: E402
+
+cli_content.register(cli)
+
+
 def main() -> None:
     cli(prog_name="nurture")
 

@@ -200,6 +200,9 @@ class SendingPass:
                 self.summary.fatal = str(exc)
                 self._release(claims)
                 continue
+            except ValueError as exc:
+                # The transport refused the batch before sending anything (a bug, not a network fault).
+                outcomes = [Outcome(str(claim.delivery_id), "failed", error=f"not sent: {exc}") for claim in claims]
             except Exception as exc:  # noqa: BLE001 - any other failure leaves the outcome unknown
                 outcomes = [Outcome(str(claim.delivery_id), "unknown", error=f"{type(exc).__name__}: {exc}") for claim in claims]
             self._record(claims, outcomes)

@@ -1,0 +1,88 @@
+"""Build real configs, apps and subscribers for tests, in a temporary project folder."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nurture.app import App
+from nurture.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "test-secret-key-0123456789"
+
+
+def write_project(tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True) -> Path:
+    """A project folder like the repo's: config.yaml (with dotted overrides), campaigns/, templates/."""
+    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    data["database"]["url"] = f"sqlite:///{tmp_path / 'nurture.db'}"
+    data["delivery"]["outbox_dir"] = str(tmp_path / "outbox")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    if copy_content:
+        for folder in ("campaigns", "templates"):
+            if not (tmp_path / folder).exists():
+                shutil.copytree(REPO / folder, tmp_path / folder)
+    return path
+
+
+def make_config(tmp_path: Path, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """`make_config(tmp_path, **{"delivery.transport": "outbox"})`."""
+    path = write_project(tmp_path, overrides)
+    env = {"NURTURE_SECRET_KEY": SECRET, **(environ or {})}
+    return load_config(path, environ=env)
+
+
+def make_app(tmp_path: Path, *, database_url: str | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> App:
+    if database_url:
+        overrides["database.url"] = database_url
+    return App.open(make_config(tmp_path, environ=environ, **overrides))
+
+
+def at(text: str) -> datetime:
+    """at("2026-12-01 09:30") -> aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: str | None = "America/New_York", prefix: str = "person") -> list[int]:
+    """Insert `count` confirmed subscribers enrolled in the confirmed-trigger campaigns, in bulk."""
+    from nurture.store import models as m
+    from nurture.store.db import transaction
+    from nurture.subscribers import enroll
+
+    with transaction(app.engine) as session:
+        rows = session.execute(
+            m.Subscriber.__table__.insert().returning(m.Subscriber.__table__.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "email": f"{prefix}{i}@example.com",
+                    "email_key": f"{prefix}{i}@example.com",
+                    "first_name": f"P{i}",
+                    "timezone": timezone_name,
+                    "status": m.ACTIVE,
+                    "source": "test",
+                    "created_at": now,
+                    "confirmed_at": now,
+                    "status_changed_at": now,
+                    "confirm_nonce": 0,
+                }
+                for i in range(count)
+            ],
+        ).all()
+        ids = [row[0] for row in rows]
+        session.execute(
+            m.ConsentEvent.__table__.insert(),
+            [{"subscriber_id": i, "kind": m.IMPORT, "occurred_at": now, "recorded_at": now, "source": "test fixture"} for i in ids],
+        )
+        enroll(session, app, ids, now)
+    return ids
