@@ -164,6 +164,28 @@ class _Locator:
             return self.template, 1
         return self.source.path, front_line(self.source, key)
 
+    def config_key(self, url: str) -> tuple[str, str] | None:
+        """(dotted key, value) of the config URL that `url` was built from, if any."""
+        for key, value in (
+            ("web.public_base_url", self.config.web.public_base_url),
+            ("practice.booking_url", self.config.practice.booking_url),
+            ("practice.website", self.config.practice.website),
+        ):
+            if url == value or url.startswith(value.rstrip("/") + "/"):
+                return key, value
+        return None
+
+    def config_line(self, dotted: str) -> tuple[Path, int | None]:
+        last = dotted.rsplit(".", 1)[-1]
+        try:
+            lines = self.config.path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return self.config.path, None
+        for number, line in enumerate(lines, start=1):
+            if line.strip().startswith(f"{last}:"):
+                return self.config.path, number
+        return self.config.path, None
+
     def find(self, needle: str) -> tuple[Path, int]:
         """The first file line holding `needle`: the Markdown, then config.yaml, then templates/."""
         needle = needle.strip()
@@ -176,14 +198,21 @@ class _Locator:
         candidates.append(self.template)
         if self.config.templates_dir.is_dir():
             candidates.extend(sorted(p for p in self.config.templates_dir.rglob("*") if p.is_file() and p != self.template))
+        needles = [needle]
+        origin = re.match(r"[a-z][a-z0-9+.-]*://[^/\s]+", needle, re.IGNORECASE)
+        if origin and origin.group(0) != needle:
+            needles.append(origin.group(0))  # e.g. the unsubscribe link: web.public_base_url in config.yaml
+        texts: list[tuple[Path, list[str]]] = []
         for path in candidates:
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                texts.append((path, path.read_text(encoding="utf-8").splitlines()))
             except (OSError, UnicodeDecodeError):
                 continue
-            for number, line in enumerate(lines, start=1):
-                if needle in line:
-                    return path, number
+        for wanted in needles:
+            for path, lines in texts:
+                for number, line in enumerate(lines, start=1):
+                    if wanted in line:
+                        return path, number
         return self.default
 
 
@@ -209,7 +238,7 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
     locate = _Locator(config, source, prepared)
     findings: list[Finding] = []
 
-    def add(where: tuple[Path, int], message: str) -> None:
+    def add(where: tuple[Path, int | None], message: str) -> None:
         findings.append(Finding(where[0], where[1], message))
 
     layout = prepared.template.name
@@ -276,12 +305,21 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
     # Links.
     body_links = _body_links(source)
     seen_http: set[str] = set()
+
+    def http_link(url: str) -> None:
+        seen_http.add(url)
+        from_config = locate.config_key(url)
+        if from_config:
+            key, value = from_config
+            add(locate.config_line(key), f"{key} is {value}: links built from it use http://; use https://")
+        else:
+            add(locate.find(url), f"link {url} uses http://; use https://")
+
     for url in [*facts.hrefs, *facts.srcs]:
         lowered = url.lower()
         if lowered.startswith("http://"):
             if url not in seen_http:
-                seen_http.add(url)
-                add(locate.find(url), f"link {url} uses http://; use https://")
+                http_link(url)
         elif lowered.startswith("https://") and len(url) > len("https://"):
             continue
         elif lowered.startswith("mailto:") and url not in body_links:
@@ -292,8 +330,7 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
     for match in _HTTP_IN_TEXT.finditer(text_part):
         url = match.group(0)
         if url not in seen_http and not any(seen.startswith(url) or url.startswith(seen) for seen in seen_http):
-            seen_http.add(url)
-            add(locate.find(url), f"link {url} uses http://; use https://")
+            http_link(url)
 
     # Unrendered template syntax and leftover substitution tags.
     for part, content in (("subject", rendered.subject), ("preheader", rendered.preheader), ("HTML", html_part), ("plain-text", text_part)):

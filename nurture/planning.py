@@ -36,13 +36,9 @@ def at_local(day: date, clock: time, tz: ZoneInfo) -> datetime:
     A time that does not exist (skipped by a DST jump) moves forward past the gap;
     a time that happens twice means the first of the two.
     """
-    naive = datetime.combine(day, clock)
-    aware = naive.replace(tzinfo=tz, fold=0)
-    instant = aware.astimezone(UTC)
-    if instant.astimezone(tz).replace(tzinfo=None) != naive:
-        # In a gap: fold=1 gives the instant just after the jump.
-        instant = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    return instant
+    # PEP 495: with fold=0 a skipped time maps with the offset from before the jump,
+    # which lands just after the gap, and a repeated time maps to its first occurrence.
+    return datetime.combine(day, clock).replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> date:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,8 @@ from nurture.transports.base import Batch, Envelope, Outcome, apply_substitution
 
 def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = None) -> EmailMessage:
     """The complete MIME message one envelope of a batch stands for."""
-    message = EmailMessage()
+    # Lines up to RFC 5322's 998 characters: a long List-Unsubscribe URL stays on its own line.
+    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
     message["From"] = Address(batch.sender.from_name, addr_spec=batch.sender.from_email)
     message["To"] = Address(envelope.to_name or "", addr_spec=envelope.to_email)
     if batch.sender.reply_to:
