@@ -195,8 +195,11 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
     from nurture.importer import import_csv
 
     app = obj.app
-    total = sum(1 for _ in csv_file.open(encoding="utf-8", errors="replace")) - 1 if csv_file.is_file() else 0
-    if sys.stderr.isatty() and total > 1000:
+    total = 0
+    if sys.stderr.isatty() and csv_file.is_file():
+        with csv_file.open(encoding="utf-8", errors="replace") as handle:
+            total = sum(1 for _ in handle) - 1
+    if total > 1000:
         with click.progressbar(length=max(total, 1), label="importing", file=sys.stderr) as bar:
             report = import_csv(app, csv_file, parse_now(now), skip_invalid=skip_invalid, enroll_subscribers=not no_enroll, progress=bar.update)
     else:

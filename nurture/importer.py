@@ -87,29 +87,34 @@ def read_rows(path: Path, now: datetime) -> tuple[list[ImportRow], list[RowProbl
     problems: list[RowProblem] = []
     count = 0
     with handle:
-        reader = csv.DictReader(handle)
+        reader = csv.reader(handle)
         try:
-            header = [name.strip().lower() for name in (reader.fieldnames or [])]
+            header = [name.strip().lower() for name in next(reader, [])]
         except UnicodeDecodeError:
             raise InputError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+        except csv.Error as exc:
+            raise InputError(f"{path}, line 1: {exc}") from None
         missing = [name for name in REQUIRED if name not in header]
         if missing:
             raise InputError(
                 f"{path}, line 1: missing column(s) {', '.join(missing)}; "
                 f"the header must name {', '.join(REQUIRED + OPTIONAL)}"
             )
-        reader.fieldnames = header
-        line = 1
+        # A quoted value may span lines: report the line a record starts on.
+        line = end = reader.line_num
         try:
-            for record in reader:
-                line = reader.line_num
+            for values in reader:
+                line, end = end + 1, reader.line_num
+                if not values:  # a blank line
+                    continue
                 count += 1
+                record: dict[str, str | None] = dict(zip(header, values))
                 row, row_problems = _validate(record, line, now)
                 if row is not None:
                     rows.append(row)
                 problems.extend(row_problems)
         except UnicodeDecodeError:
-            raise InputError(f"{path}, after line {line}: not UTF-8 text; save the CSV as UTF-8") from None
+            raise InputError(f"{path}, after line {end}: not UTF-8 text; save the CSV as UTF-8") from None
         except csv.Error as exc:
             raise InputError(f"{path}, line {reader.line_num}: {exc}") from None
     return rows, problems, count

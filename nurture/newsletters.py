@@ -1,18 +1,50 @@
-"""Newsletters the owner schedules: stored as approved at scheduling time."""
+"""Newsletters the owner schedules: stored as approved at scheduling time.
+
+`schedule` renders and lints the file first (any `nurture check` finding refuses
+it), then keeps the approved content in the store: later edits of the file do
+not change what goes out. The sending pass (`nurture.sending`) claims and sends
+scheduled newsletters through the same path as the series: exactly once, under
+the daily cap, with consent checked at send time.
+
+Two ways to read "--at 2026-12-01 09:00":
+- "practice": one instant, that wall-clock time in delivery.default_timezone;
+- "subscriber": that wall-clock time in each subscriber's own zone. The row's
+  first_due_at is the earliest instant any zone on Earth reaches it (UTC+14), so
+  the claim loop starts looking in time; each subscriber is then claimed once
+  their own zone reaches it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy import func, select
+
+from nurture import links
 from nurture.app import App
-from nurture.campaigns import EmailSource, FrontMatter
-from nurture.errors import NotFound
+from nurture.campaigns import EmailSource, FrontMatter, load_email
+from nurture.errors import InputError, NotFound
+from nurture.planning import at_local, zone
 from nurture.store import models as m
 from nurture.store.db import transaction
 
 if TYPE_CHECKING:
+    from nurture.checks import Finding
     from nurture.rendering import PreparedEmail
+
+TimezoneMode = Literal["practice", "subscriber"]
+TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
+# The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
+# POSIX-style names invert the sign: Etc/GMT-14 is UTC+14.
+EARLIEST_ZONE = "Etc/GMT-14"
+AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
+TEST_PREFIX = "[TEST] "
+TEST_STREAM = "newsletter:test"
 
 
 def stored_content(source: EmailSource) -> dict[str, Any]:
@@ -37,3 +69,221 @@ def prepare_stored_newsletter(app: App, newsletter_id: int) -> "PreparedEmail":
             raise NotFound(f"newsletter {newsletter_id} does not exist")
         source = source_from_stored(newsletter.source_file, newsletter.content)
     return app.renderer.prepare_newsletter(source, name=f"newsletter:{newsletter_id}")
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def parse_local(text: str) -> datetime:
+    """'YYYY-MM-DD HH:MM' -> a naive wall-clock datetime, or InputError."""
+    value = (text or "").strip()
+    for pattern in AT_FORMATS:
+        try:
+            return datetime.strptime(value, pattern)
+        except ValueError:
+            continue
+    raise InputError(f"--at {text!r}: write the local date and time as YYYY-MM-DD HH:MM, for example 2026-12-01 09:00")
+
+
+def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmail", list["Finding"]]:
+    from nurture.checks import check_email
+    from nurture.preview import newsletter_name
+
+    source = load_email(path)
+    prepared = app.renderer.prepare_newsletter(source, newsletter_name(path))
+    return source, prepared, check_email(app.config, app.renderer, source, prepared)
+
+
+def _segment(source: EmailSource) -> str | None:
+    if not source.front.segment:
+        return None
+    from nurture.subscribers import clean_tag
+
+    try:
+        return clean_tag(source.front.segment)
+    except InputError as exc:
+        raise InputError(f"{source.path}: segment: {exc}") from None
+
+
+def schedule(app: App, path: Path, at_local_text: str, timezone_mode: str, now: datetime) -> int:
+    """Render and lint the newsletter, then store it as scheduled. Returns its id.
+
+    Refused (InputError) when any `nurture check` rule finds a problem, when the
+    time is not YYYY-MM-DD HH:MM, or when it has already passed (in practice mode:
+    in the practice's zone; in subscriber mode: in any zone where a subscriber lives).
+    """
+    if timezone_mode not in TIMEZONE_MODES:
+        raise InputError(f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)")
+    local = parse_local(at_local_text)
+    path = Path(path)
+    source, prepared, findings = _prepare_and_check(app, path)
+    if findings:
+        listed = "\n".join(f"  {finding}" for finding in findings)
+        count = len(findings)
+        raise InputError(
+            f"{path} was not scheduled: {count} problem{'s' if count != 1 else ''} to fix first "
+            f"(the same as `nurture check` reports):\n{listed}"
+        )
+    segment = _segment(source)
+    practice_zone = app.config.delivery.default_timezone
+    if timezone_mode == "practice":
+        first_due = at_local(local.date(), local.time(), zone(practice_zone))
+        if first_due <= now:
+            raise InputError(f"--at {local:%Y-%m-%d %H:%M} has already passed in {practice_zone} (the practice's zone): pick a later time")
+    else:
+        first_due = at_local(local.date(), local.time(), zone(EARLIEST_ZONE))
+        passed = _zones_already_past(app, local, now)
+        if passed:
+            raise InputError(
+                f"--at {local:%Y-%m-%d %H:%M} has already passed for subscribers in {', '.join(passed)}: "
+                "pick a later time, or use --timezone practice to send at one instant"
+            )
+    with transaction(app.engine) as session:
+        newsletter = m.Newsletter(
+            source_file=str(path),
+            subject=prepared.subject[:200],
+            content=stored_content(source),
+            segment_tag=segment,
+            send_at_local=local.strftime("%Y-%m-%dT%H:%M:%S"),
+            timezone_mode=timezone_mode,
+            first_due_at=first_due,
+            status=m.SCHEDULED,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(newsletter)
+        session.flush()
+        return newsletter.id
+
+
+def _zones_already_past(app: App, local: datetime, now: datetime) -> list[str]:
+    """The zones of active subscribers (and the default zone) where `local` is not in the future."""
+    with transaction(app.engine) as session:
+        zones = set(
+            session.scalars(
+                select(m.Subscriber.timezone).where(m.Subscriber.status.in_([m.ACTIVE, m.PENDING])).distinct()
+            )
+        )
+    names = {name or app.config.delivery.default_timezone for name in zones} | {app.config.delivery.default_timezone}
+    return sorted(name for name in names if at_local(local.date(), local.time(), zone(name)) <= now)
+
+
+# ---------------------------------------------------------------- listing and cancelling
+
+
+@dataclass(frozen=True)
+class NewsletterInfo:
+    id: int
+    subject: str
+    source_file: str
+    status: str
+    timezone_mode: str
+    send_at_local: str  # wall-clock "YYYY-MM-DD HH:MM"
+    first_due_at: datetime
+    segment_tag: str | None
+    # Deliveries by status: claimed = in flight or stuck (outcome unknown).
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def when(self) -> str:
+        where = "each subscriber's local time" if self.timezone_mode == "subscriber" else "practice time"
+        return f"{self.send_at_local} {where}"
+
+
+def list_newsletters(app: App, *, statuses: tuple[str, ...] | None = None) -> list[NewsletterInfo]:
+    """Every newsletter, newest first, with delivery counts (two queries)."""
+    with transaction(app.engine) as session:
+        query = select(m.Newsletter).order_by(m.Newsletter.first_due_at.desc(), m.Newsletter.id.desc())
+        if statuses:
+            query = query.where(m.Newsletter.status.in_(list(statuses)))
+        newsletters = session.scalars(query).all()
+        counts: dict[int, dict[str, int]] = {}
+        rows = session.execute(
+            select(m.Delivery.newsletter_id, m.Delivery.status, func.count())
+            .where(m.Delivery.newsletter_id.is_not(None))
+            .group_by(m.Delivery.newsletter_id, m.Delivery.status)
+        )
+        for newsletter_id, status, count in rows:
+            counts.setdefault(newsletter_id, {})[status] = int(count)
+        result = []
+        for row in newsletters:
+            by_status = counts.get(row.id, {})
+            result.append(
+                NewsletterInfo(
+                    id=row.id,
+                    subject=row.subject,
+                    source_file=row.source_file,
+                    status=row.status,
+                    timezone_mode=row.timezone_mode,
+                    send_at_local=row.send_at_local.replace("T", " ")[:16],
+                    first_due_at=row.first_due_at,
+                    segment_tag=row.segment_tag,
+                    claimed=by_status.get(m.CLAIMED, 0),
+                    sent=by_status.get(m.SENT, 0),
+                    failed=by_status.get(m.FAILED, 0),
+                    skipped=by_status.get(m.SKIPPED, 0),
+                )
+            )
+        return result
+
+
+def cancel(app: App, newsletter_id: int, now: datetime) -> str:
+    """Stop a newsletter. Returns the status it had ("scheduled" or "sending").
+
+    A scheduled one never goes out; one that is sending claims nobody new (the
+    claim query only picks scheduled and sending newsletters). Emails already
+    claimed by a pass that is running right now still go out: they are in flight.
+    """
+    with transaction(app.engine) as session:
+        newsletter = session.get(m.Newsletter, newsletter_id)
+        if newsletter is None:
+            raise NotFound(f"newsletter {newsletter_id} does not exist (see: nurture newsletter list)")
+        previous = newsletter.status
+        if previous == m.CANCELLED:
+            raise InputError(f"newsletter {newsletter_id} is already cancelled: nothing changed")
+        if previous == m.DONE:
+            raise InputError(f"newsletter {newsletter_id} has already been sent to everyone: there is nothing left to cancel")
+        newsletter.status = m.CANCELLED
+        newsletter.updated_at = now
+        return previous
+
+
+# ---------------------------------------------------------------- a test copy
+
+
+@dataclass(frozen=True)
+class SentTestCopy:
+    to: str
+    subject: str
+    provider_message_id: str | None
+    findings: list["Finding"]
+
+
+def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
+    """Send one copy of a newsletter file to `to_address`, subject prefixed "[TEST] ".
+
+    Not recorded as a delivery and not counted in stats. Its unsubscribe link is a
+    sample one (subscriber 0) that unsubscribes nobody. Lint findings do not stop a
+    test copy (seeing the problem may help); they are returned for the caller to show.
+    """
+    from nurture.rendering import Recipient
+    from nurture.subscribers import normalize_email
+
+    address, _ = normalize_email(to_address)
+    _, prepared, findings = _prepare_and_check(app, Path(path))
+    recipient = Recipient(
+        email=address,
+        first_name=None,
+        unsubscribe_url=links.unsubscribe_url(app.config, 0, TEST_STREAM),
+    )
+    envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
+    envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)
+    outcomes = app.transport.send(prepared.batch([envelope]))
+    outcome = outcomes[0] if outcomes else None
+    if outcome is None or outcome.status != "sent":
+        reason = outcome.error if outcome is not None else "the transport gave no outcome"
+        raise InputError(f"the test copy to {address} was not sent: {reason}")
+    return SentTestCopy(address, envelope.subject, outcome.provider_message_id, findings)

@@ -323,7 +323,16 @@ def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_
         subscriber.status = m.ACTIVE
         subscriber.confirmed_at = now
         subscriber.status_changed_at = now
-        record_consent(session, subscriber.id, m.CONFIRM, now, source=source, ip=ip, user_agent=user_agent)
+        # The confirmation is of the opt-in it answers: record the wording that opt-in showed.
+        wording = session.scalar(
+            select(m.ConsentEvent.wording_version)
+            .where(m.ConsentEvent.subscriber_id == subscriber.id, m.ConsentEvent.kind == m.OPT_IN)
+            .order_by(m.ConsentEvent.id.desc())
+            .limit(1)
+        )
+        record_consent(
+            session, subscriber.id, m.CONFIRM, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
+        )
         session.execute(
             delete(m.Suppression).where(
                 m.Suppression.address_hash == address_hash(app.config.secrets.require_secret_key(), subscriber.email_key)

@@ -1,0 +1,191 @@
+"""Exactly once, proved with real processes: overlapping `nurture send-due` runs on
+SQLite and PostgreSQL, kill -9 in mid-run, and SIGTERM of the daemon.
+
+Every email goes through the SendGrid stand-in (a real HTTP server), which counts
+what it received; the store must agree with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from nurture.app import App
+from nurture.config import load_config
+from nurture.store import models as m
+from nurture.store.db import transaction
+from tests.support.factories import REPO, SECRET, active_subscribers, at, write_project
+from tests.support.sendgrid_standin import SendGridStandIn
+
+START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
+# When each of the five steps is due (delays 0, 3, 4, 4, 5 days), at 10:00 New York time.
+STEP_TIMES = [at("2026-12-01 15:00"), at("2026-12-04 15:00"), at("2026-12-08 15:00"), at("2026-12-12 15:00"), at("2026-12-17 15:00")]
+
+
+@pytest.fixture
+def standin() -> Iterator[SendGridStandIn]:
+    with SendGridStandIn(api_key="SG.test") as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'nurture.db'}"
+
+
+class Project:
+    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn | None, **overrides: object) -> None:
+        settings: dict[str, object] = {"database.url": database_url, **overrides}
+        if standin is not None:
+            settings["delivery.transport"] = "sendgrid"
+        self.config_path = write_project(tmp_path, settings)
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "NURTURE_SECRET_KEY": SECRET,
+            "NURTURE_CONFIG": str(self.config_path),
+            "PYTHONPATH": str(REPO),
+        }
+        if standin is not None:
+            self.env |= {"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url}
+        self.app = App.open(load_config(self.config_path, environ=self.env))
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nurture", *args],
+            env=self.env,
+            cwd=self.config_path.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(*args)
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    def statuses(self) -> Counter[str]:
+        with transaction(self.app.engine) as session:
+            return Counter(dict(session.execute(select(m.Delivery.status, func.count()).group_by(m.Delivery.status)).all()))
+
+    def claimed_subscribers(self) -> set[int]:
+        with transaction(self.app.engine) as session:
+            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.CLAIMED)))
+
+    def emails(self, ids: list[int]) -> dict[int, str]:
+        with transaction(self.app.engine) as session:
+            return dict(session.execute(select(m.Subscriber.id, m.Subscriber.email).where(m.Subscriber.id.in_(ids))).all())
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_overlapping_send_due_processes_send_each_step_exactly_once(
+    tmp_path: Path, database_url: str, standin: SendGridStandIn, workers: int
+) -> None:
+    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 100, "delivery.concurrency": 2})
+    ids = active_subscribers(project.app, 2000, START)
+    for step_time in STEP_TIMES:
+        processes = [project.start("send-due", "--now", iso(step_time)) for _ in range(workers)]
+        results = [process.communicate(timeout=300) for process in processes]
+        for process, (out, err) in zip(processes, results):
+            assert process.returncode == 0, err
+            assert "Traceback" not in err
+    received = Counter((message.to_email, message.custom_args["step"]) for message in standin.messages())
+    assert len(received) == 2000 * 5, "every subscriber got every step"
+    assert set(received.values()) == {1}, "nobody got any step twice"
+    assert project.statuses() == Counter({m.SENT: 10000})
+    assert set(project.emails(ids).values()) == {email for email, _ in received}
+
+
+@pytest.mark.parametrize("kill_after_requests", [0, 2, 7])
+def test_kill_9_mid_run_never_duplicates_and_loses_only_reported_stuck(
+    tmp_path: Path, database_url: str, standin: SendGridStandIn, kill_after_requests: int
+) -> None:
+    standin.latency = 0.15
+    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 20, "delivery.concurrency": 2})
+    ids = active_subscribers(project.app, 400, START)
+    first = project.start("send-due", "--now", iso(STEP_TIMES[0]))
+    deadline = time.monotonic() + 60
+    while standin.request_count < kill_after_requests and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.005)
+    if kill_after_requests == 0:
+        time.sleep(0.9)  # somewhere between start-up, the first claim and the first request
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+
+    stuck_before = project.claimed_subscribers()
+    # The next run (as cron would, some minutes later) sends everything not claimed.
+    later = project.run("send-due", "--now", iso(STEP_TIMES[0] + timedelta(minutes=15)))
+    assert later.returncode == 0, later.stderr
+    assert f"stuck {len(stuck_before)}" in later.stdout
+
+    received = Counter(message.to_email for message in standin.messages())
+    assert set(received.values()) <= {1}, "no address received step 1 twice"
+    emails = project.emails(ids)
+    stuck_now = project.claimed_subscribers()
+    assert stuck_now == stuck_before, "stuck claims are never resent by themselves"
+    missing = {subscriber_id for subscriber_id in ids if emails[subscriber_id] not in received}
+    assert missing <= stuck_now, "nothing is lost except claims reported as stuck"
+    statuses = project.statuses()
+    assert statuses[m.SENT] + statuses[m.CLAIMED] == 400
+
+    listing = project.run("deliveries", "--stuck", "--now", iso(STEP_TIMES[0] + timedelta(minutes=20)))
+    assert listing.returncode == 0
+    assert f"{len(stuck_now)} stuck deliver" in listing.stdout
+    for email in emails.values():
+        assert email not in listing.stdout + later.stdout + later.stderr, "no address in command output"
+
+
+def test_daemon_stops_on_sigterm_mid_pass_leaving_no_claim(tmp_path: Path, standin: SendGridStandIn) -> None:
+    standin.latency = 0.25
+    window = {"delivery.send_window": {"start": "00:00", "end": "23:59"}, "delivery.batch_size": 10, "delivery.concurrency": 1}
+    project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin, **window)
+    now = datetime.now(START.tzinfo)
+    active_subscribers(project.app, 300, now - timedelta(minutes=1), timezone_name="UTC")
+    daemon = project.start("run", "--interval", "5")
+    deadline = time.monotonic() + 60
+    while standin.request_count < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert standin.request_count >= 3, "the daemon started sending"
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    assert project.claimed_subscribers() == set(), "no claim left behind"
+    sent = project.statuses()[m.SENT]
+    assert 0 < sent < 300
+    assert sent == len(standin.messages())
+    # What the daemon did not get to is still due and goes out once.
+    rest = project.run("send-due")
+    assert rest.returncode == 0, rest.stderr
+    received = Counter(message.to_email for message in standin.messages())
+    assert len(received) == 300 and set(received.values()) == {1}
+
+
+def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(tmp_path: Path, standin: SendGridStandIn) -> None:
+    project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin)
+    project.env["SENDGRID_API_KEY"] = "SG.revoked"
+    active_subscribers(project.app, 30, START)
+    result = project.run("send-due", "--now", iso(STEP_TIMES[0]))
+    assert result.returncode == 3
+    assert "SendGrid rejected the API key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.statuses() == Counter()
