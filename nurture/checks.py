@@ -59,7 +59,12 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        path = self.path
+        try:
+            path = path.relative_to(Path.cwd()) if path.is_absolute() else path
+        except ValueError:
+            pass  # outside the current folder: keep it absolute
+        where = f"{path}:{self.line}" if self.line else str(path)
         return f"{where}: {self.message}"
 
 

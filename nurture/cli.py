@@ -525,8 +525,12 @@ def run(obj: Context, interval: int) -> None:
 # ---------------------------------------------------------------- commands kept beside their domains
 # Each module defines `register(cli)`; the import sits here, after the shared helpers above exist.
 from nurture import cli_content  # noqa: E402
+from nurture import cli_web  # noqa: E402
+from nurture import cli_owner  # noqa: E402
 
 cli_content.register(cli)
+cli_web.register(cli)
+cli_owner.register(cli)
 
 
 def main() -> None:

@@ -189,7 +189,7 @@ class NewsletterInfo:
 
     @property
     def when(self) -> str:
-        where = "each subscriber's local time" if self.timezone_mode == "subscriber" else "practice time"
+        where = "in each person's zone" if self.timezone_mode == "subscriber" else "practice time"
         return f"{self.send_at_local} {where}"
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -93,6 +93,22 @@ def _insert(session: Session) -> Any:
 
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE many rows by id in a few executemany round trips (one per set of columns)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_columns[tuple(sorted(key for key in row if key != "id"))].append(row)
+    for columns, group in by_columns.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({column: bindparam(f"v_{column}") for column in columns})
+        )
+        params = [{"row_id": row["id"], **{f"v_{column}": row[column] for column in columns}} for row in group]
+        for start in range(0, len(params), 1000):
+            session.execute(statement, params[start : start + 1000])
 
 
 class DailyCap:
@@ -293,8 +309,7 @@ class SendingPass:
                 row = pending[(subscriber_id, stream, step)]
                 claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, step))
             # Rows that hit the unique key were already sent by someone: just move on.
-            if updates:
-                session.execute(update(m.Enrollment), updates)
+            update_by_id(session, m.Enrollment.__table__, updates)
         return claims
 
     def _advance(self, enrollment_id: int, campaign: Campaign, step: int, tz: Any) -> dict[str, Any]:
@@ -348,6 +363,7 @@ class SendingPass:
             if len(claims) >= room:
                 break
             stream = newsletter_stream(newsletter.id)
+            claimed_before = len(claims)
             while len(claims) < room:
                 query = (
                     select(m.Subscriber.id, m.Subscriber.email, m.Subscriber.first_name, m.Subscriber.timezone)
@@ -378,7 +394,14 @@ class SendingPass:
                 wanted = []
                 by_id = {}
                 for row in rows:
-                    if newsletter.timezone_mode == "subscriber" and newsletter_due(newsletter, zones[row.id]) > now:
+                    due = newsletter_due(newsletter, zones[row.id])
+                    if due > now:
+                        continue
+                    tz = zone(zones[row.id])
+                    if local_date(due, tz) < local_date(now, tz) and not in_window(now, tz, self.window):
+                        # Held past its own day (by the daily cap, or no pass ran): wait for the
+                        # send window instead of going out at the subscriber's midnight.
+                        self.summary.rescheduled += 1
                         continue
                     if cap.full(row.id):
                         self.summary.rescheduled += 1
@@ -399,7 +422,7 @@ class SendingPass:
                 for delivery_id, subscriber_id, _, _ in self._insert_claims(session, wanted):
                     row = by_id[subscriber_id]
                     claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, 1, newsletter.id))
-            if newsletter.status == m.SCHEDULED and claims:
+            if newsletter.status == m.SCHEDULED and len(claims) > claimed_before:
                 newsletter.status = m.SENDING
                 newsletter.updated_at = now
         return claims
@@ -506,8 +529,7 @@ class SendingPass:
                 self.summary.unknown += 1
         if rows:
             with transaction(self.app.engine) as session:
-                for start in range(0, len(rows), 500):
-                    session.execute(update(m.Delivery), rows[start : start + 500])
+                update_by_id(session, m.Delivery.__table__, rows)
         if self.progress:
             self.progress(len(claims))
 
@@ -563,6 +585,15 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
                     .values(next_step=row.step, next_due_at=now, status=m.ENROLLED, updated_at=now)
                 )
         session.execute(delete(m.Delivery).where(m.Delivery.id.in_([row.id for row in rows])))
+        # A newsletter marked sent while one of its claims was stuck: sending again, so the
+        # released email is claimed by the next pass (a cancelled one stays cancelled).
+        newsletter_ids = {row.newsletter_id for row in rows if row.newsletter_id is not None}
+        if newsletter_ids:
+            session.execute(
+                update(m.Newsletter)
+                .where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status == m.DONE)
+                .values(status=m.SENDING, updated_at=now)
+            )
         released += len(rows)
     return released
 

@@ -80,3 +80,13 @@ def page(browser):
 def artifacts_dir(request) -> Path:
     """test-artifacts/<test name>/ under the repo root, emptied, for screenshots etc."""
     return _browser.artifacts_path(Path(request.config.rootpath), request.node.name)
+
+
+# -- Apps opened through tests.support.factories ---------------------------------
+
+@pytest.fixture(autouse=True)
+def _close_test_apps():
+    from tests.support.factories import close_opened
+
+    yield
+    close_opened()

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from nurture.app import App
 from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import REPO, SECRET, active_subscribers, at, write_project
+from tests.support.factories import REPO, SECRET, active_subscribers, at, open_app, write_project
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
@@ -61,7 +60,7 @@ class Project:
         }
         if standin is not None:
             self.env |= {"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url}
-        self.app = App.open(load_config(self.config_path, environ=self.env))
+        self.app = open_app(load_config(self.config_path, environ=self.env))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

@@ -15,6 +15,21 @@ from nurture.config import Config, load_config
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-key-0123456789"
 
+# Apps opened by tests, closed after each test by the autouse fixture in conftest
+# (an engine left open is a ResourceWarning, and warnings are errors here).
+OPENED: list[App] = []
+
+
+def open_app(config: Config) -> App:
+    app = App.open(config)
+    OPENED.append(app)
+    return app
+
+
+def close_opened() -> None:
+    while OPENED:
+        OPENED.pop().close()
+
 
 def write_project(tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True) -> Path:
     """A project folder like the repo's: config.yaml (with dotted overrides), campaigns/, templates/."""
@@ -46,7 +61,7 @@ def make_config(tmp_path: Path, environ: dict[str, str] | None = None, **overrid
 def make_app(tmp_path: Path, *, database_url: str | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> App:
     if database_url:
         overrides["database.url"] = database_url
-    return App.open(make_config(tmp_path, environ=environ, **overrides))
+    return open_app(make_config(tmp_path, environ=environ, **overrides))
 
 
 def at(text: str) -> datetime:

@@ -19,7 +19,7 @@ from nurture.sending import SendingPass, count_stuck, list_stuck, release, send_
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.subscribers import tag, unsubscribe
-from tests.support.factories import active_subscribers, at, make_app
+from tests.support.factories import active_subscribers, at, make_app, open_app
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York
@@ -95,7 +95,7 @@ def test_nothing_is_sent_outside_the_window_and_the_step_waits_for_it(tmp_path: 
 def test_daily_cap_across_two_series_same_local_day(tmp_path: Path) -> None:
     app = make_app(tmp_path, **{"delivery.max_emails_per_day": 1})
     shutil.copytree(tmp_path / "campaigns" / "kap-intro", tmp_path / "campaigns" / "second-series")
-    app = App.open(app.config)
+    app = open_app(app.config)
     active_subscribers(app, 4, START)
     first = send_due(app, at("2026-12-01 15:00"))
     assert first.sent == 4 and first.rescheduled == 4
@@ -109,7 +109,7 @@ def test_daily_cap_across_two_series_same_local_day(tmp_path: Path) -> None:
 def test_cap_counts_the_subscribers_local_day_not_utc(tmp_path: Path) -> None:
     app = make_app(tmp_path, **{"delivery.max_emails_per_day": 1})
     shutil.copytree(tmp_path / "campaigns" / "kap-intro", tmp_path / "campaigns" / "second-series")
-    app = App.open(app.config)
+    app = open_app(app.config)
     active_subscribers(app, 1, at("2026-12-01 00:00"), timezone_name="Pacific/Auckland")
     # 2026-12-01 20:30Z is 09:30 on Dec 2 in Auckland; 2026-12-02 03:00Z is 16:00 the same local day.
     assert send_due(app, at("2026-12-01 20:30")).sent == 1

@@ -1,0 +1,107 @@
+"""`make demo`: the whole job on a throwaway SQLite store, with nothing leaving the machine.
+
+It works in ./demo/ (recreated each time): a few example.com people sign up in
+several time zones, most confirm, the clock moves forward three weeks with a
+send pass every half hour, a few opens, clicks and one unsubscribe come back
+through the signed webhook path, and the owner's report and preview gallery
+are written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+import yaml
+
+ROOT = Path.cwd()
+DEMO = ROOT / "demo"
+START = datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)
+PEOPLE = [
+    ("ana@example.com", "Ana", "America/Los_Angeles"),
+    ("ben@example.com", "Ben", "America/New_York"),
+    ("chloe@example.com", "Chloé", "Europe/London"),
+    ("dev@example.com", "Dev", "Asia/Kolkata"),
+    ("mere@example.com", "Mere", "Pacific/Auckland"),
+    ("sam@example.com", None, None),  # no name, no zone: the fallbacks are used
+    ("pat@example.com", "Pat", "America/Chicago"),  # never confirms: gets nothing more
+]
+
+
+def _project() -> Path:
+    if DEMO.exists():
+        shutil.rmtree(DEMO)
+    DEMO.mkdir()
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["database"]["url"] = "sqlite:///nurture.db"
+    data["delivery"]["transport"] = "outbox"
+    data["delivery"]["outbox_dir"] = "outbox"
+    for folder in ("campaigns", "templates"):
+        shutil.copytree(ROOT / folder, DEMO / folder)
+    path = DEMO / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _confirm_token(outbox: Path, name: str) -> str:
+    message = message_from_bytes((outbox / name).read_bytes(), policy=default_policy)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = re.search(r"/confirm/([A-Za-z0-9_\-.]+)", text)
+    if not found:
+        raise SystemExit(f"demo: no confirmation link in {name}")
+    return found.group(1)
+
+
+def main() -> int:
+    os.environ.setdefault("NURTURE_SECRET_KEY", "demo-only-secret-key-do-not-use-in-production")
+    from nurture.app import App
+    from nurture.config import load_config
+    from nurture.sending import send_due
+    from nurture.subscribers import confirm, subscribe
+
+    config = load_config(_project())
+    app = App.open(config)
+    outbox = config.outbox_dir
+    try:
+        print(f"demo: a throwaway store at {DEMO / 'nurture.db'}; every email goes to {outbox}/ as an .eml file")
+        for email, name, zone in PEOPLE:
+            subscribe(app, email, START, first_name=name, timezone=zone, source="demo signup form")
+        confirmations = sorted(path.name for path in outbox.glob("confirm-*.eml"))
+        print(f"demo: {len(PEOPLE)} people signed up; {len(confirmations)} double-opt-in confirmation emails are in the outbox")
+        for index, name in enumerate(confirmations[:-1]):
+            confirm(app, _confirm_token(outbox, name), START + timedelta(minutes=5 + index), source="demo click")
+        print(f"demo: {len(confirmations) - 1} confirmed; one stays pending and gets nothing else")
+
+        moment, end, sent = START, START + timedelta(days=21), 0
+        while moment <= end:
+            sent += send_due(app, moment).sent
+            moment += timedelta(minutes=30)
+        print(f"demo: three weeks of send passes (every 30 minutes, each person in their own 09:00-17:00): {sent} series emails sent")
+
+        from nurture.demo_events import record_demo_events
+
+        for line in record_demo_events(app, end):
+            print(f"demo: {line}")
+
+        from nurture.report import write_report
+
+        report = write_report(app, DEMO / "report.html")
+        from nurture.preview import write_preview
+
+        gallery = write_preview(config, DEMO / "preview", None)
+        print(f"demo: outbox:          {outbox}/ ({len(list(outbox.glob('*.eml')))} .eml files)")
+        print(f"demo: preview gallery: {gallery}")
+        print(f"demo: owner's report:  {report}")
+    finally:
+        app.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

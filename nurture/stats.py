@@ -1,0 +1,292 @@
+"""How each email did: per series step and per newsletter, from deliveries and events.
+
+One row per (stream, step): a series step ("kap-intro", 3) or a newsletter
+("newsletter:7", 1). The counts, all of *sent* deliveries (status "sent"; failed,
+skipped and still-claimed ones are not counted, and neither are their events):
+
+- sent:         deliveries recorded as sent (claimed at or after `since`, if given);
+- delivered:    of those, how many have a "delivered" provider event;
+- opened:       how many have at least one "opened" event (unique: two opens count once);
+- clicked:      how many have at least one "clicked" event (unique);
+- bounced:      how many have a "bounced", "blocked" or "dropped" event;
+- complained:   how many have a "complained" (spam report) event;
+- unsubscribed: how many led to an unsubscribe, from either door:
+    * a provider "unsubscribed" event on that delivery, or
+    * a web unsubscribe (the link or the one-click header). The web page records a
+      consent event "unsubscribe" whose detail reads "from <stream>" (optionally
+      "; <reason>"); the token names the stream, not the step, so it is credited
+      to the most recent email of that stream the person was sent before leaving.
+  A delivery counts once even when both doors recorded it. Unsubscribes made from
+  the command line (no stream) are not credited to any email.
+
+Rates are fractions of `sent` (0.0 when nothing was sent). Events without a
+delivery (the webhook could not match them) are not counted.
+
+Everything comes from three aggregate queries, whatever the list size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from nurture.app import App
+from nurture.errors import NotFound
+from nurture.planning import zone
+from nurture.sending import NEWSLETTER_PREFIX
+from nurture.store import models as m
+from nurture.store.db import transaction
+
+BOUNCE_KINDS = ("bounced", "blocked", "dropped")
+COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+RATES = COUNTS[1:]
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str  # "step" | "newsletter"
+    stream: str  # campaign slug or "newsletter:<id>"
+    step: int
+    subject: str
+    newsletter_id: int | None = None
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.kind == "newsletter":
+            return f"newsletter {self.newsletter_id}"
+        return f"{self.stream} step {self.step}"
+
+    def rate(self, name: str) -> float:
+        """`name` as a fraction of sent; 0.0 when nothing was sent."""
+        if name not in RATES:
+            raise ValueError(f"no rate for {name!r}; use one of {', '.join(RATES)}")
+        return getattr(self, name) / self.sent if self.sent else 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
+
+
+@dataclass(frozen=True)
+class DaySends:
+    day: date  # in the practice's zone
+    series: int = 0
+    newsletters: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.series + self.newsletters
+
+
+def _event_flags() -> Any:
+    """Per delivery: 1/0 for each kind of event it has (so repeats count once)."""
+    event = m.ProviderEvent
+
+    def flag(condition: Any, name: str) -> Any:
+        return func.max(case((condition, 1), else_=0)).label(name)
+
+    return (
+        select(
+            event.delivery_id.label("delivery_id"),
+            flag(event.kind == "delivered", "delivered"),
+            flag(event.kind == "opened", "opened"),
+            flag(event.kind == "clicked", "clicked"),
+            flag(event.kind.in_(BOUNCE_KINDS), "bounced"),
+            flag(event.kind == "complained", "complained"),
+            flag(event.kind == "unsubscribed", "unsubscribed"),
+        )
+        .where(event.delivery_id.is_not(None))
+        .group_by(event.delivery_id)
+        .subquery("flags")
+    )
+
+
+def _web_unsubscribes() -> Any:
+    """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it."""
+    delivery = aliased(m.Delivery, name="credited")
+    later = aliased(m.Delivery, name="later")
+    consent = m.ConsentEvent
+    named = literal("from ") + delivery.stream
+    detail_matches = or_(
+        consent.detail == named,
+        func.substr(consent.detail, 1, func.length(delivery.stream) + 6) == named + literal(";"),
+    )
+    return (
+        select(delivery.id.label("delivery_id"))
+        .join(
+            consent,
+            and_(
+                consent.subscriber_id == delivery.subscriber_id,
+                consent.kind == m.UNSUBSCRIBE,
+                consent.occurred_at >= delivery.claimed_at,
+                detail_matches,
+            ),
+        )
+        .where(
+            delivery.status == m.SENT,
+            ~exists().where(
+                later.subscriber_id == delivery.subscriber_id,
+                later.stream == delivery.stream,
+                later.status == m.SENT,
+                later.claimed_at > delivery.claimed_at,
+                later.claimed_at <= consent.occurred_at,
+            ),
+        )
+        .distinct()
+        .subquery("web_unsubscribes")
+    )
+
+
+def step_stats(app: App, campaign: str | None = None, since: datetime | None = None) -> list[Row]:
+    """One Row per series step and per newsletter (see the module docstring for each count).
+
+    Every step of every campaign is listed (zeros for steps nobody has reached), then
+    each newsletter with at least one sent delivery. `campaign` keeps one campaign's
+    steps only; `since` counts deliveries claimed at or after that moment.
+    """
+    if campaign is not None and campaign not in app.campaigns and not _stream_exists(app, campaign):
+        known = ", ".join(sorted(app.campaigns)) or "none"
+        raise NotFound(f"no campaign {campaign!r} (campaigns: {known})")
+    delivery = m.Delivery
+    flags = _event_flags()
+    web = _web_unsubscribes()
+    unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
+    query = (
+        select(
+            delivery.stream,
+            delivery.step,
+            func.max(delivery.newsletter_id).label("newsletter_id"),
+            func.count(delivery.id).label("sent"),
+            func.coalesce(func.sum(flags.c.delivered), 0).label("delivered"),
+            func.coalesce(func.sum(flags.c.opened), 0).label("opened"),
+            func.coalesce(func.sum(flags.c.clicked), 0).label("clicked"),
+            func.coalesce(func.sum(flags.c.bounced), 0).label("bounced"),
+            func.coalesce(func.sum(flags.c.complained), 0).label("complained"),
+            func.coalesce(func.sum(unsubscribed), 0).label("unsubscribed"),
+        )
+        .outerjoin(flags, flags.c.delivery_id == delivery.id)
+        .outerjoin(web, web.c.delivery_id == delivery.id)
+        .where(delivery.status == m.SENT)
+        .group_by(delivery.stream, delivery.step)
+    )
+    if campaign is not None:
+        query = query.where(delivery.stream == campaign)
+    if since is not None:
+        query = query.where(delivery.claimed_at >= since)
+    with transaction(app.engine) as session:
+        found = {(row.stream, row.step): row for row in session.execute(query)}
+        newsletter_ids = [row.newsletter_id for row in found.values() if row.newsletter_id is not None]
+        subjects = _newsletter_subjects(session, newsletter_ids)
+
+    def counts(key: tuple[str, int]) -> dict[str, int]:
+        row = found.get(key)
+        return {name: int(getattr(row, name) or 0) for name in COUNTS} if row is not None else {}
+
+    rows: list[Row] = []
+    seen: set[tuple[str, int]] = set()
+    for slug in sorted(app.campaigns):
+        if campaign is not None and slug != campaign:
+            continue
+        for step in app.campaigns[slug].steps:
+            key = (slug, step.number)
+            seen.add(key)
+            rows.append(Row("step", slug, step.number, step.email.subject, **counts(key)))
+    # Streams of removed campaigns, or steps removed from a campaign, still have history.
+    for key in sorted(k for k in found if k not in seen and not k[0].startswith(NEWSLETTER_PREFIX)):
+        rows.append(Row("step", key[0], key[1], "(no longer in campaigns/)", **counts(key)))
+    newsletters = sorted(
+        (row for key, row in found.items() if key[0].startswith(NEWSLETTER_PREFIX) and row.newsletter_id is not None),
+        key=lambda row: row.newsletter_id,
+    )
+    for row in newsletters:
+        key = (row.stream, row.step)
+        rows.append(Row("newsletter", row.stream, row.step, subjects.get(row.newsletter_id, ""), row.newsletter_id, **counts(key)))
+    return rows
+
+
+def _stream_exists(app: App, stream: str) -> bool:
+    with transaction(app.engine) as session:
+        return session.scalar(select(m.Delivery.id).where(m.Delivery.stream == stream).limit(1)) is not None
+
+
+def _newsletter_subjects(session: Session, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_(ids))).tuples())
+
+
+def totals(rows: list[Row]) -> dict[str, int]:
+    result: dict[str, int] = {name: 0 for name in COUNTS}
+    for row in rows:
+        for name in COUNTS:
+            result[name] += getattr(row, name)
+    return result
+
+
+# ---------------------------------------------------------------- sends per day
+
+
+def _quarter_hours(session: Session) -> tuple[Any, Any]:
+    """(hour bucket, quarter of the hour) of claimed_at, in SQL, per dialect.
+
+    Days are counted in the practice's zone. The store keeps UTC, and every real
+    zone's offset is a multiple of 15 minutes, so UTC quarter-hours map exactly
+    onto local days (half-hour zones such as Asia/Kolkata included).
+    """
+    column = m.Delivery.claimed_at
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", column), cast(func.extract("minute", column), Integer).op("/")(15)
+    return func.strftime("%Y-%m-%d %H", column), cast(func.strftime("%M", column), Integer).op("/")(15)
+
+
+def _bucket_start(hour: Any, quarter: int) -> datetime:
+    if isinstance(hour, datetime):
+        start = hour.replace(minute=0, second=0, microsecond=0)
+    else:
+        start = datetime.strptime(str(hour), "%Y-%m-%d %H")
+    return start.replace(tzinfo=timezone.utc) + timedelta(minutes=15 * int(quarter))
+
+
+def sends_per_day(app: App, since: datetime | None = None, campaign: str | None = None) -> list[DaySends]:
+    """Sent emails per day in the practice's zone, series and newsletters apart; days without sends included."""
+    tz = zone(app.config.delivery.default_timezone)
+    delivery = m.Delivery
+    with transaction(app.engine) as session:
+        hour, quarter = _quarter_hours(session)
+        is_newsletter = case((delivery.newsletter_id.is_(None), 0), else_=1)
+        query = (
+            select(hour.label("hour"), quarter.label("quarter"), is_newsletter.label("newsletter"), func.count(delivery.id))
+            .where(delivery.status == m.SENT)
+            .group_by(hour, quarter, is_newsletter)
+        )
+        if since is not None:
+            query = query.where(delivery.claimed_at >= since)
+        if campaign is not None:
+            query = query.where(delivery.stream == campaign)
+        buckets = session.execute(query).all()
+    series: dict[date, int] = defaultdict(int)
+    letters: dict[date, int] = defaultdict(int)
+    for bucket_hour, bucket_quarter, newsletter, count in buckets:
+        day = _bucket_start(bucket_hour, bucket_quarter).astimezone(tz).date()
+        (letters if newsletter else series)[day] += int(count)
+    days = sorted(set(series) | set(letters))
+    if not days:
+        return []
+    result = []
+    day = days[0]
+    while day <= days[-1]:
+        result.append(DaySends(day, series.get(day, 0), letters.get(day, 0)))
+        day += timedelta(days=1)
+    return result
