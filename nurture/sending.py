@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from nurture import links
 from nurture.app import App
 from nurture.campaigns import Campaign
-from nurture.errors import FatalTransportError
+from nurture.errors import FatalTransportError, NurtureError
 from nurture.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -481,6 +481,7 @@ class SendingPass:
 
         prepared = self._prepared(ready[0])
         envelopes = []
+        unusable: list[tuple[Claim, str]] = []
         seen: set[str] = set()
         for claim in ready:
             key = claim.email.casefold()
@@ -493,7 +494,18 @@ class SendingPass:
                 unsubscribe_url=links.unsubscribe_url(self.config, claim.subscriber_id, claim.stream),
             )
             custom_args = {"delivery_id": str(claim.delivery_id), "campaign": claim.stream, "step": str(claim.step)}
-            envelopes.append(prepared.envelope(str(claim.delivery_id), recipient, custom_args))
+            try:
+                envelopes.append(prepared.envelope(str(claim.delivery_id), recipient, custom_args))
+            except NurtureError as exc:
+                # One unusable recipient (say, an address that can no longer be written
+                # into a header) fails alone; the rest of the batch still goes out.
+                unusable.append((claim, f"not sent: {exc}"))
+        if unusable:
+            failed = [claim for claim, _ in unusable]
+            self._record(failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable])
+            ready = [claim for claim in ready if claim not in failed]
+        if not envelopes:
+            return None, []
         return prepared.batch(envelopes), ready
 
     def _prepared(self, claim: Claim) -> Any:

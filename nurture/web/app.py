@@ -202,7 +202,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
         )
 
     async def subscribe_page(request: Request) -> Response:
-        if request.method == "GET":
+        if request.method != "POST":
             return form_page()
         ip = _client_ip(request) or "unknown"
         if not limiter.allow(ip):
@@ -246,7 +246,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
     async def confirm_page(request: Request) -> Response:
         token = request.path_params["token"]
         secret = config.secrets.require_secret_key()
-        if request.method == "GET":
+        if request.method != "POST":
             from nurture.tokens import read_confirm_token
 
             try:
@@ -286,7 +286,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
             claim = read_unsubscribe_token(config.secrets.require_secret_key(), token)
         except TokenError:
             return bad_link()
-        if request.method == "GET":
+        if request.method != "POST":
             return pages.button(
                 "Unsubscribe",
                 f"Press the button to stop all emails from {config.practice.name}.",

@@ -274,3 +274,17 @@ def test_each_delivery_row_is_unique_per_step(tmp_path: Path) -> None:
         ).all()
     assert duplicates == []
     assert len(deliveries(app)) == 25
+
+
+def test_one_unusable_recipient_fails_alone(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    ids = active_subscribers(app, 3, START)
+    with transaction(app.engine) as session:
+        # A row written by hand around the validation: an address that would inject a header.
+        session.get(m.Subscriber, ids[1]).email = "bad\r\nBcc: someone@example.com"  # type: ignore[union-attr]
+    summary = send_due(app, at("2026-12-01 15:00"))
+    assert (summary.sent, summary.failed) == (2, 1)
+    failed = [row for row in deliveries(app) if row.status == m.FAILED]
+    assert [row.subscriber_id for row in failed] == [ids[1]]
+    for path in app.config.outbox_dir.glob("*.eml"):
+        assert b"Bcc" not in path.read_bytes()
