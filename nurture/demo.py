@@ -78,20 +78,22 @@ def main() -> int:
             confirm(app, _confirm_token(outbox, name), START + timedelta(minutes=5 + index), source="demo click")
         print(f"demo: {len(confirmations) - 1} confirmed; one stays pending and gets nothing else")
 
-        moment, end, sent = START, START + timedelta(days=21), 0
-        while moment <= end:
-            sent += send_due(app, moment).sent
-            moment += timedelta(minutes=30)
-        print(f"demo: three weeks of send passes (every 30 minutes, each person in their own 09:00-17:00): {sent} series emails sent")
-
         from nurture.demo_events import record_demo_events
 
-        for line in record_demo_events(app, end):
+        moment, end, sent, seen = START, START + timedelta(days=21), 0, set()
+        while moment <= end:
+            sent += send_due(app, moment).sent
+            if moment == START + timedelta(days=8):  # a week in: events come back, one person leaves
+                for line in record_demo_events(app, moment, unsubscribe_one=True, seen=seen):
+                    print(f"demo: {line}")
+            moment += timedelta(minutes=30)
+        print(f"demo: three weeks of send passes (every 30 minutes, each person in their own 09:00-17:00): {sent} series emails sent")
+        for line in record_demo_events(app, end, unsubscribe_one=False, seen=seen):
             print(f"demo: {line}")
 
         from nurture.report import write_report
 
-        report = write_report(app, DEMO / "report.html")
+        report = write_report(app, DEMO / "report.html", now=end)
         from nurture.preview import write_preview
 
         gallery = write_preview(config, DEMO / "preview", None)

@@ -224,7 +224,7 @@ def _stream_exists(app: App, stream: str) -> bool:
 def _newsletter_subjects(session: Session, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict(session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_(ids))).tuples())
+    return {row[0]: row[1] for row in session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_(ids)))}
 
 
 def totals(rows: list[Row]) -> dict[str, int]:
