@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nurture.yaml_lines import key_lines
 from nurture.errors import ContentError
 
 NEWSLETTERS_DIR = "newsletters"
@@ -89,7 +90,7 @@ class Campaign:
 
 
 def _pydantic_problems(where: Path, text: str, exc: ValidationError, line_offset: int = 0) -> str:
-    lines = _key_lines(text)
+    lines = key_lines(text)
     problems = []
     for error in exc.errors():
         path = tuple(str(part) for part in error["loc"])
@@ -98,28 +99,6 @@ def _pydantic_problems(where: Path, text: str, exc: ValidationError, line_offset
         message = "unknown key" if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{location}: {'.'.join(path) or '(top)'}: {message}")
     return "\n".join(problems)
-
-
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    found: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                found[path + (str(key.value),)] = key.start_mark.line + 1
-                walk(value, path + (str(key.value),))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                found[path + (str(index),)] = item.start_mark.line + 1
-                walk(item, path + (str(index),))
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return found
-    if root is not None:
-        walk(root, ())
-    return found
 
 
 def _load_yaml(where: Path, text: str, line_offset: int = 0) -> object:
@@ -169,12 +148,12 @@ def load_campaign(directory: Path) -> Campaign:
         spec = CampaignFile.model_validate(data)
     except ValidationError as exc:
         raise ContentError(_pydantic_problems(spec_path, text, exc)) from None
-    key_lines = _key_lines(text)
+    lines = key_lines(text)
     steps = []
     for number, ref in enumerate(spec.steps, start=1):
         email_path = directory / ref.file
         if not email_path.is_file():
-            line = key_lines.get(("steps", str(number - 1), "file"), 0)
+            line = lines.get(("steps", str(number - 1), "file"), 0)
             raise ContentError(f"{spec_path}:{line}: steps[{number}].file: {ref.file} does not exist in {directory}")
         steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path)))
     return Campaign(

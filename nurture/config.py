@@ -22,6 +22,7 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nurture.yaml_lines import key_lines
 from nurture.errors import ConfigError
 
 ENV_PREFIX = "NURTURE_"
@@ -224,26 +225,6 @@ class Config:
         return self.base_dir / "templates"
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in the YAML text to its 1-based line number."""
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key_path = path + (str(key_node.value),)
-                lines[key_path] = key_node.start_mark.line + 1
-                walk(value_node, key_path)
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
     overrides = []
     for name, raw in sorted(environ.items()):
@@ -321,7 +302,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        lines = _key_lines(text)
+        lines = key_lines(text)
         problems = []
         for error in exc.errors():
             key_path = tuple(str(part) for part in error["loc"])
