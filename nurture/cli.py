@@ -408,7 +408,9 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"dry run: would send {summary.sent}; nothing was sent or changed")
         return
     if sys.stderr.isatty():
-        with click.progressbar(length=0, label="sending", file=sys.stderr, show_pos=True) as bar:
+        from nurture.sending import count_due
+
+        with click.progressbar(length=max(1, count_due(app, moment)), label="sending", file=sys.stderr, show_pos=True) as bar:
             summary = SendingPass(app, moment, limit=limit, progress=bar.update).run()
     else:
         summary = SendingPass(app, moment, limit=limit).run()

@@ -228,7 +228,7 @@ def import_csv(
             if fresh:
                 inserted = session.execute(
                     m.Subscriber.__table__.insert().returning(
-                        m.Subscriber.__table__.c.id, m.Subscriber.__table__.c.email_key, sort_by_parameter_order=True
+                        m.Subscriber.__table__.c.id, m.Subscriber.__table__.c.email_key
                     ),
                     [
                         {

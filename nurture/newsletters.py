@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -29,7 +29,8 @@ from nurture import links
 from nurture.app import App
 from nurture.campaigns import EmailSource, FrontMatter, load_email
 from nurture.errors import InputError, NotFound
-from nurture.planning import at_local, zone
+from nurture.planning import at_local as local_instant
+from nurture.planning import zone
 from nurture.store import models as m
 from nurture.store.db import transaction
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from nurture.checks import Finding
     from nurture.rendering import PreparedEmail
 
-TimezoneMode = Literal["practice", "subscriber"]
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 # The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
 # POSIX-style names invert the sign: Etc/GMT-14 is UTC+14.
@@ -105,7 +105,7 @@ def _segment(source: EmailSource) -> str | None:
         raise InputError(f"{source.path}: segment: {exc}") from None
 
 
-def schedule(app: App, path: Path, at_local_text: str, timezone_mode: str, now: datetime) -> int:
+def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datetime) -> int:
     """Render and lint the newsletter, then store it as scheduled. Returns its id.
 
     Refused (InputError) when any `nurture check` rule finds a problem, when the
@@ -114,7 +114,7 @@ def schedule(app: App, path: Path, at_local_text: str, timezone_mode: str, now: 
     """
     if timezone_mode not in TIMEZONE_MODES:
         raise InputError(f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)")
-    local = parse_local(at_local_text)
+    local = parse_local(at_local)
     path = Path(path)
     source, prepared, findings = _prepare_and_check(app, path)
     if findings:
@@ -127,11 +127,11 @@ def schedule(app: App, path: Path, at_local_text: str, timezone_mode: str, now: 
     segment = _segment(source)
     practice_zone = app.config.delivery.default_timezone
     if timezone_mode == "practice":
-        first_due = at_local(local.date(), local.time(), zone(practice_zone))
+        first_due = local_instant(local.date(), local.time(), zone(practice_zone))
         if first_due <= now:
             raise InputError(f"--at {local:%Y-%m-%d %H:%M} has already passed in {practice_zone} (the practice's zone): pick a later time")
     else:
-        first_due = at_local(local.date(), local.time(), zone(EARLIEST_ZONE))
+        first_due = local_instant(local.date(), local.time(), zone(EARLIEST_ZONE))
         passed = _zones_already_past(app, local, now)
         if passed:
             raise InputError(
@@ -165,7 +165,7 @@ def _zones_already_past(app: App, local: datetime, now: datetime) -> list[str]:
             )
         )
     names = {name or app.config.delivery.default_timezone for name in zones} | {app.config.delivery.default_timezone}
-    return sorted(name for name in names if at_local(local.date(), local.time(), zone(name)) <= now)
+    return sorted(name for name in names if local_instant(local.date(), local.time(), zone(name)) <= now)
 
 
 # ---------------------------------------------------------------- listing and cancelling

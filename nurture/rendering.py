@@ -47,6 +47,7 @@ Kind = Literal["marketing", "transactional"]
 
 FIRST_NAME_FALLBACK = "there"  # "Hi there,"
 FIRST_NAME_MAX = 60
+ONE_CLICK = "List-Unsubscribe=One-Click"
 CONFIRMATION_NAME = "confirmation"
 CONFIRMATION_SUBJECT = "Please confirm your subscription to {practice}"
 CONFIRMATION_PREHEADER = "One click to confirm. If you did not sign up, ignore this email and nothing will be sent."
@@ -111,7 +112,9 @@ def _is_control(ch: str) -> bool:
 
 def header_text(value: str) -> str:
     """A single-line header value: control characters (CR/LF included) become spaces."""
-    cleaned = "".join(" " if _is_control(ch) else ch for ch in value)
+    # A printable string holds no Cc/Cf/Zl/Zp character (str.isprintable() is False for all
+    # "Other" and "Separator" characters except the ASCII space): nothing to replace.
+    cleaned = value if value.isprintable() else "".join(" " if _is_control(ch) else ch for ch in value)
     return " ".join(cleaned.split())
 
 
@@ -122,7 +125,7 @@ def clean_first_name(value: str | None) -> str | None:
     name = header_text(value)
     # A name can never smuggle in a substitution tag (it would be replaced in turn).
     previous = None
-    while previous != name:
+    while previous != name and "-" in name:  # every tag starts with "-"
         previous = name
         for tag in SUBSTITUTION_TAGS:
             name = name.replace(tag, "")
@@ -131,9 +134,23 @@ def clean_first_name(value: str | None) -> str | None:
 
 
 def _checked_email(value: str) -> str:
+    # Fast path: a printable string has no control character, and its only possible
+    # whitespace is the ASCII space (see header_text).
+    if value and value.isprintable() and " " not in value and "@" in value:
+        return value
     if not value or any(_is_control(ch) or ch.isspace() for ch in value) or "@" not in value:
         raise InputError(f"recipient address {value!r} is not usable: it is empty, has no @, or holds spaces or line breaks")
     return value
+
+
+_HTML_SPECIAL = re.compile(r"[&<>'\"]")
+
+
+def _html_value(value: str) -> str:
+    """`str(escape(value))`, without the call when nothing needs escaping."""
+    if type(value) is str and not _HTML_SPECIAL.search(value):
+        return value
+    return str(escape(value))
 
 
 def _checked_url(what: str, value: str | None) -> str:
@@ -285,6 +302,12 @@ class PreparedEmail:
         self.mjml = mjml  # stage-1 MJML source, kept for `nurture check` and debugging
         self._mailto = unsubscribe_mailto
         self._parts = parts
+        # Per-recipient work (envelope) reads these instead of recomputing them each time.
+        used = parts.tags_used
+        self._wants_unsubscribe = kind == "marketing" or "unsubscribe_url" in used
+        self._wants_confirm = "confirm_url" in used
+        self._mailto_target = f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>" if unsubscribe_mailto else ""
+        self._tags = tuple((name, HTML_TAGS[name], TEXT_TAGS[name]) for name in PLACEHOLDERS if name in used)
 
     def __repr__(self) -> str:
         return f"PreparedEmail({self.kind}, {self.name!r})"
@@ -306,21 +329,17 @@ class PreparedEmail:
         """The cleaned first name (None if absent) and the raw per-recipient values."""
         first = clean_first_name(recipient.first_name)
         values = {"first_name": first or FIRST_NAME_FALLBACK}
-        used = self._parts.tags_used
-        if self.kind == "marketing" or "unsubscribe_url" in used:
+        if self._wants_unsubscribe:
             values["unsubscribe_url"] = _checked_url("unsubscribe_url", recipient.unsubscribe_url)
-        if "confirm_url" in used:
+        if self._wants_confirm:
             values["confirm_url"] = _checked_url("confirm_url", recipient.confirm_url)
         return first, values
 
     def _headers(self, values: Mapping[str, str]) -> dict[str, str]:
         if self.kind != "marketing":
             return {}
-        targets = [f"<{values['unsubscribe_url']}>"]
-        mailto = self._mailto
-        if mailto:
-            targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
-        return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        # "<url>" or "<url>, <mailto:...?subject=unsubscribe>"
+        return {"List-Unsubscribe": f"<{values['unsubscribe_url']}>{self._mailto_target}", "List-Unsubscribe-Post": ONE_CLICK}
 
     def render(self, recipient: Recipient) -> RenderedEmail:
         """This email for one recipient (preview, check, tests)."""
@@ -340,10 +359,10 @@ class PreparedEmail:
         email = _checked_email(recipient.email)
         first, values = self._values(recipient)
         substitutions: dict[str, str] = {}
-        for name, value in values.items():
-            if name in self._parts.tags_used:
-                substitutions[HTML_TAGS[name]] = str(escape(value))
-                substitutions[TEXT_TAGS[name]] = value
+        for name, html_tag, text_tag in self._tags:  # the used placeholders, in PLACEHOLDERS order
+            value = values[name]
+            substitutions[html_tag] = _html_value(value)
+            substitutions[text_tag] = value
         return Envelope(
             delivery_id=delivery_id,
             to_email=email,

@@ -57,16 +57,25 @@ def _num(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-def _nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 2.5, 5 x 10^n)."""
+TICKS = 4  # grid lines after zero
+
+
+def _nice_max(value: float, *, whole: bool = True) -> float:
+    """An axis maximum at or above `value` whose TICKS steps are round (1, 2, 2.5, 5 x 10^n).
+
+    `whole`: counts, so every step is a whole number (no "1.25 emails" on the axis).
+    """
     if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        candidate = step * 10**exponent
-        if candidate >= value - 1e-12:
-            return float(candidate)
-    return float(10 ** (exponent + 1))  # pragma: no cover
+        return float(TICKS) if whole else 1.0
+    wanted = value / TICKS
+    exponent = math.floor(math.log10(wanted))
+    for base in (1, 2, 2.5, 5, 10):
+        step = base * 10.0**exponent
+        if whole and (step < 1 or not float(step).is_integer()):
+            continue
+        if step >= wanted - 1e-12:
+            return step * TICKS
+    return 10.0 ** (exponent + 1) * TICKS  # pragma: no cover
 
 
 def _truncate(text: str, limit: int = 38) -> str:
@@ -105,7 +114,7 @@ def horizontal_bars(
     if not categories or not any(v for s in series for v in s.values):
         return _empty_svg(chart_id, title, "Nothing to show yet: no emails have been sent in this period.")
     peak = max(v for s in series for v in s.values)
-    top = _nice_max(peak)
+    top = _nice_max(peak, whole=not percent)
     plot = WIDTH - LABEL_WIDTH - 70
     group = len(series) * (BAR + BAR_GAP) - BAR_GAP
     legend_y = 20
@@ -118,9 +127,9 @@ def horizontal_bars(
         _legend(series, legend_y),
     ]
     axis_bottom = height - 24
-    for tick in range(5):
-        value = top * tick / 4
-        x = LABEL_WIDTH + plot * tick / 4
+    for tick in range(TICKS + 1):
+        value = top * tick / TICKS
+        x = LABEL_WIDTH + plot * tick / TICKS
         out.append(f'<line x1="{x:.1f}" y1="{first - 6}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
         label = _pct(value) if percent else _num(value)
         out.append(f'<text x="{x:.1f}" y="{axis_bottom + 16}" text-anchor="middle" class="tick">{_e(label)}</text>')
@@ -167,9 +176,9 @@ def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySend
         out.append(f'<rect x="{legend_x}" y="10" width="12" height="12" fill="{item.color}" rx="2"/>')
         out.append(f'<text x="{legend_x + 17}" y="20" class="legend">{_e(item.name)}</text>')
         legend_x += 30 + 8 * len(item.name)
-    for tick in range(5):
-        value = top * tick / 4
-        y = bottom - plot_h * tick / 4
+    for tick in range(TICKS + 1):
+        value = top * tick / TICKS
+        y = bottom - plot_h * tick / TICKS
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" stroke="{GRID}"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_e(_num(value))}</text>')
     every = max(1, math.ceil(len(days) / 12))
@@ -200,14 +209,17 @@ def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]
         cells = [f'<th scope="row">{_e(row[0])}</th>']
         cells += [f'<td class="{"num" if i >= numeric_from else ""}">{_e(v)}</td>' for i, v in enumerate(row[1:], start=1)]
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (
+        f'<div class="table-wrap"><table><caption>{_e(caption)}</caption>'
+        f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    )
 
 
 def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str) -> str:
     return (
         f'<section class="chart" id="{chart_id}" aria-labelledby="{chart_id}-heading">'
         f'<h2 id="{chart_id}-heading">{_e(heading)}</h2><p class="intro">{_e(intro)}</p>'
-        f'<figure>{svg}<figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
+        f'<figure><div class="chart-scroll">{svg}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
         "</section>"
     )
 
@@ -378,12 +390,15 @@ section[aria-label="Summary"] {{ background: transparent; border: 0; padding: 0;
 .card dt {{ color: {MUTED}; font-size: .85rem; }}
 .card dd {{ margin: 0; font-size: 1.4rem; font-weight: 600; }}
 figure {{ margin: 0; }}
+.chart-scroll {{ overflow-x: auto; }}
+.chart-svg {{ display: block; min-width: 600px; }}
 svg text {{ fill: {INK}; font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }}
 svg .tick {{ fill: {MUTED}; font-size: 11px; }}
 svg .value {{ font-size: 11px; }}
 svg .empty {{ fill: {MUTED}; font-size: 15px; }}
 details {{ margin-top: 8px; }}
 summary {{ cursor: pointer; color: {BLUE}; }}
+.table-wrap {{ overflow-x: auto; }}
 table {{ border-collapse: collapse; width: 100%; margin-top: 8px; font-size: .9rem; }}
 caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 th, td {{ border-bottom: 1px solid {GRID}; padding: 5px 8px; text-align: left; vertical-align: top; }}

@@ -15,6 +15,8 @@ Consent is checked twice: when claiming, and again right before the transport.
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import socket
 import threading
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from nurture import links
 from nurture.app import App
@@ -87,12 +91,162 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}"
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+# New column values as ((column, value), ...): hashable, so rows getting the same values
+# are grouped and updated with one `WHERE id IN (...)` statement.
+Values = tuple[tuple[str, Any], ...]
+
+_DELIVERIES = m.Delivery.__table__
+_ENROLLMENTS = m.Enrollment.__table__
+_SUBSCRIBERS = m.Subscriber.__table__
+_TAGS = m.SubscriberTag.__table__
+_CAMPAIGN_STATES = m.CampaignState.__table__
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class _Statements:
+    """The pass's per-row statements for one dialect, built once and reused.
+
+    They select and update rows by lists of ids. SQLAlchemy expands `IN (:ids)` into one
+    bound parameter per id, which costs more than the query itself; on SQLite the list
+    goes in as one JSON array instead (`IN (SELECT value FROM json_each(:ids))`, which
+    SQLite plans as lookups by key, like a plain IN list).
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        self.dialect_name = dialect.name
+        version = getattr(dialect.dbapi, "sqlite_version_info", (0,)) if dialect.name == "sqlite" else (0,)
+        # JSON functions are built into SQLite from 3.38 on.
+        self.json_ids = dialect.name == "sqlite" and dialect.driver == "pysqlite" and tuple(version) >= (3, 38, 0)
+        # Longest id list in one statement (old SQLite builds allow 999 parameters).
+        self.chunk = 5000 if self.json_ids else 500
+        self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._claims: dict[str, Any] = {}
+        self.cap = self._cap_query()
+        self.active = select(_SUBSCRIBERS.c.id).where(self.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.ACTIVE)
+        self.tagged = select(_TAGS.c.subscriber_id, _TAGS.c.tag).where(
+            self.in_ids(_TAGS.c.subscriber_id), _TAGS.c.tag.in_(bindparam("tags", expanding=True))
+        )
+
+    def in_ids(self, column: Any) -> Any:
+        """`column IN (:ids)`; bind the list with `ids()`."""
+        if self.json_ids:
+            values = func.json_each(bindparam("ids", type_=String())).table_valued("value")
+            return column.in_(select(values.c.value))
+        return column.in_(bindparam("ids", expanding=True))
+
+    def ids(self, ids: Sequence[int]) -> Any:
+        return json.dumps(list(ids)) if self.json_ids else list(ids)
+
+    def id_chunks(self, ids: Sequence[int]) -> Iterable[Any]:
+        for chunk in _chunks(ids, self.chunk):
+            yield self.ids(chunk)
+
+    def _cap_query(self) -> Any:
+        status = _DELIVERIES.c.status
+        if self.dialect_name == "sqlite":
+            # Look up by subscriber. Without statistics SQLite picks the (status, claimed_at)
+            # index and scans every delivery of the last two days for each chunk - this
+            # pass's own claims included, which made a pass quadratic in the list size.
+            # A unary + is a no-op on the value but keeps the planner off that index.
+            status = UnaryExpression(status, operator=operators.custom_op("+"), type_=status.type)
+        return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.claimed_at).where(
+            self.in_ids(_DELIVERIES.c.subscriber_id),
+            status.in_([m.CLAIMED, m.SENT]),
+            _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
+        )
+
+    def update(self, table: Any, columns: tuple[str, ...]) -> Any:
+        key = (table, columns)
+        statement = self._updates.get(key)
+        if statement is None:
+            statement = self._updates[key] = (
+                update(table)
+                .where(self.in_ids(table.c.id))
+                .values({column: bindparam(f"v_{column}", type_=table.c[column].type) for column in columns})
+            )
+        return statement
+
+    def claim(self, kind: str) -> Any:
+        """INSERT ... SELECT of claims for drip enrollments or newsletter subscribers, by id."""
+        statement = self._claims.get(kind)
+        if statement is not None:
+            return statement
+        d = _DELIVERIES
+        claimed_at = bindparam("claimed_at", type_=d.c.claimed_at.type)
+        worker = bindparam("worker", type_=String())
+        if kind == "drip":
+            e = _ENROLLMENTS
+            columns = ["subscriber_id", "stream", "step", "status", "worker", "claimed_at"]
+            source = (
+                select(e.c.subscriber_id, e.c.campaign, e.c.next_step, literal(m.CLAIMED, String()), worker, claimed_at)
+                .where(self.in_ids(e.c.id))
+                .order_by(e.c.next_due_at, e.c.id)
+            )
+        else:
+            sub = _SUBSCRIBERS
+            columns = ["subscriber_id", "stream", "step", "newsletter_id", "status", "worker", "claimed_at"]
+            source = (
+                select(
+                    sub.c.id,
+                    bindparam("stream", type_=String()),
+                    literal(1, Integer()),
+                    bindparam("newsletter_id", type_=Integer()),
+                    literal(m.CLAIMED, String()),
+                    worker,
+                    claimed_at,
+                )
+                .where(self.in_ids(sub.c.id))
+                .order_by(sub.c.id)
+            )
+        insert = postgresql.insert if self.dialect_name == "postgresql" else sqlite.insert
+        statement = self._claims[kind] = (
+            insert(d)
+            .from_select(columns, source)
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step"])
+            .returning(d.c.id, d.c.subscriber_id, d.c.stream, d.c.step)
+        )
+        return statement
+
+
+_statements: dict[tuple[str, str], _Statements] = {}
+_statements_lock = threading.Lock()
+
+
+def _hot(connection: Any) -> _Statements:
+    dialect = connection.dialect
+    key = (dialect.name, dialect.driver)
+    statements = _statements.get(key)
+    if statements is None:
+        with _statements_lock:
+            statements = _statements.get(key)
+            if statements is None:
+                statements = _statements[key] = _Statements(dialect)
+    return statements
+
+
+def update_grouped(session: Session, table: Any, groups: dict[Values, list[int]]) -> None:
+    """UPDATE rows by id, one `WHERE id IN (...)` statement per set of new values (and chunk).
+
+    The values are bound once per statement, not once per row: most rows of a pass get
+    the same ones (same status, same instant, same next window in the same zone).
+    """
+    if not groups:
+        return
+    connection = session.connection()
+    hot = _hot(connection)
+    for values, ids in groups.items():
+        statement = hot.update(table, tuple(column for column, _ in values))
+        params = {f"v_{column}": value for column, value in values}
+        for chunk in hot.id_chunks(ids):
+            connection.execute(statement, {**params, "ids": chunk})
 
 
 def update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -111,6 +265,30 @@ def update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -
             session.execute(statement, params[start : start + 1000])
 
 
+_PAUSED_QUERY = select(_CAMPAIGN_STATES.c.campaign).where(_CAMPAIGN_STATES.c.paused.is_(True))
+
+# Due enrollments with what claiming and rendering need; LIMIT, paused campaigns and
+# FOR UPDATE (PostgreSQL) are added per query.
+_DUE_QUERY = (
+    select(
+        _ENROLLMENTS.c.id,
+        _ENROLLMENTS.c.subscriber_id,
+        _ENROLLMENTS.c.campaign,
+        _ENROLLMENTS.c.next_step,
+        _SUBSCRIBERS.c.status,
+        _SUBSCRIBERS.c.timezone,
+        _SUBSCRIBERS.c.email,
+        _SUBSCRIBERS.c.first_name,
+    )
+    .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == _ENROLLMENTS.c.subscriber_id)
+    .where(
+        _ENROLLMENTS.c.status == m.ENROLLED,
+        _ENROLLMENTS.c.next_due_at <= bindparam("now", type_=_ENROLLMENTS.c.next_due_at.type),
+    )
+    .order_by(_ENROLLMENTS.c.next_due_at, _ENROLLMENTS.c.id)
+)
+
+
 class DailyCap:
     """How many marketing emails each subscriber got on their own local 'today'."""
 
@@ -120,18 +298,17 @@ class DailyCap:
         self.zones = subscriber_zones
         self.counts: dict[int, int] = defaultdict(int)
         ids = list(subscriber_zones)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = session.execute(
-                select(m.Delivery.subscriber_id, m.Delivery.claimed_at).where(
-                    m.Delivery.subscriber_id.in_(chunk),
-                    m.Delivery.status.in_([m.CLAIMED, m.SENT]),
-                    m.Delivery.claimed_at > now - timedelta(days=2),
-                )
-            )
-            for subscriber_id, claimed_at in rows:
-                tz = zone(subscriber_zones[subscriber_id])
-                if local_date(claimed_at, tz) == local_date(now, tz):
+        today: dict[str, Any] = {}  # zone name -> local date of `now` there
+        connection = session.connection()
+        hot = _hot(connection)
+        since = now - timedelta(days=2)
+        for chunk in hot.id_chunks(ids):
+            for subscriber_id, claimed_at in connection.execute(hot.cap, {"ids": chunk, "since": since}).all():
+                zone_name = subscriber_zones[subscriber_id]
+                tz = zone(zone_name)
+                if zone_name not in today:
+                    today[zone_name] = local_date(now, tz)
+                if local_date(claimed_at, tz) == today[zone_name]:
                     self.counts[subscriber_id] += 1
 
     def full(self, subscriber_id: int) -> bool:
@@ -168,10 +345,22 @@ class SendingPass:
         self.claimed_total = 0
         self._newsletter_cursor: dict[int, int] = defaultdict(int)
         self._newsletters_done: set[int] = set()
+        self._in_window_cache: dict[str, bool] = {}
+        self._values_cache: dict[Any, Values] = {}
 
     # ------------------------------------------------------------ the pass
 
     def run(self) -> PassSummary:
+        # Everything alive now (modules, SQLAlchemy, templates: most of the heap) lives
+        # on after the pass; frozen, the collector stops walking it over and over while a
+        # large pass allocates. The pass's own objects are collected as usual.
+        gc.freeze()
+        try:
+            return self._run()
+        finally:
+            gc.unfreeze()
+
+    def _run(self) -> PassSummary:
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
@@ -241,95 +430,110 @@ class SendingPass:
         now = self.now
         claims: list[Claim] = []
         # Loop because a chunk may be all "not yet" (window, cap) and claim nothing.
+        connection = session.connection()
+        postgres = _is_postgres(session)
         while len(claims) < room:
-            paused = set(session.scalars(select(m.CampaignState.campaign).where(m.CampaignState.paused.is_(True))))
-            query = (
-                select(
-                    m.Enrollment.id,
-                    m.Enrollment.subscriber_id,
-                    m.Enrollment.campaign,
-                    m.Enrollment.next_step,
-                    m.Subscriber.status,
-                    m.Subscriber.timezone,
-                    m.Subscriber.email,
-                    m.Subscriber.first_name,
-                )
-                .join(m.Subscriber, m.Subscriber.id == m.Enrollment.subscriber_id)
-                .where(m.Enrollment.status == m.ENROLLED, m.Enrollment.next_due_at <= now)
-                .order_by(m.Enrollment.next_due_at, m.Enrollment.id)
-                .limit(room - len(claims))
-            )
+            paused = set(connection.execute(_PAUSED_QUERY).scalars())
+            query = _DUE_QUERY.limit(room - len(claims))
             if paused:
-                query = query.where(m.Enrollment.campaign.not_in(paused))
-            if _is_postgres(session):
-                query = query.with_for_update(of=m.Enrollment, skip_locked=True)
-            rows = session.execute(query).all()
+                query = query.where(_ENROLLMENTS.c.campaign.not_in(paused))
+            if postgres:
+                query = query.with_for_update(of=_ENROLLMENTS, skip_locked=True)
+            # Plain tuples: unpacking is much cheaper than attribute access on result rows.
+            rows = [tuple(row) for row in connection.execute(query, {"now": now})]
             if not rows:
                 break
-            zones = self._zones({row.subscriber_id: row.timezone for row in rows})
+            zones = self._zones({row[1]: row[5] for row in rows})
             cap = DailyCap(session, zones, now, self.config.delivery.max_emails_per_day)
-            stop_tags = self._stop_tags(session, rows)
-            updates: list[dict[str, Any]] = []
-            wanted: list[dict[str, Any]] = []
-            pending: dict[tuple[int, str, int], Any] = {}
+            stop_tags = self._stop_tags(session, [row[1] for row in rows])
+            updates: dict[Values, list[int]] = defaultdict(list)
+            wanted: list[int] = []  # enrollment ids to claim, in query order
+            pending: dict[tuple[int, str, int], tuple[Any, ...]] = {}
+            stopped: Values = (("status", m.STOPPED), ("updated_at", now))
+            completed: Values = (("status", m.COMPLETED), ("updated_at", now))
+            campaigns = self.campaigns
             for row in rows:
-                campaign = self.campaigns.get(row.campaign)
-                tz = zone(zones[row.subscriber_id])
-                if campaign is None or row.status != m.ACTIVE or row.subscriber_id in stop_tags.get(row.campaign, ()):
+                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name = row
+                campaign = campaigns.get(slug)
+                if campaign is None or status != m.ACTIVE or subscriber_id in stop_tags.get(slug, ()):
                     # Removed campaign, inactive subscriber, or goal reached: the series ends here.
-                    updates.append({"id": row.id, "status": m.STOPPED, "updated_at": now})
+                    updates[stopped].append(enrollment_id)
                     continue
-                if row.next_step > len(campaign.steps):
-                    updates.append({"id": row.id, "status": m.COMPLETED, "updated_at": now})
+                if next_step > len(campaign.steps):
+                    updates[completed].append(enrollment_id)
                     continue
-                if not in_window(now, tz, self.window):
-                    updates.append({"id": row.id, "next_due_at": next_window_open(now, tz, self.window), "updated_at": now})
+                zone_name = zones[subscriber_id]
+                if not self._in_window(zone_name):
+                    updates[self._window_values(zone_name)].append(enrollment_id)
                     self.summary.rescheduled += 1
                     continue
-                if cap.full(row.subscriber_id):
-                    updates.append({"id": row.id, "next_due_at": next_day_open(now, tz, self.window), "updated_at": now})
+                if cap.full(subscriber_id):
+                    updates[self._next_day_values(zone_name)].append(enrollment_id)
                     self.summary.rescheduled += 1
                     continue
-                cap.take(row.subscriber_id)
-                key = (row.subscriber_id, row.campaign, row.next_step)
-                pending[key] = row
-                wanted.append(
-                    {
-                        "subscriber_id": row.subscriber_id,
-                        "stream": row.campaign,
-                        "step": row.next_step,
-                        "status": m.CLAIMED,
-                        "worker": self.worker,
-                        "claimed_at": now,
-                    }
-                )
-                updates.append(self._advance(row.id, campaign, row.next_step, tz))
-            inserted = self._insert_claims(session, wanted)
+                cap.take(subscriber_id)
+                pending[(subscriber_id, slug, next_step)] = (email, first_name)
+                wanted.append(enrollment_id)
+                updates[self._advance(slug, campaign, next_step, zone_name)].append(enrollment_id)
+            # Claims first, from the enrollment rows as they are now; then the enrollments move on.
+            inserted = self._insert_drip_claims(session, wanted)
             for delivery_id, subscriber_id, stream, step in inserted:
-                row = pending[(subscriber_id, stream, step)]
-                claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, step))
+                email, first_name = pending[(subscriber_id, stream, step)]
+                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step))
             # Rows that hit the unique key were already sent by someone: just move on.
-            update_by_id(session, m.Enrollment.__table__, updates)
+            update_grouped(session, _ENROLLMENTS, updates)
         return claims
 
-    def _advance(self, enrollment_id: int, campaign: Campaign, step: int, tz: Any) -> dict[str, Any]:
-        if step >= len(campaign.steps):
-            return {"id": enrollment_id, "next_step": step + 1, "status": m.COMPLETED, "next_due_at": None, "updated_at": self.now}
-        delay = timedelta(days=campaign.step(step + 1).delay_days)
-        due = next_window_open(self.now + delay, tz, self.window)
-        return {"id": enrollment_id, "next_step": step + 1, "next_due_at": due, "updated_at": self.now}
+    # Window arithmetic depends only on the zone (and the step's delay), never on the
+    # row: computed once per zone within a pass.
 
-    def _stop_tags(self, session: Session, rows: Sequence[Any]) -> dict[str, set[int]]:
+    def _in_window(self, zone_name: str) -> bool:
+        answer = self._in_window_cache.get(zone_name)
+        if answer is None:
+            answer = self._in_window_cache[zone_name] = in_window(self.now, zone(zone_name), self.window)
+        return answer
+
+    def _window_values(self, zone_name: str) -> Values:
+        key = ("window", zone_name)
+        values = self._values_cache.get(key)
+        if values is None:
+            due = next_window_open(self.now, zone(zone_name), self.window)
+            values = self._values_cache[key] = (("next_due_at", due), ("updated_at", self.now))
+        return values
+
+    def _next_day_values(self, zone_name: str) -> Values:
+        key = ("next day", zone_name)
+        values = self._values_cache.get(key)
+        if values is None:
+            due = next_day_open(self.now, zone(zone_name), self.window)
+            values = self._values_cache[key] = (("next_due_at", due), ("updated_at", self.now))
+        return values
+
+    def _advance(self, slug: str, campaign: Campaign, step: int, zone_name: str) -> Values:
+        """The enrollment's new values once `step` is claimed."""
+        key = ("advance", slug, id(campaign), step, zone_name)
+        values = self._values_cache.get(key)
+        if values is None:
+            if step >= len(campaign.steps):
+                values = (("next_step", step + 1), ("status", m.COMPLETED), ("next_due_at", None), ("updated_at", self.now))
+            else:
+                delay = timedelta(days=campaign.step(step + 1).delay_days)
+                due = next_window_open(self.now + delay, zone(zone_name), self.window)
+                values = (("next_step", step + 1), ("next_due_at", due), ("updated_at", self.now))
+            self._values_cache[key] = values
+        return values
+
+    def _stop_tags(self, session: Session, subscriber_ids: Sequence[int]) -> dict[str, set[int]]:
         tags_by_campaign = {slug: set(c.stop_on_tags) for slug, c in self.campaigns.items() if c.stop_on_tags}
         wanted_tags = set().union(*tags_by_campaign.values()) if tags_by_campaign else set()
         if not wanted_tags:
             return {}
-        ids = list({row.subscriber_id for row in rows})
-        tagged = session.execute(
-            select(m.SubscriberTag.subscriber_id, m.SubscriberTag.tag).where(
-                m.SubscriberTag.subscriber_id.in_(ids), m.SubscriberTag.tag.in_(wanted_tags)
-            )
-        ).all()
+        ids = list(dict.fromkeys(subscriber_ids))
+        connection = session.connection()
+        hot = _hot(connection)
+        tagged = []
+        for chunk in hot.id_chunks(ids):
+            tagged += connection.execute(hot.tagged, {"ids": chunk, "tags": sorted(wanted_tags)}).all()
         result: dict[str, set[int]] = defaultdict(set)
         for subscriber_id, tag in tagged:
             for slug, tags in tags_by_campaign.items():
@@ -337,18 +541,35 @@ class SendingPass:
                     result[slug].add(subscriber_id)
         return result
 
-    def _insert_claims(self, session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, int, str, int]]:
-        if not rows:
+    def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[tuple[int, int, str, int]]:
+        """Claim the current step of these enrollments: INSERT ... SELECT, skipping existing ones.
+
+        The values come from the enrollment rows themselves, read in this transaction
+        (write-locked on SQLite, row-locked on PostgreSQL), so only ids are sent.
+        """
+        if not enrollment_ids:
             return []
-        table = m.Delivery.__table__
-        statement = (
-            _insert(session)(table)
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step"])
-            .returning(table.c.id, table.c.subscriber_id, table.c.stream, table.c.step)
-        )
+        connection = session.connection()
+        hot = _hot(connection)
+        statement = hot.claim("drip")
         result: list[tuple[int, int, str, int]] = []
-        for start in range(0, len(rows), 500):
-            result.extend(tuple(row) for row in session.execute(statement, rows[start : start + 500]))  # type: ignore[misc]
+        for chunk in hot.id_chunks(enrollment_ids):
+            params = {"ids": chunk, "worker": self.worker, "claimed_at": self.now}
+            result += [tuple(row) for row in connection.execute(statement, params).all()]  # type: ignore[misc]
+        return result
+
+    def _insert_newsletter_claims(
+        self, session: Session, newsletter_id: int, stream: str, subscriber_ids: list[int]
+    ) -> list[tuple[int, int, str, int]]:
+        if not subscriber_ids:
+            return []
+        connection = session.connection()
+        hot = _hot(connection)
+        statement = hot.claim("newsletter")
+        result: list[tuple[int, int, str, int]] = []
+        for chunk in hot.id_chunks(subscriber_ids):
+            params = {"ids": chunk, "stream": stream, "newsletter_id": newsletter_id, "worker": self.worker, "claimed_at": self.now}
+            result += [tuple(row) for row in connection.execute(statement, params).all()]  # type: ignore[misc]
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
@@ -391,16 +612,26 @@ class SendingPass:
                 self._newsletter_cursor[newsletter.id] = rows[-1].id
                 zones = self._zones({row.id: row.timezone for row in rows})
                 cap = DailyCap(session, zones, now, self.config.delivery.max_emails_per_day)
-                wanted = []
+                wanted: list[int] = []
                 by_id = {}
+                verdicts: dict[str, str] = {}  # zone name -> "later", "held" or "due" (the same for everyone there)
                 for row in rows:
-                    due = newsletter_due(newsletter, zones[row.id])
-                    if due > now:
+                    zone_name = zones[row.id]
+                    verdict = verdicts.get(zone_name)
+                    if verdict is None:
+                        due = newsletter_due(newsletter, zone_name)
+                        if due > now:
+                            verdict = "later"
+                        else:
+                            tz = zone(zone_name)
+                            # Held past its own day (by the daily cap, or no pass ran): wait for the
+                            # send window instead of going out at the subscriber's midnight.
+                            held = local_date(due, tz) < local_date(now, tz) and not self._in_window(zone_name)
+                            verdict = "held" if held else "due"
+                        verdicts[zone_name] = verdict
+                    if verdict == "later":
                         continue
-                    tz = zone(zones[row.id])
-                    if local_date(due, tz) < local_date(now, tz) and not in_window(now, tz, self.window):
-                        # Held past its own day (by the daily cap, or no pass ran): wait for the
-                        # send window instead of going out at the subscriber's midnight.
+                    if verdict == "held":
                         self.summary.rescheduled += 1
                         continue
                     if cap.full(row.id):
@@ -408,18 +639,8 @@ class SendingPass:
                         continue
                     cap.take(row.id)
                     by_id[row.id] = row
-                    wanted.append(
-                        {
-                            "subscriber_id": row.id,
-                            "stream": stream,
-                            "step": 1,
-                            "newsletter_id": newsletter.id,
-                            "status": m.CLAIMED,
-                            "worker": self.worker,
-                            "claimed_at": now,
-                        }
-                    )
-                for delivery_id, subscriber_id, _, _ in self._insert_claims(session, wanted):
+                    wanted.append(row.id)
+                for delivery_id, subscriber_id, _, _ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
                     row = by_id[subscriber_id]
                     claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, 1, newsletter.id))
             if newsletter.status == m.SCHEDULED and len(claims) > claimed_before:
@@ -469,8 +690,12 @@ class SendingPass:
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
         """Check consent once more, right before sending, then build the batch."""
         ids = [claim.subscriber_id for claim in group]
+        active: set[int] = set()
         with transaction(self.app.engine) as session:
-            active = set(session.scalars(select(m.Subscriber.id).where(m.Subscriber.id.in_(ids), m.Subscriber.status == m.ACTIVE)))
+            connection = session.connection()
+            hot = _hot(connection)
+            for chunk in hot.id_chunks(ids):
+                active.update(connection.execute(hot.active, {"ids": chunk}).scalars().all())
         ready = [claim for claim in group if claim.subscriber_id in active]
         gone = [claim for claim in group if claim.subscriber_id not in active]
         if gone:
@@ -520,28 +745,29 @@ class SendingPass:
 
     def _record(self, claims: Sequence[Claim], outcomes: Sequence[Outcome], *, skipped: bool = False) -> None:
         by_id = {outcome.delivery_id: outcome for outcome in outcomes}
-        rows = []
+        now = self.now
+        summary = self.summary
+        groups: dict[Values, list[int]] = defaultdict(list)
         for claim in claims:
             outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
             if skipped:
-                rows.append({"id": claim.delivery_id, "status": m.SKIPPED, "finished_at": self.now, "error": outcome.error})
-                self.summary.skipped += 1
+                values: Values = (("status", m.SKIPPED), ("finished_at", now), ("error", outcome.error))
+                summary.skipped += 1
             elif outcome.status == "sent":
-                rows.append(
-                    {"id": claim.delivery_id, "status": m.SENT, "finished_at": self.now, "provider_message_id": outcome.provider_message_id}
-                )
-                self.summary.sent += 1
-                self.summary.by_stream[claim.stream] += 1
+                values = (("status", m.SENT), ("finished_at", now), ("provider_message_id", outcome.provider_message_id))
+                summary.sent += 1
+                summary.by_stream[claim.stream] += 1
             elif outcome.status == "failed":
-                rows.append({"id": claim.delivery_id, "status": m.FAILED, "finished_at": self.now, "error": outcome.error})
-                self.summary.failed += 1
+                values = (("status", m.FAILED), ("finished_at", now), ("error", outcome.error))
+                summary.failed += 1
             else:
                 # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
-                rows.append({"id": claim.delivery_id, "error": f"outcome unknown: {outcome.error}"})
-                self.summary.unknown += 1
-        if rows:
+                values = (("error", f"outcome unknown: {outcome.error}"),)
+                summary.unknown += 1
+            groups[values].append(claim.delivery_id)
+        if groups:
             with transaction(self.app.engine) as session:
-                update_by_id(session, m.Delivery.__table__, rows)
+                update_grouped(session, _DELIVERIES, groups)
         if self.progress:
             self.progress(len(claims))
 
@@ -651,3 +877,14 @@ def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: tim
         if older_than is not None:
             chosen += list(session.scalars(select(m.Delivery.id).where(stuck_condition(now, older_than))))
         return release_claims(session, chosen, now)
+
+
+def count_due(app: App, now: datetime) -> int:
+    """Series steps due now (an upper bound for a pass: some will wait for a window or the cap)."""
+    with transaction(app.engine) as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status == m.ENROLLED, m.Enrollment.next_due_at <= now)
+            )
+            or 0
+        )

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from nurture.errors import TokenError
 
@@ -27,13 +28,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=64)
 def _purpose_key(secret: str, purpose: str) -> bytes:
+    # Cached: a sending pass signs one unsubscribe token per email with the same key.
     return hmac.new(secret.encode(), f"nurture/{purpose}".encode(), hashlib.sha256).digest()
 
 
 def _sign(secret: str, purpose: str, payload: str) -> str:
     body = payload.encode()
-    mac = hmac.new(_purpose_key(secret, purpose), body, hashlib.sha256).digest()[:_MAC_BYTES]
+    mac = hmac.digest(_purpose_key(secret, purpose), body, "sha256")[:_MAC_BYTES]
     return f"{_b64(body)}.{_b64(mac)}"
 
 

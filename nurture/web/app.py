@@ -36,7 +36,7 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -331,10 +331,19 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
 
     async def healthz(request: Request) -> Response:
         def ping() -> None:
-            from nurture.store.db import transaction
-
-            with transaction(app.engine) as session:
-                session.execute(text("select 1")).scalar_one()
+            # A raw pooled connection: on SQLite every SQLAlchemy transaction is BEGIN IMMEDIATE,
+            # and a health check must not queue for (or hold) the write lock.
+            if isinstance(app.engine, Engine):
+                raw = app.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("select 1")
+                    cursor.fetchone()
+                    cursor.close()
+                finally:
+                    raw.close()
+            else:
+                app.engine.execute(text("select 1")).scalar_one()
 
         try:
             await run_in_threadpool(ping)

@@ -117,6 +117,29 @@ def test_healthz_answers_ok_after_a_query(site):
     assert response.json() == {"status": "ok"}
 
 
+def test_healthz_answers_503_when_the_database_does_not(site, monkeypatch, caplog):
+    def broken():
+        raise OSError("disk on fire at /var/lib/secret.db")
+
+    monkeypatch.setattr(site.app.engine, "raw_connection", broken)
+    response = site.client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error"}
+    assert "disk on fire" not in response.text
+
+
+@pytest.mark.postgres
+def test_the_same_endpoints_on_postgresql(tmp_path, postgres_url):
+    signer = WebhookSigner()
+    with live_web(tmp_path, environ=signer.environ, **{"database.url": postgres_url}) as web, web.client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        sid = active_subscribers(web.app, 1, NOW)[0]
+        assert one_click(client, unsubscribe_path(sid), "urlencoded").status_code == 200
+        assert subscriber(web.app, sid).status == m.UNSUBSCRIBED
+        body = webhook_body([sg_event("open", 1), sg_event("open", 1)])
+        assert client.post("/webhooks/sendgrid", content=body.encode(), headers=signer.headers(body)).json()["stored"] == 1
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

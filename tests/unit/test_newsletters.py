@@ -85,8 +85,16 @@ def passes(app: App, start: datetime, end: datetime, every: timedelta = timedelt
         moment += every
 
 
-def recording_app(tmp_path: Path, **overrides: object) -> tuple[App, RecordingTransport]:
-    app = make_app(tmp_path, **overrides)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """For the tests that should hold on both stores (None: the project's SQLite file)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return None
+
+
+def recording_app(tmp_path: Path, database_url: str | None = None, **overrides: object) -> tuple[App, RecordingTransport]:
+    app = make_app(tmp_path, database_url=database_url, **overrides)
     transport = RecordingTransport()
     app.use_transport(transport)
     return app, transport
@@ -103,8 +111,8 @@ ZONES = {
 }
 
 
-def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(tmp_path: Path) -> None:
-    app, transport = recording_app(tmp_path)
+def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(tmp_path: Path, database_url: str | None) -> None:
+    app, transport = recording_app(tmp_path, database_url)
     people = {zone_name: add_people(app, zone_name, 2, BEFORE, prefix=prefix) for zone_name, prefix in ZONES.items()}
     no_zone = add_people(app, None, 1, BEFORE, prefix="default")  # read in delivery.default_timezone (Los Angeles)
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
@@ -249,8 +257,8 @@ def test_cancel_before_sending_sends_nothing(tmp_path: Path) -> None:
     assert list_newsletters(app)[0].status == m.CANCELLED
 
 
-def test_cancel_during_sending_stops_new_claims(tmp_path: Path) -> None:
-    app, transport = recording_app(tmp_path)
+def test_cancel_during_sending_stops_new_claims(tmp_path: Path, database_url: str | None) -> None:
+    app, transport = recording_app(tmp_path, database_url)
     add_people(app, "Europe/London", 10, BEFORE, prefix="reader")
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
     assert send_due(app, at("2026-12-01 09:00"), limit=4).sent == 4
@@ -282,8 +290,8 @@ def test_cancel_refuses_unknown_sent_and_already_cancelled(tmp_path: Path) -> No
 # ---------------------------------------------------------------- the daily cap, shared with the series
 
 
-def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_first(tmp_path: Path) -> None:
-    app, _ = recording_app(tmp_path, **{"delivery.max_emails_per_day": 1})
+def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_first(tmp_path: Path, database_url: str | None) -> None:
+    app, _ = recording_app(tmp_path, database_url, **{"delivery.max_emails_per_day": 1})
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)  # 17:00Z
     # Enrolled at 12:00 New York time: step 1 is due at once, inside the window.
     person = add_people(app, "America/New_York", 1, at("2026-12-01 17:00"), prefix="reader", enroll_them=True)[0]
@@ -297,8 +305,8 @@ def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_fi
     assert all(row.subscriber_id == person for row in rows.values())
 
 
-def test_newsletter_held_by_the_cap_goes_out_in_the_next_days_window_not_at_midnight(tmp_path: Path) -> None:
-    app, _ = recording_app(tmp_path, **{"delivery.max_emails_per_day": 1})
+def test_newsletter_held_by_the_cap_goes_out_in_the_next_days_window_not_at_midnight(tmp_path: Path, database_url: str | None) -> None:
+    app, _ = recording_app(tmp_path, database_url, **{"delivery.max_emails_per_day": 1})
     ny = ZoneInfo("America/New_York")
     add_people(app, "America/New_York", 1, at("2026-12-01 14:00"), prefix="reader", enroll_them=True)  # step 1 at 09:00 NY
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 08:00", "practice", BEFORE)  # 16:00Z, 11:00 NY

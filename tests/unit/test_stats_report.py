@@ -141,9 +141,17 @@ def counts(row: Row) -> tuple[int, ...]:
     return (row.sent, row.delivered, row.opened, row.clicked, row.bounced, row.complained, row.unsubscribed)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both stores: the per-day buckets are written differently for each dialect."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'nurture.db'}"
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> App:
-    return make_app(tmp_path)
+def app(tmp_path: Path, database_url: str) -> App:
+    return make_app(tmp_path, database_url=database_url)
 
 
 def test_stats_match_the_hand_built_set_exactly(app: App) -> None:
@@ -164,7 +172,7 @@ def test_stats_match_the_hand_built_set_exactly(app: App) -> None:
     assert counts(letter) == (3, 2, 2, 1, 1, 0, 1)
     assert (letter.kind, letter.stream, letter.step, letter.subject) == ("newsletter", data.stream, 1, WINTER_SUBJECT)
     step1 = by_label["kap-intro step 1"]
-    assert step1.subject == "What is ketamine-assisted psychotherapy (KAP)?" or step1.subject == app.campaigns[KAP].step(1).email.subject
+    assert step1.subject == app.campaigns[KAP].step(1).email.subject
     assert {name: step1.rate(name) for name in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")} == {
         "delivered": 0.5, "opened": 0.5, "clicked": 0.25, "bounced": 0.5, "complained": 0.0, "unsubscribed": 0.25,
     }
@@ -213,8 +221,8 @@ def test_sends_per_day_in_the_practice_zone_with_empty_days(app: App) -> None:
     assert len(everything) == 15 and sum(day.total for day in everything) == 10
 
 
-def test_sends_per_day_splits_half_hour_zones_at_local_midnight(tmp_path: Path) -> None:
-    app = make_app(tmp_path, **{"delivery.default_timezone": "Asia/Kolkata"})
+def test_sends_per_day_splits_half_hour_zones_at_local_midnight(tmp_path: Path, database_url: str) -> None:
+    app = make_app(tmp_path, database_url=database_url, **{"delivery.default_timezone": "Asia/Kolkata"})
     with transaction(app.engine) as session:
         for when in ("2026-12-01 18:15", "2026-12-01 18:29", "2026-12-01 18:30", "2026-12-01 18:59"):
             session.add(m.Delivery(subscriber_id=None, stream=KAP, step=1, status=m.SENT, claimed_at=at(when)))
@@ -236,7 +244,7 @@ def assert_self_contained(text: str) -> None:
 
 
 def test_report_is_one_self_contained_file_with_every_chart_and_its_table(app: App, tmp_path: Path) -> None:
-    data = build_dataset(app)
+    build_dataset(app)
     out = write_report(app, tmp_path / "reports" / "report.html", now=at("2026-12-06 12:00"))
     assert out == tmp_path / "reports" / "report.html"
     text = out.read_text(encoding="utf-8")
@@ -254,7 +262,6 @@ def test_report_is_one_self_contained_file_with_every_chart_and_its_table(app: A
     assert "<td class=\"num\">4</td>" in text  # kap-intro step 1 sent
     assert "Newsletter: A gentle note for the winter months" in text
     assert "2 (66.7%)" in text  # newsletter opened, in the full table
-    assert f"newsletter:{data.newsletter_id}" not in text or True
     assert "Made 06 December 2026 at 04:00 (America/Los_Angeles)" in text
 
 
@@ -262,7 +269,7 @@ def test_report_with_nothing_sent_yet_says_so(app: App) -> None:
     text = render_report(app, now=at("2026-12-06 12:00"))
     assert_self_contained(text)
     assert 'class="bar"' not in text
-    assert text.count("Nothing to show yet") == 3  # funnel, per day, rates
+    assert text.count('class="empty">Nothing to show yet') == 3  # funnel, per day, rates
     assert "No newsletter has been sent in this period." in text
 
 

@@ -406,3 +406,21 @@ def test_events_can_be_counted_by_kind(app):
     assert report.kinds == {"opened": 3, "clicked": 1}
     with transaction(app.engine) as session:
         assert session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.kind == "opened")) == 3
+
+
+@pytest.mark.postgres
+def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
+    app = make_app(tmp_path, database_url=postgres_url)
+    try:
+        ids = active_subscribers(app, 3, NOW)
+        deliveries = sent_deliveries(app, ids)
+        events = [sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]]) for n in range(600)]
+        events += [sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"), sg_event("unsubscribe", 901, email="PERSON1@example.com")]
+        first = wh.process_events(app, events, NOW)
+        assert (first.stored, first.suppressed) == (602, 2)
+        again = wh.process_events(app, events, NOW)
+        assert (again.stored, again.duplicates, again.suppressed) == (0, 602, 0)
+        assert [statuses(app)[sid] for sid in ids] == [m.BOUNCED, m.UNSUBSCRIBED, m.ACTIVE]
+        assert len(stored(app)) == 602
+    finally:
+        app.close()

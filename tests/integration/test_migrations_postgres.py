@@ -1,0 +1,132 @@
+"""The Alembic migrations against a real PostgreSQL: exactly the models' schema,
+a clean downgrade, and a second upgrade that changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from nurture.store.db import make_engine
+from nurture.store.migrate import current_revision, ensure_schema, head_revision, upgrade
+from nurture.store.models import Base
+from tests.unit.test_migrations import (
+    HEAD,
+    MODEL_TABLES,
+    assert_append_only,
+    downgrade,
+    insert_consent_event,
+    schema_diff,
+    schema_snapshot,
+    table_names,
+    triggers,
+    version_rows,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    assert engine.dialect.name == "postgresql"
+    yield engine
+    engine.dispose()
+
+
+def functions(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                    "WHERE n.nspname = 'public' ORDER BY p.proname"
+                )
+            ).scalars()
+        )
+
+
+def test_upgrade_empty_database_matches_the_models(engine: Engine):
+    assert table_names(engine) == set()
+    upgrade(engine)
+    assert current_revision(engine) == head_revision(engine) == HEAD
+    assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
+    assert schema_diff(engine) == []
+    assert triggers(engine) == ["consent_events_append_only"]
+    assert functions(engine) == ["consent_events_append_only"]
+
+
+def test_ids_are_bigint_and_times_are_naive_timestamps(engine: Engine):
+    upgrade(engine)
+    with engine.connect() as connection:
+        types = dict(
+            connection.execute(
+                text(
+                    "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'public'"
+                )
+            ).all()
+        )
+    assert types["subscribers.id"] == "bigint"
+    assert types["consent_events.subscriber_id"] == "bigint"
+    assert types["deliveries.claimed_at"] == "timestamp without time zone"
+    assert types["newsletters.content"] == "json"
+    assert len(types) == sum(len(table.columns) for table in Base.metadata.sorted_tables) + 1  # + version_num
+
+
+def test_the_comparison_does_see_differences(engine: Engine):
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE subscribers ALTER COLUMN first_name TYPE varchar(50)"))
+    diff = schema_diff(engine)
+    assert len(diff) == 1
+    [(kind, _schema, table, column, *_rest)] = diff[0]
+    assert (kind, table, column) == ("modify_type", "subscribers", "first_name")
+
+
+def test_consent_events_are_append_only(engine: Engine):
+    upgrade(engine)
+    insert_consent_event(engine)
+    assert_append_only(engine)
+
+
+def test_downgrade_to_base_leaves_no_tables(engine: Engine):
+    upgrade(engine)
+    downgrade(engine)
+    assert table_names(engine) <= {"alembic_version"}
+    assert version_rows(engine) == []
+    assert current_revision(engine) is None
+    assert triggers(engine) == []
+    assert functions(engine) == []
+    with engine.connect() as connection:
+        relations = connection.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+            )
+        ).scalars().all()
+    assert relations == []  # no tables, indexes or sequences left behind
+
+
+def test_upgrade_twice_is_a_no_op(engine: Engine):
+    upgrade(engine)
+    insert_consent_event(engine)
+    before = schema_snapshot(engine)
+    upgrade(engine)
+    ensure_schema(engine)
+    assert schema_snapshot(engine) == before
+    assert version_rows(engine) == [HEAD]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM consent_events")).scalar_one() == 1
+
+
+def test_down_and_up_again_restores_the_schema_and_triggers(engine: Engine):
+    upgrade(engine)
+    first = schema_snapshot(engine)
+    downgrade(engine)
+    upgrade(engine)
+    assert schema_snapshot(engine) == first
+    assert schema_diff(engine) == []
+    insert_consent_event(engine)
+    assert_append_only(engine)
