@@ -53,7 +53,7 @@ def timed(label: str, rows: int, action: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - started
-    print(f"  {label:<34} {seconds:7.2f} s  {rows / seconds:10,.0f} rows/s", flush=True)
+    print(f"  {label:<40} {seconds:7.2f} s  {rows / seconds:10,.0f} rows/s", flush=True)
     return result
 
 

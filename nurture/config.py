@@ -322,6 +322,13 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         sendgrid_host=(env.get(SENDGRID_HOST_ENV) or "https://api.sendgrid.com").rstrip("/"),
         webhook_public_key=env.get(WEBHOOK_KEY_ENV) or None,
     )
-    if settings.delivery.transport == "sendgrid":
-        secrets.require_sendgrid_key()
+    if settings.delivery.transport == "sendgrid" and not secrets.sendgrid_api_key:
+        # Say where sendgrid was chosen: the file's line, or the variable that overrode it.
+        origin = origins.get(("delivery", "transport"))
+        line = key_lines(text).get(("delivery", "transport"))
+        location = f"environment variable {origin}" if origin else f"{where}, line {line}" if line else where
+        try:
+            secrets.require_sendgrid_key()
+        except ConfigError as exc:
+            raise ConfigError(f"{location}: {exc}") from None
     return Config(settings=settings, secrets=secrets, path=config_path, base_dir=config_path.resolve().parent)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.errors import InputError
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import insert_rows, transaction
 from nurture.subscribers import _chunks, clean_first_name, clean_timezone, enroll, normalize_email
 from nurture.tokens import address_hash
 
@@ -191,12 +191,9 @@ def import_csv(
         consent_rows: list[dict[str, object]] = []
         keys = list(by_key)
         for chunk in _chunks(keys, CHUNK):
+            digests = {key: address_hash(secret, key) for key in chunk}
             erased = set(
-                session.scalars(
-                    select(m.Suppression.address_hash).where(
-                        m.Suppression.address_hash.in_([address_hash(secret, key) for key in chunk])
-                    )
-                )
+                session.scalars(select(m.Suppression.address_hash).where(m.Suppression.address_hash.in_(list(digests.values()))))
             )
             existing = {
                 row.email_key: row for row in session.scalars(select(m.Subscriber).where(m.Subscriber.email_key.in_(chunk)))
@@ -204,7 +201,7 @@ def import_csv(
             fresh = []
             for key in chunk:
                 row = by_key[key]
-                if address_hash(secret, key) in erased:
+                if digests[key] in erased:
                     report.skipped_erased += 1
                     continue
                 known = existing.get(key)
@@ -226,10 +223,10 @@ def import_csv(
                     # They left (or bounced, or complained): an import never overrides that.
                     report.skipped_unsubscribed += 1
             if fresh:
-                inserted = session.execute(
-                    m.Subscriber.__table__.insert().returning(
-                        m.Subscriber.__table__.c.id, m.Subscriber.__table__.c.email_key
-                    ),
+                table = m.Subscriber.__table__
+                inserted = insert_rows(
+                    session,
+                    table,
                     [
                         {
                             "email": row.email,
@@ -245,14 +242,15 @@ def import_csv(
                         }
                         for row in fresh
                     ],
-                ).all()
+                    returning=(table.c.id, table.c.email_key),
+                )
+                # Matched up by address, so the order rows come back in does not matter.
                 for subscriber_id, key in inserted:
                     new_ids.append(subscriber_id)
                     consent_rows.append(_consent(subscriber_id, by_key[key], now, source_note))
             if progress:
                 progress(len(chunk))
-        for chunk in _chunks(consent_rows, CHUNK):
-            session.execute(m.ConsentEvent.__table__.insert(), chunk)
+        insert_rows(session, m.ConsentEvent.__table__, consent_rows)
         report.created = len(new_ids)
         report.activated = len(activated_ids)
         if enroll_subscribers:

@@ -6,6 +6,7 @@ except `forget`, which erases the whole person on their request.
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from nurture import links
 from nurture.app import App
 from nurture.errors import InputError, NotFound, TokenError
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import insert_rows, transaction
 from nurture.tokens import address_hash, read_confirm_token
 
 MAX_NAME = 100
@@ -207,7 +208,7 @@ def enroll_in_campaign(
                 enrollment.updated_at = start
                 changed += 1
         if fresh:
-            session.execute(m.Enrollment.__table__.insert(), fresh)
+            insert_rows(session, m.Enrollment.__table__, fresh)
             changed += len(fresh)
     return changed
 
@@ -294,7 +295,9 @@ def send_confirmation(app: App, subscriber_id: int, email: str, first_name: str 
 
     prepared = app.renderer.prepare_confirmation()
     recipient = Recipient(email=email, first_name=first_name, confirm_url=links.confirm_url(app.config, subscriber_id, nonce, now))
-    envelope = prepared.envelope(f"confirm-{subscriber_id}-{nonce}", recipient, {"kind": "confirmation"})
+    # A random tail: confirmations are not deliveries, and a store reset beside an old
+    # outbox must not collide with an earlier file of the same name.
+    envelope = prepared.envelope(f"confirm-{subscriber_id}-{nonce}-{secrets.token_hex(4)}", recipient, {"kind": "confirmation"})
     outcomes = app.transport.send(prepared.batch([envelope]))
     failed = [outcome for outcome in outcomes if outcome.status != "sent"]
     if failed:
@@ -363,10 +366,18 @@ def unsubscribe(
     """
     with transaction(app.engine) as session:
         subscriber = session.get(m.Subscriber, subscriber_id)
-        if subscriber is None or subscriber.status == m.UNSUBSCRIBED:
+        if subscriber is None:
             return False
-        subscriber.status = m.UNSUBSCRIBED
-        subscriber.status_changed_at = now
+        last_kind = session.scalar(
+            select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber.id).order_by(m.ConsentEvent.id.desc()).limit(1)
+        )
+        if subscriber.status == m.UNSUBSCRIBED or last_kind == m.UNSUBSCRIBE:
+            return False
+        if subscriber.status in (m.ACTIVE, m.PENDING):
+            subscriber.status = m.UNSUBSCRIBED
+            subscriber.status_changed_at = now
+        # A bounced or complained status stays (it is the stronger block), but the
+        # person's own withdrawal is still part of their consent record.
         detail = "; ".join(part for part in (f"from {stream}" if stream else None, reason) if part) or None
         record_consent(session, subscriber.id, m.UNSUBSCRIBE, now, source=source, ip=ip, user_agent=user_agent, detail=detail)
         stop_enrollments(session, [subscriber.id], now)
@@ -382,10 +393,16 @@ def unsubscribe_email(app: App, email: str, now: datetime, *, reason: str | None
 def suppress(session: Session, subscriber_ids: Sequence[int], kind: str, now: datetime, *, source: str, detail: str | None = None) -> int:
     """Provider said bounce / complaint / unsubscribe: stop mail at once. Returns how many changed."""
     status = {m.BOUNCE: m.BOUNCED, m.COMPLAINT: m.COMPLAINED, m.UNSUBSCRIBE: m.UNSUBSCRIBED}[kind]
+    # A complaint outranks everything else and is recorded even for someone who
+    # already left; a bounce or a provider unsubscribe only changes someone reachable.
+    if kind == m.COMPLAINT:
+        replaceable = [m.ACTIVE, m.PENDING, m.UNSUBSCRIBED, m.BOUNCED]
+    else:
+        replaceable = [m.ACTIVE, m.PENDING]
     changed = 0
     for chunk in _chunks(list(set(subscriber_ids)), 500):
         rows = session.scalars(
-            select(m.Subscriber).where(m.Subscriber.id.in_(chunk), m.Subscriber.status.in_([m.ACTIVE, m.PENDING]))
+            select(m.Subscriber).where(m.Subscriber.id.in_(chunk), m.Subscriber.status.in_(replaceable))
         ).all()
         for subscriber in rows:
             subscriber.status = status

@@ -15,5 +15,9 @@ with engine.connect() as connection:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two processes starting on a fresh database: the second waits here, then
+            # finds the schema already at head. (SQLite's BEGIN IMMEDIATE does the same.)
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727387)")
         context.run_migrations()
     connection.commit()

@@ -7,12 +7,13 @@ waiting writer queues on the busy timeout instead of failing with a deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Column, Connection, Engine, Row, Table, bindparam, create_engine, event, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nurture.errors import ConfigError
 
 BUSY_TIMEOUT_MS = 30_000
+PG_INSERT_CHUNK = 5_000
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -54,6 +56,8 @@ def _sqlite_engine(url: Any) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Erasure means erasure: deleted rows are overwritten, not left in free pages.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -78,3 +82,37 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
     with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session:
         with session.begin():
             yield session
+
+
+def insert_rows(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, returning: Sequence[Column[Any]] = ()
+) -> list[Row[Any]]:
+    """Insert many rows (all with the same keys); return the `returning` columns, in no set order.
+
+    On PostgreSQL each column travels as one array parameter and the rows come out of
+    unnest(): a few parameters per statement instead of one per value, several times
+    faster than executemany or a long VALUES list for the tens of thousands of rows an
+    import writes. Elsewhere it is a plain executemany.
+    """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name != "postgresql":
+        if returning:
+            return list(session.execute(table.insert().returning(*returning), list(rows)).all())
+        session.execute(table.insert(), list(rows))
+        return []
+    names = list(rows[0])
+    found: list[Row[Any]] = []
+    for start in range(0, len(rows), PG_INSERT_CHUNK):
+        chunk = rows[start : start + PG_INSERT_CHUNK]
+        arrays = [
+            bindparam(f"column_{index}", [row[name] for row in chunk], type_=ARRAY(table.c[name].type))
+            for index, name in enumerate(names)
+        ]
+        source = func.unnest(*arrays).table_valued(*names).render_derived()
+        statement = insert(table).from_select(names, select(*(source.c[name] for name in names)))
+        if returning:
+            found.extend(session.execute(statement.returning(*returning)).all())
+        else:
+            session.execute(statement)
+    return found

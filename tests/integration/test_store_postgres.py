@@ -37,7 +37,7 @@ def app(tmp_path: Path, postgres_url: str) -> Iterator[App]:
 
 
 def token(app: App, subscriber_id: int, nonce: int) -> str:
-    path = app.config.outbox_dir / f"confirm-{subscriber_id}-{nonce}.eml"
+    [path] = app.config.outbox_dir.glob(f"confirm-{subscriber_id}-{nonce}-*.eml")
     message = message_from_bytes(path.read_bytes(), policy=default_policy)
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     [found] = set(re.findall(r"/confirm/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", body))
@@ -81,7 +81,7 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     path.write_text(
         "email,first_name,timezone,consented_at,consent_source\n"
         "sam@example.com,Samuel,Europe/Paris,2025-01-01,paper form\n"  # already active: merged
-        'ann@example.com,"Ann, Jr.",America/Chicago,2025-02-01T10:00:00Z,"open day, 2025"\n'
+        'ann@example.com,"Ann, Jr.",America/Chicago,2025-02-01T12:00:00+02:00,"open day, 2025"\n'
         "ANN@example.com,,,2025-02-02,open day\n"  # duplicate of the line above
         "bob@example.com,Bob,,2026-12-25,web\n"  # in the future
         "cy@example.com,Cy,,2025-03-01,web\n",
@@ -167,3 +167,12 @@ def test_bulk_import_on_postgres(app: App, tmp_path: Path):
         ).all()
     # Each consent event belongs to the right person (ids matched up after a multi-row insert).
     assert dict(pairs) == {f"person{i}@example.com": f"bulk list row {i}" for i in range(2500)}
+    with transaction(app.engine) as session:
+        due = session.execute(
+            select(m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at, func.count()).group_by(
+                m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at
+            )
+        ).all()
+        times = session.execute(select(m.Subscriber.created_at, m.Subscriber.confirmed_at).distinct()).all()
+    assert due == [("kap-intro", 1, NOW, 2500)]
+    assert times == [(NOW, NOW)]

@@ -348,15 +348,22 @@ def test_nurture_database_url_overrides_the_file(tmp_path):
 
 
 def test_sendgrid_without_api_key(tmp_path):
-    text, _ = edited("  transport: outbox", "  transport: sendgrid")
-    message = config_error(project(tmp_path, text))
-    assert "delivery.transport is 'sendgrid'" in message
-    assert "SENDGRID_API_KEY is not set" in message
+    text, line = edited("  transport: outbox", "  transport: sendgrid")
+    path = project(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(
+        f"{path}, line {line}: delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set: "
+    )
+    assert "\n" not in message
+    # An empty variable counts as not set.
+    assert "SENDGRID_API_KEY is not set" in config_error(path, {"SENDGRID_API_KEY": ""})
 
 
 def test_sendgrid_from_env_without_api_key(tmp_path):
     message = config_error(project(tmp_path), {"NURTURE_DELIVERY__TRANSPORT": "sendgrid"})
-    assert "SENDGRID_API_KEY is not set" in message
+    assert message.startswith(
+        "environment variable NURTURE_DELIVERY__TRANSPORT: delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set"
+    )
 
 
 def test_secret_key_is_only_required_when_used(tmp_path):
@@ -394,6 +401,7 @@ BROKEN = {
     "time_zone": (("  default_timezone: America/Los_Angeles", "  default_timezone: Mars/Base"), "is not an IANA time zone"),
     "address": (("  from_email: hello@example.com", "  from_email: nobody"), "sender.from_email: 'nobody' is not a valid email"),
     "yaml": (("  from_name: Riverbend Integrative Therapy", "  from_name: a: b"), "YAML syntax error"),
+    "sendgrid_key": (("  transport: outbox", "  transport: sendgrid"), "delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set"),
 }
 
 

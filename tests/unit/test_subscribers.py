@@ -51,12 +51,16 @@ def app(tmp_path: Path) -> Iterator[App]:
 # ---------------------------------------------------------------- helpers
 
 
+CONFIRM_TAIL = re.compile(r"^(confirm-\d+-\d+)-[0-9a-f]{8}\.eml$")
+
+
 def outbox(app: App) -> dict[str, EmailMessage]:
+    """Messages by file name; confirmations without their random tail (confirm-ID-NONCE.eml)."""
     folder = app.config.outbox_dir
     if not folder.exists():
         return {}
     return {
-        path.name: email.message_from_bytes(path.read_bytes(), policy=default_policy)  # type: ignore[misc]
+        CONFIRM_TAIL.sub(r"\1.eml", path.name): email.message_from_bytes(path.read_bytes(), policy=default_policy)  # type: ignore[misc]
         for path in sorted(folder.glob("*.eml"))
     }
 
@@ -593,3 +597,36 @@ def test_no_address_is_logged(app: App, tmp_path: Path, caplog: pytest.LogCaptur
     for address in [*addresses, "broken@"]:
         assert address.casefold() not in logged
     assert "secretname" not in logged
+
+
+def _kinds(app: App, subscriber_id: int) -> list[str]:
+    with transaction(app.engine) as session:
+        return list(session.scalars(select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)))
+
+
+def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawal(tmp_path: Path) -> None:
+    from nurture.subscribers import suppress
+
+    app = make_app(tmp_path)
+    [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
+    with transaction(app.engine) as session:
+        assert suppress(session, [person], m.BOUNCE, at("2026-12-02 10:00"), source="sendgrid") == 1
+    assert unsubscribe(app, person, at("2026-12-03 10:00"), source="web") is True
+    assert unsubscribe(app, person, at("2026-12-03 10:05"), source="web") is False  # idempotent
+    with transaction(app.engine) as session:
+        assert session.get(m.Subscriber, person).status == m.BOUNCED  # type: ignore[union-attr]
+    assert _kinds(app, person) == [m.IMPORT, m.BOUNCE, m.UNSUBSCRIBE]
+
+
+def test_a_complaint_from_someone_who_already_left_is_recorded_and_wins(tmp_path: Path) -> None:
+    from nurture.subscribers import suppress
+
+    app = make_app(tmp_path)
+    [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
+    unsubscribe(app, person, at("2026-12-02 10:00"), source="web")
+    with transaction(app.engine) as session:
+        assert suppress(session, [person], m.COMPLAINT, at("2026-12-03 10:00"), source="sendgrid") == 1
+        assert suppress(session, [person], m.BOUNCE, at("2026-12-03 10:01"), source="sendgrid") == 0
+    with transaction(app.engine) as session:
+        assert session.get(m.Subscriber, person).status == m.COMPLAINED  # type: ignore[union-attr]
+    assert _kinds(app, person) == [m.IMPORT, m.UNSUBSCRIBE, m.COMPLAINT]
