@@ -111,6 +111,19 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
         yield list(items[start : start + size])
 
 
+def _has_json_each(dbapi: Any) -> bool:
+    """Whether this SQLite library has the JSON functions (built in from 3.38, optional before)."""
+    try:
+        probe = dbapi.connect(":memory:")
+        try:
+            probe.execute("SELECT value FROM json_each('[1]')").fetchall()
+        finally:
+            probe.close()
+    except Exception:  # noqa: BLE001 - any failure means: use plain IN lists
+        return False
+    return True
+
+
 class _Statements:
     """The pass's per-row statements for one dialect, built once and reused.
 
@@ -122,9 +135,7 @@ class _Statements:
 
     def __init__(self, dialect: Any) -> None:
         self.dialect_name = dialect.name
-        version = getattr(dialect.dbapi, "sqlite_version_info", (0,)) if dialect.name == "sqlite" else (0,)
-        # JSON functions are built into SQLite from 3.38 on.
-        self.json_ids = dialect.name == "sqlite" and dialect.driver == "pysqlite" and tuple(version) >= (3, 38, 0)
+        self.json_ids = dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
         # Longest id list in one statement (old SQLite builds allow 999 parameters).
         self.chunk = 5000 if self.json_ids else 500
         self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
@@ -264,6 +275,16 @@ def update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -
         for start in range(0, len(params), 1000):
             session.execute(statement, params[start : start + 1000])
 
+
+_NEWSLETTERS = m.Newsletter.__table__
+_NEWSLETTER_DUE = (
+    select(_NEWSLETTERS.c.id)
+    .where(
+        _NEWSLETTERS.c.status.in_([m.SCHEDULED, m.SENDING]),
+        _NEWSLETTERS.c.first_due_at <= bindparam("now", type_=_NEWSLETTERS.c.first_due_at.type),
+    )
+    .limit(1)
+)
 
 _PAUSED_QUERY = select(_CAMPAIGN_STATES.c.campaign).where(_CAMPAIGN_STATES.c.paused.is_(True))
 
@@ -440,7 +461,7 @@ class SendingPass:
             if postgres:
                 query = query.with_for_update(of=_ENROLLMENTS, skip_locked=True)
             # Plain tuples: unpacking is much cheaper than attribute access on result rows.
-            rows = [tuple(row) for row in connection.execute(query, {"now": now})]
+            rows = [tuple(row) for row in connection.execute(query, {"now": now}).all()]
             if not rows:
                 break
             zones = self._zones({row[1]: row[5] for row in rows})
@@ -575,6 +596,8 @@ class SendingPass:
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
         now = self.now
         claims: list[Claim] = []
+        if session.connection().execute(_NEWSLETTER_DUE, {"now": now}).first() is None:
+            return claims  # the usual case: a cheap look before loading any newsletter
         newsletters = session.scalars(
             select(m.Newsletter)
             .where(m.Newsletter.status.in_([m.SCHEDULED, m.SENDING]), m.Newsletter.first_due_at <= now)

@@ -344,7 +344,7 @@ class SendGridTransport:
                 )
             message_id = response.headers.get("X-Message-Id")
             log.info("SendGrid accepted a batch of %d (%s)", count, response.status_code)
-            return [Outcome(delivery_id=i, status="sent", provider_message_id=message_id) for i in ids]
+            return [Outcome(i, "sent", message_id) for i in ids]
 
     @staticmethod
     def _all(ids: list[str], status: Any, *, error: str) -> list[Outcome]:
