@@ -57,9 +57,10 @@ def run_once(size: int, latency: float, batch_size: int, concurrency: int) -> di
                 "NO_PROXY": "127.0.0.1,localhost",
                 "NURTURE_CONFIG": str(config_path),
             }
-            app = open_app(load_config(config_path, environ=env))
-            active_subscribers(app, size, START)
-            close_opened()
+            # Fill the store in another process: a child's ru_maxrss starts at its parent's
+            # peak RSS (Linux carries it across fork/exec), so filling it here would make
+            # the sender's "peak" grow with the list whatever the sender does.
+            subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
             began = time.perf_counter()
             sender = subprocess.Popen([sys.executable, "-m", "nurture", "send-due", "--now", SEND_AT], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             _, status, usage = os.wait4(sender.pid, 0)
@@ -78,7 +79,16 @@ def run_once(size: int, latency: float, batch_size: int, concurrency: int) -> di
         standin.wait(timeout=10)
 
 
+def fill(config_path: str, size: int) -> None:
+    app = open_app(load_config(Path(config_path), environ=dict(os.environ)))
+    active_subscribers(app, size, START)
+    close_opened()
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--fill":
+        fill(sys.argv[2], int(sys.argv[3]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--latency", type=float, default=0.05)

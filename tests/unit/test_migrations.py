@@ -208,3 +208,14 @@ def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert schema_diff(engine) == []
     finally:
         engine.dispose()
+
+
+def test_the_head_constant_is_alembics_head(tmp_path: Path) -> None:
+    from nurture.store.db import make_engine
+    from nurture.store.migrate import HEAD, head_revision
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    try:
+        assert head_revision(engine) == HEAD, "update HEAD in nurture/store/migrate.py with each new migration"
+    finally:
+        engine.dispose()
