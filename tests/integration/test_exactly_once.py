@@ -188,3 +188,26 @@ def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(tmp_
     assert "SendGrid rejected the API key" in result.stderr
     assert "Traceback" not in result.stderr
     assert project.statuses() == Counter()
+
+
+def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path, postgres_url: str, standin: SendGridStandIn) -> None:
+    standin.latency = 0.1  # a first pass of over a second: the second daemon is up well before it ends
+    window = {"delivery.send_window": {"start": "00:00", "end": "23:59"}, "delivery.batch_size": 25, "delivery.concurrency": 2}
+    project = Project(tmp_path, postgres_url, standin, **window)
+    now = datetime.now(START.tzinfo)
+    active_subscribers(project.app, 600, now - timedelta(minutes=1), timezone_name="UTC")
+    daemons = [project.start("run", "--interval", "5") for _ in range(2)]
+    deadline = time.monotonic() + 90
+    while project.statuses()[m.SENT] < 600 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for daemon in daemons:
+        daemon.send_signal(signal.SIGTERM)
+    outputs = [daemon.communicate(timeout=30) for daemon in daemons]
+    for daemon, (_, err) in zip(daemons, outputs):
+        assert daemon.returncode == 0, err
+    received = Counter(message.to_email for message in standin.messages())
+    assert len(received) == 600 and set(received.values()) == {1}
+    assert project.statuses() == Counter({m.SENT: 600})
+    with transaction(project.app.engine) as session:
+        workers = set(session.scalars(select(m.Delivery.worker)))
+    assert len(workers) == 2, "both daemons took a share of the work"
