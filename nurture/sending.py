@@ -36,7 +36,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from nurture import links
 from nurture.app import App
 from nurture.campaigns import Campaign
-from nurture.errors import FatalTransportError, NurtureError
+from nurture.errors import FatalTransportError, InputError, NurtureError
 from nurture.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -896,7 +896,18 @@ def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> 
 def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: timedelta | None = None) -> int:
     """The owner's release of stuck or failed deliveries, by id or by age."""
     with transaction(app.engine) as session:
-        chosen = list(ids)
+        chosen = list(dict.fromkeys(ids))
+        if chosen:
+            releasable = set(
+                session.scalars(select(m.Delivery.id).where(m.Delivery.id.in_(chosen), m.Delivery.status.in_([m.CLAIMED, m.FAILED])))
+            )
+            refused = [delivery_id for delivery_id in chosen if delivery_id not in releasable]
+            if refused:
+                # Nothing is released when any named id is wrong: a typo must not half-apply.
+                raise InputError(
+                    f"deliver{'y' if len(refused) == 1 else 'ies'} {', '.join(map(str, refused))}: not stuck or failed "
+                    "(sent and skipped emails cannot be released); nothing was released. See: nurture deliveries --stuck"
+                )
         if older_than is not None:
             chosen += list(session.scalars(select(m.Delivery.id).where(stuck_condition(now, older_than))))
         return release_claims(session, chosen, now)

@@ -104,3 +104,18 @@ def test_release_needs_ids_or_an_age(tmp_path: Path) -> None:
     assert code == 1 and "name delivery ids, or give --older-than" in output
     code, output = nurture(app, "deliveries", "release", "--older-than", "soon")
     assert code == 1 and "use a number and a unit" in output
+
+
+def test_releasing_a_sent_or_unknown_id_is_refused_and_releases_nothing(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    ids = active_subscribers(app, 2, START)
+    with transaction(app.engine) as session:
+        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.CLAIMED, worker="dead:1", claimed_at=START))
+        session.add(m.Delivery(subscriber_id=ids[1], stream="kap-intro", step=1, status=m.SENT, worker="w:1", claimed_at=START))
+    with transaction(app.engine) as session:
+        stuck_id, sent_id = session.scalars(select(m.Delivery.id).order_by(m.Delivery.id)).all()
+    code, output = nurture(app, "deliveries", "release", str(stuck_id), str(sent_id), "999")
+    assert code == 1
+    assert f"deliveries {sent_id}, 999: not stuck or failed" in output and "nothing was released" in output
+    with transaction(app.engine) as session:
+        assert session.get(m.Delivery, stuck_id).status == m.CLAIMED  # type: ignore[union-attr]
