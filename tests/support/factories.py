@@ -101,3 +101,24 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
         )
         enroll(session, app, ids, now)
     return ids
+
+
+def consent_events(app: App, subscriber_id: int) -> list[Any]:
+    """A subscriber's consent events, oldest first."""
+    from sqlalchemy import select
+
+    from nurture.store import models as m
+    from nurture.store.db import transaction
+
+    with transaction(app.engine) as session:
+        return list(session.scalars(select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)))
+
+
+def enrollments_of(app: App, subscriber_id: int) -> list[Any]:
+    from sqlalchemy import select
+
+    from nurture.store import models as m
+    from nurture.store.db import transaction
+
+    with transaction(app.engine) as session:
+        return list(session.scalars(select(m.Enrollment).where(m.Enrollment.subscriber_id == subscriber_id)))

@@ -22,7 +22,7 @@ from nurture.importer import import_csv
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.subscribers import confirm, subscribe, unsubscribe_email
-from tests.support.factories import SECRET, active_subscribers, at, make_app, write_project
+from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app, write_project
 
 NOW = at("2026-12-01 18:00")  # Tuesday, 10:00 in Los Angeles
 HEADER = ["email", "first_name", "timezone", "consented_at", "consent_source"]
@@ -137,20 +137,6 @@ def subscriber(app: App, key: str) -> m.Subscriber | None:
         return session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == key))
 
 
-def events(app: App, subscriber_id: int) -> list[m.ConsentEvent]:
-    with transaction(app.engine) as session:
-        return list(
-            session.scalars(
-                select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)
-            )
-        )
-
-
-def enrollments(app: App, subscriber_id: int) -> list[m.Enrollment]:
-    with transaction(app.engine) as session:
-        return list(session.scalars(select(m.Enrollment).where(m.Enrollment.subscriber_id == subscriber_id)))
-
-
 def problem_lines(message: str) -> list[int]:
     return [int(number) for number in re.findall(r", line (\d+): ", message)]
 
@@ -250,7 +236,7 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
     assert person.email == "Person4420@example.com"  # domain lower-cased, local part kept
     assert (person.first_name, person.timezone, person.status, person.source) == ("P4420", None, m.ACTIVE, "import")
     assert person.confirmed_at == NOW
-    [event] = events(app, person.id)
+    [event] = consent_events(app, person.id)
     assert event.kind == m.IMPORT
     assert event.occurred_at == consented_at(4420)
     assert event.recorded_at == NOW
@@ -259,7 +245,7 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
     other = subscriber(app, "person4411@example.com")
     assert other is not None
     assert (other.first_name, other.timezone) == ("P4411", "America/Chicago")
-    [event] = events(app, other.id)
+    [event] = consent_events(app, other.id)
     assert event.source == "paper form, open day 2025"
     assert event.occurred_at == consented_at(4411)
     assert event.occurred_at.tzinfo is not None
@@ -294,15 +280,15 @@ def test_duplicates_within_the_file_merge(app: App, tmp_path: Path):
     assert sam is not None
     # The first line wins; later lines only fill blanks.
     assert (sam.email, sam.first_name, sam.timezone) == ("Sam@example.com", "Sam", "Europe/London")
-    [event] = events(app, sam.id)
+    [event] = consent_events(app, sam.id)
     assert (event.source, event.occurred_at) == ("form A", at("2025-01-01 00:00"))
-    assert len(enrollments(app, sam.id)) == 1
+    assert len(enrollments_of(app, sam.id)) == 1
 
 
 def test_existing_active_subscriber_is_merged(app: App, tmp_path: Path):
     kim = subscribe(app, "kim@example.com", NOW - timedelta(days=2)).subscriber_id
     confirm(app, confirm_token(app, kim), NOW - timedelta(days=1))
-    before_events = [(e.kind, e.occurred_at) for e in events(app, kim)]
+    before_events = [(e.kind, e.occurred_at) for e in consent_events(app, kim)]
     path = write_csv(tmp_path / "kim.csv", [["KIM@example.com", "Kim", "America/Denver", "2025-01-01", "paper form"]])
 
     report = import_csv(app, path, NOW)
@@ -312,8 +298,8 @@ def test_existing_active_subscriber_is_merged(app: App, tmp_path: Path):
     assert person is not None
     assert (person.status, person.email) == (m.ACTIVE, "kim@example.com")
     assert (person.first_name, person.timezone) == ("Kim", "America/Denver")  # blanks filled in
-    assert [(e.kind, e.occurred_at) for e in events(app, kim)] == before_events
-    assert len(enrollments(app, kim)) == 1
+    assert [(e.kind, e.occurred_at) for e in consent_events(app, kim)] == before_events
+    assert len(enrollments_of(app, kim)) == 1
     assert counts(app)["subscribers"] == 1
 
 
@@ -334,11 +320,11 @@ def test_pending_subscriber_is_activated_by_consent_evidence(app: App, tmp_path:
     person = subscriber(app, "lee@example.com")
     assert person is not None
     assert person.status == m.ACTIVE
-    assert [(e.kind, e.source, e.occurred_at) for e in events(app, lee)] == [
+    assert [(e.kind, e.source, e.occurred_at) for e in consent_events(app, lee)] == [
         (m.OPT_IN, "cli", NOW - timedelta(hours=1)),
         (m.IMPORT, "clinic intake form", at("2025-06-01 08:00")),
     ]
-    assert [e.campaign for e in enrollments(app, lee)] == ["kap-intro"]
+    assert [e.campaign for e in enrollments_of(app, lee)] == ["kap-intro"]
 
 
 def test_unsubscribed_subscriber_is_not_reactivated(app: App, tmp_path: Path):
@@ -354,8 +340,8 @@ def test_unsubscribed_subscriber_is_not_reactivated(app: App, tmp_path: Path):
     assert report.enrolled == 0
     person = subscriber(app, "ana@example.com")
     assert person is not None and person.status == m.UNSUBSCRIBED
-    assert [e.kind for e in events(app, ana)] == [m.OPT_IN, m.CONFIRM, m.UNSUBSCRIBE]
-    assert [e.status for e in enrollments(app, ana)] == [m.STOPPED]
+    assert [e.kind for e in consent_events(app, ana)] == [m.OPT_IN, m.CONFIRM, m.UNSUBSCRIBE]
+    assert [e.status for e in enrollments_of(app, ana)] == [m.STOPPED]
     assert snapshot(app) == before
 
 
@@ -372,7 +358,7 @@ def test_quoted_fields_with_commas_and_quotes(app: App, tmp_path: Path):
     jo = subscriber(app, "jo@example.com")
     assert jo is not None
     assert (jo.first_name, jo.timezone) == ("Mary, Jo", "America/Chicago")
-    [event] = events(app, jo.id)
+    [event] = consent_events(app, jo.id)
     assert event.source == 'paper form, "Spring" open day, 2025'
 
 
@@ -387,7 +373,7 @@ def test_file_with_a_bom_and_any_column_order(app: App, tmp_path: Path):
     assert (report.rows, report.created, report.invalid) == (1, 1, [])
     zoe = subscriber(app, "zoe@example.com")
     assert zoe is not None and zoe.first_name == "Zoë"
-    [event] = events(app, zoe.id)
+    [event] = consent_events(app, zoe.id)
     assert event.source == "Excel sheet"
 
 

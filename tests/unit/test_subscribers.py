@@ -27,7 +27,7 @@ from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.subscribers import confirm, export, forget, subscribe, tag, unsubscribe, unsubscribe_email
 from nurture.tokens import address_hash, make_confirm_token, make_unsubscribe_token
-from tests.support.factories import SECRET, active_subscribers, at, make_app
+from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app
 
 NOW = at("2026-12-01 18:00")  # Tuesday: 10:00 in Los Angeles (the default zone), 13:00 in New York
 WORDING_VERSION = "2026-11-v1"
@@ -88,20 +88,6 @@ def get(app: App, subscriber_id: int) -> m.Subscriber:
         subscriber = session.get(m.Subscriber, subscriber_id)
         assert subscriber is not None
         return subscriber
-
-
-def events(app: App, subscriber_id: int) -> list[m.ConsentEvent]:
-    with transaction(app.engine) as session:
-        return list(
-            session.scalars(
-                select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)
-            )
-        )
-
-
-def enrollments(app: App, subscriber_id: int) -> list[m.Enrollment]:
-    with transaction(app.engine) as session:
-        return list(session.scalars(select(m.Enrollment).where(m.Enrollment.subscriber_id == subscriber_id)))
 
 
 def deliveries(app: App, subscriber_id: int | None = None) -> list[m.Delivery]:
@@ -170,14 +156,14 @@ def test_subscribe_sends_one_confirmation_and_records_the_opt_in(app: App):
     assert (person.email, person.email_key) == ("Sam@example.com", "sam@example.com")
     assert (person.first_name, person.timezone, person.source) == ("Sam", "America/Chicago", "web form")
     assert (person.status, person.confirmed_at, person.confirm_nonce) == (m.PENDING, None, 1)
-    [event] = events(app, result.subscriber_id)
+    [event] = consent_events(app, result.subscriber_id)
     assert (event.kind, event.occurred_at, event.recorded_at) == (m.OPT_IN, NOW, NOW)
     assert (event.source, event.ip, event.user_agent) == ("web form", "203.0.113.9", "Mozilla/5.0 (test)")
     assert event.wording_version == WORDING_VERSION
     with transaction(app.engine) as session:
         wording = session.get(m.ConsentWording, WORDING_VERSION)
         assert wording is not None and wording.wording == app.config.consent.wording
-    assert enrollments(app, result.subscriber_id) == []
+    assert enrollments_of(app, result.subscriber_id) == []
     assert deliveries(app) == []
 
 
@@ -206,11 +192,11 @@ def test_confirm_activates_records_and_enrolls(app: App):
 
     person = get(app, sam)
     assert (person.status, person.confirmed_at, person.status_changed_at) == (m.ACTIVE, later, later)
-    opt_in, confirmation = events(app, sam)
+    opt_in, confirmation = consent_events(app, sam)
     assert (opt_in.kind, opt_in.occurred_at, opt_in.wording_version) == (m.OPT_IN, NOW, WORDING_VERSION)
     assert (confirmation.kind, confirmation.occurred_at, confirmation.wording_version) == (m.CONFIRM, later, WORDING_VERSION)
     assert (confirmation.source, confirmation.ip, confirmation.user_agent) == ("web", "198.51.100.7", "Phone browser")
-    [enrollment] = enrollments(app, sam)
+    [enrollment] = enrollments_of(app, sam)
     assert (enrollment.campaign, enrollment.status, enrollment.next_step, enrollment.next_due_at) == (
         "kap-intro",
         m.ENROLLED,
@@ -226,7 +212,7 @@ def test_confirm_activates_records_and_enrolls(app: App):
 
     again = confirm(app, token, later + timedelta(minutes=5))
     assert (again.status, again.enrolled) == ("already_active", 0)
-    assert len(events(app, sam)) == 2
+    assert len(consent_events(app, sam)) == 2
 
 
 def test_expired_token_is_refused(app: App):
@@ -237,8 +223,8 @@ def test_expired_token_is_refused(app: App):
         confirm(app, token, NOW + timedelta(days=8))
     assert str(caught.value) == "this confirmation link has expired (links last 7 days): please sign up again"
     assert get(app, sam).status == m.PENDING
-    assert [e.kind for e in events(app, sam)] == [m.OPT_IN]
-    assert enrollments(app, sam) == []
+    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN]
+    assert enrollments_of(app, sam) == []
 
     # Just inside the 7 days it still works.
     assert confirm(app, token, NOW + timedelta(days=6, hours=23)).status == "confirmed"
@@ -267,7 +253,7 @@ def test_tampered_tokens_are_refused(app: App):
         assert str(caught.value) == NOT_VALID, what
     assert get(app, sam).status == m.PENDING
     assert get(app, other).status == m.PENDING
-    assert [e.kind for e in events(app, sam)] == [m.OPT_IN]
+    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN]
     # The real one still works.
     assert confirm(app, token, NOW + timedelta(minutes=2)).status == "confirmed"
 
@@ -284,7 +270,7 @@ def test_a_second_subscribe_replaces_the_older_link(app: App):
         confirm(app, old, NOW + timedelta(hours=2))
     assert get(app, sam).status == m.PENDING
     assert confirm(app, new, NOW + timedelta(hours=2)).status == "confirmed"
-    assert [e.kind for e in events(app, sam)] == [m.OPT_IN, m.OPT_IN, m.CONFIRM]
+    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN, m.OPT_IN, m.CONFIRM]
     assert get(app, sam).first_name == "Sam"
 
 
@@ -307,7 +293,7 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
 
     assert unsubscribe_email(app, "sam@example.com", NOW + timedelta(days=1), reason="moving away")
     assert get(app, sam).status == m.UNSUBSCRIBED
-    assert [e.status for e in enrollments(app, sam)] == [m.STOPPED]
+    assert [e.status for e in enrollments_of(app, sam)] == [m.STOPPED]
     daily(app, NOW + timedelta(days=1), 5)
     assert [d.step for d in deliveries(app, sam)] == [1]
 
@@ -329,14 +315,14 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
     assert sent[1].claimed_at == confirmed_at  # resumed at step 2 right away, step 1 not resent
     to_sam = [subject for address, subject in recipients(app) if address == "sam@example.com"]
     assert sorted(to_sam) == sorted(["Please confirm your subscription to Riverbend Integrative Therapy"] * 2 + STEP_SUBJECTS)
-    assert [(e.kind, e.detail) for e in events(app, sam)] == [
+    assert [(e.kind, e.detail) for e in consent_events(app, sam)] == [
         (m.OPT_IN, None),
         (m.CONFIRM, None),
         (m.UNSUBSCRIBE, "moving away"),
         (m.OPT_IN, None),
         (m.CONFIRM, None),
     ]
-    assert [e.status for e in enrollments(app, sam)] == [m.COMPLETED]
+    assert [e.status for e in enrollments_of(app, sam)] == [m.COMPLETED]
 
 
 def test_unsubscribe_is_idempotent_and_recorded(app: App):
@@ -349,9 +335,9 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
 
     person = get(app, sam)
     assert (person.status, person.status_changed_at) == (m.UNSUBSCRIBED, NOW + timedelta(hours=1))
-    leaving = [e for e in events(app, sam) if e.kind == m.UNSUBSCRIBE]
+    leaving = [e for e in consent_events(app, sam) if e.kind == m.UNSUBSCRIBE]
     assert [(e.occurred_at, e.source, e.detail) for e in leaving] == [(NOW + timedelta(hours=1), "cli", "asked by phone")]
-    assert [e.status for e in enrollments(app, sam)] == [m.STOPPED]
+    assert [e.status for e in enrollments_of(app, sam)] == [m.STOPPED]
     with pytest.raises(NotFound, match="no subscriber with that address"):
         unsubscribe_email(app, "nobody@example.com", NOW)
 
@@ -359,7 +345,7 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
 def test_unsubscribe_from_a_link_notes_the_stream(app: App):
     [kim] = active_subscribers(app, 1, NOW, prefix="kim")
     assert unsubscribe(app, kim, NOW, source="link", stream="kap-intro", ip="192.0.2.1", user_agent="Mail app")
-    [event] = [e for e in events(app, kim) if e.kind == m.UNSUBSCRIBE]
+    [event] = [e for e in consent_events(app, kim) if e.kind == m.UNSUBSCRIBE]
     assert (event.source, event.detail, event.ip, event.user_agent) == ("link", "from kap-intro", "192.0.2.1", "Mail app")
 
 
@@ -393,8 +379,8 @@ def test_changed_wording_needs_a_new_version(tmp_path: Path):
     bumped = make_app(tmp_path, **{"consent.wording": "Different words shown to people from now on.", "consent.version": "v2"})
     try:
         result = subscribe(bumped, "b@example.com", NOW)
-        assert [e.wording_version for e in events(bumped, result.subscriber_id)] == ["v2"]
-        assert [e.wording_version for e in events(bumped, 1)] == [WORDING_VERSION]
+        assert [e.wording_version for e in consent_events(bumped, result.subscriber_id)] == ["v2"]
+        assert [e.wording_version for e in consent_events(bumped, 1)] == [WORDING_VERSION]
     finally:
         bumped.close()
 
@@ -410,7 +396,7 @@ def test_consent_events_refuse_update_on_sqlite(app: App):
     with pytest.raises(DBAPIError, match="consent_events is append-only"):
         with transaction(app.engine) as session:
             session.execute(update(m.ConsentEvent).values(occurred_at=NOW - timedelta(days=365)))
-    [event] = events(app, sam)
+    [event] = consent_events(app, sam)
     assert (event.source, event.occurred_at) == ("web form", NOW)
 
 
@@ -600,8 +586,7 @@ def test_no_address_is_logged(app: App, tmp_path: Path, caplog: pytest.LogCaptur
 
 
 def _kinds(app: App, subscriber_id: int) -> list[str]:
-    with transaction(app.engine) as session:
-        return list(session.scalars(select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)))
+    return [event.kind for event in consent_events(app, subscriber_id)]
 
 
 def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawal(tmp_path: Path) -> None:
