@@ -39,7 +39,7 @@ from nurture.campaigns import Campaign
 from nurture.errors import FatalTransportError, InputError, NurtureError
 from nurture.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import reading, transaction
 from nurture.transports.base import Batch, Outcome
 
 STUCK_AFTER = timedelta(minutes=10)
@@ -714,7 +714,7 @@ class SendingPass:
         """Check consent once more, right before sending, then build the batch."""
         ids = [claim.subscriber_id for claim in group]
         active: set[int] = set()
-        with transaction(self.app.engine) as session:
+        with reading(self.app.engine) as session:
             connection = session.connection()
             hot = _hot(connection)
             for chunk in hot.id_chunks(ids):
@@ -867,7 +867,7 @@ def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
 
 
 def count_stuck(app: App, now: datetime) -> int:
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         return int(session.scalar(select(func.count()).select_from(m.Delivery).where(stuck_condition(now))) or 0)
 
 
@@ -884,7 +884,7 @@ def send_due(
 
 
 def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> list[dict[str, Any]]:
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         rows = session.execute(
             select(m.Delivery.id, m.Delivery.stream, m.Delivery.step, m.Delivery.worker, m.Delivery.claimed_at, m.Delivery.error)
             .where(stuck_condition(now, older_than))
@@ -915,7 +915,7 @@ def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: tim
 
 def count_due(app: App, now: datetime) -> int:
     """Series steps due now (an upper bound for a pass: some will wait for a window or the cap)."""
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         return int(
             session.scalar(
                 select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status == m.ENROLLED, m.Enrollment.next_due_at <= now)

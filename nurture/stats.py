@@ -40,7 +40,7 @@ from nurture.errors import NotFound
 from nurture.planning import zone
 from nurture.sending import NEWSLETTER_PREFIX
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import reading, transaction
 
 BOUNCE_KINDS = ("bounced", "blocked", "dropped")
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
@@ -185,7 +185,7 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         query = query.where(delivery.stream == campaign)
     if since is not None:
         query = query.where(delivery.claimed_at >= since)
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         found = {(row.stream, row.step): row for row in session.execute(query)}
         newsletter_ids = [row.newsletter_id for row in found.values() if row.newsletter_id is not None]
         subjects = _newsletter_subjects(session, newsletter_ids)
@@ -217,7 +217,7 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
 
 
 def _stream_exists(app: App, stream: str) -> bool:
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         return session.scalar(select(m.Delivery.id).where(m.Delivery.stream == stream).limit(1)) is not None
 
 
@@ -263,7 +263,7 @@ def sends_per_day(app: App, since: datetime | None = None, campaign: str | None 
     """Sent emails per day in the practice's zone, series and newsletters apart; days without sends included."""
     tz = zone(app.config.delivery.default_timezone)
     delivery = m.Delivery
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         hour, quarter = _quarter_hours(session)
         is_newsletter = case((delivery.newsletter_id.is_(None), 0), else_=1)
         query = (

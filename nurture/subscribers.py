@@ -22,7 +22,7 @@ from nurture import links
 from nurture.app import App
 from nurture.errors import InputError, NotFound, TokenError
 from nurture.store import models as m
-from nurture.store.db import insert_rows, transaction
+from nurture.store.db import insert_rows, reading, transaction
 from nurture.tokens import address_hash, read_confirm_token
 
 MAX_NAME = 100
@@ -456,7 +456,7 @@ def untag(app: App, email: str, tag_name: str) -> bool:
 
 
 def list_subscribers(app: App, *, status: str | None = None, tag_name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         query = select(m.Subscriber).order_by(m.Subscriber.id)
         if status:
             query = query.where(m.Subscriber.status == status)
@@ -483,7 +483,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def export(app: App, email: str) -> dict[str, Any]:
     """Everything held about one person, for a subject access request."""
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         subscriber = get_by_email(session, email)
         wordings = {row.version: row.wording for row in session.scalars(select(m.ConsentWording))}
         events = session.scalars(

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nurture.errors import ConfigError
 
 BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "nurture_read_only"
 PG_INSERT_CHUNK = 5_000
 
 
@@ -62,7 +63,10 @@ def _sqlite_engine(url: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads take a plain (deferred) BEGIN: under WAL they run beside a writer
+        # and never hold up a claim.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -82,6 +86,16 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
     with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def reading(bind: Engine | Connection) -> Iterator[Session]:
+    """A transaction for reads only. On SQLite it does not take the write lock,
+    so reports and exports never hold up a sending pass. Do not write in it."""
+    if isinstance(bind, Engine):
+        bind = bind.execution_options(**{READ_ONLY: True})
+    with transaction(bind) as session:
+        yield session
 
 
 def insert_rows(
