@@ -18,8 +18,8 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.errors import InputError
 from nurture.store import models as m
-from nurture.store.db import insert_rows, transaction
-from nurture.subscribers import _chunks, clean_first_name, clean_timezone, enroll, normalize_email
+from nurture.store.db import chunks, insert_rows, transaction
+from nurture.subscribers import clean_first_name, clean_timezone, enroll, normalize_email
 from nurture.tokens import address_hash
 
 REQUIRED = ("email", "consented_at", "consent_source")
@@ -190,7 +190,7 @@ def import_csv(
         activated_ids: list[int] = []
         consent_rows: list[dict[str, object]] = []
         keys = list(by_key)
-        for chunk in _chunks(keys, CHUNK):
+        for chunk in chunks(keys, CHUNK):
             digests = {key: address_hash(secret, key) for key in chunk}
             erased = set(
                 session.scalars(select(m.Suppression.address_hash).where(m.Suppression.address_hash.in_(list(digests.values()))))

@@ -39,7 +39,7 @@ from nurture.campaigns import Campaign
 from nurture.errors import FatalTransportError, InputError, NurtureError
 from nurture.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
-from nurture.store.db import reading, transaction
+from nurture.store.db import chunks, reading, transaction
 from nurture.transports.base import Batch, Outcome
 
 STUCK_AFTER = timedelta(minutes=10)
@@ -106,11 +106,6 @@ _TAGS = m.SubscriberTag.__table__
 _CAMPAIGN_STATES = m.CampaignState.__table__
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def _has_json_each(dbapi: Any) -> bool:
     """Whether this SQLite library has the JSON functions (built in from 3.38, optional before)."""
     try:
@@ -157,7 +152,7 @@ class _Statements:
         return json.dumps(list(ids)) if self.json_ids else list(ids)
 
     def id_chunks(self, ids: Sequence[int]) -> Iterable[Any]:
-        for chunk in _chunks(ids, self.chunk):
+        for chunk in chunks(ids, self.chunk):
             yield self.ids(chunk)
 
     def _cap_query(self) -> Any:
@@ -258,22 +253,6 @@ def update_grouped(session: Session, table: Any, groups: dict[Values, list[int]]
         params = {f"v_{column}": value for column, value in values}
         for chunk in hot.id_chunks(ids):
             connection.execute(statement, {**params, "ids": chunk})
-
-
-def update_by_id(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """UPDATE many rows by id in a few executemany round trips (one per set of columns)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_columns[tuple(sorted(key for key in row if key != "id"))].append(row)
-    for columns, group in by_columns.items():
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values({column: bindparam(f"v_{column}") for column in columns})
-        )
-        params = [{"row_id": row["id"], **{f"v_{column}": row[column] for column in columns}} for row in group]
-        for start in range(0, len(params), 1000):
-            session.execute(statement, params[start : start + 1000])
 
 
 _NEWSLETTERS = m.Newsletter.__table__

@@ -40,7 +40,7 @@ from nurture.errors import NotFound
 from nurture.planning import zone
 from nurture.sending import NEWSLETTER_PREFIX
 from nurture.store import models as m
-from nurture.store.db import reading, transaction
+from nurture.store.db import reading
 
 BOUNCE_KINDS = ("bounced", "blocked", "dropped")
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")

@@ -22,7 +22,7 @@ from nurture import links
 from nurture.app import App
 from nurture.errors import InputError, NotFound, TokenError
 from nurture.store import models as m
-from nurture.store.db import insert_rows, reading, transaction
+from nurture.store.db import chunks, insert_rows, reading, transaction
 from nurture.tokens import address_hash, read_confirm_token
 
 MAX_NAME = 100
@@ -168,7 +168,7 @@ def enroll_in_campaign(
     changed = 0
     due = start + timedelta(days=first_delay_days)
     stop_tags = list(stop_on_tags)
-    for chunk in _chunks(list(subscriber_ids), 500):
+    for chunk in chunks(list(subscriber_ids), 500):
         tagged: set[int] = set()
         if stop_tags:
             tagged = set(
@@ -214,7 +214,7 @@ def enroll_in_campaign(
 
 
 def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:
-    for chunk in _chunks(list(subscriber_ids), 500):
+    for chunk in chunks(list(subscriber_ids), 500):
         statement = (
             update(m.Enrollment)
             .where(m.Enrollment.subscriber_id.in_(chunk), m.Enrollment.status == m.ENROLLED)
@@ -223,11 +223,6 @@ def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datet
         if campaigns is not None:
             statement = statement.where(m.Enrollment.campaign.in_(list(campaigns)))
         session.execute(statement)
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # ---------------------------------------------------------------- opt-in and confirmation
@@ -400,7 +395,7 @@ def suppress(session: Session, subscriber_ids: Sequence[int], kind: str, now: da
     else:
         replaceable = [m.ACTIVE, m.PENDING]
     changed = 0
-    for chunk in _chunks(list(set(subscriber_ids)), 500):
+    for chunk in chunks(list(set(subscriber_ids)), 500):
         rows = session.scalars(
             select(m.Subscriber).where(m.Subscriber.id.in_(chunk), m.Subscriber.status.in_(replaceable))
         ).all()

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -38,7 +38,7 @@ from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import InputError
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import chunks, transaction
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +326,6 @@ def normalize(event: Any) -> Normalized:
 # ---------------------------------------------------------------- a batch
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -367,7 +362,7 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
         # Which referenced deliveries exist, and whose they are: one query per 500.
         wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
         owners: dict[int, int | None] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted, _CHUNK):
             owners.update(session.execute(select(m.Delivery.id, m.Delivery.subscriber_id).where(m.Delivery.id.in_(chunk))).all())
 
         rows = [
@@ -390,7 +385,7 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
             _insert(session)(table).on_conflict_do_nothing(index_elements=["provider_event_id"]).returning(table.c.provider_event_id)
         )
         stored: set[str] = set()
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows, _CHUNK):
             stored.update(session.scalars(statement, list(chunk)))
         report.stored = len(stored)
         report.duplicates += len(items) - len(stored)
@@ -419,7 +414,7 @@ def _suppress(session: Session, items: Sequence[Normalized], owners: Mapping[int
             if key:
                 by_key.setdefault(key, []).append(item)
     keys = list(by_key)
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys, _CHUNK):
         for subscriber_id, email_key in session.execute(
             select(m.Subscriber.id, m.Subscriber.email_key).where(m.Subscriber.email_key.in_(chunk))
         ):

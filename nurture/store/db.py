@@ -75,6 +75,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of at most `size`: how the store is read and written in batches."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
 @contextmanager
 def transaction(bind: Engine | Connection) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error.
