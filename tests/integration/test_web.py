@@ -464,12 +464,14 @@ def test_a_signed_batch_is_stored(site):
 def test_bad_webhooks_get_403_and_nothing_is_stored(site, attack):
     sid = active_subscribers(site.app, 1, NOW)[0]
     body = webhook_body([sg_event("bounce", 1, email="person0@example.com", type="bounce"), sg_event("delivered", 2)])
+    # Well outside the five-minute window: the exact boundary is a unit test with a fixed
+    # clock, while here the server's clock keeps moving between signing and checking.
     now = int(time.time())
     headers = site.signer.headers(body)
     if attack == "replayed":
-        headers = site.signer.headers(body, timestamp=now - 301)
+        headers = site.signer.headers(body, timestamp=now - 360)
     elif attack == "from the future":
-        headers = site.signer.headers(body, timestamp=now + 301)
+        headers = site.signer.headers(body, timestamp=now + 360)
     elif attack == "unsigned":
         headers = {"Content-Type": "application/json"}
     elif attack == "signed with another key":
