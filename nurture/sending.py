@@ -690,18 +690,25 @@ class SendingPass:
         return groups.values()
 
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
-        """Check consent once more, right before sending, then build the batch."""
+        """Check consent (and a series' stop tags) once more, right before sending, then build the batch."""
         ids = [claim.subscriber_id for claim in group]
         active: set[int] = set()
+        stopped: set[int] = set()
         with reading(self.app.engine) as session:
             connection = session.connection()
             hot = _hot(connection)
             for chunk in hot.id_chunks(ids):
                 active.update(connection.execute(hot.active, {"ids": chunk}).scalars().all())
-        ready = [claim for claim in group if claim.subscriber_id in active]
+            if group[0].newsletter_id is None:
+                # A goal tag ("booked") added since the claim ends the series now, not after one more email.
+                stopped = self._stop_tags(session, ids).get(group[0].stream, set())
+        ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
         gone = [claim for claim in group if claim.subscriber_id not in active]
         if gone:
             self._record(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
+        tagged = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped]
+        if tagged:
+            self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
         if not ready:
             return None, []
         from nurture.rendering import Recipient

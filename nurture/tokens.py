@@ -98,3 +98,9 @@ def read_unsubscribe_token(secret: str, token: str) -> UnsubscribeClaim:
 def address_hash(secret: str, email_key: str) -> str:
     """Keyed hash kept for forgotten people so they stay suppressed."""
     return hmac.new(_purpose_key(secret, "suppression"), email_key.encode(), hashlib.sha256).hexdigest()
+
+
+def event_digest(secret: str, canonical: str) -> str:
+    """Keyed id for a provider event that came without one: the event names an address,
+    and a plain hash of it could be reversed by hashing guessed addresses."""
+    return hmac.new(_purpose_key(secret, "provider-event"), canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

@@ -8,7 +8,8 @@ The web layer hands over the raw body and the headers; everything else is here:
 - `normalize` turns one SendGrid event into our kinds (the names below are read
   by the stats code: do not rename them).
 - `process_events` stores a batch in one transaction, deduplicated on the
-  provider's event id (SendGrid retries for 24 hours), ties events to deliveries
+  provider's event id (SendGrid retries for 24 hours; an event without one gets a
+  keyed hash of its content, since the content names an address), ties events to deliveries
   through the `delivery_id` custom arg, and suppresses the subscriber on a bounce,
   a suppressing drop, a spam complaint or an unsubscribe.
 
@@ -39,6 +40,7 @@ from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction
+from nurture.tokens import event_digest
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +258,13 @@ def _timestamp(value: Any) -> datetime:
         raise MalformedEvent("timestamp is not a Unix time") from None
 
 
-def _event_id(event: Mapping[str, Any]) -> str:
+def _event_id(event: Mapping[str, Any], secret: str) -> str:
     raw = event.get("sg_event_id")
     if isinstance(raw, (str, int)) and not isinstance(raw, bool) and str(raw).strip():
         text = str(raw).strip()
         return text if len(text) <= 200 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return "hmac:" + event_digest(secret, canonical)
 
 
 def _detail(kind: str, event: Mapping[str, Any]) -> str | None:
@@ -280,8 +282,9 @@ def _detail(kind: str, event: Mapping[str, Any]) -> str | None:
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
 
 
-def normalize(event: Any) -> Normalized:
-    """One SendGrid event in our terms, or MalformedEvent."""
+def normalize(event: Any, secret: str) -> Normalized:
+    """One SendGrid event in our terms, or MalformedEvent. `secret` keys the id made
+    for an event that has no sg_event_id."""
     if not isinstance(event, dict):
         raise MalformedEvent("not a JSON object")
     name = event.get("event")
@@ -310,7 +313,7 @@ def normalize(event: Any) -> Normalized:
     stream = event.get("campaign")
     email = event.get("email")
     return Normalized(
-        provider_event_id=_event_id(event),
+        provider_event_id=_event_id(event, secret),
         kind=kind,
         raw_event=name[:40],
         delivery_ref=_int(event.get("delivery_id")),
@@ -343,9 +346,10 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
     """Store one batch (one transaction) and suppress whom it says to. Malformed events are counted and skipped."""
     report = WebhookReport(received=len(events))
     batch: dict[str, Normalized] = {}
+    secret = app.config.secrets.require_secret_key()
     for index, event in enumerate(events):
         try:
-            item = normalize(event)
+            item = normalize(event, secret)
         except MalformedEvent as exc:
             report.malformed += 1
             log.warning("sendgrid webhook: event %d of %d skipped: %s", index + 1, len(events), exc)

@@ -147,6 +147,30 @@ def test_unsubscribe_between_claim_and_transport_is_honoured(tmp_path: Path, mon
     assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
 
 
+def test_a_stop_tag_added_between_claim_and_transport_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(tmp_path)
+    ids = active_subscribers(app, 3, START)
+    with transaction(app.engine) as session:
+        booked_email = session.get(m.Subscriber, ids[2]).email  # type: ignore[union-attr]
+    claim = SendingPass._claim
+
+    def claim_then_tag(self: SendingPass, room: int) -> list:  # type: ignore[type-arg]
+        claims = claim(self, room)
+        if claims:  # the practice marks the person as booked after the claim
+            tag(app, booked_email, "booked", self.now)
+        return claims
+
+    monkeypatch.setattr(SendingPass, "_claim", claim_then_tag)
+    summary = send_due(app, at("2026-12-01 15:00"))
+    assert (summary.sent, summary.skipped) == (2, 1)
+    row = {row.subscriber_id: row for row in deliveries(app)}[ids[2]]
+    assert (row.status, row.error) == (m.SKIPPED, "skipped: has a stop tag of this series")
+    assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
+    monkeypatch.setattr(SendingPass, "_claim", claim)
+    run_days(app, at("2026-12-01 16:00"), 20)
+    assert Counter(row.subscriber_id for row in deliveries(app) if row.status == m.SENT)[ids[2]] == 0
+
+
 def test_goal_tag_ends_the_series_before_the_booking_email(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     ids = active_subscribers(app, 2, START)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -11,9 +12,13 @@ from sqlalchemy import func, select
 from nurture import webhooks as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.webhooks import MalformedEvent, WebhookRejected, normalize
-from tests.support.factories import active_subscribers, at, make_app, make_config
+from nurture.webhooks import MalformedEvent, Normalized, WebhookRejected
+from tests.support.factories import SECRET, active_subscribers, at, make_app, make_config
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
+
+
+def normalize(event: object) -> Normalized:
+    return wh.normalize(event, SECRET)
 
 # SendGrid's own test vector (sendgrid-python test/unit/test_eventwebhook.py): a real
 # signature from SendGrid's key, over a body that ends in CRLF.
@@ -146,13 +151,17 @@ def test_long_details_are_truncated():
     assert item.detail.endswith("…")
 
 
-def test_an_event_without_sg_event_id_gets_a_stable_id():
-    event = {"email": "not an email address", "smtp-id": "<4FB29F5D.5080404@sendgrid.com>", "timestamp": 1386636115, "reason": "Invalid", "event": "dropped"}
+def test_an_event_without_sg_event_id_gets_a_stable_keyed_id():
+    event = {"email": "reader@example.com", "smtp-id": "<4FB29F5D.5080404@sendgrid.com>", "timestamp": 1386636115, "reason": "Invalid", "event": "dropped"}
     first = normalize(event).provider_event_id
     reordered = dict(reversed(list(event.items())))
     assert normalize(reordered).provider_event_id == first
-    assert first.startswith("sha256:") and len(first) == 71
+    assert first.startswith("hmac:") and len(first) == 69
     assert normalize({**event, "timestamp": 1386636116}).provider_event_id != first
+    # Keyed: without the secret, hashing a guessed address cannot match the stored id.
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert hashlib.sha256(canonical.encode()).hexdigest() not in first
+    assert wh.normalize(event, "another-secret-key-0123456789").provider_event_id != first
 
 
 def test_an_overlong_sg_event_id_is_hashed_to_fit():
