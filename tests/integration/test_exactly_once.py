@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,14 @@ from tests.support.sendgrid_standin import SendGridStandIn
 START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
 # When each of the five steps is due (delays 0, 3, 4, 4, 5 days), at 10:00 New York time.
 STEP_TIMES = [at("2026-12-01 15:00"), at("2026-12-04 15:00"), at("2026-12-08 15:00"), at("2026-12-12 15:00"), at("2026-12-17 15:00")]
+
+
+def midday_zone(moment: datetime) -> str:
+    """A fixed-offset zone in which `moment` falls near local noon. The daemon tests run
+    on the real clock, so their subscribers live where the send window is wide open,
+    whatever time of day the suite happens to run."""
+    offset = 12 - moment.astimezone(timezone.utc).hour  # -11 .. +12 hours, all valid zones
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT signs are inverted
 
 
 @pytest.fixture
@@ -155,10 +163,10 @@ def test_kill_9_mid_run_never_duplicates_and_loses_only_reported_stuck(
 
 def test_daemon_stops_on_sigterm_mid_pass_leaving_no_claim(tmp_path: Path, standin: SendGridStandIn) -> None:
     standin.latency = 0.25
-    window = {"delivery.send_window": {"start": "00:00", "end": "23:59"}, "delivery.batch_size": 10, "delivery.concurrency": 1}
+    window = {"delivery.weekdays_only": False, "delivery.batch_size": 10, "delivery.concurrency": 1}
     project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin, **window)
     now = datetime.now(START.tzinfo)
-    active_subscribers(project.app, 300, now - timedelta(minutes=1), timezone_name="UTC")
+    active_subscribers(project.app, 300, now - timedelta(minutes=1), timezone_name=midday_zone(now))
     daemon = project.start("run", "--interval", "5")
     deadline = time.monotonic() + 60
     while standin.request_count < 3 and time.monotonic() < deadline:
@@ -192,10 +200,10 @@ def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(tmp_
 
 def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path, postgres_url: str, standin: SendGridStandIn) -> None:
     standin.latency = 0.1  # a first pass of over a second: the second daemon is up well before it ends
-    window = {"delivery.send_window": {"start": "00:00", "end": "23:59"}, "delivery.batch_size": 25, "delivery.concurrency": 2}
+    window = {"delivery.weekdays_only": False, "delivery.batch_size": 25, "delivery.concurrency": 2}
     project = Project(tmp_path, postgres_url, standin, **window)
     now = datetime.now(START.tzinfo)
-    active_subscribers(project.app, 600, now - timedelta(minutes=1), timezone_name="UTC")
+    active_subscribers(project.app, 600, now - timedelta(minutes=1), timezone_name=midday_zone(now))
     daemons = [project.start("run", "--interval", "5") for _ in range(2)]
     deadline = time.monotonic() + 90
     while project.statuses()[m.SENT] < 600 and time.monotonic() < deadline:
