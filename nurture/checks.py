@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -332,8 +333,8 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
         else:
             hint = "mailto: links belong in the footer only; " if lowered.startswith("mailto:") else ""
             add(locate.find(url) if url else locate.default, f"link {url or '(empty)'} is not an absolute https:// URL ({hint}write the full https://... address)")
-    for match in _HTTP_IN_TEXT.finditer(text_part):
-        url = match.group(0)
+    for http_match in _HTTP_IN_TEXT.finditer(text_part):
+        url = http_match.group(0)
         if url not in seen_http and not any(seen.startswith(url) or url.startswith(seen) for seen in seen_http):
             http_link(url)
 
@@ -373,7 +374,8 @@ def check_content(config: Config) -> CheckReport:
     report = CheckReport()
     findings: list[Finding] = []
 
-    def lint(source: EmailSource | None, prepare) -> None:  # type: ignore[no-untyped-def]
+    # `...`: the callers' lambdas bind loop variables as defaulted parameters; lint calls them with none.
+    def lint(source: EmailSource | None, prepare: Callable[..., PreparedEmail]) -> None:
         try:
             prepared = prepare()
         except ContentError as exc:

@@ -121,9 +121,12 @@ def db_upgrade(obj: Context) -> None:
     Example:
       NURTURE_DATABASE_URL=postgresql+psycopg://nurture@localhost/nurture nurture db upgrade
     """
+    from sqlalchemy import Engine
+
     from nurture.store.migrate import current_revision
 
     app = obj.app
+    assert isinstance(app.engine, Engine)  # App.open always makes an Engine; only App.rehearsal holds a Connection
     click.echo(f"schema is at revision {current_revision(app.engine)}")
 
 
@@ -444,7 +447,9 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
         return
     from nurture.sending import list_stuck
 
-    rows = list_stuck(ctx.find_object(Context).app, parse_now(now), _parse_age(older_than))
+    context = ctx.find_object(Context)
+    assert context is not None  # `cli` sets ctx.obj before any of its subcommands runs
+    rows = list_stuck(context.app, parse_now(now), _parse_age(older_than))
     for row in rows:
         click.echo(f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed {row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}")
     click.echo(f"{len(rows)} stuck deliver{'y' if len(rows) == 1 else 'ies'}")

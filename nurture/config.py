@@ -307,12 +307,12 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         for error in exc.errors():
             key_path = tuple(str(part) for part in error["loc"])
             key = ".".join(key_path) or "(top level)"
-            origin = next((origins[p] for p in origins if key_path[: len(p)] == p), None)
-            if origin:
-                location = f"environment variable {origin}"
+            override = next((origins[p] for p in origins if key_path[: len(p)] == p), None)
+            if override:
+                location = f"environment variable {override}"
             else:
-                line = next((lines[key_path[:n]] for n in range(len(key_path), 0, -1) if key_path[:n] in lines), None)
-                location = f"{where}, line {line}" if line else where
+                line_number = next((lines[key_path[:n]] for n in range(len(key_path), 0, -1) if key_path[:n] in lines), None)
+                location = f"{where}, line {line_number}" if line_number else where
             problems.append(f"{location}: {key}: {_describe(error)}")
         raise ConfigError("\n".join(problems)) from None
 
@@ -324,9 +324,9 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     )
     if settings.delivery.transport == "sendgrid" and not secrets.sendgrid_api_key:
         # Say where sendgrid was chosen: the file's line, or the variable that overrode it.
-        origin = origins.get(("delivery", "transport"))
-        line = key_lines(text).get(("delivery", "transport"))
-        location = f"environment variable {origin}" if origin else f"{where}, line {line}" if line else where
+        override = origins.get(("delivery", "transport"))
+        line_number = key_lines(text).get(("delivery", "transport"))
+        location = f"environment variable {override}" if override else f"{where}, line {line_number}" if line_number else where
         try:
             secrets.require_sendgrid_key()
         except ConfigError as exc:

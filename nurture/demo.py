@@ -80,6 +80,7 @@ def main() -> int:
 
         from nurture.demo_events import record_demo_events
 
+        seen: set[int]
         moment, end, sent, seen = START, START + timedelta(days=21), 0, set()
         while moment <= end:
             sent += send_due(app, moment).sent

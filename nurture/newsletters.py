@@ -207,6 +207,7 @@ def list_newsletters(app: App, *, statuses: tuple[str, ...] | None = None) -> li
             .group_by(m.Delivery.newsletter_id, m.Delivery.status)
         )
         for newsletter_id, status, count in rows:
+            assert newsletter_id is not None  # the query keeps only rows with a newsletter_id
             counts.setdefault(newsletter_id, {})[status] = int(count)
         result = []
         for row in newsletters:

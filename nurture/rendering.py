@@ -27,7 +27,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -66,7 +66,21 @@ TEMPLATES = {
 }
 DEFAULT_CTA_LABELS = {"article": "Read the full article", "booking": "Book a consultation", "url": "Read more"}
 
-_STAGE2_SYNTAX = dict(
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _Stage2Syntax(TypedDict):
+        """The jinja2.Environment delimiter options of stage 2, so ** passes them typed."""
+
+        block_start_string: str
+        block_end_string: str
+        variable_start_string: str
+        variable_end_string: str
+        comment_start_string: str
+        comment_end_string: str
+
+
+_STAGE2_SYNTAX: _Stage2Syntax = dict(
     block_start_string="[%",
     block_end_string="%]",
     variable_start_string="[[",

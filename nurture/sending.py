@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Integer, String, and_, bindparam, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +41,9 @@ from nurture.planning import Window, in_window, local_date, next_day_open, next_
 from nurture.store import models as m
 from nurture.store.db import chunks, reading, transaction
 from nurture.transports.base import Batch, Outcome
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Row
 
 STUCK_AFTER = timedelta(minutes=10)
 NEWSLETTER_PREFIX = "newsletter:"
@@ -156,7 +159,7 @@ class _Statements:
             yield self.ids(chunk)
 
     def _cap_query(self) -> Any:
-        status = _DELIVERIES.c.status
+        status: ColumnElement[Any] = _DELIVERIES.c.status
         if self.dialect_name == "sqlite":
             # Look up by subscriber. Without statistics SQLite picks the (status, claimed_at)
             # index and scans every delivery of the last two days for each chunk - this
@@ -531,7 +534,7 @@ class SendingPass:
         ids = list(dict.fromkeys(subscriber_ids))
         connection = session.connection()
         hot = _hot(connection)
-        tagged = []
+        tagged: list[Row[Any, Any]] = []
         for chunk in hot.id_chunks(ids):
             tagged += connection.execute(hot.tagged, {"ids": chunk, "tags": sorted(wanted_tags)}).all()
         result: dict[str, set[int]] = defaultdict(set)
@@ -555,7 +558,7 @@ class SendingPass:
         result: list[tuple[int, int, str, int]] = []
         for chunk in hot.id_chunks(enrollment_ids):
             params = {"ids": chunk, "worker": self.worker, "claimed_at": self.now}
-            result += [tuple(row) for row in connection.execute(statement, params).all()]  # type: ignore[misc]
+            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _insert_newsletter_claims(
@@ -569,7 +572,7 @@ class SendingPass:
         result: list[tuple[int, int, str, int]] = []
         for chunk in hot.id_chunks(subscriber_ids):
             params = {"ids": chunk, "stream": stream, "newsletter_id": newsletter_id, "worker": self.worker, "claimed_at": self.now}
-            result += [tuple(row) for row in connection.execute(statement, params).all()]  # type: ignore[misc]
+            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:

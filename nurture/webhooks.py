@@ -36,7 +36,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.config import WEBHOOK_KEY_ENV, Config
+from nurture.config import WEBHOOK_KEY_ENV as WEBHOOK_KEY_ENV  # re-exported: the web app names it as webhooks.WEBHOOK_KEY_ENV
+from nurture.config import Config
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Unpack
 
 from sqlalchemy import Column, Connection, Engine, Row, Table, bindparam, create_engine, event, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -88,7 +88,9 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
     Bound to a Connection that is already in a transaction (simulate, dry runs),
     each unit becomes a savepoint inside it and the caller decides the outcome.
     """
-    mode = "create_savepoint" if isinstance(bind, Connection) else "conditional_savepoint"
+    mode: Literal["create_savepoint", "conditional_savepoint"] = (
+        "create_savepoint" if isinstance(bind, Connection) else "conditional_savepoint"
+    )
     with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session:
         with session.begin():
             yield session
@@ -106,7 +108,7 @@ def reading(bind: Engine | Connection) -> Iterator[Session]:
 
 def insert_rows(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, returning: Sequence[Column[Any]] = ()
-) -> list[Row[Any]]:
+) -> list[Row[Unpack[tuple[Any, ...]]]]:
     """Insert many rows (all with the same keys); return the `returning` columns, in no set order.
 
     On PostgreSQL each column travels as one array parameter and the rows come out of
@@ -122,7 +124,7 @@ def insert_rows(
         session.execute(table.insert(), list(rows))
         return []
     names = list(rows[0])
-    found: list[Row[Any]] = []
+    found: list[Row[Unpack[tuple[Any, ...]]]] = []
     for start in range(0, len(rows), PG_INSERT_CHUNK):
         chunk = rows[start : start + PG_INSERT_CHUNK]
         arrays = [

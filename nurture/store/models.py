@@ -7,7 +7,7 @@ SQLite and PostgreSQL compare and sort them the same way.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -59,6 +60,11 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+    if TYPE_CHECKING:
+        # SQLAlchemy types __table__ as any FromClause (a model may map a join or a
+        # select). Every model here declares its own columns, so it is a Table.
+        __table__: ClassVar[Table]
 
 
 # Subscriber statuses. Only "active" may receive marketing email.

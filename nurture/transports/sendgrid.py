@@ -63,7 +63,7 @@ if not any(isinstance(f, _DropLibraryDebug) for f in _library_logger.filters):
     _library_logger.addFilter(_DropLibraryDebug())
 
 
-class _DirectClient(python_http_client.Client):
+class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_http_client ships no types, so Client is Any
     """python_http_client.Client that never goes through a proxy.
 
     The stock client calls `urllib.request.build_opener()` for every request; its
@@ -356,8 +356,11 @@ class SendGridTransport:
 
     def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
         reset = headers.get("X-RateLimit-Reset") if headers is not None else None
-        try:
-            wait = float(reset) - time.time()
-        except (TypeError, ValueError):
+        if reset is None:
             wait = self._backoff(attempt)
+        else:
+            try:
+                wait = float(reset) - time.time()
+            except (TypeError, ValueError):
+                wait = self._backoff(attempt)
         return min(max(wait, 0.0), RATE_LIMIT_MAX_WAIT)
