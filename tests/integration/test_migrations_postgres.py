@@ -15,11 +15,10 @@ from nurture.store.models import Base
 from tests.unit.test_migrations import (  # noqa: F401 - imported tests are collected here
     HEAD,
     MODEL_TABLES,
-    downgrade,
+    downgrade_to_base,
     schema_diff,
     table_names,
     triggers,
-    version_rows,
     test_consent_events_are_append_only,
     test_down_and_up_again_restores_the_schema_and_triggers,
     test_upgrade_twice_is_a_no_op,
@@ -87,12 +86,7 @@ def test_the_comparison_does_see_differences(engine: Engine):
 
 
 def test_downgrade_to_base_leaves_no_tables(engine: Engine):
-    upgrade(engine)
-    downgrade(engine)
-    assert table_names(engine) <= {"alembic_version"}
-    assert version_rows(engine) == []
-    assert current_revision(engine) is None
-    assert triggers(engine) == []
+    downgrade_to_base(engine)
     assert functions(engine) == []
     with engine.connect() as connection:
         relations = connection.execute(
