@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from nurture.app import App  # noqa: E402
 from nurture.config import load_config  # noqa: E402
-from nurture.importer import import_csv, read_rows  # noqa: E402
+from nurture.audience.importer import import_csv, read_rows  # noqa: E402
 from tests.support.factories import SECRET, write_project  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select  # noqa: E402
 
-from nurture import webhooks  # noqa: E402
-from nurture.sending import send_due  # noqa: E402
+from nurture import events as webhooks  # noqa: E402
+from nurture.sending.sendpass import send_due  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
 from tests.support.factories import active_subscribers, at  # noqa: E402

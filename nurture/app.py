@@ -14,11 +14,11 @@ from sqlalchemy import Connection, Engine
 from nurture.config import Config
 from nurture.store.db import make_engine
 from nurture.store.migrate import ensure_schema
-from nurture.transports.base import Transport
+from nurture.providers.base import Transport
 
 if TYPE_CHECKING:
-    from nurture.campaigns import Campaign
-    from nurture.rendering import Renderer
+    from nurture.content.campaigns import Campaign
+    from nurture.content.rendering import Renderer
 
 
 @dataclass
@@ -45,13 +45,13 @@ class App:
 
     @cached_property
     def renderer(self) -> "Renderer":
-        from nurture.rendering import Renderer
+        from nurture.content.rendering import Renderer
 
         return Renderer(self.config)
 
     @cached_property
     def campaigns(self) -> dict[str, "Campaign"]:
-        from nurture.campaigns import load_campaigns
+        from nurture.content.campaigns import load_campaigns
 
         return load_campaigns(self.config.campaigns_dir)
 
@@ -82,7 +82,7 @@ class App:
 
 def make_transport(config: Config) -> Transport:
     if config.delivery.transport == "sendgrid":
-        from nurture.transports.sendgrid import SendGridTransport
+        from nurture.providers.sendgrid.transport import SendGridTransport
 
         return SendGridTransport(
             config.secrets.require_sendgrid_key(),
@@ -90,6 +90,6 @@ def make_transport(config: Config) -> Transport:
             timeout=config.delivery.request_timeout,
             sandbox_mode=config.delivery.sandbox_mode,
         )
-    from nurture.transports.outbox import OutboxTransport
+    from nurture.providers.outbox import OutboxTransport
 
     return OutboxTransport(config.outbox_dir)

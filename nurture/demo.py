@@ -62,8 +62,8 @@ def main() -> int:
     os.environ.setdefault("NURTURE_SECRET_KEY", "demo-only-secret-key-do-not-use-in-production")
     from nurture.app import App
     from nurture.config import load_config
-    from nurture.sending import send_due
-    from nurture.subscribers import confirm, subscribe
+    from nurture.sending.sendpass import send_due
+    from nurture.audience.subscribers import confirm, subscribe
 
     config = load_config(_project())
     app = App.open(config)
@@ -92,10 +92,10 @@ def main() -> int:
         for line in record_demo_events(app, end, unsubscribe_one=False, seen=seen):
             print(f"demo: {line}")
 
-        from nurture.report import write_report
+        from nurture.reporting.report import write_report
 
         report = write_report(app, DEMO / "report.html", now=end)
-        from nurture.preview import write_preview
+        from nurture.content.preview import write_preview
 
         gallery = write_preview(config, DEMO / "preview", None)
         print(f"demo: outbox:          {outbox}/ ({len(list(outbox.glob('*.eml')))} .eml files)")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, handle
+from nurture.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, handle
 
 
 class DemoSigner:

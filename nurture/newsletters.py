@@ -2,7 +2,7 @@
 
 `schedule` renders and lints the file first (any `nurture check` finding refuses
 it), then keeps the approved content in the store: later edits of the file do
-not change what goes out. The sending pass (`nurture.sending`) claims and sends
+not change what goes out. The sending pass (`nurture.sending.sendpass`) claims and sends
 scheduled newsletters through the same path as the series: exactly once, under
 the daily cap, with consent checked at send time.
 
@@ -27,16 +27,16 @@ from sqlalchemy import func, select
 
 from nurture import links
 from nurture.app import App
-from nurture.campaigns import EmailSource, FrontMatter, load_email
+from nurture.content.campaigns import EmailSource, FrontMatter, load_email
 from nurture.errors import InputError, NotFound
-from nurture.planning import at_local as local_instant
-from nurture.planning import zone
+from nurture.sending.planning import at_local as local_instant
+from nurture.sending.planning import zone
 from nurture.store import models as m
 from nurture.store.db import transaction
 
 if TYPE_CHECKING:
-    from nurture.checks import Finding
-    from nurture.rendering import PreparedEmail
+    from nurture.content.checks import Finding
+    from nurture.content.rendering import PreparedEmail
 
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 # The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
@@ -86,8 +86,8 @@ def parse_local(text: str) -> datetime:
 
 
 def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmail", list["Finding"]]:
-    from nurture.checks import check_email
-    from nurture.preview import newsletter_name
+    from nurture.content.checks import check_email
+    from nurture.content.preview import newsletter_name
 
     source = load_email(path)
     prepared = app.renderer.prepare_newsletter(source, newsletter_name(path))
@@ -97,7 +97,7 @@ def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmai
 def _segment(source: EmailSource) -> str | None:
     if not source.front.segment:
         return None
-    from nurture.subscribers import clean_tag
+    from nurture.audience.subscribers import clean_tag
 
     try:
         return clean_tag(source.front.segment)
@@ -270,8 +270,8 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     sample one (subscriber 0) that unsubscribes nobody. Lint findings do not stop a
     test copy (seeing the problem may help); they are returned for the caller to show.
     """
-    from nurture.rendering import Recipient
-    from nurture.subscribers import normalize_email
+    from nurture.content.rendering import Recipient
+    from nurture.audience.subscribers import normalize_email
 
     address, _ = normalize_email(to_address)
     _, prepared, findings = _prepare_and_check(app, Path(path))

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The newest migration. A test proves it equals Alembic's own head, so the
 # up-to-date check every command makes needs no Alembic import (cron start-up time).
 HEAD = "0001"

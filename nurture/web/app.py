@@ -5,7 +5,7 @@ Routes (nothing else is exposed; there are no admin pages):
     GET  POST /subscribe              signup form (honeypot, per-IP rate limit)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
-    POST      /webhooks/sendgrid      signed Event Webhook (see nurture.webhooks)
+    POST      /webhooks/sendgrid      signed Event Webhook (see nurture.events)
     GET       /healthz                {"status": "ok"} after a trivial query
 
 Privacy: pages never say anything about a subscriber beyond "you are unsubscribed";
@@ -46,10 +46,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from nurture import links, webhooks
+from nurture import links
+from nurture import events as webhooks
 from nurture.app import App
 from nurture.errors import InputError, TokenError
-from nurture.subscribers import clean_first_name, clean_timezone, normalize_email
+from nurture.audience.subscribers import clean_first_name, clean_timezone, normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
                 f"Press the button to confirm that you would like emails from {config.practice.name}.",
                 button="Confirm my subscription",
             )
-        from nurture.subscribers import confirm
+        from nurture.audience.subscribers import confirm
 
         try:
             await run_in_threadpool(confirm, app, token, clock(), ip=_client_ip(request), user_agent=_user_agent(request), source="web")
@@ -293,7 +294,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
                 button="Unsubscribe",
             )
         one_click = await _is_one_click(request)
-        from nurture.subscribers import unsubscribe
+        from nurture.audience.subscribers import unsubscribe
 
         await run_in_threadpool(
             unsubscribe,
@@ -396,7 +397,7 @@ async def _is_one_click(request: Request) -> bool:
 
 def _subscribe_later(app: App, email: str, now: datetime, first_name: str | None, zone: str | None, ip: str | None, user_agent: str | None) -> None:
     """Runs after the answer is sent. Logs what went wrong without the address or name."""
-    from nurture.subscribers import subscribe
+    from nurture.audience.subscribers import subscribe
 
     try:
         result = subscribe(app, email, now, first_name=first_name, timezone=zone, source="web form", ip=ip, user_agent=user_agent)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.preview import write_preview
+from nurture.content.preview import write_preview
 from tests.support.factories import make_config
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.report import write_report
+from nurture.reporting.report import write_report
 from tests.support.factories import at, make_app
 from tests.unit.test_stats_report import build_dataset
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from nurture.sending import send_due
+from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.webserver import live_web

@@ -15,11 +15,11 @@ from sqlalchemy.exc import DBAPIError
 
 from nurture.app import App
 from nurture.errors import InputError, NotFound, TokenError
-from nurture.importer import import_csv
-from nurture.sending import send_due
+from nurture.audience.importer import import_csv
+from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import confirm, export, forget, subscribe, unsubscribe_email
+from nurture.audience.subscribers import confirm, export, forget, subscribe, unsubscribe_email
 from nurture.tokens import address_hash
 from tests.support.factories import SECRET, at, make_app
 

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 
 from nurture import tokens
 from nurture.app import App
-from nurture.sending import send_due
+from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import subscribe
+from nurture.audience.subscribers import subscribe
 from tests.support.factories import SECRET, active_subscribers, at
 from tests.support.webserver import LiveWeb, WebhookSigner, live_web, sg_event, webhook_body
 
@@ -640,7 +640,7 @@ def test_the_redacting_filter_covers_tracebacks(site):
 
 
 def test_serve_has_help_with_an_example_and_uses_the_configured_address(tmp_path, monkeypatch):
-    from nurture.cli import cli
+    from nurture.cli.main import cli
     from tests.support.factories import write_project
 
     result = CliRunner().invoke(cli, ["serve", "--help"])

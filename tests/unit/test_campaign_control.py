@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from nurture.app import App
-from nurture.campaign_control import is_paused, pause, resume, start
-from nurture.cli import cli
+from nurture.sending.control import is_paused, pause, resume, start
+from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
-from nurture.sending import send_due
+from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import tag
-from nurture.transports.recording import RecordingTransport
+from nurture.audience.subscribers import tag
+from nurture.providers.recording import RecordingTransport
 from tests.support.factories import REPO, SECRET, active_subscribers, at, make_app
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York

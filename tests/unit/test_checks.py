@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nurture.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
-from nurture.checks import CheckReport, Finding, check_content, check_email
-from nurture.rendering import Renderer
+from nurture.content.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
+from nurture.content.checks import CheckReport, Finding, check_content, check_email
+from nurture.content.rendering import Renderer
 from tests.support.factories import make_config
 
 

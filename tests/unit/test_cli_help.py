@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from nurture.cli import cli
+from nurture.cli.main import cli
 
 
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:

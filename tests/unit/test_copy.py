@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.campaigns import load_campaigns, newsletter_files, load_email
+from nurture.content.campaigns import load_campaigns, newsletter_files, load_email
 from tests.support.copycheck import fk_grade, shingles, words
 from tests.support.factories import REPO
 

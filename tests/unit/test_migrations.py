@@ -200,7 +200,7 @@ def test_down_and_up_again_restores_the_schema_and_triggers(engine: Engine):
 
 
 def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from nurture.cli import cli
+    from nurture.cli.main import cli
 
     config = write_project(tmp_path, copy_content=False)
     monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)

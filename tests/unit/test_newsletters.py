@@ -13,15 +13,15 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from nurture.app import App
-from nurture.cli import cli
+from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
 from nurture.newsletters import cancel, list_newsletters, schedule, send_test
-from nurture.sending import newsletter_stream, release, send_due
+from nurture.sending.sendpass import newsletter_stream, release, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import enroll
-from nurture.transports.base import Batch, Outcome
-from nurture.transports.recording import RecordingTransport
+from nurture.audience.subscribers import enroll
+from nurture.providers.base import Batch, Outcome
+from nurture.providers.recording import RecordingTransport
 from tests.support.factories import SECRET, at, make_app
 
 WINTER = "2026-12-winter-note.md"

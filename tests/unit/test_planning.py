@@ -6,7 +6,7 @@ from datetime import datetime, time, timezone
 
 import pytest
 
-from nurture.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
 
 UTC = timezone.utc
 NINE_TO_FIVE = Window(time(9), time(17))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from nurture.app import App
-from nurture.cli import cli
+from nurture.cli.main import cli
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, active_subscribers, at, make_app

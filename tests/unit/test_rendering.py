@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from nurture import links
-from nurture.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
+from nurture.content.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
 from nurture.errors import ContentError, InputError
-from nurture.rendering import (
+from nurture.content.rendering import (
     SUBSTITUTION_TAGS,
     Recipient,
     Renderer,
     clean_first_name,
     header_text,
 )
-from nurture.transports.base import apply_substitutions
-from nurture.transports.outbox import build_message
+from nurture.providers.base import apply_substitutions
+from nurture.providers.outbox import build_message
 from tests.support.factories import make_config
 
 HOSTILE_NAMES = [

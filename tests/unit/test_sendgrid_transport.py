@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from nurture.errors import FatalTransportError
-from nurture.transports.base import Batch, Envelope, Sender
-from nurture.transports.sendgrid import SendGridTransport, build_request_body
+from nurture.providers.base import Batch, Envelope, Sender
+from nurture.providers.sendgrid.transport import SendGridTransport, build_request_body
 from tests.support.sendgrid_standin import RESERVED_HEADERS, SendGridStandIn
 
 KEY = "SG.test-key-123"

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.app import App
-from nurture.sending import SendingPass, count_stuck, list_stuck, release, send_due
+from nurture.sending.sendpass import SendingPass, count_stuck, list_stuck, release, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import tag, unsubscribe
+from nurture.audience.subscribers import tag, unsubscribe
 from tests.support.factories import active_subscribers, at, make_app, open_app
 from tests.support.sendgrid_standin import SendGridStandIn
 

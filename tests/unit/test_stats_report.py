@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from nurture.app import App
-from nurture.campaigns import load_email
-from nurture.cli import cli
+from nurture.content.campaigns import load_email
+from nurture.cli.main import cli
 from nurture.errors import NotFound
 from nurture.newsletters import stored_content
-from nurture.report import render_report, write_report
-from nurture.stats import DaySends, Row, sends_per_day, step_stats
+from nurture.reporting.report import render_report, write_report
+from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, at, make_app

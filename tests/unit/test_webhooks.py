@@ -1,4 +1,4 @@
-"""nurture.webhooks: signature checks, normalization of every SendGrid event, storing a batch."""
+"""nurture.events: signature checks, normalization of every SendGrid event, storing a batch."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from nurture import webhooks as wh
+from nurture import events as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.webhooks import MalformedEvent, Normalized, WebhookRejected
+from nurture.events import MalformedEvent, Normalized, WebhookRejected
 from tests.support.factories import SECRET, active_subscribers, at, make_app, make_config
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 

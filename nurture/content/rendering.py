@@ -37,11 +37,11 @@ from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from nurture import links
-from nurture.campaigns import Campaign, EmailSource, Step
+from nurture.content.campaigns import Campaign, EmailSource, Step
 from nurture.config import Config
 from nurture.errors import ContentError, InputError
 from nurture.tokens import CONFIRM_TTL
-from nurture.transports.base import Batch, Envelope, Sender
+from nurture.providers.base import Batch, Envelope, Sender
 
 Kind = Literal["marketing", "transactional"]
 

@@ -38,7 +38,7 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from nurture.errors import FatalTransportError
-from nurture.transports.base import Batch, Outcome
+from nurture.providers.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
 

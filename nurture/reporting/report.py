@@ -4,7 +4,7 @@ No scripts, fonts, images or style sheets from anywhere: the charts are SVG
 drawn here, in Python, and the page opens offline in any browser (or as an
 attachment). Each chart has an SVG <title> and <desc> and is followed by a data
 table holding the same numbers, for screen readers and for anyone who prefers
-numbers to bars. The counts are those of `nurture stats` (see nurture.stats).
+numbers to bars. The counts are those of `nurture stats` (see nurture.reporting.stats).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nurture.app import App
-from nurture.planning import zone
-from nurture.stats import DaySends, Row, sends_per_day, step_stats, totals
+from nurture.sending.planning import zone
+from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats, totals
 
 # Okabe-Ito colours: tell apart with every common colour-vision deficiency.
 BLUE = "#0072B2"

@@ -31,11 +31,11 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from nurture.campaigns import NEWSLETTERS_DIR, EmailSource, load_campaign, load_email, newsletter_files
+from nurture.content.campaigns import NEWSLETTERS_DIR, EmailSource, load_campaign, load_email, newsletter_files
 from nurture.config import Config
 from nurture.errors import ContentError
-from nurture.preview import newsletter_name, sample_recipient
-from nurture.rendering import (
+from nurture.content.preview import newsletter_name, sample_recipient
+from nurture.content.rendering import (
     SUBSTITUTION_TAGS,
     TEMPLATES,
     PreparedEmail,

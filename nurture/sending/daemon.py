@@ -20,9 +20,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from nurture.app import App
 from nurture.errors import FatalTransportError
-from nurture.sending import PassSummary, SendingPass
+from nurture.sending.sendpass import PassSummary, SendingPass
 
-log = logging.getLogger("nurture.daemon")
+log = logging.getLogger("nurture.sending.daemon")
 
 
 def run_daemon(

@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
 from nurture.errors import NotFound
-from nurture.planning import zone
-from nurture.sending import NEWSLETTER_PREFIX
+from nurture.sending.planning import zone
+from nurture.sending.sendpass import NEWSLETTER_PREFIX
 from nurture.store import models as m
 from nurture.store.db import reading
 

@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nurture import links
-from nurture.campaigns import load_campaigns, load_email, newsletter_files
+from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
 from nurture.config import Config
 from nurture.errors import InputError
-from nurture.rendering import PreparedEmail, Recipient, RenderedEmail, Renderer
-from nurture.transports.outbox import build_message
+from nurture.content.rendering import PreparedEmail, Recipient, RenderedEmail, Renderer
+from nurture.providers.outbox import build_message
 
 SAMPLE_EMAIL = "sam@example.com"
 SAMPLE_FIRST_NAME = "Sam"

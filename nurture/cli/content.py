@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from nurture.cli import Context, pass_context
+from nurture.cli.base import Context, pass_context
 
 
 @click.command()
@@ -21,7 +21,7 @@ def check(obj: Context) -> None:
     Example:
       nurture check
     """
-    from nurture.checks import check_content
+    from nurture.content.checks import check_content
 
     report = check_content(obj.config)
     for finding in report.findings:
@@ -44,7 +44,7 @@ def preview(obj: Context, campaign: str | None, out_dir: Path) -> None:
     Example:
       nurture preview kap-intro --out preview
     """
-    from nurture.preview import write_preview
+    from nurture.content.preview import write_preview
 
     index = write_preview(obj.config, out_dir, campaign)
     click.echo(f"preview written: open {index.resolve()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from nurture.transports.base import Batch, Outcome
+from nurture.providers.base import Batch, Outcome
 
 
 @dataclass(frozen=True)

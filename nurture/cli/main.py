@@ -15,74 +15,16 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import click
 from sqlalchemy.exc import OperationalError
 
-from nurture.app import App
-from nurture.config import Config, load_config
-from nurture.errors import InputError, NurtureError
+from nurture.cli import content as cli_content
+from nurture.cli import owner as cli_owner
+from nurture.cli import web as cli_web
+from nurture.cli.base import Context, Group, now_option, parse_now, pass_context
+from nurture.errors import InputError
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from nurture.sending import PassSummary
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def parse_now(value: str | None) -> datetime:
-    """--now: ISO 8601; a time without an offset is read as UTC."""
-    if not value:
-        return datetime.now(timezone.utc)
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"--now {value!r}: use ISO 8601, for example 2026-12-01T09:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-class Context:
-    def __init__(self, config_path: str | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-        self._app: App | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-        return self._config
-
-    @property
-    def app(self) -> App:
-        if self._app is None:
-            self._app = App.open(self.config)
-        return self._app
-
-    def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
-
-
-class Group(click.Group):
-    """Turns NurtureError and database connection failures into one line and an exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except NurtureError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except OperationalError as exc:
-            click.echo(f"error: the database could not be used: {exc.orig}. Check database.url and that the server is running.", err=True)
-            ctx.exit(2)
-
-
-def now_option(func: F) -> F:
-    return click.option(
-        "--now", "now", metavar="ISO8601", default=None, help="Pretend the time is this (for tests and demos); default: the real time."
-    )(func)
-
-
-pass_context = click.make_pass_decorator(Context)
-
+    from nurture.sending.sendpass import PassSummary
 
 @click.group(cls=Group)
 @click.option("--config", "config_path", metavar="FILE", envvar="NURTURE_CONFIG", help="Config file (default: ./config.yaml).")
@@ -149,7 +91,7 @@ def subscribe(obj: Context, email: str, first_name: str | None, zone: str | None
     Example:
       nurture subscribe sam@example.com --first-name Sam --timezone America/Chicago
     """
-    from nurture.subscribers import subscribe as do_subscribe
+    from nurture.audience.subscribers import subscribe as do_subscribe
 
     result = do_subscribe(obj.app, email, parse_now(now), first_name=first_name, timezone=zone, source=source)
     if result.status == "already_active":
@@ -169,7 +111,7 @@ def confirm(obj: Context, token: str, now: str | None) -> None:
     Example:
       nurture confirm eyJ...Q.2vS1...
     """
-    from nurture.subscribers import confirm as do_confirm
+    from nurture.audience.subscribers import confirm as do_confirm
 
     result = do_confirm(obj.app, token, parse_now(now))
     if result.status == "already_active":
@@ -195,7 +137,7 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
     Example:
       nurture import open-day-signups.csv --skip-invalid
     """
-    from nurture.importer import import_csv
+    from nurture.audience.importer import import_csv
 
     app = obj.app
     total = 0
@@ -228,7 +170,7 @@ def unsubscribe(obj: Context, email: str, reason: str | None, now: str | None) -
     Example:
       nurture unsubscribe sam@example.com --reason "asked by phone"
     """
-    from nurture.subscribers import unsubscribe_email
+    from nurture.audience.subscribers import unsubscribe_email
 
     changed = unsubscribe_email(obj.app, email, parse_now(now), reason=reason)
     click.echo("unsubscribed" if changed else "already unsubscribed: nothing changed")
@@ -261,7 +203,7 @@ def subscribers_list(obj: Context, status: str | None, tag_name: str | None, lim
     Example:
       nurture subscribers list --status pending --limit 20
     """
-    from nurture.subscribers import list_subscribers
+    from nurture.audience.subscribers import list_subscribers
 
     rows = list_subscribers(obj.app, status=status, tag_name=tag_name, limit=limit)
     if as_json:
@@ -282,7 +224,7 @@ def subscribers_show(obj: Context, email: str) -> None:
     Example:
       nurture subscribers show sam@example.com
     """
-    from nurture.subscribers import export
+    from nurture.audience.subscribers import export
 
     data = export(obj.app, email)
     person = data["subscriber"]
@@ -306,7 +248,7 @@ def subscribers_export(obj: Context, email: str) -> None:
     Example:
       nurture subscribers export sam@example.com > sam.json
     """
-    from nurture.subscribers import export
+    from nurture.audience.subscribers import export
 
     click.echo(_json(export(obj.app, email)))
 
@@ -323,7 +265,7 @@ def subscribers_forget(obj: Context, email: str, yes: bool, now: str | None) -> 
     Example:
       nurture subscribers forget sam@example.com --yes
     """
-    from nurture.subscribers import forget
+    from nurture.audience.subscribers import forget
 
     if not yes and not click.confirm("Erase this person and all their records? This cannot be undone", err=True):
         raise InputError("not erased")
@@ -343,7 +285,7 @@ def subscribers_tag(obj: Context, email: str, tag_name: str, now: str | None) ->
     Example:
       nurture subscribers tag sam@example.com booked
     """
-    from nurture.subscribers import tag
+    from nurture.audience.subscribers import tag
 
     stopped = tag(obj.app, email, tag_name, parse_now(now))
     click.echo("tagged" + (f"; series ended: {', '.join(stopped)}" if stopped else ""))
@@ -360,7 +302,7 @@ def subscribers_untag(obj: Context, email: str, tag_name: str) -> None:
     Example:
       nurture subscribers untag sam@example.com booked
     """
-    from nurture.subscribers import untag
+    from nurture.audience.subscribers import untag
 
     click.echo("untagged" if untag(obj.app, email, tag_name) else "did not have that tag: nothing changed")
 
@@ -393,8 +335,8 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
     Example (crontab):
       * * * * * cd /srv/nurture && .venv/bin/nurture send-due >> send.log 2>&1
     """
-    from nurture.sending import SendingPass
-    from nurture.transports.recording import RecordingTransport
+    from nurture.sending.sendpass import SendingPass
+    from nurture.providers.recording import RecordingTransport
 
     app = obj.app
     moment = parse_now(now)
@@ -411,7 +353,7 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"dry run: would send {summary.sent}; nothing was sent or changed")
         return
     if sys.stderr.isatty():
-        from nurture.sending import count_due
+        from nurture.sending.sendpass import count_due
 
         with click.progressbar(length=max(1, count_due(app, moment)), label="sending", file=sys.stderr, show_pos=True) as bar:
             summary = SendingPass(app, moment, limit=limit, progress=bar.update).run()
@@ -445,7 +387,7 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
     if not stuck:
         click.echo(ctx.get_help())
         return
-    from nurture.sending import list_stuck
+    from nurture.sending.sendpass import list_stuck
 
     context = ctx.find_object(Context)
     assert context is not None  # `cli` sets ctx.obj before any of its subcommands runs
@@ -470,7 +412,7 @@ def deliveries_release(obj: Context, ids: tuple[int, ...], older_than: str | Non
       nurture deliveries release 1042 1043
       nurture deliveries release --older-than 2h
     """
-    from nurture.sending import release
+    from nurture.sending.sendpass import release
 
     if not ids and not older_than:
         raise InputError("name delivery ids, or give --older-than (see: nurture deliveries --stuck)")
@@ -490,7 +432,7 @@ def simulate(obj: Context, days: float, detail: bool, now: str | None) -> None:
     Example:
       nurture simulate --days 21 --now 2026-12-01T08:00:00Z
     """
-    from nurture.simulate import simulate as run_simulation
+    from nurture.sending.simulate import simulate as run_simulation
 
     result = run_simulation(obj.app, parse_now(now), days)
     if detail or len(result.sends) <= 60:
@@ -515,7 +457,7 @@ def run(obj: Context, interval: int) -> None:
     Example (systemd ExecStart):
       /srv/nurture/.venv/bin/nurture run
     """
-    from nurture.daemon import run_daemon
+    from nurture.sending.daemon import run_daemon
 
     def report(summary: "PassSummary") -> None:
         if summary.sent or summary.failed or summary.skipped or summary.fatal:
@@ -529,11 +471,6 @@ def run(obj: Context, interval: int) -> None:
     sys.exit(code)
 
 
-# ---------------------------------------------------------------- commands kept beside their domains
-# Each module defines `register(cli)`; the import sits here, after the shared helpers above exist.
-from nurture import cli_content  # noqa: E402
-from nurture import cli_web  # noqa: E402
-from nurture import cli_owner  # noqa: E402
 
 cli_content.register(cli)
 cli_web.register(cli)

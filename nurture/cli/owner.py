@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from nurture.cli import Context, Group, now_option, parse_now, pass_context
+from nurture.cli.base import Context, Group, now_option, parse_now, pass_context
 from nurture.config import Config
 from nurture.errors import InputError
 
 
 def parse_practice_time(config: Config, value: str, option: str) -> datetime:
     """'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD' in the practice's zone, or ISO 8601 with an offset."""
-    from nurture.planning import at_local, zone
+    from nurture.sending.planning import at_local, zone
 
     text = value.strip()
     tz = zone(config.delivery.default_timezone)
@@ -202,14 +202,14 @@ def campaign_start(obj: Context, name: str, at_text: str | None, tag_name: str |
     Example:
       nurture campaign start kap-intro --at "2026-12-01 09:00" --tag open-day
     """
-    from nurture.campaign_control import start
+    from nurture.sending.control import start
 
     app = obj.app
     moment = parse_now(now)
     at = parse_practice_time(app.config, at_text, "--at") if at_text else None
     result = start(app, name, now=moment, at=at, tag=tag_name)
     zone_name = app.config.delivery.default_timezone
-    from nurture.planning import zone
+    from nurture.sending.planning import zone
 
     click.echo(
         f"{result.campaign}: {result.enrolled} subscriber(s) enrolled from {result.start.astimezone(zone(zone_name)):%Y-%m-%d %H:%M} ({zone_name}); "
@@ -230,7 +230,7 @@ def campaign_pause(obj: Context, name: str, now: str | None) -> None:
     Example:
       nurture campaign pause kap-intro
     """
-    from nurture.campaign_control import pause
+    from nurture.sending.control import pause
 
     changed = pause(obj.app, name, parse_now(now))
     click.echo(f"{name}: paused" if changed else f"{name} was already paused: nothing changed")
@@ -247,7 +247,7 @@ def campaign_resume(obj: Context, name: str, now: str | None) -> None:
     Example:
       nurture campaign resume kap-intro
     """
-    from nurture.campaign_control import resume
+    from nurture.sending.control import resume
 
     changed = resume(obj.app, name, parse_now(now))
     click.echo(f"{name}: resumed" if changed else f"{name} was not paused: nothing changed")
@@ -271,7 +271,7 @@ def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: b
     Example:
       nurture stats --campaign kap-intro --since 2026-12-01
     """
-    from nurture.stats import COUNTS, RATES, step_stats
+    from nurture.reporting.stats import COUNTS, RATES, step_stats
 
     app = obj.app
     since_at = parse_practice_time(app.config, since, "--since") if since else None
@@ -320,7 +320,7 @@ def report(obj: Context, out: Path, since: str | None, now: str | None) -> None:
     Example:
       nurture report --out report.html
     """
-    from nurture.report import write_report
+    from nurture.reporting.report import write_report
 
     app = obj.app
     since_at = parse_practice_time(app.config, since, "--since") if since else None

@@ -35,12 +35,12 @@ from sqlalchemy.sql.expression import UnaryExpression
 
 from nurture import links
 from nurture.app import App
-from nurture.campaigns import Campaign
+from nurture.content.campaigns import Campaign
 from nurture.errors import FatalTransportError, InputError, NurtureError
-from nurture.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
 from nurture.store.db import chunks, reading, transaction
-from nurture.transports.base import Batch, Outcome
+from nurture.providers.base import Batch, Outcome
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Row
@@ -714,7 +714,7 @@ class SendingPass:
             self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
         if not ready:
             return None, []
-        from nurture.rendering import Recipient
+        from nurture.content.rendering import Recipient
 
         prepared = self._prepared(ready[0])
         envelopes = []
@@ -795,7 +795,7 @@ def newsletter_due(newsletter: m.Newsletter, tz_name: str) -> datetime:
     """The instant a newsletter is due for someone in `tz_name`."""
     if newsletter.timezone_mode != "subscriber":
         return newsletter.first_due_at
-    from nurture.planning import at_local
+    from nurture.sending.planning import at_local
 
     local = datetime.fromisoformat(newsletter.send_at_local)
     return at_local(local.date(), local.time(), zone(tz_name))

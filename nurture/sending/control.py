@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.campaigns import Campaign
+from nurture.content.campaigns import Campaign
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.subscribers import clean_tag, enroll_in_campaign
+from nurture.audience.subscribers import clean_tag, enroll_in_campaign
 
 
 @dataclass(frozen=True)

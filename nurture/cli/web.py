@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nurture.cli import Context, pass_context
+from nurture.cli.base import Context, pass_context
 
 
 @click.command()

@@ -286,7 +286,7 @@ def subscribe(
 
 
 def send_confirmation(app: App, subscriber_id: int, email: str, first_name: str | None, nonce: int, now: datetime) -> None:
-    from nurture.rendering import Recipient
+    from nurture.content.rendering import Recipient
 
     prepared = app.renderer.prepare_confirmation()
     recipient = Recipient(email=email, first_name=first_name, confirm_url=links.confirm_url(app.config, subscriber_id, nonce, now))

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from nurture.app import App
-from nurture.sending import SendingPass
-from nurture.transports.recording import RecordingTransport
+from nurture.sending.sendpass import SendingPass
+from nurture.providers.recording import RecordingTransport
 
 TICK = timedelta(minutes=15)
 

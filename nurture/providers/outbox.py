@@ -15,7 +15,7 @@ from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nurture.transports.base import Batch, Envelope, Outcome, apply_substitutions
+from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions
 
 
 def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = None) -> EmailMessage:

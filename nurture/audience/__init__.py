@@ -1,0 +1,1 @@
+"""The audience: subscribers, consent records, tags, import, export and erasure."""

@@ -1,0 +1,1 @@
+"""The `nurture` command: a thin shell over the Python API."""

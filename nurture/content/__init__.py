@@ -1,0 +1,1 @@
+"""Content: campaigns and newsletters as written, rendering, checks, sample previews."""

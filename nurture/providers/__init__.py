@@ -1,0 +1,1 @@
+"""Email providers: the transport interface, the outbox, a recorder, SendGrid."""

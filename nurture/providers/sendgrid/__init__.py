@@ -1,0 +1,1 @@
+"""SendGrid: the Mail Send transport and the signed Event Webhook's events."""

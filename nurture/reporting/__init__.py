@@ -1,0 +1,1 @@
+"""Reporting: stats per email, the owner's HTML report and its charts."""

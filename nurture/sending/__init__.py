@@ -1,0 +1,1 @@
+"""Sending: planning (windows, cap), claims, the pass, deliveries, streams, the daemon."""
