@@ -75,7 +75,7 @@ def main() -> None:
                 round_no += 1
                 events = make_events(round_no, args.events, deliveries)
                 with transaction(app.engine) as session:  # give the bounced back, so every round suppresses
-                    session.execute(m.Subscriber.__table__.update().values(status=m.ACTIVE))
+                    session.execute(m.Subscriber.__table__.update().values(status=m.SubscriberStatus.ACTIVE))
                 received = datetime.now(timezone.utc)
                 if name == "process":
                     started = time.perf_counter()

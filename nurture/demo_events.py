@@ -44,7 +44,7 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
         rows = session.execute(
             select(m.Delivery.id, m.Delivery.stream, m.Delivery.step, m.Delivery.provider_message_id, m.Subscriber.email)
             .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
-            .where(m.Delivery.status == m.SENT)
+            .where(m.Delivery.status == m.DeliveryStatus.SENT)
             .order_by(m.Delivery.id)
         ).all()
     events = []

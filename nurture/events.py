@@ -40,6 +40,7 @@ from nurture.config import WEBHOOK_KEY_ENV as WEBHOOK_KEY_ENV  # re-exported: th
 from nurture.config import Config
 from nurture.errors import InputError
 from nurture.store import models as m
+from nurture.store.models import EventKind
 from nurture.store.db import chunks, transaction
 from nurture.tokens import event_digest
 
@@ -52,56 +53,41 @@ MAX_SKEW = timedelta(minutes=5)
 MAX_DETAIL = 500
 _CHUNK = 500
 
-# Our normalized kinds (ProviderEvent.kind). The stats code reads these names.
-PROCESSED = "processed"
-DELIVERED = "delivered"
-DEFERRED = "deferred"
-BOUNCED = "bounced"
-BLOCKED = "blocked"
-DROPPED = "dropped"
-OPENED = "opened"
-CLICKED = "clicked"
-COMPLAINED = "complained"
-UNSUBSCRIBED = "unsubscribed"
-RESUBSCRIBED = "resubscribed"
-UNKNOWN = "unknown"
-KINDS = (PROCESSED, DELIVERED, DEFERRED, BOUNCED, BLOCKED, DROPPED, OPENED, CLICKED, COMPLAINED, UNSUBSCRIBED, RESUBSCRIBED, UNKNOWN)
-
 _SIMPLE_KINDS = {
-    "processed": PROCESSED,
-    "delivered": DELIVERED,
-    "deferred": DEFERRED,
-    "blocked": BLOCKED,
-    "dropped": DROPPED,
-    "open": OPENED,
-    "click": CLICKED,
-    "spamreport": COMPLAINED,
-    "spam_report": COMPLAINED,
-    "unsubscribe": UNSUBSCRIBED,
-    "group_unsubscribe": UNSUBSCRIBED,
-    "group_resubscribe": RESUBSCRIBED,
+    "processed": EventKind.PROCESSED,
+    "delivered": EventKind.DELIVERED,
+    "deferred": EventKind.DEFERRED,
+    "blocked": EventKind.BLOCKED,
+    "dropped": EventKind.DROPPED,
+    "open": EventKind.OPENED,
+    "click": EventKind.CLICKED,
+    "spamreport": EventKind.COMPLAINED,
+    "spam_report": EventKind.COMPLAINED,
+    "unsubscribe": EventKind.UNSUBSCRIBED,
+    "group_unsubscribe": EventKind.UNSUBSCRIBED,
+    "group_resubscribe": EventKind.RESUBSCRIBED,
 }
 
 # SendGrid's drop reasons that mean "never mail this address again". The others
 # ("Invalid SMTPAPI header", "Spam Content") are about the message, not the person.
 _SUPPRESSING_DROPS = {
-    "invalid": m.BOUNCE,
-    "bounced address": m.BOUNCE,
-    "unsubscribed address": m.UNSUBSCRIBE,
-    "spam reporting address": m.COMPLAINT,
+    "invalid": m.ConsentKind.BOUNCE,
+    "bounced address": m.ConsentKind.BOUNCE,
+    "unsubscribed address": m.ConsentKind.UNSUBSCRIBE,
+    "spam reporting address": m.ConsentKind.COMPLAINT,
 }
 # When one batch carries several suppressing events for one person, the strongest wins.
-_SUPPRESS_ORDER = (m.COMPLAINT, m.BOUNCE, m.UNSUBSCRIBE)
+_SUPPRESS_ORDER = (m.ConsentKind.COMPLAINT, m.ConsentKind.BOUNCE, m.ConsentKind.UNSUBSCRIBE)
 
 # Which free-text fields are worth keeping, per kind (never "email").
 _DETAIL_FIELDS = {
-    BOUNCED: ("type", "bounce_classification", "status", "reason"),
-    BLOCKED: ("type", "bounce_classification", "status", "reason"),
-    DROPPED: ("reason", "status"),
-    DEFERRED: ("response", "attempt"),
-    DELIVERED: ("response",),
-    CLICKED: ("url",),
-    UNKNOWN: ("reason", "status", "response", "url"),
+    EventKind.BOUNCED: ("type", "bounce_classification", "status", "reason"),
+    EventKind.BLOCKED: ("type", "bounce_classification", "status", "reason"),
+    EventKind.DROPPED: ("reason", "status"),
+    EventKind.DEFERRED: ("response", "attempt"),
+    EventKind.DELIVERED: ("response",),
+    EventKind.CLICKED: ("url",),
+    EventKind.UNKNOWN: ("reason", "status", "response", "url"),
 }
 
 _ADDRESS = re.compile(r"[^\s<>\"'(),;:/?&=\[\]]+(?:@|%40)[^\s<>\"'(),;:/?&=\[\]]+", re.IGNORECASE)
@@ -231,7 +217,7 @@ class Normalized:
     step: int | None
     occurred_at: datetime
     detail: str | None
-    suppress: str | None  # m.BOUNCE / m.COMPLAINT / m.UNSUBSCRIBE, or None
+    suppress: str | None  # m.ConsentKind.BOUNCE / m.ConsentKind.COMPLAINT / m.ConsentKind.UNSUBSCRIBE, or None
     email: str | None = field(default=None, repr=False)  # only to find the subscriber; never stored
 
 
@@ -268,7 +254,7 @@ def _event_id(event: Mapping[str, Any], secret: str) -> str:
     return "hmac:" + event_digest(secret, canonical)
 
 
-def _detail(kind: str, event: Mapping[str, Any]) -> str | None:
+def _detail(kind: EventKind, event: Mapping[str, Any]) -> str | None:
     parts = []
     for name in _DETAIL_FIELDS.get(kind, ()):
         value = event.get(name)
@@ -295,18 +281,18 @@ def normalize(event: Any, secret: str) -> Normalized:
     occurred_at = _timestamp(event.get("timestamp"))
     lowered = name.lower()
     if lowered == "bounce":
-        kind = BLOCKED if str(event.get("type", "")).strip().lower() == "blocked" else BOUNCED
+        kind = EventKind.BLOCKED if str(event.get("type", "")).strip().lower() == "blocked" else EventKind.BOUNCED
     else:
-        kind = _SIMPLE_KINDS.get(lowered, UNKNOWN)
+        kind = _SIMPLE_KINDS.get(lowered, EventKind.UNKNOWN)
 
     suppress = None
-    if kind == BOUNCED:
-        suppress = m.BOUNCE
-    elif kind == COMPLAINED:
-        suppress = m.COMPLAINT
-    elif kind == UNSUBSCRIBED:
-        suppress = m.UNSUBSCRIBE
-    elif kind == DROPPED:
+    if kind == EventKind.BOUNCED:
+        suppress = m.ConsentKind.BOUNCE
+    elif kind == EventKind.COMPLAINED:
+        suppress = m.ConsentKind.COMPLAINT
+    elif kind == EventKind.UNSUBSCRIBED:
+        suppress = m.ConsentKind.UNSUBSCRIBE
+    elif kind == EventKind.DROPPED:
         reason = event.get("reason")
         if isinstance(reason, str):
             suppress = _SUPPRESSING_DROPS.get(reason.strip().lower())

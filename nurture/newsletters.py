@@ -147,7 +147,7 @@ def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datet
             send_at_local=local.strftime("%Y-%m-%dT%H:%M:%S"),
             timezone_mode=timezone_mode,
             first_due_at=first_due,
-            status=m.SCHEDULED,
+            status=m.NewsletterStatus.SCHEDULED,
             created_at=now,
             updated_at=now,
         )
@@ -161,7 +161,7 @@ def _zones_already_past(app: App, local: datetime, now: datetime) -> list[str]:
     with transaction(app.engine) as session:
         zones = set(
             session.scalars(
-                select(m.Subscriber.timezone).where(m.Subscriber.status.in_([m.ACTIVE, m.PENDING])).distinct()
+                select(m.Subscriber.timezone).where(m.Subscriber.status.in_([m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING])).distinct()
             )
         )
     names = {name or app.config.delivery.default_timezone for name in zones} | {app.config.delivery.default_timezone}
@@ -222,10 +222,10 @@ def list_newsletters(app: App, *, statuses: tuple[str, ...] | None = None) -> li
                     send_at_local=row.send_at_local.replace("T", " ")[:16],
                     first_due_at=row.first_due_at,
                     segment_tag=row.segment_tag,
-                    claimed=by_status.get(m.CLAIMED, 0),
-                    sent=by_status.get(m.SENT, 0),
-                    failed=by_status.get(m.FAILED, 0),
-                    skipped=by_status.get(m.SKIPPED, 0),
+                    claimed=by_status.get(m.DeliveryStatus.CLAIMED, 0),
+                    sent=by_status.get(m.DeliveryStatus.SENT, 0),
+                    failed=by_status.get(m.DeliveryStatus.FAILED, 0),
+                    skipped=by_status.get(m.DeliveryStatus.SKIPPED, 0),
                 )
             )
         return result
@@ -243,11 +243,11 @@ def cancel(app: App, newsletter_id: int, now: datetime) -> str:
         if newsletter is None:
             raise NotFound(f"newsletter {newsletter_id} does not exist (see: nurture newsletter list)")
         previous = newsletter.status
-        if previous == m.CANCELLED:
+        if previous == m.NewsletterStatus.CANCELLED:
             raise InputError(f"newsletter {newsletter_id} is already cancelled: nothing changed")
-        if previous == m.DONE:
+        if previous == m.NewsletterStatus.SENT:
             raise InputError(f"newsletter {newsletter_id} has already been sent to everyone: there is nothing left to cancel")
-        newsletter.status = m.CANCELLED
+        newsletter.status = m.NewsletterStatus.CANCELLED
         newsletter.updated_at = now
         return previous
 

@@ -207,12 +207,12 @@ def import_csv(
                 known = existing.get(key)
                 if known is None:
                     fresh.append(row)
-                elif known.status == m.ACTIVE:
+                elif known.status == m.SubscriberStatus.ACTIVE:
                     report.merged += 1
                     known.first_name = known.first_name or row.first_name
                     known.timezone = known.timezone or row.timezone
-                elif known.status == m.PENDING:
-                    known.status = m.ACTIVE
+                elif known.status == m.SubscriberStatus.PENDING:
+                    known.status = m.SubscriberStatus.ACTIVE
                     known.status_changed_at = now
                     known.confirmed_at = known.confirmed_at or now
                     known.first_name = known.first_name or row.first_name
@@ -233,7 +233,7 @@ def import_csv(
                             "email_key": row.key,
                             "first_name": row.first_name,
                             "timezone": row.timezone,
-                            "status": m.ACTIVE,
+                            "status": m.SubscriberStatus.ACTIVE,
                             "source": "import",
                             "created_at": now,
                             "confirmed_at": now,
@@ -261,7 +261,7 @@ def import_csv(
 def _consent(subscriber_id: int, row: ImportRow, now: datetime, note: str) -> dict[str, object]:
     return {
         "subscriber_id": subscriber_id,
-        "kind": m.IMPORT,
+        "kind": m.ConsentKind.IMPORT,
         "occurred_at": row.consented_at,
         "recorded_at": now,
         "source": row.consent_source,

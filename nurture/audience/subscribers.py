@@ -196,14 +196,14 @@ def enroll_in_campaign(
                         "campaign": campaign,
                         "next_step": 1,
                         "next_due_at": due,
-                        "status": m.ENROLLED,
+                        "status": m.EnrollmentStatus.ACTIVE,
                         "enrolled_at": start,
                         "updated_at": start,
                     }
                 )
-            elif enrollment.status == m.STOPPED:
+            elif enrollment.status == m.EnrollmentStatus.STOPPED:
                 # Resume where they left off; the unique delivery key keeps sent steps sent.
-                enrollment.status = m.ENROLLED
+                enrollment.status = m.EnrollmentStatus.ACTIVE
                 enrollment.next_due_at = start
                 enrollment.updated_at = start
                 changed += 1
@@ -217,8 +217,8 @@ def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datet
     for chunk in chunks(list(subscriber_ids), 500):
         statement = (
             update(m.Enrollment)
-            .where(m.Enrollment.subscriber_id.in_(chunk), m.Enrollment.status == m.ENROLLED)
-            .values(status=m.STOPPED, updated_at=now)
+            .where(m.Enrollment.subscriber_id.in_(chunk), m.Enrollment.status == m.EnrollmentStatus.ACTIVE)
+            .values(status=m.EnrollmentStatus.STOPPED, updated_at=now)
         )
         if campaigns is not None:
             statement = statement.where(m.Enrollment.campaign.in_(list(campaigns)))
@@ -252,7 +252,7 @@ def subscribe(
     app.config.secrets.require_secret_key()
     with transaction(app.engine) as session:
         subscriber = session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == key))
-        if subscriber is not None and subscriber.status == m.ACTIVE:
+        if subscriber is not None and subscriber.status == m.SubscriberStatus.ACTIVE:
             return SubscribeResult("already_active", subscriber.id)
         wording = ensure_wording(session, app, now)
         if subscriber is None:
@@ -261,7 +261,7 @@ def subscribe(
                 email_key=key,
                 first_name=name,
                 timezone=zone,
-                status=m.PENDING,
+                status=m.SubscriberStatus.PENDING,
                 source=source[:100],
                 created_at=now,
                 status_changed_at=now,
@@ -271,13 +271,13 @@ def subscribe(
             session.flush()
         else:
             # Pending again, or back after leaving: they must confirm afresh.
-            subscriber.status = m.PENDING
+            subscriber.status = m.SubscriberStatus.PENDING
             subscriber.status_changed_at = now
             subscriber.confirm_nonce += 1
             subscriber.first_name = name or subscriber.first_name
             subscriber.timezone = zone or subscriber.timezone
         record_consent(
-            session, subscriber.id, m.OPT_IN, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
+            session, subscriber.id, m.ConsentKind.OPT_IN, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
         )
         subscriber_id, nonce = subscriber.id, subscriber.confirm_nonce
         recipient_name = subscriber.first_name
@@ -314,22 +314,22 @@ def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_
             raise TokenError("this confirmation link is no longer valid: please sign up again")
         if subscriber.confirm_nonce != claim.nonce:
             raise TokenError("this confirmation link was replaced by a newer one: use the most recent email, or sign up again")
-        if subscriber.status == m.ACTIVE:
+        if subscriber.status == m.SubscriberStatus.ACTIVE:
             return ConfirmResult("already_active", subscriber.id, 0)
-        if subscriber.status != m.PENDING:
+        if subscriber.status != m.SubscriberStatus.PENDING:
             raise TokenError("this confirmation link is no longer valid: please sign up again")
-        subscriber.status = m.ACTIVE
+        subscriber.status = m.SubscriberStatus.ACTIVE
         subscriber.confirmed_at = now
         subscriber.status_changed_at = now
         # The confirmation is of the opt-in it answers: record the wording that opt-in showed.
         wording = session.scalar(
             select(m.ConsentEvent.wording_version)
-            .where(m.ConsentEvent.subscriber_id == subscriber.id, m.ConsentEvent.kind == m.OPT_IN)
+            .where(m.ConsentEvent.subscriber_id == subscriber.id, m.ConsentEvent.kind == m.ConsentKind.OPT_IN)
             .order_by(m.ConsentEvent.id.desc())
             .limit(1)
         )
         record_consent(
-            session, subscriber.id, m.CONFIRM, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
+            session, subscriber.id, m.ConsentKind.CONFIRM, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
         )
         session.execute(
             delete(m.Suppression).where(
@@ -366,15 +366,15 @@ def unsubscribe(
         last_kind = session.scalar(
             select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber.id).order_by(m.ConsentEvent.id.desc()).limit(1)
         )
-        if subscriber.status == m.UNSUBSCRIBED or last_kind == m.UNSUBSCRIBE:
+        if subscriber.status == m.SubscriberStatus.UNSUBSCRIBED or last_kind == m.ConsentKind.UNSUBSCRIBE:
             return False
-        if subscriber.status in (m.ACTIVE, m.PENDING):
-            subscriber.status = m.UNSUBSCRIBED
+        if subscriber.status in (m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING):
+            subscriber.status = m.SubscriberStatus.UNSUBSCRIBED
             subscriber.status_changed_at = now
         # A bounced or complained status stays (it is the stronger block), but the
         # person's own withdrawal is still part of their consent record.
         detail = "; ".join(part for part in (f"from {stream}" if stream else None, reason) if part) or None
-        record_consent(session, subscriber.id, m.UNSUBSCRIBE, now, source=source, ip=ip, user_agent=user_agent, detail=detail)
+        record_consent(session, subscriber.id, m.ConsentKind.UNSUBSCRIBE, now, source=source, ip=ip, user_agent=user_agent, detail=detail)
         stop_enrollments(session, [subscriber.id], now)
         return True
 
@@ -385,15 +385,15 @@ def unsubscribe_email(app: App, email: str, now: datetime, *, reason: str | None
     return unsubscribe(app, subscriber_id, now, source=source, reason=reason)
 
 
-def suppress(session: Session, subscriber_ids: Sequence[int], kind: str, now: datetime, *, source: str, detail: str | None = None) -> int:
+def suppress(session: Session, subscriber_ids: Sequence[int], kind: m.ConsentKind, now: datetime, *, source: str, detail: str | None = None) -> int:
     """Provider said bounce / complaint / unsubscribe: stop mail at once. Returns how many changed."""
-    status = {m.BOUNCE: m.BOUNCED, m.COMPLAINT: m.COMPLAINED, m.UNSUBSCRIBE: m.UNSUBSCRIBED}[kind]
+    status = {m.ConsentKind.BOUNCE: m.SubscriberStatus.BOUNCED, m.ConsentKind.COMPLAINT: m.SubscriberStatus.COMPLAINED, m.ConsentKind.UNSUBSCRIBE: m.SubscriberStatus.UNSUBSCRIBED}[kind]
     # A complaint outranks everything else and is recorded even for someone who
     # already left; a bounce or a provider unsubscribe only changes someone reachable.
-    if kind == m.COMPLAINT:
-        replaceable = [m.ACTIVE, m.PENDING, m.UNSUBSCRIBED, m.BOUNCED]
+    if kind == m.ConsentKind.COMPLAINT:
+        replaceable = [m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED]
     else:
-        replaceable = [m.ACTIVE, m.PENDING]
+        replaceable = [m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING]
     changed = 0
     for chunk in chunks(list(set(subscriber_ids)), 500):
         rows = session.scalars(

@@ -20,6 +20,7 @@ from nurture.cli import owner as cli_owner
 from nurture.cli import web as cli_web
 from nurture.cli.base import Context, Group, now_option, parse_now, pass_context
 from nurture.errors import InputError
+from nurture.store.models import SubscriberStatus
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -191,7 +192,7 @@ def _json(data: Any) -> str:
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced", "complained"]))
+@click.option("--status", type=click.Choice([status.value for status in SubscriberStatus]))
 @click.option("--tag", "tag_name", help="Only subscribers with this tag.")
 @click.option("--limit", type=int, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

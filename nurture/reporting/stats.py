@@ -129,17 +129,17 @@ def _web_unsubscribes() -> Any:
             consent,
             and_(
                 consent.subscriber_id == delivery.subscriber_id,
-                consent.kind == m.UNSUBSCRIBE,
+                consent.kind == m.ConsentKind.UNSUBSCRIBE,
                 consent.occurred_at >= delivery.claimed_at,
                 detail_matches,
             ),
         )
         .where(
-            delivery.status == m.SENT,
+            delivery.status == m.DeliveryStatus.SENT,
             ~exists().where(
                 later.subscriber_id == delivery.subscriber_id,
                 later.stream == delivery.stream,
-                later.status == m.SENT,
+                later.status == m.DeliveryStatus.SENT,
                 later.claimed_at > delivery.claimed_at,
                 later.claimed_at <= consent.occurred_at,
             ),
@@ -178,7 +178,7 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         )
         .outerjoin(flags, flags.c.delivery_id == delivery.id)
         .outerjoin(web, web.c.delivery_id == delivery.id)
-        .where(delivery.status == m.SENT)
+        .where(delivery.status == m.DeliveryStatus.SENT)
         .group_by(delivery.stream, delivery.step)
     )
     if campaign is not None:
@@ -268,7 +268,7 @@ def sends_per_day(app: App, since: datetime | None = None, campaign: str | None 
         is_newsletter = case((delivery.newsletter_id.is_(None), 0), else_=1)
         query = (
             select(hour.label("hour"), quarter.label("quarter"), is_newsletter.label("newsletter"), func.count(delivery.id))
-            .where(delivery.status == m.SENT)
+            .where(delivery.status == m.DeliveryStatus.SENT)
             .group_by(hour, quarter, is_newsletter)
         )
         if since is not None:

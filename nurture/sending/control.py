@@ -71,7 +71,7 @@ def start(app: App, campaign: str, *, now: datetime, at: datetime | None = None,
         raise InputError(f"--at {moment:%Y-%m-%d %H:%M} UTC is in the past: give a later time, or leave --at out to start now")
     tag_name = clean_tag(tag) if tag else None
     with transaction(app.engine) as session:
-        query = select(m.Subscriber.id).where(m.Subscriber.status == m.ACTIVE).order_by(m.Subscriber.id)
+        query = select(m.Subscriber.id).where(m.Subscriber.status == m.SubscriberStatus.ACTIVE).order_by(m.Subscriber.id)
         if tag_name:
             query = query.join(m.SubscriberTag, m.SubscriberTag.subscriber_id == m.Subscriber.id).where(m.SubscriberTag.tag == tag_name)
         ids = list(session.scalars(query))

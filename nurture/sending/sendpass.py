@@ -139,7 +139,7 @@ class _Statements:
         self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._claims: dict[str, Any] = {}
         self.cap = self._cap_query()
-        self.active = select(_SUBSCRIBERS.c.id).where(self.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.ACTIVE)
+        self.active = select(_SUBSCRIBERS.c.id).where(self.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
         self.tagged = select(_TAGS.c.subscriber_id, _TAGS.c.tag).where(
             self.in_ids(_TAGS.c.subscriber_id), _TAGS.c.tag.in_(bindparam("tags", expanding=True))
         )
@@ -168,7 +168,7 @@ class _Statements:
             status = UnaryExpression(status, operator=operators.custom_op("+"), type_=status.type)
         return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.claimed_at).where(
             self.in_ids(_DELIVERIES.c.subscriber_id),
-            status.in_([m.CLAIMED, m.SENT]),
+            status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
             _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
         )
 
@@ -195,7 +195,7 @@ class _Statements:
             e = _ENROLLMENTS
             columns = ["subscriber_id", "stream", "step", "status", "worker", "claimed_at"]
             source = (
-                select(e.c.subscriber_id, e.c.campaign, e.c.next_step, literal(m.CLAIMED, String()), worker, claimed_at)
+                select(e.c.subscriber_id, e.c.campaign, e.c.next_step, literal(m.DeliveryStatus.CLAIMED, String()), worker, claimed_at)
                 .where(self.in_ids(e.c.id))
                 .order_by(e.c.next_due_at, e.c.id)
             )
@@ -208,7 +208,7 @@ class _Statements:
                     bindparam("stream", type_=String()),
                     literal(1, Integer()),
                     bindparam("newsletter_id", type_=Integer()),
-                    literal(m.CLAIMED, String()),
+                    literal(m.DeliveryStatus.CLAIMED, String()),
                     worker,
                     claimed_at,
                 )
@@ -262,7 +262,7 @@ _NEWSLETTERS = m.Newsletter.__table__
 _NEWSLETTER_DUE = (
     select(_NEWSLETTERS.c.id)
     .where(
-        _NEWSLETTERS.c.status.in_([m.SCHEDULED, m.SENDING]),
+        _NEWSLETTERS.c.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
         _NEWSLETTERS.c.first_due_at <= bindparam("now", type_=_NEWSLETTERS.c.first_due_at.type),
     )
     .limit(1)
@@ -285,7 +285,7 @@ _DUE_QUERY = (
     )
     .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == _ENROLLMENTS.c.subscriber_id)
     .where(
-        _ENROLLMENTS.c.status == m.ENROLLED,
+        _ENROLLMENTS.c.status == m.EnrollmentStatus.ACTIVE,
         _ENROLLMENTS.c.next_due_at <= bindparam("now", type_=_ENROLLMENTS.c.next_due_at.type),
     )
     .order_by(_ENROLLMENTS.c.next_due_at, _ENROLLMENTS.c.id)
@@ -452,13 +452,13 @@ class SendingPass:
             updates: dict[Values, list[int]] = defaultdict(list)
             wanted: list[int] = []  # enrollment ids to claim, in query order
             pending: dict[tuple[int, str, int], tuple[Any, ...]] = {}
-            stopped: Values = (("status", m.STOPPED), ("updated_at", now))
-            completed: Values = (("status", m.COMPLETED), ("updated_at", now))
+            stopped: Values = (("status", m.EnrollmentStatus.STOPPED), ("updated_at", now))
+            completed: Values = (("status", m.EnrollmentStatus.COMPLETED), ("updated_at", now))
             campaigns = self.campaigns
             for row in rows:
                 enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name = row
                 campaign = campaigns.get(slug)
-                if campaign is None or status != m.ACTIVE or subscriber_id in stop_tags.get(slug, ()):
+                if campaign is None or status != m.SubscriberStatus.ACTIVE or subscriber_id in stop_tags.get(slug, ()):
                     # Removed campaign, inactive subscriber, or goal reached: the series ends here.
                     updates[stopped].append(enrollment_id)
                     continue
@@ -518,7 +518,7 @@ class SendingPass:
         values = self._values_cache.get(key)
         if values is None:
             if step >= len(campaign.steps):
-                values = (("next_step", step + 1), ("status", m.COMPLETED), ("next_due_at", None), ("updated_at", self.now))
+                values = (("next_step", step + 1), ("status", m.EnrollmentStatus.COMPLETED), ("next_due_at", None), ("updated_at", self.now))
             else:
                 delay = timedelta(days=campaign.step(step + 1).delay_days)
                 due = next_window_open(self.now + delay, zone(zone_name), self.window)
@@ -582,7 +582,7 @@ class SendingPass:
             return claims  # the usual case: a cheap look before loading any newsletter
         newsletters = session.scalars(
             select(m.Newsletter)
-            .where(m.Newsletter.status.in_([m.SCHEDULED, m.SENDING]), m.Newsletter.first_due_at <= now)
+            .where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]), m.Newsletter.first_due_at <= now)
             .order_by(m.Newsletter.first_due_at, m.Newsletter.id)
         ).all()
         for newsletter in newsletters:
@@ -594,7 +594,7 @@ class SendingPass:
                 query = (
                     select(m.Subscriber.id, m.Subscriber.email, m.Subscriber.first_name, m.Subscriber.timezone)
                     .where(
-                        m.Subscriber.status == m.ACTIVE,
+                        m.Subscriber.status == m.SubscriberStatus.ACTIVE,
                         m.Subscriber.id > self._newsletter_cursor[newsletter.id],
                         m.Subscriber.confirmed_at <= now,
                         ~exists().where(m.Delivery.subscriber_id == m.Subscriber.id, m.Delivery.stream == stream),
@@ -648,8 +648,8 @@ class SendingPass:
                 for delivery_id, subscriber_id, _, _ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
                     row = by_id[subscriber_id]
                     claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, 1, newsletter.id))
-            if newsletter.status == m.SCHEDULED and len(claims) > claimed_before:
-                newsletter.status = m.SENDING
+            if newsletter.status == m.NewsletterStatus.SCHEDULED and len(claims) > claimed_before:
+                newsletter.status = m.NewsletterStatus.SENDING
                 newsletter.updated_at = now
         return claims
 
@@ -659,7 +659,7 @@ class SendingPass:
             return
         with transaction(self.app.engine) as session:
             for newsletter in session.scalars(
-                select(m.Newsletter).where(m.Newsletter.id.in_(self._newsletters_done), m.Newsletter.status.in_([m.SCHEDULED, m.SENDING]))
+                select(m.Newsletter).where(m.Newsletter.id.in_(self._newsletters_done), m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]))
             ):
                 if newsletter_last_due(newsletter) > self.now:
                     continue
@@ -668,7 +668,7 @@ class SendingPass:
                     select(func.count())
                     .select_from(m.Subscriber)
                     .where(
-                        m.Subscriber.status == m.ACTIVE,
+                        m.Subscriber.status == m.SubscriberStatus.ACTIVE,
                         m.Subscriber.confirmed_at <= self.now,
                         ~exists().where(
                             m.Delivery.subscriber_id == m.Subscriber.id, m.Delivery.stream == newsletter_stream(newsletter.id)
@@ -681,7 +681,7 @@ class SendingPass:
                     )
                 )
                 if not remaining:
-                    newsletter.status = m.DONE
+                    newsletter.status = m.NewsletterStatus.SENT
                     newsletter.updated_at = self.now
 
     # ------------------------------------------------------------ render
@@ -763,14 +763,14 @@ class SendingPass:
         for claim in claims:
             outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
             if skipped:
-                values: Values = (("status", m.SKIPPED), ("finished_at", now), ("error", outcome.error))
+                values: Values = (("status", m.DeliveryStatus.SKIPPED), ("finished_at", now), ("error", outcome.error))
                 summary.skipped += 1
             elif outcome.status == "sent":
-                values = (("status", m.SENT), ("finished_at", now), ("provider_message_id", outcome.provider_message_id))
+                values = (("status", m.DeliveryStatus.SENT), ("finished_at", now), ("provider_message_id", outcome.provider_message_id))
                 summary.sent += 1
                 summary.by_stream[claim.stream] += 1
             elif outcome.status == "failed":
-                values = (("status", m.FAILED), ("finished_at", now), ("error", outcome.error))
+                values = (("status", m.DeliveryStatus.FAILED), ("finished_at", now), ("error", outcome.error))
                 summary.failed += 1
             else:
                 # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
@@ -818,7 +818,7 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
         chunk = list(delivery_ids[start : start + 500])
         rows = session.execute(
             select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id).where(
-                m.Delivery.id.in_(chunk), m.Delivery.status.in_([m.CLAIMED, m.FAILED])
+                m.Delivery.id.in_(chunk), m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED])
             )
         ).all()
         for row in rows:
@@ -830,9 +830,9 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
                     .where(
                         m.Enrollment.subscriber_id == row.subscriber_id,
                         m.Enrollment.campaign == row.stream,
-                        m.Enrollment.status.in_([m.ENROLLED, m.COMPLETED]),
+                        m.Enrollment.status.in_([m.EnrollmentStatus.ACTIVE, m.EnrollmentStatus.COMPLETED]),
                     )
-                    .values(next_step=row.step, next_due_at=now, status=m.ENROLLED, updated_at=now)
+                    .values(next_step=row.step, next_due_at=now, status=m.EnrollmentStatus.ACTIVE, updated_at=now)
                 )
         session.execute(delete(m.Delivery).where(m.Delivery.id.in_([row.id for row in rows])))
         # A newsletter marked sent while one of its claims was stuck: sending again, so the
@@ -841,8 +841,8 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
         if newsletter_ids:
             session.execute(
                 update(m.Newsletter)
-                .where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status == m.DONE)
-                .values(status=m.SENDING, updated_at=now)
+                .where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status == m.NewsletterStatus.SENT)
+                .values(status=m.NewsletterStatus.SENDING, updated_at=now)
             )
         released += len(rows)
     return released
@@ -850,7 +850,7 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
 
 def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
     return and_(
-        m.Delivery.status == m.CLAIMED,
+        m.Delivery.status == m.DeliveryStatus.CLAIMED,
         or_(m.Delivery.claimed_at <= now - older_than, m.Delivery.error.is_not(None)),
     )
 
@@ -888,7 +888,7 @@ def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: tim
         chosen = list(dict.fromkeys(ids))
         if chosen:
             releasable = set(
-                session.scalars(select(m.Delivery.id).where(m.Delivery.id.in_(chosen), m.Delivery.status.in_([m.CLAIMED, m.FAILED])))
+                session.scalars(select(m.Delivery.id).where(m.Delivery.id.in_(chosen), m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED])))
             )
             refused = [delivery_id for delivery_id in chosen if delivery_id not in releasable]
             if refused:
@@ -907,7 +907,7 @@ def count_due(app: App, now: datetime) -> int:
     with reading(app.engine) as session:
         return int(
             session.scalar(
-                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status == m.ENROLLED, m.Enrollment.next_due_at <= now)
+                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status == m.EnrollmentStatus.ACTIVE, m.Enrollment.next_due_at <= now)
             )
             or 0
         )

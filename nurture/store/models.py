@@ -7,6 +7,7 @@ SQLite and PostgreSQL compare and sort them the same way.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
@@ -67,13 +68,17 @@ class Base(DeclarativeBase):
         __table__: ClassVar[Table]
 
 
-# Subscriber statuses. Only "active" may receive marketing email.
-PENDING = "pending"
-ACTIVE = "active"
-UNSUBSCRIBED = "unsubscribed"
-BOUNCED = "bounced"
-COMPLAINED = "complained"
-SUBSCRIBER_STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+class SubscriberStatus(StrEnum):
+    """Only ACTIVE may receive marketing email."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
 
 
 class Subscriber(Base):
@@ -104,13 +109,13 @@ class SubscriberTag(Base):
     created_at: Mapped[datetime]
 
 
-# Consent event kinds.
-OPT_IN = "opt_in"
-CONFIRM = "confirm"
-IMPORT = "import"
-UNSUBSCRIBE = "unsubscribe"
-BOUNCE = "bounce"
-COMPLAINT = "complaint"
+class ConsentKind(StrEnum):
+    OPT_IN = "opt_in"
+    CONFIRM = "confirm"
+    IMPORT = "import"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
 
 
 class ConsentEvent(Base):
@@ -140,10 +145,10 @@ class ConsentWording(Base):
     first_used_at: Mapped[datetime]
 
 
-# Enrollment statuses.
-ENROLLED = "active"
-COMPLETED = "completed"
-STOPPED = "stopped"
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"  # in the series: the next step is due at next_due_at
+    COMPLETED = "completed"
+    STOPPED = "stopped"
 
 
 class Enrollment(Base):
@@ -174,11 +179,11 @@ class CampaignState(Base):
     updated_at: Mapped[datetime]
 
 
-# Delivery statuses.
-CLAIMED = "claimed"
-SENT = "sent"
-FAILED = "failed"
-SKIPPED = "skipped"
+class DeliveryStatus(StrEnum):
+    CLAIMED = "claimed"  # written before the transport; unknown outcome while it stays so
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # consent or a stop tag changed between claim and send
 
 
 class Delivery(Base):
@@ -208,11 +213,28 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-# Newsletter statuses.
-SCHEDULED = "scheduled"
-SENDING = "sending"
-DONE = "sent"
-CANCELLED = "cancelled"
+class NewsletterStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class EventKind(StrEnum):
+    """Provider events normalized to our own kinds (ProviderEvent.kind); the stats read these."""
+
+    PROCESSED = "processed"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    BLOCKED = "blocked"
+    DROPPED = "dropped"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"
+    UNKNOWN = "unknown"
 
 
 class Newsletter(Base):

@@ -143,8 +143,8 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             assert "List-Unsubscribe" not in confirmation  # transactional
             confirm_url = re.search(rf"{re.escape(web.url)}/confirm/\S+", text_part(confirmation)).group(0)
             person, consent, _, _ = store(app)
-            assert (person.status, person.first_name, person.timezone) == (m.PENDING, "Robin", BROWSER_ZONE)
-            assert [(e.kind, e.source, e.wording_version, e.ip) for e in consent] == [(m.OPT_IN, "web form", app.config.consent.version, "127.0.0.1")]
+            assert (person.status, person.first_name, person.timezone) == (m.SubscriberStatus.PENDING, "Robin", BROWSER_ZONE)
+            assert [(e.kind, e.source, e.wording_version, e.ip) for e in consent] == [(m.ConsentKind.OPT_IN, "web form", app.config.consent.version, "127.0.0.1")]
             assert "HeadlessChrome" in consent[0].user_agent or "Chrome" in consent[0].user_agent
 
             # 3. Following the link only shows a button; pressing it confirms.
@@ -152,21 +152,21 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             page.wait_for_selector("h1:has-text('Confirm your subscription')")
             check_phone_page(page, console_errors)
             shot(page, artifacts_dir, "3-confirm")
-            assert store(app)[0].status == m.PENDING
+            assert store(app)[0].status == m.SubscriberStatus.PENDING
             page.click("button[type=submit]")
             page.wait_for_selector("h1:has-text('You are subscribed')")
             check_phone_page(page, console_errors)
             shot(page, artifacts_dir, "4-confirmed")
             person, consent, enrollments, _ = store(app)
-            assert person.status == m.ACTIVE
-            assert [e.kind for e in consent] == [m.OPT_IN, m.CONFIRM]
-            assert [(e.campaign, e.status, e.next_step) for e in enrollments] == [("kap-intro", m.ENROLLED, 1)]
+            assert person.status == m.SubscriberStatus.ACTIVE
+            assert [e.kind for e in consent] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
+            assert [(e.campaign, e.status, e.next_step) for e in enrollments] == [("kap-intro", m.EnrollmentStatus.ACTIVE, 1)]
 
             # 4. A sending pass inside their send window sends the first series email.
             summary = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(timezone.utc)))
             assert summary.sent == 1, summary.line()
             _, _, enrollments, deliveries = store(app)
-            assert [(d.stream, d.step, d.status) for d in deliveries] == [("kap-intro", 1, m.SENT)]
+            assert [(d.stream, d.step, d.status) for d in deliveries] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
             assert enrollments[0].next_step == 2
             first = read_eml(outbox / f"{deliveries[0].id}.eml")
             header = first["List-Unsubscribe"]
@@ -181,7 +181,7 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             assert app.config.practice.name in page.inner_text("main")
             check_phone_page(page, console_errors)
             shot(page, artifacts_dir, "5-unsubscribe")
-            assert store(app)[0].status == m.ACTIVE
+            assert store(app)[0].status == m.SubscriberStatus.ACTIVE
             page.click("button[type=submit]")
             page.wait_for_selector("h1:has-text('You are unsubscribed')")
             assert "Robin" not in page.content() and "River.Reader" not in page.content()
@@ -189,15 +189,15 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             shot(page, artifacts_dir, "6-unsubscribed")
 
             person, consent, enrollments, deliveries = store(app)
-            assert person.status == m.UNSUBSCRIBED
+            assert person.status == m.SubscriberStatus.UNSUBSCRIBED
             assert [(e.kind, e.source) for e in consent] == [
-                (m.OPT_IN, "web form"),
-                (m.CONFIRM, "web"),
-                (m.UNSUBSCRIBE, "web unsubscribe page"),
+                (m.ConsentKind.OPT_IN, "web form"),
+                (m.ConsentKind.CONFIRM, "web"),
+                (m.ConsentKind.UNSUBSCRIBE, "web unsubscribe page"),
             ]
             assert consent[-1].detail == "from kap-intro"
-            assert [e.status for e in enrollments] == [m.STOPPED]
-            assert [d.status for d in deliveries] == [m.SENT]
+            assert [e.status for e in enrollments] == [m.EnrollmentStatus.STOPPED]
+            assert [d.status for d in deliveries] == [m.DeliveryStatus.SENT]
 
             # 6. And the next pass sends nothing.
             later = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(timezone.utc) + timedelta(days=4)))

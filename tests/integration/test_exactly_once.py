@@ -91,7 +91,7 @@ class Project:
 
     def claimed_subscribers(self) -> set[int]:
         with transaction(self.app.engine) as session:
-            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.CLAIMED)))
+            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)))
 
     def emails(self, ids: list[int]) -> dict[int, str]:
         with transaction(self.app.engine) as session:
@@ -117,7 +117,7 @@ def test_overlapping_send_due_processes_send_each_step_exactly_once(
     received = Counter((message.to_email, message.custom_args["step"]) for message in standin.messages())
     assert len(received) == 2000 * 5, "every subscriber got every step"
     assert set(received.values()) == {1}, "nobody got any step twice"
-    assert project.statuses() == Counter({m.SENT: 10000})
+    assert project.statuses() == Counter({m.DeliveryStatus.SENT: 10000})
     assert set(project.emails(ids).values()) == {email for email, _ in received}
 
 
@@ -152,7 +152,7 @@ def test_kill_9_mid_run_never_duplicates_and_loses_only_reported_stuck(
     missing = {subscriber_id for subscriber_id in ids if emails[subscriber_id] not in received}
     assert missing <= stuck_now, "nothing is lost except claims reported as stuck"
     statuses = project.statuses()
-    assert statuses[m.SENT] + statuses[m.CLAIMED] == 400
+    assert statuses[m.DeliveryStatus.SENT] + statuses[m.DeliveryStatus.CLAIMED] == 400
 
     listing = project.run("deliveries", "--stuck", "--now", iso(STEP_TIMES[0] + timedelta(minutes=20)))
     assert listing.returncode == 0
@@ -177,7 +177,7 @@ def test_daemon_stops_on_sigterm_mid_pass_leaving_no_claim(tmp_path: Path, stand
     assert daemon.returncode == 0, err
     assert "Traceback" not in err
     assert project.claimed_subscribers() == set(), "no claim left behind"
-    sent = project.statuses()[m.SENT]
+    sent = project.statuses()[m.DeliveryStatus.SENT]
     assert 0 < sent < 300
     assert sent == len(standin.messages())
     # What the daemon did not get to is still due and goes out once.
@@ -206,7 +206,7 @@ def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path,
     active_subscribers(project.app, 600, now - timedelta(minutes=1), timezone_name=midday_zone(now))
     daemons = [project.start("run", "--interval", "5") for _ in range(2)]
     deadline = time.monotonic() + 90
-    while project.statuses()[m.SENT] < 600 and time.monotonic() < deadline:
+    while project.statuses()[m.DeliveryStatus.SENT] < 600 and time.monotonic() < deadline:
         time.sleep(0.2)
     for daemon in daemons:
         daemon.send_signal(signal.SIGTERM)
@@ -215,7 +215,7 @@ def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path,
         assert daemon.returncode == 0, err
     received = Counter(message.to_email for message in standin.messages())
     assert len(received) == 600 and set(received.values()) == {1}
-    assert project.statuses() == Counter({m.SENT: 600})
+    assert project.statuses() == Counter({m.DeliveryStatus.SENT: 600})
     with transaction(project.app.engine) as session:
         workers = set(session.scalars(select(m.Delivery.worker)))
     assert len(workers) == 2, "both daemons took a share of the work"

@@ -66,14 +66,14 @@ def count(app: App, model: type[m.Base]) -> int:
 def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     # Double opt-in.
     sam = subscribe(app, "Sam@Example.com", NOW, first_name="Sam", ip="203.0.113.9", user_agent="UA").subscriber_id
-    assert status(app, "sam@example.com") == m.PENDING
+    assert status(app, "sam@example.com") == m.SubscriberStatus.PENDING
     assert send_due(app, NOW).sent == 0
     with pytest.raises(TokenError, match="expired"):
         confirm(app, token(app, sam, 1), NOW + timedelta(days=8))
     result = confirm(app, token(app, sam, 1), NOW + timedelta(minutes=5))
     assert (result.status, result.enrolled) == ("confirmed", 1)
-    assert status(app, "sam@example.com") == m.ACTIVE
-    assert kinds(app, sam) == [m.OPT_IN, m.CONFIRM]
+    assert status(app, "sam@example.com") == m.SubscriberStatus.ACTIVE
+    assert kinds(app, sam) == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
     assert send_due(app, NOW + timedelta(minutes=5)).sent == 1
 
     # Import: bad rows refuse the whole file...
@@ -96,13 +96,13 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     # ... unless told to skip them.
     report = import_csv(app, path, NOW, skip_invalid=True)
     assert (report.rows, report.created, report.merged, len(report.invalid), report.enrolled) == (5, 2, 2, 1, 2)
-    assert status(app, "ann@example.com") == m.ACTIVE
+    assert status(app, "ann@example.com") == m.SubscriberStatus.ACTIVE
     assert status(app, "bob@example.com") is None
     with transaction(app.engine) as session:
         ann = session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "ann@example.com"))
         assert ann is not None and ann.first_name == "Ann, Jr."
         [event] = session.scalars(select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == ann.id)).all()
-        assert (event.kind, event.source, event.occurred_at) == (m.IMPORT, "open day, 2025", at("2025-02-01 10:00"))
+        assert (event.kind, event.source, event.occurred_at) == (m.ConsentKind.IMPORT, "open day, 2025", at("2025-02-01 10:00"))
         sam_row = session.get(m.Subscriber, sam)
         assert sam_row is not None and sam_row.first_name == "Sam"
 
@@ -111,19 +111,19 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     assert not unsubscribe_email(app, "cy@example.com", NOW)
     again = import_csv(app, path, NOW + timedelta(hours=1), skip_invalid=True)
     assert (again.created, again.skipped_unsubscribed) == (0, 1)
-    assert status(app, "cy@example.com") == m.UNSUBSCRIBED
+    assert status(app, "cy@example.com") == m.SubscriberStatus.UNSUBSCRIBED
 
     # Consent records are append-only on PostgreSQL too.
     with pytest.raises(DBAPIError, match="consent_events is append-only"):
         with transaction(app.engine) as session:
             session.execute(update(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == sam).values(source="forged"))
-    assert kinds(app, sam) == [m.OPT_IN, m.CONFIRM]
+    assert kinds(app, sam) == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
 
     # Export, then forget.
     data = export(app, "sam@example.com")
-    assert [event["kind"] for event in data["consent_events"]] == [m.OPT_IN, m.CONFIRM]
+    assert [event["kind"] for event in data["consent_events"]] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
     assert data["consent_events"][0]["wording"] == app.config.consent.wording
-    assert [(d["stream"], d["step"], d["status"]) for d in data["deliveries"]] == [("kap-intro", 1, m.SENT)]
+    assert [(d["stream"], d["step"], d["status"]) for d in data["deliveries"]] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
     assert "ann@example.com" not in repr(data)
 
     forget(app, "sam@example.com", NOW + timedelta(days=1))
@@ -148,7 +148,7 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     fresh = subscribe(app, "sam@example.com", NOW + timedelta(days=3))
     assert fresh.status == "confirmation_sent" and fresh.subscriber_id != sam
     assert confirm(app, token(app, fresh.subscriber_id, 1), NOW + timedelta(days=3)).status == "confirmed"
-    assert status(app, "sam@example.com") == m.ACTIVE
+    assert status(app, "sam@example.com") == m.SubscriberStatus.ACTIVE
     assert count(app, m.Suppression) == 0
 
 
@@ -163,7 +163,7 @@ def test_bulk_import_on_postgres(app: App, tmp_path: Path):
         pairs = session.execute(
             select(m.Subscriber.email_key, m.ConsentEvent.source)
             .join(m.ConsentEvent, m.ConsentEvent.subscriber_id == m.Subscriber.id)
-            .where(m.ConsentEvent.kind == m.IMPORT)
+            .where(m.ConsentEvent.kind == m.ConsentKind.IMPORT)
         ).all()
     # Each consent event belongs to the right person (ids matched up after a multi-row insert).
     assert dict(pairs) == {f"person{i}@example.com": f"bulk list row {i}" for i in range(2500)}

@@ -135,7 +135,7 @@ def test_the_same_endpoints_on_postgresql(tmp_path, postgres_url):
         assert client.get("/healthz").json() == {"status": "ok"}
         sid = active_subscribers(web.app, 1, NOW)[0]
         assert one_click(client, unsubscribe_path(sid), "urlencoded").status_code == 200
-        assert subscriber(web.app, sid).status == m.UNSUBSCRIBED
+        assert subscriber(web.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
         body = webhook_body([sg_event("open", 1), sg_event("open", 1)])
         assert client.post("/webhooks/sendgrid", content=body.encode(), headers=signer.headers(body)).json()["stored"] == 1
 
@@ -193,15 +193,15 @@ def test_one_click_unsubscribe_in_both_encodings(site, encoding):
     assert not response.is_redirect and "location" not in response.headers
     assert "set-cookie" not in response.headers
     assert "You are unsubscribed" in response.text
-    assert subscriber(site.app, sid).status == m.UNSUBSCRIBED
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
     last = consent_events(site.app, sid)[-1]
-    assert (last.kind, last.source, last.ip, last.detail) == (m.UNSUBSCRIBE, "one-click (List-Unsubscribe-Post)", "127.0.0.1", "from kap-intro")
+    assert (last.kind, last.source, last.ip, last.detail) == (m.ConsentKind.UNSUBSCRIBE, "one-click (List-Unsubscribe-Post)", "127.0.0.1", "from kap-intro")
     with transaction(site.app.engine) as session:
-        assert set(session.scalars(select(m.Enrollment.status).where(m.Enrollment.subscriber_id == sid))) == {m.STOPPED}
+        assert set(session.scalars(select(m.Enrollment.status).where(m.Enrollment.subscriber_id == sid))) == {m.EnrollmentStatus.STOPPED}
 
     again = one_click(site.client, unsubscribe_path(sid), encoding)
     assert again.status_code == 200 and "You are unsubscribed" in again.text
-    assert [event.kind for event in consent_events(site.app, sid)].count(m.UNSUBSCRIBE) == 1
+    assert [event.kind for event in consent_events(site.app, sid)].count(m.ConsentKind.UNSUBSCRIBE) == 1
 
 
 def test_the_unsubscribe_page_names_the_practice_and_only_the_button_unsubscribes(site):
@@ -213,13 +213,13 @@ def test_the_unsubscribe_page_names_the_practice_and_only_the_button_unsubscribe
         assert site.client.head(path).status_code == 200
     assert site.app.config.practice.name in main_text(page.text)
     assert page.text.count("<button") == 1 and '<form method="post">' in page.text
-    assert subscriber(site.app, sid).status == m.ACTIVE
-    assert [event.kind for event in consent_events(site.app, sid)] == [m.IMPORT]
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.ACTIVE
+    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.IMPORT]
 
     pressed = site.client.post(path, data={})  # what the page's button sends
     assert pressed.status_code == 200
     assert main_text(pressed.text).startswith("You are unsubscribed")
-    assert subscriber(site.app, sid).status == m.UNSUBSCRIBED
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
     last = consent_events(site.app, sid)[-1]
     assert (last.source, last.user_agent) == ("web unsubscribe page", UA)
 
@@ -234,7 +234,7 @@ def test_the_unsubscribe_holds_for_the_very_next_send(site):
     one_click(site.client, unsubscribe_path(ids[0]), "multipart")
     send_due(site.app, NOW)
     with transaction(site.app.engine) as session:
-        got = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.SENT)))
+        got = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.SENT)))
     assert got == {ids[1]}
 
 
@@ -267,7 +267,7 @@ def test_tampered_and_foreign_unsubscribe_tokens_are_refused_without_saying_why(
             assert not any(word in text for word in ("signature", "tamper", "expired", "key", "forged", "hmac", "confirm")), name
             bodies.add(response.text)
     assert len(bodies) == 1, "every bad link gets the same page"
-    assert all(subscriber(site.app, i).status == m.ACTIVE for i in (sid, sid + 1))
+    assert all(subscriber(site.app, i).status == m.SubscriberStatus.ACTIVE for i in (sid, sid + 1))
     assert count(site.app, m.ConsentEvent) == 2  # the two imports
 
 
@@ -283,21 +283,21 @@ def test_confirm_get_shows_a_button_and_only_post_confirms(site):
         assert page.status_code == 200
     assert site.client.head(path).status_code == 200
     assert "<button" in page.text and "Confirm" in main_text(page.text)
-    assert subscriber(site.app, sid).status == m.PENDING
-    assert [event.kind for event in consent_events(site.app, sid)] == [m.OPT_IN]
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.PENDING
+    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN]
 
     pressed = site.client.post(path)
     assert pressed.status_code == 200 and "You are subscribed" in pressed.text
     person = subscriber(site.app, sid)
-    assert person.status == m.ACTIVE
+    assert person.status == m.SubscriberStatus.ACTIVE
     confirm_event = consent_events(site.app, sid)[-1]
-    assert (confirm_event.kind, confirm_event.source, confirm_event.ip, confirm_event.user_agent) == (m.CONFIRM, "web", "127.0.0.1", UA)
+    assert (confirm_event.kind, confirm_event.source, confirm_event.ip, confirm_event.user_agent) == (m.ConsentKind.CONFIRM, "web", "127.0.0.1", UA)
     with transaction(site.app.engine) as session:
         assert session.scalar(select(func.count()).select_from(m.Enrollment).where(m.Enrollment.subscriber_id == sid)) == 1
 
     twice = site.client.post(path)
     assert twice.status_code == 200 and "You are subscribed" in twice.text
-    assert [event.kind for event in consent_events(site.app, sid)] == [m.OPT_IN, m.CONFIRM]
+    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
 
 
 def test_expired_replaced_and_foreign_confirm_tokens_get_a_friendly_page(site):
@@ -319,7 +319,7 @@ def test_expired_replaced_and_foreign_confirm_tokens_get_a_friendly_page(site):
             response = site.client.request(method, path)
             assert response.status_code == 400, (name, method)
             assert f'href="{signup}"' in response.text, name
-    assert subscriber(site.app, sid).status == m.PENDING
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.PENDING
 
 
 # ---------------------------------------------------------------- signup
@@ -351,7 +351,7 @@ def test_signup_gives_the_same_answer_for_new_pending_and_active_addresses(site)
     assert wait_for(lambda: len(outbox(site.app)) == 2)
     with transaction(site.app.engine) as session:
         person = session.scalar(select(m.Subscriber))
-        person.status = m.ACTIVE
+        person.status = m.SubscriberStatus.ACTIVE
     answers.append(post())  # already active: nothing is sent
     time.sleep(0.3)
 
@@ -360,7 +360,7 @@ def test_signup_gives_the_same_answer_for_new_pending_and_active_addresses(site)
     assert "Check your inbox" in answers[0].text
     assert len(outbox(site.app)) == 2
     assert count(site.app, m.Subscriber) == 1
-    opt_ins = [event for event in consent_events(site.app, person.id) if event.kind == m.OPT_IN]
+    opt_ins = [event for event in consent_events(site.app, person.id) if event.kind == m.ConsentKind.OPT_IN]
     assert len(opt_ins) == 2
     assert {(e.source, e.ip, e.user_agent, e.wording_version) for e in opt_ins} == {("web form", "127.0.0.1", UA, "2026-11-v1")}
     stored = subscriber(site.app, person.id)
@@ -484,7 +484,7 @@ def test_bad_webhooks_get_403_and_nothing_is_stored(site, attack):
     assert response.status_code == 403
     assert response.json() == {"error": "forbidden"}
     assert count(site.app, m.ProviderEvent) == 0
-    assert subscriber(site.app, sid).status == m.ACTIVE
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.ACTIVE
 
 
 def test_without_a_public_key_every_webhook_is_refused_and_the_owner_is_told(tmp_path, caplog):
@@ -543,10 +543,10 @@ def test_a_bounce_suppresses_before_the_next_send_due(site):
         step_two = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.step == 2)))
         bounce = session.scalar(select(m.ProviderEvent).where(m.ProviderEvent.kind == "bounced"))
     assert step_two == {ids[2]}
-    assert (subscriber(site.app, ids[0]).status, subscriber(site.app, ids[1]).status) == (m.BOUNCED, m.COMPLAINED)
+    assert (subscriber(site.app, ids[0]).status, subscriber(site.app, ids[1]).status) == (m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED)
     assert bounce.delivery_id == deliveries[ids[0]] and (bounce.stream, bounce.step) == ("kap-intro", 1)
     assert "person0" not in bounce.detail
-    assert [e.kind for e in consent_events(site.app, ids[0])] == [m.IMPORT, m.BOUNCE]
+    assert [e.kind for e in consent_events(site.app, ids[0])] == [m.ConsentKind.IMPORT, m.ConsentKind.BOUNCE]
 
 
 def test_a_signed_batch_of_1000_events_is_processed(site):
@@ -571,7 +571,7 @@ def test_a_signed_batch_of_1000_events_is_processed(site):
     with transaction(site.app.engine) as session:
         by_kind = dict(session.execute(select(m.ProviderEvent.kind, func.count()).group_by(m.ProviderEvent.kind)).all())
         untied = session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.delivery_id.is_(None)))
-        bounced = session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.BOUNCED))
+        bounced = session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.BOUNCED))
     assert by_kind == {"bounced": 20, "processed": 245, "delivered": 245, "opened": 245, "clicked": 245}
     assert untied == 0 and bounced == 20
     print(f"1,000 signed events over HTTP: {elapsed * 1000:.0f} ms (timed in benchmarks/bench_webhook.py)")

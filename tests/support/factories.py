@@ -84,7 +84,7 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
                     "email_key": f"{prefix}{i}@example.com",
                     "first_name": f"P{i}",
                     "timezone": timezone_name,
-                    "status": m.ACTIVE,
+                    "status": m.SubscriberStatus.ACTIVE,
                     "source": "test",
                     "created_at": now,
                     "confirmed_at": now,
@@ -97,7 +97,7 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
         ids = [row[0] for row in rows]
         session.execute(
             m.ConsentEvent.__table__.insert(),
-            [{"subscriber_id": i, "kind": m.IMPORT, "occurred_at": now, "recorded_at": now, "source": "test fixture"} for i in ids],
+            [{"subscriber_id": i, "kind": m.ConsentKind.IMPORT, "occurred_at": now, "recorded_at": now, "source": "test fixture"} for i in ids],
         )
         enroll(session, app, ids, now)
     return ids

@@ -46,7 +46,7 @@ def project_with_manual_series(tmp_path: Path) -> App:
     return app
 
 
-def person(app: App, address: str, zone_name: str, now: datetime, *, status: str = m.ACTIVE, tags: tuple[str, ...] = ()) -> int:
+def person(app: App, address: str, zone_name: str, now: datetime, *, status: str = m.SubscriberStatus.ACTIVE, tags: tuple[str, ...] = ()) -> int:
     with transaction(app.engine) as session:
         row = m.Subscriber(
             email=address,
@@ -56,7 +56,7 @@ def person(app: App, address: str, zone_name: str, now: datetime, *, status: str
             status=status,
             source="test",
             created_at=now,
-            confirmed_at=now if status == m.ACTIVE else None,
+            confirmed_at=now if status == m.SubscriberStatus.ACTIVE else None,
             status_changed_at=now,
             confirm_nonce=1,
         )
@@ -95,8 +95,8 @@ def test_start_enrolls_active_subscribers_from_that_moment_each_in_their_window(
     now = at("2026-11-28 12:00")
     ny = [person(app, f"ny{i}@example.com", "America/New_York", now) for i in range(2)]
     auckland = person(app, "kiwi@example.com", "Pacific/Auckland", now)
-    person(app, "pending@example.com", "America/New_York", now, status=m.PENDING)
-    person(app, "gone@example.com", "America/New_York", now, status=m.UNSUBSCRIBED)
+    person(app, "pending@example.com", "America/New_York", now, status=m.SubscriberStatus.PENDING)
+    person(app, "gone@example.com", "America/New_York", now, status=m.SubscriberStatus.UNSUBSCRIBED)
     booked = person(app, "booked@example.com", "America/New_York", now, tags=("booked",))
     begin = at("2026-12-03 14:00")  # 09:00 in New York; 03:00 on Dec 4 in Auckland (window closed)
 
@@ -207,16 +207,16 @@ def test_goal_exit_booked_never_gets_the_book_a_consultation_email(tmp_path: Pat
 
     # `nurture subscribers tag EMAIL booked` ends the series at once...
     assert tag(app, "person0@example.com", "booked", at("2026-12-13 00:00")) == ["kap-intro"]
-    assert enrollments(app, "kap-intro")[booked_by_command].status == m.STOPPED
+    assert enrollments(app, "kap-intro")[booked_by_command].status == m.EnrollmentStatus.STOPPED
     # ...and a tag written by another path (an import, the web) is honoured by the pass itself.
     with transaction(app.engine) as session:
         session.add(m.SubscriberTag(subscriber_id=booked_elsewhere, tag="booked", created_at=at("2026-12-13 00:00")))
-    assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.ENROLLED
+    assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.EnrollmentStatus.ACTIVE
 
     run(app, at("2026-12-13 00:00"), at("2026-12-30 00:00"), timedelta(hours=1))
     steps = Counter(row.subscriber_id for row in deliveries(app))
     assert steps == {booked_by_command: 4, booked_elsewhere: 4, reader: 5}
-    assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.STOPPED
+    assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.EnrollmentStatus.STOPPED
     to_booked = [r.subject for r in transport.sent if r.to_email in ("person0@example.com", "person1@example.com")]
     assert BOOKING_SUBJECT not in to_booked and len(to_booked) == 8
     assert [r.subject for r in transport.sent if r.to_email == "person2@example.com"][-1] == BOOKING_SUBJECT

@@ -199,16 +199,16 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
 
     with transaction(app.engine) as session:
         statuses = dict(session.execute(select(m.Subscriber.status, func.count()).group_by(m.Subscriber.status)).all())
-        assert statuses == {m.ACTIVE: good + 5}
+        assert statuses == {m.SubscriberStatus.ACTIVE: good + 5}
         imported = session.execute(
             select(m.ConsentEvent.kind, func.count()).where(m.ConsentEvent.detail == "imported from people.csv").group_by(m.ConsentEvent.kind)
         ).all()
-        assert imported == [(m.IMPORT, good)]
+        assert imported == [(m.ConsentKind.IMPORT, good)]
         enrolled = session.execute(
             select(m.Enrollment.campaign, m.Enrollment.status, m.Enrollment.next_step, m.Enrollment.next_due_at, func.count())
             .group_by(m.Enrollment.campaign, m.Enrollment.status, m.Enrollment.next_step, m.Enrollment.next_due_at)
         ).all()
-        assert enrolled == [("kap-intro", m.ENROLLED, 1, NOW, good + 5)]
+        assert enrolled == [("kap-intro", m.EnrollmentStatus.ACTIVE, 1, NOW, good + 5)]
         stored = set(session.scalars(select(m.Subscriber.email_key)))
     for address in BAD_ADDRESSES:
         assert address.casefold() not in stored
@@ -220,7 +220,7 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
             for row in session.execute(
                 select(m.Subscriber.email_key, m.Subscriber.first_name, m.Subscriber.timezone, m.ConsentEvent.occurred_at, m.ConsentEvent.source)
                 .join(m.ConsentEvent, m.ConsentEvent.subscriber_id == m.Subscriber.id)
-                .where(m.ConsentEvent.kind == m.IMPORT, m.Subscriber.source == "import")
+                .where(m.ConsentEvent.kind == m.ConsentKind.IMPORT, m.Subscriber.source == "import")
             )
         }
     assert len(stored_rows) == good
@@ -234,10 +234,10 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
     person = subscriber(app, "person4420@example.com")
     assert person is not None
     assert person.email == "Person4420@example.com"  # domain lower-cased, local part kept
-    assert (person.first_name, person.timezone, person.status, person.source) == ("P4420", None, m.ACTIVE, "import")
+    assert (person.first_name, person.timezone, person.status, person.source) == ("P4420", None, m.SubscriberStatus.ACTIVE, "import")
     assert person.confirmed_at == NOW
     [event] = consent_events(app, person.id)
-    assert event.kind == m.IMPORT
+    assert event.kind == m.ConsentKind.IMPORT
     assert event.occurred_at == consented_at(4420)
     assert event.recorded_at == NOW
     assert event.source == "website signup"
@@ -296,7 +296,7 @@ def test_existing_active_subscriber_is_merged(app: App, tmp_path: Path):
     assert (report.created, report.activated, report.merged, report.enrolled) == (0, 0, 1, 0)
     person = subscriber(app, "kim@example.com")
     assert person is not None
-    assert (person.status, person.email) == (m.ACTIVE, "kim@example.com")
+    assert (person.status, person.email) == (m.SubscriberStatus.ACTIVE, "kim@example.com")
     assert (person.first_name, person.timezone) == ("Kim", "America/Denver")  # blanks filled in
     assert [(e.kind, e.occurred_at) for e in consent_events(app, kim)] == before_events
     assert len(enrollments_of(app, kim)) == 1
@@ -319,10 +319,10 @@ def test_pending_subscriber_is_activated_by_consent_evidence(app: App, tmp_path:
     assert (report.created, report.activated, report.enrolled) == (0, 1, 1)
     person = subscriber(app, "lee@example.com")
     assert person is not None
-    assert person.status == m.ACTIVE
+    assert person.status == m.SubscriberStatus.ACTIVE
     assert [(e.kind, e.source, e.occurred_at) for e in consent_events(app, lee)] == [
-        (m.OPT_IN, "cli", NOW - timedelta(hours=1)),
-        (m.IMPORT, "clinic intake form", at("2025-06-01 08:00")),
+        (m.ConsentKind.OPT_IN, "cli", NOW - timedelta(hours=1)),
+        (m.ConsentKind.IMPORT, "clinic intake form", at("2025-06-01 08:00")),
     ]
     assert [e.campaign for e in enrollments_of(app, lee)] == ["kap-intro"]
 
@@ -339,9 +339,9 @@ def test_unsubscribed_subscriber_is_not_reactivated(app: App, tmp_path: Path):
     assert (report.created, report.activated, report.merged, report.skipped_unsubscribed) == (0, 0, 0, 1)
     assert report.enrolled == 0
     person = subscriber(app, "ana@example.com")
-    assert person is not None and person.status == m.UNSUBSCRIBED
-    assert [e.kind for e in consent_events(app, ana)] == [m.OPT_IN, m.CONFIRM, m.UNSUBSCRIBE]
-    assert [e.status for e in enrollments_of(app, ana)] == [m.STOPPED]
+    assert person is not None and person.status == m.SubscriberStatus.UNSUBSCRIBED
+    assert [e.kind for e in consent_events(app, ana)] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM, m.ConsentKind.UNSUBSCRIBE]
+    assert [e.status for e in enrollments_of(app, ana)] == [m.EnrollmentStatus.STOPPED]
     assert snapshot(app) == before
 
 

@@ -43,7 +43,7 @@ def add_people(app: App, zone_name: str | None, count: int, now: datetime, *, pr
                 email_key=address,
                 first_name=f"{prefix.title()}{i}",
                 timezone=zone_name,
-                status=m.ACTIVE,
+                status=m.SubscriberStatus.ACTIVE,
                 source="test",
                 created_at=now,
                 confirmed_at=now,
@@ -52,7 +52,7 @@ def add_people(app: App, zone_name: str | None, count: int, now: datetime, *, pr
             )
             session.add(person)
             session.flush()
-            session.add(m.ConsentEvent(subscriber_id=person.id, kind=m.IMPORT, occurred_at=now, recorded_at=now, source="test"))
+            session.add(m.ConsentEvent(subscriber_id=person.id, kind=m.ConsentKind.IMPORT, occurred_at=now, recorded_at=now, source="test"))
             ids.append(person.id)
         if enroll_them:
             enroll(session, app, ids, now)
@@ -130,7 +130,7 @@ def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(tmp_path
         statuses[moment] = status_of(app, newsletter_id)
 
     rows = deliveries(app, stream)
-    assert len(rows) == 9 and all(row.status == m.SENT for row in rows)
+    assert len(rows) == 9 and all(row.status == m.DeliveryStatus.SENT for row in rows)
     assert len({row.subscriber_id for row in rows}) == 9  # once each
     for zone_name, ids in {**people, "America/Los_Angeles (default)": no_zone}.items():
         tz = ZoneInfo(zone_name.split(" ")[0])
@@ -150,11 +150,11 @@ def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(tmp_path
     for zone_name, ids in people.items():
         assert {r.claimed_at for r in rows if r.subscriber_id in ids} == {expected[zone_name]}
     assert order[0].subscriber_id in people["Pacific/Auckland"]
-    assert statuses[at("2026-11-30 19:45")] == m.SCHEDULED
-    assert statuses[at("2026-11-30 20:00")] == m.SENDING
+    assert statuses[at("2026-11-30 19:45")] == m.NewsletterStatus.SCHEDULED
+    assert statuses[at("2026-11-30 20:00")] == m.NewsletterStatus.SENDING
     # Sent only once 09:00 has passed everywhere (UTC-12: 21:00Z on Dec 1).
-    assert statuses[at("2026-12-01 20:45")] == m.SENDING
-    assert statuses[at("2026-12-01 21:00")] == m.DONE
+    assert statuses[at("2026-12-01 20:45")] == m.NewsletterStatus.SENDING
+    assert statuses[at("2026-12-01 21:00")] == m.NewsletterStatus.SENT
     assert [record.subject for record in transport.sent] == [WINTER_SUBJECT] * 9
 
 
@@ -165,10 +165,10 @@ def test_practice_time_is_one_instant_for_everyone(tmp_path: Path) -> None:
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
     # 09:00 in Los Angeles (the practice's zone in config.yaml) is 17:00Z.
     assert send_due(app, at("2026-12-01 16:59")).sent == 0
-    assert status_of(app, newsletter_id) == m.SCHEDULED
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SCHEDULED
     assert send_due(app, at("2026-12-01 17:00")).sent == 2
     assert {row.claimed_at for row in deliveries(app)} == {at("2026-12-01 17:00")}
-    assert status_of(app, newsletter_id) == m.DONE
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENT
     assert send_due(app, at("2026-12-02 17:00")).sent == 0
 
 
@@ -186,7 +186,7 @@ def test_segment_sends_only_to_subscribers_with_the_tag(tmp_path: Path) -> None:
     assert list_newsletters(app)[0].segment_tag == "clients"
     send_due(app, at("2026-12-01 17:00"))
     assert sorted(row.subscriber_id for row in deliveries(app)) == sorted(tagged)
-    assert status_of(app, newsletter_id) == m.DONE
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENT
 
 
 def test_what_goes_out_is_what_was_approved_not_later_edits(tmp_path: Path) -> None:
@@ -249,12 +249,12 @@ def test_cancel_before_sending_sends_nothing(tmp_path: Path) -> None:
     app, transport = recording_app(tmp_path)
     add_people(app, "Europe/London", 3, BEFORE, prefix="reader")
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
-    assert cancel(app, newsletter_id, at("2026-11-30 08:00")) == m.SCHEDULED
+    assert cancel(app, newsletter_id, at("2026-11-30 08:00")) == m.NewsletterStatus.SCHEDULED
     for _ in passes(app, at("2026-11-30 18:00"), at("2026-12-02 00:00"), timedelta(hours=1)):
         pass
     assert deliveries(app) == [] and transport.sent == []
-    assert status_of(app, newsletter_id) == m.CANCELLED
-    assert list_newsletters(app)[0].status == m.CANCELLED
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.CANCELLED
+    assert list_newsletters(app)[0].status == m.NewsletterStatus.CANCELLED
 
 
 def test_cancel_during_sending_stops_new_claims(tmp_path: Path, database_url: str | None) -> None:
@@ -262,14 +262,14 @@ def test_cancel_during_sending_stops_new_claims(tmp_path: Path, database_url: st
     add_people(app, "Europe/London", 10, BEFORE, prefix="reader")
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
     assert send_due(app, at("2026-12-01 09:00"), limit=4).sent == 4
-    assert status_of(app, newsletter_id) == m.SENDING
-    assert cancel(app, newsletter_id, at("2026-12-01 09:01")) == m.SENDING
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENDING
+    assert cancel(app, newsletter_id, at("2026-12-01 09:01")) == m.NewsletterStatus.SENDING
     for _ in passes(app, at("2026-12-01 09:02"), at("2026-12-03 09:00"), timedelta(hours=1)):
         pass
     assert len(deliveries(app)) == 4 and len(transport.sent) == 4
-    assert status_of(app, newsletter_id) == m.CANCELLED
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.CANCELLED
     info = list_newsletters(app)[0]
-    assert (info.status, info.sent, info.claimed, info.failed) == (m.CANCELLED, 4, 0, 0)
+    assert (info.status, info.sent, info.claimed, info.failed) == (m.NewsletterStatus.CANCELLED, 4, 0, 0)
 
 
 def test_cancel_refuses_unknown_sent_and_already_cancelled(tmp_path: Path) -> None:
@@ -318,7 +318,7 @@ def test_newsletter_held_by_the_cap_goes_out_in_the_next_days_window_not_at_midn
     local = held.claimed_at.astimezone(ny)
     assert local.date().isoformat() == "2026-12-02"  # the next local day...
     assert local.hour == 9 and local.minute == 0  # ...when its send window opens, not at 00:00
-    assert status_of(app, newsletter_id) == m.DONE
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENT
     per_day: dict[object, int] = {}
     for row in deliveries(app):
         day = row.claimed_at.astimezone(ny).date()
@@ -363,8 +363,8 @@ def test_list_counts_sent_failed_and_claimed(tmp_path: Path) -> None:
     send_due(app, at("2026-12-01 17:00"))
     listed = {info.id: info for info in list_newsletters(app)}
     assert [info.id for info in list_newsletters(app)] == [later, first]  # newest first
-    assert (listed[first].sent, listed[first].failed, listed[first].claimed, listed[first].status) == (2, 1, 1, m.DONE)
-    assert (listed[later].sent, listed[later].status, listed[later].timezone_mode) == (0, m.SCHEDULED, "subscriber")
+    assert (listed[first].sent, listed[first].failed, listed[first].claimed, listed[first].status) == (2, 1, 1, m.NewsletterStatus.SENT)
+    assert (listed[later].sent, listed[later].status, listed[later].timezone_mode) == (0, m.NewsletterStatus.SCHEDULED, "subscriber")
     assert listed[later].send_at_local == "2026-12-15 09:00"
 
 
@@ -375,15 +375,15 @@ def test_a_released_claim_of_a_finished_newsletter_is_sent_again(tmp_path: Path)
     add_people(app, "Europe/London", 3, BEFORE, prefix="reader")
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
     send_due(app, at("2026-12-01 17:00"))
-    assert status_of(app, newsletter_id) == m.DONE  # nobody left without a delivery row
-    stuck = [row.id for row in deliveries(app) if row.status == m.CLAIMED]
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENT  # nobody left without a delivery row
+    stuck = [row.id for row in deliveries(app) if row.status == m.DeliveryStatus.CLAIMED]
     assert len(stuck) == 1
     picky.unknown.clear()
     assert release(app, at("2026-12-01 18:00"), ids=stuck) == 1  # the owner checked: it did not go out
-    assert status_of(app, newsletter_id) == m.SENDING
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENDING
     assert send_due(app, at("2026-12-01 18:01")).sent == 1
     assert sorted(picky.sent) == ["reader0@example.com", "reader1@example.com", "reader2@example.com"]
-    assert status_of(app, newsletter_id) == m.DONE
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.SENT
 
 
 # ---------------------------------------------------------------- test copies

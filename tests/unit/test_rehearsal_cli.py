@@ -79,7 +79,7 @@ def test_stuck_claims_are_listed_then_released_by_age_and_sent_once(tmp_path: Pa
     ids = active_subscribers(app, 3, START)
     with transaction(app.engine) as session:
         # A sender died after claiming step 1 for the first person (kill -9 leaves exactly this).
-        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.CLAIMED, worker="dead:1", claimed_at=at("2026-12-01 15:00")))
+        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=at("2026-12-01 15:00")))
         enrollment = session.scalar(select(m.Enrollment).where(m.Enrollment.subscriber_id == ids[0]))
         enrollment.next_step = 2  # type: ignore[union-attr]
         enrollment.next_due_at = at("2026-12-04 15:00")  # type: ignore[union-attr]
@@ -94,7 +94,7 @@ def test_stuck_claims_are_listed_then_released_by_age_and_sent_once(tmp_path: Pa
     code, output = nurture(app, "send-due", "--now", "2026-12-01T15:31:00Z")
     assert code == 0 and output.startswith("sent 1,")
     with transaction(app.engine) as session:
-        sent = Counter(session.execute(select(m.Delivery.subscriber_id, m.Delivery.step).where(m.Delivery.status == m.SENT)))
+        sent = Counter(session.execute(select(m.Delivery.subscriber_id, m.Delivery.step).where(m.Delivery.status == m.DeliveryStatus.SENT)))
     assert sent == Counter({(ids[0], 1): 1, (ids[1], 1): 1, (ids[2], 1): 1})
 
 
@@ -110,12 +110,12 @@ def test_releasing_a_sent_or_unknown_id_is_refused_and_releases_nothing(tmp_path
     app = make_app(tmp_path)
     ids = active_subscribers(app, 2, START)
     with transaction(app.engine) as session:
-        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.CLAIMED, worker="dead:1", claimed_at=START))
-        session.add(m.Delivery(subscriber_id=ids[1], stream="kap-intro", step=1, status=m.SENT, worker="w:1", claimed_at=START))
+        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=START))
+        session.add(m.Delivery(subscriber_id=ids[1], stream="kap-intro", step=1, status=m.DeliveryStatus.SENT, worker="w:1", claimed_at=START))
     with transaction(app.engine) as session:
         stuck_id, sent_id = session.scalars(select(m.Delivery.id).order_by(m.Delivery.id)).all()
     code, output = nurture(app, "deliveries", "release", str(stuck_id), str(sent_id), "999")
     assert code == 1
     assert f"deliveries {sent_id}, 999: not stuck or failed" in output and "nothing was released" in output
     with transaction(app.engine) as session:
-        assert session.get(m.Delivery, stuck_id).status == m.CLAIMED  # type: ignore[union-attr]
+        assert session.get(m.Delivery, stuck_id).status == m.DeliveryStatus.CLAIMED  # type: ignore[union-attr]

@@ -56,7 +56,7 @@ def test_whole_series_goes_out_once_in_order_inside_the_window(tmp_path: Path) -
     run_days(app, START, 22)
     rows = deliveries(app)
     assert len(rows) == 15
-    assert all(row.status == m.SENT for row in rows)
+    assert all(row.status == m.DeliveryStatus.SENT for row in rows)
     by_person: dict[int, list[m.Delivery]] = {}
     for row in rows:
         by_person.setdefault(row.subscriber_id or 0, []).append(row)
@@ -121,7 +121,7 @@ def test_only_active_subscribers_get_marketing_email(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     ids = active_subscribers(app, 4, START)
     with transaction(app.engine) as session:
-        for subscriber_id, status in zip(ids, [m.PENDING, m.BOUNCED, m.COMPLAINED]):
+        for subscriber_id, status in zip(ids, [m.SubscriberStatus.PENDING, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED]):
             session.get(m.Subscriber, subscriber_id).status = status  # type: ignore[union-attr]
     summary = send_due(app, at("2026-12-01 15:00"))
     assert summary.sent == 1
@@ -143,7 +143,7 @@ def test_unsubscribe_between_claim_and_transport_is_honoured(tmp_path: Path, mon
     summary = send_due(app, at("2026-12-01 15:00"))
     assert (summary.sent, summary.skipped) == (2, 1)
     statuses = {row.subscriber_id: row.status for row in deliveries(app)}
-    assert statuses[ids[1]] == m.SKIPPED
+    assert statuses[ids[1]] == m.DeliveryStatus.SKIPPED
     assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
 
 
@@ -164,11 +164,11 @@ def test_a_stop_tag_added_between_claim_and_transport_is_honoured(tmp_path: Path
     summary = send_due(app, at("2026-12-01 15:00"))
     assert (summary.sent, summary.skipped) == (2, 1)
     row = {row.subscriber_id: row for row in deliveries(app)}[ids[2]]
-    assert (row.status, row.error) == (m.SKIPPED, "skipped: has a stop tag of this series")
+    assert (row.status, row.error) == (m.DeliveryStatus.SKIPPED, "skipped: has a stop tag of this series")
     assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
     monkeypatch.setattr(SendingPass, "_claim", claim)
     run_days(app, at("2026-12-01 16:00"), 20)
-    assert Counter(row.subscriber_id for row in deliveries(app) if row.status == m.SENT)[ids[2]] == 0
+    assert Counter(row.subscriber_id for row in deliveries(app) if row.status == m.DeliveryStatus.SENT)[ids[2]] == 0
 
 
 def test_goal_tag_ends_the_series_before_the_booking_email(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_sendgrid_400_fails_that_batch_only(tmp_path: Path, standin: SendGridSta
     standin.fail_next(400, message="The from address does not match a verified Sender Identity.")
     summary = send_due(app, at("2026-12-01 15:00"))
     assert (summary.sent, summary.failed) == (20, 10)
-    failed = [row for row in deliveries(app) if row.status == m.FAILED]
+    failed = [row for row in deliveries(app) if row.status == m.DeliveryStatus.FAILED]
     assert len(failed) == 10
     assert all("verified Sender Identity" in (row.error or "") for row in failed)
     assert send_due(app, at("2026-12-01 15:05")).sent == 0  # a refused batch is not resent by itself
@@ -308,7 +308,7 @@ def test_one_unusable_recipient_fails_alone(tmp_path: Path) -> None:
         session.get(m.Subscriber, ids[1]).email = "bad\r\nBcc: someone@example.com"  # type: ignore[union-attr]
     summary = send_due(app, at("2026-12-01 15:00"))
     assert (summary.sent, summary.failed) == (2, 1)
-    failed = [row for row in deliveries(app) if row.status == m.FAILED]
+    failed = [row for row in deliveries(app) if row.status == m.DeliveryStatus.FAILED]
     assert [row.subscriber_id for row in failed] == [ids[1]]
     for path in app.config.outbox_dir.glob("*.eml"):
         assert b"Bcc" not in path.read_bytes()

@@ -39,7 +39,7 @@ def _person(session, index: int) -> int:  # type: ignore[no-untyped-def]
         email_key=address,
         first_name=None,
         timezone="America/New_York",
-        status=m.ACTIVE,
+        status=m.SubscriberStatus.ACTIVE,
         source="test",
         created_at=at("2026-11-01 12:00"),
         confirmed_at=at("2026-11-01 12:00"),
@@ -62,31 +62,31 @@ def build_dataset(app: App) -> Dataset:
         letter = m.Newsletter(
             source_file=str(source.path), subject=WINTER_SUBJECT, content=stored_content(source), segment_tag=None,
             send_at_local="2026-12-03T09:00:00", timezone_mode="practice", first_due_at=at("2026-12-03 17:00"),
-            status=m.DONE, created_at=at("2026-11-25 12:00"), updated_at=at("2026-12-03 17:00"),
+            status=m.NewsletterStatus.SENT, created_at=at("2026-11-25 12:00"), updated_at=at("2026-12-03 17:00"),
         )
         cancelled = m.Newsletter(
             source_file=str(source.path), subject="Never sent", content=stored_content(source), segment_tag=None,
             send_at_local="2026-12-10T09:00:00", timezone_mode="practice", first_due_at=at("2026-12-10 17:00"),
-            status=m.CANCELLED, created_at=at("2026-11-25 12:00"), updated_at=at("2026-11-26 12:00"),
+            status=m.NewsletterStatus.CANCELLED, created_at=at("2026-11-25 12:00"), updated_at=at("2026-11-26 12:00"),
         )
         session.add_all([letter, cancelled])
         session.flush()
         stream = f"newsletter:{letter.id}"
         plan = {
             # name: (subscriber, stream, step, status, claimed_at)
-            "d0": (s[6], KAP, 3, m.SENT, at("2026-11-20 17:00")),  # before --since 2026-12-01
-            "d1": (s[1], KAP, 1, m.SENT, at("2026-12-01 17:00")),
-            "d2": (s[2], KAP, 1, m.SENT, at("2026-12-01 17:00")),
-            "d3": (s[3], KAP, 1, m.SENT, at("2026-12-01 18:45")),
-            "d4": (s[4], KAP, 1, m.SENT, at("2026-12-02 07:45")),  # 23:45 on Dec 1 in Los Angeles
-            "d5": (s[5], KAP, 1, m.FAILED, at("2026-12-01 17:00")),
-            "d6": (s[6], KAP, 1, m.CLAIMED, at("2026-12-01 17:00")),
-            "d7": (s[1], KAP, 2, m.SENT, at("2026-12-04 17:00")),
-            "d8": (s[2], KAP, 2, m.SENT, at("2026-12-04 17:00")),
-            "d9": (s[1], stream, 1, m.SENT, at("2026-12-03 17:00")),
-            "d10": (s[2], stream, 1, m.SENT, at("2026-12-03 17:00")),
-            "d11": (s[3], stream, 1, m.SENT, at("2026-12-03 17:00")),
-            "d12": (s[4], stream, 1, m.SKIPPED, at("2026-12-03 17:00")),
+            "d0": (s[6], KAP, 3, m.DeliveryStatus.SENT, at("2026-11-20 17:00")),  # before --since 2026-12-01
+            "d1": (s[1], KAP, 1, m.DeliveryStatus.SENT, at("2026-12-01 17:00")),
+            "d2": (s[2], KAP, 1, m.DeliveryStatus.SENT, at("2026-12-01 17:00")),
+            "d3": (s[3], KAP, 1, m.DeliveryStatus.SENT, at("2026-12-01 18:45")),
+            "d4": (s[4], KAP, 1, m.DeliveryStatus.SENT, at("2026-12-02 07:45")),  # 23:45 on Dec 1 in Los Angeles
+            "d5": (s[5], KAP, 1, m.DeliveryStatus.FAILED, at("2026-12-01 17:00")),
+            "d6": (s[6], KAP, 1, m.DeliveryStatus.CLAIMED, at("2026-12-01 17:00")),
+            "d7": (s[1], KAP, 2, m.DeliveryStatus.SENT, at("2026-12-04 17:00")),
+            "d8": (s[2], KAP, 2, m.DeliveryStatus.SENT, at("2026-12-04 17:00")),
+            "d9": (s[1], stream, 1, m.DeliveryStatus.SENT, at("2026-12-03 17:00")),
+            "d10": (s[2], stream, 1, m.DeliveryStatus.SENT, at("2026-12-03 17:00")),
+            "d11": (s[3], stream, 1, m.DeliveryStatus.SENT, at("2026-12-03 17:00")),
+            "d12": (s[4], stream, 1, m.DeliveryStatus.SKIPPED, at("2026-12-03 17:00")),
         }
         ids: dict[str, int] = {}
         for name, (subscriber, row_stream, step, status, claimed) in plan.items():
@@ -132,7 +132,7 @@ def build_dataset(app: App) -> Dataset:
         ]
         for subscriber, when, detail in unsubscribes:
             session.add(
-                m.ConsentEvent(subscriber_id=subscriber, kind=m.UNSUBSCRIBE, occurred_at=when, recorded_at=when, source="web", detail=detail)
+                m.ConsentEvent(subscriber_id=subscriber, kind=m.ConsentKind.UNSUBSCRIBE, occurred_at=when, recorded_at=when, source="web", detail=detail)
             )
     return Dataset(letter.id, stream, ids)
 
@@ -199,7 +199,7 @@ def test_stats_since_and_campaign_filters(app: App) -> None:
 
 def test_history_of_a_removed_campaign_is_still_listed(app: App) -> None:
     with transaction(app.engine) as session:
-        session.add(m.Delivery(subscriber_id=None, stream="old-series", step=2, status=m.SENT, claimed_at=at("2026-10-01 17:00")))
+        session.add(m.Delivery(subscriber_id=None, stream="old-series", step=2, status=m.DeliveryStatus.SENT, claimed_at=at("2026-10-01 17:00")))
     rows = step_stats(app)
     assert [(row.label, row.sent, row.subject) for row in rows if row.stream == "old-series"] == [
         ("old-series step 2", 1, "(no longer in campaigns/)")
@@ -225,7 +225,7 @@ def test_sends_per_day_splits_half_hour_zones_at_local_midnight(tmp_path: Path, 
     app = make_app(tmp_path, database_url=database_url, **{"delivery.default_timezone": "Asia/Kolkata"})
     with transaction(app.engine) as session:
         for when in ("2026-12-01 18:15", "2026-12-01 18:29", "2026-12-01 18:30", "2026-12-01 18:59"):
-            session.add(m.Delivery(subscriber_id=None, stream=KAP, step=1, status=m.SENT, claimed_at=at(when)))
+            session.add(m.Delivery(subscriber_id=None, stream=KAP, step=1, status=m.DeliveryStatus.SENT, claimed_at=at(when)))
     # 18:30Z is midnight in India (UTC+5:30): the same UTC hour falls on two local days.
     assert sends_per_day(app) == [DaySends(date(2026, 12, 1), series=2), DaySends(date(2026, 12, 2), series=2)]
 

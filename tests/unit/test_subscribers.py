@@ -155,9 +155,9 @@ def test_subscribe_sends_one_confirmation_and_records_the_opt_in(app: App):
     person = get(app, result.subscriber_id)
     assert (person.email, person.email_key) == ("Sam@example.com", "sam@example.com")
     assert (person.first_name, person.timezone, person.source) == ("Sam", "America/Chicago", "web form")
-    assert (person.status, person.confirmed_at, person.confirm_nonce) == (m.PENDING, None, 1)
+    assert (person.status, person.confirmed_at, person.confirm_nonce) == (m.SubscriberStatus.PENDING, None, 1)
     [event] = consent_events(app, result.subscriber_id)
-    assert (event.kind, event.occurred_at, event.recorded_at) == (m.OPT_IN, NOW, NOW)
+    assert (event.kind, event.occurred_at, event.recorded_at) == (m.ConsentKind.OPT_IN, NOW, NOW)
     assert (event.source, event.ip, event.user_agent) == ("web form", "203.0.113.9", "Mozilla/5.0 (test)")
     assert event.wording_version == WORDING_VERSION
     with transaction(app.engine) as session:
@@ -179,7 +179,7 @@ def test_pending_subscriber_gets_nothing_but_the_confirmation(app: App):
     assert deliveries(app, pending) == []
     to_pat = [subject for address, subject in recipients(app) if address == "pat@example.com"]
     assert to_pat == ["Please confirm your subscription to Riverbend Integrative Therapy"]
-    assert get(app, pending).status == m.PENDING
+    assert get(app, pending).status == m.SubscriberStatus.PENDING
 
 
 def test_confirm_activates_records_and_enrolls(app: App):
@@ -191,15 +191,15 @@ def test_confirm_activates_records_and_enrolls(app: App):
     assert (result.status, result.subscriber_id, result.enrolled) == ("confirmed", sam, 1)
 
     person = get(app, sam)
-    assert (person.status, person.confirmed_at, person.status_changed_at) == (m.ACTIVE, later, later)
+    assert (person.status, person.confirmed_at, person.status_changed_at) == (m.SubscriberStatus.ACTIVE, later, later)
     opt_in, confirmation = consent_events(app, sam)
-    assert (opt_in.kind, opt_in.occurred_at, opt_in.wording_version) == (m.OPT_IN, NOW, WORDING_VERSION)
-    assert (confirmation.kind, confirmation.occurred_at, confirmation.wording_version) == (m.CONFIRM, later, WORDING_VERSION)
+    assert (opt_in.kind, opt_in.occurred_at, opt_in.wording_version) == (m.ConsentKind.OPT_IN, NOW, WORDING_VERSION)
+    assert (confirmation.kind, confirmation.occurred_at, confirmation.wording_version) == (m.ConsentKind.CONFIRM, later, WORDING_VERSION)
     assert (confirmation.source, confirmation.ip, confirmation.user_agent) == ("web", "198.51.100.7", "Phone browser")
     [enrollment] = enrollments_of(app, sam)
     assert (enrollment.campaign, enrollment.status, enrollment.next_step, enrollment.next_due_at) == (
         "kap-intro",
-        m.ENROLLED,
+        m.EnrollmentStatus.ACTIVE,
         1,
         later,
     )
@@ -222,8 +222,8 @@ def test_expired_token_is_refused(app: App):
     with pytest.raises(TokenError) as caught:
         confirm(app, token, NOW + timedelta(days=8))
     assert str(caught.value) == "this confirmation link has expired (links last 7 days): please sign up again"
-    assert get(app, sam).status == m.PENDING
-    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN]
+    assert get(app, sam).status == m.SubscriberStatus.PENDING
+    assert [e.kind for e in consent_events(app, sam)] == [m.ConsentKind.OPT_IN]
     assert enrollments_of(app, sam) == []
 
     # Just inside the 7 days it still works.
@@ -251,9 +251,9 @@ def test_tampered_tokens_are_refused(app: App):
         with pytest.raises(TokenError) as caught:
             confirm(app, forged, NOW + timedelta(minutes=1))
         assert str(caught.value) == NOT_VALID, what
-    assert get(app, sam).status == m.PENDING
-    assert get(app, other).status == m.PENDING
-    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN]
+    assert get(app, sam).status == m.SubscriberStatus.PENDING
+    assert get(app, other).status == m.SubscriberStatus.PENDING
+    assert [e.kind for e in consent_events(app, sam)] == [m.ConsentKind.OPT_IN]
     # The real one still works.
     assert confirm(app, token, NOW + timedelta(minutes=2)).status == "confirmed"
 
@@ -268,9 +268,9 @@ def test_a_second_subscribe_replaces_the_older_link(app: App):
 
     with pytest.raises(TokenError, match="replaced by a newer one"):
         confirm(app, old, NOW + timedelta(hours=2))
-    assert get(app, sam).status == m.PENDING
+    assert get(app, sam).status == m.SubscriberStatus.PENDING
     assert confirm(app, new, NOW + timedelta(hours=2)).status == "confirmed"
-    assert [e.kind for e in consent_events(app, sam)] == [m.OPT_IN, m.OPT_IN, m.CONFIRM]
+    assert [e.kind for e in consent_events(app, sam)] == [m.ConsentKind.OPT_IN, m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
     assert get(app, sam).first_name == "Sam"
 
 
@@ -292,8 +292,8 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
     assert send_due(app, NOW).sent == 1  # step 1
 
     assert unsubscribe_email(app, "sam@example.com", NOW + timedelta(days=1), reason="moving away")
-    assert get(app, sam).status == m.UNSUBSCRIBED
-    assert [e.status for e in enrollments_of(app, sam)] == [m.STOPPED]
+    assert get(app, sam).status == m.SubscriberStatus.UNSUBSCRIBED
+    assert [e.status for e in enrollments_of(app, sam)] == [m.EnrollmentStatus.STOPPED]
     daily(app, NOW + timedelta(days=1), 5)
     assert [d.step for d in deliveries(app, sam)] == [1]
 
@@ -301,7 +301,7 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
     result = subscribe(app, "sam@example.com", comeback)
     assert result.status == "confirmation_sent"
     person = get(app, sam)
-    assert (person.status, person.confirm_nonce) == (m.PENDING, 2)
+    assert (person.status, person.confirm_nonce) == (m.SubscriberStatus.PENDING, 2)
     assert f"confirm-{sam}-2.eml" in outbox(app)
     daily(app, comeback, 3)  # pending again: nothing but the confirmation
     assert [d.step for d in deliveries(app, sam)] == [1]
@@ -311,18 +311,18 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
     daily(app, confirmed_at, 25)
 
     sent = deliveries(app, sam)
-    assert [(d.step, d.status) for d in sent] == [(1, m.SENT), (2, m.SENT), (3, m.SENT), (4, m.SENT), (5, m.SENT)]
+    assert [(d.step, d.status) for d in sent] == [(1, m.DeliveryStatus.SENT), (2, m.DeliveryStatus.SENT), (3, m.DeliveryStatus.SENT), (4, m.DeliveryStatus.SENT), (5, m.DeliveryStatus.SENT)]
     assert sent[1].claimed_at == confirmed_at  # resumed at step 2 right away, step 1 not resent
     to_sam = [subject for address, subject in recipients(app) if address == "sam@example.com"]
     assert sorted(to_sam) == sorted(["Please confirm your subscription to Riverbend Integrative Therapy"] * 2 + STEP_SUBJECTS)
     assert [(e.kind, e.detail) for e in consent_events(app, sam)] == [
-        (m.OPT_IN, None),
-        (m.CONFIRM, None),
-        (m.UNSUBSCRIBE, "moving away"),
-        (m.OPT_IN, None),
-        (m.CONFIRM, None),
+        (m.ConsentKind.OPT_IN, None),
+        (m.ConsentKind.CONFIRM, None),
+        (m.ConsentKind.UNSUBSCRIBE, "moving away"),
+        (m.ConsentKind.OPT_IN, None),
+        (m.ConsentKind.CONFIRM, None),
     ]
-    assert [e.status for e in enrollments_of(app, sam)] == [m.COMPLETED]
+    assert [e.status for e in enrollments_of(app, sam)] == [m.EnrollmentStatus.COMPLETED]
 
 
 def test_unsubscribe_is_idempotent_and_recorded(app: App):
@@ -334,10 +334,10 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
     assert unsubscribe(app, sam, NOW + timedelta(hours=3), source="link", stream="kap-intro") is False
 
     person = get(app, sam)
-    assert (person.status, person.status_changed_at) == (m.UNSUBSCRIBED, NOW + timedelta(hours=1))
-    leaving = [e for e in consent_events(app, sam) if e.kind == m.UNSUBSCRIBE]
+    assert (person.status, person.status_changed_at) == (m.SubscriberStatus.UNSUBSCRIBED, NOW + timedelta(hours=1))
+    leaving = [e for e in consent_events(app, sam) if e.kind == m.ConsentKind.UNSUBSCRIBE]
     assert [(e.occurred_at, e.source, e.detail) for e in leaving] == [(NOW + timedelta(hours=1), "cli", "asked by phone")]
-    assert [e.status for e in enrollments_of(app, sam)] == [m.STOPPED]
+    assert [e.status for e in enrollments_of(app, sam)] == [m.EnrollmentStatus.STOPPED]
     with pytest.raises(NotFound, match="no subscriber with that address"):
         unsubscribe_email(app, "nobody@example.com", NOW)
 
@@ -345,7 +345,7 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
 def test_unsubscribe_from_a_link_notes_the_stream(app: App):
     [kim] = active_subscribers(app, 1, NOW, prefix="kim")
     assert unsubscribe(app, kim, NOW, source="link", stream="kap-intro", ip="192.0.2.1", user_agent="Mail app")
-    [event] = [e for e in consent_events(app, kim) if e.kind == m.UNSUBSCRIBE]
+    [event] = [e for e in consent_events(app, kim) if e.kind == m.ConsentKind.UNSUBSCRIBE]
     assert (event.source, event.detail, event.ip, event.user_agent) == ("link", "from kap-intro", "192.0.2.1", "Mail app")
 
 
@@ -423,7 +423,7 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
     assert (suppressed.reason, suppressed.created_at) == ("erased", NOW + timedelta(days=1))
     # The delivery stays for anonymous counts, without the person.
     anonymous = [d for d in deliveries(app) if d.subscriber_id is None]
-    assert [(d.stream, d.step, d.status) for d in anonymous] == [("kap-intro", 1, m.SENT)]
+    assert [(d.stream, d.step, d.status) for d in anonymous] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
     stored = repr(dump(app)).casefold()
     assert "sam@example.com" not in stored and "'sam'" not in stored
     assert rows_of(app, kim) == kim_before
@@ -443,9 +443,9 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
     # Asking again, in person, through double opt-in, works.
     result = subscribe(app, "sam@example.com", NOW + timedelta(days=3))
     assert result.status == "confirmation_sent"
-    assert get(app, result.subscriber_id).status == m.PENDING
+    assert get(app, result.subscriber_id).status == m.SubscriberStatus.PENDING
     assert confirm(app, confirmation_token(app, result.subscriber_id, 1), NOW + timedelta(days=3)).status == "confirmed"
-    assert get(app, result.subscriber_id).status == m.ACTIVE
+    assert get(app, result.subscriber_id).status == m.SubscriberStatus.ACTIVE
     with transaction(app.engine) as session:
         assert session.scalar(select(func.count()).select_from(m.Suppression)) == 0
 
@@ -472,7 +472,7 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
         "email": "sam@example.com",
         "first_name": "Sam",
         "timezone": "America/Chicago",
-        "status": m.ACTIVE,
+        "status": m.SubscriberStatus.ACTIVE,
         "source": "web form",
         "created_at": NOW.isoformat(),
         "confirmed_at": (NOW + timedelta(minutes=10)).isoformat(),
@@ -481,7 +481,7 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
     assert data["tags"] == ["webinar-2026"]
     opt_in, confirmation = data["consent_events"]
     assert opt_in == {
-        "kind": m.OPT_IN,
+        "kind": m.ConsentKind.OPT_IN,
         "occurred_at": NOW.isoformat(),
         "recorded_at": NOW.isoformat(),
         "source": "web form",
@@ -491,11 +491,11 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
         "wording": app.config.consent.wording,
         "detail": None,
     }
-    assert (confirmation["kind"], confirmation["wording"]) == (m.CONFIRM, app.config.consent.wording)
+    assert (confirmation["kind"], confirmation["wording"]) == (m.ConsentKind.CONFIRM, app.config.consent.wording)
     [enrollment] = data["enrollments"]
-    assert (enrollment["campaign"], enrollment["status"], enrollment["next_step"]) == ("kap-intro", m.ENROLLED, 2)
+    assert (enrollment["campaign"], enrollment["status"], enrollment["next_step"]) == ("kap-intro", m.EnrollmentStatus.ACTIVE, 2)
     [delivery] = data["deliveries"]
-    assert (delivery["stream"], delivery["step"], delivery["status"]) == ("kap-intro", 1, m.SENT)
+    assert (delivery["stream"], delivery["step"], delivery["status"]) == ("kap-intro", 1, m.DeliveryStatus.SENT)
     assert delivery["provider_message_id"]
     assert data["provider_events"] == []
 
@@ -518,7 +518,7 @@ def test_export_and_forget_from_the_command_line(app: App, monkeypatch: pytest.M
     result = runner.invoke(cli, ["--config", config, "subscribers", "forget", "sam@example.com"], input="n\n", prog_name="nurture")
     assert result.exit_code == 1
     assert "error: not erased" in result.stderr
-    assert get(app, sam).status == m.ACTIVE
+    assert get(app, sam).status == m.SubscriberStatus.ACTIVE
 
     result = runner.invoke(cli, ["--config", config, "subscribers", "forget", "sam@example.com", "--yes"], prog_name="nurture")
     assert result.exit_code == 0, result.output
@@ -595,12 +595,12 @@ def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawa
     app = make_app(tmp_path)
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
     with transaction(app.engine) as session:
-        assert suppress(session, [person], m.BOUNCE, at("2026-12-02 10:00"), source="sendgrid") == 1
+        assert suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-02 10:00"), source="sendgrid") == 1
     assert unsubscribe(app, person, at("2026-12-03 10:00"), source="web") is True
     assert unsubscribe(app, person, at("2026-12-03 10:05"), source="web") is False  # idempotent
     with transaction(app.engine) as session:
-        assert session.get(m.Subscriber, person).status == m.BOUNCED  # type: ignore[union-attr]
-    assert _kinds(app, person) == [m.IMPORT, m.BOUNCE, m.UNSUBSCRIBE]
+        assert session.get(m.Subscriber, person).status == m.SubscriberStatus.BOUNCED  # type: ignore[union-attr]
+    assert _kinds(app, person) == [m.ConsentKind.IMPORT, m.ConsentKind.BOUNCE, m.ConsentKind.UNSUBSCRIBE]
 
 
 def test_a_complaint_from_someone_who_already_left_is_recorded_and_wins(tmp_path: Path) -> None:
@@ -610,8 +610,8 @@ def test_a_complaint_from_someone_who_already_left_is_recorded_and_wins(tmp_path
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
     unsubscribe(app, person, at("2026-12-02 10:00"), source="web")
     with transaction(app.engine) as session:
-        assert suppress(session, [person], m.COMPLAINT, at("2026-12-03 10:00"), source="sendgrid") == 1
-        assert suppress(session, [person], m.BOUNCE, at("2026-12-03 10:01"), source="sendgrid") == 0
+        assert suppress(session, [person], m.ConsentKind.COMPLAINT, at("2026-12-03 10:00"), source="sendgrid") == 1
+        assert suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-03 10:01"), source="sendgrid") == 0
     with transaction(app.engine) as session:
-        assert session.get(m.Subscriber, person).status == m.COMPLAINED  # type: ignore[union-attr]
-    assert _kinds(app, person) == [m.IMPORT, m.UNSUBSCRIBE, m.COMPLAINT]
+        assert session.get(m.Subscriber, person).status == m.SubscriberStatus.COMPLAINED  # type: ignore[union-attr]
+    assert _kinds(app, person) == [m.ConsentKind.IMPORT, m.ConsentKind.UNSUBSCRIBE, m.ConsentKind.COMPLAINT]

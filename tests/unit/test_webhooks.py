@@ -77,22 +77,22 @@ def base(event: str, **fields):
             "bounce",
             {"type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 The email account does not exist", "bounce_classification": "Invalid Address"},
             "bounced",
-            m.BOUNCE,
+            m.ConsentKind.BOUNCE,
             "type=bounce; bounce_classification=Invalid Address; status=5.1.1; reason=550 5.1.1 The email account does not exist",
         ),
         ("bounce", {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"}, "blocked", None, "type=blocked; status=5.7.1; reason=550 blocked by policy"),
         ("blocked", {"reason": "blocked"}, "blocked", None, "reason=blocked"),
-        ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "dropped", m.BOUNCE, "reason=Bounced Address; status=5.0.0"),
-        ("dropped", {"reason": "Invalid"}, "dropped", m.BOUNCE, "reason=Invalid"),
-        ("dropped", {"reason": "Unsubscribed Address"}, "dropped", m.UNSUBSCRIBE, "reason=Unsubscribed Address"),
-        ("dropped", {"reason": "Spam Reporting Address"}, "dropped", m.COMPLAINT, "reason=Spam Reporting Address"),
+        ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "dropped", m.ConsentKind.BOUNCE, "reason=Bounced Address; status=5.0.0"),
+        ("dropped", {"reason": "Invalid"}, "dropped", m.ConsentKind.BOUNCE, "reason=Invalid"),
+        ("dropped", {"reason": "Unsubscribed Address"}, "dropped", m.ConsentKind.UNSUBSCRIBE, "reason=Unsubscribed Address"),
+        ("dropped", {"reason": "Spam Reporting Address"}, "dropped", m.ConsentKind.COMPLAINT, "reason=Spam Reporting Address"),
         ("dropped", {"reason": "Invalid SMTPAPI header"}, "dropped", None, "reason=Invalid SMTPAPI header"),
         ("dropped", {"reason": "Spam Content (if spam checker app enabled)"}, "dropped", None, "reason=Spam Content (if spam checker app enabled)"),
         ("open", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "sg_machine_open": False}, "opened", None, None),
         ("click", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "https://www.example.com/articles/what-is-kap", "url_offset": {"index": 0, "type": "html"}}, "clicked", None, "url=https://www.example.com/articles/what-is-kap"),
-        ("spamreport", {}, "complained", m.COMPLAINT, None),
-        ("unsubscribe", {}, "unsubscribed", m.UNSUBSCRIBE, None),
-        ("group_unsubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "http://www.sendgrid.com/"}, "unsubscribed", m.UNSUBSCRIBE, None),
+        ("spamreport", {}, "complained", m.ConsentKind.COMPLAINT, None),
+        ("unsubscribe", {}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
+        ("group_unsubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "http://www.sendgrid.com/"}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
         ("group_resubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255"}, "resubscribed", None, None),
         ("account_status_change", {"type": "compliance_suspend"}, "unknown", None, None),
     ],
@@ -108,7 +108,7 @@ def test_every_sendgrid_event_normalizes_to_our_kind(event, fields, kind, suppre
     assert item.stream == "kap-intro"
     assert item.step == 2
     assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=timezone.utc)
-    assert item.kind in wh.KINDS
+    assert item.kind in tuple(m.EventKind)
 
 
 def test_bounce_without_a_type_is_a_hard_bounce():
@@ -294,7 +294,7 @@ def statuses(app):
 def sent_deliveries(app, ids, now=NOW):
     """One sent delivery per subscriber (step 1 of kap-intro), by subscriber id."""
     rows = [
-        {"subscriber_id": sid, "stream": "kap-intro", "step": 1, "status": m.SENT, "claimed_at": now, "finished_at": now}
+        {"subscriber_id": sid, "stream": "kap-intro", "step": 1, "status": m.DeliveryStatus.SENT, "claimed_at": now, "finished_at": now}
         for sid in ids
     ]
     with transaction(app.engine) as session:
@@ -352,14 +352,14 @@ def test_suppressing_events_stop_the_subscriber_through_the_delivery_or_the_addr
     ]
     report = wh.process_events(app, events, NOW)
     assert report.suppressed == 4
-    assert [statuses(app)[sid] for sid in ids] == [m.BOUNCED, m.COMPLAINED, m.UNSUBSCRIBED, m.BOUNCED, m.ACTIVE, m.ACTIVE]
+    assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.ACTIVE, m.SubscriberStatus.ACTIVE]
     with transaction(app.engine) as session:
-        consent = session.execute(select(m.ConsentEvent.subscriber_id, m.ConsentEvent.kind, m.ConsentEvent.source).where(m.ConsentEvent.kind != m.IMPORT)).all()
+        consent = session.execute(select(m.ConsentEvent.subscriber_id, m.ConsentEvent.kind, m.ConsentEvent.source).where(m.ConsentEvent.kind != m.ConsentKind.IMPORT)).all()
         enrollments = dict(session.execute(select(m.Enrollment.subscriber_id, m.Enrollment.status)).all())
     assert sorted(consent) == sorted(
-        [(ids[0], m.BOUNCE, "sendgrid webhook"), (ids[1], m.COMPLAINT, "sendgrid webhook"), (ids[2], m.UNSUBSCRIBE, "sendgrid webhook"), (ids[3], m.BOUNCE, "sendgrid webhook")]
+        [(ids[0], m.ConsentKind.BOUNCE, "sendgrid webhook"), (ids[1], m.ConsentKind.COMPLAINT, "sendgrid webhook"), (ids[2], m.ConsentKind.UNSUBSCRIBE, "sendgrid webhook"), (ids[3], m.ConsentKind.BOUNCE, "sendgrid webhook")]
     )
-    assert [enrollments[sid] for sid in ids] == [m.STOPPED] * 4 + [m.ENROLLED] * 2
+    assert [enrollments[sid] for sid in ids] == [m.EnrollmentStatus.STOPPED] * 4 + [m.EnrollmentStatus.ACTIVE] * 2
     for row in stored(app):
         assert "@" not in " ".join(str(value) for value in (row.provider_event_id, row.detail, row.stream, row.raw_event))
 
@@ -372,7 +372,7 @@ def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
         sg_event("spamreport", 2, delivery_id=deliveries[ids[0]]),
     ]
     assert wh.process_events(app, events, NOW).suppressed == 1
-    assert statuses(app)[ids[0]] == m.COMPLAINED
+    assert statuses(app)[ids[0]] == m.SubscriberStatus.COMPLAINED
 
 
 def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
@@ -381,17 +381,17 @@ def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
     bounce = [sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce")]
     wh.process_events(app, bounce, NOW)
     with transaction(app.engine) as session:
-        session.get(m.Subscriber, ids[0]).status = m.ACTIVE  # they signed up and confirmed again
+        session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.ACTIVE  # they signed up and confirmed again
     assert wh.process_events(app, bounce, NOW).suppressed == 0
-    assert statuses(app)[ids[0]] == m.ACTIVE
+    assert statuses(app)[ids[0]] == m.SubscriberStatus.ACTIVE
 
 
 def test_a_resubscribe_event_changes_nobody(app):
     ids = active_subscribers(app, 1, NOW)
     with transaction(app.engine) as session:
-        session.get(m.Subscriber, ids[0]).status = m.UNSUBSCRIBED
+        session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.UNSUBSCRIBED
     wh.process_events(app, [sg_event("group_resubscribe", 1, email="person0@example.com")], NOW)
-    assert statuses(app)[ids[0]] == m.UNSUBSCRIBED
+    assert statuses(app)[ids[0]] == m.SubscriberStatus.UNSUBSCRIBED
 
 
 def test_handle_verifies_before_storing_anything(tmp_path):
@@ -429,7 +429,7 @@ def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
         assert (first.stored, first.suppressed) == (602, 2)
         again = wh.process_events(app, events, NOW)
         assert (again.stored, again.duplicates, again.suppressed) == (0, 602, 0)
-        assert [statuses(app)[sid] for sid in ids] == [m.BOUNCED, m.UNSUBSCRIBED, m.ACTIVE]
+        assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.ACTIVE]
         assert len(stored(app)) == 602
     finally:
         app.close()
