@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_webhook.py [--rounds 7] [--events 1000]
 
 Three measurements, each over fresh events (nothing is a duplicate):
-  process   nurture.webhooks.process_events: normalize, tie to deliveries, store, suppress
+  process   nurture.providers.sendgrid.events.process_events: normalize, tie to deliveries, store, suppress
   handle    the same plus signature check and JSON parsing (what one POST does)
   http      a real POST to a live uvicorn server on 127.0.0.1, answer included
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select  # noqa: E402
 
-from nurture import events as webhooks  # noqa: E402
+from nurture.providers.sendgrid import events as webhooks  # noqa: E402
 from nurture.sending.sendpass import send_due  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402

@@ -1,7 +1,7 @@
 """Provider events for the demo, sent through the real signed-webhook path.
 
 A throwaway P-256 key signs SendGrid-shaped event batches exactly as SendGrid
-would; `webhooks.handle` verifies, normalizes and stores them.
+would; `handle` verifies, normalizes and stores them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, handle
+from nurture.providers.sendgrid.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, handle
 
 
 class DemoSigner:

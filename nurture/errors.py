@@ -50,3 +50,21 @@ class FatalTransportError(TransportError):
     """The provider will refuse every request (bad API key, forbidden): stop the run now."""
 
     exit_code = 3
+
+
+class WebhookRejected(Exception):
+    """A provider's webhook request is refused as a whole (unsigned, stale, not JSON).
+
+    Not a NurtureError: it becomes an HTTP answer, not a message for the owner.
+    `status` is the HTTP status to answer with; `reason` is for the log and holds no
+    secrets and no addresses.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class MalformedEvent(ValueError):
+    """One event in a webhook batch cannot be used; the rest of the batch still is."""

@@ -622,7 +622,7 @@ def test_no_address_name_or_token_reaches_the_logs(site, server_logs):
 
 
 def test_the_redacting_filter_covers_tracebacks(site):
-    from nurture.web.app import redact_filter
+    from nurture.web.logs import redact_filter
 
     try:
         raise ValueError("lookup of /unsubscribe/abc.def for a@example.com failed")

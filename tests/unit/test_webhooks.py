@@ -1,4 +1,4 @@
-"""nurture.events: signature checks, normalization of every SendGrid event, storing a batch."""
+"""nurture.providers.sendgrid.events and nurture.events: signature checks, normalization of every SendGrid event, storing a batch."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from nurture import events as wh
+from nurture.providers.sendgrid import events as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.events import MalformedEvent, Normalized, WebhookRejected
+from nurture.errors import MalformedEvent, WebhookRejected
+from nurture.events import NormalizedEvent, scrub
 from tests.support.factories import SECRET, active_subscribers, at, make_app, make_config
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 
 
-def normalize(event: object) -> Normalized:
+def normalize(event: object) -> NormalizedEvent:
     return wh.normalize(event, SECRET)
 
 # SendGrid's own test vector (sendgrid-python test/unit/test_eventwebhook.py): a real
@@ -192,10 +193,10 @@ def test_malformed_events_are_refused_one_by_one(event):
 
 
 def test_scrub_blanks_addresses_and_tokens():
-    assert wh.scrub('POST /unsubscribe/abc.def HTTP/1.1') == "POST /unsubscribe/… HTTP/1.1"
-    assert wh.scrub("/confirm/abc.def") == "/confirm/…"
-    assert wh.scrub("for sam.smith+kap@example.co.uk:") == "for [address]:"
-    assert wh.scrub("/subscribe") == "/subscribe"
+    assert scrub('POST /unsubscribe/abc.def HTTP/1.1') == "POST /unsubscribe/… HTTP/1.1"
+    assert scrub("/confirm/abc.def") == "/confirm/…"
+    assert scrub("for sam.smith+kap@example.co.uk:") == "for [address]:"
+    assert scrub("/subscribe") == "/subscribe"
 
 
 # ---------------------------------------------------------------- signature

@@ -1,0 +1,257 @@
+"""SendGrid's signed Event Webhook: verify the request, read the batch, put each event in our terms.
+
+The web layer hands over the raw body and the headers to `handle`, which does, in order:
+
+- `verify_request`: the ECDSA signature (SendGrid's `EventWebhook` helper, public
+  key from NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY) over timestamp + raw body, and no
+  timestamp more than five minutes away from now (replays);
+- `parse_batch`: the body must be a JSON array;
+- `normalize`: one SendGrid event as a `NormalizedEvent` (names we do not know are
+  kept as UNKNOWN; an event we cannot use at all is counted as malformed and skipped);
+- `nurture.events.store_events`: store once, tie to deliveries, suppress.
+
+An event without an sg_event_id gets a keyed hash of its content as its id (the
+content names an address, so a plain hash would not do). Free-text details
+(bounce reasons, clicked URLs) are kept only from the fields listed per kind,
+scrubbed of addresses and link tokens.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any
+
+from sendgrid.helpers.eventwebhook import EventWebhook
+
+from nurture.app import App
+from nurture.config import WEBHOOK_KEY_ENV, Config
+from nurture.errors import MalformedEvent, WebhookRejected
+from nurture.events import NormalizedEvent, WebhookReport, scrub, store_events
+from nurture.store.models import ConsentKind, EventKind
+from nurture.tokens import event_digest
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "sendgrid"
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+MAX_SKEW = timedelta(minutes=5)
+MAX_DETAIL = 500
+
+_SIMPLE_KINDS = {
+    "processed": EventKind.PROCESSED,
+    "delivered": EventKind.DELIVERED,
+    "deferred": EventKind.DEFERRED,
+    "blocked": EventKind.BLOCKED,
+    "dropped": EventKind.DROPPED,
+    "open": EventKind.OPENED,
+    "click": EventKind.CLICKED,
+    "spamreport": EventKind.COMPLAINED,
+    "spam_report": EventKind.COMPLAINED,
+    "unsubscribe": EventKind.UNSUBSCRIBED,
+    "group_unsubscribe": EventKind.UNSUBSCRIBED,
+    "group_resubscribe": EventKind.RESUBSCRIBED,
+}
+
+# SendGrid's drop reasons that mean "never mail this address again". The others
+# ("Invalid SMTPAPI header", "Spam Content") are about the message, not the person.
+_SUPPRESSING_DROPS = {
+    "invalid": ConsentKind.BOUNCE,
+    "bounced address": ConsentKind.BOUNCE,
+    "unsubscribed address": ConsentKind.UNSUBSCRIBE,
+    "spam reporting address": ConsentKind.COMPLAINT,
+}
+
+# Which free-text fields are worth keeping, per kind (never "email").
+_DETAIL_FIELDS = {
+    EventKind.BOUNCED: ("type", "bounce_classification", "status", "reason"),
+    EventKind.BLOCKED: ("type", "bounce_classification", "status", "reason"),
+    EventKind.DROPPED: ("reason", "status"),
+    EventKind.DEFERRED: ("response", "attempt"),
+    EventKind.DELIVERED: ("response",),
+    EventKind.CLICKED: ("url",),
+    EventKind.UNKNOWN: ("reason", "status", "response", "url"),
+}
+
+
+def handle(app: App, body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookReport:
+    """One POST from SendGrid: verify, parse, store. Raises WebhookRejected (403/400) before storing anything."""
+    payload = verify_request(app.config, body, headers, now)
+    report = process_events(app, parse_batch(payload), now)
+    log.info("%s", report.line())
+    return report
+
+
+def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookReport:
+    """Normalize a parsed batch and store it. Malformed events are counted and skipped."""
+    report = WebhookReport(PROVIDER, received=len(events))
+    secret = app.config.secrets.require_secret_key()
+    normalized: list[NormalizedEvent] = []
+    for index, event in enumerate(events):
+        try:
+            normalized.append(normalize(event, secret))
+        except MalformedEvent as exc:
+            report.malformed += 1
+            log.warning("sendgrid webhook: event %d of %d skipped: %s", index + 1, len(events), exc)
+    return store_events(app, report, normalized, now)
+
+
+# ---------------------------------------------------------------- the request
+
+
+@lru_cache(maxsize=4)
+def _public_key(key_text: str) -> Any:
+    return EventWebhook().convert_public_key_to_ecdsa(key_text.strip())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now: datetime) -> str:
+    """Return the body as text if SendGrid signed it just now; else raise WebhookRejected(403)."""
+    key_text = config.secrets.webhook_public_key
+    if not key_text:
+        raise WebhookRejected(403, f"{WEBHOOK_KEY_ENV} is not set: events cannot be verified, so none are accepted")
+    try:
+        key = _public_key(key_text)
+    except (ValueError, TypeError):
+        raise WebhookRejected(
+            403, f"{WEBHOOK_KEY_ENV} is not a valid public key: paste the base64 key from SendGrid's Signed Event Webhook settings"
+        ) from None
+    signature = _header(headers, SIGNATURE_HEADER)
+    stamp = _header(headers, TIMESTAMP_HEADER)
+    if not signature or not stamp:
+        raise WebhookRejected(403, "unsigned request (signature or timestamp header missing)")
+    stamp = stamp.strip()
+    if not stamp.isdigit() or len(stamp) > 12:
+        raise WebhookRejected(403, "the signature timestamp is not a Unix time")
+    signed_at = datetime.fromtimestamp(int(stamp), timezone.utc)
+    if abs(now - signed_at) > MAX_SKEW:
+        raise WebhookRejected(403, "the signature timestamp is more than 5 minutes from now (a replay, or a clock problem)")
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejected(403, "the body is not UTF-8, so its signature cannot be checked") from None
+    try:
+        valid = EventWebhook().verify_signature(payload, signature.strip(), stamp, key)
+    except (binascii.Error, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise WebhookRejected(403, "the signature does not match (wrong key, or the body was changed)")
+    return payload
+
+
+def parse_batch(payload: str) -> list[Any]:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise WebhookRejected(400, "the signed body is not JSON") from None
+    if not isinstance(data, list):
+        raise WebhookRejected(400, "the signed body is not a JSON array of events")
+    return data
+
+
+# ---------------------------------------------------------------- one event
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise MalformedEvent("timestamp missing or not a number")
+    try:
+        seconds = float(value)
+        if not 0 < seconds < 2**37:
+            raise ValueError
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise MalformedEvent("timestamp is not a Unix time") from None
+
+
+def _event_id(event: Mapping[str, Any], secret: str) -> str:
+    raw = event.get("sg_event_id")
+    if isinstance(raw, (str, int)) and not isinstance(raw, bool) and str(raw).strip():
+        text = str(raw).strip()
+        return text if len(text) <= 200 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "hmac:" + event_digest(secret, canonical)
+
+
+def _detail(kind: EventKind, event: Mapping[str, Any]) -> str | None:
+    parts = []
+    for name in _DETAIL_FIELDS.get(kind, ()):
+        value = event.get(name)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            continue
+        text = " ".join(str(value).split())
+        if text:
+            parts.append(f"{name}={text}")
+    if not parts:
+        return None
+    text = scrub("; ".join(parts))
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def normalize(event: Any, secret: str) -> NormalizedEvent:
+    """One SendGrid event in our terms, or MalformedEvent. `secret` keys the id made
+    for an event that has no sg_event_id."""
+    if not isinstance(event, dict):
+        raise MalformedEvent("not a JSON object")
+    name = event.get("event")
+    if not isinstance(name, str) or not name.strip():
+        raise MalformedEvent("no event name")
+    name = name.strip()
+    occurred_at = _timestamp(event.get("timestamp"))
+    lowered = name.lower()
+    if lowered == "bounce":
+        kind = EventKind.BLOCKED if str(event.get("type", "")).strip().lower() == "blocked" else EventKind.BOUNCED
+    else:
+        kind = _SIMPLE_KINDS.get(lowered, EventKind.UNKNOWN)
+
+    suppress = None
+    if kind == EventKind.BOUNCED:
+        suppress = ConsentKind.BOUNCE
+    elif kind == EventKind.COMPLAINED:
+        suppress = ConsentKind.COMPLAINT
+    elif kind == EventKind.UNSUBSCRIBED:
+        suppress = ConsentKind.UNSUBSCRIBE
+    elif kind == EventKind.DROPPED:
+        reason = event.get("reason")
+        if isinstance(reason, str):
+            suppress = _SUPPRESSING_DROPS.get(reason.strip().lower())
+
+    stream = event.get("campaign")
+    email = event.get("email")
+    return NormalizedEvent(
+        provider_event_id=_event_id(event, secret),
+        kind=kind,
+        raw_event=name[:40],
+        delivery_ref=_int(event.get("delivery_id")),
+        stream=(stream.strip()[:120] or None) if isinstance(stream, str) else None,
+        step=_int(event.get("step")),
+        occurred_at=occurred_at,
+        detail=_detail(kind, event),
+        suppress=suppress,
+        email=email if isinstance(email, str) and email.strip() else None,
+    )
