@@ -321,7 +321,7 @@ def _insert(session: Session) -> Any:
 
 
 def _email_key(address: str) -> str | None:
-    from nurture.audience.subscribers import normalize_email
+    from nurture.audience.addresses import normalize_email
 
     try:
         return normalize_email(address)[1]
@@ -412,7 +412,7 @@ def _suppress(session: Session, items: Sequence[Normalized], owners: Mapping[int
             for item in by_key[email_key]:
                 _keep_strongest(by_subscriber, subscriber_id, item)
 
-    from nurture.audience.subscribers import suppress
+    from nurture.audience.consent import suppress
 
     groups: dict[tuple[str, str], list[int]] = {}
     for subscriber_id, item in by_subscriber.items():

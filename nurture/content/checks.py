@@ -35,13 +35,8 @@ from nurture.content.campaigns import NEWSLETTERS_DIR, EmailSource, load_campaig
 from nurture.config import Config
 from nurture.errors import ContentError
 from nurture.content.preview import newsletter_name, sample_recipient
-from nurture.content.rendering import (
-    SUBSTITUTION_TAGS,
-    TEMPLATES,
-    PreparedEmail,
-    Renderer,
-    front_line,
-)
+from nurture.content.prepared import SUBSTITUTION_TAGS, PreparedEmail
+from nurture.content.rendering import TEMPLATES, Renderer, front_line
 
 SUBJECT_MAX = 78
 DISCLAIMER = "education, not medical advice"

@@ -50,7 +50,7 @@ from nurture import links
 from nurture import events as webhooks
 from nurture.app import App
 from nurture.errors import InputError, TokenError
-from nurture.audience.subscribers import clean_first_name, clean_timezone, normalize_email
+from nurture.audience.addresses import clean_first_name, clean_timezone, normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
                 f"Press the button to confirm that you would like emails from {config.practice.name}.",
                 button="Confirm my subscription",
             )
-        from nurture.audience.subscribers import confirm
+        from nurture.audience.signup import confirm
 
         try:
             await run_in_threadpool(confirm, app, token, clock(), ip=_client_ip(request), user_agent=_user_agent(request), source="web")
@@ -294,7 +294,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
                 button="Unsubscribe",
             )
         one_click = await _is_one_click(request)
-        from nurture.audience.subscribers import unsubscribe
+        from nurture.audience.signup import unsubscribe
 
         await run_in_threadpool(
             unsubscribe,
@@ -397,7 +397,7 @@ async def _is_one_click(request: Request) -> bool:
 
 def _subscribe_later(app: App, email: str, now: datetime, first_name: str | None, zone: str | None, ip: str | None, user_agent: str | None) -> None:
     """Runs after the answer is sent. Logs what went wrong without the address or name."""
-    from nurture.audience.subscribers import subscribe
+    from nurture.audience.signup import subscribe
 
     try:
         result = subscribe(app, email, now, first_name=first_name, timezone=zone, source="web form", ip=ip, user_agent=user_agent)
