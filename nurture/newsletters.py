@@ -35,7 +35,7 @@ from nurture.store import models as m
 from nurture.store.db import transaction
 
 if TYPE_CHECKING:
-    from nurture.content.checks import Finding
+    from nurture.content.rules import Finding
     from nurture.content.prepared import PreparedEmail
 
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")

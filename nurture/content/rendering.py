@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -61,18 +61,16 @@ TEMPLATES = {
 }
 DEFAULT_CTA_LABELS = {"article": "Read the full article", "booking": "Book a consultation", "url": "Read more"}
 
-if TYPE_CHECKING:
-    from typing import TypedDict
 
-    class _Stage2Syntax(TypedDict):
-        """The jinja2.Environment delimiter options of stage 2, so ** passes them typed."""
+class _Stage2Syntax(TypedDict):
+    """The jinja2.Environment delimiter options of stage 2, so ** passes them typed."""
 
-        block_start_string: str
-        block_end_string: str
-        variable_start_string: str
-        variable_end_string: str
-        comment_start_string: str
-        comment_end_string: str
+    block_start_string: str
+    block_end_string: str
+    variable_start_string: str
+    variable_end_string: str
+    comment_start_string: str
+    comment_end_string: str
 
 
 _STAGE2_SYNTAX: _Stage2Syntax = dict(
