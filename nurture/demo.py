@@ -63,7 +63,7 @@ def main() -> int:
     from nurture.app import App
     from nurture.config import load_config
     from nurture.sending.sendpass import send_due
-    from nurture.audience.subscribers import confirm, subscribe
+    from nurture.audience.signup import confirm, subscribe
 
     config = load_config(_project())
     app = App.open(config)

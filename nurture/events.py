@@ -28,7 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience.subscribers import normalize_email, suppress
+from nurture.audience.addresses import normalize_email
+from nurture.audience.consent import suppress
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction

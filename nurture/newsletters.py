@@ -35,8 +35,8 @@ from nurture.store import models as m
 from nurture.store.db import transaction
 
 if TYPE_CHECKING:
-    from nurture.content.checks import Finding
-    from nurture.content.rendering import PreparedEmail
+    from nurture.content.rules import Finding
+    from nurture.content.prepared import PreparedEmail
 
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 # The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
@@ -97,7 +97,7 @@ def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmai
 def _segment(source: EmailSource) -> str | None:
     if not source.front.segment:
         return None
-    from nurture.audience.subscribers import clean_tag
+    from nurture.audience.addresses import clean_tag
 
     try:
         return clean_tag(source.front.segment)
@@ -270,8 +270,8 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     sample one (subscriber 0) that unsubscribes nobody. Lint findings do not stop a
     test copy (seeing the problem may help); they are returned for the caller to show.
     """
-    from nurture.content.rendering import Recipient
-    from nurture.audience.subscribers import normalize_email
+    from nurture.content.prepared import Recipient
+    from nurture.audience.addresses import normalize_email
 
     address, _ = normalize_email(to_address)
     _, prepared, findings = _prepare_and_check(app, Path(path))

@@ -19,7 +19,8 @@ from nurture.app import App
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks, insert_rows, transaction
-from nurture.audience.subscribers import clean_first_name, clean_timezone, enroll, normalize_email
+from nurture.audience.addresses import clean_first_name, clean_timezone, normalize_email
+from nurture.audience.enrollment import enroll
 from nurture.tokens import address_hash
 
 REQUIRED = ("email", "consented_at", "consent_source")

@@ -92,7 +92,7 @@ def subscribe(obj: Context, email: str, first_name: str | None, zone: str | None
     Example:
       nurture subscribe sam@example.com --first-name Sam --timezone America/Chicago
     """
-    from nurture.audience.subscribers import subscribe as do_subscribe
+    from nurture.audience.signup import subscribe as do_subscribe
 
     result = do_subscribe(obj.app, email, parse_now(now), first_name=first_name, timezone=zone, source=source)
     if result.status == "already_active":
@@ -112,7 +112,7 @@ def confirm(obj: Context, token: str, now: str | None) -> None:
     Example:
       nurture confirm eyJ...Q.2vS1...
     """
-    from nurture.audience.subscribers import confirm as do_confirm
+    from nurture.audience.signup import confirm as do_confirm
 
     result = do_confirm(obj.app, token, parse_now(now))
     if result.status == "already_active":
@@ -171,7 +171,7 @@ def unsubscribe(obj: Context, email: str, reason: str | None, now: str | None) -
     Example:
       nurture unsubscribe sam@example.com --reason "asked by phone"
     """
-    from nurture.audience.subscribers import unsubscribe_email
+    from nurture.audience.signup import unsubscribe_email
 
     changed = unsubscribe_email(obj.app, email, parse_now(now), reason=reason)
     click.echo("unsubscribed" if changed else "already unsubscribed: nothing changed")
@@ -204,7 +204,7 @@ def subscribers_list(obj: Context, status: str | None, tag_name: str | None, lim
     Example:
       nurture subscribers list --status pending --limit 20
     """
-    from nurture.audience.subscribers import list_subscribers
+    from nurture.audience.people import list_subscribers
 
     rows = list_subscribers(obj.app, status=status, tag_name=tag_name, limit=limit)
     if as_json:
@@ -225,7 +225,7 @@ def subscribers_show(obj: Context, email: str) -> None:
     Example:
       nurture subscribers show sam@example.com
     """
-    from nurture.audience.subscribers import export
+    from nurture.audience.people import export
 
     data = export(obj.app, email)
     person = data["subscriber"]
@@ -249,7 +249,7 @@ def subscribers_export(obj: Context, email: str) -> None:
     Example:
       nurture subscribers export sam@example.com > sam.json
     """
-    from nurture.audience.subscribers import export
+    from nurture.audience.people import export
 
     click.echo(_json(export(obj.app, email)))
 
@@ -266,7 +266,7 @@ def subscribers_forget(obj: Context, email: str, yes: bool, now: str | None) -> 
     Example:
       nurture subscribers forget sam@example.com --yes
     """
-    from nurture.audience.subscribers import forget
+    from nurture.audience.people import forget
 
     if not yes and not click.confirm("Erase this person and all their records? This cannot be undone", err=True):
         raise InputError("not erased")
@@ -286,7 +286,7 @@ def subscribers_tag(obj: Context, email: str, tag_name: str, now: str | None) ->
     Example:
       nurture subscribers tag sam@example.com booked
     """
-    from nurture.audience.subscribers import tag
+    from nurture.audience.people import tag
 
     stopped = tag(obj.app, email, tag_name, parse_now(now))
     click.echo("tagged" + (f"; series ended: {', '.join(stopped)}" if stopped else ""))
@@ -303,7 +303,7 @@ def subscribers_untag(obj: Context, email: str, tag_name: str) -> None:
     Example:
       nurture subscribers untag sam@example.com booked
     """
-    from nurture.audience.subscribers import untag
+    from nurture.audience.people import untag
 
     click.echo("untagged" if untag(obj.app, email, tag_name) else "did not have that tag: nothing changed")
 

@@ -19,7 +19,8 @@ from nurture import links
 from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
 from nurture.config import Config
 from nurture.errors import InputError
-from nurture.content.rendering import PreparedEmail, Recipient, RenderedEmail, Renderer
+from nurture.content.prepared import PreparedEmail, Recipient, RenderedEmail
+from nurture.content.rendering import Renderer
 from nurture.providers.outbox import build_message
 
 SAMPLE_EMAIL = "sam@example.com"

@@ -24,7 +24,8 @@ from nurture.content.campaigns import Campaign
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import clean_tag, enroll_in_campaign
+from nurture.audience.addresses import clean_tag
+from nurture.audience.enrollment import enroll_in_campaign
 
 
 @dataclass(frozen=True)

@@ -714,7 +714,7 @@ class SendingPass:
             self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
         if not ready:
             return None, []
-        from nurture.content.rendering import Recipient
+        from nurture.content.prepared import Recipient
 
         prepared = self._prepared(ready[0])
         envelopes = []

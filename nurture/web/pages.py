@@ -30,7 +30,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from nurture import links
 from nurture.app import App
-from nurture.audience.subscribers import clean_first_name, clean_timezone, confirm, normalize_email, subscribe, unsubscribe
+from nurture.audience.addresses import clean_first_name, clean_timezone, normalize_email
+from nurture.audience.signup import confirm, subscribe, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
 from nurture.web.guards import RateLimiter, client_ip, user_agent

@@ -19,7 +19,8 @@ from nurture.audience.importer import import_csv
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import confirm, export, forget, subscribe, unsubscribe_email
+from nurture.audience.people import export, forget
+from nurture.audience.signup import confirm, subscribe, unsubscribe_email
 from nurture.tokens import address_hash
 from tests.support.factories import SECRET, at, make_app
 

@@ -22,7 +22,7 @@ from nurture.app import App
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import subscribe
+from nurture.audience.signup import subscribe
 from tests.support.factories import SECRET, active_subscribers, at
 from tests.support.webserver import LiveWeb, WebhookSigner, live_web, sg_event, webhook_body
 

@@ -19,7 +19,7 @@ from nurture.errors import InputError, NotFound
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import tag
+from nurture.audience.people import tag
 from nurture.providers.recording import RecordingTransport
 from tests.support.factories import REPO, SECRET, active_subscribers, at, make_app
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from nurture.content.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
-from nurture.content.checks import CheckReport, Finding, check_content, check_email
+from nurture.content.checks import CheckReport, check_content, check_email
+from nurture.content.rules import Finding
 from nurture.content.rendering import Renderer
 from tests.support.factories import make_config
 

@@ -21,7 +21,7 @@ from nurture.errors import InputError
 from nurture.audience.importer import import_csv
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import confirm, subscribe, unsubscribe_email
+from nurture.audience.signup import confirm, subscribe, unsubscribe_email
 from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app, write_project
 
 NOW = at("2026-12-01 18:00")  # Tuesday, 10:00 in Los Angeles

@@ -19,7 +19,7 @@ from nurture.newsletters import cancel, list_newsletters, schedule, send_test
 from nurture.sending.sendpass import newsletter_stream, release, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import enroll
+from nurture.audience.enrollment import enroll
 from nurture.providers.base import Batch, Outcome
 from nurture.providers.recording import RecordingTransport
 from tests.support.factories import SECRET, at, make_app

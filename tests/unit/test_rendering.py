@@ -12,13 +12,8 @@ import pytest
 from nurture import links
 from nurture.content.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
 from nurture.errors import ContentError, InputError
-from nurture.content.rendering import (
-    SUBSTITUTION_TAGS,
-    Recipient,
-    Renderer,
-    clean_first_name,
-    header_text,
-)
+from nurture.content.prepared import SUBSTITUTION_TAGS, Recipient, clean_first_name, header_text
+from nurture.content.rendering import Renderer
 from nurture.providers.base import apply_substitutions
 from nurture.providers.outbox import build_message
 from tests.support.factories import make_config

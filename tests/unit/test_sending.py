@@ -18,7 +18,8 @@ from nurture.app import App
 from nurture.sending.sendpass import SendingPass, count_stuck, list_stuck, release, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import tag, unsubscribe
+from nurture.audience.people import tag
+from nurture.audience.signup import unsubscribe
 from tests.support.factories import active_subscribers, at, make_app, open_app
 from tests.support.sendgrid_standin import SendGridStandIn
 

@@ -25,7 +25,8 @@ from nurture.audience.importer import import_csv
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.subscribers import confirm, export, forget, subscribe, tag, unsubscribe, unsubscribe_email
+from nurture.audience.people import export, forget, tag
+from nurture.audience.signup import confirm, subscribe, unsubscribe, unsubscribe_email
 from nurture.tokens import address_hash, make_confirm_token, make_unsubscribe_token
 from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app
 
@@ -590,7 +591,7 @@ def _kinds(app: App, subscriber_id: int) -> list[str]:
 
 
 def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawal(tmp_path: Path) -> None:
-    from nurture.audience.subscribers import suppress
+    from nurture.audience.consent import suppress
 
     app = make_app(tmp_path)
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
@@ -604,7 +605,7 @@ def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawa
 
 
 def test_a_complaint_from_someone_who_already_left_is_recorded_and_wins(tmp_path: Path) -> None:
-    from nurture.audience.subscribers import suppress
+    from nurture.audience.consent import suppress
 
     app = make_app(tmp_path)
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))

@@ -1,0 +1,97 @@
+"""Putting subscribers into campaigns, resuming them, and stopping them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from nurture.app import App
+from nurture.store import models as m
+from nurture.store.db import chunks, insert_rows
+
+
+def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
+    """Enroll subscribers in every campaign with this trigger; resume stopped enrollments.
+
+    Someone carrying one of a campaign's stop_on_tags is not enrolled in it.
+    Returns the number of enrollments created or resumed.
+    """
+    if not subscriber_ids:
+        return 0
+    changed = 0
+    for campaign in app.campaigns.values():
+        if campaign.trigger != trigger:
+            continue
+        changed += enroll_in_campaign(session, campaign.slug, campaign.steps[0].delay_days, campaign.stop_on_tags, subscriber_ids, now)
+    return changed
+
+
+def enroll_in_campaign(
+    session: Session,
+    campaign: str,
+    first_delay_days: float,
+    stop_on_tags: Iterable[str],
+    subscriber_ids: Sequence[int],
+    start: datetime,
+) -> int:
+    changed = 0
+    due = start + timedelta(days=first_delay_days)
+    stop_tags = list(stop_on_tags)
+    for chunk in chunks(list(subscriber_ids), 500):
+        tagged: set[int] = set()
+        if stop_tags:
+            tagged = set(
+                session.scalars(
+                    select(m.SubscriberTag.subscriber_id).where(
+                        m.SubscriberTag.subscriber_id.in_(chunk), m.SubscriberTag.tag.in_(stop_tags)
+                    )
+                )
+            )
+        existing = {
+            row.subscriber_id: row
+            for row in session.scalars(
+                select(m.Enrollment).where(m.Enrollment.campaign == campaign, m.Enrollment.subscriber_id.in_(chunk))
+            )
+        }
+        fresh = []
+        for subscriber_id in chunk:
+            if subscriber_id in tagged:
+                continue
+            enrollment = existing.get(subscriber_id)
+            if enrollment is None:
+                fresh.append(
+                    {
+                        "subscriber_id": subscriber_id,
+                        "campaign": campaign,
+                        "next_step": 1,
+                        "next_due_at": due,
+                        "status": m.EnrollmentStatus.ACTIVE,
+                        "enrolled_at": start,
+                        "updated_at": start,
+                    }
+                )
+            elif enrollment.status == m.EnrollmentStatus.STOPPED:
+                # Resume where they left off; the unique delivery key keeps sent steps sent.
+                enrollment.status = m.EnrollmentStatus.ACTIVE
+                enrollment.next_due_at = start
+                enrollment.updated_at = start
+                changed += 1
+        if fresh:
+            insert_rows(session, m.Enrollment.__table__, fresh)
+            changed += len(fresh)
+    return changed
+
+
+def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:
+    for chunk in chunks(list(subscriber_ids), 500):
+        statement = (
+            update(m.Enrollment)
+            .where(m.Enrollment.subscriber_id.in_(chunk), m.Enrollment.status == m.EnrollmentStatus.ACTIVE)
+            .values(status=m.EnrollmentStatus.STOPPED, updated_at=now)
+        )
+        if campaigns is not None:
+            statement = statement.where(m.Enrollment.campaign.in_(list(campaigns)))
+        session.execute(statement)
