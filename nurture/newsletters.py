@@ -31,6 +31,7 @@ from nurture.content.campaigns import EmailSource, FrontMatter, load_email
 from nurture.errors import InputError, NotFound
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
+from nurture.sending.streams import NEWSLETTER_TEST_STREAM, newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 
@@ -44,7 +45,6 @@ TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 EARLIEST_ZONE = "Etc/GMT-14"
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
 TEST_PREFIX = "[TEST] "
-TEST_STREAM = "newsletter:test"
 
 
 def stored_content(source: EmailSource) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def prepare_stored_newsletter(app: App, newsletter_id: int) -> "PreparedEmail":
         if newsletter is None:
             raise NotFound(f"newsletter {newsletter_id} does not exist")
         source = source_from_stored(newsletter.source_file, newsletter.content)
-    return app.renderer.prepare_newsletter(source, name=f"newsletter:{newsletter_id}")
+    return app.renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
 
 
 # ---------------------------------------------------------------- scheduling
@@ -278,7 +278,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     recipient = Recipient(
         email=address,
         first_name=None,
-        unsubscribe_url=links.unsubscribe_url(app.config, 0, TEST_STREAM),
+        unsubscribe_url=links.unsubscribe_url(app.config, 0, NEWSLETTER_TEST_STREAM),
     )
     envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
     envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)

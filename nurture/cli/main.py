@@ -354,7 +354,7 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"dry run: would send {summary.sent}; nothing was sent or changed")
         return
     if sys.stderr.isatty():
-        from nurture.sending.sendpass import count_due
+        from nurture.sending.deliveries import count_due
 
         with click.progressbar(length=max(1, count_due(app, moment)), label="sending", file=sys.stderr, show_pos=True) as bar:
             summary = SendingPass(app, moment, limit=limit, progress=bar.update).run()
@@ -388,7 +388,7 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
     if not stuck:
         click.echo(ctx.get_help())
         return
-    from nurture.sending.sendpass import list_stuck
+    from nurture.sending.deliveries import list_stuck
 
     context = ctx.find_object(Context)
     assert context is not None  # `cli` sets ctx.obj before any of its subcommands runs
@@ -413,7 +413,7 @@ def deliveries_release(obj: Context, ids: tuple[int, ...], older_than: str | Non
       nurture deliveries release 1042 1043
       nurture deliveries release --older-than 2h
     """
-    from nurture.sending.sendpass import release
+    from nurture.sending.deliveries import release
 
     if not ids and not older_than:
         raise InputError("name delivery ids, or give --older-than (see: nurture deliveries --stuck)")

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, aliased
 from nurture.app import App
 from nurture.errors import NotFound
 from nurture.sending.planning import zone
-from nurture.sending.sendpass import NEWSLETTER_PREFIX
+from nurture.sending.streams import is_newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading
 
@@ -204,10 +204,10 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
             seen.add(key)
             rows.append(Row("step", slug, step.number, step.email.subject, **counts(key)))
     # Streams of removed campaigns, or steps removed from a campaign, still have history.
-    for key in sorted(k for k in found if k not in seen and not k[0].startswith(NEWSLETTER_PREFIX)):
+    for key in sorted(k for k in found if k not in seen and not is_newsletter_stream(k[0])):
         rows.append(Row("step", key[0], key[1], "(no longer in campaigns/)", **counts(key)))
     newsletters = sorted(
-        (row for key, row in found.items() if key[0].startswith(NEWSLETTER_PREFIX) and row.newsletter_id is not None),
+        (row for key, row in found.items() if is_newsletter_stream(key[0]) and row.newsletter_id is not None),
         key=lambda row: row.newsletter_id,
     )
     for row in newsletters:

@@ -16,7 +16,9 @@ from nurture.app import App
 from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
 from nurture.newsletters import cancel, list_newsletters, schedule, send_test
-from nurture.sending.sendpass import newsletter_stream, release, send_due
+from nurture.sending.deliveries import release
+from nurture.sending.sendpass import send_due
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.audience.enrollment import enroll

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.app import App
-from nurture.sending.sendpass import SendingPass, count_stuck, list_stuck, release, send_due
+from nurture.sending.deliveries import count_stuck, list_stuck, release
+from nurture.sending.sendpass import SendingPass, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.audience.people import tag

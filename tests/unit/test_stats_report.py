@@ -17,6 +17,7 @@ from nurture.errors import NotFound
 from nurture.newsletters import stored_content
 from nurture.reporting.report import render_report, write_report
 from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, at, make_app
@@ -71,7 +72,7 @@ def build_dataset(app: App) -> Dataset:
         )
         session.add_all([letter, cancelled])
         session.flush()
-        stream = f"newsletter:{letter.id}"
+        stream = newsletter_stream(letter.id)
         plan = {
             # name: (subscriber, stream, step, status, claimed_at)
             "d0": (s[6], KAP, 3, m.DeliveryStatus.SENT, at("2026-11-20 17:00")),  # before --since 2026-12-01

@@ -1,0 +1,132 @@
+"""The SQL of claiming: due rows, and the statements by id list, built once per dialect.
+
+Each builder takes the dialect's IdStatements and is cached under its name there
+(`statements.built(name, builder)`), so a pass compiles each statement once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, String, bindparam, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
+
+from nurture.store import models as m
+from nurture.store.statements import IdStatements
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
+_DELIVERIES = m.Delivery.__table__
+ENROLLMENTS = m.Enrollment.__table__
+_SUBSCRIBERS = m.Subscriber.__table__
+_TAGS = m.SubscriberTag.__table__
+_CAMPAIGN_STATES = m.CampaignState.__table__
+_NEWSLETTERS = m.Newsletter.__table__
+
+NEWSLETTER_DUE = (
+    select(_NEWSLETTERS.c.id)
+    .where(
+        _NEWSLETTERS.c.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
+        _NEWSLETTERS.c.first_due_at <= bindparam("now", type_=_NEWSLETTERS.c.first_due_at.type),
+    )
+    .limit(1)
+)
+
+PAUSED_QUERY = select(_CAMPAIGN_STATES.c.campaign).where(_CAMPAIGN_STATES.c.paused.is_(True))
+
+# Due enrollments with what claiming and rendering need; LIMIT, paused campaigns and
+# FOR UPDATE (PostgreSQL) are added per query.
+DUE_QUERY = (
+    select(
+        ENROLLMENTS.c.id,
+        ENROLLMENTS.c.subscriber_id,
+        ENROLLMENTS.c.campaign,
+        ENROLLMENTS.c.next_step,
+        _SUBSCRIBERS.c.status,
+        _SUBSCRIBERS.c.timezone,
+        _SUBSCRIBERS.c.email,
+        _SUBSCRIBERS.c.first_name,
+    )
+    .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == ENROLLMENTS.c.subscriber_id)
+    .where(
+        ENROLLMENTS.c.status == m.EnrollmentStatus.ACTIVE,
+        ENROLLMENTS.c.next_due_at <= bindparam("now", type_=ENROLLMENTS.c.next_due_at.type),
+    )
+    .order_by(ENROLLMENTS.c.next_due_at, ENROLLMENTS.c.id)
+)
+
+
+def cap_query(statements: IdStatements) -> Any:
+    status: ColumnElement[Any] = _DELIVERIES.c.status
+    if statements.dialect_name == "sqlite":
+        # Look up by subscriber. Without statistics SQLite picks the (status, claimed_at)
+        # index and scans every delivery of the last two days for each chunk - this
+        # pass's own claims included, which made a pass quadratic in the list size.
+        # A unary + is a no-op on the value but keeps the planner off that index.
+        status = UnaryExpression(status, operator=operators.custom_op("+"), type_=status.type)
+    return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.claimed_at).where(
+        statements.in_ids(_DELIVERIES.c.subscriber_id),
+        status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
+        _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
+    )
+
+
+def active_query(statements: IdStatements) -> Any:
+    return select(_SUBSCRIBERS.c.id).where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
+
+
+def tagged_query(statements: IdStatements) -> Any:
+    return select(_TAGS.c.subscriber_id, _TAGS.c.tag).where(
+        statements.in_ids(_TAGS.c.subscriber_id), _TAGS.c.tag.in_(bindparam("tags", expanding=True))
+    )
+
+
+def _insert_claims(statements: IdStatements, source: Any, columns: list[str]) -> Any:
+    d = _DELIVERIES
+    insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
+    return (
+        insert(d)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step"])
+        .returning(d.c.id, d.c.subscriber_id, d.c.stream, d.c.step)
+    )
+
+
+def drip_claims(statements: IdStatements) -> Any:
+    """INSERT ... SELECT of the current step of enrollments, by enrollment id."""
+    e = ENROLLMENTS
+    claimed_at = bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type)
+    worker = bindparam("worker", type_=String())
+    source = (
+        select(e.c.subscriber_id, e.c.campaign, e.c.next_step, literal(m.DeliveryStatus.CLAIMED, String()), worker, claimed_at)
+        .where(statements.in_ids(e.c.id))
+        .order_by(e.c.next_due_at, e.c.id)
+    )
+    return _insert_claims(statements, source, ["subscriber_id", "stream", "step", "status", "worker", "claimed_at"])
+
+
+def newsletter_claims(statements: IdStatements) -> Any:
+    """INSERT ... SELECT of one newsletter for subscribers, by subscriber id."""
+    sub = _SUBSCRIBERS
+    source = (
+        select(
+            sub.c.id,
+            bindparam("stream", type_=String()),
+            literal(1, Integer()),
+            bindparam("newsletter_id", type_=Integer()),
+            literal(m.DeliveryStatus.CLAIMED, String()),
+            bindparam("worker", type_=String()),
+            bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type),
+        )
+        .where(statements.in_ids(sub.c.id))
+        .order_by(sub.c.id)
+    )
+    return _insert_claims(statements, source, ["subscriber_id", "stream", "step", "newsletter_id", "status", "worker", "claimed_at"])
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

@@ -1,0 +1,120 @@
+"""Statements that select or update rows by long lists of ids, built once per dialect.
+
+SQLAlchemy expands `IN (:ids)` into one bound parameter per id, which costs more
+than the query itself; on SQLite the list goes in as one JSON array instead
+(`IN (SELECT value FROM json_each(:ids))`, which SQLite plans as lookups by key,
+like a plain IN list). Statements are cached per (dialect, driver): building and
+compiling them once per process keeps a large pass cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import String, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from nurture.store.db import chunks
+
+# New column values as ((column, value), ...): hashable, so rows getting the same values
+# are grouped and updated with one `WHERE id IN (...)` statement.
+Values = tuple[tuple[str, Any], ...]
+
+
+def _has_json_each(dbapi: Any) -> bool:
+    """Whether this SQLite library has the JSON functions (built in from 3.38, optional before)."""
+    try:
+        probe = dbapi.connect(":memory:")
+        try:
+            probe.execute("SELECT value FROM json_each('[1]')").fetchall()
+        finally:
+            probe.close()
+    except Exception:  # noqa: BLE001 - any failure means: use plain IN lists
+        return False
+    return True
+
+
+class IdStatements:
+    """Id-list statements for one dialect; get the shared one with `statements_for()`."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.dialect_name: str = dialect.name
+        self.json_ids = dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
+        # Longest id list in one statement (old SQLite builds allow 999 parameters).
+        self.chunk = 5000 if self.json_ids else 500
+        self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._built: dict[str, Any] = {}
+
+    def in_ids(self, column: Any) -> Any:
+        """`column IN (:ids)`; bind the list with `ids()`."""
+        if self.json_ids:
+            values = func.json_each(bindparam("ids", type_=String())).table_valued("value")
+            return column.in_(select(values.c.value))
+        return column.in_(bindparam("ids", expanding=True))
+
+    def ids(self, ids: Sequence[int]) -> Any:
+        return json.dumps(list(ids)) if self.json_ids else list(ids)
+
+    def id_chunks(self, ids: Sequence[int]) -> Iterable[Any]:
+        for chunk in chunks(ids, self.chunk):
+            yield self.ids(chunk)
+
+    def update(self, table: Any, columns: tuple[str, ...]) -> Any:
+        """`UPDATE table SET column = :v_column, ... WHERE id IN (:ids)`."""
+        key = (table, columns)
+        statement = self._updates.get(key)
+        if statement is None:
+            statement = self._updates[key] = (
+                update(table)
+                .where(self.in_ids(table.c.id))
+                .values({column: bindparam(f"v_{column}", type_=table.c[column].type) for column in columns})
+            )
+        return statement
+
+    def built(self, name: str, build: Callable[[IdStatements], Any]) -> Any:
+        """The statement `build(self)` under `name`, built on first use.
+
+        Two threads may both build it the first time; both results are the same
+        statement, so the race costs one extra build and nothing else.
+        """
+        statement = self._built.get(name)
+        if statement is None:
+            statement = self._built[name] = build(self)
+        return statement
+
+
+_statements: dict[tuple[str, str], IdStatements] = {}
+_statements_lock = threading.Lock()
+
+
+def statements_for(connection: Any) -> IdStatements:
+    """The shared id-list statements for this connection's dialect and driver."""
+    dialect = connection.dialect
+    key = (dialect.name, dialect.driver)
+    statements = _statements.get(key)
+    if statements is None:
+        with _statements_lock:
+            statements = _statements.get(key)
+            if statements is None:
+                statements = _statements[key] = IdStatements(dialect)
+    return statements
+
+
+def update_grouped(session: Session, table: Any, groups: dict[Values, list[int]]) -> None:
+    """UPDATE rows by id, one `WHERE id IN (...)` statement per set of new values (and chunk).
+
+    The values are bound once per statement, not once per row: most rows of a pass get
+    the same ones (same status, same instant, same next window in the same zone).
+    """
+    if not groups:
+        return
+    connection = session.connection()
+    statements = statements_for(connection)
+    for values, ids in groups.items():
+        statement = statements.update(table, tuple(column for column, _ in values))
+        params = {f"v_{column}": value for column, value in values}
+        for chunk in statements.id_chunks(ids):
+            connection.execute(statement, {**params, "ids": chunk})
