@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 
 from nurture import links
 from nurture.app import App
-from nurture.content.campaigns import EmailSource, FrontMatter, load_email
+from nurture.content.campaigns import EmailSource, load_email
+from nurture.content.snapshots import stored_content
 from nurture.errors import InputError, NotFound
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
@@ -45,30 +46,6 @@ TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 EARLIEST_ZONE = "Etc/GMT-14"
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
 TEST_PREFIX = "[TEST] "
-
-
-def stored_content(source: EmailSource) -> dict[str, Any]:
-    """What is kept of a newsletter file when it is scheduled."""
-    return {"front": source.front.model_dump(), "body": source.body, "body_line": source.body_line}
-
-
-def source_from_stored(path: str, content: dict[str, Any]) -> EmailSource:
-    return EmailSource(
-        path=Path(path),
-        front=FrontMatter.model_validate(content["front"]),
-        body=content["body"],
-        body_line=int(content.get("body_line", 1)),
-    )
-
-
-def prepare_stored_newsletter(app: App, newsletter_id: int) -> "PreparedEmail":
-    """The newsletter as approved, compiled once per process (the renderer caches by name)."""
-    with transaction(app.engine) as session:
-        newsletter = session.get(m.Newsletter, newsletter_id)
-        if newsletter is None:
-            raise NotFound(f"newsletter {newsletter_id} does not exist")
-        source = source_from_stored(newsletter.source_file, newsletter.content)
-    return app.renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
 
 
 # ---------------------------------------------------------------- scheduling

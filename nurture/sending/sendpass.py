@@ -28,13 +28,14 @@ from datetime import datetime
 from nurture import links
 from nurture.app import App
 from nurture.content.prepared import PreparedEmail, Recipient
-from nurture.errors import FatalTransportError, NurtureError
-from nurture.newsletters import prepare_stored_newsletter
+from nurture.content.snapshots import source_from_stored
+from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer, finish_newsletters, still_active, stop_tags
 from nurture.sending.deliveries import count_stuck, release_claims
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
+from nurture.sending.streams import newsletter_stream
 from nurture.store.statements import Values, update_grouped
 
 _DELIVERIES = m.Delivery.__table__
@@ -281,3 +282,13 @@ def send_due(
     progress: Callable[[int], None] | None = None,
 ) -> PassSummary:
     return SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
+
+
+def prepare_stored_newsletter(app: App, newsletter_id: int) -> "PreparedEmail":
+    """The newsletter as approved, compiled once per process (the renderer caches by name)."""
+    with transaction(app.engine) as session:
+        newsletter = session.get(m.Newsletter, newsletter_id)
+        if newsletter is None:
+            raise NotFound(f"newsletter {newsletter_id} does not exist")
+        source = source_from_stored(newsletter.source_file, newsletter.content)
+    return app.renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
