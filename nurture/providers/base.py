@@ -9,6 +9,7 @@ This is what lets one SendGrid request carry a thousand personalized emails.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Mapping, Protocol, Sequence
 
 
@@ -24,7 +25,10 @@ class Envelope:
     """One recipient of a batch.
 
     `delivery_id` is ours (a string); it is echoed back in `custom_args` so that
-    provider events find their delivery. `custom_args` never hold personal data.
+    provider events find their delivery. `custom_args` hold opaque ids only: no
+    personal data, no campaign or stream names, no tags, no consent details.
+    `stream` and `step` say locally which email this is (outbox file names, rehearsal
+    listings); no transport hands them to a provider.
     """
 
     delivery_id: str
@@ -34,6 +38,8 @@ class Envelope:
     headers: Mapping[str, str] = field(default_factory=dict)
     substitutions: Mapping[str, str] = field(default_factory=dict)
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    stream: str = ""
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Batch:
     envelopes: Sequence[Envelope]
     categories: Sequence[str] = ()
     transactional: bool = False
+    sent_at: datetime | None = None  # the pass's `now` (the outbox's Date:); None: the wall clock
 
 
 OutcomeStatus = Literal["sent", "failed", "unknown"]
