@@ -327,7 +327,7 @@ def test_expired_replaced_and_foreign_confirm_tokens_get_a_friendly_page(site):
 
 def outbox(app: App, prefix: str = "confirm-") -> list[Path]:
     folder = app.config.outbox_dir
-    return sorted(folder.glob(f"{prefix}*.eml")) if folder.exists() else []
+    return sorted(folder.glob(f"*-{prefix}*.eml")) if folder.exists() else []  # <time>-confirm-...
 
 
 def test_the_signup_form_shows_the_versioned_consent_wording(site):
