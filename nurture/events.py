@@ -10,8 +10,12 @@ The web layer hands over the raw body and the headers; everything else is here:
 - `process_events` stores a batch in one transaction, deduplicated on the
   provider's event id (SendGrid retries for 24 hours; an event without one gets a
   keyed hash of its content, since the content names an address), ties events to deliveries
-  through the `delivery_id` custom arg, and suppresses the subscriber on a bounce,
+  through the `delivery_id` custom arg (the only one nurture sends; stream and step come
+  from the delivery row), and suppresses the subscriber on a bounce,
   a suppressing drop, a spam complaint or an unsubscribe.
+- Opens and clicks are tied to their delivery (so to a person) only when
+  `delivery.tracking` is per_person; otherwise they are stored with the email's stream
+  and step and no delivery: per-email totals that name no one.
 
 Email addresses are used only to find a subscriber when an event carries no
 delivery id; they are never stored or logged. Free-text details (bounce reasons,
@@ -70,6 +74,9 @@ _SIMPLE_KINDS = {
 
 # SendGrid's drop reasons that mean "never mail this address again". The others
 # ("Invalid SMTPAPI header", "Spam Content") are about the message, not the person.
+# Reading behaviour: kept per person only under `delivery.tracking: per_person`.
+_READING_KINDS = frozenset({EventKind.OPENED, EventKind.CLICKED})
+
 _SUPPRESSING_DROPS = {
     "invalid": m.ConsentKind.BOUNCE,
     "bounced address": m.ConsentKind.BOUNCE,
@@ -353,8 +360,18 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
         # Which referenced deliveries exist, and whose they are: one query per 500.
         wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
         owners: dict[int, int | None] = {}
+        emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
         for chunk in chunks(wanted, _CHUNK):
-            owners.update(session.execute(select(m.Delivery.id, m.Delivery.subscriber_id).where(m.Delivery.id.in_(chunk))).all())
+            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(m.Delivery.id.in_(chunk))
+            for delivery_id, subscriber_id, stream, step in session.execute(found):
+                owners[delivery_id] = subscriber_id
+                emails[delivery_id] = (stream, step)
+        per_person = app.config.delivery.tracking == "per_person"
+
+        def delivery_of(item: Normalized) -> int | None:
+            if item.delivery_ref not in owners or (item.kind in _READING_KINDS and not per_person):
+                return None
+            return item.delivery_ref
 
         rows = [
             {
@@ -362,9 +379,9 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
                 "provider_event_id": item.provider_event_id,
                 "kind": item.kind,
                 "raw_event": item.raw_event,
-                "delivery_id": item.delivery_ref if item.delivery_ref in owners else None,
-                "stream": item.stream,
-                "step": item.step,
+                "delivery_id": delivery_of(item),
+                "stream": emails[item.delivery_ref][0] if item.delivery_ref in emails else item.stream,
+                "step": emails[item.delivery_ref][1] if item.delivery_ref in emails else item.step,
                 "occurred_at": item.occurred_at,
                 "received_at": now,
                 "detail": item.detail,

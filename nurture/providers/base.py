@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Mapping, Protocol, Sequence
 
+import idna
+
 
 @dataclass(frozen=True)
 class Sender:
@@ -68,6 +70,21 @@ class Outcome:
     status: OutcomeStatus
     provider_message_id: str | None = None
     error: str | None = None
+
+
+def ascii_address(address: str) -> str:
+    """`address` with its domain in ASCII (IDNA) form: user@bücher.example -> user@xn--bcher-kva.example.
+
+    Providers and SMTP without the SMTPUTF8 extension take ASCII domains only. The local
+    part is left as it is: signup and import refuse a non-ASCII one.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address  # not a valid IDN: the provider's answer will say so for this address
 
 
 def apply_substitutions(content: str, substitutions: Mapping[str, str]) -> str:

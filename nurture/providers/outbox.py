@@ -21,7 +21,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions
+from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
 
 # Quoted-printable lines may not exceed 76 characters (RFC 2045 6.7); headers fold at 76 too.
 # refold_source="none" leaves the headers this module folds itself (set_raw) as they are.
@@ -46,7 +46,7 @@ def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = 
     """The complete MIME message one envelope of a batch stands for."""
     message = EmailMessage(policy=POLICY)
     message["From"] = Address(batch.sender.from_name, addr_spec=batch.sender.from_email)
-    message["To"] = Address(envelope.to_name or "", addr_spec=envelope.to_email)
+    message["To"] = Address(envelope.to_name or "", addr_spec=ascii_address(envelope.to_email))
     if batch.sender.reply_to:
         message["Reply-To"] = batch.sender.reply_to
     message["Subject"] = envelope.subject

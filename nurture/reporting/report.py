@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nurture.app import App
 from nurture.sending.planning import zone
-from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats, totals
+from nurture.reporting.stats import NOT_TRACKED, TRACKING_NOTES, DaySends, Row, sends_per_day, step_stats, totals
 
 # Okabe-Ito colours: tell apart with every common colour-vision deficiency.
 BLUE = "#0072B2"
@@ -224,6 +224,18 @@ def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str) -> st
     )
 
 
+def _reading(row: Row, name: str) -> object:
+    """An open or click count for a table cell: the number, or "not tracked"."""
+    return getattr(row, name) if row.tracked(name) else NOT_TRACKED
+
+
+def _reading_series(rows: Sequence[Row]) -> list[Series]:
+    """Opened and Clicked bars, unless tracking is off (no bars of zeros that were never measured)."""
+    if not rows or not rows[0].tracked("opened"):
+        return []
+    return [Series("Opened", GREEN, [r.opened for r in rows]), Series("Clicked", ORANGE, [r.clicked for r in rows])]
+
+
 def _email_name(row: Row) -> str:
     if row.kind == "newsletter":
         return f"Newsletter: {row.subject}"
@@ -243,8 +255,7 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         series = [
             Series("Sent", BLUE, [r.sent for r in steps]),
             Series("Delivered", SKY, [r.delivered for r in steps]),
-            Series("Opened", GREEN, [r.opened for r in steps]),
-            Series("Clicked", ORANGE, [r.clicked for r in steps]),
+            *_reading_series(steps),
         ]
         first = steps[0].sent if steps else 0
         last = steps[-1].sent if steps else 0
@@ -257,7 +268,7 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         table = _table(
             f"{title}: counts per email",
             ["Email", "Sent", "Delivered", "Opened", "Clicked", "Reached (of step 1)"],
-            [[n, r.sent, r.delivered, r.opened, r.clicked, _pct(r.sent / first) if first else "-"] for n, r in zip(names, steps)],
+            [[n, r.sent, r.delivered, _reading(r, "opened"), _reading(r, "clicked"), _pct(r.sent / first) if first else "-"] for n, r in zip(names, steps)],
         )
         intro = (
             "How far people get through the series. Fewer sends on later emails is normal: people join at "
@@ -318,8 +329,7 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
     series = [
         Series("Sent", BLUE, [r.sent for r in letters]),
         Series("Delivered", SKY, [r.delivered for r in letters]),
-        Series("Opened", GREEN, [r.opened for r in letters]),
-        Series("Clicked", ORANGE, [r.clicked for r in letters]),
+        *_reading_series(letters),
         Series("Unsubscribed", VERMILLION, [r.unsubscribed for r in letters]),
     ]
     desc = f"{len(letters)} newsletter(s): how many were sent, delivered, opened, clicked, and led to an unsubscribe."
@@ -330,9 +340,16 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
     table = _table(
         "Newsletter results",
         ["Newsletter", "Sent", "Delivered", "Opened", "Open rate", "Clicked", "Click rate", "Unsubscribed"],
-        [[n, r.sent, r.delivered, r.opened, _pct(r.rate("opened")), r.clicked, _pct(r.rate("clicked")), r.unsubscribed] for n, r in zip(names, letters)],
+        [
+            [n, r.sent, r.delivered, _reading(r, "opened"), _rate(r, "opened"), _reading(r, "clicked"), _rate(r, "clicked"), r.unsubscribed]
+            for n, r in zip(names, letters)
+        ],
     )
     return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table)
+
+
+def _rate(row: Row, name: str) -> str:
+    return _pct(row.rate(name)) if row.has_rate(name) else NOT_TRACKED if not row.tracked(name) else "-"
 
 
 def _stats_table(rows: Sequence[Row]) -> str:
@@ -343,7 +360,10 @@ def _stats_table(rows: Sequence[Row]) -> str:
         cells = [name, _num(row.sent)]
         for field in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"):
             value = getattr(row, field)
-            cells.append(f"{_num(value)} ({_pct(row.rate(field))})" if row.sent else _num(value))
+            if not row.has_rate(field):
+                cells.append(row.shown(field))
+            else:
+                cells.append(f"{_num(value)} ({_pct(row.rate(field))})" if row.sent else _num(value))
         body.append(cells)
     return (
         '<section id="all-numbers" aria-labelledby="all-numbers-heading"><h2 id="all-numbers-heading">All the numbers</h2>'
@@ -353,11 +373,13 @@ def _stats_table(rows: Sequence[Row]) -> str:
     )
 
 
-def _summary(rows: Sequence[Row]) -> str:
+def _summary(rows: Sequence[Row], tracking: str) -> str:
     total = totals(list(rows))
     sent = total["sent"]
 
     def rate(name: str) -> str:
+        if name in ("opened", "clicked") and tracking != "per_person":
+            return NOT_TRACKED if tracking == "off" else f"{_num(total[name])} total"
         return _pct(total[name] / sent) if sent else "-"
 
     cards = [
@@ -417,7 +439,7 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
     practice = app.config.practice.name
     period = f"since {since.astimezone(tz):%d %B %Y}" if since else "since the first email"
     sections = [
-        _summary(rows),
+        _summary(rows, app.config.delivery.tracking),
         *_funnel_sections(app, rows),
         _days_section(days),
         _rates_section(rows),
@@ -430,7 +452,8 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(practice)}: email report</title><style>{STYLE}</style></head><body><main>"
         f"<header><h1>Email report: {_e(practice)}</h1>"
-        f'<p class="meta">All emails {period}. Made {moment.astimezone(tz):%d %B %Y at %H:%M} ({_e(tz.key)}).</p></header>'
+        f'<p class="meta">All emails {period}. Made {moment.astimezone(tz):%d %B %Y at %H:%M} ({_e(tz.key)}).</p>'
+        f'<p class="meta" id="tracking">{_e(TRACKING_NOTES[app.config.delivery.tracking])}</p></header>'
         + "".join(sections)
         + "<footer><p>Opens are approximate: some mail apps (Apple Mail among them) open every email on their own, "
         "and others block the tracking image. Clicks, bounces, complaints and unsubscribes are exact. "

@@ -151,7 +151,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> App:
-    return make_app(tmp_path, database_url=database_url)
+    return make_app(tmp_path, database_url=database_url, **{"delivery.tracking": "per_person"})  # the data set ties opens to deliveries
 
 
 def test_stats_match_the_hand_built_set_exactly(app: App) -> None:
