@@ -226,7 +226,12 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
         try:
             normalize_email(email)
         except InputError:
-            errors["email"] = "Enter an email address like name@example.com."
+            errors["email"] = (
+                "Enter an email address like name@example.com."
+                if email.strip().rpartition("@")[0].isascii()
+                else "Our mail provider cannot deliver to an address with letters such as é before the @. "
+                "Please use an address whose part before the @ has only plain letters, digits and . _ + -"
+            )
         try:
             clean_first_name(first_name)
         except InputError as exc:

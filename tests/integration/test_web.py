@@ -379,6 +379,7 @@ def test_without_a_browser_time_zone_the_default_applies(site):
     [
         ({"email": "not-an-address"}, "email", "Enter an email address like name@example.com."),
         ({"email": ""}, "email", "Enter an email address like name@example.com."),
+        ({"email": "josé@example.com"}, "email", "Our mail provider cannot deliver to an address with letters such as é before the @."),
         ({"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"}, "timezone", "This is not a time zone we know."),
         ({"email": "ana@example.com", "first_name": "Ana\nBcc: x"}, "first_name", "Please fix the first name"),
     ],
