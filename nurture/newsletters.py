@@ -44,7 +44,7 @@ TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 EARLIEST_ZONE = "Etc/GMT-14"
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
 TEST_PREFIX = "[TEST] "
-TEST_STREAM = "newsletter:test"
+TEST_STREAM = links.TEST_COPY_STREAM
 
 
 def stored_content(source: EmailSource) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     recipient = Recipient(
         email=address,
         first_name=None,
-        unsubscribe_url=links.unsubscribe_url(app.config, 0, TEST_STREAM),
+        unsubscribe_url=links.test_copy_unsubscribe_url(app.config),
     )
     envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
     envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)

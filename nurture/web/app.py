@@ -292,6 +292,12 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
             claim = read_unsubscribe_token(config.secrets.require_secret_key(), token)
         except TokenError:
             return bad_link()
+        if links.is_test_copy(claim.subscriber_id, claim.stream):
+            return pages.message(
+                "This is a test copy",
+                "This link comes from a test copy of a newsletter, so it unsubscribes nobody and nothing was changed.",
+                "In the newsletter as sent, this link unsubscribes its reader with one click.",
+            )
         if request.method != "POST":
             return pages.button(
                 "Unsubscribe",
