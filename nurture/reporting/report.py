@@ -16,7 +16,7 @@ from pathlib import Path
 from nurture.app import App
 from nurture.sending.planning import zone
 from nurture.reporting.charts import (
-    BLUE, GREEN, GRID, INK, MUTED, ORANGE, PURPLE, SKY, VERMILLION, Series, empty_svg, esc, horizontal_bars, num, pct, stacked_columns,
+    BLUE, GREEN, GRID, INK, MUTED, ORANGE, PURPLE, SKY, VERMILLION, Series, empty_svg, esc, horizontal_bars, narrow_bars, num, pct, stacked_columns,
 )
 from nurture.reporting.stats import NOT_TRACKED, TRACKING_NOTES, DaySends, Row, sends_per_day, step_stats, totals
 
@@ -25,7 +25,9 @@ def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]
     body = []
     for row in rows:
         cells = [f'<th scope="row">{esc(row[0])}</th>']
-        cells += [f'<td class="{"num" if i >= numeric_from else ""}">{esc(v)}</td>' for i, v in enumerate(row[1:], start=1)]
+        cells += [
+            f'<td class="{"num" if i >= numeric_from else ""}" data-label="{esc(headers[i])}">{esc(v)}</td>' for i, v in enumerate(row[1:], start=1)
+        ]
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
         f'<div class="table-wrap"><table><caption>{esc(caption)}</caption>'
@@ -33,11 +35,12 @@ def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]
     )
 
 
-def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str) -> str:
+def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str, narrow: str) -> str:
+    """A chart section; `narrow` is the chart's phone layout, shown instead of `svg` below 600 px."""
     return (
         f'<section class="chart" id="{chart_id}" aria-labelledby="{chart_id}-heading">'
         f'<h2 id="{chart_id}-heading">{esc(heading)}</h2><p class="intro">{esc(intro)}</p>'
-        f'<figure><div class="chart-scroll">{svg}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
+        f'<figure><div class="chart-wide">{svg}</div><div class="chart-narrow">{narrow}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
         "</section>"
     )
 
@@ -83,6 +86,7 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         )
         chart_id = f"funnel-{_slug(slug)}"
         svg = horizontal_bars(chart_id + "-chart", f"Series funnel: {title}", desc, names, series)
+        narrow = narrow_bars(chart_id + "-narrow", f"Series funnel: {title}", desc, names, series)
         table = _table(
             f"{title}: counts per email",
             ["Email", "Sent", "Delivered", "Opened", "Clicked", "Reached (of step 1)"],
@@ -92,10 +96,11 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
             "How far people get through the series. Fewer sends on later emails is normal: people join at "
             "different times, and those who book or leave stop receiving it."
         )
-        sections.append(_figure(chart_id, f"Series funnel: {title}", intro, svg, table))
+        sections.append(_figure(chart_id, f"Series funnel: {title}", intro, svg, table, narrow))
     if not sections:
         svg = empty_svg("funnel-none-chart", "Series funnel", "There is no series in campaigns/ yet.")
-        sections.append(_figure("funnel-none", "Series funnel", "How far people get through each series.", svg, _table("Series", ["Email"], [])))
+        narrow = empty_svg("funnel-none-narrow", "Series funnel", "There is no series in campaigns/ yet.", narrow=True)
+        sections.append(_figure("funnel-none", "Series funnel", "How far people get through each series.", svg, _table("Series", ["Email"], []), narrow))
     return sections
 
 
@@ -112,12 +117,13 @@ def _days_section(days: Sequence[DaySends]) -> str:
         else "No emails sent in this period."
     )
     svg = stacked_columns("per-day-chart", "Emails sent per day", desc, days)
+    narrow = stacked_columns("per-day-narrow", "Emails sent per day", desc, days, narrow=True)
     table = _table(
         "Emails sent per day (practice time zone)",
         ["Day", "Series emails", "Newsletters", "Total"],
         [[f"{d.day:%a %d %b %Y}", d.series, d.newsletters, d.total] for d in days],
     )
-    return _figure("per-day", "Emails sent per day", "Each column is one day in the practice's time zone.", svg, table)
+    return _figure("per-day", "Emails sent per day", "Each column is one day in the practice's time zone.", svg, table, narrow)
 
 
 def _rates_section(rows: Sequence[Row]) -> str:
@@ -129,6 +135,7 @@ def _rates_section(rows: Sequence[Row]) -> str:
     ]
     desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
     svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
+    narrow = narrow_bars("rates-narrow", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
     table = _table(
         "Unsubscribe and bounce rates per email",
         ["Email", "Sent", "Unsubscribed", "Unsubscribe rate", "Bounced", "Bounce rate", "Spam complaints"],
@@ -138,7 +145,7 @@ def _rates_section(rows: Sequence[Row]) -> str:
         "A few unsubscribes after each email are healthy. Bounce rates above 2% or any spam complaints are worth "
         "a look: mailbox providers slow down or block senders with many of either."
     )
-    return _figure("rates", "Unsubscribe and bounce rates per email", intro, svg, table)
+    return _figure("rates", "Unsubscribe and bounce rates per email", intro, svg, table, narrow)
 
 
 def _newsletter_section(rows: Sequence[Row]) -> str:
@@ -153,8 +160,10 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
     desc = f"{len(letters)} newsletter(s): how many were sent, delivered, opened, clicked, and led to an unsubscribe."
     if letters:
         svg = horizontal_bars("newsletters-chart", "Newsletter results", desc, names, series)
+        narrow = narrow_bars("newsletters-narrow", "Newsletter results", desc, names, series)
     else:
         svg = empty_svg("newsletters-chart", "Newsletter results", "No newsletter has been sent in this period.")
+        narrow = empty_svg("newsletters-narrow", "Newsletter results", "No newsletter has been sent in this period.", narrow=True)
     table = _table(
         "Newsletter results",
         ["Newsletter", "Sent", "Delivered", "Opened", "Open rate", "Clicked", "Click rate", "Unsubscribed"],
@@ -163,7 +172,7 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
             for n, r in zip(names, letters)
         ],
     )
-    return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table)
+    return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table, narrow)
 
 
 def _rate(row: Row, name: str) -> str:
@@ -230,8 +239,8 @@ section[aria-label="Summary"] {{ background: transparent; border: 0; padding: 0;
 .card dt {{ color: {MUTED}; font-size: .85rem; }}
 .card dd {{ margin: 0; font-size: 1.4rem; font-weight: 600; }}
 figure {{ margin: 0; }}
-.chart-scroll {{ overflow-x: auto; }}
-.chart-svg {{ display: block; min-width: 600px; }}
+.chart-svg {{ display: block; }}
+.chart-narrow {{ display: none; }}
 svg text {{ fill: {INK}; font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }}
 svg .tick {{ fill: {MUTED}; font-size: 11px; }}
 svg .value {{ font-size: 11px; }}
@@ -244,6 +253,20 @@ caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 th, td {{ border-bottom: 1px solid {GRID}; padding: 5px 8px; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 thead th {{ background: #eef2f6; }}
+@media (max-width: 600px) {{
+  main {{ padding: 16px 8px 32px; }}
+  section {{ padding: 14px 12px; }}
+  .chart-wide {{ display: none; }}
+  .chart-narrow {{ display: block; }}
+  /* Tables become one block per row, each cell labelled, so no column is cut off. */
+  thead {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }}
+  table, tbody, tr, th, td {{ display: block; width: 100%; }}
+  caption {{ display: block; }}
+  tr {{ border-bottom: 2px solid {GRID}; padding: 4px 0; }}
+  tbody th {{ border: 0; font-weight: 600; }}
+  td, td.num {{ display: flex; justify-content: space-between; gap: 12px; border: 0; padding: 2px 8px; white-space: normal; }}
+  td::before {{ content: attr(data-label); color: {MUTED}; text-align: left; }}
+}}
 @media print {{ body {{ background: #fff; }} details {{ display: block; }} section {{ break-inside: avoid; }} }}
 """
 
