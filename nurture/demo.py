@@ -42,6 +42,7 @@ def _project() -> Path:
     data["database"]["url"] = "sqlite:///nurture.db"
     data["delivery"]["transport"] = "outbox"
     data["delivery"]["outbox_dir"] = "outbox"
+    data["delivery"]["tracking"] = "aggregate"  # the demo's made-up opens and clicks show as per-email totals
     for folder in ("campaigns", "templates"):
         shutil.copytree(ROOT / folder, DEMO / folder)
     path = DEMO / "config.yaml"
