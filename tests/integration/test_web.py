@@ -574,7 +574,7 @@ def test_a_signed_batch_of_1000_events_is_processed(site):
         untied = session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.delivery_id.is_(None)))
         bounced = session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.BOUNCED))
     assert by_kind == {"bounced": 20, "processed": 245, "delivered": 245, "opened": 245, "clicked": 245}
-    assert untied == 0 and bounced == 20
+    assert untied == 490 and bounced == 20  # delivery.tracking is off: the 490 opens and clicks are tied to no delivery
     print(f"1,000 signed events over HTTP: {elapsed * 1000:.0f} ms (timed in benchmarks/bench_webhook.py)")
 
 
