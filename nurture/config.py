@@ -112,11 +112,20 @@ class Delivery(_Section):
     default_timezone: str = "America/New_York"
     max_emails_per_day: int = Field(default=1, ge=1, le=10)
     sandbox_mode: bool = False
+    # off: SendGrid tracks no open or click; aggregate: it does, and only per-email totals
+    # are kept; per_person: each open and click is stored against its delivery (README, Health privacy).
+    tracking: Literal["off", "aggregate", "per_person"] = "off"
 
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         return _check_zone(value)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
 
 
 class Database(_Section):

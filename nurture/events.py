@@ -37,6 +37,10 @@ from nurture.store.models import ConsentKind, EventKind
 
 _CHUNK = 500
 
+# Reading behaviour: tied to a delivery (so to a person) only under `delivery.tracking: per_person`;
+# otherwise stored with the email's stream and step only, as per-email totals that name no one.
+_READING_KINDS = frozenset({EventKind.OPENED, EventKind.CLICKED})
+
 # When one batch carries several suppressing events for one person, the strongest wins.
 _SUPPRESS_ORDER = (ConsentKind.COMPLAINT, ConsentKind.BOUNCE, ConsentKind.UNSUBSCRIBE)
 
@@ -109,8 +113,18 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         # Which referenced deliveries exist, and whose they are: one query per 500.
         wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
         owners: dict[int, int | None] = {}
+        emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
         for chunk in chunks(wanted, _CHUNK):
-            owners.update(session.execute(select(m.Delivery.id, m.Delivery.subscriber_id).where(m.Delivery.id.in_(chunk))).all())
+            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(m.Delivery.id.in_(chunk))
+            for delivery_id, subscriber_id, stream, step in session.execute(found):
+                owners[delivery_id] = subscriber_id
+                emails[delivery_id] = (stream, step)
+        per_person = app.config.delivery.tracking == "per_person"
+
+        def delivery_of(item: NormalizedEvent) -> int | None:
+            if item.delivery_ref not in owners or (item.kind in _READING_KINDS and not per_person):
+                return None
+            return item.delivery_ref
 
         rows = [
             {
@@ -118,9 +132,9 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
                 "provider_event_id": item.provider_event_id,
                 "kind": item.kind,
                 "raw_event": item.raw_event,
-                "delivery_id": item.delivery_ref if item.delivery_ref in owners else None,
-                "stream": item.stream,
-                "step": item.step,
+                "delivery_id": delivery_of(item),
+                "stream": emails[item.delivery_ref][0] if item.delivery_ref in emails else item.stream,
+                "step": emails[item.delivery_ref][1] if item.delivery_ref in emails else item.step,
                 "occurred_at": item.occurred_at,
                 "received_at": now,
                 "detail": item.detail,

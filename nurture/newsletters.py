@@ -32,7 +32,7 @@ from nurture.content.snapshots import stored_content
 from nurture.errors import InputError, NotFound
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
-from nurture.sending.streams import NEWSLETTER_TEST_STREAM, newsletter_stream
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 
@@ -255,7 +255,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     recipient = Recipient(
         email=address,
         first_name=None,
-        unsubscribe_url=links.unsubscribe_url(app.config, 0, NEWSLETTER_TEST_STREAM),
+        unsubscribe_url=links.test_copy_unsubscribe_url(app.config),
     )
     envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
     envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)

@@ -264,14 +264,15 @@ def campaign_resume(obj: Context, name: str, now: str | None) -> None:
 def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: bool) -> None:
     """How each email did: sent, delivered, opened, clicked, bounced, complaints, unsubscribed.
 
-    Counts of sent emails, with each as a share of sent. Opens are approximate
-    (some mail apps open every email, others block tracking).
+    Counts of sent emails, with each as a share of sent. Opens and clicks follow
+    delivery.tracking: "not tracked" when off, totals per email when aggregate.
+    Opens are approximate (some mail apps open every email, others block tracking).
 
     \b
     Example:
       nurture stats --campaign kap-intro --since 2026-12-01
     """
-    from nurture.reporting.stats import COUNTS, RATES, step_stats
+    from nurture.reporting.stats import COUNTS, RATES, TRACKING_NOTES, step_stats
 
     app = obj.app
     since_at = parse_practice_time(app.config, since, "--since") if since else None
@@ -284,7 +285,8 @@ def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: b
                 "step": r.step,
                 "subject": r.subject,
                 **r.counts,
-                **{f"{name}_rate": round(r.rate(name), 4) for name in RATES},
+                **{f"{name}_rate": round(r.rate(name), 4) if r.has_rate(name) else None for name in RATES},
+                "tracking": r.tracking,
             }
             for r in rows
         ]
@@ -294,14 +296,13 @@ def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: b
     table = []
     for r in rows:
         cells = [f"{r.label}  {r.subject[:34]}", str(r.sent)]
-        for name in RATES:
-            value = getattr(r, name)
-            cells.append(f"{value} ({r.rate(name) * 100:.1f}%)" if r.sent else str(value))
+        cells += [r.shown(name) for name in RATES]
         table.append(cells)
     widths = [max(len(headers[i]), *(len(row[i]) for row in table)) if table else len(headers[i]) for i in range(len(headers))]
     click.echo("  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(headers)))
     for row in table:
         click.echo("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
+    click.echo(TRACKING_NOTES[app.config.delivery.tracking])
     click.echo(f"{sum(r.sent for r in rows)} email(s) sent" + (f" since {since}" if since else ""))
 
 

@@ -35,6 +35,7 @@ from mjml import mjml2html
 from nurture import links
 from nurture.config import Config
 from nurture.content.campaigns import Campaign, EmailSource, Step
+from nurture.content.htmllines import wrap_html_lines
 from nurture.content.markdown import markdown_parser, markdown_to_text
 from nurture.content.prepared import (
     HTML_TAGS,
@@ -143,7 +144,8 @@ class Renderer:
         name = f"{campaign.slug}/{step.slug}"
         key = ("step", name, step.email)
         if key not in self._cache:
-            self._cache[key] = self._prepare_marketing(step.email, name, "step", [campaign.slug])
+            # The category is the kind of email, never the campaign: SendGrid sees every category.
+            self._cache[key] = self._prepare_marketing(step.email, name, "step", ["series"])
         return self._cache[key]
 
     def prepare_newsletter(self, email: EmailSource, name: str) -> PreparedEmail:
@@ -287,7 +289,7 @@ class Renderer:
         leftover = _MJ_LEFTOVER.search(html)
         if leftover:
             raise ContentError(f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> is not a known MJML tag or is misplaced")
-        return html
+        return wrap_html_lines(html)
 
     def _stage2(self, env: jinja2.Environment, path: Path, source: str) -> jinja2.Template:
         try:

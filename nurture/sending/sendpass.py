@@ -22,7 +22,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from nurture import links
@@ -213,9 +213,11 @@ class SendingPass:
                 first_name=claim.first_name,
                 unsubscribe_url=links.unsubscribe_url(self.config, claim.subscriber_id, claim.stream),
             )
-            custom_args = {"delivery_id": str(claim.delivery_id), "campaign": claim.stream, "step": str(claim.step)}
+            # The provider gets an opaque id only: events find stream and step through the delivery row.
+            custom_args = {"delivery_id": str(claim.delivery_id)}
             try:
-                envelopes.append(prepared.envelope(str(claim.delivery_id), recipient, custom_args))
+                envelope = prepared.envelope(str(claim.delivery_id), recipient, custom_args)
+                envelopes.append(replace(envelope, stream=claim.stream, step=claim.step))
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
@@ -226,7 +228,7 @@ class SendingPass:
             ready = [claim for claim in ready if claim not in failed]
         if not envelopes:
             return None, []
-        return prepared.batch(envelopes), ready
+        return replace(prepared.batch(envelopes), sent_at=self.now), ready
 
     def _prepared(self, claim: Claim) -> PreparedEmail:
         if claim.newsletter_id is None:
