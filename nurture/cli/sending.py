@@ -11,6 +11,7 @@ from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.times import parse_age, parse_now
 from nurture.errors import InputError
 from nurture.providers.recording import RecordingTransport
+from nurture.sending.daemon import run_daemon
 from nurture.sending.sendpass import PassSummary, SendingPass, count_due, list_stuck, release
 from nurture.sending.simulate import simulate as run_simulation
 
@@ -141,8 +142,6 @@ def run(obj: Context, interval: int) -> None:
     Example (systemd ExecStart):
       /srv/nurture/.venv/bin/nurture run
     """
-    from nurture.sending.daemon import run_daemon
-
     def report(summary: PassSummary) -> None:
         if summary.sent or summary.failed or summary.skipped or summary.fatal:
             click.echo(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}Z {summary.line()}")
