@@ -59,7 +59,7 @@ def parse_local(text: str) -> datetime:
             return datetime.strptime(value, pattern)
         except ValueError:
             continue
-    raise InputError(f"--at {text!r}: write the local date and time as YYYY-MM-DD HH:MM, for example 2026-12-01 09:00")
+    raise InputError(f"--at {text!r}: use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00")
 
 
 def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmail", list["Finding"]]:
