@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from nurture import links
 from nurture.config import Config
 from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
-from nurture.content.rendering import Recipient, Renderer
+from nurture.content.prepared import Recipient
+from nurture.content.rendering import Renderer
 from nurture.providers.outbox import build_message
 
 
