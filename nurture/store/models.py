@@ -116,6 +116,7 @@ class ConsentKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
+    BOOKED = "booked"  # the booking webhook ended the series; no booking details are kept
 
 
 class ConsentEvent(Base):
