@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from nurture.cli import content as cli_content
 from nurture.cli import owner as cli_owner
+from nurture.cli import summary as cli_summary
 from nurture.cli import web as cli_web
 from nurture.cli.base import Context, Group, now_option, parse_now, pass_context
 from nurture.errors import InputError
@@ -365,6 +366,7 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"error: {summary.fatal}", err=True)
         click.echo("stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True)
         sys.exit(3)
+    cli_summary.owner_notices(app, moment, weekly=False)
 
 
 @cli.group(cls=Group, invoke_without_command=True)
@@ -467,7 +469,7 @@ def run(obj: Context, interval: int) -> None:
             click.echo(f"error: {summary.fatal}", err=True)
 
     click.echo(f"nurture run: a pass every {interval}s with the {obj.app.transport.name} transport; Ctrl-C to stop")
-    code = run_daemon(obj.app, interval_seconds=interval, report=report)
+    code = run_daemon(obj.app, interval_seconds=interval, report=report, after_pass=lambda now: cli_summary.owner_notices(obj.app, now, weekly=True))
     click.echo("stopped")
     sys.exit(code)
 
@@ -476,6 +478,7 @@ def run(obj: Context, interval: int) -> None:
 cli_content.register(cli)
 cli_web.register(cli)
 cli_owner.register(cli)
+cli_summary.register(cli)
 
 
 def main() -> None:
