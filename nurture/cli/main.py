@@ -377,8 +377,9 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
 def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None) -> None:
     """Inspect and release deliveries.
 
-    A stuck delivery may or may not have gone out, so it is never resent by itself.
-    Check (for example in SendGrid's activity feed), then release it to send again.
+    A stuck delivery may or may not have gone out. SendGrid's events settle it by
+    themselves (and silence, once the webhook has proved it works, sends it again);
+    without the webhook, check SendGrid's activity feed, then release it to send again.
 
     \b
     Example:
