@@ -8,7 +8,8 @@ Each goes out once: a row in owner_notices is written first, like a delivery's c
 (unique per kind and period), and removed again if the email could not be sent.
 
 - The summary: `nurture summary` sends it on demand; `nurture run` sends it each
-  Monday from 08:00 practice time (delivery.default_timezone), once per week.
+  Monday from 08:00 practice time (delivery.default_timezone), once per week (a
+  Monday the daemon was down all day is skipped, not made up later in the week).
 - An alert: after any pass, when complaints or bounces cross their limits over the
   last 7 days, or emails are stuck for an hour with no way to settle them; at most
   one a day.
@@ -188,7 +189,9 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
                 sent.append(ALERT)
         if weekly:
             period, due_at = summary_period(app, now)
-            if now >= due_at and _send_claimed(app, SUMMARY, period, now, summary_notice(app, numbers, now)):
+            # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
+            today = now.astimezone(zone(app.config.delivery.default_timezone)).date().isoformat()
+            if now >= due_at and today == period and _send_claimed(app, SUMMARY, period, now, summary_notice(app, numbers, now)):
                 sent.append(SUMMARY)
     except NurtureError as exc:
         log.warning("owner notice not sent: %s", exc)

@@ -28,9 +28,12 @@ MONDAY_8 = at("2026-11-30 16:00")
 NOW = MONDAY_8
 
 
+OWNER = {"practice.owner_email": "owner@example.com"}
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> App:
-    return make_app(tmp_path)
+    return make_app(tmp_path, **OWNER)
 
 
 def build_week(app: App) -> None:
@@ -153,6 +156,7 @@ def test_the_run_loop_sends_the_summary_from_monday_8_once_and_alerts_at_most_da
 
 def test_a_quiet_week_sends_no_alert(app: App) -> None:
     active_subscribers(app, 2, NOW - timedelta(days=2))
+    assert send_due_notices(app, NOW - timedelta(days=4), weekly=True) == [], "a Thursday start waits for Monday"
     assert send_due_notices(app, NOW, weekly=False) == []
     assert send_due_notices(app, NOW, weekly=True) == ["summary"]
     [message] = outbox_messages(app)
@@ -162,7 +166,7 @@ def test_a_quiet_week_sends_no_alert(app: App) -> None:
 def test_summary_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nurture.cli.main import cli
 
-    config = write_project(tmp_path)
+    config = write_project(tmp_path, OWNER)
     monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
     runner = CliRunner()
     result = runner.invoke(cli, ["--config", str(config), "summary", "--now", "2026-11-30T16:00:00Z", "--to", "someone@example.org"])
@@ -172,7 +176,7 @@ def test_summary_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "someone@example.org" in eml.read_text()
 
     (tmp_path / "other").mkdir()
-    unset = write_project(tmp_path / "other", {"practice.owner_email": None})
+    unset = write_project(tmp_path / "other")
     result = runner.invoke(cli, ["--config", str(unset), "summary"])
     assert result.exit_code != 0
     assert "practice.owner_email is not set" in result.stderr and "Traceback" not in result.output
