@@ -109,7 +109,7 @@ def booked_address(source: str, body: bytes) -> str | None:
     """The address of a new booking, None for another kind of event; WebhookRejected(400) if unreadable."""
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting, still under the size limit
         raise WebhookRejected(400, "the signed body is not JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "the signed body is not a JSON object")
