@@ -8,6 +8,10 @@ nothing here knows which provider sent it:
   (providers retry, so the same event arrives again), ties each event to its
   delivery when the delivery still exists, and suppresses the subscriber on a
   bounce, a spam complaint or an unsubscribe, seen for the first time.
+- Any event naming a claimed delivery whose outcome is unknown settles it at once
+  (`nurture.sending.deliveries.settle_from_events`): the provider saw that email.
+  An event that overtakes its claim's outcome stays stored and settles it when the
+  pass records the outcome as unknown.
 - The stored `kind`s are `EventKind`s; the stats code reads them.
 
 Email addresses are used only to find a subscriber when an event carries no
@@ -31,6 +35,7 @@ from nurture.app import App
 from nurture.audience.addresses import normalize_email
 from nurture.audience.consent import suppress
 from nurture.errors import InputError
+from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction
 from nurture.store.models import ConsentKind, EventKind
@@ -79,6 +84,7 @@ class WebhookReport:
     duplicates: int = 0
     malformed: int = 0
     suppressed: int = 0
+    settled: int = 0  # stuck deliveries whose outcome these events settled
     kinds: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,6 +164,8 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         # undo a later, deliberate re-subscription.
         fresh = [item for item in items if item.suppress and item.provider_event_id in stored]
         report.suppressed = _suppress(session, report.provider, fresh, owners, now)
+        named = [item.delivery_ref for item in items if item.delivery_ref is not None and item.delivery_ref in owners]
+        report.settled = settle_from_events(session, named, now) if named else 0
     return report
 
 

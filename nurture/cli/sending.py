@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import click
 
 from nurture.cli.base import Context, Group, now_option, pass_context
+from nurture.cli.summary import owner_notices
 from nurture.cli.times import parse_age, parse_now
 from nurture.errors import InputError
 from nurture.providers.recording import RecordingTransport
@@ -56,6 +57,7 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"error: {summary.fatal}", err=True)
         click.echo("stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True)
         sys.exit(3)
+    owner_notices(app, moment, weekly=False)
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -66,8 +68,9 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
 def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None) -> None:
     """Inspect and release deliveries.
 
-    A stuck delivery may or may not have gone out, so it is never resent by itself.
-    Check (for example in SendGrid's activity feed), then release it to send again.
+    A stuck delivery may or may not have gone out. SendGrid's events settle it by
+    themselves (and silence, once the webhook has proved it works, sends it again);
+    without the webhook, check SendGrid's activity feed, then release it to send again.
 
     \b
     Example:
@@ -150,7 +153,7 @@ def run(obj: Context, interval: int) -> None:
             click.echo(f"error: {summary.fatal}", err=True)
 
     click.echo(f"nurture run: a pass every {interval}s with the {obj.app.transport.name} transport; Ctrl-C to stop")
-    code = run_daemon(obj.app, interval_seconds=interval, report=report)
+    code = run_daemon(obj.app, interval_seconds=interval, report=report, after_pass=lambda now: owner_notices(obj.app, now, weekly=True))
     click.echo("stopped")
     sys.exit(code)
 

@@ -59,6 +59,7 @@ TEMPLATES = {
     "step": ("layout.mjml", "layout.txt"),
     "newsletter": ("newsletter.mjml", "newsletter.txt"),
     "confirmation": ("confirmation.mjml", "confirmation.txt"),
+    "notice": ("notice.mjml", "notice.txt"),
 }
 DEFAULT_CTA_LABELS = {"article": "Read the full article", "booking": "Book a consultation", "url": "Read more"}
 
@@ -176,6 +177,20 @@ class Renderer:
                 source=None,
             )
         return self._cache[key]
+
+    def prepare_notice(self, name: str, subject: str, preheader: str, body_markdown: str) -> PreparedEmail:
+        """A notice to the owner (weekly summary, alert): transactional, written by nurture itself,
+        so not cached (each one is sent once)."""
+        tokens = self._md.parse(body_markdown)
+        values = {
+            "subject": header_text(subject),
+            "preheader": header_text(preheader),
+            "body_html": Markup(self._md.renderer.render(tokens, self._md.options, {})),
+            "body_text": markdown_to_text(tokens),
+            "cta_url": None,
+            "cta_label": None,
+        }
+        return self._build(kind="transactional", name=name, template="notice", values=values, categories=["owner-notice"], source=None)
 
     # stage 1
 
