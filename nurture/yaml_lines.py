@@ -69,18 +69,19 @@ class _OwnerLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:  # type: ignore[override]
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise OwnerYamlError(
-                event.start_mark.line + 1,
+                line,
                 "anchors and aliases (&name, *name, <<:) are not supported here: write the value out in full",
             )
         if self._depth >= MAX_DEPTH:
-            raise OwnerYamlError(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting")
+            raise OwnerYamlError(line, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting")
         self._depth += 1
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
