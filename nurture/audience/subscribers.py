@@ -135,8 +135,8 @@ def record_consent(
 
 
 def is_suppressed(session: Session, app: App, email_key: str) -> bool:
-    digest = address_hash(app.config.secrets.require_secret_key(), email_key)
-    return session.get(m.Suppression, digest) is not None
+    # Under every key: a forgotten person stays suppressed after the secret is rotated.
+    return any(session.get(m.Suppression, address_hash(key, email_key)) is not None for key in app.config.secrets.verification_keys())
 
 
 def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
@@ -307,7 +307,7 @@ class ConfirmResult:
 
 
 def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_agent: str | None = None, source: str = "cli") -> ConfirmResult:
-    claim = read_confirm_token(app.config.secrets.require_secret_key(), token, now)
+    claim = read_confirm_token(app.config.secrets.verification_keys(), token, now)
     with transaction(app.engine) as session:
         subscriber = session.get(m.Subscriber, claim.subscriber_id)
         if subscriber is None:
@@ -333,7 +333,7 @@ def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_
         )
         session.execute(
             delete(m.Suppression).where(
-                m.Suppression.address_hash == address_hash(app.config.secrets.require_secret_key(), subscriber.email_key)
+                m.Suppression.address_hash.in_([address_hash(key, subscriber.email_key) for key in app.config.secrets.verification_keys()])
             )
         )
         enrolled = enroll(session, app, [subscriber.id], now)

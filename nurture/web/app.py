@@ -246,7 +246,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
 
     async def confirm_page(request: Request) -> Response:
         token = request.path_params["token"]
-        secret = config.secrets.require_secret_key()
+        secret = config.secrets.verification_keys()
         if request.method != "POST":
             from nurture.tokens import read_confirm_token
 
@@ -284,7 +284,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
 
         token = request.path_params["token"]
         try:
-            claim = read_unsubscribe_token(config.secrets.require_secret_key(), token)
+            claim = read_unsubscribe_token(config.secrets.verification_keys(), token)
         except TokenError:
             return bad_link()
         if request.method != "POST":
