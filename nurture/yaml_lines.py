@@ -140,7 +140,12 @@ def _syntax_error(text: str, exc: yaml.YAMLError) -> OwnerYamlError:
     if mark is None:
         return OwnerYamlError(None, f"YAML syntax error: {problem}")
     line = mark.line + 1
-    quote_line = _open_quote_line(text, line)
+    context = str(getattr(exc, "context", None) or "")
+    context_mark = getattr(exc, "context_mark", None)
+    if "quoted scalar" in context and context_mark is not None:
+        quote_line: int | None = context_mark.line + 1  # the scanner ran off the end looking for the closing quote
+    else:
+        quote_line = _open_quote_line(text, line)
     if quote_line is not None and quote_line < line:
         return OwnerYamlError(
             quote_line,
