@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(LOCK)
 lock:
 	test -x $(LOCK_TOOLS)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
 	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --generate-hashes --universal \
-		--python-version 3.11 --no-header $(if $(UPGRADE),--upgrade) -o $(LOCK)
+		--python-version 3.11 --no-header --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 install: $(STAMP)
 
