@@ -11,6 +11,8 @@ from datetime import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nurture.app import App
 from nurture.config import load_config
@@ -147,3 +149,69 @@ def test_an_unclosed_quote_is_reported_on_its_own_line(tmp_path):
     text, line = edited("  name: Riverbend Integrative Therapy", '  name: "Riverbend Integrative Therapy')
     message = config_error(project(tmp_path, text))
     assert message.startswith(f"{tmp_path / 'config.yaml'}, line {line}: YAML syntax error: the quoted value")
+
+
+# -- properties ------------------------------------------------------------------------
+
+KEYS = [
+    "NURTURE_PRACTICE__NAME",
+    "NURTURE_PRACTICE__WEBSITE",
+    "NURTURE_SENDER__FROM_EMAIL",
+    "NURTURE_DELIVERY__SEND_WINDOW__START",
+    "NURTURE_DELIVERY__SEND_WINDOW__END",
+    "NURTURE_DELIVERY__BATCH_SIZE",
+    "NURTURE_DELIVERY__OUTBOX_DIR",
+    "NURTURE_DELIVERY__DEFAULT_TIMEZONE",
+    "NURTURE_DELIVERY__SEND_WINDOW",
+    "NURTURE_WEB__PORT",
+    "NURTURE_CONSENT__WORDING",
+    "NURTURE_DATABASE_URL",
+    "NURTURE_NOPE__X",
+]
+YAMLISH = st.text(alphabet=st.sampled_from(list("&*[]{}:,-'\"!|>%@`#? \n\t09aZ.\\\x01\u2028")), max_size=60)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(key=st.sampled_from(KEYS), value=st.one_of(st.text(max_size=80), YAMLISH))
+def test_any_env_override_loads_or_is_one_config_error_naming_the_variable(tmp_path, key, value):
+    if "\x00" in value:
+        return  # an environment variable cannot hold NUL
+    path = project(tmp_path)
+    try:
+        load_config(path, environ={"NURTURE_SECRET_KEY": SECRET, key: value})
+    except ConfigError as exc:
+        assert str(exc).startswith(f"environment variable {key}:") or (key == "NURTURE_NOPE__X"), str(exc)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(value=st.one_of(st.text(max_size=80), YAMLISH))
+def test_any_value_written_in_the_file_loads_or_is_one_config_error_with_a_line(tmp_path, value):
+    text = VALID.replace("  name: Riverbend Integrative Therapy", f"  name: {value}")
+    path = project(tmp_path, text)
+    try:
+        load_config(path, environ={"NURTURE_SECRET_KEY": SECRET})
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}, line ") or str(exc).startswith(f"{path}: "), str(exc)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(hour=st.integers(0, 23), minute=st.integers(0, 59), padded=st.booleans(), quoted=st.booleans())
+def test_every_clock_time_means_itself_however_it_is_written(tmp_path, hour, minute, padded, quoted):
+    written = f"{hour:02d}:{minute:02d}" if padded else f"{hour}:{minute:02d}"
+    if quoted:
+        written = f'"{written}"'
+    if (hour, minute) == (23, 59):
+        return  # end must be later than start
+    config = load_config(window(tmp_path, written, '"23:59"'), environ={"NURTURE_SECRET_KEY": SECRET})
+    assert config.delivery.send_window.start == time(hour, minute)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(text=st.one_of(YAMLISH, st.text(max_size=200)))
+def test_any_config_file_loads_or_is_one_config_error(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(path, environ={"NURTURE_SECRET_KEY": SECRET})
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)), str(exc)
