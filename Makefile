@@ -11,7 +11,7 @@ LOCK := requirements-lock.txt
 LOCK_TOOLS := .venv-lock
 UV_VERSION := 0.13.9
 
-.PHONY: demo test install bench clean lock
+.PHONY: demo test install bench fuzz clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Hostile and careless inputs per surface; longer: make fuzz FUZZ_ARGS="--inputs 20000 --seed 2"
+fuzz: $(STAMP)
+	$(PY) benchmarks/fuzz.py $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOCK_TOOLS) demo test-artifacts nurture.db* outbox preview
