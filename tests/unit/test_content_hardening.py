@@ -17,8 +17,9 @@ from nurture.content.campaigns import BodyEnvironment, EmailSource, FrontMatter,
 from nurture.content.checks import check_content
 from nurture.content.rendering import Renderer
 from nurture.errors import ContentError
-from tests.support.factories import SECRET, make_config
+from tests.support.factories import SECRET, make_config, write_project
 from tests.unit.test_checks import assert_finding, write_step
+from tests.unit.test_import import run_nurture, write_csv
 
 BODY_LINE = 6  # write_step: ---, subject, preheader, article, ---, then the body
 
@@ -195,3 +196,11 @@ def test_the_body_environment_accepts_only_text_and_names(text):
         template.render(practice_name="P")
     except Exception as exc:  # noqa: BLE001
         assert type(exc).__name__ == "UndefinedError", repr(exc)
+
+
+def test_an_import_of_one_row_says_1_row(tmp_path):
+    write_project(tmp_path)
+    write_csv(tmp_path / "one.csv", [["one@example.com", "One", "", "2025-01-01", "form"]])
+    result = run_nurture(tmp_path, "import", "one.csv", "--now", "2026-12-01T18:00:00Z")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1 row: 1 added"), result.stdout
