@@ -173,10 +173,3 @@ def read_owner_yaml(text: str) -> OwnerYaml:
         loader.dispose()
     return OwnerYaml(data, lines)
 
-
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path to its 1-based line; {} if the text is not acceptable owner YAML."""
-    try:
-        return read_owner_yaml(text).lines
-    except OwnerYamlError:
-        return {}
