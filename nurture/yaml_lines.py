@@ -8,8 +8,9 @@ quietly change what the owner meant or let a small file cost unbounded work:
 - anchors and aliases (`&name`, `*name`, `<<:`) are refused: nothing an owner
   writes needs them, and nested aliases expand exponentially (a "billion laughs"
   file of a few hundred bytes);
-- nesting deeper than MAX_DEPTH is refused before the recursive composer runs
-  into Python's recursion limit;
+- nesting deeper than MAX_DEPTH is refused as the scanner meets it, before the
+  recursive composer runs into Python's recursion limit, and a text longer than
+  MAX_CHARACTERS is refused unread;
 - a key written twice is refused (YAML keeps the last one silently);
 - a syntax error caused by a quote left open names the line where the quote
   starts, not the line where the parser finally noticed.
@@ -27,6 +28,9 @@ from typing import Any
 import yaml
 
 MAX_DEPTH = 20  # config.yaml needs 3 levels, campaign.yaml 3, front matter 1
+# The example config.yaml is 2 KB; PyYAML reads about 100 KB a second, so this bounds
+# the time a file can take as well as its size.
+MAX_CHARACTERS = 100_000
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -68,6 +72,13 @@ class _OwnerLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
+        # PyYAML's scanner does work per open [ or { for every token, so deep flow
+        # nesting costs quadratic time before the composer ever sees it: stop here.
+        if self.flow_level >= MAX_DEPTH:
+            raise OwnerYamlError(self.get_mark().line + 1, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting")
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -126,7 +137,7 @@ def _open_quote_line(text: str, error_line: int) -> int | None:
                 break
             if isinstance(token, yaml.ScalarToken) and token.style in ("'", '"') and token.end_mark.line > token.start_mark.line:
                 start = token.start_mark.line + 1
-    except yaml.YAMLError:
+    except (yaml.YAMLError, OwnerYamlError):
         pass  # the tokens before the error are what matter
     return start
 
@@ -157,6 +168,8 @@ def _syntax_error(text: str, exc: yaml.YAMLError) -> OwnerYamlError:
 
 def read_owner_yaml(text: str) -> OwnerYaml:
     """Parse `text` as the owner's YAML; raise OwnerYamlError naming the line of any problem."""
+    if len(text) > MAX_CHARACTERS:
+        raise OwnerYamlError(None, f"{len(text):,} characters is far more than this file needs; the limit is {MAX_CHARACTERS:,}")
     try:
         loader = _OwnerLoader(text)  # the reader refuses control characters right here
     except yaml.YAMLError as exc:

@@ -215,3 +215,20 @@ def test_any_config_file_loads_or_is_one_config_error(tmp_path, text):
         load_config(path, environ={"NURTURE_SECRET_KEY": SECRET})
     except ConfigError as exc:
         assert str(exc).startswith(str(path)), str(exc)
+
+
+@pytest.mark.parametrize("value", ["{{ (" * 1000, "[" * 50_000, "[a, " * 20_000])
+def test_deep_flow_nesting_is_refused_before_it_costs_time(tmp_path, value):
+    started = clock.monotonic()
+    message = config_error(project(tmp_path), {"NURTURE_PRACTICE__WEBSITE": value}) if len(value) < 10_000 else None
+    path = project(tmp_path, VALID + f"extra: {value}\n")
+    file_message = config_error(path)
+    assert clock.monotonic() - started < 3
+    assert "nested more than" in file_message
+    if message is not None:  # an override that is not YAML is taken as text, then validated
+        assert message.startswith("environment variable NURTURE_PRACTICE__WEBSITE: practice.website: ")
+
+
+def test_a_huge_config_file_is_refused_unread(tmp_path):
+    path = project(tmp_path, VALID + "extra: [" + "1, " * 40_000 + "]\n")
+    assert "the limit is 100,000" in config_error(path)
