@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -32,9 +31,9 @@ SECRET_ENV = "NURTURE_SECRET_KEY"
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SENDGRID_HOST_ENV = "NURTURE_SENDGRID_HOST"
 WEBHOOK_KEY_ENV = "NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY"
-# Variables that look like overrides but are not config keys.
-_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL", "NURTURE_PREVIOUS_SECRET_KEYS"}
 PREVIOUS_SECRETS_ENV = "NURTURE_PREVIOUS_SECRET_KEYS"
+# Variables that look like overrides but are not config keys.
+_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, PREVIOUS_SECRETS_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL"}
 _CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::00)?")
 
 
