@@ -29,7 +29,10 @@ class App:
 
     @classmethod
     def open(cls, config: Config, *, migrate: bool = True) -> "App":
-        engine = make_engine(config.database_url)
+        try:
+            engine = make_engine(config.database_url)
+        except OSError as exc:  # the folder of a SQLite file could not be created
+            raise config.database_folder_error(exc) from None
         if migrate:
             ensure_schema(engine)
         return cls(config=config, engine=engine)
@@ -93,4 +96,4 @@ def make_transport(config: Config) -> Transport:
         )
     from nurture.providers.outbox import OutboxTransport
 
-    return OutboxTransport(config.outbox_dir)
+    return OutboxTransport(config.prepare_outbox_dir())

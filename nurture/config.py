@@ -12,18 +12,19 @@ known, the key and what to do.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from nurture.yaml_lines import key_lines
 from nurture.errors import ConfigError
+from nurture.yaml_lines import OwnerYamlError, read_owner_yaml
 
 ENV_PREFIX = "NURTURE_"
 SECRET_ENV = "NURTURE_SECRET_KEY"
@@ -31,9 +32,19 @@ SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SENDGRID_HOST_ENV = "NURTURE_SENDGRID_HOST"
 WEBHOOK_KEY_ENV = "NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY"
 BOOKING_SECRET_ENV = "NURTURE_BOOKING_WEBHOOK_SECRET"
+PREVIOUS_SECRETS_ENV = "NURTURE_PREVIOUS_SECRET_KEYS"
 # Variables that look like overrides but are not config keys.
-_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, BOOKING_SECRET_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL"}
+_NOT_OVERRIDES = {
+    SECRET_ENV,
+    SENDGRID_HOST_ENV,
+    WEBHOOK_KEY_ENV,
+    BOOKING_SECRET_ENV,
+    PREVIOUS_SECRETS_ENV,
+    "NURTURE_CONFIG",
+    "NURTURE_DATABASE_URL",
+}
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::00)?")
 
 
 def _check_address(value: str) -> str:
@@ -69,11 +80,45 @@ def _check_duration(value: Any) -> Any:
     return value
 
 
+def _control_character(value: str, allowed: str) -> str | None:
+    """The first control or invisible formatting character in `value` not in `allowed`, if any."""
+    if value.isprintable():  # the common case: no Cc/Cf/Zl/Zp character at all
+        return None
+    return next((ch for ch in value if ch not in allowed and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
+
+
+def _clock(value: object) -> time:
+    """'9:00' or '09:00' (optionally ':00' seconds) as a time of day; anything else is refused.
+
+    Numbers are refused rather than read as seconds: YAML 1.1 turned an unquoted 9:00
+    into 540, and a window of 00:09 is never what the owner meant."""
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    match = _CLOCK.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match and int(match[1]) < 24 and int(match[2]) < 60:
+        return time(int(match[1]), int(match[2]))
+    raise ValueError(f"{value!r} is not a time of day: write it as \"HH:MM\" (24-hour, in quotes), from \"00:00\" to \"23:59\"")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Keys whose text may span lines; every other text goes into one line of a page or a header.
+    _multiline: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            allowed = "\n\t" if info.field_name in cls._multiline else ""
+            bad = _control_character(value, allowed)
+            if bad is not None:
+                raise ValueError(f"holds the control character U+{ord(bad):04X}: remove it (retype the value if you pasted it)")
+        return value
 
 
 class Practice(_Section):
+    _multiline: ClassVar[frozenset[str]] = frozenset({"postal_address"})
+
     name: str = Field(min_length=1)
     postal_address: str = Field(min_length=5)
     website: str
@@ -107,6 +152,11 @@ class Sender(_Section):
 class SendWindow(_Section):
     start: time = time(9, 0)
     end: time = time(17, 0)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: object) -> time:
+        return _clock(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> "SendWindow":
@@ -168,6 +218,7 @@ class Web(_Section):
 class Consent(_Section):
     """The wording shown at signup. Change `version` whenever `wording` changes."""
 
+    _multiline: ClassVar[frozenset[str]] = frozenset({"wording"})
     version: str = Field(min_length=1)
     wording: str = Field(min_length=10)
 
@@ -188,6 +239,8 @@ class Secrets:
     sendgrid_host: str
     webhook_public_key: str | None
     booking_webhook_secret: str | None = None
+    # Keys used before the current one: links they signed still verify (see README, rotation).
+    previous_secret_keys: tuple[str, ...] = ()
 
     def require_secret_key(self) -> str:
         if not self.secret_key:
@@ -199,6 +252,10 @@ class Secrets:
         if len(self.secret_key) < 16:
             raise ConfigError(f"{SECRET_ENV} is too short: use at least 16 random characters.")
         return self.secret_key
+
+    def verification_keys(self) -> tuple[str, ...]:
+        """The current key first, then the previous ones: every key a link may have been signed with."""
+        return (self.require_secret_key(), *self.previous_secret_keys)
 
     def require_sendgrid_key(self) -> str:
         if not self.sendgrid_api_key:
@@ -215,6 +272,31 @@ class Config:
     secrets: Secrets
     path: Path
     base_dir: Path  # relative paths in the file (outbox_dir, sqlite files) are relative to this
+    # Where each key set by an environment variable or written in the file came from.
+    origins: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+
+    def where(self, *key: str) -> str:
+        """'environment variable X' or 'config.yaml, line N' (or the file alone) for a key path."""
+        return self.origins.get(key) or str(self.path)
+
+    def prepare_outbox_dir(self) -> Path:
+        """The outbox folder, created if missing; ConfigError if it cannot be a folder."""
+        directory = self.outbox_dir
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.where('delivery', 'outbox_dir')}: delivery.outbox_dir: {directory} cannot be used as the outbox folder "
+                f"({exc.strerror or exc}); point it at a folder you can write to"
+            ) from None
+        return directory
+
+    def database_folder_error(self, exc: OSError) -> ConfigError:
+        """The error to show when the folder of a SQLite database.url cannot be created."""
+        return ConfigError(
+            f"{self.where('database', 'url')}: database.url: the folder for the SQLite file in {self.settings.database.url} "
+            f"cannot be created ({exc.strerror or exc}); point database.url at a folder you can write to"
+        )
 
     @property
     def practice(self) -> Practice:
@@ -257,6 +339,18 @@ class Config:
         return self.base_dir / "templates"
 
 
+def _env_value(raw: str) -> Any:
+    """An override's value: read as owner YAML (so 500 is a number), else kept as text.
+
+    Text over several lines is kept as it is: YAML would fold its line breaks into spaces."""
+    if not raw.strip() or "\n" in raw or "\r" in raw:
+        return raw
+    try:
+        return read_owner_yaml(raw).data
+    except OwnerYamlError:
+        return raw
+
+
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
     overrides = []
     for name, raw in sorted(environ.items()):
@@ -265,14 +359,17 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], An
         path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
         if not all(path):
             raise ConfigError(f"environment variable {name}: empty key part; use NURTURE_SECTION__KEY")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        overrides.append((path, value, name))
+        overrides.append((path, _env_value(raw), name))
     if environ.get("NURTURE_DATABASE_URL"):
         overrides.append((("database", "url"), environ["NURTURE_DATABASE_URL"], "NURTURE_DATABASE_URL"))
     return overrides
+
+
+def _previous_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in environ.get(PREVIOUS_SECRETS_ENV, "").split(",") if key.strip())
+    if any(len(key) < 16 for key in keys):
+        raise ConfigError(f"{PREVIOUS_SECRETS_ENV}: every key must be at least 16 characters (separate keys with commas)")
+    return keys
 
 
 def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any, origin: str) -> None:
@@ -315,12 +412,12 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raise ConfigError(f"{where}: cannot read the config file ({exc})") from None
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}{line}: YAML syntax error: {problem}. Check indentation and quoting.") from None
+        document = read_owner_yaml(text)
+    except OwnerYamlError as exc:
+        line = f", line {exc.line}" if exc.line is not None else ""
+        hint = " Check indentation and quoting." if exc.message.startswith("YAML syntax error") else ""
+        raise ConfigError(f"{where}{line}: {exc.message}.{hint}") from None
+    data, lines = document.data, document.lines
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -334,7 +431,6 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        lines = key_lines(text)
         problems = []
         for error in exc.errors():
             key_path = tuple(str(part) for part in error["loc"])
@@ -354,14 +450,15 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         sendgrid_host=(env.get(SENDGRID_HOST_ENV) or "https://api.sendgrid.com").rstrip("/"),
         webhook_public_key=env.get(WEBHOOK_KEY_ENV) or None,
         booking_webhook_secret=env.get(BOOKING_SECRET_ENV) or None,
+        previous_secret_keys=_previous_keys(env),
     )
+    located = {key_path: f"{where}, line {line_number}" for key_path, line_number in lines.items()}
+    located.update({key_path: f"environment variable {origin}" for key_path, origin in origins.items()})
     if settings.delivery.transport == "sendgrid" and not secrets.sendgrid_api_key:
         # Say where sendgrid was chosen: the file's line, or the variable that overrode it.
-        override = origins.get(("delivery", "transport"))
-        line_number = key_lines(text).get(("delivery", "transport"))
-        location = f"environment variable {override}" if override else f"{where}, line {line_number}" if line_number else where
+        location = located.get(("delivery", "transport"), where)
         try:
             secrets.require_sendgrid_key()
         except ConfigError as exc:
             raise ConfigError(f"{location}: {exc}") from None
-    return Config(settings=settings, secrets=secrets, path=config_path, base_dir=config_path.resolve().parent)
+    return Config(settings=settings, secrets=secrets, path=config_path, base_dir=config_path.resolve().parent, origins=located)

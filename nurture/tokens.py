@@ -3,6 +3,15 @@
 A token is `base64url(payload) "." base64url(hmac)`, with a key derived per
 purpose from NURTURE_SECRET_KEY so a confirmation token can never be used as an
 unsubscribe token or the other way round. Tokens carry ids, never addresses.
+
+Only the canonical spelling verifies (unpadded base64url, spare bits zero): each
+part is decoded and encoded again, and must come back unchanged. Otherwise one
+link would have many spellings that all work, and a link could not be matched
+or revoked by its text.
+
+Verifying takes one key or several: new tokens are signed with the current key
+(the first), and tokens signed with any of NURTURE_PREVIOUS_SECRET_KEYS still
+verify, so a key can be rotated without breaking unsubscribe links in old emails.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -24,8 +35,15 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_INVALID = "this link is not valid: it may have been cut short or changed"
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of a canonical unpadded base64url string; ValueError for any other spelling."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:  # padding, +/ , whitespace, stray characters or non-zero spare bits
+        raise ValueError("not canonical base64url")
+    return data
 
 
 @lru_cache(maxsize=64)
@@ -40,18 +58,28 @@ def _sign(secret: str, purpose: str, payload: str) -> str:
     return f"{_b64(body)}.{_b64(mac)}"
 
 
-def _verify(secret: str, purpose: str, token: str) -> list[str]:
-    """Return the payload fields, or raise TokenError without saying what was wrong."""
+def _verify(secrets: str | Sequence[str], purpose: str, token: str) -> list[str]:
+    """Return the payload fields, or raise TokenError without saying what was wrong.
+
+    `secrets`: the current key, or the current key followed by previous ones."""
+    keys = (secrets,) if isinstance(secrets, str) else tuple(secrets)
     try:
-        body_part, mac_part = token.strip().split(".")
+        body_part, mac_part = token.split(".")
         body = _unb64(body_part)
         mac = _unb64(mac_part)
-    except (ValueError, UnicodeEncodeError):
-        raise TokenError("this link is not valid: it may have been cut short or changed") from None
-    expected = hmac.new(_purpose_key(secret, purpose), body, hashlib.sha256).digest()[:_MAC_BYTES]
-    if not hmac.compare_digest(mac, expected):
-        raise TokenError("this link is not valid: it may have been cut short or changed")
-    return body.decode().split("|")
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        raise TokenError(_INVALID) from None
+    # Every key is tried, so the time taken does not tell which one matched.
+    matched = False
+    for key in keys:
+        expected = hmac.digest(_purpose_key(key, purpose), body, "sha256")[:_MAC_BYTES]
+        matched = hmac.compare_digest(mac, expected) or matched
+    if not matched:
+        raise TokenError(_INVALID)
+    try:
+        return body.decode("utf-8").split("|")
+    except UnicodeDecodeError:
+        raise TokenError(_INVALID) from None
 
 
 @dataclass(frozen=True)
@@ -65,13 +93,13 @@ def make_confirm_token(secret: str, subscriber_id: int, nonce: int, issued_at: d
     return _sign(secret, "confirm", f"{subscriber_id}|{nonce}|{int(issued_at.timestamp())}")
 
 
-def read_confirm_token(secret: str, token: str, now: datetime) -> ConfirmClaim:
-    fields = _verify(secret, "confirm", token)
+def read_confirm_token(secrets: str | Sequence[str], token: str, now: datetime) -> ConfirmClaim:
+    fields = _verify(secrets, "confirm", token)
     try:
         subscriber_id, nonce, issued = (int(field) for field in fields)
-    except ValueError:
-        raise TokenError("this link is not valid: it may have been cut short or changed") from None
-    issued_at = datetime.fromtimestamp(issued, timezone.utc)
+        issued_at = datetime.fromtimestamp(issued, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise TokenError(_INVALID) from None
     if now - issued_at > CONFIRM_TTL:
         raise TokenError("this confirmation link has expired (links last 7 days): please sign up again")
     return ConfirmClaim(subscriber_id, nonce, issued_at)
@@ -88,10 +116,10 @@ def make_unsubscribe_token(secret: str, subscriber_id: int, stream: str) -> str:
     return _sign(secret, "unsubscribe", f"{subscriber_id}|{stream}")
 
 
-def read_unsubscribe_token(secret: str, token: str) -> UnsubscribeClaim:
-    fields = _verify(secret, "unsubscribe", token)
-    if len(fields) != 2 or not fields[0].isdigit():
-        raise TokenError("this link is not valid: it may have been cut short or changed")
+def read_unsubscribe_token(secrets: str | Sequence[str], token: str) -> UnsubscribeClaim:
+    fields = _verify(secrets, "unsubscribe", token)
+    if len(fields) != 2 or not fields[0].isascii() or not fields[0].isdigit():
+        raise TokenError(_INVALID)
     return UnsubscribeClaim(int(fields[0]), fields[1])
 
 

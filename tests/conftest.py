@@ -4,9 +4,20 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support import browser as _browser
 from tests.support import postgres as _pg
+
+
+# Property-based tests (hypothesis): in CI the same bounded set of examples every run
+# (derandomize: the seed comes from each test's name), so a red CI is reproducible and
+# its time is bounded; on a developer machine, fresh random examples each run.
+# HYPOTHESIS_PROFILE=thorough runs many more (benchmarks/fuzz.py is the longer campaign).
+settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True)
+settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -63,8 +63,8 @@ def record_consent(
 
 
 def is_suppressed(session: Session, app: App, email_key: str) -> bool:
-    digest = address_hash(app.config.secrets.require_secret_key(), email_key)
-    return session.get(m.Suppression, digest) is not None
+    # Under every key: a forgotten person stays suppressed after the secret is rotated.
+    return any(session.get(m.Suppression, address_hash(key, email_key)) is not None for key in app.config.secrets.verification_keys())
 
 
 def suppress(session: Session, subscriber_ids: Sequence[int], kind: m.ConsentKind, now: datetime, *, source: str, detail: str | None = None) -> int:

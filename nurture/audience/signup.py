@@ -98,7 +98,7 @@ class ConfirmResult:
 
 
 def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_agent: str | None = None, source: str = "cli") -> ConfirmResult:
-    claim = read_confirm_token(app.config.secrets.require_secret_key(), token, now)
+    claim = read_confirm_token(app.config.secrets.verification_keys(), token, now)
     with transaction(app.engine) as session:
         subscriber = session.get(m.Subscriber, claim.subscriber_id)
         if subscriber is None:
@@ -124,7 +124,7 @@ def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_
         )
         session.execute(
             delete(m.Suppression).where(
-                m.Suppression.address_hash == address_hash(app.config.secrets.require_secret_key(), subscriber.email_key)
+                m.Suppression.address_hash.in_([address_hash(key, subscriber.email_key) for key in app.config.secrets.verification_keys()])
             )
         )
         enrolled = enroll(session, app, [subscriber.id], now)

@@ -93,7 +93,7 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
     for problem in report.invalid:
         click.echo(f"skipped {csv_file}, {problem}", err=True)
     click.echo(
-        f"{report.rows} rows: {report.created} added, {report.activated} activated, {report.merged} merged, "
+        f"{report.rows} row{'s' if report.rows != 1 else ''}: {report.created} added, {report.activated} activated, {report.merged} merged, "
         f"{len(report.invalid)} invalid, {report.skipped_erased} erased (refused), "
         f"{report.skipped_unsubscribed} unsubscribed (left alone); {report.enrolled} enrolled"
     )

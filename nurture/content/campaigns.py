@@ -5,6 +5,12 @@ campaigns/<slug>/NN-name.md      front matter (subject, preheader, article, cta.
 campaigns/newsletters/*.md       one newsletter each (same front matter, plus segment)
 
 Every problem is a ContentError naming the file, the line and what to do.
+Steps are numbered from 1 in every message (steps[1] is the first), as the owner counts.
+
+The text of an email is a Jinja template for one reason only: `{{ practice_name }}`.
+`BodyEnvironment` is the sandboxed environment that renders it and accepts nothing
+else (no blocks, filters, calls, arithmetic, include/import/extends or macros), so
+no text can run code, loop, recurse or divide by zero while an email is prepared.
 """
 
 from __future__ import annotations
@@ -13,13 +19,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nurture.yaml_lines import key_lines
 from nurture.errors import ContentError
+from nurture.yaml_lines import OwnerYaml, OwnerYamlError, read_owner_yaml
 
 NEWSLETTERS_DIR = "newsletters"
+BODY_PLACEHOLDERS = frozenset({"practice_name"})
+FILE_NAME_MAX = 200  # characters of a step's file: name (file systems allow 255 bytes)
+
+
+class BodyEnvironment(SandboxedEnvironment):
+    """Jinja for the text of an email: literal text and {{ name }} outputs, nothing else.
+
+    The template is checked as it is parsed, so every refusal is a TemplateSyntaxError
+    with the line, which callers already turn into "file:line: ..."."""
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self.globals.clear()  # range, lipsum, dict...: only the context's names remain
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        try:
+            template = super()._parse(source, name, filename)
+        except RecursionError:
+            raise TemplateSyntaxError("the text nests {{ ( [ too deeply to read", 1, name, filename) from None
+        for node in template.body:
+            _check_body_node(node, name, filename)
+        return template
+
+
+def _check_body_node(node: nodes.Node, name: str | None, filename: str | None) -> None:
+    allowed = "only {{ practice_name }} may be used in the text; names and links are filled in by the layout"
+    if isinstance(node, nodes.Output):
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData) or (isinstance(child, nodes.Name) and child.ctx == "load"):
+                continue
+            raise TemplateSyntaxError(f"{{{{ }}}} may hold a name and nothing else: {allowed}", child.lineno, name, filename)
+        return
+    statement = type(node).__name__.lower()
+    raise TemplateSyntaxError(f"{{% {statement} %}} is not allowed: {allowed}", node.lineno, name, filename)
 
 
 class _Strict(BaseModel):
@@ -89,25 +130,35 @@ class Campaign:
         return self.steps[number - 1]
 
 
-def _pydantic_problems(where: Path, text: str, exc: ValidationError, line_offset: int = 0) -> str:
-    lines = key_lines(text)
+def key_name(loc: tuple[str | int, ...]) -> str:
+    """('steps', 0, 'file') -> 'steps[1].file': list items counted from 1, as the owner counts."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part + 1}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "(top)"
+
+
+def _pydantic_problems(where: Path, document: OwnerYaml, exc: ValidationError, line_offset: int = 0) -> str:
+    lines = document.lines
     problems = []
     for error in exc.errors():
         path = tuple(str(part) for part in error["loc"])
         line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
         location = f"{where}:{line + line_offset}" if line else str(where)
         message = "unknown key" if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{location}: {'.'.join(path) or '(top)'}: {message}")
+        problems.append(f"{location}: {key_name(tuple(error['loc']))}: {message}")
     return "\n".join(problems)
 
 
-def _load_yaml(where: Path, text: str, line_offset: int = 0) -> object:
+def _load_yaml(where: Path, text: str, line_offset: int = 0) -> OwnerYaml:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1 + line_offset}" if mark is not None else ""
-        raise ContentError(f"{where}{line}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+        return read_owner_yaml(text)
+    except OwnerYamlError as exc:
+        line = f":{exc.line + line_offset}" if exc.line is not None else ""
+        raise ContentError(f"{where}{line}: {exc.message}") from None
 
 
 def load_email(path: Path) -> EmailSource:
@@ -125,13 +176,13 @@ def load_email(path: Path) -> EmailSource:
     except StopIteration:
         raise ContentError(f"{path}:1: front matter is not closed: add a line '---' after it") from None
     front_text = "".join(lines[1:end])
-    data = _load_yaml(path, front_text, line_offset=1)
-    if not isinstance(data, dict):
+    document = _load_yaml(path, front_text, line_offset=1)
+    if not isinstance(document.data, dict):
         raise ContentError(f"{path}:2: front matter must be 'key: value' lines (subject:, preheader:, ...)")
     try:
-        front = FrontMatter.model_validate(data)
+        front = FrontMatter.model_validate(document.data)
     except ValidationError as exc:
-        raise ContentError(_pydantic_problems(path, front_text, exc, line_offset=1)) from None
+        raise ContentError(_pydantic_problems(path, document, exc, line_offset=1)) from None
     return EmailSource(path=path, front=front, body="".join(lines[end + 1:]).strip("\n") + "\n", body_line=end + 2)
 
 
@@ -141,20 +192,19 @@ def load_campaign(directory: Path) -> Campaign:
         text = spec_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ContentError(f"{spec_path}: file not found (every campaign folder needs a campaign.yaml)") from None
-    data = _load_yaml(spec_path, text)
-    if not isinstance(data, dict):
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContentError(f"{spec_path}: cannot read ({exc})") from None
+    document = _load_yaml(spec_path, text)
+    if not isinstance(document.data, dict):
         raise ContentError(f"{spec_path}:1: expected 'key: value' lines (title:, trigger:, steps:)")
     try:
-        spec = CampaignFile.model_validate(data)
+        spec = CampaignFile.model_validate(document.data)
     except ValidationError as exc:
-        raise ContentError(_pydantic_problems(spec_path, text, exc)) from None
-    lines = key_lines(text)
+        raise ContentError(_pydantic_problems(spec_path, document, exc)) from None
     steps = []
     for number, ref in enumerate(spec.steps, start=1):
-        email_path = directory / ref.file
-        if not email_path.is_file():
-            line = lines.get(("steps", str(number - 1), "file"), 0)
-            raise ContentError(f"{spec_path}:{line}: steps[{number}].file: {ref.file} does not exist in {directory}")
+        where = f"{spec_path}:{document.lines.get(('steps', str(number - 1), 'file'), 1)}: steps[{number}].file"
+        email_path = _step_file(where, directory, ref.file)
         steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path)))
     return Campaign(
         slug=directory.name,
@@ -165,6 +215,22 @@ def load_campaign(directory: Path) -> Campaign:
         stop_on_tags=tuple(spec.stop_on_tags),
         steps=tuple(steps),
     )
+
+
+def _step_file(where: str, directory: Path, name: str) -> Path:
+    """The Markdown file a step names, inside the campaign folder."""
+    if len(name) > FILE_NAME_MAX:
+        raise ContentError(f"{where}: the file name is {len(name)} characters long; keep it under {FILE_NAME_MAX}")
+    if Path(name).is_absolute() or ".." in Path(name).parts or "\0" in name:
+        raise ContentError(f"{where}: {name!r} must be the name of a file in {directory}")
+    email_path = directory / name
+    try:
+        found = email_path.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ContentError(f"{where}: {name} cannot be opened ({exc.strerror or exc})") from None
+    if not found:
+        raise ContentError(f"{where}: {name} does not exist in {directory}")
+    return email_path
 
 
 def load_campaigns(root: Path) -> dict[str, Campaign]:

@@ -44,6 +44,7 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     emails: int = 0  # emails that were rendered and linted
     passed: int = 0  # of those, emails with no finding
+    unchecked: list[str] = field(default_factory=list)  # series whose campaign.yaml did not load
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,11 @@ class CheckReport:
         if self.ok:
             return f"all {self.emails} emails pass"
         problems = len(self.findings)
-        return f"{problems} problem{'s' if problems != 1 else ''} found; {self.passed} of {self.emails} emails pass"
+        summary = f"{problems} problem{'s' if problems != 1 else ''} found; {self.passed} of {self.emails} email{'s' if self.emails != 1 else ''} checked pass"
+        if self.unchecked:
+            # Its emails were never rendered: "n of n pass" alone would read as all clear.
+            summary += f"; not checked: the series {', '.join(self.unchecked)} (fix its campaign.yaml first)"
+        return summary
 
     def render(self) -> str:
         return "\n".join([*(str(finding) for finding in self.findings), self.summary()])
@@ -136,6 +141,7 @@ def check_content(config: Config) -> CheckReport:
                 campaign = load_campaign(folder)
             except ContentError as exc:
                 findings.extend(_findings_from_error(exc))
+                report.unchecked.append(folder.name)
                 continue
             for step in campaign.steps:
                 lint(step.email, lambda c=campaign, s=step: renderer.prepare_step(c, s))

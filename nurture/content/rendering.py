@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from nurture import links
 from nurture.config import Config
-from nurture.content.campaigns import Campaign, EmailSource, Step
+from nurture.content.campaigns import BodyEnvironment, Campaign, EmailSource, Step
 from nurture.content.htmllines import wrap_html_lines
 from nurture.content.markdown import markdown_parser, markdown_to_text
 from nurture.content.prepared import (
@@ -133,7 +132,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._body_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._body_env = BodyEnvironment()  # only {{ practice_name }}: no code, loops or includes in the text
         self._stage2_html = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX)
         self._stage2_text = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX)
         practice = config.practice

@@ -207,7 +207,7 @@ async def confirm_page(request: Request) -> Response:
     app: App = request.app.state.app
     pages: Pages = request.app.state.pages
     token = request.path_params["token"]
-    secret = app.config.secrets.require_secret_key()
+    secret = app.config.secrets.verification_keys()
     if request.method != "POST":
         try:
             read_confirm_token(secret, token, request.app.state.clock())
@@ -235,7 +235,7 @@ async def unsubscribe_page(request: Request) -> Response:
     pages: Pages = request.app.state.pages
     token = request.path_params["token"]
     try:
-        claim = read_unsubscribe_token(app.config.secrets.require_secret_key(), token)
+        claim = read_unsubscribe_token(app.config.secrets.verification_keys(), token)
     except TokenError:
         return _bad_link(pages)
     if links.is_test_copy(claim.subscriber_id, claim.stream):
