@@ -487,6 +487,16 @@ def test_bad_webhooks_get_403_and_nothing_is_stored(site, attack):
     assert subscriber(site.app, sid).status == m.SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("stamp", [b"999999999999", b"253402300800", "²".encode("latin-1"), b"-5", b"1e9"])
+def test_an_absurd_signature_timestamp_gets_403_not_500(site, stamp):
+    body = webhook_body([sg_event("delivered", 1)])
+    headers = {**site.signer.headers(body), "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden"}
+    assert count(site.app, m.ProviderEvent) == 0
+
+
 def test_without_a_public_key_every_webhook_is_refused_and_the_owner_is_told(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="nurture")
     signer = WebhookSigner()
