@@ -534,6 +534,14 @@ def test_one_malformed_event_does_not_lose_the_batch(site):
     assert response.json() == {"received": 5, "stored": 2, "duplicates": 0, "malformed": 3, "suppressed": 0}
 
 
+def test_a_lone_surrogate_or_deep_nesting_costs_only_that_event(site):
+    broken = {**sg_event("dropped", 3), "reason": "\ud800"}
+    body = "[" + ",".join([json.dumps(sg_event("delivered", 1)), json.dumps(broken), "[" * 100_000 + "]" * 100_000]) + "]"
+    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "stored": 1, "duplicates": 0, "malformed": 2, "suppressed": 0}
+
+
 def test_a_bounce_suppresses_before_the_next_send_due(site):
     ids = active_subscribers(site.app, 3, NOW)
     first = send_due(site.app, NOW)
