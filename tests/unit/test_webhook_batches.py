@@ -151,3 +151,22 @@ def test_what_postgresql_refuses_never_reaches_it(tmp_path, postgres_url):
         ]
         report = hook.post_events(events)
         assert (report.received, report.stored, report.malformed) == (4, 2, 2)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        '550 5.1.1 <"leak 7"@example.com>: no such user',
+        "550 5.1.1 leak8@[127.0.0.1] unknown",
+        "clicked https://example.com/Unsubscribe/MXxh.baim-2-Kd9Pv_UwBzNUnnw",
+        "clicked https://example.com/unsubscribe%2FMXxh.baim-2-Kd9Pv_UwBzNUnnw",
+        "to leak9%40example.com%0Aand more",
+    ],
+)
+def test_stored_details_hold_no_address_or_token_in_any_spelling(hook, reason):
+    hook.post_events([bounce(1) | {"reason": reason}])
+    with transaction(hook.app.engine) as session:
+        detail = session.scalar(select(m.ProviderEvent.detail))
+    assert detail.startswith("type=bounce; reason=")
+    for secret in ("leak", "Kd9Pv_UwBzNUnnw", "\n"):
+        assert secret not in detail, detail

@@ -237,12 +237,13 @@ def _detail(kind: EventKind, event: Mapping[str, Any]) -> str | None:
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             continue
-        text = " ".join(_CONTROL.sub(" ", str(value)).split())
+        # Scrubbed first: scrub decodes (%0A, &#10;), and what it decodes is then tidied too.
+        text = " ".join(_CONTROL.sub(" ", scrub(str(value))).split())
         if text:
             parts.append(f"{name}={text}")
     if not parts:
         return None
-    text = scrub("; ".join(parts))
+    text = "; ".join(parts)
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
 
 
