@@ -31,7 +31,7 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.events import scrub
-from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, RateLimiter, SecurityHeaders
+from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, RateLimiter, SecurityHeaders
 from nurture.web.logs import log_config, show_nurture_logs
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.webhooks import sendgrid_webhook
@@ -44,7 +44,7 @@ ROUTES = (
     Route("/subscribe", subscribe_page, methods=["GET", "POST"]),
     Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET", "POST"]),
-    Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"], max_body_size=WEBHOOK_BODY_LIMIT),
+    Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
 )
 _JSON_PATHS = {"/webhooks/sendgrid", "/healthz"}
@@ -58,9 +58,19 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
     """The ASGI app serving `app`'s store. `clock` and `rate_limit` are for tests."""
     site = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            # One-click unsubscribe acts whatever the body (RFC 8058); everything else over
+            # its limit is refused before its handler runs.
+            Middleware(
+                BodyLimit,
+                limit=FORM_BODY_LIMIT,
+                limits={"/webhooks/sendgrid": WEBHOOK_BODY_LIMIT},
+                acts_anyway=("/unsubscribe/",),
+                too_large=http_error,
+            ),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
-        max_body_size=FORM_BODY_LIMIT,
     )
     # What the handlers read from request.app.state.
     site.state.app = app

@@ -1,5 +1,6 @@
-"""What stands between the internet and the handlers: body limits, the signup rate
-limit, the headers every answer carries, and what we take from the client.
+"""What stands between the internet and the handlers: body limits (checked before any
+handler runs), the signup rate limit, the headers every answer carries, and what we
+take from the client.
 
 Client IP: the socket peer. Behind a reverse proxy on the same machine, uvicorn's
 proxy headers support (`proxy_headers=True`, `forwarded_allow_ips="127.0.0.1"`,
@@ -12,10 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
@@ -59,6 +64,83 @@ class RateLimiter:
         if len(self._hits) >= self.max_keys:  # under a flood, forget the oldest half rather than grow
             for key in sorted(self._hits, key=lambda k: self._hits[k][-1])[: len(self._hits) // 2]:
                 del self._hits[key]
+
+
+BODY_DROPPED = "nurture.body_dropped"  # scope key: the body was over the limit and not read
+
+
+class BodyLimit:
+    """Reads each request's whole body before any handler runs, so a refusal comes first.
+
+    A body over its path's limit (a declared Content-Length, or what arrives in chunks)
+    is answered 413 by `too_large` and the handler never runs: nothing is written. Paths
+    starting with one of `acts_anyway` are requests that must be honoured whatever came
+    with them (RFC 8058 one-click unsubscribe): their handler runs with an empty body
+    and `scope[BODY_DROPPED]` set. Starlette's own limit answers 413 only when the
+    handler reads the body, after a handler that does not has already acted.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        too_large: Callable[[Request, Exception], Awaitable[Response]],
+        limits: Mapping[str, int] | None = None,
+        acts_anyway: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.limits = dict(limits or {})
+        self.acts_anyway = acts_anyway
+        self.too_large = too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        body, complete = await self._read(scope, receive, self.limits.get(path, self.limit))
+        if body is None:
+            return  # the client went away
+        if not complete:
+            if not path.startswith(self.acts_anyway):
+                request = Request(scope)
+                response = await self.too_large(request, HTTPException(413))
+                await response(scope, receive, send)
+                return
+            scope[BODY_DROPPED] = True
+            body = b""
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _read(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+        """(the body, True) if within `limit`; (b"", False) once over it; (None, False) on disconnect."""
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            return b"", False
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, False
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return b"", False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
 
 
 class SecurityHeaders:

@@ -34,7 +34,7 @@ from nurture.audience.addresses import clean_first_name, clean_timezone, normali
 from nurture.audience.signup import confirm, subscribe, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
-from nurture.web.guards import RateLimiter, client_ip, user_agent
+from nurture.web.guards import BODY_DROPPED, RateLimiter, client_ip, user_agent
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,8 @@ async def unsubscribe_page(request: Request) -> Response:
 
 async def _is_one_click(request: Request) -> bool:
     """RFC 8058: `List-Unsubscribe=One-Click` as multipart/form-data or urlencoded."""
+    if request.scope.get(BODY_DROPPED):
+        return False  # too large to have been read: an unsubscribe all the same
     try:
         async with request.form(max_files=0, max_fields=20, max_part_size=4096) as form:
             value = form.get("List-Unsubscribe")

@@ -447,6 +447,43 @@ def test_oversized_form_bodies_are_refused(site):
     assert count(site.app, m.Subscriber) == 0
 
 
+def big_body(size: int, chunked: bool) -> dict[str, Any]:
+    data = b"List-Unsubscribe=One-Click&pad=" + b"x" * size
+    if chunked:  # no Content-Length: the limit must hold for what arrives, too
+        return {"content": iter([data[i : i + 8192] for i in range(0, len(data), 8192)]), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    return {"content": data, "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_confirm_is_refused_before_anything_is_written(site, chunked):
+    issued = datetime.now(timezone.utc)
+    sid = pending(site.app, now=issued)
+    response = site.client.post(confirm_path(sid, 1, issued), **big_body(70_000, chunked))
+    assert response.status_code == 413
+    assert "Too large" in response.text and response.headers["x-frame-options"] == "DENY"
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.PENDING
+    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN]
+    assert site.client.post(confirm_path(sid, 1, issued)).status_code == 200  # the connection and the link still work
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_unsubscribe_still_unsubscribes_and_says_so(site, chunked):
+    sid = active_subscribers(site.app, 1, NOW)[0]
+    response = site.client.post(unsubscribe_path(sid), **big_body(70_000, chunked))
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_signup_or_webhook_is_refused_before_its_handler(site, chunked):
+    assert site.client.post("/subscribe", **big_body(70_000, chunked)).status_code == 413
+    body = webhook_body([sg_event("delivered", 1, pad="x" * (9 * 1024 * 1024))])
+    refused = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    assert refused.status_code == 413 and refused.json() == {"error": "request failed"}
+    time.sleep(0.2)
+    assert count(site.app, m.Subscriber) == 0 and count(site.app, m.ProviderEvent) == 0
+
+
 # ---------------------------------------------------------------- the SendGrid webhook
 
 
