@@ -30,9 +30,8 @@ from starlette.routing import Route
 
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
-from nurture.events import scrub
 from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, RateLimiter, SecurityHeaders
-from nurture.web.logs import log_config, show_nurture_logs
+from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.webhooks import sendgrid_webhook
 
@@ -77,6 +76,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
     site.state.clock = clock
     site.state.pages = Pages(app)
     site.state.limiter = RateLimiter(*rate_limit)
+    know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
     return site
 
 
@@ -91,7 +91,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     # Never the exception text: it could name an address. The type is enough to start from.
-    log.error("%s %s failed: %s", request.method, scrub(request.url.path), type(exc).__name__)
+    log.error("%s %s failed: %s", request.method, route_template(request.url.path), type(exc).__name__)
     pages: Pages = request.app.state.pages
     return pages.message(
         "Something went wrong",

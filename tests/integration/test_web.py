@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from uvicorn.logging import AccessFormatter
 from sqlalchemy import func, select
 
 from nurture import tokens
@@ -669,11 +670,61 @@ def test_no_address_name_or_token_reaches_the_logs(site, server_logs):
     access = [record for record in server_logs.records if record.name == "uvicorn.access"]
     assert len(access) >= 9
     text = server_logs.text + "\n".join(record.getMessage() for record in server_logs.records)
-    assert "/confirm/…" in text and "/unsubscribe/…" in text
+    assert "/confirm/{token}" in text and "/unsubscribe/{token}" in text
     assert "sendgrid webhook: 2 received, 1 stored" in text
     assert "sendgrid webhook refused (403)" in text
     for secret in (email, email.lower(), name, token, unsubscribe_token, token.split(".")[0], unsubscribe_token.split(".")[0]):
         assert secret not in text, secret
+
+
+def access_lines(server_logs) -> list[str]:
+    return [record.getMessage() for record in server_logs.records if record.name == "uvicorn.access"]
+
+
+def test_access_lines_name_the_route_never_the_path_or_query(site, server_logs):
+    sid = active_subscribers(site.app, 1, NOW)[0]
+    token = unsubscribe_path(sid).rsplit("/", 1)[1]
+    issued = datetime.now(timezone.utc)
+    confirm_token = confirm_path(pending(site.app, "ana@example.com", issued), 1, issued).rsplit("/", 1)[1]
+    requests = [
+        ("GET", "/subscribe?first_name=Zebedee&email=zeb%40example.org", 200, "/subscribe"),
+        ("GET", f"/unsubscribe/{token}", 200, "/unsubscribe/{token}"),
+        ("GET", f"/confirm/{confirm_token}?utm=Zebedee", 200, "/confirm/{token}"),
+        ("GET", f"/UNSUBSCRIBE/{token}", 404, "<unknown path>"),
+        ("GET", f"/CONFIRM/{confirm_token}", 404, "<unknown path>"),
+        ("GET", f"/unsubscribe//{token}", 404, "<unknown path>"),
+        ("GET", f"/unsubscribe/{token[:8]}%2F{token[8:]}", 404, "<unknown path>"),
+        ("POST", f"/Unsubscribe/{token}", 404, "<unknown path>"),
+        ("GET", "/healthz?zebedee@example.org", 200, "/healthz"),
+    ]
+    for method, path, status, _ in requests:
+        assert site.client.request(method, path).status_code == status, path
+    lines = access_lines(server_logs)
+    assert len(lines) == len(requests)
+    for line, (method, _, status, template) in zip(lines, requests):
+        assert line == f'- - "{method} {template} HTTP/1.1" {status}', line
+    # As uvicorn prints them (its formatter unpacks the same five arguments).
+    formatter = AccessFormatter(fmt='%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    printed = [formatter.format(record) for record in server_logs.records if record.name == "uvicorn.access"]
+    assert printed[1] == 'INFO:     - - "GET /unsubscribe/{token} HTTP/1.1" 200 OK'
+    everything = "\n".join(lines + printed) + server_logs.text
+    for secret in ("Zebedee", "zeb", token, token.split(".")[1], confirm_token, confirm_token.split(".")[1], "127.0.0.1"):
+        assert secret not in everything, secret
+
+
+def test_routes_added_later_are_known_to_the_access_log():
+    from starlette.routing import Mount, Route
+
+    from nurture.web.logs import UNKNOWN_PATH, route_template
+
+    async def page(request):  # pragma: no cover - never called
+        raise AssertionError
+
+    routes = [Route("/a/{x}", page), Mount("/console", routes=[Route("/people/{pid:int}", page)])]
+    assert route_template("/a/secret", routes) == "/a/{x}"
+    assert route_template("/console/people/12", routes) == "/console/people/{pid:int}"
+    assert route_template("/console/people/x", routes) == UNKNOWN_PATH
+    assert route_template("/A/secret", routes) == UNKNOWN_PATH
 
 
 def test_the_redacting_filter_covers_tracebacks(site):
