@@ -281,3 +281,15 @@ class Suppression(Base):
     address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
+
+
+class SignupAttempt(Base):
+    """Signup attempts per client in the current window: the web form's rate limit,
+    shared by every process serving it. Keyed by a keyed hash of the client's IP
+    (never the IP); rows whose window has passed are deleted as new attempts come."""
+
+    __tablename__ = "signup_attempts"
+
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
