@@ -10,6 +10,7 @@ trusting it only when the request comes from 127.0.0.1.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
+MAX_IP_LENGTH = 45  # the longest IPv6 text; the consent record's column
 RATE_LIMIT = (5, 600.0)  # signups per client per 10 minutes (see nurture.web.ratelimit)
 
 
@@ -130,7 +132,15 @@ class SecurityHeaders:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's IP address, written canonically, or None if what we were told is not one
+    (X-Forwarded-For is whatever the client sent before the proxy appended to it)."""
+    if not request.client:
+        return None
+    try:
+        text = str(ipaddress.ip_address(request.client.host))
+    except ValueError:
+        return None
+    return text if len(text) <= MAX_IP_LENGTH else None  # an IPv6 zone ("%eth0") can be any length
 
 
 def user_agent(request: Request) -> str | None:

@@ -442,6 +442,14 @@ def test_the_client_address_comes_from_the_trusted_local_proxy(site):
         assert session.scalar(select(m.ConsentEvent.ip)) == "198.51.100.7"
 
 
+@pytest.mark.parametrize("forwarded", ["not an address", "fe80::1%" + "e" * 60, "999.1.1.1"])
+def test_a_forwarded_for_that_is_not_an_ip_is_not_recorded(site, forwarded):
+    site.client.post("/subscribe", data=form(email="ana@example.com"), headers={"X-Forwarded-For": forwarded})
+    assert wait_for(lambda: len(outbox(site.app)) == 1)
+    with transaction(site.app.engine) as session:
+        assert session.scalar(select(m.ConsentEvent.ip)) is None
+
+
 def test_oversized_form_bodies_are_refused(site):
     response = site.client.post("/subscribe", data=form(email="a@example.com", first_name="x" * 100_000))
     assert response.status_code == 413
