@@ -180,7 +180,7 @@ def test_tokens_in_paths_never_fail_and_never_reach_a_log(live, prefix, rest, sa
     raw = prefix + quote(token, safe=safe) + query
     response = live.client.request(method, httpx.URL(live.url).copy_with(raw_path=raw.encode("ascii")))
     assert response.status_code < 500
-    assert response.status_code in (200, 400, 404, 405), response.status_code
+    assert response.status_code in (200, 307, 400, 404, 405), response.status_code  # 307: Starlette drops a trailing slash
     lines = "\n".join(live.logs.lines[start:])
     assert MARK not in lines.lower() and "zebedee" not in lines.lower(), lines
     assert live.unsubscribe_paths[0].rsplit(".", 1)[1] not in lines
