@@ -6,9 +6,9 @@ rate limit, in the store) and `signups` (the queue a worker thread drains).
 
 Privacy: pages never say anything about a subscriber beyond "you are unsubscribed";
 the signup answer is the same whether the address was new, pending or active (the
-work is queued for a worker thread, off the request's connection, so not even the
-timing of the next request on a keep-alive connection tells). No cookies,
-no tracking, no external resources.
+work is queued for a worker thread that does it a second or two later, so neither
+the answer's timing nor that of the requests after it tells; see `signups`). No
+cookies, no tracking, no external resources.
 """
 
 from __future__ import annotations
