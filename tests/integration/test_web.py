@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner
 from uvicorn.logging import AccessFormatter
 from sqlalchemy import func, select
+from starlette.routing import Mount, Route
 
 from nurture import tokens
 from nurture.app import App
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.web.logs import UNKNOWN_PATH, route_template
 from nurture.audience.signup import subscribe
 from tests.support.factories import SECRET, active_subscribers, at
 from tests.support.webserver import LiveWeb, WebhookSigner, live_web, sg_event, webhook_body
@@ -721,10 +723,6 @@ def test_access_lines_name_the_route_never_the_path_or_query(site, server_logs):
 
 
 def test_routes_added_later_are_known_to_the_access_log():
-    from starlette.routing import Mount, Route
-
-    from nurture.web.logs import UNKNOWN_PATH, route_template
-
     async def page(request):  # pragma: no cover - never called
         raise AssertionError
 

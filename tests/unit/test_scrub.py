@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import example, given, settings
@@ -102,8 +103,6 @@ def token_paths(draw: st.DrawFn) -> tuple[str, str]:
     if draw(st.booleans()):
         token = make_unsubscribe_token(SECRET, draw(st.integers(1, 10**12)), draw(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True)))
     else:
-        from datetime import datetime, timezone
-
         token = make_confirm_token(SECRET, draw(st.integers(1, 10**12)), draw(st.integers(1, 99)), datetime(2026, 12, 1, tzinfo=timezone.utc))
     word = draw(st.sampled_from(["unsubscribe", "confirm"]))
     word = "".join(ch.upper() if draw(st.booleans()) else ch for ch in word)
