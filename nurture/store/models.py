@@ -299,3 +299,15 @@ class OwnerNotice(Base):
     period: Mapped[str] = mapped_column(String(40))  # the summary's Monday, or the alert's day (practice time)
     sent_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(500))  # what an alert was about; never an address
+
+
+class SignupAttempt(Base):
+    """Signup attempts per client in the current window: the web form's rate limit,
+    shared by every process serving it. Keyed by a keyed hash of the client's IP
+    (never the IP); rows whose window has passed are deleted as new attempts come."""
+
+    __tablename__ = "signup_attempts"
+
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer)

@@ -2,27 +2,30 @@
 
 Routes (nothing else is exposed; there are no admin pages):
 
-    GET  POST /subscribe              signup form (honeypot, per-IP rate limit)
+    GET  POST /subscribe              signup form (honeypot, per-client rate limit in the store)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.events)
     POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
 
-The handlers live in `pages` and `webhooks`; body limits, the rate limiter and the
-security headers in `guards`; log redaction in `logs`. Addresses, names and
-tokens never reach the logs.
+The handlers live in `pages` and `webhooks`; body limits and the security headers
+in `guards`; the signup rate limit in `ratelimit`; the signup worker in `signups`
+(started and stopped by the app's lifespan); log redaction in `logs`. Addresses,
+names and tokens never reach the logs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -31,11 +34,13 @@ from starlette.routing import Route
 
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
-from nurture.events import scrub
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
-from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, RateLimiter, SecurityHeaders
-from nurture.web.logs import log_config, show_nurture_logs
+from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
+from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
+from nurture.web.ratelimit import SignupLimit
+from nurture.web.signups import DELAY as SIGNUP_DELAY
+from nurture.web.signups import SignupQueue
 from nurture.web.webhooks import sendgrid_webhook
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,8 @@ ROUTES = (
     Route("/subscribe", subscribe_page, methods=["GET", "POST"]),
     Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET", "POST"]),
-    Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"], max_body_size=WEBHOOK_BODY_LIMIT),
-    Route("/webhooks/booking", booking_webhook, methods=["POST"], max_body_size=BOOKING_BODY_LIMIT),
+    Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+    Route("/webhooks/booking", booking_webhook, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
 )
 _JSON_PATHS = {"/webhooks/sendgrid", "/webhooks/booking", "/healthz"}
@@ -57,19 +62,44 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, float] = RATE_LIMIT) -> Starlette:
-    """The ASGI app serving `app`'s store. `clock` and `rate_limit` are for tests."""
+def create_app(
+    app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, float] = RATE_LIMIT, signup_delay: float = SIGNUP_DELAY
+) -> Starlette:
+    """The ASGI app serving `app`'s store. `clock`, `rate_limit` and `signup_delay` are for tests."""
+    signups = SignupQueue(app, delay=signup_delay)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        signups.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(signups.stop)  # finishes the signups already accepted
+
     site = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders)],
+        lifespan=lifespan,
+        middleware=[
+            Middleware(SecurityHeaders),
+            # One-click unsubscribe acts whatever the body (RFC 8058); everything else over
+            # its limit is refused before its handler runs.
+            Middleware(
+                BodyLimit,
+                limit=FORM_BODY_LIMIT,
+                limits={"/webhooks/sendgrid": WEBHOOK_BODY_LIMIT, "/webhooks/booking": BOOKING_BODY_LIMIT},
+                acts_anyway=("/unsubscribe/",),
+                too_large=http_error,
+            ),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
-        max_body_size=FORM_BODY_LIMIT,
     )
     # What the handlers read from request.app.state.
     site.state.app = app
     site.state.clock = clock
     site.state.pages = Pages(app)
-    site.state.limiter = RateLimiter(*rate_limit)
+    site.state.limiter = SignupLimit(*rate_limit)
+    site.state.signups = signups
+    know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
     return site
 
 
@@ -84,7 +114,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     # Never the exception text: it could name an address. The type is enough to start from.
-    log.error("%s %s failed: %s", request.method, scrub(request.url.path), type(exc).__name__)
+    log.error("%s %s failed: %s", request.method, route_template(request.url.path), type(exc).__name__)
     pages: Pages = request.app.state.pages
     return pages.message(
         "Something went wrong",
@@ -103,7 +133,7 @@ def server_config(asgi: Any, *, host: str, port: int, **overrides: Any) -> uvico
         "server_header": False,
         "log_config": log_config(),
         "ws": "none",
-        "lifespan": "off",
+        "lifespan": "on",  # starts and stops the signup worker
     }
     options.update(overrides)
     return uvicorn.Config(asgi, **options)

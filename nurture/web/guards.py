@@ -1,5 +1,6 @@
-"""What stands between the internet and the handlers: body limits, the signup rate
-limit, the headers every answer carries, and what we take from the client.
+"""What stands between the internet and the handlers: body limits (checked before any
+handler runs), the headers every answer carries, and what we take from the client.
+(The signup rate limit lives in the store: `nurture.web.ratelimit`.)
 
 Client IP: the socket peer. Behind a reverse proxy on the same machine, uvicorn's
 proxy headers support (`proxy_headers=True`, `forwarded_allow_ips="127.0.0.1"`,
@@ -9,56 +10,97 @@ trusting it only when the request comes from 127.0.0.1.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
-RATE_LIMIT = (5, 600.0)  # signups per IP per 10 minutes
+MAX_IP_LENGTH = 45  # the longest IPv6 text; the consent record's column
+RATE_LIMIT = (5, 600.0)  # signups per client per 10 minutes (see nurture.web.ratelimit)
 
 
-class RateLimiter:
-    """At most `limit` hits per key in a sliding `window` of seconds, in memory."""
+BODY_DROPPED = "nurture.body_dropped"  # scope key: the body was over the limit and not read
 
-    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+
+class BodyLimit:
+    """Reads each request's whole body before any handler runs, so a refusal comes first.
+
+    A body over its path's limit (a declared Content-Length, or what arrives in chunks)
+    is answered 413 by `too_large` and the handler never runs: nothing is written. Paths
+    starting with one of `acts_anyway` are requests that must be honoured whatever came
+    with them (RFC 8058 one-click unsubscribe): their handler runs with an empty body
+    and `scope[BODY_DROPPED]` set. Starlette's own limit answers 413 only when the
+    handler reads the body, after a handler that does not has already acted.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        too_large: Callable[[Request, Exception], Awaitable[Response]],
+        limits: Mapping[str, int] | None = None,
+        acts_anyway: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
         self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self.limits = dict(limits or {})
+        self.acts_anyway = acts_anyway
+        self.too_large = too_large
 
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            if len(self._hits) >= self.max_keys:
-                self._prune(now)
-            hits = self._hits.setdefault(key, deque())
-            while hits and now - hits[0] >= self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return False
-            hits.append(now)
-            return True
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        body, complete = await self._read(scope, receive, self.limits.get(path, self.limit))
+        if body is None:
+            return  # the client went away
+        if not complete:
+            if not path.startswith(self.acts_anyway):
+                request = Request(scope)
+                response = await self.too_large(request, HTTPException(413))
+                await response(scope, receive, send)
+                return
+            scope[BODY_DROPPED] = True
+            body = b""
+        replayed = False
 
-    def retry_after(self, key: str) -> int:
-        with self._lock:
-            hits = self._hits.get(key)
-            if not hits:
-                return 0
-            return max(1, int(self.window - (self.clock() - hits[0])) + 1)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-    def _prune(self, now: float) -> None:
-        for key in [key for key, hits in self._hits.items() if not hits or now - hits[-1] >= self.window]:
-            del self._hits[key]
-        if len(self._hits) >= self.max_keys:  # under a flood, forget the oldest half rather than grow
-            for key in sorted(self._hits, key=lambda k: self._hits[k][-1])[: len(self._hits) // 2]:
-                del self._hits[key]
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _read(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+        """(the body, True) if within `limit`; (b"", False) once over it; (None, False) on disconnect."""
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            return b"", False
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, False
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return b"", False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
 
 
 class SecurityHeaders:
@@ -90,7 +132,15 @@ class SecurityHeaders:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's IP address, written canonically, or None if what we were told is not one
+    (X-Forwarded-For is whatever the client sent before the proxy appended to it)."""
+    if not request.client:
+        return None
+    try:
+        text = str(ipaddress.ip_address(request.client.host))
+    except ValueError:
+        return None
+    return text if len(text) <= MAX_IP_LENGTH else None  # an IPv6 zone ("%eth0") can be any length
 
 
 def user_agent(request: Request) -> str | None:

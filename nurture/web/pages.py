@@ -1,12 +1,14 @@
 """The pages subscribers see (signup, confirm, unsubscribe) and /healthz.
 
 Each handler finds what it needs on `request.app.state` (set by `create_app`):
-`app` (the nurture App), `clock`, `pages` (the renderer) and `limiter`.
+`app` (the nurture App), `clock`, `pages` (the renderer), `limiter` (the signup
+rate limit, in the store) and `signups` (the queue a worker thread drains).
 
 Privacy: pages never say anything about a subscriber beyond "you are unsubscribed";
 the signup answer is the same whether the address was new, pending or active (the
-work happens after the answer is sent, so not even its timing tells). No cookies,
-no tracking, no external resources.
+work is queued for a worker thread that does it a second or two later, so neither
+the answer's timing nor that of the requests after it tells; see `signups`). No
+cookies, no tracking, no external resources.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 from sqlalchemy import Engine, text
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,10 +32,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from nurture import links
 from nurture.app import App
 from nurture.audience.addresses import clean_first_name, clean_timezone, normalize_email
-from nurture.audience.signup import confirm, subscribe, unsubscribe
+from nurture.audience.signup import confirm, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
-from nurture.web.guards import RateLimiter, client_ip, user_agent
+from nurture.web.guards import BODY_DROPPED, client_ip, user_agent
+from nurture.web.ratelimit import SignupLimit
+from nurture.web.signups import Signup, SignupQueue
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +148,16 @@ async def subscribe_page(request: Request) -> Response:
     pages: Pages = request.app.state.pages
     if request.method != "POST":
         return _signup_form(pages)
-    limiter: RateLimiter = request.app.state.limiter
-    ip = client_ip(request) or "unknown"
-    if not limiter.allow(ip):
+    app: App = request.app.state.app
+    now: datetime = request.app.state.clock()
+    limiter: SignupLimit = request.app.state.limiter
+    verdict = await run_in_threadpool(limiter.attempt, app, client_ip(request), now)
+    if not verdict.allowed:
         return pages.message(
             "Too many attempts",
             "Please wait a few minutes, then try again.",
             status=429,
-            headers={"Retry-After": str(limiter.retry_after(ip))},
+            headers={"Retry-After": str(verdict.retry_after)},
         )
     async with request.form(max_files=0, max_fields=20, max_part_size=4096) as form:
         email = _field(form, "email", 400)
@@ -185,22 +190,9 @@ async def subscribe_page(request: Request) -> Response:
         errors["consent"] = "The wording above has changed since this page was opened. Please read it, then press Subscribe again."
     if errors:
         return _signup_form(pages, values, errors, status=400)
-    app: App = request.app.state.app
-    now: datetime = request.app.state.clock()
-    task = BackgroundTask(_subscribe_later, app, email, now, first_name or None, zone or None, client_ip(request), user_agent(request))
-    response = _check_inbox(pages)
-    response.background = task
-    return response
-
-
-def _subscribe_later(app: App, email: str, now: datetime, first_name: str | None, zone: str | None, ip: str | None, agent: str | None) -> None:
-    """Runs after the answer is sent. Logs what went wrong without the address or name."""
-    try:
-        result = subscribe(app, email, now, first_name=first_name, timezone=zone, source="web form", ip=ip, user_agent=agent)
-    except Exception as exc:  # noqa: BLE001 - the person already has their answer; tell the owner
-        log.error("web signup failed: %s (the address is not logged)", type(exc).__name__)
-        return
-    log.info("web signup: subscriber %d %s", result.subscriber_id, result.status.replace("_", " "))
+    signups: SignupQueue = request.app.state.signups
+    signups.put(Signup(email, now, first_name or None, zone or None, client_ip(request), user_agent(request)))
+    return _check_inbox(pages)
 
 
 async def confirm_page(request: Request) -> Response:
@@ -272,6 +264,8 @@ async def unsubscribe_page(request: Request) -> Response:
 
 async def _is_one_click(request: Request) -> bool:
     """RFC 8058: `List-Unsubscribe=One-Click` as multipart/form-data or urlencoded."""
+    if request.scope.get(BODY_DROPPED):
+        return False  # too large to have been read: an unsubscribe all the same
     try:
         async with request.form(max_files=0, max_fields=20, max_part_size=4096) as form:
             value = form.get("List-Unsubscribe")

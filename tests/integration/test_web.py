@@ -15,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from uvicorn.logging import AccessFormatter
 from sqlalchemy import func, select
+from starlette.routing import Mount, Route
 
 from nurture import tokens
 from nurture.app import App
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.web.logs import UNKNOWN_PATH, route_template
 from nurture.audience.signup import subscribe
 from tests.support.factories import SECRET, active_subscribers, at
 from tests.support.webserver import LiveWeb, WebhookSigner, live_web, sg_event, webhook_body
@@ -442,10 +445,55 @@ def test_the_client_address_comes_from_the_trusted_local_proxy(site):
         assert session.scalar(select(m.ConsentEvent.ip)) == "198.51.100.7"
 
 
+@pytest.mark.parametrize("forwarded", ["not an address", "fe80::1%" + "e" * 60, "999.1.1.1"])
+def test_a_forwarded_for_that_is_not_an_ip_is_not_recorded(site, forwarded):
+    site.client.post("/subscribe", data=form(email="ana@example.com"), headers={"X-Forwarded-For": forwarded})
+    assert wait_for(lambda: len(outbox(site.app)) == 1)
+    with transaction(site.app.engine) as session:
+        assert session.scalar(select(m.ConsentEvent.ip)) is None
+
+
 def test_oversized_form_bodies_are_refused(site):
     response = site.client.post("/subscribe", data=form(email="a@example.com", first_name="x" * 100_000))
     assert response.status_code == 413
     assert count(site.app, m.Subscriber) == 0
+
+
+def big_body(size: int, chunked: bool) -> dict[str, Any]:
+    data = b"List-Unsubscribe=One-Click&pad=" + b"x" * size
+    if chunked:  # no Content-Length: the limit must hold for what arrives, too
+        return {"content": iter([data[i : i + 8192] for i in range(0, len(data), 8192)]), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    return {"content": data, "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_confirm_is_refused_before_anything_is_written(site, chunked):
+    issued = datetime.now(timezone.utc)
+    sid = pending(site.app, now=issued)
+    response = site.client.post(confirm_path(sid, 1, issued), **big_body(70_000, chunked))
+    assert response.status_code == 413
+    assert "Too large" in response.text and response.headers["x-frame-options"] == "DENY"
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.PENDING
+    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN]
+    assert site.client.post(confirm_path(sid, 1, issued)).status_code == 200  # the connection and the link still work
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_unsubscribe_still_unsubscribes_and_says_so(site, chunked):
+    sid = active_subscribers(site.app, 1, NOW)[0]
+    response = site.client.post(unsubscribe_path(sid), **big_body(70_000, chunked))
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
+    assert subscriber(site.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_oversized_signup_or_webhook_is_refused_before_its_handler(site, chunked):
+    assert site.client.post("/subscribe", **big_body(70_000, chunked)).status_code == 413
+    body = webhook_body([sg_event("delivered", 1, pad="x" * (9 * 1024 * 1024))])
+    refused = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    assert refused.status_code == 413 and refused.json() == {"error": "request failed"}
+    time.sleep(0.2)
+    assert count(site.app, m.Subscriber) == 0 and count(site.app, m.ProviderEvent) == 0
 
 
 # ---------------------------------------------------------------- the SendGrid webhook
@@ -488,6 +536,16 @@ def test_bad_webhooks_get_403_and_nothing_is_stored(site, attack):
     assert subscriber(site.app, sid).status == m.SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("stamp", [b"999999999999", b"253402300800", "²".encode("latin-1"), b"-5", b"1e9"])
+def test_an_absurd_signature_timestamp_gets_403_not_500(site, stamp):
+    body = webhook_body([sg_event("delivered", 1)])
+    headers = {**site.signer.headers(body), "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden"}
+    assert count(site.app, m.ProviderEvent) == 0
+
+
 def test_without_a_public_key_every_webhook_is_refused_and_the_owner_is_told(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="nurture")
     signer = WebhookSigner()
@@ -523,6 +581,14 @@ def test_one_malformed_event_does_not_lose_the_batch(site):
     response = post_events(site, events)
     assert response.status_code == 200
     assert response.json() == {"received": 5, "stored": 2, "duplicates": 0, "malformed": 3, "suppressed": 0}
+
+
+def test_a_lone_surrogate_or_deep_nesting_costs_only_that_event(site):
+    broken = {**sg_event("dropped", 3), "reason": "\ud800"}
+    body = "[" + ",".join([json.dumps(sg_event("delivered", 1)), json.dumps(broken), "[" * 100_000 + "]" * 100_000]) + "]"
+    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "stored": 1, "duplicates": 0, "malformed": 2, "suppressed": 0}
 
 
 def test_a_bounce_suppresses_before_the_next_send_due(site):
@@ -615,11 +681,57 @@ def test_no_address_name_or_token_reaches_the_logs(site, server_logs):
     access = [record for record in server_logs.records if record.name == "uvicorn.access"]
     assert len(access) >= 9
     text = server_logs.text + "\n".join(record.getMessage() for record in server_logs.records)
-    assert "/confirm/…" in text and "/unsubscribe/…" in text
+    assert "/confirm/{token}" in text and "/unsubscribe/{token}" in text
     assert "sendgrid webhook: 2 received, 1 stored" in text
     assert "sendgrid webhook refused (403)" in text
     for secret in (email, email.lower(), name, token, unsubscribe_token, token.split(".")[0], unsubscribe_token.split(".")[0]):
         assert secret not in text, secret
+
+
+def access_lines(server_logs) -> list[str]:
+    return [record.getMessage() for record in server_logs.records if record.name == "uvicorn.access"]
+
+
+def test_access_lines_name_the_route_never_the_path_or_query(site, server_logs):
+    sid = active_subscribers(site.app, 1, NOW)[0]
+    token = unsubscribe_path(sid).rsplit("/", 1)[1]
+    issued = datetime.now(timezone.utc)
+    confirm_token = confirm_path(pending(site.app, "ana@example.com", issued), 1, issued).rsplit("/", 1)[1]
+    requests = [
+        ("GET", "/subscribe?first_name=Zebedee&email=zeb%40example.org", 200, "/subscribe"),
+        ("GET", f"/unsubscribe/{token}", 200, "/unsubscribe/{token}"),
+        ("GET", f"/confirm/{confirm_token}?utm=Zebedee", 200, "/confirm/{token}"),
+        ("GET", f"/UNSUBSCRIBE/{token}", 404, "<unknown path>"),
+        ("GET", f"/CONFIRM/{confirm_token}", 404, "<unknown path>"),
+        ("GET", f"/unsubscribe//{token}", 404, "<unknown path>"),
+        ("GET", f"/unsubscribe/{token[:8]}%2F{token[8:]}", 404, "<unknown path>"),
+        ("POST", f"/Unsubscribe/{token}", 404, "<unknown path>"),
+        ("GET", "/healthz?zebedee@example.org", 200, "/healthz"),
+    ]
+    for method, path, status, _ in requests:
+        assert site.client.request(method, path).status_code == status, path
+    lines = access_lines(server_logs)
+    assert len(lines) == len(requests)
+    for line, (method, _, status, template) in zip(lines, requests):
+        assert line == f'- - "{method} {template} HTTP/1.1" {status}', line
+    # As uvicorn prints them (its formatter unpacks the same five arguments).
+    formatter = AccessFormatter(fmt='%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    printed = [formatter.format(record) for record in server_logs.records if record.name == "uvicorn.access"]
+    assert printed[1] == 'INFO:     - - "GET /unsubscribe/{token} HTTP/1.1" 200 OK'
+    everything = "\n".join(lines + printed) + server_logs.text
+    for secret in ("Zebedee", "zeb", token, token.split(".")[1], confirm_token, confirm_token.split(".")[1], "127.0.0.1"):
+        assert secret not in everything, secret
+
+
+def test_routes_added_later_are_known_to_the_access_log():
+    async def page(request):  # pragma: no cover - never called
+        raise AssertionError
+
+    routes = [Route("/a/{x}", page), Mount("/console", routes=[Route("/people/{pid:int}", page)])]
+    assert route_template("/a/secret", routes) == "/a/{x}"
+    assert route_template("/console/people/12", routes) == "/console/people/{pid:int}"
+    assert route_template("/console/people/x", routes) == UNKNOWN_PATH
+    assert route_template("/A/secret", routes) == UNKNOWN_PATH
 
 
 def test_the_redacting_filter_covers_tracebacks(site):

@@ -245,6 +245,18 @@ def test_bad_signatures_are_refused(tmp_path, body, headers):
     assert caught.value.status == 403
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    ["999999999999", "253402300800", "²", "٣٠", "１６００", "-1600112502", "0", "1e9", "", "   ", "1600112502\x00", "9" * 13, "0x5f5fc76c"],
+)
+def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(tmp_path, stamp):
+    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+    headers = {**SG_HEADERS, "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+    with pytest.raises(WebhookRejected) as caught:
+        wh.verify_request(config, SG_PAYLOAD.encode(), headers, SG_SIGNED_AT)
+    assert caught.value.status == 403
+
+
 def test_a_body_that_is_not_utf8_is_refused(tmp_path):
     config = config_with_key(tmp_path, SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected):

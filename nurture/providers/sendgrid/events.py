@@ -5,9 +5,11 @@ The web layer hands over the raw body and the headers to `handle`, which does, i
 - `verify_request`: the ECDSA signature (SendGrid's `EventWebhook` helper, public
   key from NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY) over timestamp + raw body, and no
   timestamp more than five minutes away from now (replays);
-- `parse_batch`: the body must be a JSON array;
+- `parse_batch`: the body must be a JSON array; nesting is bounded (see `batch`),
+  an event nested too deeply is one malformed event;
 - `normalize`: one SendGrid event as a `NormalizedEvent` (names we do not know are
-  kept as UNKNOWN; an event we cannot use at all is counted as malformed and skipped);
+  kept as UNKNOWN; an event we cannot use at all, or cannot store as it is (a lone
+  surrogate, a control character in an id), is counted as malformed and skipped);
 - `nurture.events.store_events`: store once, tie to deliveries, suppress.
 
 An event without an sg_event_id gets a keyed hash of its content as its id (the
@@ -22,6 +24,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -33,6 +36,7 @@ from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import MalformedEvent, WebhookRejected
 from nurture.events import NormalizedEvent, WebhookReport, scrub, store_events
+from nurture.providers.sendgrid import batch
 from nurture.store.models import ConsentKind, EventKind
 from nurture.tokens import event_digest
 
@@ -43,6 +47,12 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SKEW = timedelta(minutes=5)
 MAX_DETAIL = 500
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+_UNIX_TIME = re.compile(r"[0-9]{1,12}", re.ASCII)
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+MAX_STEP = 2**31  # steps are an INTEGER column
 
 _SIMPLE_KINDS = {
     "processed": EventKind.PROCESSED,
@@ -99,6 +109,11 @@ def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookRep
         except MalformedEvent as exc:
             report.malformed += 1
             log.warning("sendgrid webhook: event %d of %d skipped: %s", index + 1, len(events), exc)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # normalize() reads one event and touches nothing else: whatever it trips
+            # on is that event's fault, and must not cost the others their place.
+            report.malformed += 1
+            log.warning("sendgrid webhook: event %d of %d skipped (%s)", index + 1, len(events), type(exc).__name__)
     return store_events(app, report, normalized, now)
 
 
@@ -134,10 +149,10 @@ def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now:
     if not signature or not stamp:
         raise WebhookRejected(403, "unsigned request (signature or timestamp header missing)")
     stamp = stamp.strip()
-    if not stamp.isdigit() or len(stamp) > 12:
+    if not _UNIX_TIME.fullmatch(stamp):
         raise WebhookRejected(403, "the signature timestamp is not a Unix time")
-    signed_at = datetime.fromtimestamp(int(stamp), timezone.utc)
-    if abs(now - signed_at) > MAX_SKEW:
+    # Compared as numbers: a datetime cannot hold every 12-digit time (year 10000 and on).
+    if abs(now.timestamp() - int(stamp)) > MAX_SKEW.total_seconds():
         raise WebhookRejected(403, "the signature timestamp is more than 5 minutes from now (a replay, or a clock problem)")
     try:
         payload = body.decode("utf-8")
@@ -153,28 +168,44 @@ def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now:
 
 
 def parse_batch(payload: str) -> list[Any]:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        raise WebhookRejected(400, "the signed body is not JSON") from None
-    if not isinstance(data, list):
-        raise WebhookRejected(400, "the signed body is not a JSON array of events")
-    return data
+    """The signed body's events. An event nested too deeply comes back as `batch.TOO_DEEP`."""
+    return batch.parse_batch(payload)
 
 
 # ---------------------------------------------------------------- one event
 
 
-def _int(value: Any) -> int | None:
+def _int(value: Any, limit: int = 2**63) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         return None
-    return number if 0 < number < 2**63 else None
+    return number if 0 < number < limit else None
+
+
+def _has_broken_text(value: Any) -> bool:
+    """A lone surrogate anywhere in the event (keys included): JSON's \\ud800 escape
+    allows it, but no database or log can take it. Nesting is bounded by `batch`."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_broken_text(key) or _has_broken_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_broken_text(item) for item in value)
+    return False
+
+
+def _name(value: Any, field: str) -> str | None:
+    """A short identifier we store as is (event name, event id, campaign): no control characters."""
+    if not isinstance(value, str):
+        return None
+    if _CONTROL.search(value):
+        raise MalformedEvent(f"{field} contains control characters")
+    return value.strip() or None
 
 
 def _timestamp(value: Any) -> datetime:
@@ -191,8 +222,10 @@ def _timestamp(value: Any) -> datetime:
 
 def _event_id(event: Mapping[str, Any], secret: str) -> str:
     raw = event.get("sg_event_id")
-    if isinstance(raw, (str, int)) and not isinstance(raw, bool) and str(raw).strip():
-        text = str(raw).strip()
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    text = _name(raw, "sg_event_id")
+    if text:
         return text if len(text) <= 200 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "hmac:" + event_digest(secret, canonical)
@@ -204,24 +237,28 @@ def _detail(kind: EventKind, event: Mapping[str, Any]) -> str | None:
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             continue
-        text = " ".join(str(value).split())
+        # Scrubbed first: scrub decodes (%0A, &#10;), and what it decodes is then tidied too.
+        text = " ".join(_CONTROL.sub(" ", scrub(str(value))).split())
         if text:
             parts.append(f"{name}={text}")
     if not parts:
         return None
-    text = scrub("; ".join(parts))
+    text = "; ".join(parts)
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
 
 
 def normalize(event: Any, secret: str) -> NormalizedEvent:
     """One SendGrid event in our terms, or MalformedEvent. `secret` keys the id made
     for an event that has no sg_event_id."""
+    if event is batch.TOO_DEEP:
+        raise MalformedEvent(f"nested more than {batch.MAX_NESTING} levels deep")
     if not isinstance(event, dict):
         raise MalformedEvent("not a JSON object")
-    name = event.get("event")
-    if not isinstance(name, str) or not name.strip():
+    if _has_broken_text(event):
+        raise MalformedEvent("text that is not valid Unicode (a lone surrogate)")
+    name = _name(event.get("event"), "event")
+    if not name:
         raise MalformedEvent("no event name")
-    name = name.strip()
     occurred_at = _timestamp(event.get("timestamp"))
     lowered = name.lower()
     if lowered == "bounce":
@@ -241,15 +278,15 @@ def normalize(event: Any, secret: str) -> NormalizedEvent:
         if isinstance(reason, str):
             suppress = _SUPPRESSING_DROPS.get(reason.strip().lower())
 
-    stream = event.get("campaign")
+    stream = _name(event.get("campaign"), "campaign")
     email = event.get("email")
     return NormalizedEvent(
         provider_event_id=_event_id(event, secret),
         kind=kind,
         raw_event=name[:40],
         delivery_ref=_int(event.get("delivery_id")),
-        stream=(stream.strip()[:120] or None) if isinstance(stream, str) else None,
-        step=_int(event.get("step")),
+        stream=stream[:120] if stream else None,
+        step=_int(event.get("step"), MAX_STEP),
         occurred_at=occurred_at,
         detail=_detail(kind, event),
         suppress=suppress,
