@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -37,6 +38,7 @@ from nurture import links
 from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.errors import FatalTransportError, InputError, NurtureError
+from nurture.sending.passlog import record_pass
 from nurture.sending.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.store import models as m
 from nurture.store.db import chunks, reading, transaction
@@ -358,10 +360,13 @@ class SendingPass:
         # on after the pass; frozen, the collector stops walking it over and over while a
         # large pass allocates. The pass's own objects are collected as usual.
         gc.freeze()
+        started = time.monotonic()
         try:
-            return self._run()
+            summary = self._run()
         finally:
             gc.unfreeze()
+        record_pass(self.app, self.now, self.now + timedelta(seconds=time.monotonic() - started), summary)  # for the console
+        return summary
 
     def _run(self) -> PassSummary:
         concurrency = self.config.delivery.concurrency
