@@ -31,6 +31,7 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.events import scrub
+from nurture.web.console.routes import console_routes, console_state
 from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, RateLimiter, SecurityHeaders
 from nurture.web.logs import log_config, show_nurture_logs
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
@@ -57,7 +58,7 @@ def _utc_now() -> datetime:
 def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, float] = RATE_LIMIT) -> Starlette:
     """The ASGI app serving `app`'s store. `clock` and `rate_limit` are for tests."""
     site = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *console_routes(app)],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         max_body_size=FORM_BODY_LIMIT,
@@ -67,6 +68,7 @@ def create_app(app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, floa
     site.state.clock = clock
     site.state.pages = Pages(app)
     site.state.limiter = RateLimiter(*rate_limit)
+    site.state.console_pages = console_state(app)
     return site
 
 

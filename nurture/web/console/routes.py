@@ -1,0 +1,42 @@
+"""The console's routes, mounted under /console by nurture.web.app.
+
+Every route sits behind ConsoleGuard: without a live session it redirects to
+/console/login (only the login page and the style sheet are public), and every
+POST must carry this site's Origin (or Referer) and the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from nurture.app import App
+from nurture.web.console.auth import login_page, logout_page
+from nurture.web.console.guard import PREFIX, ConsoleGuard
+from nurture.web.console.render import ConsolePages, css_response
+from nurture.web.console.today_page import today_page
+
+
+async def stylesheet(request: Request) -> Response:
+    return css_response()
+
+
+CONSOLE_ROUTES: list[BaseRoute] = [
+    Route("/", today_page, methods=["GET"]),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/logout", logout_page, methods=["POST"]),
+    Route("/static/console.css", stylesheet, methods=["GET"]),
+]
+
+
+def console_routes(app: App) -> list[BaseRoute]:
+    """The /console mount, or nothing when console.enabled is false."""
+    if not app.config.console.enabled:
+        return []
+    return [Mount(PREFIX, routes=CONSOLE_ROUTES, middleware=[Middleware(ConsoleGuard)])]
+
+
+def console_state(app: App) -> ConsolePages:
+    return ConsolePages(app)
