@@ -103,10 +103,11 @@ def horizontal_bars(
     percent: bool = False,
 ) -> str:
     """Grouped horizontal bars: one group per category, one bar per series."""
-    if not categories or not any(v for s in series for v in s.values):
+    if not categories:
         return empty_chart(chart_id, title, "Nothing to show yet: no emails have been sent in this period.")
     peak = max(v for s in series for v in s.values)
-    top = _nice_max(peak, whole=not percent)
+    # All zero (emails went out, nobody unsubscribed or bounced) is news worth a chart, not "nothing".
+    top = _nice_max(peak, whole=not percent) if peak else (0.01 if percent else 1.0)
     plot = WIDTH - LABEL_WIDTH - 70
     group = len(series) * (BAR + BAR_GAP) - BAR_GAP
     legend_y = 20

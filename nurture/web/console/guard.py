@@ -68,7 +68,7 @@ def same_origin(headers: Headers, scheme: str, app: App) -> bool:
     if origin and origin != "null":
         return origin.lower() in allowed
     referer = headers.get("referer")
-    return bool(referer) and _origin_of(referer) in allowed
+    return referer is not None and _origin_of(referer) in allowed
 
 
 def _forbidden() -> Response:

@@ -54,7 +54,7 @@ class ConsolePages:
             return "never"
         return value.astimezone(self.tz).strftime(pattern)
 
-    def render(self, request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, request: Request, template: str, *, status: int = 200, email_styles: list[str] | None = None, **context: Any) -> HTMLResponse:
         owner: OwnerSessionInfo | None = request.state.owner
         page = self.env.get_template(template).render(
             practice=self.config.practice,
@@ -66,11 +66,15 @@ class ConsolePages:
             zone_name=self.tz.key,
             **context,
         )
-        return HTMLResponse(page, status_code=status, headers=page_headers())
+        return HTMLResponse(page, status_code=status, headers=page_headers(email_styles))
 
 
-def page_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
+def page_headers(email_styles: list[str] | None = None) -> dict[str, str]:
+    csp = CSP
+    if email_styles:
+        # Framed email previews (srcdoc inherits this policy): their styles by hash, nothing inline else.
+        csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-hashes' " + " ".join(email_styles))
+    return {"Content-Security-Policy": csp, "Cache-Control": "no-store"}
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
