@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from typing import Any
 
 import uvicorn.config
@@ -16,16 +17,24 @@ import uvicorn.config
 from nurture.events import scrub
 
 
+# The console's searches (?q=a name) are the owner's business, not the log's.
+_CONSOLE_QUERY = re.compile(r"(/console/[^\s?\"]*)\?[^\s\"]*")
+
+
+def _redact(text: str) -> str:
+    return _CONSOLE_QUERY.sub(r"\1?…", scrub(text))
+
+
 class RedactPaths(logging.Filter):
     """Replaces the token in /confirm/<token> and /unsubscribe/<token> (and any address) in log records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(_redact(arg) if isinstance(arg, str) else arg for arg in record.args)
         elif isinstance(record.args, dict):
-            record.args = {key: scrub(value) if isinstance(value, str) else value for key, value in record.args.items()}
+            record.args = {key: _redact(value) if isinstance(value, str) else value for key, value in record.args.items()}
         if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
+            record.msg = _redact(record.msg)
         if record.exc_info and not record.exc_text:
             # A traceback's messages can quote a path or an address too.
             record.exc_text = scrub(_FORMATTER.formatException(record.exc_info))

@@ -113,7 +113,8 @@ class ConsoleGuard:
                 await _forbidden()(scope, receive, send)
                 return
             sent = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD, [""])[0]
-            expected = owner.csrf_token if owner is not None else cookies.get(LOGIN_CSRF_COOKIE, "")
+            # The login form comes before any session: its token is the double-submit cookie's.
+            expected = cookies.get(LOGIN_CSRF_COOKIE, "") if path == LOGIN else owner.csrf_token if owner is not None else ""
             if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
                 await _forbidden()(scope, receive, send)
                 return
