@@ -101,12 +101,16 @@ def horizontal_bars(
     series: Sequence[Series],
     *,
     percent: bool = False,
+    zeros_are_data: bool = False,
 ) -> str:
-    """Grouped horizontal bars: one group per category, one bar per series."""
-    if not categories:
+    """Grouped horizontal bars: one group per category, one bar per series.
+
+    `zeros_are_data`: the categories are emails that were sent, so all-zero values
+    (nobody unsubscribed, nothing bounced) are a result to draw, not "nothing yet".
+    """
+    if not categories or not (zeros_are_data or any(v for s in series for v in s.values)):
         return empty_chart(chart_id, title, "Nothing to show yet: no emails have been sent in this period.")
     peak = max(v for s in series for v in s.values)
-    # All zero (emails went out, nobody unsubscribed or bounced) is news worth a chart, not "nothing".
     top = _nice_max(peak, whole=not percent) if peak else (0.01 if percent else 1.0)
     plot = WIDTH - LABEL_WIDTH - 70
     group = len(series) * (BAR + BAR_GAP) - BAR_GAP

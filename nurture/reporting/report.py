@@ -133,7 +133,7 @@ def _rates_section(rows: Sequence[Row]) -> str:
         Series("Bounce rate", PURPLE, [r.rate("bounced") for r in used]),
     ]
     desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
-    svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
+    svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True, zeros_are_data=True)
     table = _table(
         "Unsubscribe and bounce rates per email",
         ["Email", "Sent", "Unsubscribed", "Unsubscribe rate", "Bounced", "Bounce rate", "Spam complaints"],

@@ -95,8 +95,10 @@ def test_each_sending_pass_is_recorded(tmp_path: Path) -> None:
 
 
 def test_the_rates_chart_draws_zero_rates_when_emails_were_sent() -> None:
-    svg = horizontal_bars("rates", "Rates", "desc", ["Email 1", "Email 2"], [Series("Unsubscribe rate", "#000", [0.0, 0.0])], percent=True)
+    svg = horizontal_bars("rates", "Rates", "desc", ["Email 1", "Email 2"], [Series("Unsubscribe rate", "#000", [0.0, 0.0])], percent=True, zeros_are_data=True)
     assert "Nothing to show yet" not in svg
     assert svg.count('class="bar"') == 2 and "0.0%" in svg
-    empty = horizontal_bars("rates", "Rates", "desc", [], [Series("Unsubscribe rate", "#000", [])], percent=True)
+    empty = horizontal_bars("rates", "Rates", "desc", [], [Series("Unsubscribe rate", "#000", [])], percent=True, zeros_are_data=True)
     assert "Nothing to show yet" in empty
+    # Elsewhere (the funnel lists every step, sent or not) all zero still means nothing yet.
+    assert "Nothing to show yet" in horizontal_bars("funnel", "F", "d", ["Email 1"], [Series("Sent", "#000", [0])])
