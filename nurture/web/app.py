@@ -1,12 +1,13 @@
 """The few pages subscribers see, and the SendGrid webhook, as one Starlette app.
 
-Routes (nothing else is exposed; there are no admin pages):
+Routes (nothing else is exposed):
 
     GET  POST /subscribe              signup form (honeypot, per-IP rate limit)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.events)
     GET       /healthz                {"status": "ok"} after a trivial query
+    GET  POST /console/...            the owner console, behind a login (see nurture.web.console)
 
 The handlers live in `pages` and `webhooks`; body limits, the rate limiter and the
 security headers in `guards`; log redaction in `logs`. Addresses, names and
