@@ -296,6 +296,8 @@ class Owner(Base):
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, with its parameters and salt
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The time step of the last code accepted: a code works once, even within its 30 seconds.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     password_changed_at: Mapped[datetime]
 

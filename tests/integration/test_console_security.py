@@ -312,3 +312,19 @@ def test_no_console_data_in_the_logs(tmp_path, caplog):
     assert "/console/subscribers" in server  # the access log was captured
     for secret in ("P0", "zebedee", OWNER, PASSWORD, "a wrong password here"):
         assert secret not in server
+
+
+@pytest.mark.postgres
+def test_sessions_throttling_and_search_on_postgresql(tmp_path, postgres_url):
+    with console(tmp_path, **{"database.url": postgres_url}) as site:
+        active_subscribers(site.app, 2, site.clock.now)
+        client = site.login()
+        assert "person1@example.com" in client.get("/console/subscribers", params={"q": "P1"}).text
+        token = csrf(client.get("/console/subscribers/1").text)
+        assert client.post("/console/subscribers/1/tag", data={"csrf_token": token, "tag": "booked"}).status_code == 303
+        assert _tags(site.app, 1) == ["booked"]
+        for _ in range(10):
+            site.try_login(site.client(), password="wrong wrong wrong")
+        assert site.try_login(site.client()).status_code == 429
+        site.clock.advance(minutes=31)
+        assert client.get("/console/").headers["location"] == "/console/login"

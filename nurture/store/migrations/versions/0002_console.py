@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('email_key', sa.String(length=320), nullable=False),
     sa.Column('password_hash', sa.String(length=200), nullable=False),
     sa.Column('totp_secret', sa.String(length=64), nullable=True),
+    sa.Column('totp_last_step', sa.BigInteger(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('password_changed_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_owners')),
