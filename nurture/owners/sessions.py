@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from nurture.owners import audit
 from nurture.owners.accounts import verify
 from nurture.owners.throttle import account_key, is_throttled, record_attempt
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import reading, transaction
 
 # A session's last_seen_at is written at most this often: one write per click is wasted lock time.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -81,14 +82,26 @@ def current(app: App, session_id: str, now: datetime) -> OwnerSessionInfo | None
     """The live session with this id, or None (an expired one is removed on the way)."""
     if not session_id or len(session_id) > 200:
         return None
+    settings, id_hash = app.config.console, _hash(session_id)
+    # Most page views change nothing: read without the write lock (on SQLite a write
+    # transaction would queue behind, and hold up, a sending pass).
+    with reading(app.engine) as session:
+        found = session.execute(_lookup(id_hash)).first()
+        if found is None:
+            return None
+        row, email = found
+        if not _expired(row, settings, now) and now - row.last_seen_at < TOUCH_EVERY:
+            return OwnerSessionInfo(row.owner_id, email, row.csrf_token)
     with transaction(app.engine) as session:
-        return _current(session, app.config.console, _hash(session_id), now)
+        return _current(session, settings, id_hash, now)
+
+
+def _lookup(id_hash: str) -> Any:
+    return select(m.OwnerSession, m.Owner.email).join(m.Owner, m.Owner.id == m.OwnerSession.owner_id).where(m.OwnerSession.id_hash == id_hash)
 
 
 def _current(session: Session, settings: Console, id_hash: str, now: datetime) -> OwnerSessionInfo | None:
-    found = session.execute(
-        select(m.OwnerSession, m.Owner.email).join(m.Owner, m.Owner.id == m.OwnerSession.owner_id).where(m.OwnerSession.id_hash == id_hash)
-    ).first()
+    found = session.execute(_lookup(id_hash)).first()
     if found is None:
         return None
     row, email = found
