@@ -80,6 +80,9 @@ async def person_page(request: Request, flash: str | None = None, status: int = 
     except _Gone:
         return _gone(request)
     record = await run_in_threadpool(people.export, app, email)
+    if request.method == "GET":
+        # Looking at someone's record is access to health-adjacent data: it is logged too.
+        await run_in_threadpool(record_now, app, _actor(request), "viewed a subscriber", request.app.state.clock(), f"subscriber {subscriber_id}")
     flash = flash or DONE.get(request.query_params.get("done", ""))
     return pages_of(request).render(
         request, "person.html", status=status, title=f"Subscriber {subscriber_id}", subscriber_id=subscriber_id, record=record, flash=flash,
