@@ -223,6 +223,15 @@ class Consent(_Section):
     wording: str = Field(min_length=10)
 
 
+class Console(_Section):
+    """The owner console under /console/ (it stays off until `nurture owner add` makes an account)."""
+
+    enabled: bool = True
+    require_totp: bool = False
+    idle_timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    absolute_timeout_hours: float = Field(default=12, gt=0, le=7 * 24)
+
+
 class Settings(_Section):
     practice: Practice
     sender: Sender
@@ -230,6 +239,7 @@ class Settings(_Section):
     database: Database = Database()
     web: Web = Web()
     consent: Consent
+    console: Console = Console()
 
 
 @dataclass(frozen=True)
@@ -317,6 +327,10 @@ class Config:
     @property
     def consent(self) -> Consent:
         return self.settings.consent
+
+    @property
+    def console(self) -> Console:
+        return self.settings.console
 
     @property
     def database_url(self) -> str:

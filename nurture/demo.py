@@ -23,6 +23,7 @@ import yaml
 ROOT = Path.cwd()
 DEMO = ROOT / "demo"
 START = datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)
+DEMO_OWNER = ("owner@example.com", "demo-console-password")  # a throwaway store: printed on purpose
 PEOPLE = [
     ("ana@example.com", "Ana", "America/Los_Angeles"),
     ("ben@example.com", "Ben", "America/New_York"),
@@ -102,6 +103,13 @@ def main() -> int:
         print(f"demo: outbox:          {outbox}/ ({len(list(outbox.glob('*.eml')))} .eml files)")
         print(f"demo: preview gallery: {gallery}")
         print(f"demo: owner's report:  {report}")
+
+        from nurture.owners.accounts import add_owner
+
+        add_owner(app, *DEMO_OWNER, end)
+        print("demo: the owner console, on this demo store:")
+        print(f"demo:   NURTURE_SECRET_KEY={os.environ['NURTURE_SECRET_KEY']} .venv/bin/nurture --config demo/config.yaml serve")
+        print(f"demo:   then open http://127.0.0.1:{config.web.port}/console/ and sign in as {DEMO_OWNER[0]} with the password {DEMO_OWNER[1]}")
     finally:
         app.close()
     return 0

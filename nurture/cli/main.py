@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from nurture.cli import campaigns, content, db, newsletters, reports, sending, subscribers, summary, web
+from nurture.cli import campaigns, content, db, newsletters, owners, reports, sending, subscribers, summary, web
 from nurture.cli.base import Context, Group
 
 
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for commands in (db, subscribers, sending, content, web, newsletters, campaigns, reports, summary):
+for commands in (db, subscribers, sending, content, web, newsletters, campaigns, reports, summary, owners):
     commands.register(cli)
 
 

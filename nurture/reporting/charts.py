@@ -115,12 +115,17 @@ def horizontal_bars(
     series: Sequence[Series],
     *,
     percent: bool = False,
+    zeros_are_data: bool = False,
 ) -> str:
-    """Grouped horizontal bars: one group per category, one bar per series."""
-    if not categories or not any(v for s in series for v in s.values):
+    """Grouped horizontal bars: one group per category, one bar per series.
+
+    `zeros_are_data`: the categories are emails that were sent, so all-zero values
+    (nobody unsubscribed, nothing bounced) are a result to draw, not "nothing yet".
+    """
+    if not categories or not (zeros_are_data or any(v for s in series for v in s.values)):
         return empty_svg(chart_id, title, NOTHING_YET)
     peak = max(v for s in series for v in s.values)
-    top = _nice_max(peak, whole=not percent)
+    top = _nice_max(peak, whole=not percent) if peak else (0.01 if percent else 1.0)
     plot = WIDTH - LABEL_WIDTH - 70
     group = len(series) * (BAR + BAR_GAP) - BAR_GAP
     legend_y = 20
@@ -160,10 +165,12 @@ def horizontal_bars(
     return "".join(out)
 
 
-def narrow_bars(chart_id: str, title: str, desc: str, categories: Sequence[str], series: Sequence[Series], *, percent: bool = False) -> str:
+def narrow_bars(
+    chart_id: str, title: str, desc: str, categories: Sequence[str], series: Sequence[Series], *, percent: bool = False, zeros_are_data: bool = False
+) -> str:
     """`horizontal_bars` for a phone: each category's label on its own line above its bars,
     the bars the full width."""
-    if not categories or not any(v for s in series for v in s.values):
+    if not categories or not (zeros_are_data or any(v for s in series for v in s.values)):
         return empty_svg(chart_id, title, NOTHING_YET, narrow=True)
     top = _nice_max(max(v for s in series for v in s.values), whole=not percent)
     plot = NARROW - 70

@@ -134,8 +134,8 @@ def _rates_section(rows: Sequence[Row]) -> str:
         Series("Bounce rate", PURPLE, [r.rate("bounced") for r in used]),
     ]
     desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
-    svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
-    narrow = narrow_bars("rates-narrow", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
+    svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True, zeros_are_data=True)
+    narrow = narrow_bars("rates-narrow", "Unsubscribe and bounce rates per email", desc, names, series, percent=True, zeros_are_data=True)
     table = _table(
         "Unsubscribe and bounce rates per email",
         ["Email", "Sent", "Unsubscribed", "Unsubscribe rate", "Bounced", "Bounce rate", "Spam complaints"],
@@ -271,15 +271,11 @@ thead th {{ background: #eef2f6; }}
 """
 
 
-def render_report(app: App, *, since: datetime | None = None, now: datetime | None = None) -> str:
-    """The report as one HTML string."""
-    moment = now or datetime.now(timezone.utc)
-    tz = zone(app.config.delivery.default_timezone)
+def report_sections(app: App, *, since: datetime | None = None) -> list[str]:
+    """The report's sections as HTML fragments (the console shows them in its own page)."""
     rows = step_stats(app, since=since)
     days = sends_per_day(app, since=since)
-    practice = app.config.practice.name
-    period = f"since {since.astimezone(tz):%d %B %Y}" if since else "since the first email"
-    sections = [
+    return [
         _summary(rows, app.config.delivery.tracking),
         *_funnel_sections(app, rows),
         _days_section(days),
@@ -287,6 +283,15 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
         _newsletter_section(rows),
         _stats_table(rows),
     ]
+
+
+def render_report(app: App, *, since: datetime | None = None, now: datetime | None = None) -> str:
+    """The report as one HTML string."""
+    moment = now or datetime.now(timezone.utc)
+    tz = zone(app.config.delivery.default_timezone)
+    practice = app.config.practice.name
+    period = f"since {since.astimezone(tz):%d %B %Y}" if since else "since the first email"
+    sections = report_sections(app, since=since)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

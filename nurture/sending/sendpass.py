@@ -20,11 +20,12 @@ import gc
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
@@ -33,6 +34,7 @@ from nurture.app import App
 from nurture.content.prepared import PreparedEmail, Recipient
 from nurture.content.snapshots import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
+from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer, finish_newsletters, still_active, stop_tags
 from nurture.sending.deliveries import ReconcileStatus, reconcile, reconcile_status, release_claims, settle_from_events
@@ -112,10 +114,13 @@ class SendingPass:
         # on after the pass; frozen, the collector stops walking it over and over while a
         # large pass allocates. The pass's own objects are collected as usual.
         gc.freeze()
+        started = time.monotonic()
         try:
-            return self._run()
+            summary = self._run()
         finally:
             gc.unfreeze()
+        record_pass(self.app, self.now, self.now + timedelta(seconds=time.monotonic() - started), summary)  # for the console
+        return summary
 
     def _run(self) -> PassSummary:
         reconciled = reconcile(self.app, self.now)

@@ -311,3 +311,79 @@ class SignupAttempt(Base):
     client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer)
+
+
+# ---------------------------------------------------------------- the owner console
+
+
+class Owner(Base):
+    """A person who may use the web console. Only a hash of the password is kept."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, with its parameters and salt
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The time step of the last code accepted: a code works once, even within its 30 seconds.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+
+
+class OwnerSession(Base):
+    """A console login. The cookie holds the session id; the store holds only its SHA-256,
+    so a copy of the database does not let anyone in."""
+
+    __tablename__ = "owner_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(Id, ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class LoginAttempt(Base):
+    """Each console login attempt, for throttling across processes. `account` is a hash of
+    the address typed, whether or not an owner has it."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime]
+    account: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str] = mapped_column(String(45), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class OwnerAuditEntry(Base):
+    """Every owner action. Append-only: the migration installs triggers that refuse UPDATE
+    and DELETE. Subscribers are named by id, never by address, so forgetting someone
+    leaves nothing personal here."""
+
+    __tablename__ = "owner_audit"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    owner: Mapped[str] = mapped_column(String(320))  # the owner's address at the time
+    action: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[str | None] = mapped_column(String(400))
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class SendPassRecord(Base):
+    """When each sending pass ran and how it ended, for the console's today page."""
+
+    __tablename__ = "send_passes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime] = mapped_column(index=True)
+    sent: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    stuck: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(300))  # "ok" or what went wrong, in words

@@ -1,6 +1,6 @@
 """The few pages subscribers see, and the SendGrid webhook, as one Starlette app.
 
-Routes (nothing else is exposed; there are no admin pages):
+Routes (nothing else is exposed):
 
     GET  POST /subscribe              signup form (honeypot, per-client rate limit in the store)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
@@ -8,6 +8,7 @@ Routes (nothing else is exposed; there are no admin pages):
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.events)
     POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
+    GET  POST /console/...            the owner console, behind a login (see nurture.web.console)
 
 The handlers live in `pages` and `webhooks`; body limits and the security headers
 in `guards`; the signup rate limit in `ratelimit`; the signup worker in `signups`
@@ -37,6 +38,7 @@ from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
+from nurture.web.console.routes import console_routes, console_state
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.ratelimit import SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
@@ -77,7 +79,7 @@ def create_app(
             await run_in_threadpool(signups.stop)  # finishes the signups already accepted
 
     site = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *console_routes(app)],
         lifespan=lifespan,
         middleware=[
             Middleware(SecurityHeaders),
@@ -100,6 +102,7 @@ def create_app(
     site.state.limiter = SignupLimit(*rate_limit)
     site.state.signups = signups
     know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
+    site.state.console_pages = console_state(app)
     return site
 
 

@@ -53,8 +53,8 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
     assert current_revision(engine) == head_revision(engine) == HEAD
     assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_diff(engine) == []
-    assert triggers(engine) == ["consent_events_append_only"]
-    assert functions(engine) == ["consent_events_append_only"]
+    assert triggers(engine) == ["consent_events_append_only", "owner_audit_no_delete", "owner_audit_no_update"]
+    assert functions(engine) == ["consent_events_append_only", "owner_audit_append_only"]
 
 
 def test_ids_are_bigint_and_times_are_naive_timestamps(engine: Engine):

@@ -20,7 +20,7 @@ from nurture.store.migrate import alembic_config, current_revision, ensure_schem
 from nurture.store.models import Base
 from tests.support.factories import SECRET, write_project
 
-HEAD = "0002w"
+HEAD = "0002c"
 MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
 
 
@@ -126,7 +126,7 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
     assert current_revision(engine) == HEAD
     assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_diff(engine) == []
-    assert triggers(engine) == ["consent_events_append_only"]
+    assert triggers(engine) == ["consent_events_append_only", "owner_audit_no_delete", "owner_audit_no_update"]
 
 
 def test_the_comparison_does_see_differences(engine: Engine):
@@ -153,6 +153,18 @@ def test_consent_events_are_append_only(engine: Engine):
     upgrade(engine)
     insert_consent_event(engine)
     assert_append_only(engine)
+
+
+def test_the_owner_audit_log_is_append_only(engine: Engine):
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO owner_audit (id, at, owner, action) VALUES (1, '2026-01-01 00:00:00', 'o@example.com', 'login')"))
+    for statement in ("UPDATE owner_audit SET action = 'nothing' WHERE id = 1", "DELETE FROM owner_audit WHERE id = 1"):
+        with pytest.raises(DBAPIError, match="owner_audit is append-only"):
+            with engine.begin() as connection:
+                connection.execute(text(statement))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT action FROM owner_audit")).scalars().all() == ["login"]
 
 
 def downgrade_to_base(engine: Engine) -> None:

@@ -1,0 +1,1 @@
+"""The people who may use the owner console: accounts, sessions, login throttling, audit."""

@@ -1,0 +1,1 @@
+"""The owner console: server-rendered pages under /console/ for the practice owner."""

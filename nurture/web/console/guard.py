@@ -1,0 +1,162 @@
+"""What every /console request passes first: a live owner session, the Origin of a POST,
+and its CSRF token. A POST that fails any check gets 403 before any handler runs, so
+nothing changes.
+
+Sessions: the cookie `SESSION_COOKIE` holds a random id (see nurture.owners.sessions),
+HttpOnly, SameSite=Strict, Path=/console, Secure when web.public_base_url is https.
+The login form, which comes before any session, uses a double-submit token: the
+same random value in a cookie and in the form.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from nurture.app import App
+from nurture.owners.accounts import owner_count
+from nurture.owners.sessions import current
+
+PREFIX = "/console"
+LOGIN = PREFIX + "/login"
+SESSION_COOKIE = "nurture_console"
+LOGIN_CSRF_COOKIE = "nurture_console_login"
+CSRF_FIELD = "csrf_token"
+# Reachable without a session: the way in, and its style sheet.
+PUBLIC = {LOGIN, PREFIX + "/static/console.css"}
+FORM_LIMIT = 512 * 1024  # a newsletter's Markdown fits many times over
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def secure_cookies(app: App) -> bool:
+    return app.config.web.public_base_url.startswith("https://")
+
+
+def set_cookie(response: Response, app: App, name: str, value: str, *, max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, secure=secure_cookies(app), httponly=True, samesite="strict")
+
+
+def clear_cookie(response: Response, app: App, name: str) -> None:
+    response.delete_cookie(name, path=PREFIX, secure=secure_cookies(app), httponly=True, samesite="strict")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_origin(headers: Headers, scheme: str, app: App) -> bool:
+    """The POST comes from one of our own pages: its Origin (or else its Referer) is this site."""
+    allowed = {_origin_of(app.config.web.public_base_url)}
+    host = headers.get("host")
+    if host:
+        allowed.add(f"{scheme}://{host}".lower())
+    origin = headers.get("origin")
+    if origin and origin != "null":
+        return origin.lower() in allowed
+    referer = headers.get("referer")
+    return referer is not None and _origin_of(referer) in allowed
+
+
+def _forbidden() -> Response:
+    return PlainTextResponse("Refused: this form did not come from the console page, or it has expired. Go back, reload the page and try again.", status_code=403)
+
+
+class ConsoleGuard:
+    """ASGI middleware for the /console mount."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        site = scope["app"]
+        nurture_app: App = site.state.app
+        path = scope["path"].rstrip("/") or "/"
+        headers = Headers(scope=scope)
+        if not await run_in_threadpool(owner_count, nurture_app):
+            await _console_off(scope, receive, send)
+            return
+        post = scope["method"] == "POST"
+        if post and not same_origin(headers, scope.get("scheme", "http"), nurture_app):
+            await _forbidden()(scope, receive, send)
+            return
+        cookies = _cookies(headers)
+        owner = None
+        session_id = cookies.get(SESSION_COOKIE, "")
+        if session_id:
+            owner = await run_in_threadpool(current, nurture_app, session_id, site.state.clock())
+        scope.setdefault("state", {})
+        scope["state"]["owner"] = owner
+        scope["state"]["session_id"] = session_id if owner else None
+        if owner is None and path not in PUBLIC:
+            await RedirectResponse(LOGIN, status_code=303)(scope, receive, send)
+            return
+        if post:
+            body = await _read_body(receive)
+            if body is None or headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+                await _forbidden()(scope, receive, send)
+                return
+            sent = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD, [""])[0]
+            # The login form comes before any session: its token is the double-submit cookie's.
+            expected = cookies.get(LOGIN_CSRF_COOKIE, "") if path == LOGIN else owner.csrf_token if owner is not None else ""
+            if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+                await _forbidden()(scope, receive, send)
+                return
+            receive = _replay(body)
+        await self.app(scope, receive, send)
+
+
+def _cookies(headers: Headers) -> dict[str, str]:
+    return cookie_parser(headers.get("cookie", ""))
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > FORM_LIMIT:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _console_off(scope: Any, receive: Any, send: Any) -> None:
+    response = PlainTextResponse(
+        "The owner console is off until an owner account exists. On the server, run: nurture owner add YOUR@ADDRESS", status_code=404
+    )
+    await response(scope, receive, send)

@@ -1,0 +1,90 @@
+"""The console's pages: Jinja2 templates (autoescaped), one style sheet served from
+/console/static/console.css, no scripts, and a CSP that allows nothing else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from nurture.app import App
+from nurture.owners.sessions import OwnerSessionInfo
+from nurture.sending.planning import zone
+from nurture.web.console.guard import CSRF_FIELD, PREFIX
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+NAV = (
+    ("Today", PREFIX + "/"),
+    ("Subscribers", PREFIX + "/subscribers"),
+    ("Newsletters", PREFIX + "/newsletters"),
+    ("Series", PREFIX + "/series"),
+    ("Deliveries", PREFIX + "/deliveries"),
+    ("Results", PREFIX + "/results"),
+    ("Audit log", PREFIX + "/audit"),
+)
+
+
+def stylesheet() -> str:
+    return files("nurture.web.console").joinpath("static", "console.css").read_text(encoding="utf-8")
+
+
+class ConsolePages:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.config = app.config
+        self.tz = zone(app.config.delivery.default_timezone)
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("nurture.web.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["local"] = self.local
+        self.env.filters["plural"] = plural
+
+    def local(self, value: datetime | None, pattern: str = "%d %b %Y, %H:%M") -> str:
+        """A time in the practice's zone, as people write it."""
+        if value is None:
+            return "never"
+        return value.astimezone(self.tz).strftime(pattern)
+
+    def render(self, request: Request, template: str, *, status: int = 200, email_styles: list[str] | None = None, **context: Any) -> HTMLResponse:
+        owner: OwnerSessionInfo | None = request.state.owner
+        page = self.env.get_template(template).render(
+            practice=self.config.practice,
+            owner=owner,
+            csrf_field=CSRF_FIELD,
+            csrf_token=owner.csrf_token if owner else context.pop("login_csrf", ""),
+            nav=NAV,
+            here=request.url.path,
+            zone_name=self.tz.key,
+            **context,
+        )
+        return HTMLResponse(page, status_code=status, headers=page_headers(email_styles))
+
+
+def page_headers(email_styles: list[str] | None = None) -> dict[str, str]:
+    csp = CSP
+    if email_styles:
+        # Framed email previews (srcdoc inherits this policy): their styles by hash, nothing inline else.
+        csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-hashes' " + " ".join(email_styles))
+    return {"Content-Security-Policy": csp, "Cache-Control": "no-store"}
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def pages_of(request: Request) -> ConsolePages:
+    pages: ConsolePages = request.app.state.console_pages
+    return pages
+
+
+def css_response() -> Response:
+    return Response(stylesheet(), media_type="text/css", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,60 @@
+"""The console's routes, mounted under /console by nurture.web.app.
+
+Every route sits behind ConsoleGuard: without a live session it redirects to
+/console/login (only the login page and the style sheet are public), and every
+POST must carry this site's Origin (or Referer) and the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from nurture.app import App
+from nurture.web.console.auth import login_page, logout_page
+from nurture.web.console.guard import PREFIX, ConsoleGuard
+from nurture.web.console.render import ConsolePages, css_response
+from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
+from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
+from nurture.web.console.people_pages import person_action, person_page, subscribers_page
+from nurture.web.console.series_pages import series_list_page, series_page, step_action, step_page
+from nurture.web.console.today_page import today_page
+
+
+async def stylesheet(request: Request) -> Response:
+    return css_response()
+
+
+CONSOLE_ROUTES: list[BaseRoute] = [
+    Route("/", today_page, methods=["GET"]),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/logout", logout_page, methods=["POST"]),
+    Route("/static/console.css", stylesheet, methods=["GET"]),
+    Route("/subscribers", subscribers_page, methods=["GET"]),
+    Route("/subscribers/{subscriber_id:int}", person_page, methods=["GET"]),
+    Route("/subscribers/{subscriber_id:int}/{action:str}", person_action, methods=["POST"]),
+    Route("/deliveries", deliveries_page, methods=["GET"]),
+    Route("/deliveries/release", release_deliveries, methods=["POST"]),
+    Route("/results", results_page, methods=["GET"]),
+    Route("/audit", audit_page, methods=["GET"]),
+    Route("/newsletters", newsletters_page, methods=["GET"]),
+    Route("/newsletters/compose", newsletter_compose, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:int}/cancel", newsletter_cancel, methods=["POST"]),
+    Route("/series", series_list_page, methods=["GET"]),
+    Route("/series/{slug:str}", series_page, methods=["GET"]),
+    Route("/series/{slug:str}/{step:int}", step_page, methods=["GET"]),
+    Route("/series/{slug:str}/{step:int}/{action:str}", step_action, methods=["POST"]),
+]
+
+
+def console_routes(app: App) -> list[BaseRoute]:
+    """The /console mount, or nothing when console.enabled is false."""
+    if not app.config.console.enabled:
+        return []
+    return [Mount(PREFIX, routes=CONSOLE_ROUTES, middleware=[Middleware(ConsoleGuard)])]
+
+
+def console_state(app: App) -> ConsolePages:
+    return ConsolePages(app)

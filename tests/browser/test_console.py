@@ -1,0 +1,165 @@
+"""The owner's day in a real headless Chromium: sign in; preview and edit email 3, see a
+check finding, fix it, publish; compose, test and schedule a newsletter in subscriber
+time; find a subscriber and tag them booked, unsubscribe another, export a third; open
+results, deliveries and the audit log; sign out.
+
+Every page: axe-core (from the axe-playwright-python package, injected offline) finds no
+WCAG violation, nothing is fetched from outside the server, the CSP blocks nothing, the
+page fits a 375 px screen; screenshots at 1280 and 375 px go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.console import OWNER, PASSWORD, console
+from tests.support.factories import active_subscribers
+
+pytestmark = pytest.mark.browser
+
+AXE = files("axe_playwright_python").joinpath("axe.min.js").read_text(encoding="utf-8")
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+class Walk:
+    def __init__(self, page: Any, base: str, artifacts: Path) -> None:
+        self.page, self.base, self.artifacts = page, base, artifacts
+        self.outside: list[str] = []
+        self.problems: list[str] = []
+        self.checked: list[str] = []
+        page.on("console", lambda message: self.problems.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.problems.append(str(error)))
+        page.route("**/*", self._only_ours)
+
+    def _only_ours(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(self.base) or url.startswith(("about:", "data:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def submit(self, button: Any) -> None:
+        """Press a button that posts a form, and wait for the page that answers.
+
+        Scrolled into view first and given a moment: the email preview frames above
+        the forms settle their height late, and a click aimed before that misses."""
+        button.scroll_into_view_if_needed()
+        self.page.wait_for_timeout(200)
+        with self.page.expect_navigation():
+            button.click()
+
+    def check(self, name: str) -> None:
+        """axe-core on the page as it is, then screenshots at 1280 and 375 px."""
+        page = self.page
+        page.wait_for_load_state("load")
+        if not page.evaluate("typeof window.axe !== 'undefined'"):
+            page.evaluate(AXE)
+        result = page.evaluate("(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
+        violations = [(v["id"], v["help"], [node["target"] for node in v["nodes"]][:3]) for v in result["violations"]]
+        assert violations == [], f"{name}: {json.dumps(violations, indent=1)}"
+        page.screenshot(path=str(self.artifacts / f"{name}-1280.png"), full_page=True)
+        page.set_viewport_size({"width": 375, "height": 800})
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(self.artifacts / f"{name}-375.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        assert width <= 375, f"{name} is {width} px wide on a 375 px screen"
+        self.checked.append(name)
+
+
+def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
+    with console(tmp_path, https=True) as site:
+        ids = active_subscribers(site.app, 3, site.clock.now - timedelta(days=2))
+        walk = Walk(page, site.web.url, artifacts_dir)
+
+        page.goto(site.web.url + "/console/")
+        assert page.url.endswith("/console/login")
+        walk.check("login")
+        page.get_by_label("Email address").fill(OWNER)
+        page.get_by_label("Password").fill(PASSWORD)
+        walk.submit(page.get_by_role("button", name="Sign in"))
+        page.wait_for_url("**/console/")
+        expect(page.get_by_role("heading", name="Today")).to_be_visible()
+        walk.check("today")
+
+        # Series: email 3, a finding, the fix, publish.
+        walk.submit(page.get_by_role("link", name="Series", exact=True))
+        walk.check("series-list")
+        walk.submit(page.get_by_role("link", name="Getting to know ketamine-assisted psychotherapy"))
+        walk.check("series")
+        walk.submit(page.get_by_role("link", name="Email 3"))
+        expect(page.locator("iframe.w600")).to_be_visible()
+        expect(page.locator("iframe.w375")).to_be_visible()
+        expect(page.frame_locator("iframe.w600").get_by_text("Safety is often").first).to_be_visible()
+        walk.check("series-email")
+        source = page.locator("#source")
+        original = source.input_value()
+        source.fill(original.replace("Safety is often", "Read http://example.com/safety first. Safety is often"))
+        walk.submit(page.get_by_role("button", name="Save as draft and check"))
+        expect(page.get_by_text("uses http://").first).to_be_visible()
+        walk.check("series-email-finding")
+        page.locator("#source").fill(page.locator("#source").input_value().replace("http://example.com", "https://example.com"))
+        walk.submit(page.get_by_role("button", name="Save as draft and check"))
+        expect(page.get_by_text("No problems found")).to_be_visible()
+        walk.submit(page.get_by_role("button", name="Send me a test copy"))
+        expect(page.get_by_text("Test copy sent")).to_be_visible()
+        walk.submit(page.get_by_role("button", name="Publish this draft"))
+        expect(page.get_by_text("Published: the next emails")).to_be_visible()
+        live = site.app.config.campaigns_dir / "kap-intro" / "03-is-kap-safe.md"
+        assert "https://example.com/safety" in live.read_text()
+
+        # A newsletter: write, test, schedule in each reader's own time.
+        walk.submit(page.get_by_role("link", name="Newsletters"))
+        walk.check("newsletters")
+        page.get_by_label("File name").fill("2026-12-hello")
+        page.get_by_label("Date", exact=True).fill((site.clock.now + timedelta(days=5)).strftime("%Y-%m-%d"))
+        page.get_by_label("Time", exact=True).fill("10:00")
+        page.get_by_label("At that time in each reader’s own time zone").check()
+        walk.submit(page.get_by_role("button", name="Preview and check"))
+        walk.check("newsletter-preview")
+        walk.submit(page.get_by_role("button", name="Send me a test copy"))
+        expect(page.get_by_text(f"Test copy sent to {OWNER}")).to_be_visible()
+        walk.submit(page.get_by_role("button", name="Schedule it"))
+        expect(page.get_by_text("Scheduled.")).to_be_visible()
+        expect(page.get_by_role("cell", name="in each reader’s own time").first).to_be_visible()
+        walk.check("newsletters-scheduled")
+
+        # Subscribers: tag one booked, unsubscribe another, export a third.
+        walk.submit(page.get_by_role("link", name="Subscribers"))
+        walk.check("subscribers")
+        page.get_by_label("Address or first name").fill("person0")
+        walk.submit(page.get_by_role("button", name="Search"))
+        walk.submit(page.get_by_role("link", name="person0@example.com"))
+        walk.check("person")
+        page.get_by_label("Tag", exact=True).fill("booked")
+        walk.submit(page.get_by_role("button", name="Add tag"))
+        expect(page.get_by_text("Tag added")).to_be_visible()
+        page.goto(f"{site.web.url}/console/subscribers/{ids[1]}")
+        walk.submit(page.get_by_role("button", name="Unsubscribe"))
+        expect(page.get_by_text("Unsubscribed: this person gets no more emails")).to_be_visible()
+        page.goto(f"{site.web.url}/console/subscribers/{ids[2]}")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download everything held (JSON)").click()
+        exported = json.loads(Path(download.value.path()).read_text())
+        assert exported["subscriber"]["email"] == "person2@example.com"
+
+        for name, link in (("results", "Results"), ("deliveries", "Deliveries"), ("audit", "Audit log")):
+            walk.submit(page.get_by_role("link", name=link))
+            walk.check(name)
+        expect(page.get_by_role("cell", name="published a series email")).to_be_visible()
+
+        walk.submit(page.get_by_role("button", name="Sign out"))
+        expect(page.get_by_text("You are signed out.")).to_be_visible()
+        page.goto(site.web.url + "/console/subscribers")
+        assert page.url.endswith("/console/login")
+
+        assert walk.outside == []
+        assert walk.problems == []
+        assert len(walk.checked) == 14
