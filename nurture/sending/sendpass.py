@@ -31,8 +31,9 @@ from nurture.content.prepared import PreparedEmail, Recipient
 from nurture.content.snapshots import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.providers.base import Batch, Outcome
-from nurture.sending.claims import Claim, Claimer, finish_newsletters, still_active, stop_tags
+from nurture.sending.claims import Claim, Claimer, still_active, stop_tags
 from nurture.sending.deliveries import count_stuck, release_claims
+from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.sending.streams import newsletter_stream
