@@ -93,6 +93,7 @@ class SendingPass:
         self.campaigns = app.campaigns
         self.claimer = Claimer(app, now, worker or worker_name())
         self.claimed_total = 0
+        self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
 
     # ------------------------------------------------------------ the pass
 
@@ -235,7 +236,10 @@ class SendingPass:
         if claim.newsletter_id is None:
             campaign = self.campaigns[claim.stream]
             return self.app.renderer.prepare_step(campaign, campaign.step(claim.step))
-        return prepare_stored_newsletter(self.app, claim.newsletter_id)
+        prepared = self._newsletters.get(claim.newsletter_id)
+        if prepared is None:
+            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.app, claim.newsletter_id)
+        return prepared
 
     # ------------------------------------------------------------ record
 
