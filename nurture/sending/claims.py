@@ -374,7 +374,8 @@ class Claimer:
                 self._zones_read.add(key)
                 # Someone may have been skipped: held by the cap, locked by another worker
                 # whose claim may yet roll back, or confirmed behind the cursor meanwhile.
-                if key not in self._zones_held and not connection.execute(cohort, {**params, "after": 0, "room": 1}).first():
+                look = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=False)
+                if key not in self._zones_held and not connection.execute(look, {**params, "after": 0, "room": 1}).first():
                     mark_finished(connection, newsletter.id, value, now)
                 break
         return claims
