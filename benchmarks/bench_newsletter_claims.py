@@ -52,6 +52,8 @@ BATCH = 1000
 
 def fill(config_path: str, size: int, mode: str) -> None:
     """Subscribers in five zones (in no series), and one newsletter scheduled in `mode`."""
+    # Imported here, not at the top: the minimal script runs this same file, and its
+    # start-up must stay that of a script that needs only sqlite3 and urllib.
     from datetime import datetime
 
     from nurture.config import load_config
@@ -177,7 +179,7 @@ class Project:
     """A project folder with its own SQLite store, filled once."""
 
     def __init__(self, folder: Path, standin: StandIn, size: int, mode: str, batch_size: int, concurrency: int) -> None:
-        from tests.support.factories import SECRET, write_project
+        from tests.support.factories import SECRET, write_project  # not at the top: see fill()
 
         self.folder = folder
         self.cpu = 0.0
