@@ -6,9 +6,10 @@ Each builder takes the dialect's IdStatements and is cached under its name there
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, literal, select
+from sqlalchemy import Integer, String, bindparam, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -26,6 +27,7 @@ _SUBSCRIBERS = m.Subscriber.__table__
 _TAGS = m.SubscriberTag.__table__
 _CAMPAIGN_STATES = m.CampaignState.__table__
 _NEWSLETTERS = m.Newsletter.__table__
+_NEWSLETTER_ZONES = m.NewsletterZone.__table__
 
 NEWSLETTER_DUE = (
     select(_NEWSLETTERS.c.id)
@@ -126,6 +128,67 @@ def newsletter_claims(statements: IdStatements) -> Any:
         .order_by(sub.c.id)
     )
     return _insert_claims(statements, source, ["subscriber_id", "stream", "step", "newsletter_id", "status", "worker", "claimed_at"])
+
+
+# ---------------------------------------------------------------- newsletters, one zone at a time
+
+
+def _active_zones() -> Any:
+    """The distinct timezone values of active subscribers, one index seek per zone.
+
+    A recursive "loose index scan" on ix_subscribers_status_timezone_id: each step asks
+    for the first value after the previous one, so the cost grows with the number of
+    zones (a handful), not of subscribers. NULL (no zone given) is asked separately.
+    """
+    sub = _SUBSCRIBERS
+    active = sub.c.status == m.SubscriberStatus.ACTIVE
+    first = select(sub.c.timezone).where(active, sub.c.timezone.is_not(None)).order_by(sub.c.timezone).limit(1)
+    zones = select(first.scalar_subquery().label("zone")).cte("zones", recursive=True)
+    following = select(sub.c.timezone).where(active, sub.c.timezone > zones.c.zone).order_by(sub.c.timezone).limit(1)
+    zones = zones.union_all(select(following.scalar_subquery()).where(zones.c.zone.is_not(None)))
+    return select(zones.c.zone).where(zones.c.zone.is_not(None))
+
+
+ACTIVE_ZONES = _active_zones()
+ANYONE_WITHOUT_ZONE = select(_SUBSCRIBERS.c.id).where(_SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE, _SUBSCRIBERS.c.timezone.is_(None)).limit(1)
+FINISHED_ZONES = select(_NEWSLETTER_ZONES.c.newsletter_id, _NEWSLETTER_ZONES.c.timezone).where(
+    _NEWSLETTER_ZONES.c.newsletter_id.in_(bindparam("newsletter_ids", expanding=True))
+)
+
+
+@lru_cache(maxsize=16)
+def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
+    """Active, confirmed subscribers of one zone (`:zone`, or none given) after id `:after`
+    with no delivery of `:stream`, in id order, at most `:room`; tagged `:tag` for a segment.
+
+    Reads ix_subscribers_status_timezone_id from (status, zone, after) onwards, with one
+    lookup in the deliveries' unique key per subscriber. `lock`: FOR UPDATE SKIP LOCKED
+    on PostgreSQL, so two workers read different subscribers (the unique key still decides).
+    """
+    sub = _SUBSCRIBERS
+    query = (
+        select(sub.c.id, sub.c.email, sub.c.first_name)
+        .where(
+            sub.c.status == m.SubscriberStatus.ACTIVE,
+            sub.c.timezone.is_(None) if no_zone else sub.c.timezone == bindparam("zone", type_=String()),
+            sub.c.id > bindparam("after", type_=Integer()),
+            sub.c.confirmed_at <= bindparam("now", type_=sub.c.confirmed_at.type),
+            ~exists().where(_DELIVERIES.c.subscriber_id == sub.c.id, _DELIVERIES.c.stream == bindparam("stream", type_=String())),
+        )
+        .order_by(sub.c.id)
+        .limit(bindparam("room", type_=Integer()))
+    )
+    if segment:
+        query = query.where(exists().where(_TAGS.c.subscriber_id == sub.c.id, _TAGS.c.tag == bindparam("tag", type_=String())))
+    if lock:
+        query = query.with_for_update(of=sub, skip_locked=True)
+    return query
+
+
+def finish_zone(statements: IdStatements) -> Any:
+    """Remember that a newsletter has reached everyone in a zone (once, whoever writes it first)."""
+    insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
+    return insert(_NEWSLETTER_ZONES).on_conflict_do_nothing(index_elements=["newsletter_id", "timezone"])
 
 
 def is_postgres(session: Session) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
@@ -30,10 +30,12 @@ from nurture.sending.claim_statements import (
     drip_claims,
     is_postgres,
     newsletter_claims,
+    newsletter_cohort,
     tagged_query,
 )
 from nurture.sending.decision import Decision, decide
-from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.newsletter_zones import ZoneTiming, mark_finished, newsletter_last_due
+from nurture.sending.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.statements import Values, statements_for, update_grouped
@@ -120,48 +122,6 @@ def still_active(session: Session, subscriber_ids: Sequence[int]) -> set[int]:
     return active
 
 
-def newsletter_due(newsletter: m.Newsletter, tz_name: str) -> datetime:
-    """The instant a newsletter is due for someone in `tz_name`."""
-    if newsletter.timezone_mode != "subscriber":
-        return newsletter.first_due_at
-    local = datetime.fromisoformat(newsletter.send_at_local)
-    return at_local(local.date(), local.time(), zone(tz_name))
-
-
-def newsletter_last_due(newsletter: m.Newsletter) -> datetime:
-    if newsletter.timezone_mode != "subscriber":
-        return newsletter.first_due_at
-    # The last place on Earth to reach a local time is UTC-12.
-    return newsletter_due(newsletter, "Etc/GMT+12")
-
-
-def finish_newsletters(session: Session, newsletter_ids: set[int], now: datetime) -> None:
-    """Mark sent each of these newsletters whose every zone's moment has passed and that nobody is left to get."""
-    for newsletter in session.scalars(
-        select(m.Newsletter).where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]))
-    ):
-        if newsletter_last_due(newsletter) > now:
-            continue
-        # Only complete when no eligible subscriber is left without a delivery.
-        remaining = session.scalar(
-            select(func.count())
-            .select_from(m.Subscriber)
-            .where(
-                m.Subscriber.status == m.SubscriberStatus.ACTIVE,
-                m.Subscriber.confirmed_at <= now,
-                ~exists().where(m.Delivery.subscriber_id == m.Subscriber.id, m.Delivery.stream == newsletter_stream(newsletter.id)),
-                *(
-                    [exists().where(m.SubscriberTag.subscriber_id == m.Subscriber.id, m.SubscriberTag.tag == newsletter.segment_tag)]
-                    if newsletter.segment_tag
-                    else []
-                ),
-            )
-        )
-        if not remaining:
-            newsletter.status = m.NewsletterStatus.SENT
-            newsletter.updated_at = now
-
-
 # ---------------------------------------------------------------- claiming
 
 
@@ -181,8 +141,11 @@ class Claimer:
         self.default_zone = delivery.default_timezone
         self.max_per_day = delivery.max_emails_per_day
         self.rescheduled = 0  # due but outside the send window or over the daily cap
-        self.newsletters_done: set[int] = set()  # no one left to claim for in this pass
-        self._newsletter_cursor: dict[int, int] = defaultdict(int)
+        self.newsletters_done: set[int] = set()  # every zone due, nobody left to claim for in this pass
+        self._zone_timing = ZoneTiming(now, self.default_zone, self._in_window)
+        self._zone_cursor: dict[tuple[int, str | None], int] = defaultdict(int)  # (newsletter, zone) -> last subscriber id read
+        self._zones_read: set[tuple[int, str | None]] = set()  # read to the end in this pass
+        self._zones_held: set[tuple[int, str | None]] = set()  # someone there was over the daily cap
         self._in_window_cache: dict[str, bool] = {}
         self._values_cache: dict[Any, Values] = {}
 
@@ -333,9 +296,11 @@ class Claimer:
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
+        """Claim due newsletters zone by zone: only zones whose moment has come and that are not finished."""
         now = self.now
         claims: list[Claim] = []
-        if session.connection().execute(NEWSLETTER_DUE, {"now": now}).first() is None:
+        connection = session.connection()
+        if connection.execute(NEWSLETTER_DUE, {"now": now}).first() is None:
             return claims  # the usual case: a cheap look before loading any newsletter
         newsletters = session.scalars(
             select(m.Newsletter)
@@ -345,70 +310,72 @@ class Claimer:
         for newsletter in newsletters:
             if len(claims) >= room:
                 break
-            stream = newsletter_stream(newsletter.id)
             claimed_before = len(claims)
-            while len(claims) < room:
-                query = (
-                    select(m.Subscriber.id, m.Subscriber.email, m.Subscriber.first_name, m.Subscriber.timezone)
-                    .where(
-                        m.Subscriber.status == m.SubscriberStatus.ACTIVE,
-                        m.Subscriber.id > self._newsletter_cursor[newsletter.id],
-                        m.Subscriber.confirmed_at <= now,
-                        ~exists().where(m.Delivery.subscriber_id == m.Subscriber.id, m.Delivery.stream == stream),
-                    )
-                    .order_by(m.Subscriber.id)
-                    .limit(room - len(claims))
-                )
-                if newsletter.segment_tag:
-                    query = query.where(
-                        exists().where(
-                            m.SubscriberTag.subscriber_id == m.Subscriber.id, m.SubscriberTag.tag == newsletter.segment_tag
-                        )
-                    )
-                if is_postgres(session):
-                    query = query.with_for_update(of=m.Subscriber, skip_locked=True)
-                rows = session.execute(query).all()
-                if not rows:
-                    self.newsletters_done.add(newsletter.id)
+            ready = self._zone_timing.ready(connection, newsletter)
+            for value in ready:
+                if len(claims) >= room:
                     break
-                self._newsletter_cursor[newsletter.id] = rows[-1].id
-                zones = self._zones({row.id: row.timezone for row in rows})
-                cap = DailyCap(session, zones, now, self.max_per_day)
+                claims.extend(self._claim_zone(session, newsletter, value, room - len(claims)))
+            if all((newsletter.id, value) in self._zones_read for value in ready) and newsletter_last_due(newsletter) <= now:
+                self.newsletters_done.add(newsletter.id)
+            if newsletter.status == m.NewsletterStatus.SCHEDULED and len(claims) > claimed_before:
+                newsletter.status = m.NewsletterStatus.SENDING
+                newsletter.updated_at = now
+        return claims
+
+    def _claim_zone(self, session: Session, newsletter: m.Newsletter, value: str | None, room: int) -> list[Claim]:
+        """Claim `newsletter` for up to `room` subscribers of one zone whose moment has come.
+
+        Reads the zone in id order from where this pass left it; once the end is reached
+        with nobody held back by the daily cap, and a look from the start finds nobody
+        left, the zone is written down as finished for this newsletter.
+        """
+        key = (newsletter.id, value)
+        if key in self._zones_read:
+            return []
+        now = self.now
+        connection = session.connection()
+        stream = newsletter_stream(newsletter.id)
+        zone_name = self._zone_timing.zone_name(value)
+        cohort = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=is_postgres(session))
+        params: dict[str, Any] = {"zone": value, "now": now, "stream": stream, "tag": newsletter.segment_tag}
+        claims: list[Claim] = []
+        while len(claims) < room:
+            asked = room - len(claims)
+            rows = [tuple(row) for row in connection.execute(cohort, {**params, "after": self._zone_cursor[key], "room": asked}).all()]
+            if rows:
+                self._zone_cursor[key] = rows[-1][0]
+                cap = DailyCap(session, dict.fromkeys([row[0] for row in rows], zone_name), now, self.max_per_day)
                 wanted: list[int] = []
-                by_id = {}
-                timing: dict[str, tuple[bool, bool]] = {}  # zone name -> (due, may go out now): the same for everyone there
+                by_id: dict[int, tuple[Any, ...]] = {}
                 for row in rows:
-                    zone_name = zones[row.id]
-                    zone_timing = timing.get(zone_name)
-                    if zone_timing is None:
-                        due_at = newsletter_due(newsletter, zone_name)
-                        tz = zone(zone_name)
-                        # Held past its own day (by the daily cap, or no pass ran): wait for the
-                        # send window instead of going out at the subscriber's midnight. On its
-                        # own day it goes out at its time, inside the window or not.
-                        held = due_at <= now and local_date(due_at, tz) < local_date(now, tz) and not self._in_window(zone_name)
-                        zone_timing = timing[zone_name] = (due_at <= now, not held)
-                    due, may_go_now = zone_timing
+                    subscriber_id = row[0]
                     decision = decide(
                         paused=False,  # pausing is for series; a newsletter is cancelled instead
-                        due=due,
+                        due=True,  # only zones whose moment has come are read
                         series_exists=True,
                         subscribed=True,  # the query reads active subscribers only
                         stop_tag=False,  # stop tags end series, not newsletters
                         steps_left=True,
-                        in_window=may_go_now,
-                        cap_full=cap.full(row.id),
+                        in_window=True,  # a zone held past its own day is not read until its window opens
+                        cap_full=cap.full(subscriber_id),
                     )
                     if decision is Decision.CLAIM:
-                        cap.take(row.id)
-                        by_id[row.id] = row
-                        wanted.append(row.id)
-                    elif decision is not Decision.NOT_YET:
-                        self.rescheduled += 1  # waits for the window or the next day: no row to move
+                        cap.take(subscriber_id)
+                        by_id[subscriber_id] = row
+                        wanted.append(subscriber_id)
+                    else:
+                        self.rescheduled += 1  # over the daily cap: waits for the next local day
+                        self._zones_held.add(key)
                 for delivery_id, subscriber_id, _, _ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
-                    row = by_id[subscriber_id]
-                    claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, 1, newsletter.id))
-            if newsletter.status == m.NewsletterStatus.SCHEDULED and len(claims) > claimed_before:
-                newsletter.status = m.NewsletterStatus.SENDING
-                newsletter.updated_at = now
+                    _, email, first_name = by_id[subscriber_id]
+                    claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id))
+            if len(rows) < asked:
+                self._zones_read.add(key)
+                # Someone may have been skipped: held by the cap, locked by another worker
+                # whose claim may yet roll back, or confirmed behind the cursor meanwhile.
+                look = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=False)
+                if key not in self._zones_held and not connection.execute(look, {**params, "after": 0, "room": 1}).first():
+                    mark_finished(connection, newsletter.id, value, now)
+                break
         return claims

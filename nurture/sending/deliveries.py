@@ -79,6 +79,8 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
         # released email is claimed by the next pass (a cancelled one stays cancelled).
         newsletter_ids = {row.newsletter_id for row in rows if row.newsletter_id is not None}
         if newsletter_ids:
+            # Its zone is no longer finished: the next pass reads it again.
+            session.execute(delete(m.NewsletterZone).where(m.NewsletterZone.newsletter_id.in_(newsletter_ids)))
             session.execute(
                 update(m.Newsletter)
                 .where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status == m.NewsletterStatus.SENT)

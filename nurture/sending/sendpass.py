@@ -36,8 +36,9 @@ from nurture.content.snapshots import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
-from nurture.sending.claims import Claim, Claimer, finish_newsletters, still_active, stop_tags
+from nurture.sending.claims import Claim, Claimer, still_active, stop_tags
 from nurture.sending.deliveries import ReconcileStatus, reconcile, reconcile_status, release_claims, settle_from_events
+from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.sending.streams import newsletter_stream
@@ -106,6 +107,7 @@ class SendingPass:
         self.campaigns = app.campaigns
         self.claimer = Claimer(app, now, worker or worker_name())
         self.claimed_total = 0
+        self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
 
     # ------------------------------------------------------------ the pass
 
@@ -254,7 +256,10 @@ class SendingPass:
         if claim.newsletter_id is None:
             campaign = self.campaigns[claim.stream]
             return self.app.renderer.prepare_step(campaign, campaign.step(claim.step))
-        return prepare_stored_newsletter(self.app, claim.newsletter_id)
+        prepared = self._newsletters.get(claim.newsletter_id)
+        if prepared is None:
+            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.app, claim.newsletter_id)
+        return prepared
 
     # ------------------------------------------------------------ record
 

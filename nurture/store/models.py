@@ -83,6 +83,8 @@ SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # A subscriber-time newsletter claims one zone at a time, in id order (nurture/sending/newsletter_zones.py).
+    __table_args__ = (Index("ix_subscribers_status_timezone_id", "status", "timezone", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     # The address as given (normalized by email-validator) and its case-folded key.
@@ -255,6 +257,20 @@ class Newsletter(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class NewsletterZone(Base):
+    """A zone (a subscribers.timezone value, "" for none) in which a newsletter has reached everyone.
+
+    Written once a zone's time has come and nobody eligible there is left without a
+    delivery, so later passes skip it without looking; released claims delete the rows.
+    """
+
+    __tablename__ = "newsletter_zones"
+
+    newsletter_id: Mapped[int] = mapped_column(Id, ForeignKey("newsletters.id", ondelete="CASCADE"), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    finished_at: Mapped[datetime]
 
 
 class ProviderEvent(Base):
