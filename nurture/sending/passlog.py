@@ -4,28 +4,19 @@ ran and how it ended (and warn when none has run for a while)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
 from sqlalchemy import delete, select
 
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
-if TYPE_CHECKING:
-    from nurture.sending.sendpass import PassSummary  # sendpass calls record_pass: no runtime import back
-
 KEEP = timedelta(days=7)
 
 
-def record_pass(app: App, started_at: datetime, finished_at: datetime, summary: "PassSummary") -> None:
-    outcome = f"stopped: {summary.fatal}" if summary.fatal else "ok"
+def record_pass(app: App, started_at: datetime, finished_at: datetime, *, sent: int, failed: int, stuck: int, fatal: str | None) -> None:
+    outcome = f"stopped: {fatal}" if fatal else "ok"
     with transaction(app.engine) as session:
-        session.add(
-            m.SendPassRecord(
-                started_at=started_at, finished_at=finished_at, sent=summary.sent, failed=summary.failed, stuck=summary.stuck, outcome=outcome[:300]
-            )
-        )
+        session.add(m.SendPassRecord(started_at=started_at, finished_at=finished_at, sent=sent, failed=failed, stuck=stuck, outcome=outcome[:300]))
         session.execute(delete(m.SendPassRecord).where(m.SendPassRecord.finished_at < finished_at - KEEP))
 
 

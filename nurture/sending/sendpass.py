@@ -121,7 +121,8 @@ class SendingPass:
             summary = self._run()
         finally:
             gc.unfreeze()
-        record_pass(self.app, self.now, self.now + timedelta(seconds=time.monotonic() - started), summary)  # for the console
+        finished = self.now + timedelta(seconds=time.monotonic() - started)
+        record_pass(self.app, self.now, finished, sent=summary.sent, failed=summary.failed, stuck=summary.stuck, fatal=summary.fatal)  # for the console
         return summary
 
     def _run(self) -> PassSummary:
