@@ -26,9 +26,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A step's key: what "this email" means for a person, whatever the owner edits later.
+STEP_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"
+
+
 class StepRef(_Strict):
     file: str = Field(min_length=1)
     delay_days: float = Field(ge=0, le=365)
+    # Default: the file's stem. Keep the key when renaming a file, so that people who
+    # had the email do not get it again; a new key is a new email.
+    key: str | None = Field(default=None, pattern=STEP_KEY_PATTERN)
 
 
 class CampaignFile(_Strict):
@@ -73,6 +80,11 @@ class Step:
     slug: str  # file stem, e.g. "01-what-is-kap"
     delay_days: float
     email: EmailSource
+    key: str = ""  # the stable key; "" only for Steps built by hand, read as the slug
+
+    @property
+    def step_key(self) -> str:
+        return self.key or self.slug
 
 
 @dataclass(frozen=True)
@@ -84,9 +96,13 @@ class Campaign:
     trigger: str
     stop_on_tags: tuple[str, ...]
     steps: tuple[Step, ...]
+    version: int | None = None  # the published version; None for the files as they are (a draft)
 
     def step(self, number: int) -> Step:
         return self.steps[number - 1]
+
+    def by_key(self, key: str) -> Step | None:
+        return next((step for step in self.steps if step.step_key == key), None)
 
 
 def _pydantic_problems(where: Path, text: str, exc: ValidationError, line_offset: int = 0) -> str:
@@ -150,12 +166,21 @@ def load_campaign(directory: Path) -> Campaign:
         raise ContentError(_pydantic_problems(spec_path, text, exc)) from None
     lines = key_lines(text)
     steps = []
+    first_with_key: dict[str, int] = {}
     for number, ref in enumerate(spec.steps, start=1):
         email_path = directory / ref.file
         if not email_path.is_file():
             line = lines.get(("steps", str(number - 1), "file"), 0)
             raise ContentError(f"{spec_path}:{line}: steps[{number}].file: {ref.file} does not exist in {directory}")
-        steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path)))
+        key = ref.key or email_path.stem
+        if key in first_with_key:
+            line = lines.get(("steps", str(number - 1), "key"), 0) or lines.get(("steps", str(number - 1), "file"), 0)
+            raise ContentError(
+                f"{spec_path}:{line}: steps[{number}]: the key {key!r} is already used by steps[{first_with_key[key]}]; "
+                "give each step its own key: (each key is one email a person receives at most once)"
+            )
+        first_with_key[key] = number
+        steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path), key))
     return Campaign(
         slug=directory.name,
         path=directory,

@@ -1,6 +1,6 @@
 """Claiming: which due emails a pass takes, under the send window and the daily cap.
 
-A claim is a delivery row, unique per (subscriber, stream, step), inserted and
+A claim is a delivery row, unique per (subscriber, stream, step key), inserted and
 committed before anything is handed to a transport; a second process that wants
 the same email hits the unique key and moves on. What to do with each due row is
 decided by `decide()` (no database), the rest here reads the facts it needs and
@@ -26,6 +26,7 @@ from nurture.sending.claim_statements import (
     NEWSLETTER_DUE,
     PAUSED_QUERY,
     active_query,
+    received_query,
     cap_query,
     drip_claims,
     is_postgres,
@@ -34,12 +35,16 @@ from nurture.sending.claim_statements import (
 )
 from nurture.sending.decision import Decision, decide
 from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
-from nurture.sending.streams import newsletter_stream
+from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
 from nurture.store.statements import Values, statements_for, update_grouped
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
+
+
+# What a claim INSERT returns: delivery id, subscriber id, stream, step position, step key, series version.
+Inserted = tuple[int, int, str, int, str, int | None]
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,10 @@ class Claim:
     email: str
     first_name: str | None
     stream: str
-    step: int
+    step: int  # the step's position in its version (1 for a newsletter)
     newsletter_id: int | None = None
+    step_key: str = NEWSLETTER_STEP_KEY
+    series_version: int | None = None  # the published version a series step is sent from
 
 
 # ---------------------------------------------------------------- what claiming reads
@@ -106,6 +113,20 @@ def stop_tags(session: Session, campaigns: dict[str, Campaign], subscriber_ids: 
         for slug, tags in tags_by_campaign.items():
             if tag in tags:
                 result[slug].add(subscriber_id)
+    return result
+
+
+def received_keys(session: Session, subscriber_ids: Sequence[int], streams: Sequence[str]) -> dict[tuple[int, str], set[str]]:
+    """(subscriber, series) -> the step keys they already have a delivery of, whatever its status."""
+    result: dict[tuple[int, str], set[str]] = defaultdict(set)
+    if not subscriber_ids or not streams:
+        return result
+    connection = session.connection()
+    statements = statements_for(connection)
+    query = statements.built("received", received_query)
+    for chunk in statements.id_chunks(list(dict.fromkeys(subscriber_ids))):
+        for subscriber_id, stream, key in connection.execute(query, {"ids": chunk, "streams": sorted(set(streams))}).all():
+            result[(subscriber_id, stream)].add(key)
     return result
 
 
@@ -176,6 +197,7 @@ class Claimer:
         delivery = app.config.delivery
         self.now = now
         self.worker = worker
+        self.app = app
         self.campaigns: dict[str, Campaign] = app.campaigns
         self.window = Window(delivery.send_window.start, delivery.send_window.end, delivery.weekdays_only)
         self.default_zone = delivery.default_timezone
@@ -219,13 +241,13 @@ class Claimer:
             tagged = stop_tags(session, self.campaigns, [row[1] for row in rows])
             updates: dict[Values, list[int]] = defaultdict(list)
             wanted: list[int] = []  # enrollment ids to claim, in query order
-            pending: dict[tuple[int, str, int], tuple[Any, ...]] = {}
+            advancing: list[tuple[int, int, Campaign, int, str, str]] = []
+            pending: dict[tuple[int, str, str], tuple[Any, ...]] = {}
             stopped: Values = (("status", m.EnrollmentStatus.STOPPED), ("updated_at", now))
             completed: Values = (("status", m.EnrollmentStatus.COMPLETED), ("updated_at", now))
-            campaigns = self.campaigns
             for row in rows:
-                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name = row
-                campaign = campaigns.get(slug)
+                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name, step_key, version = row
+                campaign = self._latest(slug, version)
                 zone_name = zones[subscriber_id]
                 decision = decide(
                     paused=slug in paused,
@@ -233,16 +255,16 @@ class Claimer:
                     series_exists=campaign is not None,
                     subscribed=status == m.SubscriberStatus.ACTIVE,
                     stop_tag=subscriber_id in tagged.get(slug, ()),
-                    steps_left=campaign is not None and next_step <= len(campaign.steps),
+                    steps_left=step_key is not None and version is not None,
                     in_window=self._in_window(zone_name),
                     cap_full=cap.full(subscriber_id),
                 )
                 if decision is Decision.CLAIM:
-                    assert campaign is not None  # decide() claims only for an existing series
+                    assert campaign is not None and step_key is not None  # decide() claims only then
                     cap.take(subscriber_id)
-                    pending[(subscriber_id, slug, next_step)] = (email, first_name)
+                    pending[(subscriber_id, slug, step_key)] = (email, first_name)
                     wanted.append(enrollment_id)
-                    updates[self._advance(slug, campaign, next_step, zone_name)].append(enrollment_id)
+                    advancing.append((enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name))
                 elif decision is Decision.STOP:
                     updates[stopped].append(enrollment_id)
                 elif decision is Decision.COMPLETE:
@@ -253,11 +275,12 @@ class Claimer:
                 elif decision is Decision.NEXT_DAY:
                     updates[self._next_day_values(zone_name)].append(enrollment_id)
                     self.rescheduled += 1
+            self._plan_advances(session, advancing, updates)
             # Claims first, from the enrollment rows as they are now; then the enrollments move on.
             inserted = self._insert_drip_claims(session, wanted)
-            for delivery_id, subscriber_id, stream, step in inserted:
-                email, first_name = pending[(subscriber_id, stream, step)]
-                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step))
+            for delivery_id, subscriber_id, stream, step, step_key, series_version in inserted:
+                email, first_name = pending[(subscriber_id, stream, step_key)]
+                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key, series_version))
             # Rows that hit the unique key were already sent by someone: just move on.
             update_grouped(session, ENROLLMENTS, updates)
         return claims
@@ -287,21 +310,63 @@ class Claimer:
             values = self._values_cache[key] = (("next_due_at", due), ("updated_at", self.now))
         return values
 
-    def _advance(self, slug: str, campaign: Campaign, step: int, zone_name: str) -> Values:
-        """The enrollment's new values once `step` is claimed."""
-        key = ("advance", slug, id(campaign), step, zone_name)
+    def _latest(self, slug: str, row_version: int | None) -> Campaign | None:
+        """The series as published: the pass's latest version, or the row's if a publish made a newer one since."""
+        campaign = self.campaigns.get(slug)
+        if row_version is not None and (campaign is None or (campaign.version or 0) < row_version):
+            newer = self.app.catalog.version(self.app.engine, slug, row_version)
+            if newer is not None:
+                self.campaigns = {**self.campaigns, slug: newer}
+                campaign = newer
+        return campaign
+
+    def _plan_advances(
+        self, session: Session, advancing: list[tuple[int, int, Campaign, int, str, str]], updates: dict[Values, list[int]]
+    ) -> None:
+        """Each claimed enrollment moves to the first step of the latest version its person has not had.
+
+        While a series has only its first version, that is simply the next position.
+        After a publish, people may already have later steps (a reorder) or lack earlier
+        ones (an insert), so their deliveries are read: one query per chunk.
+        """
+        edited = [item for item in advancing if (item[2].version or 1) > 1]
+        received = received_keys(session, [item[1] for item in edited], [item[2].slug for item in edited]) if edited else {}
+        for enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name in advancing:
+            if (campaign.version or 1) > 1:
+                had = received.get((subscriber_id, campaign.slug), set()) | {step_key}
+                position = next((step.number for step in campaign.steps if step.step_key not in had), len(campaign.steps) + 1)
+            else:
+                position = next_step + 1
+            updates[self._advance(campaign, position, zone_name)].append(enrollment_id)
+
+    def _advance(self, campaign: Campaign, position: int, zone_name: str) -> Values:
+        """The enrollment's new values once its next step is `position` of `campaign` (past the end: completed)."""
+        key = ("advance", campaign.slug, campaign.version, position, zone_name)
         values = self._values_cache.get(key)
         if values is None:
-            if step >= len(campaign.steps):
-                values = (("next_step", step + 1), ("status", m.EnrollmentStatus.COMPLETED), ("next_due_at", None), ("updated_at", self.now))
+            if position > len(campaign.steps):
+                values = (
+                    ("next_step", position),
+                    ("next_step_key", None),
+                    ("version", campaign.version),
+                    ("status", m.EnrollmentStatus.COMPLETED),
+                    ("next_due_at", None),
+                    ("updated_at", self.now),
+                )
             else:
-                delay = timedelta(days=campaign.step(step + 1).delay_days)
-                due = next_window_open(self.now + delay, zone(zone_name), self.window)
-                values = (("next_step", step + 1), ("next_due_at", due), ("updated_at", self.now))
+                step = campaign.step(position)
+                due = next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window)
+                values = (
+                    ("next_step", position),
+                    ("next_step_key", step.step_key),
+                    ("version", campaign.version),
+                    ("next_due_at", due),
+                    ("updated_at", self.now),
+                )
             self._values_cache[key] = values
         return values
 
-    def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[tuple[int, int, str, int]]:
+    def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[Inserted]:
         """Claim the current step of these enrollments: INSERT ... SELECT, skipping existing ones.
 
         The values come from the enrollment rows themselves, read in this transaction
@@ -312,24 +377,24 @@ class Claimer:
         connection = session.connection()
         statements = statements_for(connection)
         statement = statements.built("drip claims", drip_claims)
-        result: list[tuple[int, int, str, int]] = []
+        result: list[Inserted] = []
         for chunk in statements.id_chunks(enrollment_ids):
             params = {"ids": chunk, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
+            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _insert_newsletter_claims(
         self, session: Session, newsletter_id: int, stream: str, subscriber_ids: list[int]
-    ) -> list[tuple[int, int, str, int]]:
+    ) -> list[Inserted]:
         if not subscriber_ids:
             return []
         connection = session.connection()
         statements = statements_for(connection)
         statement = statements.built("newsletter claims", newsletter_claims)
-        result: list[tuple[int, int, str, int]] = []
+        result: list[Inserted] = []
         for chunk in statements.id_chunks(subscriber_ids):
             params = {"ids": chunk, "stream": stream, "newsletter_id": newsletter_id, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
+            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
@@ -405,7 +470,7 @@ class Claimer:
                         wanted.append(row.id)
                     elif decision is not Decision.NOT_YET:
                         self.rescheduled += 1  # waits for the window or the next day: no row to move
-                for delivery_id, subscriber_id, _, _ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
+                for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
                     row = by_id[subscriber_id]
                     claims.append(Claim(delivery_id, subscriber_id, row.email, row.first_name, stream, 1, newsletter.id))
             if newsletter.status == m.NewsletterStatus.SCHEDULED and len(claims) > claimed_before:

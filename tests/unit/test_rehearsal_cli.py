@@ -79,9 +79,13 @@ def test_stuck_claims_are_listed_then_released_by_age_and_sent_once(tmp_path: Pa
     ids = active_subscribers(app, 3, START)
     with transaction(app.engine) as session:
         # A sender died after claiming step 1 for the first person (kill -9 leaves exactly this).
-        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=at("2026-12-01 15:00")))
+        session.add(m.Delivery(
+            subscriber_id=ids[0], stream="kap-intro", step=1, step_key="01-what-is-kap", series_version=1,
+            status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=at("2026-12-01 15:00"),
+        ))
         enrollment = session.scalar(select(m.Enrollment).where(m.Enrollment.subscriber_id == ids[0]))
         enrollment.next_step = 2  # type: ignore[union-attr]
+        enrollment.next_step_key = "02-the-neuroscience"  # type: ignore[union-attr]
         enrollment.next_due_at = at("2026-12-04 15:00")  # type: ignore[union-attr]
     code, output = nurture(app, "send-due", "--now", "2026-12-01T15:30:00Z")
     assert code == 0 and output.startswith("sent 2,") and "stuck 1" in output
