@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from nurture.cli import content as cli_content
 from nurture.cli import owner as cli_owner
+from nurture.cli import series as cli_series
 from nurture.cli import web as cli_web
 from nurture.cli.base import Context, Group, now_option, parse_now, pass_context
 from nurture.errors import InputError
@@ -476,6 +477,7 @@ def run(obj: Context, interval: int) -> None:
 cli_content.register(cli)
 cli_web.register(cli)
 cli_owner.register(cli)
+cli_series.register(cli)
 
 
 def main() -> None:

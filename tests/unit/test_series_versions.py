@@ -1,0 +1,133 @@
+"""Versioned series (issue 11): the owner edits a live series and nobody gets an email
+twice or misses one. The replays run on SQLite here and on PostgreSQL in
+tests/integration/test_series_versions_postgres.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nurture.content.drafts import load_draft
+from nurture.errors import InputError
+from nurture.reporting.stats import step_stats
+from nurture.sending.publish import plan
+from tests.support.series_replay import (
+    EDIT_AT,
+    EDITED_SUBJECT,
+    EDITS,
+    KEYS,
+    NEW_SUBJECT,
+    check_replay,
+    original_steps,
+    replay,
+    subjects_by_key,
+    write_steps,
+)
+
+AFTER = EDIT_AT + timedelta(days=40)
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_an_edit_published_mid_series_sends_each_key_once_in_the_new_order(tmp_path: Path, name: str) -> None:
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    EDITS[name](state.folder)
+    new = subjects_by_key(state.folder)
+    plan = state.publish()
+    assert plan.new_version == 2
+    state.run_until(AFTER)
+    check_replay(state, old, new)
+
+
+def test_the_issues_three_edits_would_each_have_broken_the_old_position_rule(tmp_path: Path) -> None:
+    """The expectations above are not trivially met: under the old rule (the enrollment's
+    next position, read in the edited files) the insert sends step 2 twice to people who
+    had it. Here the same people get the new email and never step 2 again."""
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    EDITS["insert"](state.folder)
+    state.publish()
+    state.run_until(AFTER)
+    for subscriber_id in state.cohorts[2] + state.cohorts[3]:
+        after = state.subjects_after(subscriber_id)
+        assert old[KEYS[1]] not in after
+        assert after[0] == NEW_SUBJECT
+
+
+def test_only_ahead_lets_people_past_an_added_step_skip_it_for_good(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    EDITS["insert"](state.folder)
+    new = subjects_by_key(state.folder)
+    plan = state.publish(only_ahead=True)
+    past = {had: {"02b-breathing"} for had in (2, 3, 4, 5)}
+    assert plan.skipped == 2 * len(past)
+    state.run_until(AFTER)
+    check_replay(state, old, new, skipped=past)
+    # A later publish does not bring the skipped step back: the skip is stored.
+    steps = original_steps()
+    write_steps(state.folder, [steps[0], ("02b-breathing.md", 1.0, None), *steps[1:]])  # only its delay changes
+    assert state.publish().new_version == 3
+    state.run_until(AFTER + timedelta(days=30))
+    for had in past:
+        for subscriber_id in state.cohorts[had]:
+            assert NEW_SUBJECT not in state.subjects_after(subscriber_id)
+
+
+def test_the_plan_names_each_change_and_who_it_affects(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    EDITS["insert"](state.folder)
+    shown = plan(state.app, load_draft(state.app.config, "kap-intro"))
+    assert [(impact.change.kind, impact.change.key, impact.affected) for impact in shown.impacts] == [("added", "02b-breathing", 12)]
+    assert shown.impacts[0].groups == ("12 people get it (10 of them as their next email)",)
+    new = repr(NEW_SUBJECT) + " [02b-breathing]"
+    old = subjects_by_key(state.folder)
+    assert sorted(shown.next_moves) == sorted(
+        [
+            (2, f"{old[KEYS[1]]!r} [{KEYS[1]}]", new),
+            (2, f"{old[KEYS[2]]!r} [{KEYS[2]}]", new),
+            (2, f"{old[KEYS[3]]!r} [{KEYS[3]}]", new),
+            (2, f"{old[KEYS[4]]!r} [{KEYS[4]}]", new),
+            (2, "nothing (finished the series)", new),
+        ]
+    )
+    text = "\n".join(shown.lines())
+    assert "kap-intro: version 1 -> 2; 12 people in the series" in text
+    assert "Rule for people mid-series" in text
+    # Nothing was written: the plan is only a plan.
+    assert state.app.campaigns["kap-intro"].version == 1
+    with pytest.raises(InputError, match="nothing to publish"):
+        EDITS["remove"](state.folder)
+        write_steps(state.folder, original_steps())
+        state.publish()
+
+
+def test_a_renamed_file_is_the_same_email_only_when_it_keeps_its_key(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    EDITS["rename-without-key"](state.folder)
+    shown = plan(state.app, load_draft(state.app.config, "kap-intro"))
+    assert [(impact.change.kind, impact.change.key, impact.affected) for impact in shown.impacts] == [
+        ("removed", "03-is-kap-safe", 6),  # the two people each who had 0, 1 or 2 emails have not had it
+        ("added", "03-safety", 12),
+    ]
+    assert "add `key: 03-is-kap-safe` to this step" in shown.impacts[1].change.detail
+
+    (state.folder / "03-safety.md").rename(state.folder / "03-is-kap-safe.md")
+    EDITS["rename-keeping-key"](state.folder)
+    shown = plan(state.app, load_draft(state.app.config, "kap-intro"))
+    assert [(impact.change.kind, impact.change.key) for impact in shown.impacts] == [("renamed", "03-is-kap-safe")]
+    assert shown.next_moves == []
+
+
+def test_an_edited_subject_keeps_past_sends_under_their_own_subject_in_stats(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    EDITS["edit"](state.folder)
+    state.publish()
+    state.run_until(AFTER)
+    rows = [row for row in step_stats(state.app) if row.stream == "kap-intro" and row.key == KEYS[1]]
+    by_subject = {row.subject: row.sent for row in rows}
+    # Had step 2 before the edit: cohorts 2-5 (8 people); after it: cohorts 0 and 1 (4 people).
+    assert by_subject == {EDITED_SUBJECT: 4, old[KEYS[1]]: 8}
