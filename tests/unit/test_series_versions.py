@@ -8,11 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from nurture.app import App
+from nurture.cli.main import cli
 from nurture.content.drafts import load_draft
 from nurture.errors import InputError
 from nurture.reporting.stats import step_stats
 from nurture.sending.publish import plan
+from tests.support.factories import SECRET
 from tests.support.series_replay import (
     EDIT_AT,
     EDITED_SUBJECT,
@@ -131,3 +135,64 @@ def test_an_edited_subject_keeps_past_sends_under_their_own_subject_in_stats(tmp
     by_subject = {row.subject: row.sent for row in rows}
     # Had step 2 before the edit: cohorts 2-5 (8 people); after it: cohorts 0 and 1 (4 people).
     assert by_subject == {EDITED_SUBJECT: 4, old[KEYS[1]]: 8}
+
+
+# ---------------------------------------------------------------- drafts never go out
+
+
+def nurture(app: App, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(app.config.path), *args], env={"NURTURE_SECRET_KEY": SECRET}, input=stdin)
+    return result.exit_code, result.output
+
+
+def test_a_broken_draft_never_stops_or_changes_what_goes_out_and_check_names_it(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    # Half-saved: the front matter of step 3 is broken, and step 2 was edited but not published.
+    safe = state.folder / "03-is-kap-safe.md"
+    safe.write_text("---\nsubject: [unclosed\n", encoding="utf-8")
+    EDITS["edit"](state.folder)
+    state.run_until(EDIT_AT + timedelta(days=30))
+    for had, ids in state.cohorts.items():
+        for subscriber_id in ids:
+            assert state.subjects_before(subscriber_id) + state.subjects_after(subscriber_id) == [old[key] for key in KEYS]
+    code, output = nurture(state.app, "check")
+    assert code == 1 and f"{safe}:1: front matter is not closed" in output
+    code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
+    assert code == 1 and "03-is-kap-safe.md" in output and "Traceback" not in output
+    assert state.app.campaigns["kap-intro"].version == 1
+
+
+def test_publish_refuses_any_check_finding_and_keeps_the_live_version(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    path = state.folder / "02-the-neuroscience.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("\n---\n", "\n---\nSee http://example.com for more.\n", 1), encoding="utf-8")
+    code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
+    assert code == 1
+    assert "02-the-neuroscience.md" in output and "http://" in output
+    assert "kap-intro was not published: " in output and "version 1 stays live" in output
+
+
+def test_publish_shows_the_plan_asks_and_diff_changes_nothing(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    EDITS["remove"](state.folder)
+    code, output = nurture(state.app, "campaign", "diff", "kap-intro")
+    assert code == 0 and "removed" in output and "02-the-neuroscience" in output and "Rule for people mid-series" in output
+    code, output = nurture(state.app, "campaign", "publish", "kap-intro", stdin="n\n")
+    assert code == 1 and "version 1 -> 2" in output and "not published; version 1 stays live" in output
+    assert state.app.catalog.refresh(state.app.engine)["kap-intro"].version == 1
+    code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--now", EDIT_AT.isoformat(), stdin="y\n")
+    assert code == 0 and "published kap-intro version 2" in output
+    code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
+    assert code == 0 and "the files match version 2; nothing to publish" in output
+    code, output = nurture(state.app, "campaign", "publish", "no-such-series", "--yes")
+    assert code != 0 and "no series folder" in output and "kap-intro" in output
+
+
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    steps = original_steps()
+    steps[2] = (steps[2][0], steps[2][1], "02-the-neuroscience")
+    write_steps(state.folder, steps)
+    code, output = nurture(state.app, "check")
+    assert code == 1 and "campaign.yaml:" in output and "the key '02-the-neuroscience' is already used by steps[2]" in output
