@@ -212,3 +212,70 @@ def check_replay(replay: Replay, old_subjects: dict[str, str], new_subjects: dic
             for when, subject in replay.sends_after(subscriber_id):
                 assert when >= previous + timedelta(days=delays[key_of[subject]]), f"{subject!r} came early for had {had}"
                 previous = when
+
+
+# ---------------------------------------------------------------- rows from before step keys
+
+
+def legacy_store_then_upgrade(tmp_path: Path, database_url: str) -> Replay:
+    """A store at migration 0001 with one person mid-series (had steps 1 and 2) and a
+    newsletter delivery, upgraded to the head; then the app opened on it (version 1)."""
+    from sqlalchemy import text
+
+    from nurture.store.db import make_engine
+    from nurture.store.migrate import upgrade
+    from tests.support.factories import write_project
+
+    write_project(tmp_path, {"database.url": database_url})
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, email_key, timezone, status, created_at, confirmed_at, status_changed_at, confirm_nonce) "
+                    "VALUES (1, 'had2-0@example.com', 'had2-0@example.com', 'America/New_York', 'active', :t, :t, :t, 0)"
+                ),
+                {"t": START.replace(tzinfo=None)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO enrollments (id, subscriber_id, campaign, next_step, next_due_at, status, enrolled_at, updated_at) "
+                    "VALUES (1, 1, 'kap-intro', 3, :due, 'active', :t, :t)"
+                ),
+                {"t": START.replace(tzinfo=None), "due": (START + timedelta(days=7)).replace(tzinfo=None)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO newsletters (id, source_file, subject, content, send_at_local, timezone_mode, first_due_at, status, created_at, updated_at) "
+                    "VALUES (1, 'n.md', 'A note', '{}', '2026-12-02T09:00:00', 'practice', :t, 'sent', :t, :t)"
+                ),
+                {"t": START.replace(tzinfo=None)},
+            )
+            for step, days in ((1, 0), (2, 3)):
+                connection.execute(
+                    text(
+                        "INSERT INTO deliveries (subscriber_id, stream, step, status, claimed_at, finished_at) "
+                        "VALUES (1, 'kap-intro', :step, 'sent', :t, :t)"
+                    ),
+                    {"step": step, "t": (START + timedelta(days=days)).replace(tzinfo=None)},
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (subscriber_id, stream, step, newsletter_id, status, claimed_at, finished_at) "
+                    "VALUES (1, 'newsletter:1', 1, 1, 'sent', :t, :t)"
+                ),
+                {"t": (START + timedelta(days=1)).replace(tzinfo=None)},
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            keys = sorted(connection.execute(text("SELECT stream, step, step_key FROM deliveries")).all())
+        assert keys == [("kap-intro", 1, "#1"), ("kap-intro", 2, "#2"), ("newsletter:1", 1, "newsletter")]
+    finally:
+        engine.dispose()
+    app = make_app(tmp_path, database_url=database_url)  # opening it creates version 1 and adopts the rows
+    transport = RecordingTransport()
+    app.use_transport(transport)
+    state = Replay(app, transport, cohorts={2: [1]}, emails={1: "had2-0@example.com"}, clock=START + timedelta(days=3, hours=8))
+    state.before["had2-0@example.com"] += [(START, "(sent before the upgrade)"), (START + timedelta(days=3), "(sent before the upgrade)")]
+    return state
