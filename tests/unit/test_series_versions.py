@@ -220,3 +220,22 @@ def check_legacy_rows_adopted(tmp_path: Path, database_url: str) -> None:
 
 def test_rows_from_before_step_keys_are_adopted_by_version_1(tmp_path: Path) -> None:
     check_legacy_rows_adopted(tmp_path, f"sqlite:///{tmp_path / 'legacy.db'}")
+
+
+def test_the_report_names_past_sends_by_the_subject_they_went_out_with(tmp_path: Path) -> None:
+    from nurture.reporting.report import write_report
+
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    EDITS["edit"](state.folder)  # step 2's subject changes...
+    steps = original_steps()
+    write_steps(state.folder, [*steps[:2], *steps[3:]])  # ...and step 3 is removed
+    state.publish()
+    state.run_until(AFTER)
+    rows = {(row.key, row.subject): (row.sent, row.note) for row in step_stats(state.app) if row.stream == "kap-intro"}
+    assert rows[(KEYS[1], EDITED_SUBJECT)] == (4, "")  # had 0 or 1 email at the edit
+    assert rows[(KEYS[1], old[KEYS[1]])] == (8, "earlier subject")
+    assert rows[(KEYS[2], old[KEYS[2]])] == (6, "removed")  # had 3, 4 or 5 emails
+    page = write_report(state.app, tmp_path / "report.html", now=AFTER).read_text(encoding="utf-8")
+    assert f"2. {EDITED_SUBJECT}" in page
+    assert f"{old[KEYS[1]]} (earlier subject)" in page and f"{old[KEYS[2]]} (removed)" in page
