@@ -23,7 +23,9 @@ def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datet
     if not subscriber_ids:
         return 0
     changed = 0
-    for campaign in app.campaigns.values():
+    # Read afresh (reads only: callers hold a write transaction), so that a long-running
+    # process enrolls people in the version published last, not the one it started with.
+    for campaign in app.catalog.refresh(app.engine, create=False).values():
         if campaign.trigger != trigger:
             continue
         changed += enroll_in_campaign(session, campaign, subscriber_ids, now)

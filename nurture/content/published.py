@@ -103,11 +103,13 @@ class SeriesCatalog:
         """Re-read the store at the next `current()` (after this process publishes)."""
         self._current = None
 
-    def refresh(self, bind: Engine | Connection, now: datetime | None = None) -> dict[str, Campaign]:
+    def refresh(self, bind: Engine | Connection, now: datetime | None = None, *, create: bool = True) -> dict[str, Campaign]:
+        """The latest versions as the store has them now. `create=False` only reads: safe inside a
+        write transaction (a series folder never published is then left for the next refresh)."""
         with reading(bind) as session:
             latest = latest_numbers(session)
         created = False
-        for folder in self._unpublished_folders(latest):
+        for folder in self._unpublished_folders(latest) if create else []:
             campaign = self._load_draft(folder)
             if campaign is not None:
                 created = publish_first_version(bind, campaign, now or datetime.now(timezone.utc)) or created

@@ -26,7 +26,6 @@ from nurture.sending.claim_statements import (
     NEWSLETTER_DUE,
     PAUSED_QUERY,
     active_query,
-    received_query,
     cap_query,
     drip_claims,
     is_postgres,
@@ -34,6 +33,7 @@ from nurture.sending.claim_statements import (
     tagged_query,
 )
 from nurture.sending.decision import Decision, decide
+from nurture.sending.placement import first_missing, placed, received_keys
 from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
@@ -113,20 +113,6 @@ def stop_tags(session: Session, campaigns: dict[str, Campaign], subscriber_ids: 
         for slug, tags in tags_by_campaign.items():
             if tag in tags:
                 result[slug].add(subscriber_id)
-    return result
-
-
-def received_keys(session: Session, subscriber_ids: Sequence[int], streams: Sequence[str]) -> dict[tuple[int, str], set[str]]:
-    """(subscriber, series) -> the step keys they already have a delivery of, whatever its status."""
-    result: dict[tuple[int, str], set[str]] = defaultdict(set)
-    if not subscriber_ids or not streams:
-        return result
-    connection = session.connection()
-    statements = statements_for(connection)
-    query = statements.built("received", received_query)
-    for chunk in statements.id_chunks(list(dict.fromkeys(subscriber_ids))):
-        for subscriber_id, stream, key in connection.execute(query, {"ids": chunk, "streams": sorted(set(streams))}).all():
-            result[(subscriber_id, stream)].add(key)
     return result
 
 
@@ -242,6 +228,7 @@ class Claimer:
             updates: dict[Values, list[int]] = defaultdict(list)
             wanted: list[int] = []  # enrollment ids to claim, in query order
             advancing: list[tuple[int, int, Campaign, int, str, str]] = []
+            stale: list[tuple[int, int, Campaign]] = []
             pending: dict[tuple[int, str, str], tuple[Any, ...]] = {}
             stopped: Values = (("status", m.EnrollmentStatus.STOPPED), ("updated_at", now))
             completed: Values = (("status", m.EnrollmentStatus.COMPLETED), ("updated_at", now))
@@ -259,7 +246,11 @@ class Claimer:
                     in_window=self._in_window(zone_name),
                     cap_full=cap.full(subscriber_id),
                 )
-                if decision is Decision.CLAIM:
+                if decision is Decision.CLAIM and campaign is not None and (campaign.version or 1) > (version or 1):
+                    # Enrolled from an older version (a process that had not seen the publish yet):
+                    # placed in the latest version first, and claimed in the next round of this loop.
+                    stale.append((enrollment_id, subscriber_id, campaign))
+                elif decision is Decision.CLAIM:
                     assert campaign is not None and step_key is not None  # decide() claims only then
                     cap.take(subscriber_id)
                     pending[(subscriber_id, slug, step_key)] = (email, first_name)
@@ -276,6 +267,7 @@ class Claimer:
                     updates[self._next_day_values(zone_name)].append(enrollment_id)
                     self.rescheduled += 1
             self._plan_advances(session, advancing, updates)
+            self._place_in_latest(session, stale, updates)
             # Claims first, from the enrollment rows as they are now; then the enrollments move on.
             inserted = self._insert_drip_claims(session, wanted)
             for delivery_id, subscriber_id, stream, step, step_key, series_version in inserted:
@@ -333,37 +325,29 @@ class Claimer:
         received = received_keys(session, [item[1] for item in edited], [item[2].slug for item in edited]) if edited else {}
         for enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name in advancing:
             if (campaign.version or 1) > 1:
-                had = received.get((subscriber_id, campaign.slug), set()) | {step_key}
-                position = next((step.number for step in campaign.steps if step.step_key not in had), len(campaign.steps) + 1)
+                step = first_missing(campaign, received.get((subscriber_id, campaign.slug), set()) | {step_key})
+                position = step.number if step is not None else len(campaign.steps) + 1
             else:
                 position = next_step + 1
             updates[self._advance(campaign, position, zone_name)].append(enrollment_id)
+
+    def _place_in_latest(self, session: Session, stale: list[tuple[int, int, Campaign]], updates: dict[Values, list[int]]) -> None:
+        """Move enrollments of an older version to the first step of the latest one their person has not had, due now."""
+        if not stale:
+            return
+        received = received_keys(session, [item[1] for item in stale], [item[2].slug for item in stale])
+        for enrollment_id, subscriber_id, campaign in stale:
+            step = first_missing(campaign, received.get((subscriber_id, campaign.slug), set()))
+            updates[placed(campaign, step, self.now, self.now)].append(enrollment_id)
 
     def _advance(self, campaign: Campaign, position: int, zone_name: str) -> Values:
         """The enrollment's new values once its next step is `position` of `campaign` (past the end: completed)."""
         key = ("advance", campaign.slug, campaign.version, position, zone_name)
         values = self._values_cache.get(key)
         if values is None:
-            if position > len(campaign.steps):
-                values = (
-                    ("next_step", position),
-                    ("next_step_key", None),
-                    ("version", campaign.version),
-                    ("status", m.EnrollmentStatus.COMPLETED),
-                    ("next_due_at", None),
-                    ("updated_at", self.now),
-                )
-            else:
-                step = campaign.step(position)
-                due = next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window)
-                values = (
-                    ("next_step", position),
-                    ("next_step_key", step.step_key),
-                    ("version", campaign.version),
-                    ("next_due_at", due),
-                    ("updated_at", self.now),
-                )
-            self._values_cache[key] = values
+            step = campaign.step(position) if position <= len(campaign.steps) else None
+            due = next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window) if step is not None else None
+            values = self._values_cache[key] = placed(campaign, step, due, self.now)
         return values
 
     def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[Inserted]:

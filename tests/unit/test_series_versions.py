@@ -19,7 +19,7 @@ from nurture.reporting.stats import step_stats
 from nurture.sending.publish import plan
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import SECRET
+from tests.support.factories import SECRET, active_subscribers
 from tests.support.series_replay import (
     EDIT_AT,
     EDITED_SUBJECT,
@@ -239,3 +239,24 @@ def test_the_report_names_past_sends_by_the_subject_they_went_out_with(tmp_path:
     page = write_report(state.app, tmp_path / "report.html", now=AFTER).read_text(encoding="utf-8")
     assert f"2. {EDITED_SUBJECT}" in page
     assert f"{old[KEYS[1]]} (earlier subject)" in page and f"{old[KEYS[2]]} (removed)" in page
+
+
+def test_an_enrollment_made_from_an_older_version_is_placed_in_the_latest(tmp_path: Path) -> None:
+    """A process that had not seen a publish yet enrolled someone at version 1's first step,
+    which version 2 removed: the pass places them in version 2 and never sends it."""
+    state = replay(tmp_path)
+    old = subjects_by_key(state.folder)
+    steps = original_steps()
+    write_steps(state.folder, steps[1:])
+    new = subjects_by_key(state.folder)
+    state.publish()
+    late = active_subscribers(state.app, 1, state.clock, prefix="late")[0]
+    with transaction(state.app.engine) as session:
+        enrollment = session.scalars(select(m.Enrollment).where(m.Enrollment.subscriber_id == late)).one()
+        assert (enrollment.version, enrollment.next_step_key) == (2, KEYS[1])  # enrolling reads the latest version...
+        enrollment.version, enrollment.next_step, enrollment.next_step_key = 1, 1, KEYS[0]  # ...a stale process did not
+    state.emails[late] = "late0@example.com"
+    state.run_until(AFTER)
+    received = state.subjects_after(late)
+    assert old[KEYS[0]] not in received
+    assert received == [new[key] for key in KEYS[1:]]
