@@ -204,7 +204,7 @@ def _impacts(diff: SeriesDiff, moves: list[_Move], only_ahead: bool) -> list[Imp
     return impacts
 
 
-def _plan(session: Session, app: App, draft: Campaign, only_ahead: bool, *, lock: bool) -> PublishPlan:
+def _plan(session: Session, draft: Campaign, only_ahead: bool, *, lock: bool) -> PublishPlan:
     slug = draft.slug
     new = snapshot_of(draft)
     old_version = latest_numbers(session).get(slug)
@@ -235,7 +235,7 @@ def _plan(session: Session, app: App, draft: Campaign, only_ahead: bool, *, lock
 def plan(app: App, draft: Campaign, *, only_ahead: bool = False) -> PublishPlan:
     """What publishing `draft` would change, and for whom; nothing is written."""
     with reading(app.engine) as session:
-        return _plan(session, app, draft, only_ahead, lock=False)
+        return _plan(session, draft, only_ahead, lock=False)
 
 
 # ---------------------------------------------------------------- publishing
@@ -248,7 +248,7 @@ def publish(app: App, draft: Campaign, now: datetime, *, only_ahead: bool = Fals
     are then, and returned. Refused when the files match the latest version.
     """
     with transaction(app.engine) as session:
-        result = _plan(session, app, draft, only_ahead, lock=True)
+        result = _plan(session, draft, only_ahead, lock=True)
         if result.old_version is not None and result.diff.empty:
             raise InputError(f"{draft.slug}: the files match version {result.old_version}; nothing to publish")
         insert_version(session, draft.slug, result.new_version, result.snapshot, now)
