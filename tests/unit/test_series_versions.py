@@ -260,3 +260,21 @@ def test_an_enrollment_made_from_an_older_version_is_placed_in_the_latest(tmp_pa
     received = state.subjects_after(late)
     assert old[KEYS[0]] not in received
     assert received == [new[key] for key in KEYS[1:]]
+
+
+def test_a_running_process_sends_from_a_version_another_process_published(tmp_path: Path) -> None:
+    """`nurture run` keeps one App for days: each pass reads which version is the latest."""
+    from nurture.content.drafts import load_draft as draft_of
+    from nurture.sending.publish import publish
+    from tests.support.factories import open_app
+
+    state = replay(tmp_path)  # state.app plays the long-running `nurture run`
+    assert state.app.campaigns["kap-intro"].version == 1
+    owner = open_app(state.app.config)  # the owner's `nurture campaign publish`, another process
+    EDITS["edit"](state.folder)
+    publish(owner, draft_of(owner.config, "kap-intro"), state.clock)
+    state.published = True
+    state.run_until(AFTER)
+    for subscriber_id in state.cohorts[0] + state.cohorts[1]:
+        assert EDITED_SUBJECT in state.subjects_after(subscriber_id)
+    assert state.app.campaigns["kap-intro"].version == 2
