@@ -7,6 +7,9 @@ import click
 from nurture.cli.base import Context, now_option, parse_now, pass_context
 from nurture.errors import InputError
 
+# The domain modules are imported inside each command, as in the other command modules:
+# `nurture --help` and cron's `send-due` should not pay for rendering and checks.
+
 
 def _live(version: int | None) -> str:
     return f"version {version} stays live" if version is not None else "nothing of it is live yet"

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy import text
 
 from nurture.app import App
 from nurture.content.campaigns import load_campaign
@@ -26,7 +27,9 @@ from nurture.content.drafts import load_draft
 from nurture.providers.recording import RecordingTransport
 from nurture.sending.publish import PublishPlan, publish
 from nurture.sending.sendpass import send_due
-from tests.support.factories import active_subscribers, at, make_app
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from tests.support.factories import active_subscribers, at, make_app, write_project
 
 START = at("2026-12-01 14:00")  # 09:00 in New York
 EDIT_AT = START + timedelta(days=20) - timedelta(hours=2)
@@ -220,12 +223,6 @@ def check_replay(replay: Replay, old_subjects: dict[str, str], new_subjects: dic
 def legacy_store_then_upgrade(tmp_path: Path, database_url: str) -> Replay:
     """A store at migration 0001 with one person mid-series (had steps 1 and 2) and a
     newsletter delivery, upgraded to the head; then the app opened on it (version 1)."""
-    from sqlalchemy import text
-
-    from nurture.store.db import make_engine
-    from nurture.store.migrate import upgrade
-    from tests.support.factories import write_project
-
     write_project(tmp_path, {"database.url": database_url})
     engine = make_engine(database_url)
     try:

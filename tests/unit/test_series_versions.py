@@ -15,11 +15,12 @@ from nurture.app import App
 from nurture.cli.main import cli
 from nurture.content.drafts import load_draft
 from nurture.errors import InputError
+from nurture.reporting.report import write_report
 from nurture.reporting.stats import step_stats
-from nurture.sending.publish import plan
+from nurture.sending.publish import plan, publish
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import SECRET, active_subscribers
+from tests.support.factories import SECRET, active_subscribers, open_app
 from tests.support.series_replay import (
     EDIT_AT,
     EDITED_SUBJECT,
@@ -223,8 +224,6 @@ def test_rows_from_before_step_keys_are_adopted_by_version_1(tmp_path: Path) -> 
 
 
 def test_the_report_names_past_sends_by_the_subject_they_went_out_with(tmp_path: Path) -> None:
-    from nurture.reporting.report import write_report
-
     state = replay(tmp_path)
     old = subjects_by_key(state.folder)
     EDITS["edit"](state.folder)  # step 2's subject changes...
@@ -264,15 +263,11 @@ def test_an_enrollment_made_from_an_older_version_is_placed_in_the_latest(tmp_pa
 
 def test_a_running_process_sends_from_a_version_another_process_published(tmp_path: Path) -> None:
     """`nurture run` keeps one App for days: each pass reads which version is the latest."""
-    from nurture.content.drafts import load_draft as draft_of
-    from nurture.sending.publish import publish
-    from tests.support.factories import open_app
-
     state = replay(tmp_path)  # state.app plays the long-running `nurture run`
     assert state.app.campaigns["kap-intro"].version == 1
     owner = open_app(state.app.config)  # the owner's `nurture campaign publish`, another process
     EDITS["edit"](state.folder)
-    publish(owner, draft_of(owner.config, "kap-intro"), state.clock)
+    publish(owner, load_draft(owner.config, "kap-intro"), state.clock)
     state.published = True
     state.run_until(AFTER)
     for subscriber_id in state.cohorts[0] + state.cohorts[1]:
