@@ -1,6 +1,6 @@
 """Campaigns and newsletters as the owner writes them: YAML plus Markdown files.
 
-campaigns/<slug>/campaign.yaml   title, trigger, stop_on_tags, steps (file + delay_days)
+campaigns/<slug>/campaign.yaml   title, trigger, stop_on_tags, steps (file + delay_days, optional key)
 campaigns/<slug>/NN-name.md      front matter (subject, preheader, article, cta...) + body
 campaigns/newsletters/*.md       one newsletter each (same front matter, plus segment)
 
@@ -9,12 +9,13 @@ Every problem is a ContentError naming the file, the line and what to do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nurture.yaml_lines import key_lines
 from nurture.errors import ContentError
@@ -35,7 +36,17 @@ class StepRef(_Strict):
     delay_days: float = Field(ge=0, le=365)
     # Default: the file's stem. Keep the key when renaming a file, so that people who
     # had the email do not get it again; a new key is a new email.
-    key: str | None = Field(default=None, pattern=STEP_KEY_PATTERN)
+    key: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(STEP_KEY_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a usable key: use letters, digits, '.', '-' and '_' (at most 120, "
+                "starting with a letter or digit), for example the old file name without .md"
+            )
+        return value
 
 
 class CampaignFile(_Strict):

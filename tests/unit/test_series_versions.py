@@ -273,3 +273,12 @@ def test_a_running_process_sends_from_a_version_another_process_published(tmp_pa
     for subscriber_id in state.cohorts[0] + state.cohorts[1]:
         assert EDITED_SUBJECT in state.subjects_after(subscriber_id)
     assert state.app.campaigns["kap-intro"].version == 2
+
+
+def test_an_unusable_key_is_refused_with_its_line(tmp_path: Path) -> None:
+    state = replay(tmp_path)
+    steps = original_steps()
+    steps[1] = (steps[1][0], steps[1][1], "#2")
+    write_steps(state.folder, steps)
+    code, output = nurture(state.app, "check")
+    assert code == 1 and "campaign.yaml:" in output and "steps.1.key: '#2' is not a usable key" in output
