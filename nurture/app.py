@@ -105,6 +105,7 @@ def make_transport(config: Config) -> Transport:
             host=config.secrets.sendgrid_host,
             timeout=config.delivery.request_timeout,
             sandbox_mode=config.delivery.sandbox_mode,
+            tracking=config.delivery.tracking,
         )
     from nurture.providers.outbox import OutboxTransport
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,8 +30,10 @@ SECRET_ENV = "NURTURE_SECRET_KEY"
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SENDGRID_HOST_ENV = "NURTURE_SENDGRID_HOST"
 WEBHOOK_KEY_ENV = "NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY"
+BOOKING_SECRET_ENV = "NURTURE_BOOKING_WEBHOOK_SECRET"
 # Variables that look like overrides but are not config keys.
-_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL"}
+_NOT_OVERRIDES = {SECRET_ENV, SENDGRID_HOST_ENV, WEBHOOK_KEY_ENV, BOOKING_SECRET_ENV, "NURTURE_CONFIG", "NURTURE_DATABASE_URL"}
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def _check_address(value: str) -> str:
@@ -57,6 +59,16 @@ def _check_url(value: str, *, https_only: bool) -> str:
     return value.rstrip("/")
 
 
+def _check_duration(value: Any) -> Any:
+    """"6h", "90m", "1d" (or a number of seconds) as a timedelta."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) < 2 or text[-1] not in _DURATION_UNITS or not text[:-1].isdigit():
+            raise ValueError(f"{value!r} is not a duration: use a number and a unit, like 90m, 6h or 1d")
+        return timedelta(seconds=int(text[:-1]) * _DURATION_UNITS[text[-1]])
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,13 +80,15 @@ class Practice(_Section):
     booking_url: str
     reply_to: str | None = None
     unsubscribe_mailto: str | None = None
+    # Who gets the weekly summary and the alerts (`nurture summary`); never a subscriber list.
+    owner_email: str | None = None
 
     @field_validator("website", "booking_url")
     @classmethod
     def _https(cls, value: str) -> str:
         return _check_url(value, https_only=True)
 
-    @field_validator("reply_to", "unsubscribe_mailto")
+    @field_validator("reply_to", "unsubscribe_mailto", "owner_email")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         return None if value is None else _check_address(value)
@@ -112,11 +126,28 @@ class Delivery(_Section):
     default_timezone: str = "America/New_York"
     max_emails_per_day: int = Field(default=1, ge=1, le=10)
     sandbox_mode: bool = False
+    # off: SendGrid tracks no open or click; aggregate: it does, and only per-email totals
+    # are kept; per_person: each open and click is stored against its delivery (README, Health privacy).
+    tracking: Literal["off", "aggregate", "per_person"] = "off"
+    # How long a claim with an unknown outcome waits for a provider event before silence
+    # (with the webhook proven to work) counts as "never reached the provider".
+    reconcile_after: timedelta = Field(default=timedelta(hours=6), ge=timedelta(minutes=15), le=timedelta(days=7))
 
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         return _check_zone(value)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
+
+    @field_validator("reconcile_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _check_duration(value)
 
 
 class Database(_Section):
@@ -156,6 +187,7 @@ class Secrets:
     sendgrid_api_key: str | None
     sendgrid_host: str
     webhook_public_key: str | None
+    booking_webhook_secret: str | None = None
 
     def require_secret_key(self) -> str:
         if not self.secret_key:
@@ -321,6 +353,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         sendgrid_api_key=env.get(SENDGRID_KEY_ENV) or None,
         sendgrid_host=(env.get(SENDGRID_HOST_ENV) or "https://api.sendgrid.com").rstrip("/"),
         webhook_public_key=env.get(WEBHOOK_KEY_ENV) or None,
+        booking_webhook_secret=env.get(BOOKING_SECRET_ENV) or None,
     )
     if settings.delivery.transport == "sendgrid" and not secrets.sendgrid_api_key:
         # Say where sendgrid was chosen: the file's line, or the variable that overrode it.

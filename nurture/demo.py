@@ -48,6 +48,7 @@ def _project() -> Path:
     data["database"]["url"] = "sqlite:///nurture.db"
     data["delivery"]["transport"] = "outbox"
     data["delivery"]["outbox_dir"] = "outbox"
+    data["delivery"]["tracking"] = "aggregate"  # the demo's made-up opens and clicks show as per-email totals
     for folder in ("campaigns", "templates"):
         shutil.copytree(ROOT / folder, DEMO / folder)
     path = DEMO / "config.yaml"
@@ -95,7 +96,7 @@ def main() -> int:
         print(f"demo: a throwaway store at {DEMO / 'nurture.db'}; every email goes to {outbox}/ as an .eml file")
         for email, name, zone in PEOPLE:
             subscribe(app, email, START, first_name=name, timezone=zone, source="demo signup form")
-        confirmations = sorted(path.name for path in outbox.glob("confirm-*.eml"))
+        confirmations = sorted(path.name for path in outbox.glob("*-confirm-*.eml"))
         print(f"demo: {len(PEOPLE)} people signed up; {len(confirmations)} double-opt-in confirmation emails are in the outbox")
         for index, name in enumerate(confirmations[:-1]):
             confirm(app, _confirm_token(outbox, name), START + timedelta(minutes=5 + index), source="demo click")

@@ -54,7 +54,7 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
         if row.id in seen:
             continue
         seen.add(row.id)
-        base = {"email": row.email, "timestamp": stamp, "sg_message_id": row.provider_message_id or "", "delivery_id": str(row.id), "campaign": row.stream, "step": str(row.step)}
+        base = {"email": row.email, "timestamp": stamp, "sg_message_id": row.provider_message_id or "", "delivery_id": str(row.id)}
         events.append({**base, "event": "delivered", "sg_event_id": f"demo-{row.id}-delivered"})
         if chance.random() < 0.65:
             events.append({**base, "event": "open", "sg_event_id": f"demo-{row.id}-open"})

@@ -8,6 +8,10 @@ nothing here knows which provider sent it:
   (providers retry, so the same event arrives again), ties each event to its
   delivery when the delivery still exists, and suppresses the subscriber on a
   bounce, a spam complaint or an unsubscribe, seen for the first time.
+- Any event naming a claimed delivery whose outcome is unknown settles it at once
+  (`nurture.sending.deliveries.settle_from_events`): the provider saw that email.
+  An event that overtakes its claim's outcome stays stored and settles it when the
+  pass records the outcome as unknown.
 - The stored `kind`s are `EventKind`s; the stats code reads them.
 
 Email addresses are used only to find a subscriber when an event carries no
@@ -31,11 +35,16 @@ from nurture.app import App
 from nurture.audience.addresses import normalize_email
 from nurture.audience.consent import suppress
 from nurture.errors import InputError
+from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction
 from nurture.store.models import ConsentKind, EventKind
 
 _CHUNK = 500
+
+# Reading behaviour: tied to a delivery (so to a person) only under `delivery.tracking: per_person`;
+# otherwise stored with the email's stream and step only, as per-email totals that name no one.
+_READING_KINDS = frozenset({EventKind.OPENED, EventKind.CLICKED})
 
 # When one batch carries several suppressing events for one person, the strongest wins.
 _SUPPRESS_ORDER = (ConsentKind.COMPLAINT, ConsentKind.BOUNCE, ConsentKind.UNSUBSCRIBE)
@@ -75,6 +84,7 @@ class WebhookReport:
     duplicates: int = 0
     malformed: int = 0
     suppressed: int = 0
+    settled: int = 0  # stuck deliveries whose outcome these events settled
     kinds: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,8 +119,18 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         # Which referenced deliveries exist, and whose they are: one query per 500.
         wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
         owners: dict[int, int | None] = {}
+        emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
         for chunk in chunks(wanted, _CHUNK):
-            owners.update(session.execute(select(m.Delivery.id, m.Delivery.subscriber_id).where(m.Delivery.id.in_(chunk))).all())
+            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(m.Delivery.id.in_(chunk))
+            for delivery_id, subscriber_id, stream, step in session.execute(found):
+                owners[delivery_id] = subscriber_id
+                emails[delivery_id] = (stream, step)
+        per_person = app.config.delivery.tracking == "per_person"
+
+        def delivery_of(item: NormalizedEvent) -> int | None:
+            if item.delivery_ref not in owners or (item.kind in _READING_KINDS and not per_person):
+                return None
+            return item.delivery_ref
 
         rows = [
             {
@@ -118,9 +138,9 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
                 "provider_event_id": item.provider_event_id,
                 "kind": item.kind,
                 "raw_event": item.raw_event,
-                "delivery_id": item.delivery_ref if item.delivery_ref in owners else None,
-                "stream": item.stream,
-                "step": item.step,
+                "delivery_id": delivery_of(item),
+                "stream": emails[item.delivery_ref][0] if item.delivery_ref in emails else item.stream,
+                "step": emails[item.delivery_ref][1] if item.delivery_ref in emails else item.step,
                 "occurred_at": item.occurred_at,
                 "received_at": now,
                 "detail": item.detail,
@@ -144,6 +164,8 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         # undo a later, deliberate re-subscription.
         fresh = [item for item in items if item.suppress and item.provider_event_id in stored]
         report.suppressed = _suppress(session, report.provider, fresh, owners, now)
+        named = [item.delivery_ref for item in items if item.delivery_ref is not None and item.delivery_ref in owners]
+        report.settled = settle_from_events(session, named, now) if named else 0
     return report
 
 

@@ -7,6 +7,10 @@ from datetime import datetime
 from nurture.config import Config
 from nurture.tokens import make_confirm_token, make_unsubscribe_token
 
+# The unsubscribe link of a `newsletter test` copy: subscriber 0 (nobody) and this stream.
+TEST_COPY_SUBSCRIBER = 0
+TEST_COPY_STREAM = "newsletter:test"
+
 
 def confirm_url(config: Config, subscriber_id: int, nonce: int, issued_at: datetime) -> str:
     token = make_confirm_token(config.secrets.require_secret_key(), subscriber_id, nonce, issued_at)
@@ -16,6 +20,15 @@ def confirm_url(config: Config, subscriber_id: int, nonce: int, issued_at: datet
 def unsubscribe_url(config: Config, subscriber_id: int, stream: str) -> str:
     token = make_unsubscribe_token(config.secrets.require_secret_key(), subscriber_id, stream)
     return f"{config.web.public_base_url}/unsubscribe/{token}"
+
+
+def test_copy_unsubscribe_url(config: Config) -> str:
+    return unsubscribe_url(config, TEST_COPY_SUBSCRIBER, TEST_COPY_STREAM)
+
+
+def is_test_copy(subscriber_id: int, stream: str) -> bool:
+    """Whether an unsubscribe token came from a test copy (its link must change nothing)."""
+    return subscriber_id == TEST_COPY_SUBSCRIBER and stream == TEST_COPY_STREAM
 
 
 def article_url(config: Config, slug: str) -> str:

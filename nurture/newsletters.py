@@ -32,7 +32,7 @@ from nurture.content.snapshots import stored_content
 from nurture.errors import InputError, NotFound
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
-from nurture.sending.streams import NEWSLETTER_TEST_STREAM, newsletter_stream
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 
@@ -59,7 +59,7 @@ def parse_local(text: str) -> datetime:
             return datetime.strptime(value, pattern)
         except ValueError:
             continue
-    raise InputError(f"--at {text!r}: write the local date and time as YYYY-MM-DD HH:MM, for example 2026-12-01 09:00")
+    raise InputError(f"--at {text!r}: use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00")
 
 
 def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmail", list["Finding"]]:
@@ -280,7 +280,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     recipient = Recipient(
         email=address,
         first_name=None,
-        unsubscribe_url=links.unsubscribe_url(app.config, 0, NEWSLETTER_TEST_STREAM),
+        unsubscribe_url=links.test_copy_unsubscribe_url(app.config),
     )
     envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
     envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)

@@ -21,6 +21,13 @@ def normalize_email(raw: str) -> tuple[str, str]:
     candidate = (raw or "").strip()
     if not candidate:
         raise InputError("email address is empty")
+    if not candidate.rpartition("@")[0].isascii():
+        # Such an address needs SMTPUTF8 all the way, which SendGrid does not offer.
+        raise InputError(
+            f"{candidate!r} has letters outside A-Z (such as é) before the @, and such an address "
+            "cannot be delivered by our mail provider: please use an address whose part before the @ "
+            "is plain letters, digits and . _ + -"
+        )
     try:
         normalized = validate_email(candidate, check_deliverability=False).normalized
     except EmailNotValidError as exc:

@@ -1,9 +1,8 @@
 """What every command shares: the Context (config and app, opened lazily), the error-handling
-group, and the --now option with its parser."""
+group and the --now option (read by nurture.cli.times.parse_now)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 import click
@@ -11,20 +10,9 @@ from sqlalchemy.exc import OperationalError
 
 from nurture.app import App
 from nurture.config import Config, load_config
-from nurture.errors import InputError, NurtureError
+from nurture.errors import NurtureError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def parse_now(value: str | None) -> datetime:
-    """--now: ISO 8601; a time without an offset is read as UTC."""
-    if not value:
-        return datetime.now(timezone.utc)
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"--now {value!r}: use ISO 8601, for example 2026-12-01T09:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 class Context:

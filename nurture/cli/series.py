@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from nurture.cli.base import Context, now_option, parse_now, pass_context
+from nurture.cli.base import Context, now_option, pass_context
+from nurture.cli.times import parse_now
 from nurture.errors import InputError
+from nurture.sending.publish import plan, publish
 
-# The domain modules are imported inside each command, as in the other command modules:
-# `nurture --help` and cron's `send-due` should not pay for rendering and checks.
+# nurture.content.drafts (the content checks) is imported inside the commands, as in
+# cli/content.py: every other command would pay its start-up time.
 
 
 def _live(version: int | None) -> str:
@@ -35,7 +37,6 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
       nurture campaign publish kap-intro --only-ahead --yes
     """
     from nurture.content.drafts import draft_findings, load_draft
-    from nurture.sending.publish import plan, publish
 
     app = obj.app
     draft = load_draft(app.config, slug)
@@ -68,7 +69,6 @@ def campaign_diff(obj: Context, slug: str, only_ahead: bool) -> None:
       nurture campaign diff kap-intro
     """
     from nurture.content.drafts import draft_findings, load_draft
-    from nurture.sending.publish import plan
 
     app = obj.app
     draft = load_draft(app.config, slug)

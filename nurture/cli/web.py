@@ -22,6 +22,7 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     Example:
       NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY=MFkw... nurture serve --host 127.0.0.1 --port 8000
     """
+    # Here, not at the top: Starlette and its web stack add ~50 ms to every command, cron's send-due included.
     from nurture.web import serve as run_server
 
     config = obj.config

@@ -130,10 +130,17 @@ section.email { background: #fbf9f5; border-radius: 8px; padding: 16px 20px; mar
 section.email h3 { font-size: 18px; margin: 0 0 4px; }
 .meta { margin: 0; color: #4a4640; font-size: 15px; }
 .meta b { color: #2b2a28; }
-.frames { display: flex; gap: 24px; align-items: flex-start; overflow-x: auto; margin-top: 12px; }
-figure { margin: 0; }
+.frames { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; margin-top: 12px; }
+figure { margin: 0; max-width: 100%; }
 figcaption { font-size: 13px; color: #4a4640; margin-bottom: 4px; }
 iframe { border: 1px solid #c9c4bb; background: #ece7df; height: 900px; display: block; }
+@media (max-width: 700px) {
+  body { padding: 12px; }
+  section.email { padding: 12px; }
+  /* Until the script below measures the room: both frames shown whole, scaled down. */
+  iframe[data-width="600"] { zoom: 0.5; }
+  iframe[data-width="375"] { zoom: 0.8; }
+}
 .files a { color: #1d5c56; margin-right: 12px; }
 details { margin-top: 12px; }
 pre { white-space: pre-wrap; background: #f1ede6; padding: 12px; border-radius: 6px; font-size: 14px; }
@@ -146,6 +153,31 @@ pre { white-space: pre-wrap; background: #f1ede6; padding: 12px; border-radius: 
   .files a { color: #9ad3ca; }
   pre { background: #161a19; }
 }
+"""
+
+
+# allow-same-origin lets the gallery's script measure each email's height; without
+# allow-scripts nothing inside an email can run, so the email gains no power from it.
+_SANDBOX = "allow-same-origin allow-popups"
+
+# Each frame keeps its width (600 or 375 px inside) but is scaled down (CSS zoom) when the
+# page is narrower, and grows to its email's full height: nothing scrolls sideways, nothing is cut.
+_FIT_FRAMES_JS = """
+(function () {
+  function fit() {
+    document.querySelectorAll("iframe[data-width]").forEach(function (frame) {
+      var room = frame.closest(".frames").clientWidth;
+      var natural = Number(frame.dataset.width) + 2;
+      frame.style.zoom = String(Math.min(1, room / natural));
+      var doc = frame.contentDocument;
+      if (doc && doc.documentElement) {
+        frame.style.height = doc.documentElement.scrollHeight + "px";
+      }
+    });
+  }
+  window.addEventListener("load", fit);
+  window.addEventListener("resize", fit);
+})();
 """
 
 
@@ -185,13 +217,14 @@ def _gallery(config: Config, entries: list[_Entry], preview_key: bool) -> str:
             f'<p class="meta files"><a href="{esc(rel)}.html">HTML</a><a href="{esc(rel)}.txt">Plain text</a>'
             f'<a href="{esc(rel)}.eml">.eml</a></p>'
             '<div class="frames">'
-            f'<figure><figcaption>600 px</figcaption><iframe title="{esc(entry.stem)} at 600 px" width="600" '
-            f'sandbox="allow-popups" srcdoc="{srcdoc}"></iframe></figure>'
-            f'<figure><figcaption>375 px</figcaption><iframe title="{esc(entry.stem)} at 375 px" width="375" '
-            f'sandbox="allow-popups" srcdoc="{srcdoc}"></iframe></figure>'
-            "</div>"
+            + "".join(
+                f'<figure><figcaption>{width} px</figcaption><iframe title="{esc(entry.stem)} at {width} px" '
+                f'width="{width}" data-width="{width}" sandbox="{_SANDBOX}" srcdoc="{srcdoc}"></iframe></figure>'
+                for width in (600, 375)
+            )
+            + "</div>"
             f"<details><summary>Plain-text part</summary><pre>{esc(entry.rendered.text)}</pre></details>"
             "</section>"
         )
-    parts.append("</body></html>")
+    parts.append(f"<script>{_FIT_FRAMES_JS}</script></body></html>")
     return "\n".join(parts) + "\n"

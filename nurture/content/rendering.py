@@ -35,6 +35,7 @@ from mjml import mjml2html
 from nurture import links
 from nurture.config import Config
 from nurture.content.campaigns import Campaign, EmailSource, Step
+from nurture.content.htmllines import wrap_html_lines
 from nurture.content.markdown import markdown_parser, markdown_to_text
 from nurture.content.prepared import (
     HTML_TAGS,
@@ -58,6 +59,7 @@ TEMPLATES = {
     "step": ("layout.mjml", "layout.txt"),
     "newsletter": ("newsletter.mjml", "newsletter.txt"),
     "confirmation": ("confirmation.mjml", "confirmation.txt"),
+    "notice": ("notice.mjml", "notice.txt"),
 }
 DEFAULT_CTA_LABELS = {"article": "Read the full article", "booking": "Book a consultation", "url": "Read more"}
 
@@ -143,7 +145,8 @@ class Renderer:
         name = f"{campaign.slug}/{step.slug}"
         key = ("step", name, step.email)
         if key not in self._cache:
-            self._cache[key] = self._prepare_marketing(step.email, name, "step", [campaign.slug])
+            # The category is the kind of email, never the campaign: SendGrid sees every category.
+            self._cache[key] = self._prepare_marketing(step.email, name, "step", ["series"])
         return self._cache[key]
 
     def prepare_newsletter(self, email: EmailSource, name: str) -> PreparedEmail:
@@ -174,6 +177,20 @@ class Renderer:
                 source=None,
             )
         return self._cache[key]
+
+    def prepare_notice(self, name: str, subject: str, preheader: str, body_markdown: str) -> PreparedEmail:
+        """A notice to the owner (weekly summary, alert): transactional, written by nurture itself,
+        so not cached (each one is sent once)."""
+        tokens = self._md.parse(body_markdown)
+        values = {
+            "subject": header_text(subject),
+            "preheader": header_text(preheader),
+            "body_html": Markup(self._md.renderer.render(tokens, self._md.options, {})),
+            "body_text": markdown_to_text(tokens),
+            "cta_url": None,
+            "cta_label": None,
+        }
+        return self._build(kind="transactional", name=name, template="notice", values=values, categories=["owner-notice"], source=None)
 
     # stage 1
 
@@ -287,7 +304,7 @@ class Renderer:
         leftover = _MJ_LEFTOVER.search(html)
         if leftover:
             raise ContentError(f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> is not a known MJML tag or is misplaced")
-        return html
+        return wrap_html_lines(html)
 
     def _stage2(self, env: jinja2.Environment, path: Path, source: str) -> jinja2.Template:
         try:

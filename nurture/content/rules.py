@@ -20,7 +20,7 @@ from nurture.config import Config
 from nurture.content.campaigns import EmailSource
 from nurture.content.markdown import markdown_parser
 from nurture.content.prepared import SUBSTITUTION_TAGS, PreparedEmail, Recipient, RenderedEmail
-from nurture.content.rendering import TEMPLATES, front_line
+from nurture.content.rendering import CONFIRMATION_NAME, TEMPLATES, front_line
 
 SUBJECT_MAX = 78
 DISCLAIMER = "education, not medical advice"
@@ -264,7 +264,7 @@ def list_unsubscribe_headers(email: EmailFacts) -> Iterator[Finding]:
 
 
 def confirmation_link(email: EmailFacts) -> Iterator[Finding]:
-    if email.prepared.kind == "marketing":
+    if email.prepared.name != CONFIRMATION_NAME:  # the owner's notices are transactional too
         return
     confirm, layout = email.sample.confirm_url or "", email.layout
     if confirm not in email.html.hrefs:

@@ -9,7 +9,10 @@ This is what lets one SendGrid request carry a thousand personalized emails.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Mapping, Protocol, Sequence
+
+import idna
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,10 @@ class Envelope:
     """One recipient of a batch.
 
     `delivery_id` is ours (a string); it is echoed back in `custom_args` so that
-    provider events find their delivery. `custom_args` never hold personal data.
+    provider events find their delivery. `custom_args` hold opaque ids only: no
+    personal data, no campaign or stream names, no tags, no consent details.
+    `stream` and `step` say locally which email this is (outbox file names, rehearsal
+    listings); no transport hands them to a provider.
     """
 
     delivery_id: str
@@ -34,6 +40,8 @@ class Envelope:
     headers: Mapping[str, str] = field(default_factory=dict)
     substitutions: Mapping[str, str] = field(default_factory=dict)
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    stream: str = ""
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class Batch:
     envelopes: Sequence[Envelope]
     categories: Sequence[str] = ()
     transactional: bool = False
+    sent_at: datetime | None = None  # the pass's `now` (the outbox's Date:); None: the wall clock
 
 
 OutcomeStatus = Literal["sent", "failed", "unknown"]
@@ -61,6 +70,21 @@ class Outcome:
     status: OutcomeStatus
     provider_message_id: str | None = None
     error: str | None = None
+
+
+def ascii_address(address: str) -> str:
+    """`address` with its domain in ASCII (IDNA) form: user@bücher.example -> user@xn--bcher-kva.example.
+
+    Providers and SMTP without the SMTPUTF8 extension take ASCII domains only. The local
+    part is left as it is: signup and import refuse a non-ASCII one.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address  # not a valid IDN: the provider's answer will say so for this address
 
 
 def apply_substitutions(content: str, substitutions: Mapping[str, str]) -> str:

@@ -1,40 +1,70 @@
 """The default transport: every message becomes an RFC 5322 .eml file in the outbox.
 
 Nothing leaves the machine. Files are written atomically (temp file, then
-rename) and named by delivery id; writing the same delivery twice is refused,
-so a double send would show up as an error instead of hiding in an overwrite.
+link); writing the same delivery twice is refused, so a double send would show
+up as an error instead of hiding in a second file. The refusal rests on a hard
+link named by delivery id alone in `.deliveries/` (the visible name holds the
+time, which differs from one pass to the next).
+
+A file is named for when it was sent, which email it is and its delivery:
+`20261126T140000Z-kap-intro-step3-42.eml` (one-off emails without a stream, such as
+the confirmation, are `20261126T140000Z-confirm-....eml`). The names sort by time.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 
-from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions
+from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
+
+# Quoted-printable lines may not exceed 76 characters (RFC 2045 6.7); headers fold at 76 too.
+# refold_source="none" leaves the headers this module folds itself (set_raw) as they are.
+POLICY = SMTP.clone(max_line_length=76, refold_source="none")
+LINE_LIMIT = 76
+
+
+def _folded_list(name: str, value: str) -> str:
+    """A list header (`<url>, <mailto:...>`) with one item a line once it is too long for one.
+
+    The email package would otherwise turn an unbreakable URL into an RFC 2047
+    encoded word, which no mail client reads as a List-Unsubscribe link.
+    """
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} holds a line break")
+    if len(name) + 2 + len(value) <= LINE_LIMIT:
+        return value
+    return ",\r\n ".join(item.strip() for item in value.split(","))
 
 
 def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = None) -> EmailMessage:
     """The complete MIME message one envelope of a batch stands for."""
-    # Lines up to RFC 5322's 998 characters: a long List-Unsubscribe URL stays on its own line.
-    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
+    message = EmailMessage(policy=POLICY)
     message["From"] = Address(batch.sender.from_name, addr_spec=batch.sender.from_email)
-    message["To"] = Address(envelope.to_name or "", addr_spec=envelope.to_email)
+    message["To"] = Address(envelope.to_name or "", addr_spec=ascii_address(envelope.to_email))
     if batch.sender.reply_to:
         message["Reply-To"] = batch.sender.reply_to
     message["Subject"] = envelope.subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Date"] = format_datetime(batch.sent_at or datetime.now(timezone.utc))
     message["Message-ID"] = message_id or make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
     for name, value in envelope.headers.items():
-        message[name] = value
+        if name.lower().startswith("list-"):
+            message.set_raw(name, _folded_list(name, value))
+        else:
+            message[name] = value
     # text/plain first, then text/html: clients show the last part they can.
     message.set_content(apply_substitutions(batch.text, envelope.substitutions), subtype="plain", cte="quoted-printable")
     message.add_alternative(apply_substitutions(batch.html, envelope.substitutions), subtype="html", cte="quoted-printable")
     return message
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
 
 
 class OutboxTransport:
@@ -43,24 +73,34 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._claimed = directory / ".deliveries"
+        self._claimed.mkdir(exist_ok=True)
 
-    def path_for(self, delivery_id: str) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in delivery_id)
-        return self.directory / f"{safe}.eml"
+    def path_for(self, envelope: Envelope, sent_at: datetime) -> Path:
+        stamp = sent_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        parts = [stamp]
+        if envelope.stream:
+            parts.append(_safe(envelope.stream))
+            if envelope.step is not None:
+                parts.append(f"step{envelope.step}")
+        parts.append(_safe(envelope.delivery_id))
+        return self.directory / ("-".join(parts) + ".eml")
 
     def send(self, batch: Batch) -> list[Outcome]:
         outcomes = []
+        sent_at = batch.sent_at or datetime.now(timezone.utc)
         for envelope in batch.envelopes:
-            target = self.path_for(envelope.delivery_id)
+            target = self.path_for(envelope, sent_at)
             message_id = make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
             data = build_message(batch, envelope, message_id=message_id).as_bytes()
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             temp.write_bytes(data)
             try:
-                # os.link fails if the target exists: a second write of one delivery is refused.
+                # os.link fails if the name exists: a second write of one delivery is refused.
+                os.link(temp, self._claimed / f"{_safe(envelope.delivery_id)}.eml")
                 os.link(temp, target)
             except FileExistsError:
-                outcomes.append(Outcome(envelope.delivery_id, "failed", error=f"outbox already holds {target.name}"))
+                outcomes.append(Outcome(envelope.delivery_id, "failed", error=f"outbox already holds delivery {envelope.delivery_id}"))
                 continue
             finally:
                 temp.unlink(missing_ok=True)

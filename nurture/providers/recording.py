@@ -26,7 +26,7 @@ class RecordingTransport:
 
     def send(self, batch: Batch) -> list[Outcome]:
         records = [
-            Recorded(e.delivery_id, e.to_email, e.subject, e.custom_args.get("campaign", ""), e.custom_args.get("step", ""))
+            Recorded(e.delivery_id, e.to_email, e.subject, e.stream, "" if e.step is None else str(e.step))
             for e in batch.envelopes
         ]
         with self._lock:

@@ -1,7 +1,8 @@
-"""The report's charts: SVG drawn here, in Python, so the page needs nothing from anywhere.
+"""The report's charts: SVG drawn in Python, nothing fetched from anywhere.
 
-Each chart carries an SVG <title> and <desc> for screen readers; the colours are
-Okabe-Ito, told apart with every common colour-vision deficiency.
+Every chart comes in two layouts: the wide one (760 units, labels left of the bars) and,
+for phones, a narrow one (360 units, each label above its bars) that the report shows
+below 600 px instead of shrinking the wide one until its text cannot be read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from nurture.reporting.stats import DaySends
 
+# Okabe-Ito colours: tell apart with every common colour-vision deficiency.
 BLUE = "#0072B2"
 SKY = "#56B4E9"
 GREEN = "#009E73"
@@ -24,6 +26,8 @@ MUTED = "#52606d"
 GRID = "#d9dee3"
 
 WIDTH = 760
+NARROW = 360  # the phone layout's width
+NOTHING_YET = "Nothing to show yet: no emails have been sent in this period."
 LABEL_WIDTH = 250
 BAR = 14
 BAR_GAP = 3
@@ -37,15 +41,15 @@ class Series:
     values: Sequence[float]
 
 
-def escaped(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def as_percent(value: float) -> str:
+def pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
-def as_number(value: float) -> str:
+def num(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
@@ -79,17 +83,27 @@ def _legend(series: Sequence[Series], y: float) -> str:
     x = LABEL_WIDTH
     for item in series:
         parts.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{item.color}" rx="2"/>')
-        parts.append(f'<text x="{x + 17}" y="{y}" class="legend">{escaped(item.name)}</text>')
+        parts.append(f'<text x="{x + 17}" y="{y}" class="legend">{esc(item.name)}</text>')
         x += 30 + 8 * len(item.name)
     return "".join(parts)
 
 
-def empty_chart(chart_id: str, title: str, message: str) -> str:
+def empty_svg(chart_id: str, title: str, message: str, *, narrow: bool = False) -> str:
+    if narrow:  # two short lines, so the text keeps its size on a phone
+        head, _, tail = message.partition(": ")
+        lines = [head + ":", tail] if tail else [message]
+        text = "".join(f'<tspan x="{NARROW / 2}" dy="{0 if i == 0 else 20}">{esc(line)}</tspan>' for i, line in enumerate(lines))
+        return (
+            f'<svg class="chart-svg" viewBox="0 0 {NARROW} 80" width="100%" role="img" '
+            f'aria-labelledby="{chart_id}-title {chart_id}-desc">'
+            f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(message)}</desc>'
+            f'<text x="{NARROW / 2}" y="35" text-anchor="middle" class="empty">{text}</text></svg>'
+        )
     return (
         f'<svg class="chart-svg" viewBox="0 0 {WIDTH} 80" width="100%" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc">'
-        f'<title id="{chart_id}-title">{escaped(title)}</title><desc id="{chart_id}-desc">{escaped(message)}</desc>'
-        f'<text x="{WIDTH / 2}" y="45" text-anchor="middle" class="empty">{escaped(message)}</text></svg>'
+        f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(message)}</desc>'
+        f'<text x="{WIDTH / 2}" y="45" text-anchor="middle" class="empty">{esc(message)}</text></svg>'
     )
 
 
@@ -104,7 +118,7 @@ def horizontal_bars(
 ) -> str:
     """Grouped horizontal bars: one group per category, one bar per series."""
     if not categories or not any(v for s in series for v in s.values):
-        return empty_chart(chart_id, title, "Nothing to show yet: no emails have been sent in this period.")
+        return empty_svg(chart_id, title, NOTHING_YET)
     peak = max(v for s in series for v in s.values)
     top = _nice_max(peak, whole=not percent)
     plot = WIDTH - LABEL_WIDTH - 70
@@ -115,7 +129,7 @@ def horizontal_bars(
     out = [
         f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc">',
-        f'<title id="{chart_id}-title">{escaped(title)}</title><desc id="{chart_id}-desc">{escaped(desc)}</desc>',
+        f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(desc)}</desc>',
         _legend(series, legend_y),
     ]
     axis_bottom = height - 24
@@ -123,57 +137,114 @@ def horizontal_bars(
         value = top * tick / TICKS
         x = LABEL_WIDTH + plot * tick / TICKS
         out.append(f'<line x1="{x:.1f}" y1="{first - 6}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
-        label = as_percent(value) if percent else as_number(value)
-        out.append(f'<text x="{x:.1f}" y="{axis_bottom + 16}" text-anchor="middle" class="tick">{escaped(label)}</text>')
+        label = pct(value) if percent else num(value)
+        out.append(f'<text x="{x:.1f}" y="{axis_bottom + 16}" text-anchor="middle" class="tick">{esc(label)}</text>')
     for index, category in enumerate(categories):
         y0 = first + index * (group + GROUP_GAP)
         out.append(
             f'<text x="{LABEL_WIDTH - 8}" y="{y0 + group / 2 + 4:.1f}" text-anchor="end" class="category">'
-            f"<title>{escaped(category)}</title>{escaped(_truncate(category))}</text>"
+            f"<title>{esc(category)}</title>{esc(_truncate(category))}</text>"
         )
         for position, item in enumerate(series):
             value = item.values[index]
             y = y0 + position * (BAR + BAR_GAP)
             width = plot * value / top if top else 0
-            shown = as_percent(value) if percent else as_number(value)
+            shown = pct(value) if percent else num(value)
             out.append(
                 f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
-                f"<title>{escaped(category)}: {escaped(item.name)} {escaped(shown)}</title></rect>"
+                f"<title>{esc(category)}: {esc(item.name)} {esc(shown)}</title></rect>"
             )
-            out.append(f'<text x="{LABEL_WIDTH + width + 5:.1f}" y="{y + BAR - 3}" class="value">{escaped(shown)}</text>')
+            out.append(f'<text x="{LABEL_WIDTH + width + 5:.1f}" y="{y + BAR - 3}" class="value">{esc(shown)}</text>')
     out.append(f'<line x1="{LABEL_WIDTH}" y1="{first - 6}" x2="{LABEL_WIDTH}" y2="{axis_bottom}" stroke="{MUTED}"/>')
     out.append("</svg>")
     return "".join(out)
 
 
-def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySends]) -> str:
-    """Sends per day: a column per day, series and newsletters stacked."""
+def narrow_bars(chart_id: str, title: str, desc: str, categories: Sequence[str], series: Sequence[Series], *, percent: bool = False) -> str:
+    """`horizontal_bars` for a phone: each category's label on its own line above its bars,
+    the bars the full width."""
+    if not categories or not any(v for s in series for v in s.values):
+        return empty_svg(chart_id, title, NOTHING_YET, narrow=True)
+    top = _nice_max(max(v for s in series for v in s.values), whole=not percent)
+    plot = NARROW - 70
+    legend, legend_height = _wrapped_legend(series, NARROW)
+    group = len(series) * (BAR + BAR_GAP) - BAR_GAP
+    label = 18
+    first = legend_height + 12
+    height = first + len(categories) * (label + group + GROUP_GAP) + 26
+    axis_bottom = height - 22
+    out = [
+        f'<svg class="chart-svg" viewBox="0 0 {NARROW} {height}" width="100%" role="img" '
+        f'aria-labelledby="{chart_id}-title {chart_id}-desc">',
+        f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(desc)}</desc>',
+        legend,
+    ]
+    for tick in range(TICKS + 1):
+        x = 2 + plot * tick / TICKS
+        value = top * tick / TICKS
+        out.append(f'<line x1="{x:.1f}" y1="{first}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
+        out.append(f'<text x="{x:.1f}" y="{axis_bottom + 15}" text-anchor="middle" class="tick">{esc(pct(value) if percent else num(value))}</text>')
+    for index, category in enumerate(categories):
+        y0 = first + index * (label + group + GROUP_GAP)
+        out.append(f'<text x="2" y="{y0 + 13}" class="category"><title>{esc(category)}</title>{esc(_truncate(category, 52))}</text>')
+        for position, item in enumerate(series):
+            value = item.values[index]
+            y = y0 + label + position * (BAR + BAR_GAP)
+            width = plot * value / top if top else 0
+            shown = pct(value) if percent else num(value)
+            out.append(
+                f'<rect class="bar" x="2" y="{y}" width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
+                f"<title>{esc(category)}: {esc(item.name)} {esc(shown)}</title></rect>"
+            )
+            out.append(f'<text x="{width + 7:.1f}" y="{y + BAR - 3}" class="value">{esc(shown)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _wrapped_legend(series: Sequence[Series], width: float) -> tuple[str, float]:
+    """Legend entries left to right, wrapping onto a new line; returns (SVG, height used)."""
+    parts = []
+    x, y = 2.0, 14.0
+    for item in series:
+        needed = 30 + 8 * len(item.name)
+        if x > 2 and x + needed > width:
+            x, y = 2.0, y + 20
+        parts.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{item.color}" rx="2"/>')
+        parts.append(f'<text x="{x + 17}" y="{y}" class="legend">{esc(item.name)}</text>')
+        x += needed
+    return "".join(parts), y + 6
+
+
+def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySends], *, narrow: bool = False) -> str:
+    """Sends per day: a column per day, series and newsletters stacked. `narrow`: the phone
+    layout (fewer day labels)."""
     if not days or not any(day.total for day in days):
-        return empty_chart(chart_id, title, "Nothing to show yet: no emails have been sent in this period.")
+        return empty_svg(chart_id, title, NOTHING_YET, narrow=narrow)
+    width = NARROW if narrow else WIDTH
     series = (Series("Series emails", BLUE, [d.series for d in days]), Series("Newsletters", ORANGE, [d.newsletters for d in days]))
     top = _nice_max(max(day.total for day in days))
-    left, right, first, height = 60, 20, 40, 300
+    left, right, first, height = (44, 10, 40, 260) if narrow else (60, 20, 40, 300)
     bottom = height - 50
-    plot_w = WIDTH - left - right
+    plot_w = width - left - right
     plot_h = bottom - first
     slot = plot_w / len(days)
     bar_w = max(2.0, min(36.0, slot * 0.7))
     out = [
-        f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'<svg class="chart-svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc">',
-        f'<title id="{chart_id}-title">{escaped(title)}</title><desc id="{chart_id}-desc">{escaped(desc)}</desc>',
+        f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(desc)}</desc>',
     ]
     legend_x = left
     for item in series:
         out.append(f'<rect x="{legend_x}" y="10" width="12" height="12" fill="{item.color}" rx="2"/>')
-        out.append(f'<text x="{legend_x + 17}" y="20" class="legend">{escaped(item.name)}</text>')
+        out.append(f'<text x="{legend_x + 17}" y="20" class="legend">{esc(item.name)}</text>')
         legend_x += 30 + 8 * len(item.name)
     for tick in range(TICKS + 1):
         value = top * tick / TICKS
         y = bottom - plot_h * tick / TICKS
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" stroke="{GRID}"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{escaped(as_number(value))}</text>')
-    every = max(1, math.ceil(len(days) / 12))
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{esc(num(value))}</text>')
+    every = max(1, math.ceil(len(days) / (5 if narrow else 12)))
     for index, day in enumerate(days):
         x = left + index * slot + (slot - bar_w) / 2
         y = bottom
@@ -185,10 +256,10 @@ def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySend
             y -= h
             out.append(
                 f'<rect class="bar" x="{x:.2f}" y="{y:.2f}" width="{bar_w:.2f}" height="{h:.2f}" fill="{item.color}">'
-                f"<title>{day.day:%a %d %b}: {escaped(item.name)} {escaped(as_number(value))}</title></rect>"
+                f"<title>{day.day:%a %d %b}: {esc(item.name)} {esc(num(value))}</title></rect>"
             )
         if index % every == 0:
             out.append(f'<text x="{x + bar_w / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">{day.day:%d %b}</text>')
-    out.append(f'<line x1="{left}" y1="{bottom}" x2="{WIDTH - right}" y2="{bottom}" stroke="{MUTED}"/>')
+    out.append(f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="{MUTED}"/>')
     out.append("</svg>")
     return "".join(out)

@@ -1,7 +1,7 @@
 """`nurture report`: one self-contained HTML file showing how the emails are doing.
 
 No scripts, fonts, images or style sheets from anywhere: the charts are SVG
-(nurture.reporting.charts), and the page opens offline in any browser (or as an
+drawn here, in Python, and the page opens offline in any browser (or as an
 attachment). Each chart has an SVG <title> and <desc> and is followed by a data
 table holding the same numbers, for screen readers and for anyone who prefers
 numbers to bars. The counts are those of `nurture stats` (see nurture.reporting.stats).
@@ -14,48 +14,47 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nurture.app import App
-from nurture.reporting.charts import (
-    BLUE,
-    GRID,
-    GREEN,
-    INK,
-    MUTED,
-    ORANGE,
-    PURPLE,
-    SKY,
-    VERMILLION,
-    Series,
-    as_number,
-    as_percent,
-    empty_chart,
-    escaped,
-    horizontal_bars,
-    stacked_columns,
-)
-from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats, totals
 from nurture.sending.planning import zone
-
+from nurture.reporting.charts import (
+    BLUE, GREEN, GRID, INK, MUTED, ORANGE, PURPLE, SKY, VERMILLION, Series, empty_svg, esc, horizontal_bars, narrow_bars, num, pct, stacked_columns,
+)
+from nurture.reporting.stats import NOT_TRACKED, TRACKING_NOTES, DaySends, Row, sends_per_day, step_stats, totals
 
 def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]], *, numeric_from: int = 1) -> str:
-    head = "".join(f'<th scope="col">{escaped(h)}</th>' for h in headers)
+    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     body = []
     for row in rows:
-        cells = [f'<th scope="row">{escaped(row[0])}</th>']
-        cells += [f'<td class="{"num" if i >= numeric_from else ""}">{escaped(v)}</td>' for i, v in enumerate(row[1:], start=1)]
+        cells = [f'<th scope="row">{esc(row[0])}</th>']
+        cells += [
+            f'<td class="{"num" if i >= numeric_from else ""}" data-label="{esc(headers[i])}">{esc(v)}</td>' for i, v in enumerate(row[1:], start=1)
+        ]
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f'<div class="table-wrap"><table><caption>{escaped(caption)}</caption>'
+        f'<div class="table-wrap"><table><caption>{esc(caption)}</caption>'
         f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     )
 
 
-def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str) -> str:
+def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str, narrow: str) -> str:
+    """A chart section; `narrow` is the chart's phone layout, shown instead of `svg` below 600 px."""
     return (
         f'<section class="chart" id="{chart_id}" aria-labelledby="{chart_id}-heading">'
-        f'<h2 id="{chart_id}-heading">{escaped(heading)}</h2><p class="intro">{escaped(intro)}</p>'
-        f'<figure><div class="chart-scroll">{svg}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
+        f'<h2 id="{chart_id}-heading">{esc(heading)}</h2><p class="intro">{esc(intro)}</p>'
+        f'<figure><div class="chart-wide">{svg}</div><div class="chart-narrow">{narrow}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
         "</section>"
     )
+
+
+def _reading(row: Row, name: str) -> object:
+    """An open or click count for a table cell: the number, or "not tracked"."""
+    return getattr(row, name) if row.tracked(name) else NOT_TRACKED
+
+
+def _reading_series(rows: Sequence[Row]) -> list[Series]:
+    """Opened and Clicked bars, unless tracking is off (no bars of zeros that were never measured)."""
+    if not rows or not rows[0].tracked("opened"):
+        return []
+    return [Series("Opened", GREEN, [r.opened for r in rows]), Series("Clicked", ORANGE, [r.clicked for r in rows])]
 
 
 def _email_name(row: Row) -> str:
@@ -78,8 +77,7 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         series = [
             Series("Sent", BLUE, [r.sent for r in steps]),
             Series("Delivered", SKY, [r.delivered for r in steps]),
-            Series("Opened", GREEN, [r.opened for r in steps]),
-            Series("Clicked", ORANGE, [r.clicked for r in steps]),
+            *_reading_series(steps),
         ]
         live = [row for row in steps if not row.note] or steps  # the live version's steps, in order
         first = live[0].sent if live else 0
@@ -90,19 +88,21 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         )
         chart_id = f"funnel-{_slug(slug)}"
         svg = horizontal_bars(chart_id + "-chart", f"Series funnel: {title}", desc, names, series)
+        narrow = narrow_bars(chart_id + "-narrow", f"Series funnel: {title}", desc, names, series)
         table = _table(
             f"{title}: counts per email",
             ["Email", "Sent", "Delivered", "Opened", "Clicked", "Reached (of step 1)"],
-            [[n, r.sent, r.delivered, r.opened, r.clicked, as_percent(r.sent / first) if first else "-"] for n, r in zip(names, steps)],
+            [[n, r.sent, r.delivered, _reading(r, "opened"), _reading(r, "clicked"), pct(r.sent / first) if first else "-"] for n, r in zip(names, steps)],
         )
         intro = (
             "How far people get through the series. Fewer sends on later emails is normal: people join at "
             "different times, and those who book or leave stop receiving it."
         )
-        sections.append(_figure(chart_id, f"Series funnel: {title}", intro, svg, table))
+        sections.append(_figure(chart_id, f"Series funnel: {title}", intro, svg, table, narrow))
     if not sections:
-        svg = empty_chart("funnel-none-chart", "Series funnel", "There is no series in campaigns/ yet.")
-        sections.append(_figure("funnel-none", "Series funnel", "How far people get through each series.", svg, _table("Series", ["Email"], [])))
+        svg = empty_svg("funnel-none-chart", "Series funnel", "There is no series in campaigns/ yet.")
+        narrow = empty_svg("funnel-none-narrow", "Series funnel", "There is no series in campaigns/ yet.", narrow=True)
+        sections.append(_figure("funnel-none", "Series funnel", "How far people get through each series.", svg, _table("Series", ["Email"], []), narrow))
     return sections
 
 
@@ -119,12 +119,13 @@ def _days_section(days: Sequence[DaySends]) -> str:
         else "No emails sent in this period."
     )
     svg = stacked_columns("per-day-chart", "Emails sent per day", desc, days)
+    narrow = stacked_columns("per-day-narrow", "Emails sent per day", desc, days, narrow=True)
     table = _table(
         "Emails sent per day (practice time zone)",
         ["Day", "Series emails", "Newsletters", "Total"],
         [[f"{d.day:%a %d %b %Y}", d.series, d.newsletters, d.total] for d in days],
     )
-    return _figure("per-day", "Emails sent per day", "Each column is one day in the practice's time zone.", svg, table)
+    return _figure("per-day", "Emails sent per day", "Each column is one day in the practice's time zone.", svg, table, narrow)
 
 
 def _rates_section(rows: Sequence[Row]) -> str:
@@ -136,16 +137,17 @@ def _rates_section(rows: Sequence[Row]) -> str:
     ]
     desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
     svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
+    narrow = narrow_bars("rates-narrow", "Unsubscribe and bounce rates per email", desc, names, series, percent=True)
     table = _table(
         "Unsubscribe and bounce rates per email",
         ["Email", "Sent", "Unsubscribed", "Unsubscribe rate", "Bounced", "Bounce rate", "Spam complaints"],
-        [[n, r.sent, r.unsubscribed, as_percent(r.rate("unsubscribed")), r.bounced, as_percent(r.rate("bounced")), r.complained] for n, r in zip(names, used)],
+        [[n, r.sent, r.unsubscribed, pct(r.rate("unsubscribed")), r.bounced, pct(r.rate("bounced")), r.complained] for n, r in zip(names, used)],
     )
     intro = (
         "A few unsubscribes after each email are healthy. Bounce rates above 2% or any spam complaints are worth "
         "a look: mailbox providers slow down or block senders with many of either."
     )
-    return _figure("rates", "Unsubscribe and bounce rates per email", intro, svg, table)
+    return _figure("rates", "Unsubscribe and bounce rates per email", intro, svg, table, narrow)
 
 
 def _newsletter_section(rows: Sequence[Row]) -> str:
@@ -154,21 +156,29 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
     series = [
         Series("Sent", BLUE, [r.sent for r in letters]),
         Series("Delivered", SKY, [r.delivered for r in letters]),
-        Series("Opened", GREEN, [r.opened for r in letters]),
-        Series("Clicked", ORANGE, [r.clicked for r in letters]),
+        *_reading_series(letters),
         Series("Unsubscribed", VERMILLION, [r.unsubscribed for r in letters]),
     ]
     desc = f"{len(letters)} newsletter(s): how many were sent, delivered, opened, clicked, and led to an unsubscribe."
     if letters:
         svg = horizontal_bars("newsletters-chart", "Newsletter results", desc, names, series)
+        narrow = narrow_bars("newsletters-narrow", "Newsletter results", desc, names, series)
     else:
-        svg = empty_chart("newsletters-chart", "Newsletter results", "No newsletter has been sent in this period.")
+        svg = empty_svg("newsletters-chart", "Newsletter results", "No newsletter has been sent in this period.")
+        narrow = empty_svg("newsletters-narrow", "Newsletter results", "No newsletter has been sent in this period.", narrow=True)
     table = _table(
         "Newsletter results",
         ["Newsletter", "Sent", "Delivered", "Opened", "Open rate", "Clicked", "Click rate", "Unsubscribed"],
-        [[n, r.sent, r.delivered, r.opened, as_percent(r.rate("opened")), r.clicked, as_percent(r.rate("clicked")), r.unsubscribed] for n, r in zip(names, letters)],
+        [
+            [n, r.sent, r.delivered, _reading(r, "opened"), _rate(r, "opened"), _reading(r, "clicked"), _rate(r, "clicked"), r.unsubscribed]
+            for n, r in zip(names, letters)
+        ],
     )
-    return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table)
+    return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table, narrow)
+
+
+def _rate(row: Row, name: str) -> str:
+    return pct(row.rate(name)) if row.has_rate(name) else NOT_TRACKED if not row.tracked(name) else "-"
 
 
 def _stats_table(rows: Sequence[Row]) -> str:
@@ -176,10 +186,13 @@ def _stats_table(rows: Sequence[Row]) -> str:
     body = []
     for row in rows:
         name = _email_name(row) if row.kind == "newsletter" else f"{row.stream} · {_email_name(row)}"
-        cells = [name, as_number(row.sent)]
+        cells = [name, num(row.sent)]
         for field in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"):
             value = getattr(row, field)
-            cells.append(f"{as_number(value)} ({as_percent(row.rate(field))})" if row.sent else as_number(value))
+            if not row.has_rate(field):
+                cells.append(row.shown(field))
+            else:
+                cells.append(f"{num(value)} ({pct(row.rate(field))})" if row.sent else num(value))
         body.append(cells)
     return (
         '<section id="all-numbers" aria-labelledby="all-numbers-heading"><h2 id="all-numbers-heading">All the numbers</h2>'
@@ -189,23 +202,25 @@ def _stats_table(rows: Sequence[Row]) -> str:
     )
 
 
-def _summary(rows: Sequence[Row]) -> str:
+def _summary(rows: Sequence[Row], tracking: str) -> str:
     total = totals(list(rows))
     sent = total["sent"]
 
     def rate(name: str) -> str:
-        return as_percent(total[name] / sent) if sent else "-"
+        if name in ("opened", "clicked") and tracking != "per_person":
+            return NOT_TRACKED if tracking == "off" else f"{num(total[name])} total"
+        return pct(total[name] / sent) if sent else "-"
 
     cards = [
-        ("Emails sent", as_number(sent)),
+        ("Emails sent", num(sent)),
         ("Delivered", rate("delivered")),
         ("Opened", rate("opened")),
         ("Clicked", rate("clicked")),
         ("Unsubscribed", rate("unsubscribed")),
         ("Bounced", rate("bounced")),
-        ("Spam complaints", as_number(total["complained"])),
+        ("Spam complaints", num(total["complained"])),
     ]
-    items = "".join(f'<div class="card"><dt>{escaped(label)}</dt><dd>{escaped(value)}</dd></div>' for label, value in cards)
+    items = "".join(f'<div class="card"><dt>{esc(label)}</dt><dd>{esc(value)}</dd></div>' for label, value in cards)
     return f'<section aria-label="Summary"><dl class="cards">{items}</dl></section>'
 
 
@@ -226,8 +241,8 @@ section[aria-label="Summary"] {{ background: transparent; border: 0; padding: 0;
 .card dt {{ color: {MUTED}; font-size: .85rem; }}
 .card dd {{ margin: 0; font-size: 1.4rem; font-weight: 600; }}
 figure {{ margin: 0; }}
-.chart-scroll {{ overflow-x: auto; }}
-.chart-svg {{ display: block; min-width: 600px; }}
+.chart-svg {{ display: block; }}
+.chart-narrow {{ display: none; }}
 svg text {{ fill: {INK}; font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }}
 svg .tick {{ fill: {MUTED}; font-size: 11px; }}
 svg .value {{ font-size: 11px; }}
@@ -240,6 +255,20 @@ caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 th, td {{ border-bottom: 1px solid {GRID}; padding: 5px 8px; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 thead th {{ background: #eef2f6; }}
+@media (max-width: 600px) {{
+  main {{ padding: 16px 8px 32px; }}
+  section {{ padding: 14px 12px; }}
+  .chart-wide {{ display: none; }}
+  .chart-narrow {{ display: block; }}
+  /* Tables become one block per row, each cell labelled, so no column is cut off. */
+  thead {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }}
+  table, tbody, tr, th, td {{ display: block; width: 100%; }}
+  caption {{ display: block; }}
+  tr {{ border-bottom: 2px solid {GRID}; padding: 4px 0; }}
+  tbody th {{ border: 0; font-weight: 600; }}
+  td, td.num {{ display: flex; justify-content: space-between; gap: 12px; border: 0; padding: 2px 8px; white-space: normal; }}
+  td::before {{ content: attr(data-label); color: {MUTED}; text-align: left; }}
+}}
 @media print {{ body {{ background: #fff; }} details {{ display: block; }} section {{ break-inside: avoid; }} }}
 """
 
@@ -253,7 +282,7 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
     practice = app.config.practice.name
     period = f"since {since.astimezone(tz):%d %B %Y}" if since else "since the first email"
     sections = [
-        _summary(rows),
+        _summary(rows, app.config.delivery.tracking),
         *_funnel_sections(app, rows),
         _days_section(days),
         _rates_section(rows),
@@ -264,9 +293,10 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escaped(practice)}: email report</title><style>{STYLE}</style></head><body><main>"
-        f"<header><h1>Email report: {escaped(practice)}</h1>"
-        f'<p class="meta">All emails {period}. Made {moment.astimezone(tz):%d %B %Y at %H:%M} ({escaped(tz.key)}).</p></header>'
+        f"<title>{esc(practice)}: email report</title><style>{STYLE}</style></head><body><main>"
+        f"<header><h1>Email report: {esc(practice)}</h1>"
+        f'<p class="meta">All emails {period}. Made {moment.astimezone(tz):%d %B %Y at %H:%M} ({esc(tz.key)}).</p>'
+        f'<p class="meta" id="tracking">{esc(TRACKING_NOTES[app.config.delivery.tracking])}</p></header>'
         + "".join(sections)
         + "<footer><p>Opens are approximate: some mail apps (Apple Mail among them) open every email on their own, "
         "and others block the tracking image. Clicks, bounces, complaints and unsubscribes are exact. "

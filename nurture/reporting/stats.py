@@ -24,13 +24,18 @@ skipped and still-claimed ones are not counted, and neither are their events):
 Rates are fractions of `sent` (0.0 when nothing was sent). Events without a
 delivery (the webhook could not match them) are not counted.
 
+Opens and clicks depend on `delivery.tracking` (each Row says which mode made it):
+per_person counts unique opens and clicks per delivery as above; aggregate counts
+every open and click event of the email (repeats included: the webhook keeps them
+for the email, tied to no one); off shows them as "not tracked".
+
 Everything comes from three aggregate queries, whatever the list size.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -49,6 +54,13 @@ BOUNCE_KINDS = ("bounced", "blocked", "dropped")
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 RATES = COUNTS[1:]
 UNKNOWN_SUBJECT = "(no longer in campaigns/)"  # sends of a series no version of which is in the store
+READING = ("opened", "clicked")  # what delivery.tracking governs
+NOT_TRACKED = "not tracked"
+TRACKING_NOTES = {
+    "off": "Opens and clicks are not tracked (delivery.tracking: off): SendGrid is asked to track neither.",
+    "aggregate": "Opens and clicks are totals per email, repeats included, none tied to a person (delivery.tracking: aggregate).",
+    "per_person": "Opens and clicks are unique per recipient and stored against each delivery (delivery.tracking: per_person).",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class Row:
     bounced: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    tracking: str = "per_person"  # the delivery.tracking mode that produced opened and clicked
 
     @property
     def label(self) -> str:
@@ -83,6 +96,22 @@ class Row:
     @property
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTS}
+
+    def tracked(self, name: str) -> bool:
+        return name not in READING or self.tracking != "off"
+
+    def has_rate(self, name: str) -> bool:
+        """False for opens and clicks that are not tracked or are totals (a share of sent would mislead)."""
+        return name not in READING or self.tracking == "per_person"
+
+    def shown(self, name: str) -> str:
+        """`name` as the stats table shows it: "12 (30.0%)", "12 total" or "not tracked"."""
+        value = getattr(self, name)
+        if not self.tracked(name):
+            return NOT_TRACKED
+        if not self.has_rate(name):
+            return f"{value:,} total"
+        return f"{value:,} ({self.rate(name) * 100:.1f}%)" if self.sent else f"{value:,}"
 
 
 @dataclass(frozen=True)
@@ -195,10 +224,12 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         query = query.where(delivery.stream == campaign)
     if since is not None:
         query = query.where(delivery.claimed_at >= since)
+    tracking = app.config.delivery.tracking
     with reading(app.engine) as session:
         found = session.execute(query).all()
         newsletter_ids = [row.newsletter_id for row in found if row.newsletter_id is not None]
         subjects = _newsletter_subjects(session, newsletter_ids)
+        totals_read = _reading_totals(session, campaign, since) if tracking == "aggregate" else {}
     sent_steps = _SentSteps(app)
     letters: dict[str, Any] = {}
     for row in found:
@@ -207,14 +238,23 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
                 letters[row.stream] = row
         else:
             sent_steps.add(row)
+
+    def as_tracked(row: Row) -> Row:
+        """Opens and clicks as delivery.tracking has them (see TRACKING_NOTES)."""
+        if tracking == "per_person":
+            return row
+        # Aggregate events name a stream and a position, not a delivery: credited to the
+        # live version's step at that position (rows of removed steps or earlier subjects get none).
+        opened, clicked = (0 if row.note else totals_read.get((row.stream, row.step, name), 0) for name in READING)
+        return replace(row, tracking=tracking, opened=opened, clicked=clicked)
+
     rows: list[Row] = []
     for slug in sorted(set(app.campaigns) | sent_steps.streams()):
         if campaign is None or slug == campaign:
-            rows.extend(sent_steps.rows(slug))
+            rows.extend(as_tracked(row) for row in sent_steps.rows(slug))
     for row in sorted(letters.values(), key=lambda row: row.newsletter_id):
-        rows.append(
-            _row("newsletter", row.stream, 1, subjects.get(row.newsletter_id, ""), _counts(row), newsletter_id=row.newsletter_id, key="newsletter")
-        )
+        letter = _row("newsletter", row.stream, 1, subjects.get(row.newsletter_id, ""), _counts(row), newsletter_id=row.newsletter_id, key="newsletter")
+        rows.append(as_tracked(letter))
     return rows
 
 
@@ -281,6 +321,21 @@ class _SentSteps:
                 note = "" if subject == UNKNOWN_SUBJECT else "removed"
                 later.append(_row("step", slug, position, subject, counts, key=key, note=note))
         return rows + later
+
+
+def _reading_totals(session: Session, campaign: str | None, since: datetime | None) -> dict[tuple[str, int, str], int]:
+    """Every open and click event per (stream, step, kind): the aggregate mode's per-email totals."""
+    event = m.ProviderEvent
+    query = (
+        select(event.stream, event.step, event.kind, func.count(event.id))
+        .where(event.kind.in_(READING), event.stream.is_not(None), event.step.is_not(None))
+        .group_by(event.stream, event.step, event.kind)
+    )
+    if campaign is not None:
+        query = query.where(event.stream == campaign)
+    if since is not None:
+        query = query.where(event.occurred_at >= since)
+    return {(str(stream), int(step or 0), name): int(count) for stream, step, name, count in session.execute(query)}
 
 
 def _stream_exists(app: App, stream: str) -> bool:

@@ -31,7 +31,10 @@ def run_daemon(
     interval_seconds: int = 60,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     report: Callable[[PassSummary], None] = lambda summary: None,
+    after_pass: Callable[[datetime], None] = lambda now: None,
 ) -> int:
+    """`after_pass(now)` runs after each pass: the CLI hands in the owner's notices
+    (weekly summary, alerts), which live above sending."""
     stop = threading.Event()
     busy = threading.Lock()
     exit_code = 0
@@ -42,8 +45,11 @@ def run_daemon(
         if stop.is_set():
             return
         with busy:
-            summary = SendingPass(app, clock(), stop=stop).run()
+            moment = clock()
+            summary = SendingPass(app, moment, stop=stop).run()
             report(summary)
+            if not summary.fatal:
+                after_pass(moment)
             if summary.fatal:
                 # A bad key will not get better by itself: stop rather than retry every minute.
                 exit_code = FatalTransportError.exit_code

@@ -1,26 +1,51 @@
-"""Deliveries after the pass: stuck claims, the owner's release, what is due.
+"""Deliveries after the pass: stuck claims, settling them by evidence, the owner's release, what is due.
 
 A claim whose outcome is unknown (the process died, or the provider did not answer)
-stays "claimed" and is never sent again by itself; it is reported as stuck until the
-owner releases it. Releasing deletes the delivery row, so the next pass claims that
-email again.
+stays "claimed" and is never sent again blindly. Evidence settles it (DESIGN.md,
+invariant 8):
+
+- any provider event naming it (SendGrid echoes our delivery_id) means the provider
+  saw it: sent, or failed when the provider dropped it (`settle_from_events`);
+- no event at all after `delivery.reconcile_after`, while events did arrive for
+  emails claimed after it (so the webhook is known to work), means it never
+  reached the provider: it is released and the next claim sends it (`reconcile`).
+
+Without a webhook key, or with a silent webhook, nothing is released by itself and
+`reconcile_status` says why; the owner can still check and release by hand.
+Releasing deletes the delivery row, so the next pass claims that email again.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
+from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import InputError
 from nurture.store import models as m
-from nurture.store.db import reading, transaction
+from nurture.store.db import chunks, reading, transaction
+
+log = logging.getLogger(__name__)
 
 STUCK_AFTER = timedelta(minutes=10)
+SETTLED_NOTE = "settled by provider event"
+RECONCILED_NOTE = "reconciled: no provider record"
+NO_WEBHOOK = (
+    f"{WEBHOOK_KEY_ENV} is not set, so no SendGrid event can say what went out; check each one in "
+    "SendGrid's activity feed, then release it (nurture deliveries release)"
+)
+SILENT_WEBHOOK = (
+    "no SendGrid event has arrived for any email sent after them, so silence proves nothing yet; "
+    "check the Event Webhook in SendGrid's settings and that nurture serve is reachable"
+)
 
 
 def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime) -> int:
@@ -123,3 +148,161 @@ def count_due(app: App, now: datetime) -> int:
             )
             or 0
         )
+
+
+# ---------------------------------------------------------------- settling by evidence
+
+
+def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now: datetime) -> int:
+    """Settle claimed deliveries that stored provider events name; `None` looks at all of them.
+
+    The provider saw the email, so it must never be sent again: "sent", or "failed" with
+    the reason when the provider dropped it. A drop also overrides an earlier settlement
+    by, say, SendGrid's "processed" (which comes first). Returns how many changed.
+    """
+    wanted = [None] if delivery_ids is None else list(chunks(sorted(set(delivery_ids)), 500))
+    # Looking at every delivery (each pass does), only claimed ones: a small set, so the
+    # pass stays cheap however many events are stored. A drop after "processed" arrives
+    # with its own ids, through the webhook.
+    settled_by_event = (
+        and_(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.error.startswith(SETTLED_NOTE)) if delivery_ids is not None else false()
+    )
+    changed = 0
+    for chunk in wanted:
+        query = (
+            select(m.ProviderEvent.delivery_id, m.ProviderEvent.kind, m.ProviderEvent.raw_event, m.ProviderEvent.detail, m.Delivery.status)
+            .join(m.Delivery, m.Delivery.id == m.ProviderEvent.delivery_id)
+            .where(or_(m.Delivery.status == m.DeliveryStatus.CLAIMED, settled_by_event))
+            .order_by(m.ProviderEvent.delivery_id, m.ProviderEvent.occurred_at, m.ProviderEvent.id)
+        )
+        if chunk is not None:
+            query = query.where(m.ProviderEvent.delivery_id.in_(chunk))
+        verdicts: dict[int, tuple[str, str]] = {}
+        current: dict[int, str] = {}
+        for row in session.execute(query):
+            current[row.delivery_id] = row.status
+            if row.kind == m.EventKind.DROPPED:
+                reason = f"; {row.detail}" if row.detail else ""
+                verdicts[row.delivery_id] = (m.DeliveryStatus.FAILED, f"dropped by the provider ({SETTLED_NOTE} {row.raw_event}{reason})")
+            elif row.delivery_id not in verdicts:
+                verdicts[row.delivery_id] = (m.DeliveryStatus.SENT, f"{SETTLED_NOTE} {row.raw_event}")
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for delivery_id, verdict in verdicts.items():
+            if current[delivery_id] == m.DeliveryStatus.CLAIMED or verdict[0] == m.DeliveryStatus.FAILED:
+                groups[verdict].append(delivery_id)
+        for (status, note), ids in groups.items():
+            result = session.execute(
+                update(m.Delivery)
+                .where(m.Delivery.id.in_(ids), or_(m.Delivery.status == m.DeliveryStatus.CLAIMED, settled_by_event))
+                .values(status=status, error=note, finished_at=now)
+            )
+            changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return changed
+
+
+@dataclass
+class ReconcileStatus:
+    """Where the stuck deliveries stand; the console and the pass's summary show it."""
+
+    stuck: int = 0  # claimed, outcome unknown (see `stuck_condition`)
+    waiting: int = 0  # of those, still within reconcile_after, with a working webhook
+    releasable: int = 0  # no event after reconcile_after, the webhook proven: sent again by the next pass
+    blocked: int = 0  # cannot be settled automatically; `reason` says why
+    reason: str | None = None
+    oldest_claimed_at: datetime | None = None
+
+    def line(self) -> str:
+        if not self.stuck:
+            return "no stuck deliveries"
+        text = f"{self.stuck} stuck"
+        if self.waiting:
+            text += f", {self.waiting} waiting for provider events"
+        if self.releasable:
+            text += f", {self.releasable} to send again (no provider record)"
+        if self.blocked:
+            text += f", {self.blocked} not released automatically: {self.reason}"
+        return text
+
+
+@dataclass
+class ReconcileReport:
+    settled: int = 0  # settled by provider events at the start of the pass
+    released: int = 0  # reconciled: no provider record, released to be sent again
+
+
+def _evidence_mark(session: Session) -> tuple[datetime, int] | None:
+    """The claim order (claimed_at, id) of the latest-claimed delivery any provider event names."""
+    row = session.execute(
+        select(m.Delivery.claimed_at, m.Delivery.id)
+        .where(exists().where(m.ProviderEvent.delivery_id == m.Delivery.id))
+        .order_by(m.Delivery.claimed_at.desc(), m.Delivery.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.claimed_at, row.id)
+
+
+def _no_event() -> Any:
+    return ~exists().where(m.ProviderEvent.delivery_id == m.Delivery.id)
+
+
+def _claimed_before(mark: tuple[datetime, int]) -> Any:
+    claimed_at, delivery_id = mark
+    return or_(m.Delivery.claimed_at < claimed_at, and_(m.Delivery.claimed_at == claimed_at, m.Delivery.id < delivery_id))
+
+
+def _assess(session: Session, config: Config, now: datetime) -> tuple[ReconcileStatus, Any]:
+    """The status, and the condition picking the deliveries that may be released now."""
+    status = ReconcileStatus()
+    stuck = and_(stuck_condition(now), _no_event())
+    status.stuck, status.oldest_claimed_at = session.execute(
+        select(func.count(), func.min(m.Delivery.claimed_at)).select_from(m.Delivery).where(stuck)
+    ).one()
+    if not status.stuck:
+        return status, None  # the usual case: one indexed count per pass
+    old_enough = and_(stuck, m.Delivery.claimed_at <= now - config.delivery.reconcile_after)
+    mark = _evidence_mark(session) if config.secrets.webhook_public_key else None
+    releasable = and_(old_enough, _claimed_before(mark)) if mark is not None else None
+
+    def count(condition: Any) -> int:
+        return int(session.scalar(select(func.count()).select_from(m.Delivery).where(condition)) or 0)
+
+    if not config.secrets.webhook_public_key:
+        status.blocked, status.reason = status.stuck, NO_WEBHOOK
+        return status, None
+    if mark is None:
+        status.blocked, status.reason = status.stuck, SILENT_WEBHOOK
+        return status, None
+    # Younger than reconcile_after: events may still come. Older, and claimed after the
+    # newest email any event named: the webhook has not shown it would report them.
+    status.waiting = count(and_(stuck, m.Delivery.claimed_at > now - config.delivery.reconcile_after))
+    status.releasable = count(releasable)
+    status.blocked = status.stuck - status.waiting - status.releasable
+    if status.blocked:
+        status.reason = SILENT_WEBHOOK
+    return status, releasable
+
+
+def reconcile_status(app: App, now: datetime) -> ReconcileStatus:
+    """Read-only: how many deliveries are stuck, and why any are not released automatically."""
+    with reading(app.engine) as session:
+        return _assess(session, app.config, now)[0]
+
+
+def reconcile(app: App, now: datetime) -> ReconcileReport:
+    """Run at the start of each pass: settle by stored events, release what silence proves unsent."""
+    report = ReconcileReport()
+    with transaction(app.engine) as session:
+        report.settled = settle_from_events(session, None, now)
+        _, releasable = _assess(session, app.config, now)
+        if releasable is None:
+            return report
+        # Locked so that two workers never release (and step back) the same claim.
+        rows = session.execute(
+            select(m.Delivery.id, m.Delivery.stream, m.Delivery.step).where(releasable).order_by(m.Delivery.id).with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return report
+        report.released = release_claims(session, [row.id for row in rows], now)
+    for row in rows:
+        log.warning("%s: delivery %d (%s step %d) released to be sent again", RECONCILED_NOTE, row.id, row.stream, row.step)
+    return report

@@ -5,8 +5,9 @@ Exactly once rests on three things:
   (the claim) before anything is handed to a transport. A second process that
   wants the same email hits the unique key and moves on.
 - A claim whose outcome is unknown (the process died, or the provider did not
-  answer) stays "claimed" and is never sent again by itself; it is reported as
-  stuck until the owner releases it.
+  answer) stays "claimed" and is never sent again blindly: provider events settle
+  it, and only silence from a webhook known to work releases it
+  (`nurture.sending.deliveries.reconcile`, run at the start of every pass).
 - Claims known not to have gone out (a fatal provider error, a stop signal) are
   released at once, so the next run picks them up.
 
@@ -22,8 +23,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from sqlalchemy import update
 
 from nurture import links
 from nurture.app import App
@@ -32,7 +35,7 @@ from nurture.content.snapshots import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer, finish_newsletters, still_active, stop_tags
-from nurture.sending.deliveries import count_stuck, release_claims
+from nurture.sending.deliveries import ReconcileStatus, reconcile, reconcile_status, release_claims, settle_from_events
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.sending.streams import newsletter_stream
@@ -50,8 +53,11 @@ class PassSummary:
     released: int = 0  # claimed, known not sent, given back for the next run
     rescheduled: int = 0  # due but outside the send window or over the daily cap
     stuck: int = 0
+    settled: int = 0  # stuck claims settled by provider events
+    reconciled: int = 0  # stuck claims with no provider record, released and claimed again
     fatal: str | None = None
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    stuck_status: ReconcileStatus = field(default_factory=ReconcileStatus)
 
     def line(self) -> str:
         text = (
@@ -60,8 +66,14 @@ class PassSummary:
         )
         if self.released:
             text += f", released {self.released} unsent claims"
+        if self.settled:
+            text += f", settled {self.settled} stuck by provider events"
+        if self.reconciled:
+            text += f", {self.reconciled} stuck with no provider record released to send again"
         if self.stuck:
             text += " (see: nurture deliveries --stuck)"
+            if self.stuck_status.blocked:
+                text += f"; {self.stuck_status.blocked} not released automatically: {self.stuck_status.reason}"
         return text
 
 
@@ -107,6 +119,8 @@ class SendingPass:
             gc.unfreeze()
 
     def _run(self) -> PassSummary:
+        reconciled = reconcile(self.app, self.now)
+        self.summary.settled, self.summary.reconciled = reconciled.settled, reconciled.released
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
@@ -132,7 +146,8 @@ class SendingPass:
                 while in_flight:
                     self._collect(in_flight, None)
         self._finish_newsletters()
-        self.summary.stuck = count_stuck(self.app, self.now)
+        self.summary.stuck_status = reconcile_status(self.app, self.now)
+        self.summary.stuck = self.summary.stuck_status.stuck
         return self.summary
 
     def _room(self) -> int:
@@ -214,9 +229,11 @@ class SendingPass:
                 first_name=claim.first_name,
                 unsubscribe_url=links.unsubscribe_url(self.config, claim.subscriber_id, claim.stream),
             )
-            custom_args = {"delivery_id": str(claim.delivery_id), "campaign": claim.stream, "step": str(claim.step)}
+            # The provider gets an opaque id only: events find stream and step through the delivery row.
+            custom_args = {"delivery_id": str(claim.delivery_id)}
             try:
-                envelopes.append(prepared.envelope(str(claim.delivery_id), recipient, custom_args))
+                envelope = prepared.envelope(str(claim.delivery_id), recipient, custom_args)
+                envelopes.append(replace(envelope, stream=claim.stream, step=claim.step))
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
@@ -227,7 +244,7 @@ class SendingPass:
             ready = [claim for claim in ready if claim not in failed]
         if not envelopes:
             return None, []
-        return prepared.batch(envelopes), ready
+        return replace(prepared.batch(envelopes), sent_at=self.now), ready
 
     def _prepared(self, claim: Claim) -> PreparedEmail:
         if claim.newsletter_id is None:
@@ -247,6 +264,7 @@ class SendingPass:
         now = self.now
         summary = self.summary
         groups: dict[Values, list[int]] = defaultdict(list)
+        unknown: dict[str, list[int]] = defaultdict(list)
         for claim in claims:
             outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
             if skipped:
@@ -261,12 +279,21 @@ class SendingPass:
                 summary.failed += 1
             else:
                 # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
-                values = (("error", f"outcome unknown: {outcome.error}"),)
+                unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
                 summary.unknown += 1
+                continue
             groups[values].append(claim.delivery_id)
-        if groups:
+        if groups or unknown:
             with transaction(self.app.engine) as session:
                 update_grouped(session, _DELIVERIES, groups)
+                for error, ids in unknown.items():
+                    # A provider event may have settled it already, while the request hung.
+                    session.execute(
+                        update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error)
+                    )
+                if unknown:
+                    # Events that overtook this outcome are stored already: they settle it now.
+                    summary.settled += settle_from_events(session, [i for ids in unknown.values() for i in ids], now)
         if self.progress:
             self.progress(len(claims))
 

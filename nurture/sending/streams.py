@@ -9,7 +9,6 @@ from __future__ import annotations
 
 NEWSLETTER_PREFIX = "newsletter:"
 # The stream of a test copy sent to the owner: a newsletter's, but of no stored newsletter.
-NEWSLETTER_TEST_STREAM = f"{NEWSLETTER_PREFIX}test"
 # A newsletter is one email: every delivery of it has this step key.
 NEWSLETTER_STEP_KEY = "newsletter"
 

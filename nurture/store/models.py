@@ -116,6 +116,7 @@ class ConsentKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
+    BOOKED = "booked"  # the booking webhook ended the series; no booking details are kept
 
 
 class ConsentEvent(Base):
@@ -319,3 +320,20 @@ class Suppression(Base):
     address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
+
+
+class OwnerNotice(Base):
+    """Each weekly summary and alert sent to the owner, so that it goes out once.
+
+    The row is written before the email (like a delivery's claim): two daemons cannot
+    both send the same week's summary, or two alerts on one day.
+    """
+
+    __tablename__ = "owner_notices"
+    __table_args__ = (UniqueConstraint("kind", "period"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "summary" or "alert"
+    period: Mapped[str] = mapped_column(String(40))  # the summary's Monday, or the alert's day (practice time)
+    sent_at: Mapped[datetime]
+    detail: Mapped[str | None] = mapped_column(String(500))  # what an alert was about; never an address

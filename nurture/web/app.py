@@ -6,6 +6,7 @@ Routes (nothing else is exposed; there are no admin pages):
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.events)
+    POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
 
 The handlers live in `pages` and `webhooks`; body limits, the rate limiter and the
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.events import scrub
+from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, RateLimiter, SecurityHeaders
 from nurture.web.logs import log_config, show_nurture_logs
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
@@ -45,9 +47,10 @@ ROUTES = (
     Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET", "POST"]),
     Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"], max_body_size=WEBHOOK_BODY_LIMIT),
+    Route("/webhooks/booking", booking_webhook, methods=["POST"], max_body_size=BOOKING_BODY_LIMIT),
     Route("/healthz", healthz, methods=["GET"]),
 )
-_JSON_PATHS = {"/webhooks/sendgrid", "/healthz"}
+_JSON_PATHS = {"/webhooks/sendgrid", "/webhooks/booking", "/healthz"}
 
 
 def _utc_now() -> datetime:

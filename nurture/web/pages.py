@@ -167,7 +167,12 @@ async def subscribe_page(request: Request) -> Response:
     try:
         normalize_email(email)
     except InputError:
-        errors["email"] = "Enter an email address like name@example.com."
+        errors["email"] = (
+            "Enter an email address like name@example.com."
+            if email.strip().rpartition("@")[0].isascii()
+            else "Our mail provider cannot deliver to an address with letters such as é before the @. "
+            "Please use an address whose part before the @ has only plain letters, digits and . _ + -"
+        )
     try:
         clean_first_name(first_name)
     except InputError as exc:
@@ -233,6 +238,12 @@ async def unsubscribe_page(request: Request) -> Response:
         claim = read_unsubscribe_token(app.config.secrets.require_secret_key(), token)
     except TokenError:
         return _bad_link(pages)
+    if links.is_test_copy(claim.subscriber_id, claim.stream):
+        return pages.message(
+            "This is a test copy",
+            "This link comes from a test copy of a newsletter, so it unsubscribes nobody and nothing was changed.",
+            "In the newsletter as sent, this link unsubscribes its reader with one click.",
+        )
     if request.method != "POST":
         return pages.button(
             "Unsubscribe",

@@ -38,7 +38,7 @@ CHART_FACTS_JS = """
 
 @pytest.fixture
 def report_file(tmp_path: Path, artifacts_dir: Path) -> Path:
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, **{"delivery.tracking": "per_person"})  # the data set ties opens to deliveries
     build_dataset(app)
     return write_report(app, artifacts_dir / "report.html", now=at("2026-12-06 12:00"))
 

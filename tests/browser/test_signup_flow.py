@@ -138,7 +138,7 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             shot(page, artifacts_dir, "2-check-your-inbox")
 
             # 2. The confirmation email in the outbox; the store has a pending subscriber.
-            confirmation = read_eml(wait_for_file(outbox, "confirm-*.eml"))
+            confirmation = read_eml(wait_for_file(outbox, "*-confirm-*.eml"))
             assert confirmation["To"].addresses[0].addr_spec == "River.Reader@example.com"
             assert "List-Unsubscribe" not in confirmation  # transactional
             confirm_url = re.search(rf"{re.escape(web.url)}/confirm/\S+", text_part(confirmation)).group(0)
@@ -168,7 +168,7 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             _, _, enrollments, deliveries = store(app)
             assert [(d.stream, d.step, d.status) for d in deliveries] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
             assert enrollments[0].next_step == 2
-            first = read_eml(outbox / f"{deliveries[0].id}.eml")
+            first = read_eml(wait_for_file(outbox, f"*-kap-intro-step1-{deliveries[0].id}.eml"))
             header = first["List-Unsubscribe"]
             unsubscribe_url = re.search(r"<(http[^>]+)>", header).group(1)
             assert unsubscribe_url.startswith(f"{web.url}/unsubscribe/")

@@ -114,7 +114,7 @@ def test_overlapping_send_due_processes_send_each_step_exactly_once(
         for process, (out, err) in zip(processes, results):
             assert process.returncode == 0, err
             assert "Traceback" not in err
-    received = Counter((message.to_email, message.custom_args["step"]) for message in standin.messages())
+    received = Counter((message.to_email, message.raw_subject) for message in standin.messages())
     assert len(received) == 2000 * 5, "every subscriber got every step"
     assert set(received.values()) == {1}, "nobody got any step twice"
     assert project.statuses() == Counter({m.DeliveryStatus.SENT: 10000})

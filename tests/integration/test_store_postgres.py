@@ -38,7 +38,7 @@ def app(tmp_path: Path, postgres_url: str) -> Iterator[App]:
 
 
 def token(app: App, subscriber_id: int, nonce: int) -> str:
-    [path] = app.config.outbox_dir.glob(f"confirm-{subscriber_id}-{nonce}-*.eml")
+    [path] = app.config.outbox_dir.glob(f"*-confirm-{subscriber_id}-{nonce}-*.eml")
     message = message_from_bytes(path.read_bytes(), policy=default_policy)
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     [found] = set(re.findall(r"/confirm/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", body))

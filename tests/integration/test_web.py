@@ -327,7 +327,7 @@ def test_expired_replaced_and_foreign_confirm_tokens_get_a_friendly_page(site):
 
 def outbox(app: App, prefix: str = "confirm-") -> list[Path]:
     folder = app.config.outbox_dir
-    return sorted(folder.glob(f"{prefix}*.eml")) if folder.exists() else []
+    return sorted(folder.glob(f"*-{prefix}*.eml")) if folder.exists() else []  # <time>-confirm-...
 
 
 def test_the_signup_form_shows_the_versioned_consent_wording(site):
@@ -379,6 +379,7 @@ def test_without_a_browser_time_zone_the_default_applies(site):
     [
         ({"email": "not-an-address"}, "email", "Enter an email address like name@example.com."),
         ({"email": ""}, "email", "Enter an email address like name@example.com."),
+        ({"email": "josé@example.com"}, "email", "Our mail provider cannot deliver to an address with letters such as é before the @."),
         ({"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"}, "timezone", "This is not a time zone we know."),
         ({"email": "ana@example.com", "first_name": "Ana\nBcc: x"}, "first_name", "Please fix the first name"),
     ],
@@ -573,7 +574,7 @@ def test_a_signed_batch_of_1000_events_is_processed(site):
         untied = session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.delivery_id.is_(None)))
         bounced = session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.BOUNCED))
     assert by_kind == {"bounced": 20, "processed": 245, "delivered": 245, "opened": 245, "clicked": 245}
-    assert untied == 0 and bounced == 20
+    assert untied == 490 and bounced == 20  # delivery.tracking is off: the 490 opens and clicks are tied to no delivery
     print(f"1,000 signed events over HTTP: {elapsed * 1000:.0f} ms (timed in benchmarks/bench_webhook.py)")
 
 

@@ -255,6 +255,33 @@ def _check_string_map(value: Any, where: str, errors: list[dict[str, Any]]) -> b
     return ok
 
 
+TRACKING_SETTINGS = {
+    "click_tracking": ("enable", "enable_text"),
+    "open_tracking": ("enable", "substitution_tag"),
+    "subscription_tracking": ("enable", "text", "html", "substitution_tag"),
+    "ganalytics": ("enable", "utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign"),
+}
+
+
+def _check_tracking_settings(settings: Any, errors: list[dict[str, Any]]) -> None:
+    """tracking_settings: known settings only, each an object whose `enable`/`enable_text` are booleans."""
+    if settings is None:
+        return
+    if not isinstance(settings, dict):
+        errors.append(_err(f"Invalid type. Expected: object, given: {_type_name(settings)}.", "tracking_settings"))
+        return
+    for name, value in settings.items():
+        where = f"tracking_settings.{name}"
+        if name not in TRACKING_SETTINGS or not isinstance(value, dict):
+            errors.append(_err(f"{where} is not a known tracking setting object.", where))
+            continue
+        for key, flag in value.items():
+            if key not in TRACKING_SETTINGS[name]:
+                errors.append(_err(f"{where}.{key} is not a known field.", f"{where}.{key}"))
+            elif key.startswith("enable") and not isinstance(flag, bool):
+                errors.append(_err(f"Invalid type. Expected: boolean, given: {_type_name(flag)}.", f"{where}.{key}"))
+
+
 def validate_mail_send(body: Any) -> list[dict[str, Any]]:
     """The errors SendGrid would answer 400 with; an empty list when the request is valid."""
     errors: list[dict[str, Any]] = []
@@ -329,6 +356,8 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
                     f"{HELP_URL}#message.content",
                 )
             )
+
+    _check_tracking_settings(body.get("tracking_settings"), errors)
 
     # top-level headers / custom_args / categories
     _check_headers(body.get("headers"), "headers", errors)

@@ -192,7 +192,7 @@ def test_batch_carries_tags_not_personal_data(config, renderer, campaigns):
     assert batch.sender.from_name == config.sender.from_name
     assert batch.sender.reply_to == config.practice.reply_to
     assert batch.transactional is False
-    assert list(batch.categories) == ["kap-intro"]
+    assert list(batch.categories) == ["series"]
     assert list(batch.envelopes) == [envelope]
 
 

@@ -106,7 +106,11 @@ def test_one_request_per_batch_with_one_personalization_per_envelope(standin, tr
     assert body["reply_to"] == {"email": "hello@example.org"}
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["categories"] == ["nurture", "week-1"]
-    assert body["tracking_settings"] == {"subscription_tracking": {"enable": False}}
+    assert body["tracking_settings"] == {
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+        "subscription_tracking": {"enable": False},
+    }
     assert "mail_settings" not in body
     assert "subject" not in body  # per personalization
 
@@ -119,7 +123,7 @@ def test_one_request_per_batch_with_one_personalization_per_envelope(standin, tr
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     assert p["substitutions"] == {"-first_name-": "Name1", "-unsub_url-": "https://example.org/u/tok1"}
-    assert p["custom_args"] == {"delivery_id": "d1", "step": "1"}
+    assert p["custom_args"] == {"delivery_id": "d1"}  # "step" stays home: opaque ids only
     assert request.headers["Content-Type"] == "application/json"
     assert "Authorization" not in request.headers
 
@@ -133,7 +137,7 @@ def test_messages_carry_applied_substitutions(standin, transport):
     assert m.text == "Hello Name1, unsubscribe: https://example.org/u/tok1"
     assert m.html == '<p>Hello Name1</p><a href="https://example.org/u/tok1">unsubscribe</a>'
     assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert m.custom_args == {"delivery_id": "d1", "step": "1"}
+    assert m.custom_args == {"delivery_id": "d1"}
     assert m.message_id == standin.requests[0].message_id
     assert m.from_email == "clinic@example.org" and m.reply_to == "hello@example.org"
 
@@ -143,7 +147,7 @@ def test_custom_args_values_are_sent_as_strings(standin, transport):
     [outcome] = transport.send(batch(envelopes=[env]))
     assert outcome.status == "sent"
     p = standin.requests[0].body["personalizations"][0]
-    assert p["custom_args"] == {"delivery_id": "42", "step": "3", "flag": "True"}
+    assert p["custom_args"] == {"delivery_id": "42"}
     assert p["to"] == [{"email": "reader0@example.com"}]  # no name key when there is no name
 
 

@@ -52,11 +52,11 @@ def app(tmp_path: Path) -> Iterator[App]:
 # ---------------------------------------------------------------- helpers
 
 
-CONFIRM_TAIL = re.compile(r"^(confirm-\d+-\d+)-[0-9a-f]{8}\.eml$")
+CONFIRM_TAIL = re.compile(r"^\d{8}T\d{6}Z-(confirm-\d+-\d+)-[0-9a-f]{8}\.eml$")
 
 
 def outbox(app: App) -> dict[str, EmailMessage]:
-    """Messages by file name; confirmations without their random tail (confirm-ID-NONCE.eml)."""
+    """Messages by file name; confirmations without their time and random tail (confirm-ID-NONCE.eml)."""
     folder = app.config.outbox_dir
     if not folder.exists():
         return {}

@@ -16,6 +16,12 @@ What each answer means for the batch:
 - 401/403: `FatalTransportError` - no request with this key can succeed.
 - any other 4xx (400, 413, ...): every envelope "failed" with SendGrid's messages.
 
+What SendGrid learns is the email itself and nothing more (SendGrid signs no HIPAA
+business associate agreement): `custom_args` carry only the opaque ids named in
+OPAQUE_CUSTOM_ARGS, recipient domains go out in their ASCII (IDNA) form, and every
+request sets `tracking_settings` from `delivery.tracking`, so the account's own
+defaults never decide whether readers are tracked.
+
 Nothing here logs an address, a name or the API key. python_http_client logs every
 payload and the Authorization header at DEBUG level; a filter on its logger drops
 those records.
@@ -31,14 +37,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import python_http_client
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from nurture.errors import FatalTransportError
-from nurture.providers.base import Batch, Outcome
+from nurture.providers.base import Batch, Outcome, ascii_address
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,23 @@ MAX_CATEGORY_LENGTH = 255
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 RATE_LIMIT_MAX_WAIT = 60.0
 ERROR_BODY_LIMIT = 500
+OPAQUE_CUSTOM_ARGS = ("delivery_id",)  # every other custom arg stays home
+Tracking = Literal["off", "aggregate", "per_person"]
+
+
+def tracking_settings(tracking: Tracking) -> dict[str, Any]:
+    """SendGrid's tracking_settings for a `delivery.tracking` mode.
+
+    aggregate and per_person ask SendGrid for the same events; they differ in what the
+    webhook keeps (nurture/events.py). Links in the plain-text part are never rewritten,
+    and SendGrid's own unsubscribe footer is always off (ours is in the layout).
+    """
+    on = tracking != "off"
+    return {
+        "click_tracking": {"enable": on, "enable_text": False},
+        "open_tracking": {"enable": on},
+        "subscription_tracking": {"enable": False},
+    }
 
 
 class _DropLibraryDebug(logging.Filter):
@@ -94,7 +117,7 @@ class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_
         return super()._make_request(self._opener, request, timeout=timeout)
 
 
-def build_request_body(batch: Batch, *, sandbox_mode: bool = False) -> dict[str, Any]:
+def build_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: Tracking = "off") -> dict[str, Any]:
     """The v3 mail/send JSON body for a batch: one personalization per envelope."""
     envelopes = batch.envelopes
     if not envelopes:
@@ -117,7 +140,7 @@ def build_request_body(batch: Batch, *, sandbox_mode: bool = False) -> dict[str,
                 "SendGrid rejects a request that names an address twice"
             )
         seen[key] = env.delivery_id
-        to: dict[str, str] = {"email": env.to_email}
+        to: dict[str, str] = {"email": ascii_address(env.to_email)}
         if env.to_name:
             to["name"] = env.to_name
         p: dict[str, Any] = {"to": [to], "subject": env.subject}
@@ -125,8 +148,9 @@ def build_request_body(batch: Batch, *, sandbox_mode: bool = False) -> dict[str,
             p["headers"] = _strings(env.headers, env.delivery_id, "headers")
         if env.substitutions:
             p["substitutions"] = _strings(env.substitutions, env.delivery_id, "substitutions")
-        if env.custom_args:
-            p["custom_args"] = _strings(env.custom_args, env.delivery_id, "custom_args")
+        opaque = {key: value for key, value in env.custom_args.items() if key in OPAQUE_CUSTOM_ARGS}
+        if opaque:
+            p["custom_args"] = _strings(opaque, env.delivery_id, "custom_args")
         personalizations.append(p)
 
     sender = batch.sender
@@ -145,7 +169,7 @@ def build_request_body(batch: Batch, *, sandbox_mode: bool = False) -> dict[str,
         "personalizations": personalizations,
         "from": from_,
         "content": content,
-        "tracking_settings": {"subscription_tracking": {"enable": False}},
+        "tracking_settings": tracking_settings(tracking),
     }
     if sender.reply_to:
         body["reply_to"] = {"email": sender.reply_to}
@@ -216,6 +240,7 @@ class SendGridTransport:
         host: str = DEFAULT_HOST,
         timeout: float = 30.0,
         sandbox_mode: bool = False,
+        tracking: Tracking = "off",
         max_retries: int = 5,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
@@ -234,6 +259,7 @@ class SendGridTransport:
         self.host = host
         self.timeout = float(timeout)
         self.sandbox_mode = sandbox_mode
+        self.tracking: Tracking = tracking
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -246,7 +272,7 @@ class SendGridTransport:
         self._closed = False
 
     def __repr__(self) -> str:  # never show the key
-        return f"SendGridTransport(host={self.host!r}, sandbox_mode={self.sandbox_mode})"
+        return f"SendGridTransport(host={self.host!r}, sandbox_mode={self.sandbox_mode}, tracking={self.tracking!r})"
 
     def _api(self) -> SendGridAPIClient:
         api = getattr(self._local, "api", None)
@@ -271,7 +297,7 @@ class SendGridTransport:
     def send(self, batch: Batch) -> list[Outcome]:
         if self._closed:
             raise RuntimeError("this SendGridTransport has been closed")
-        body = build_request_body(batch, sandbox_mode=self.sandbox_mode)
+        body = build_request_body(batch, sandbox_mode=self.sandbox_mode, tracking=self.tracking)
         ids = [env.delivery_id for env in batch.envelopes]
         count = len(ids)
         attempt = 0  # retries done so far

@@ -1,7 +1,7 @@
 """Series versions: published snapshots, and step keys on deliveries and enrollments.
 
 Revision ID: 0002v
-Revises: 0001
+Revises: 0002d (written on 0001; chained after owner_notices when main was merged in)
 
 Existing rows are migrated without reading any file (a migration must not depend on
 campaigns/ as it is today): a newsletter delivery gets the fixed key "newsletter";
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 
 revision = '0002v'
-down_revision = '0001'
+down_revision = '0002d'
 branch_labels = None
 depends_on = None
 

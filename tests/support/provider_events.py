@@ -1,0 +1,37 @@
+"""Post signed SendGrid events for what the stand-in received, through the real webhook code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from nurture.app import App
+from nurture.events import WebhookReport
+from nurture.providers.sendgrid import events as sendgrid_events
+from tests.support.sendgrid_standin import StandInMessage
+from tests.support.webserver import WebhookSigner, sg_event, webhook_body
+
+
+def events_for(messages: Iterable[StandInMessage], kind: str = "processed", **fields: Any) -> list[dict[str, Any]]:
+    """One event of `kind` per message, naming its delivery the way SendGrid echoes custom_args."""
+    events = []
+    for message in messages:
+        delivery_id = int(message.custom_args["delivery_id"])
+        event = sg_event(
+            kind,
+            delivery_id,
+            delivery_id=delivery_id,
+            campaign=message.custom_args.get("campaign"),
+            step=int(message.custom_args.get("step", "1")),
+            email=message.to_email,
+            **fields,
+        )
+        events.append(event)
+    return events
+
+
+def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -> WebhookReport:
+    """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
+    body = webhook_body(events)
+    return sendgrid_events.handle(app, body.encode("utf-8"), signer.headers(body), datetime.now(timezone.utc))
