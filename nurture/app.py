@@ -18,6 +18,7 @@ from nurture.providers.base import Transport
 
 if TYPE_CHECKING:
     from nurture.content.campaigns import Campaign
+    from nurture.content.published import SeriesCatalog
     from nurture.content.rendering import Renderer
 
 
@@ -35,7 +36,12 @@ class App:
             raise config.database_folder_error(exc) from None
         if migrate:
             ensure_schema(engine)
-        return cls(config=config, engine=engine)
+        app = cls(config=config, engine=engine)
+        # Read (and, for a series used for the first time, create) the published versions
+        # now, before any command opens a write transaction that would need them: on
+        # SQLite a second writer inside one would wait for itself.
+        app.catalog.refresh(engine)
+        return app
 
     @property
     def transport(self) -> Transport:
@@ -53,10 +59,19 @@ class App:
         return Renderer(self.config)
 
     @cached_property
-    def campaigns(self) -> dict[str, "Campaign"]:
-        from nurture.content.campaigns import load_campaigns
+    def catalog(self) -> "SeriesCatalog":
+        from nurture.content.published import SeriesCatalog
 
-        return load_campaigns(self.config.campaigns_dir)
+        return SeriesCatalog(self.config.campaigns_dir)
+
+    @property
+    def campaigns(self) -> dict[str, "Campaign"]:
+        """The latest published version of every series: what is sent, never the files being edited.
+
+        Loaded once; each sending pass refreshes it (`catalog.refresh`). A series
+        folder never published becomes version 1 the first time it is read here.
+        """
+        return self.catalog.current(self.engine)
 
     @contextmanager
     def rehearsal(self, transport: Transport) -> Iterator["App"]:
@@ -70,8 +85,9 @@ class App:
             outer = connection.begin()
             try:
                 rehearsal = App(config=self.config, engine=connection, _transport=transport)
-                rehearsal.__dict__["campaigns"] = self.campaigns
                 rehearsal.__dict__["renderer"] = self.renderer
+                # Its own catalog: a version 1 created inside the rehearsal is rolled back with it.
+                rehearsal.catalog.refresh(connection)
                 yield rehearsal
             finally:
                 outer.rollback()

@@ -3,7 +3,8 @@
 It works in ./demo/ (recreated each time): a few example.com people sign up in
 several time zones, most confirm, the clock moves forward three weeks with a
 send pass every half hour, a few opens, clicks and one unsubscribe come back
-through the signed webhook path, and the owner's report and preview gallery
+through the signed webhook path, the owner edits the live series and publishes
+it (`nurture campaign publish`), and the owner's report and preview gallery
 are written.
 """
 
@@ -18,7 +19,12 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import yaml
+
+if TYPE_CHECKING:
+    from nurture.app import App
 
 ROOT = Path.cwd()
 DEMO = ROOT / "demo"
@@ -60,6 +66,23 @@ def _confirm_token(outbox: Path, name: str) -> str:
     return found.group(1)
 
 
+def _edit_and_publish(app: "App", moment: datetime) -> None:
+    """The owner shortens the wait before the fourth email of the live series, then publishes it.
+
+    Until published, the edit is a draft that changes nothing that goes out.
+    """
+    from nurture.content.drafts import load_draft
+    from nurture.sending.publish import publish
+
+    path = app.config.campaigns_dir / "kap-intro" / "campaign.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["steps"][3]["delay_days"] = 3
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    print("demo: the owner shortens the wait before the fourth email to 3 days, then runs: nurture campaign publish kap-intro --yes")
+    for line in publish(app, load_draft(app.config, "kap-intro"), moment).lines():
+        print(f"demo:   {line}")
+
+
 def main() -> int:
     os.environ.setdefault("NURTURE_SECRET_KEY", "demo-only-secret-key-do-not-use-in-production")
     from nurture.app import App
@@ -89,6 +112,8 @@ def main() -> int:
             if moment == START + timedelta(days=8):  # a week in: events come back, one person leaves
                 for line in record_demo_events(app, moment, unsubscribe_one=True, seen=seen):
                     print(f"demo: {line}")
+            if moment == START + timedelta(days=9):
+                _edit_and_publish(app, moment)
             moment += timedelta(minutes=30)
         print(f"demo: three weeks of send passes (every 30 minutes, each person in their own 09:00-17:00): {sent} series emails sent")
         for line in record_demo_events(app, end, unsubscribe_one=False, seen=seen):

@@ -82,12 +82,29 @@ def _segment(source: EmailSource) -> str | None:
         raise InputError(f"{source.path}: segment: {exc}") from None
 
 
-def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datetime) -> int:
+def same_content_as(app: App, source: EmailSource) -> m.Newsletter | None:
+    """A scheduled, sending or sent newsletter with exactly this subject, front matter and text, if any."""
+    content = stored_content(source)
+    with transaction(app.engine) as session:
+        query = (
+            select(m.Newsletter)
+            .where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING, m.NewsletterStatus.SENT]))
+            .order_by(m.Newsletter.id)
+        )
+        for newsletter in session.scalars(query):
+            if newsletter.content.get("front") == content["front"] and newsletter.content.get("body") == content["body"]:
+                return newsletter
+    return None
+
+
+def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datetime, *, again: bool = False) -> int:
     """Render and lint the newsletter, then store it as scheduled. Returns its id.
 
     Refused (InputError) when any `nurture check` rule finds a problem, when the
-    time is not YYYY-MM-DD HH:MM, or when it has already passed (in practice mode:
-    in the practice's zone; in subscriber mode: in any zone where a subscriber lives).
+    time is not YYYY-MM-DD HH:MM, when it has already passed (in practice mode:
+    in the practice's zone; in subscriber mode: in any zone where a subscriber lives),
+    or when a newsletter with the same content is already scheduled or sent, unless
+    `again` (a newsletter is a new stream: everyone would get it a second time).
     """
     if timezone_mode not in TIMEZONE_MODES:
         raise InputError(f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)")
@@ -114,6 +131,14 @@ def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datet
             raise InputError(
                 f"--at {local:%Y-%m-%d %H:%M} has already passed for subscribers in {', '.join(passed)}: "
                 "pick a later time, or use --timezone practice to send at one instant"
+            )
+    if not again:
+        existing = same_content_as(app, source)
+        if existing is not None:
+            raise InputError(
+                f"{path} was not scheduled: newsletter {existing.id} ({existing.status}, {existing.send_at_local.replace('T', ' ')[:16]}) "
+                "has the same content, so everyone would get it twice. "
+                f"To send it again anyway, add --again; to change the time, cancel it first: nurture newsletter cancel {existing.id}"
             )
     with transaction(app.engine) as session:
         newsletter = m.Newsletter(

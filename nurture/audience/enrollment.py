@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
+from nurture.content.campaigns import Campaign
 from nurture.store import models as m
 from nurture.store.db import chunks, insert_rows
 
@@ -22,24 +23,22 @@ def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datet
     if not subscriber_ids:
         return 0
     changed = 0
-    for campaign in app.campaigns.values():
+    # Read afresh (reads only: callers hold a write transaction), so that a long-running
+    # process enrolls people in the version published last, not the one it started with.
+    for campaign in app.catalog.refresh(app.engine, create=False).values():
         if campaign.trigger != trigger:
             continue
-        changed += enroll_in_campaign(session, campaign.slug, campaign.steps[0].delay_days, campaign.stop_on_tags, subscriber_ids, now)
+        changed += enroll_in_campaign(session, campaign, subscriber_ids, now)
     return changed
 
 
-def enroll_in_campaign(
-    session: Session,
-    campaign: str,
-    first_delay_days: float,
-    stop_on_tags: Iterable[str],
-    subscriber_ids: Sequence[int],
-    start: datetime,
-) -> int:
+def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Sequence[int], start: datetime) -> int:
+    """Enroll in `series` (a published version) from `start`; resume stopped enrollments."""
     changed = 0
-    due = start + timedelta(days=first_delay_days)
-    stop_tags = list(stop_on_tags)
+    campaign = series.slug
+    first = series.steps[0]
+    due = start + timedelta(days=first.delay_days)
+    stop_tags = list(series.stop_on_tags)
     for chunk in chunks(list(subscriber_ids), 500):
         tagged: set[int] = set()
         if stop_tags:
@@ -67,6 +66,8 @@ def enroll_in_campaign(
                         "subscriber_id": subscriber_id,
                         "campaign": campaign,
                         "next_step": 1,
+                        "next_step_key": first.step_key,
+                        "version": series.version,
                         "next_due_at": due,
                         "status": m.EnrollmentStatus.ACTIVE,
                         "enrolled_at": start,

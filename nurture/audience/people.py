@@ -151,6 +151,8 @@ def export(app: App, email: str) -> dict[str, Any]:
                     "campaign": row.campaign,
                     "status": row.status,
                     "next_step": row.next_step,
+                    "next_step_key": row.next_step_key,
+                    "version": row.version,
                     "next_due_at": _iso(row.next_due_at),
                     "enrolled_at": _iso(row.enrolled_at),
                 }
@@ -160,6 +162,7 @@ def export(app: App, email: str) -> dict[str, Any]:
                 {
                     "stream": row.stream,
                     "step": row.step,
+                    "step_key": row.step_key,
                     "status": row.status,
                     "claimed_at": _iso(row.claimed_at),
                     "finished_at": _iso(row.finished_at),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from nurture.cli import campaigns, content, db, newsletters, owners, reports, sending, subscribers, summary, web
+from nurture.cli import campaigns, content, db, newsletters, owners, reports, sending, series, subscribers, summary, web
 from nurture.cli.base import Context, Group
 
 
@@ -28,7 +28,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for commands in (db, subscribers, sending, content, web, newsletters, campaigns, reports, summary, owners):
+# series adds publish and diff to the campaign group, so it comes after campaigns.
+for commands in (db, subscribers, sending, content, web, newsletters, campaigns, series, reports, summary, owners):
     commands.register(cli)
 
 

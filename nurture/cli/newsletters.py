@@ -35,20 +35,22 @@ def newsletter() -> None:
     show_default=True,
     help="practice: one instant, --at in the practice's zone; subscriber: --at in each subscriber's own zone.",
 )
+@click.option("--again", is_flag=True, help="Schedule it even though a newsletter with the same content is already scheduled or sent.")
 @now_option
 @pass_context
-def newsletter_schedule(obj: Context, file: Path, at_text: str, mode: str, now: str | None) -> None:
+def newsletter_schedule(obj: Context, file: Path, at_text: str, mode: str, again: bool, now: str | None) -> None:
     """Check a newsletter and schedule it. Any `nurture check` problem refuses it.
 
     What is scheduled is the file as it is now: later edits do not change it
-    (cancel and schedule again to send a new version).
+    (cancel and schedule again to send a new version). A file whose content is
+    already scheduled or sent is refused, naming that newsletter, unless --again.
 
     \b
     Example:
       nurture newsletter schedule campaigns/newsletters/2026-12-winter-note.md --at "2026-12-01 09:00" --timezone subscriber
     """
     app = obj.app
-    newsletter_id = schedule(app, file, at_text, mode, parse_now(now))
+    newsletter_id = schedule(app, file, at_text, mode, parse_now(now), again=again)
     info = next(item for item in list_newsletters(app) if item.id == newsletter_id)
     window = app.config.delivery.send_window
     click.echo(f"scheduled newsletter {newsletter_id}: {info.subject!r} at {info.when}" + (f", to subscribers tagged {info.segment_tag}" if info.segment_tag else ""))

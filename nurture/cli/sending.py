@@ -119,6 +119,8 @@ def deliveries_release(obj: Context, ids: tuple[int, ...], older_than: str | Non
 def simulate(obj: Context, days: float, detail: bool, now: str | None) -> None:
     """Show who would get which email when over the next days. Sends and changes nothing.
 
+    Each line: the local time it reaches the person (in their own zone), who, and the subject.
+
     \b
     Example:
       nurture simulate --days 21 --now 2026-12-01T08:00:00Z
@@ -126,10 +128,11 @@ def simulate(obj: Context, days: float, detail: bool, now: str | None) -> None:
     result = run_simulation(obj.app, parse_now(now), days)
     if detail or len(result.sends) <= 60:
         for send in result.sends:
-            click.echo(f"{send.at:%Y-%m-%d %H:%M}Z  {send.stream} step {send.step}  {send.email}")
+            click.echo(f"{send.local:%Y-%m-%d %H:%M} {send.zone}  {send.email}  {send.subject}")
     else:
+        click.echo(f"per day in {result.practice_zone}:")
         for day, counts in result.by_day().items():
-            click.echo(f"{day}  " + ", ".join(f"{label}: {count}" for label, count in sorted(counts.items())))
+            click.echo(f"{day}  " + "; ".join(f"{subject}: {count}" for subject, count in sorted(counts.items())))
     click.echo(f"{len(result.sends)} email(s) in {days:g} day(s); nothing was sent or changed")
 
 

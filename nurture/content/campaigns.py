@@ -1,6 +1,6 @@
 """Campaigns and newsletters as the owner writes them: YAML plus Markdown files.
 
-campaigns/<slug>/campaign.yaml   title, trigger, stop_on_tags, steps (file + delay_days)
+campaigns/<slug>/campaign.yaml   title, trigger, stop_on_tags, steps (file + delay_days, optional key)
 campaigns/<slug>/NN-name.md      front matter (subject, preheader, article, cta...) + body
 campaigns/newsletters/*.md       one newsletter each (same front matter, plus segment)
 
@@ -15,13 +15,14 @@ no text can run code, loop, recurse or divide by zero while an email is prepared
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nurture.errors import ContentError
 from nurture.yaml_lines import OwnerYaml, OwnerYamlError, read_owner_yaml
@@ -67,9 +68,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A step's key: what "this email" means for a person, whatever the owner edits later.
+STEP_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"
+
+
 class StepRef(_Strict):
     file: str = Field(min_length=1)
     delay_days: float = Field(ge=0, le=365)
+    # Default: the file's stem. Keep the key when renaming a file, so that people who
+    # had the email do not get it again; a new key is a new email.
+    key: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(STEP_KEY_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a usable key: use letters, digits, '.', '-' and '_' (at most 120, "
+                "starting with a letter or digit), for example the old file name without .md"
+            )
+        return value
 
 
 class CampaignFile(_Strict):
@@ -114,6 +132,11 @@ class Step:
     slug: str  # file stem, e.g. "01-what-is-kap"
     delay_days: float
     email: EmailSource
+    key: str = ""  # the stable key; "" only for Steps built by hand, read as the slug
+
+    @property
+    def step_key(self) -> str:
+        return self.key or self.slug
 
 
 @dataclass(frozen=True)
@@ -125,9 +148,13 @@ class Campaign:
     trigger: str
     stop_on_tags: tuple[str, ...]
     steps: tuple[Step, ...]
+    version: int | None = None  # the published version; None for the files as they are (a draft)
 
     def step(self, number: int) -> Step:
         return self.steps[number - 1]
+
+    def by_key(self, key: str) -> Step | None:
+        return next((step for step in self.steps if step.step_key == key), None)
 
 
 def key_name(loc: tuple[str | int, ...]) -> str:
@@ -202,10 +229,19 @@ def load_campaign(directory: Path) -> Campaign:
     except ValidationError as exc:
         raise ContentError(_pydantic_problems(spec_path, document, exc)) from None
     steps = []
+    first_with_key: dict[str, int] = {}
     for number, ref in enumerate(spec.steps, start=1):
         where = f"{spec_path}:{document.lines.get(('steps', str(number - 1), 'file'), 1)}: steps[{number}].file"
         email_path = _step_file(where, directory, ref.file)
-        steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path)))
+        key = ref.key or email_path.stem
+        if key in first_with_key:
+            line = document.lines.get(("steps", str(number - 1), "key"), 0) or document.lines.get(("steps", str(number - 1), "file"), 0)
+            raise ContentError(
+                f"{spec_path}:{line}: steps[{number}]: the key {key!r} is already used by steps[{first_with_key[key]}]; "
+                "give each step its own key: (each key is one email a person receives at most once)"
+            )
+        first_with_key[key] = number
+        steps.append(Step(number, email_path.stem, ref.delay_days, load_email(email_path), key))
     return Campaign(
         slug=directory.name,
         path=directory,

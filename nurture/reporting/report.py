@@ -60,7 +60,8 @@ def _reading_series(rows: Sequence[Row]) -> list[Series]:
 def _email_name(row: Row) -> str:
     if row.kind == "newsletter":
         return f"Newsletter: {row.subject}"
-    return f"{row.step}. {row.subject}"
+    # A removed step, or sends under an earlier subject, keep their own subject (see reporting.stats).
+    return f"{row.step}. {row.subject}" + (f" ({row.note})" if row.note else "")
 
 
 # -- the sections ---------------------------------------------------------------
@@ -78,8 +79,9 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
             Series("Delivered", SKY, [r.delivered for r in steps]),
             *_reading_series(steps),
         ]
-        first = steps[0].sent if steps else 0
-        last = steps[-1].sent if steps else 0
+        live = [row for row in steps if not row.note] or steps  # the live version's steps, in order
+        first = live[0].sent if live else 0
+        last = live[-1].sent if live else 0
         desc = (
             f"For each of the {len(steps)} emails of {title}: how many were sent, delivered, opened and clicked. "
             f"{first} people got the first email and {last} the last."

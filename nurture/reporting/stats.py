@@ -1,7 +1,9 @@
 """How each email did: per series step and per newsletter, from deliveries and events.
 
-One row per (stream, step): a series step ("kap-intro", 3) or a newsletter
-("newsletter:7", 1). The counts, all of *sent* deliveries (status "sent"; failed,
+One row per series step and per newsletter ("newsletter:7"). A series step is its
+stable key; its subject comes from the published version each delivery was sent
+from, so an edited subject never relabels past sends: sends of a key under an
+earlier subject get a row of their own, and a removed step keeps its history. The counts, all of *sent* deliveries (status "sent"; failed,
 skipped and still-claimed ones are not counted, and neither are their events):
 
 - sent:         deliveries recorded as sent (claimed at or after `since`, if given);
@@ -33,7 +35,7 @@ Everything comes from three aggregate queries, whatever the list size.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -41,6 +43,7 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
+from nurture.content.published import LEGACY_KEY_PREFIX
 from nurture.errors import NotFound
 from nurture.sending.planning import zone
 from nurture.sending.streams import is_newsletter_stream
@@ -50,6 +53,7 @@ from nurture.store.db import reading
 BOUNCE_KINDS = ("bounced", "blocked", "dropped")
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 RATES = COUNTS[1:]
+UNKNOWN_SUBJECT = "(no longer in campaigns/)"  # sends of a series no version of which is in the store
 READING = ("opened", "clicked")  # what delivery.tracking governs
 NOT_TRACKED = "not tracked"
 TRACKING_NOTES = {
@@ -63,9 +67,11 @@ TRACKING_NOTES = {
 class Row:
     kind: str  # "step" | "newsletter"
     stream: str  # campaign slug or "newsletter:<id>"
-    step: int
+    step: int  # position in the latest version (for a removed step: in the version it was sent from)
     subject: str
     newsletter_id: int | None = None
+    key: str = ""  # the step's stable key ("newsletter" for a newsletter)
+    note: str = ""  # "removed", "earlier subject": why this row is not a step of the live version as it reads now
     sent: int = 0
     delivered: int = 0
     opened: int = 0
@@ -79,7 +85,7 @@ class Row:
     def label(self) -> str:
         if self.kind == "newsletter":
             return f"newsletter {self.newsletter_id}"
-        return f"{self.stream} step {self.step}"
+        return f"{self.stream} step {self.step}" + (f" ({self.note})" if self.note else "")
 
     def rate(self, name: str) -> float:
         """`name` as a fraction of sent; 0.0 when nothing was sent."""
@@ -181,9 +187,11 @@ def _web_unsubscribes() -> Any:
 def step_stats(app: App, campaign: str | None = None, since: datetime | None = None) -> list[Row]:
     """One Row per series step and per newsletter (see the module docstring for each count).
 
-    Every step of every campaign is listed (zeros for steps nobody has reached), then
-    each newsletter with at least one sent delivery. `campaign` keeps one campaign's
-    steps only; `since` counts deliveries claimed at or after that moment.
+    Every step of every published series is listed in the latest version's order
+    (zeros for steps nobody has reached), then removed steps and sends under an
+    earlier subject, then each newsletter with at least one sent delivery.
+    `campaign` keeps one campaign's steps only; `since` counts deliveries claimed
+    at or after that moment.
     """
     if campaign is not None and campaign not in app.campaigns and not _stream_exists(app, campaign):
         known = ", ".join(sorted(app.campaigns)) or "none"
@@ -195,7 +203,9 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
     query = (
         select(
             delivery.stream,
-            delivery.step,
+            delivery.step_key,
+            delivery.series_version,
+            func.max(delivery.step).label("step"),
             func.max(delivery.newsletter_id).label("newsletter_id"),
             func.count(delivery.id).label("sent"),
             func.coalesce(func.sum(flags.c.delivered), 0).label("delivered"),
@@ -208,7 +218,7 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         .outerjoin(flags, flags.c.delivery_id == delivery.id)
         .outerjoin(web, web.c.delivery_id == delivery.id)
         .where(delivery.status == m.DeliveryStatus.SENT)
-        .group_by(delivery.stream, delivery.step)
+        .group_by(delivery.stream, delivery.step_key, delivery.series_version)
     )
     if campaign is not None:
         query = query.where(delivery.stream == campaign)
@@ -216,38 +226,101 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         query = query.where(delivery.claimed_at >= since)
     tracking = app.config.delivery.tracking
     with reading(app.engine) as session:
-        found = {(row.stream, row.step): row for row in session.execute(query)}
-        newsletter_ids = [row.newsletter_id for row in found.values() if row.newsletter_id is not None]
+        found = session.execute(query).all()
+        newsletter_ids = [row.newsletter_id for row in found if row.newsletter_id is not None]
         subjects = _newsletter_subjects(session, newsletter_ids)
         totals_read = _reading_totals(session, campaign, since) if tracking == "aggregate" else {}
+    sent_steps = _SentSteps(app)
+    letters: dict[str, Any] = {}
+    for row in found:
+        if is_newsletter_stream(row.stream):
+            if row.newsletter_id is not None:
+                letters[row.stream] = row
+        else:
+            sent_steps.add(row)
 
-    def counts(key: tuple[str, int]) -> dict[str, Any]:
-        row = found.get(key)
-        values: dict[str, Any] = {name: int(getattr(row, name) or 0) for name in COUNTS} if row is not None else {}
-        if tracking != "per_person":
-            values.update({name: totals_read.get((key[0], key[1], name), 0) for name in READING})
-        return {**values, "tracking": tracking}
+    def as_tracked(row: Row) -> Row:
+        """Opens and clicks as delivery.tracking has them (see TRACKING_NOTES)."""
+        if tracking == "per_person":
+            return row
+        # Aggregate events name a stream and a position, not a delivery: credited to the
+        # live version's step at that position (rows of removed steps or earlier subjects get none).
+        opened, clicked = (0 if row.note else totals_read.get((row.stream, row.step, name), 0) for name in READING)
+        return replace(row, tracking=tracking, opened=opened, clicked=clicked)
 
     rows: list[Row] = []
-    seen: set[tuple[str, int]] = set()
-    for slug in sorted(app.campaigns):
-        if campaign is not None and slug != campaign:
-            continue
-        for step in app.campaigns[slug].steps:
-            key = (slug, step.number)
-            seen.add(key)
-            rows.append(Row("step", slug, step.number, step.email.subject, **counts(key)))
-    # Streams of removed campaigns, or steps removed from a campaign, still have history.
-    for key in sorted(k for k in found if k not in seen and not is_newsletter_stream(k[0])):
-        rows.append(Row("step", key[0], key[1], "(no longer in campaigns/)", **counts(key)))
-    newsletters = sorted(
-        (row for key, row in found.items() if is_newsletter_stream(key[0]) and row.newsletter_id is not None),
-        key=lambda row: row.newsletter_id,
-    )
-    for row in newsletters:
-        key = (row.stream, row.step)
-        rows.append(Row("newsletter", row.stream, row.step, subjects.get(row.newsletter_id, ""), row.newsletter_id, **counts(key)))
+    for slug in sorted(set(app.campaigns) | sent_steps.streams()):
+        if campaign is None or slug == campaign:
+            rows.extend(as_tracked(row) for row in sent_steps.rows(slug))
+    for row in sorted(letters.values(), key=lambda row: row.newsletter_id):
+        letter = _row("newsletter", row.stream, 1, subjects.get(row.newsletter_id, ""), _counts(row), newsletter_id=row.newsletter_id, key="newsletter")
+        rows.append(as_tracked(letter))
     return rows
+
+
+def _row(
+    kind: str, stream: str, step: int, subject: str, counts: dict[str, int], *, newsletter_id: int | None = None, key: str = "", note: str = ""
+) -> Row:
+    sent, delivered, opened, clicked, bounced, complained, unsubscribed = (counts.get(name, 0) for name in COUNTS)
+    return Row(kind, stream, step, subject, newsletter_id, key, note, sent, delivered, opened, clicked, bounced, complained, unsubscribed)
+
+
+def _counts(row: Any) -> dict[str, int]:
+    return {name: int(getattr(row, name) or 0) for name in COUNTS}
+
+
+class _SentSteps:
+    """Series sends grouped by key and by the subject they went out with."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        # (stream, key) -> subject -> (position sent at, counts)
+        self.groups: dict[tuple[str, str], dict[str, tuple[int, dict[str, int]]]] = defaultdict(dict)
+
+    def streams(self) -> set[str]:
+        return {stream for stream, _ in self.groups}
+
+    def _version_step(self, stream: str, number: int, key: str) -> tuple[str, str] | None:
+        """(key, subject) of `key` in version `number` of `stream`, if that version is in the store."""
+        version = self.app.catalog.version(self.app.engine, stream, number)
+        if version is None:
+            return None
+        if key.startswith(LEGACY_KEY_PREFIX) and key[1:].isdigit():
+            # A row from before keys that version 1 did not adopt: read it by position.
+            position = int(key[1:])
+            step = version.step(position) if 1 <= position <= len(version.steps) else None
+        else:
+            step = version.by_key(key)
+        return None if step is None else (step.step_key, step.email.subject)
+
+    def add(self, row: Any) -> None:
+        found = self._version_step(row.stream, row.series_version or 1, row.step_key)
+        key, subject = found if found is not None else (row.step_key, UNKNOWN_SUBJECT)
+        position, counts = self.groups[(row.stream, key)].get(subject, (int(row.step), {name: 0 for name in COUNTS}))
+        for name, value in _counts(row).items():
+            counts[name] += value
+        self.groups[(row.stream, key)][subject] = (position, counts)
+
+    def rows(self, slug: str) -> list[Row]:
+        live = self.app.campaigns.get(slug)
+        rows: list[Row] = []
+        later: list[Row] = []
+        live_keys = set()
+        for step in live.steps if live is not None else ():
+            live_keys.add(step.step_key)
+            by_subject = self.groups.get((slug, step.step_key), {})
+            _, counts = by_subject.get(step.email.subject, (step.number, {}))
+            rows.append(_row("step", slug, step.number, step.email.subject, counts, key=step.step_key))
+            for subject, (_, old_counts) in by_subject.items():
+                if subject != step.email.subject:
+                    later.append(_row("step", slug, step.number, subject, old_counts, key=step.step_key, note="earlier subject"))
+        for (stream, key), by_subject in sorted(self.groups.items()):
+            if stream != slug or key in live_keys:
+                continue
+            for subject, (position, counts) in by_subject.items():
+                note = "" if subject == UNKNOWN_SUBJECT else "removed"
+                later.append(_row("step", slug, position, subject, counts, key=key, note=note))
+        return rows + later
 
 
 def _reading_totals(session: Session, campaign: str | None, since: datetime | None) -> dict[tuple[str, int, str], int]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
+from nurture.sending.streams import NEWSLETTER_STEP_KEY
 from nurture.store import models as m
 from nurture.store.statements import IdStatements
 
@@ -52,6 +53,8 @@ DUE_QUERY = (
         _SUBSCRIBERS.c.timezone,
         _SUBSCRIBERS.c.email,
         _SUBSCRIBERS.c.first_name,
+        ENROLLMENTS.c.next_step_key,
+        ENROLLMENTS.c.version,
     )
     .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == ENROLLMENTS.c.subscriber_id)
     .where(
@@ -93,22 +96,32 @@ def _insert_claims(statements: IdStatements, source: Any, columns: list[str]) ->
     return (
         insert(d)
         .from_select(columns, source)
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step"])
-        .returning(d.c.id, d.c.subscriber_id, d.c.stream, d.c.step)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
+        .returning(d.c.id, d.c.subscriber_id, d.c.stream, d.c.step, d.c.step_key, d.c.series_version)
     )
 
 
 def drip_claims(statements: IdStatements) -> Any:
-    """INSERT ... SELECT of the current step of enrollments, by enrollment id."""
+    """INSERT ... SELECT of the current step of enrollments (its key, from its version), by enrollment id."""
     e = ENROLLMENTS
     claimed_at = bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type)
     worker = bindparam("worker", type_=String())
     source = (
-        select(e.c.subscriber_id, e.c.campaign, e.c.next_step, literal(m.DeliveryStatus.CLAIMED, String()), worker, claimed_at)
+        select(
+            e.c.subscriber_id,
+            e.c.campaign,
+            e.c.next_step,
+            e.c.next_step_key,
+            e.c.version,
+            literal(m.DeliveryStatus.CLAIMED, String()),
+            worker,
+            claimed_at,
+        )
         .where(statements.in_ids(e.c.id))
         .order_by(e.c.next_due_at, e.c.id)
     )
-    return _insert_claims(statements, source, ["subscriber_id", "stream", "step", "status", "worker", "claimed_at"])
+    columns = ["subscriber_id", "stream", "step", "step_key", "series_version", "status", "worker", "claimed_at"]
+    return _insert_claims(statements, source, columns)
 
 
 def newsletter_claims(statements: IdStatements) -> Any:
@@ -119,6 +132,7 @@ def newsletter_claims(statements: IdStatements) -> Any:
             sub.c.id,
             bindparam("stream", type_=String()),
             literal(1, Integer()),
+            literal(NEWSLETTER_STEP_KEY, String()),
             bindparam("newsletter_id", type_=Integer()),
             literal(m.DeliveryStatus.CLAIMED, String()),
             bindparam("worker", type_=String()),
@@ -127,7 +141,8 @@ def newsletter_claims(statements: IdStatements) -> Any:
         .where(statements.in_ids(sub.c.id))
         .order_by(sub.c.id)
     )
-    return _insert_claims(statements, source, ["subscriber_id", "stream", "step", "newsletter_id", "status", "worker", "claimed_at"])
+    columns = ["subscriber_id", "stream", "step", "step_key", "newsletter_id", "status", "worker", "claimed_at"]
+    return _insert_claims(statements, source, columns)
 
 
 # ---------------------------------------------------------------- newsletters, one zone at a time
@@ -193,3 +208,10 @@ def finish_zone(statements: IdStatements) -> Any:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def received_query(statements: IdStatements) -> Any:
+    """Every step key of the given series each subscriber already has a delivery of (any status)."""
+    return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.stream, _DELIVERIES.c.step_key).where(
+        statements.in_ids(_DELIVERIES.c.subscriber_id), _DELIVERIES.c.stream.in_(bindparam("streams", expanding=True))
+    )

@@ -1,6 +1,6 @@
 """Claiming: which due emails a pass takes, under the send window and the daily cap.
 
-A claim is a delivery row, unique per (subscriber, stream, step), inserted and
+A claim is a delivery row, unique per (subscriber, stream, step key), inserted and
 committed before anything is handed to a transport; a second process that wants
 the same email hits the unique key and moves on. What to do with each due row is
 decided by `decide()` (no database), the rest here reads the facts it needs and
@@ -35,13 +35,18 @@ from nurture.sending.claim_statements import (
 )
 from nurture.sending.decision import Decision, decide
 from nurture.sending.newsletter_zones import ZoneTiming, mark_finished, newsletter_last_due
-from nurture.sending.planning import Window, in_window, local_date, next_day_open, next_window_open, zone
-from nurture.sending.streams import newsletter_stream
+from nurture.sending.placement import first_missing, placed, received_keys
+from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
 from nurture.store.statements import Values, statements_for, update_grouped
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
+
+
+# What a claim INSERT returns: delivery id, subscriber id, stream, step position, step key, series version.
+Inserted = tuple[int, int, str, int, str, int | None]
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,10 @@ class Claim:
     email: str
     first_name: str | None
     stream: str
-    step: int
+    step: int  # the step's position in its version (1 for a newsletter)
     newsletter_id: int | None = None
+    step_key: str = NEWSLETTER_STEP_KEY
+    series_version: int | None = None  # the published version a series step is sent from
 
 
 # ---------------------------------------------------------------- what claiming reads
@@ -136,6 +143,7 @@ class Claimer:
         delivery = app.config.delivery
         self.now = now
         self.worker = worker
+        self.app = app
         self.campaigns: dict[str, Campaign] = app.campaigns
         self.window = Window(delivery.send_window.start, delivery.send_window.end, delivery.weekdays_only)
         self.default_zone = delivery.default_timezone
@@ -182,13 +190,14 @@ class Claimer:
             tagged = stop_tags(session, self.campaigns, [row[1] for row in rows])
             updates: dict[Values, list[int]] = defaultdict(list)
             wanted: list[int] = []  # enrollment ids to claim, in query order
-            pending: dict[tuple[int, str, int], tuple[Any, ...]] = {}
+            advancing: list[tuple[int, int, Campaign, int, str, str]] = []
+            stale: list[tuple[int, int, Campaign]] = []
+            pending: dict[tuple[int, str, str], tuple[Any, ...]] = {}
             stopped: Values = (("status", m.EnrollmentStatus.STOPPED), ("updated_at", now))
             completed: Values = (("status", m.EnrollmentStatus.COMPLETED), ("updated_at", now))
-            campaigns = self.campaigns
             for row in rows:
-                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name = row
-                campaign = campaigns.get(slug)
+                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name, step_key, version = row
+                campaign = self._latest(slug, version)
                 zone_name = zones[subscriber_id]
                 decision = decide(
                     paused=slug in paused,
@@ -196,16 +205,20 @@ class Claimer:
                     series_exists=campaign is not None,
                     subscribed=status == m.SubscriberStatus.ACTIVE,
                     stop_tag=subscriber_id in tagged.get(slug, ()),
-                    steps_left=campaign is not None and next_step <= len(campaign.steps),
+                    steps_left=step_key is not None and version is not None,
                     in_window=self._in_window(zone_name),
                     cap_full=cap.full(subscriber_id),
                 )
-                if decision is Decision.CLAIM:
-                    assert campaign is not None  # decide() claims only for an existing series
+                if decision is Decision.CLAIM and campaign is not None and (campaign.version or 1) > (version or 1):
+                    # Enrolled from an older version (a process that had not seen the publish yet):
+                    # placed in the latest version first, and claimed in the next round of this loop.
+                    stale.append((enrollment_id, subscriber_id, campaign))
+                elif decision is Decision.CLAIM:
+                    assert campaign is not None and step_key is not None  # decide() claims only then
                     cap.take(subscriber_id)
-                    pending[(subscriber_id, slug, next_step)] = (email, first_name)
+                    pending[(subscriber_id, slug, step_key)] = (email, first_name)
                     wanted.append(enrollment_id)
-                    updates[self._advance(slug, campaign, next_step, zone_name)].append(enrollment_id)
+                    advancing.append((enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name))
                 elif decision is Decision.STOP:
                     updates[stopped].append(enrollment_id)
                 elif decision is Decision.COMPLETE:
@@ -216,11 +229,13 @@ class Claimer:
                 elif decision is Decision.NEXT_DAY:
                     updates[self._next_day_values(zone_name)].append(enrollment_id)
                     self.rescheduled += 1
+            self._plan_advances(session, advancing, updates)
+            self._place_in_latest(session, stale, updates)
             # Claims first, from the enrollment rows as they are now; then the enrollments move on.
             inserted = self._insert_drip_claims(session, wanted)
-            for delivery_id, subscriber_id, stream, step in inserted:
-                email, first_name = pending[(subscriber_id, stream, step)]
-                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step))
+            for delivery_id, subscriber_id, stream, step, step_key, series_version in inserted:
+                email, first_name = pending[(subscriber_id, stream, step_key)]
+                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key, series_version))
             # Rows that hit the unique key were already sent by someone: just move on.
             update_grouped(session, ENROLLMENTS, updates)
         return claims
@@ -250,21 +265,55 @@ class Claimer:
             values = self._values_cache[key] = (("next_due_at", due), ("updated_at", self.now))
         return values
 
-    def _advance(self, slug: str, campaign: Campaign, step: int, zone_name: str) -> Values:
-        """The enrollment's new values once `step` is claimed."""
-        key = ("advance", slug, id(campaign), step, zone_name)
+    def _latest(self, slug: str, row_version: int | None) -> Campaign | None:
+        """The series as published: the pass's latest version, or the row's if a publish made a newer one since."""
+        campaign = self.campaigns.get(slug)
+        if row_version is not None and (campaign is None or (campaign.version or 0) < row_version):
+            newer = self.app.catalog.version(self.app.engine, slug, row_version)
+            if newer is not None:
+                self.campaigns = {**self.campaigns, slug: newer}
+                campaign = newer
+        return campaign
+
+    def _plan_advances(
+        self, session: Session, advancing: list[tuple[int, int, Campaign, int, str, str]], updates: dict[Values, list[int]]
+    ) -> None:
+        """Each claimed enrollment moves to the first step of the latest version its person has not had.
+
+        While a series has only its first version, that is simply the next position.
+        After a publish, people may already have later steps (a reorder) or lack earlier
+        ones (an insert), so their deliveries are read: one query per chunk.
+        """
+        edited = [item for item in advancing if (item[2].version or 1) > 1]
+        received = received_keys(session, [item[1] for item in edited], [item[2].slug for item in edited]) if edited else {}
+        for enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name in advancing:
+            if (campaign.version or 1) > 1:
+                step = first_missing(campaign, received.get((subscriber_id, campaign.slug), set()) | {step_key})
+                position = step.number if step is not None else len(campaign.steps) + 1
+            else:
+                position = next_step + 1
+            updates[self._advance(campaign, position, zone_name)].append(enrollment_id)
+
+    def _place_in_latest(self, session: Session, stale: list[tuple[int, int, Campaign]], updates: dict[Values, list[int]]) -> None:
+        """Move enrollments of an older version to the first step of the latest one their person has not had, due now."""
+        if not stale:
+            return
+        received = received_keys(session, [item[1] for item in stale], [item[2].slug for item in stale])
+        for enrollment_id, subscriber_id, campaign in stale:
+            step = first_missing(campaign, received.get((subscriber_id, campaign.slug), set()))
+            updates[placed(campaign, step, self.now, self.now)].append(enrollment_id)
+
+    def _advance(self, campaign: Campaign, position: int, zone_name: str) -> Values:
+        """The enrollment's new values once its next step is `position` of `campaign` (past the end: completed)."""
+        key = ("advance", campaign.slug, campaign.version, position, zone_name)
         values = self._values_cache.get(key)
         if values is None:
-            if step >= len(campaign.steps):
-                values = (("next_step", step + 1), ("status", m.EnrollmentStatus.COMPLETED), ("next_due_at", None), ("updated_at", self.now))
-            else:
-                delay = timedelta(days=campaign.step(step + 1).delay_days)
-                due = next_window_open(self.now + delay, zone(zone_name), self.window)
-                values = (("next_step", step + 1), ("next_due_at", due), ("updated_at", self.now))
-            self._values_cache[key] = values
+            step = campaign.step(position) if position <= len(campaign.steps) else None
+            due = next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window) if step is not None else None
+            values = self._values_cache[key] = placed(campaign, step, due, self.now)
         return values
 
-    def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[tuple[int, int, str, int]]:
+    def _insert_drip_claims(self, session: Session, enrollment_ids: list[int]) -> list[Inserted]:
         """Claim the current step of these enrollments: INSERT ... SELECT, skipping existing ones.
 
         The values come from the enrollment rows themselves, read in this transaction
@@ -275,24 +324,24 @@ class Claimer:
         connection = session.connection()
         statements = statements_for(connection)
         statement = statements.built("drip claims", drip_claims)
-        result: list[tuple[int, int, str, int]] = []
+        result: list[Inserted] = []
         for chunk in statements.id_chunks(enrollment_ids):
             params = {"ids": chunk, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
+            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _insert_newsletter_claims(
         self, session: Session, newsletter_id: int, stream: str, subscriber_ids: list[int]
-    ) -> list[tuple[int, int, str, int]]:
+    ) -> list[Inserted]:
         if not subscriber_ids:
             return []
         connection = session.connection()
         statements = statements_for(connection)
         statement = statements.built("newsletter claims", newsletter_claims)
-        result: list[tuple[int, int, str, int]] = []
+        result: list[Inserted] = []
         for chunk in statements.id_chunks(subscriber_ids):
             params = {"ids": chunk, "stream": stream, "newsletter_id": newsletter_id, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[tuple[int, int, str, int]]", [tuple(row) for row in connection.execute(statement, params).all()])
+            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
@@ -367,7 +416,7 @@ class Claimer:
                     else:
                         self.rescheduled += 1  # over the daily cap: waits for the next local day
                         self._zones_held.add(key)
-                for delivery_id, subscriber_id, _, _ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
+                for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
                     _, email, first_name = by_id[subscriber_id]
                     claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id))
             if len(rows) < asked:

@@ -76,7 +76,7 @@ def start(app: App, campaign: str, *, now: datetime, at: datetime | None = None,
         if tag_name:
             query = query.join(m.SubscriberTag, m.SubscriberTag.subscriber_id == m.Subscriber.id).where(m.SubscriberTag.tag == tag_name)
         ids = list(session.scalars(query))
-        enrolled = enroll_in_campaign(session, series.slug, series.steps[0].delay_days, series.stop_on_tags, ids, moment)
+        enrolled = enroll_in_campaign(session, series, ids, moment)
         state = _state(session, series.slug, now)
         state.started_at = moment if state.started_at is None else min(state.started_at, moment)
         state.updated_at = now

@@ -57,7 +57,9 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
     for start in range(0, len(delivery_ids), 500):
         chunk = list(delivery_ids[start : start + 500])
         rows = session.execute(
-            select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id).where(
+            select(
+                m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step, m.Delivery.step_key, m.Delivery.series_version, m.Delivery.newsletter_id
+            ).where(
                 m.Delivery.id.in_(chunk), m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED])
             )
         ).all()
@@ -72,7 +74,14 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
                         m.Enrollment.campaign == row.stream,
                         m.Enrollment.status.in_([m.EnrollmentStatus.ACTIVE, m.EnrollmentStatus.COMPLETED]),
                     )
-                    .values(next_step=row.step, next_due_at=now, status=m.EnrollmentStatus.ACTIVE, updated_at=now)
+                    .values(
+                        next_step=row.step,
+                        next_step_key=row.step_key,
+                        version=row.series_version,
+                        next_due_at=now,
+                        status=m.EnrollmentStatus.ACTIVE,
+                        updated_at=now,
+                    )
                 )
         session.execute(delete(m.Delivery).where(m.Delivery.id.in_([row.id for row in rows])))
         # A newsletter marked sent while one of its claims was stuck: sending again, so the

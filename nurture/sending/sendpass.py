@@ -1,7 +1,7 @@
 """One sending pass: due -> claim -> render -> transport -> record.
 
 Exactly once rests on three things:
-- A delivery row, unique per (subscriber, stream, step), is written and committed
+- A delivery row, unique per (subscriber, stream, step key), is written and committed
   (the claim) before anything is handed to a transport. A second process that
   wants the same email hits the unique key and moves on.
 - A claim whose outcome is unknown (the process died, or the provider did not
@@ -104,7 +104,8 @@ class SendingPass:
         self.progress = progress
         self.summary = PassSummary()
         self.batch_size = self.config.delivery.batch_size
-        self.campaigns = app.campaigns
+        # What goes out is what was published: the latest versions, read afresh for each pass.
+        self.campaigns = app.catalog.refresh(app.engine, now)
         self.claimer = Claimer(app, now, worker or worker_name())
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
@@ -199,9 +200,9 @@ class SendingPass:
     # ------------------------------------------------------------ render
 
     def _groups(self, claims: Sequence[Claim]) -> Iterable[list[Claim]]:
-        groups: dict[tuple[str, int], list[Claim]] = defaultdict(list)
+        groups: dict[tuple[str, int | None, str], list[Claim]] = defaultdict(list)
         for claim in claims:
-            groups[(claim.stream, claim.step)].append(claim)
+            groups[(claim.stream, claim.series_version, claim.step_key)].append(claim)
         return groups.values()
 
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
@@ -255,8 +256,13 @@ class SendingPass:
 
     def _prepared(self, claim: Claim) -> PreparedEmail:
         if claim.newsletter_id is None:
-            campaign = self.campaigns[claim.stream]
-            return self.app.renderer.prepare_step(campaign, campaign.step(claim.step))
+            # The version the claim was taken from, which a publish since then does not change.
+            assert claim.series_version is not None  # every series claim names its version
+            campaign = self.app.catalog.version(self.app.engine, claim.stream, claim.series_version)
+            step = campaign.by_key(claim.step_key) if campaign is not None else None
+            if campaign is None or step is None:
+                raise NotFound(f"{claim.stream}: version {claim.series_version} has no step {claim.step_key!r}")
+            return self.app.renderer.prepare_step(campaign, step)
         prepared = self._newsletters.get(claim.newsletter_id)
         if prepared is None:
             prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.app, claim.newsletter_id)

@@ -1,4 +1,8 @@
-"""`nurture simulate`: the real sending pass, run on a moving clock and rolled back."""
+"""`nurture simulate`: the real sending pass, run on a moving clock and rolled back.
+
+What it shows is what a person would see: each email's subject, at the local time
+it reaches them (their own zone, or the practice's when they have none).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,44 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
+
 from nurture.app import App
-from nurture.sending.sendpass import SendingPass
 from nurture.providers.recording import RecordingTransport
+from nurture.sending.planning import zone
+from nurture.sending.sendpass import SendingPass
+from nurture.store import models as m
+from nurture.store.db import chunks, reading
 
 TICK = timedelta(minutes=15)
 
 
 @dataclass
 class SimulatedSend:
-    at: datetime
+    at: datetime  # UTC
     email: str
     stream: str
     step: str
     subject: str
+    zone: str = "UTC"  # the recipient's zone
+
+    @property
+    def local(self) -> datetime:
+        """When it reaches the recipient, on their own clock."""
+        return self.at.astimezone(zone(self.zone))
 
 
 @dataclass
 class Simulation:
     sends: list[SimulatedSend] = field(default_factory=list)
+    practice_zone: str = "UTC"
 
     def by_day(self) -> dict[date, Counter[str]]:
+        """Per day in the practice's zone: how many of each email (by subject)."""
         days: dict[date, Counter[str]] = defaultdict(Counter)
+        tz = zone(self.practice_zone)
         for send in self.sends:
-            days[send.at.date()][f"{send.stream} step {send.step}"] += 1
+            days[send.at.astimezone(tz).date()][send.subject] += 1
         return dict(sorted(days.items()))
 
 
@@ -39,7 +57,8 @@ def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) 
     Nothing is sent and nothing in the store changes: every pass runs inside one
     transaction that is rolled back at the end.
     """
-    result = Simulation()
+    practice_zone = app.config.delivery.default_timezone
+    result = Simulation(practice_zone=practice_zone)
     transport = RecordingTransport()
     end = start + timedelta(days=days)
     with app.rehearsal(transport) as rehearsal:
@@ -49,4 +68,11 @@ def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) 
             for record in transport.take():
                 result.sends.append(SimulatedSend(moment, record.to_email, record.stream, record.step, record.subject))
             moment += tick
+        zones: dict[str, str] = {}
+        with reading(rehearsal.engine) as session:
+            for chunk in chunks(sorted({send.email for send in result.sends}), 500):
+                for email, tz_name in session.execute(select(m.Subscriber.email, m.Subscriber.timezone).where(m.Subscriber.email.in_(chunk))):
+                    zones[email] = tz_name or practice_zone
+    for send in result.sends:
+        send.zone = zones.get(send.email, practice_zone)
     return result

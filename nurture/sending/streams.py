@@ -9,6 +9,8 @@ from __future__ import annotations
 
 NEWSLETTER_PREFIX = "newsletter:"
 # The stream of a test copy sent to the owner: a newsletter's, but of no stored newsletter.
+# A newsletter is one email: every delivery of it has this step key.
+NEWSLETTER_STEP_KEY = "newsletter"
 
 
 def newsletter_stream(newsletter_id: int) -> str:

@@ -164,7 +164,11 @@ class Enrollment(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="CASCADE"))
     campaign: Mapped[str] = mapped_column(String(100))
-    next_step: Mapped[int] = mapped_column(Integer)  # 1-based step number
+    next_step: Mapped[int] = mapped_column(Integer)  # 1-based position of the next step in `version`
+    # The place that counts: the key of the next step and the published version it is
+    # taken from. NULL only on rows from before series versions, until version 1 exists.
+    next_step_key: Mapped[str | None] = mapped_column(String(120))
+    version: Mapped[int | None] = mapped_column(Integer)
     next_due_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20))
     enrolled_at: Mapped[datetime]
@@ -182,6 +186,23 @@ class CampaignState(Base):
     updated_at: Mapped[datetime]
 
 
+class SeriesVersion(Base):
+    """One published version of a series: what the sending pass sends, never the files.
+
+    `snapshot` holds the campaign.yaml settings and, per step in order, its key, file,
+    delay and the email as approved (see nurture.content.versions).
+    """
+
+    __tablename__ = "series_versions"
+    __table_args__ = (UniqueConstraint("campaign", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per campaign
+    published_at: Mapped[datetime]
+    snapshot: Mapped[dict[str, Any]]
+
+
 class DeliveryStatus(StrEnum):
     CLAIMED = "claimed"  # written before the transport; unknown outcome while it stays so
     SENT = "sent"
@@ -189,16 +210,31 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # consent or a stop tag changed between claim and send
 
 
+def _step_key_of_unkeyed_row(context: Any) -> str:
+    """The key of a delivery written without one (code or tests from before step keys).
+
+    A newsletter's is fixed; a series step gets the placeholder "#<position>" that the
+    migration gives old rows, which version 1 of the series and the stats resolve.
+    """
+    params = context.get_current_parameters()
+    if params.get("newsletter_id") is not None or str(params.get("stream") or "").startswith("newsletter:"):
+        return "newsletter"
+    return f"#{params.get('step')}"
+
+
 class Delivery(Base):
     """One email to one subscriber. The unique key is what makes sends exactly-once.
 
-    `stream` is a campaign slug or "newsletter:<id>". subscriber_id is nulled when a
-    person is forgotten, keeping anonymous counts for stats.
+    `stream` is a campaign slug or "newsletter:<id>"; `step_key` the series step's stable
+    key (a newsletter's is fixed), so each person gets each key of a stream at most
+    once whatever the owner edits. `step` is the step's position in `series_version`,
+    kept for reading. subscriber_id is nulled when a person is forgotten, keeping
+    anonymous counts for stats.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("subscriber_id", "stream", "step"),
+        UniqueConstraint("subscriber_id", "stream", "step_key"),
         Index("ix_deliveries_status_claimed_at", "status", "claimed_at"),
         Index("ix_deliveries_subscriber_claimed_at", "subscriber_id", "claimed_at"),
     )
@@ -207,6 +243,8 @@ class Delivery(Base):
     subscriber_id: Mapped[int | None] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="SET NULL"))
     stream: Mapped[str] = mapped_column(String(120))
     step: Mapped[int] = mapped_column(Integer)
+    step_key: Mapped[str] = mapped_column(String(120), default=_step_key_of_unkeyed_row)
+    series_version: Mapped[int | None] = mapped_column(Integer)  # the version it was sent from; NULL for newsletters
     newsletter_id: Mapped[int | None] = mapped_column(Id, ForeignKey("newsletters.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20))
     worker: Mapped[str | None] = mapped_column(String(80))

@@ -20,7 +20,7 @@ from nurture.store.migrate import alembic_config, current_revision, ensure_schem
 from nurture.store.models import Base
 from tests.support.factories import SECRET, write_project
 
-HEAD = "0002n"
+HEAD = "0002v"
 MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
 
 

@@ -283,7 +283,7 @@ def test_cancel_refuses_unknown_sent_and_already_cancelled(tmp_path: Path) -> No
     send_due(app, at("2026-12-01 17:00"))
     with pytest.raises(InputError, match="already been sent"):
         cancel(app, sent_id, at("2026-12-01 18:00"))
-    other = schedule(app, newsletter_file(app), "2026-12-08 09:00", "practice", BEFORE)
+    other = schedule(app, newsletter_file(app), "2026-12-08 09:00", "practice", BEFORE, again=True)
     cancel(app, other, BEFORE)
     with pytest.raises(InputError, match="already cancelled"):
         cancel(app, other, BEFORE)
@@ -361,7 +361,7 @@ def test_list_counts_sent_failed_and_claimed(tmp_path: Path) -> None:
     app.use_transport(Picky(fail={"reader1@example.com"}, unknown={"reader2@example.com"}))
     add_people(app, "Europe/London", 4, BEFORE, prefix="reader")
     first = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
-    later = schedule(app, newsletter_file(app), "2026-12-15 09:00", "subscriber", BEFORE)
+    later = schedule(app, newsletter_file(app), "2026-12-15 09:00", "subscriber", BEFORE, again=True)
     send_due(app, at("2026-12-01 17:00"))
     listed = {info.id: info for info in list_newsletters(app)}
     assert [info.id for info in list_newsletters(app)] == [later, first]  # newest first
@@ -429,7 +429,7 @@ def test_commands_schedule_list_send_due_and_cancel(tmp_path: Path) -> None:
     code, out = run_cli(tmp_path, "newsletter", "schedule", path, "--at", "2026-12-01 09:00", "--timezone", "subscriber", "--now", now)
     assert code == 0, out
     assert "scheduled newsletter 1" in out
-    code, out = run_cli(tmp_path, "newsletter", "schedule", path, "--at", "2026-12-08 20:00", "--now", now)
+    code, out = run_cli(tmp_path, "newsletter", "schedule", path, "--at", "2026-12-08 20:00", "--now", now, "--again")
     assert code == 0 and "outside the send window" in out
     code, out = run_cli(tmp_path, "send-due", "--now", "2026-12-01T09:00:00Z")
     assert code == 0 and out.startswith("sent 2,"), out
@@ -443,3 +443,39 @@ def test_commands_schedule_list_send_due_and_cancel(tmp_path: Path) -> None:
     assert code == 1 and "error: --at" in out and "Traceback" not in out
     code, out = run_cli(tmp_path, "newsletter", "test", path, "--to", "owner@example.com")
     assert code == 0 and "[TEST]" in out
+
+
+# ---------------------------------------------------------------- the same newsletter twice
+
+
+def test_scheduling_the_same_content_twice_is_refused_unless_again(tmp_path: Path) -> None:
+    app, transport = recording_app(tmp_path)
+    add_people(app, "Europe/London", 2, BEFORE, prefix="reader")
+    first = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
+    with pytest.raises(InputError, match=rf"newsletter {first} \(scheduled, 2026-12-01 09:00\) has the same content.*--again"):
+        schedule(app, newsletter_file(app), "2026-12-08 09:00", "practice", BEFORE)
+    send_due(app, at("2026-12-01 17:00"))
+    assert len(transport.take()) == 2
+    # Sent: still refused, a copy of the file included (content, not the file name, is what counts).
+    copy = newsletter_file(app).with_name("2026-12-winter-note-copy.md")
+    copy.write_text(newsletter_file(app).read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(InputError, match=rf"newsletter {first} \(sent"):
+        schedule(app, copy, "2026-12-08 09:00", "practice", BEFORE)
+    # Cancelled ones do not count; --again sends it once more, to everyone.
+    again = schedule(app, copy, "2026-12-08 09:00", "practice", BEFORE, again=True)
+    send_due(app, at("2026-12-08 17:00"))
+    assert len(transport.take()) == 2 and again != first
+
+
+def test_the_schedule_command_names_the_existing_newsletter_and_takes_again(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nurture.cli.main import cli
+
+    app, _ = recording_app(tmp_path)
+    first = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
+    args = ["--config", str(app.config.path), "newsletter", "schedule", str(newsletter_file(app)), "--at", "2026-12-08 09:00", "--now", "2026-11-30T12:00:00Z"]
+    refused = CliRunner().invoke(cli, args, env={"NURTURE_SECRET_KEY": SECRET})
+    assert refused.exit_code == 1 and f"newsletter {first} (scheduled" in refused.output and "Traceback" not in refused.output
+    accepted = CliRunner().invoke(cli, [*args, "--again"], env={"NURTURE_SECRET_KEY": SECRET})
+    assert accepted.exit_code == 0 and f"scheduled newsletter {first + 1}" in accepted.output
