@@ -7,7 +7,7 @@ waiting writer queues on the busy timeout instead of failing with a deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Unpack
@@ -118,7 +118,10 @@ def insert_rows(
     """
     if not rows:
         return []
-    if session.get_bind().dialect.name != "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite" and not returning and _sqlite_executemany(session, table, rows):
+        return []
+    if dialect.name != "postgresql":
         if returning:
             return list(session.execute(table.insert().returning(*returning), list(rows)).all())
         session.execute(table.insert(), list(rows))
@@ -138,3 +141,35 @@ def insert_rows(
         else:
             session.execute(statement)
     return found
+
+
+def _sqlite_executemany(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Insert rows through the driver's own executemany; False (nothing done) if that cannot be exact.
+
+    SQLAlchemy's executemany builds and converts each row's parameters in Python, most
+    of the time of a large import. Here each distinct value goes through its column's
+    bind processor once (most dates in a batch are the same instant), so what is stored
+    is what SQLAlchemy would store. A column left out that has a Python-side default
+    needs SQLAlchemy to fill it in, so that case is left to SQLAlchemy.
+    """
+    names = list(rows[0])
+    if any(column.default is not None and column.name not in names for column in table.c):
+        return False
+    dialect = session.get_bind().dialect
+    processors = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
+    converted: dict[tuple[str, Any], Any] = {}
+
+    def convert(name: str, processor: Callable[[Any], Any], value: Any) -> Any:
+        try:
+            return converted[name, value]
+        except KeyError:
+            result = converted[name, value] = processor(value)
+            return result
+        except TypeError:  # an unhashable value (JSON): convert it every time
+            return processor(value)
+
+    quote = dialect.identifier_preparer.quote
+    statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+    values = [tuple(row[name] if processor is None else convert(name, processor, row[name]) for name, processor in processors) for row in rows]
+    session.connection().exec_driver_sql(statement, values)
+    return True
