@@ -48,7 +48,7 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command, reaping it with wait4 so its peak RSS is known: (seconds, peak MiB, stdout)."""
+    """Run a command, reaping it with wait4 so its peak RSS is known: (seconds, peak MiB, stdout + CPU time)."""
     began = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         child = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -59,7 +59,8 @@ def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
         err.seek(0)
         if child.returncode:
             raise SystemExit(f"{' '.join(args)} failed ({child.returncode}): {err.read().decode()[-2000:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read().decode().strip()
+        cpu = usage.ru_utime + usage.ru_stime
+        return seconds, usage.ru_maxrss / 1024, f"(CPU {cpu:.1f} s) {out.read().decode().strip()}"
 
 
 def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> None:
