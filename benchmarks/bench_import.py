@@ -99,6 +99,7 @@ def main() -> int:
         from tests.support.postgres import PostgresServer
 
         server = PostgresServer(url) if url else PostgresServer.start()
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     try:
         for size in args.sizes:
             with tempfile.TemporaryDirectory(prefix="nurture-bench-import-") as name:
@@ -125,6 +126,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     return 0
 
 

@@ -90,6 +90,7 @@ def main() -> int:
 
         server = PostgresServer(url) if url else PostgresServer.start()
     args.workers = args.workers or ([1, 2, 4] if server else [1])
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     try:
         for size in args.sizes:
             with tempfile.TemporaryDirectory(prefix="nurture-bench-send-") as name:
@@ -97,6 +98,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     return 0
 
 

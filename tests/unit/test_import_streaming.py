@@ -189,6 +189,12 @@ def test_cli_lists_the_kept_problems_and_counts_the_rest(tmp_path: Path):
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
 def test_duplicates_merge_the_same_across_chunk_boundaries(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
     monkeypatch.setattr(importer, "CHUNK", chunk)
+    check_repeats_across_chunks(app, tmp_path)
+
+
+def check_repeats_across_chunks(app: App, tmp_path: Path) -> None:
+    """Repeated, erased, unsubscribed and pending addresses, counted as a one-chunk import counts them
+    (also run against PostgreSQL by tests/integration/test_import_postgres.py)."""
     subscribe(app, "gone@example.com", NOW - timedelta(days=3))
     forget(app, "gone@example.com", NOW - timedelta(days=2))
     left = subscribe(app, "left@example.com", NOW - timedelta(days=3)).subscriber_id
