@@ -11,6 +11,7 @@ transaction: the store never holds half a file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import pickle
 import re
@@ -43,6 +44,10 @@ CHUNK = 2000  # rows read back and written per round of statements
 MAX_PROBLEMS = 1000  # problems kept for the report; beyond that they are only counted
 SHOWN_PROBLEMS = 50  # problems listed in the error when nothing is imported
 EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+# Waits for the write lock, each as long as the store's busy timeout. The rows are
+# validated and spooled already, so waiting costs nothing but time; imports that
+# overlap (several files at once) then queue instead of failing.
+LOCK_ATTEMPTS = 4
 
 
 @dataclass
@@ -409,19 +414,24 @@ def import_csv(
                 "Fix these rows, or run again with --skip-invalid to import only the good ones."
             )
         secret = app.config.secrets.require_secret_key()
-        try:
-            with transaction(app.engine) as session:
-                has_suppressions = session.scalar(select(m.Suppression.address_hash).limit(1)) is not None
-                writer = _Writer(app, session, report, now, f"imported from {path.name}", enroll_subscribers, secret, has_suppressions)
-                for chunk in _spooled(spool):
-                    writer.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-        except OperationalError as exc:
-            if "database is locked" not in str(exc.orig):
-                raise
-            raise NurtureError(
-                f"{path}: nothing was imported: another process (an import or a sending pass) held the store "
-                f"for more than {db.BUSY_TIMEOUT_MS / 1000:g} s. Run the import again once it has finished."
-            ) from None
-    return report
+        scanned = report
+        for _ in range(LOCK_ATTEMPTS):
+            # Each attempt starts from the first pass's figures: a failed one wrote nothing.
+            report = dataclasses.replace(scanned)
+            spool.seek(0)
+            try:
+                with transaction(app.engine) as session:
+                    has_suppressions = session.scalar(select(m.Suppression.address_hash).limit(1)) is not None
+                    writer = _Writer(app, session, report, now, f"imported from {path.name}", enroll_subscribers, secret, has_suppressions)
+                    for chunk in _spooled(spool):
+                        writer.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                return report
+            except OperationalError as exc:
+                if "database is locked" not in str(exc.orig):
+                    raise
+    raise NurtureError(
+        f"{path}: nothing was imported: another process (an import or a sending pass) held the store "
+        f"for more than {LOCK_ATTEMPTS * db.BUSY_TIMEOUT_MS / 1000:g} s. Run the import again once it has finished."
+    )
