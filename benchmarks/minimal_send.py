@@ -18,7 +18,7 @@ import json
 import sys
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def post(opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, 
     body = {
         "personalizations": [
             {"to": [{"email": email}], "subject": "Hello", "substitutions": {"-name-": name or "there"}, "custom_args": {"s": str(sid)}}
-            for sid, email, name, _ in rows
+            for sid, email, name, *_ in rows
         ],
         "from": {"email": "hello@example.com"},
         "content": [{"type": "text/plain", "value": "Hi -name-"}],
@@ -88,14 +88,17 @@ def main() -> int:
         connection.commit()
         sent += len(subscriber_ids)
 
-    last = 0
+    last, last_due = 0, when(datetime(1970, 1, 1, tzinfo=timezone.utc)) if when else datetime(1970, 1, 1)
     with ThreadPoolExecutor(args.concurrency) as pool:
         while True:
             if args.audience == "enrollments":
+                # Pages in the order of the due index (status, next_due_at, id), so each page
+                # is a range scan; ordering by id alone would sort every due row per page.
                 cursor.execute(
-                    "SELECT s.id, s.email, s.first_name, e.id FROM enrollments e JOIN subscribers s ON s.id = e.subscriber_id "
-                    f"WHERE e.id > {mark} AND e.status = 'active' AND e.next_due_at <= {mark} AND s.status = 'active' ORDER BY e.id LIMIT {BATCH}",
-                    (last, stamp),
+                    "SELECT s.id, s.email, s.first_name, e.id, e.next_due_at FROM enrollments e JOIN subscribers s ON s.id = e.subscriber_id "
+                    f"WHERE e.status = 'active' AND (e.next_due_at, e.id) > ({mark}, {mark}) AND e.next_due_at <= {mark} AND s.status = 'active' "
+                    f"ORDER BY e.next_due_at, e.id LIMIT {BATCH}",
+                    (last_due, last, stamp),
                 )
             else:
                 zone = f"AND s.timezone = {mark} " if args.zone else ""
@@ -107,6 +110,7 @@ def main() -> int:
             if not rows:
                 break
             last = rows[-1][3]
+            last_due = rows[-1][4] if args.audience == "enrollments" else None
             begin()
             cursor.executemany(
                 f"INSERT INTO deliveries (subscriber_id, stream, step, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, 'claimed', 'minimal', {mark})",

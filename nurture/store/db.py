@@ -7,8 +7,9 @@ waiting writer queues on the busy timeout instead of failing with a deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
@@ -156,20 +157,22 @@ def _sqlite_executemany(session: Session, table: Table, rows: Sequence[Mapping[s
     if any(column.default is not None and column.name not in names for column in table.c):
         return False
     dialect = session.get_bind().dialect
-    processors = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
-    converted: dict[tuple[str, Any], Any] = {}
-
-    def convert(name: str, processor: Callable[[Any], Any], value: Any) -> Any:
-        try:
-            return converted[name, value]
-        except KeyError:
-            result = converted[name, value] = processor(value)
-            return result
-        except TypeError:  # an unhashable value (JSON): convert it every time
-            return processor(value)
-
     quote = dialect.identifier_preparer.quote
     statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
-    values = [tuple(row[name] if processor is None else convert(name, processor, row[name]) for name, processor in processors) for row in rows]
-    session.connection().exec_driver_sql(statement, values)
+    pick = itemgetter(*names)
+    values = [list(pick(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
+    for index, name in enumerate(names):
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is None:
+            continue
+        converted: dict[Any, Any] = {}
+        for value in values:
+            raw = value[index]
+            try:
+                value[index] = converted[raw]
+            except KeyError:
+                value[index] = converted[raw] = processor(raw)
+            except TypeError:  # an unhashable value (JSON): converted every time
+                value[index] = processor(raw)
+    session.connection().exec_driver_sql(statement, list(map(tuple, values)))
     return True
