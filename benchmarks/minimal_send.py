@@ -18,7 +18,7 @@ import json
 import sys
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +88,18 @@ def main() -> int:
         connection.commit()
         sent += len(subscriber_ids)
 
-    last, last_due = 0, when(datetime(1970, 1, 1, tzinfo=timezone.utc)) if when else datetime(1970, 1, 1)
+    last = 0
     with ThreadPoolExecutor(args.concurrency) as pool:
         while True:
             if args.audience == "enrollments":
-                # Pages in the order of the due index (status, next_due_at, id), so each page
-                # is a range scan; ordering by id alone would sort every due row per page.
+                # Pages along the primary key. On SQLite, NOT INDEXED keeps it from taking the
+                # due index instead: with every row due at the same instant, that index orders
+                # nothing and each page would re-read all the rows before it.
                 cursor.execute(
-                    "SELECT s.id, s.email, s.first_name, e.id, e.next_due_at FROM enrollments e JOIN subscribers s ON s.id = e.subscriber_id "
-                    f"WHERE e.status = 'active' AND (e.next_due_at, e.id) > ({mark}, {mark}) AND e.next_due_at <= {mark} AND s.status = 'active' "
-                    f"ORDER BY e.next_due_at, e.id LIMIT {BATCH}",
-                    (last_due, last, stamp),
+                    f"SELECT s.id, s.email, s.first_name, e.id FROM enrollments e {'NOT INDEXED ' if sqlite else ''}"
+                    "JOIN subscribers s ON s.id = e.subscriber_id "
+                    f"WHERE e.id > {mark} AND e.status = 'active' AND e.next_due_at <= {mark} AND s.status = 'active' ORDER BY e.id LIMIT {BATCH}",
+                    (last, stamp),
                 )
             else:
                 zone = f"AND s.timezone = {mark} " if args.zone else ""
@@ -110,7 +111,6 @@ def main() -> int:
             if not rows:
                 break
             last = rows[-1][3]
-            last_due = rows[-1][4] if args.audience == "enrollments" else None
             begin()
             cursor.executemany(
                 f"INSERT INTO deliveries (subscriber_id, stream, step, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, 'claimed', 'minimal', {mark})",
