@@ -1,11 +1,13 @@
-"""Benchmark (not a test): import a 100,000-row CSV with `nurture.importer.import_csv`.
+"""Benchmark (not a test): `nurture import` end to end, at several sizes, with peak memory.
 
-    .venv/bin/python benchmarks/bench_import.py [--rows 100000] [--start-postgres]
+    .venv/bin/python benchmarks/bench_import.py [--sizes 10000 100000] [--start-postgres]
+    .venv/bin/python benchmarks/bench_import.py --sizes 10000 100000 1000000
 
-Generates the file in a temporary folder (varied addresses, names, zones and date
-formats, a few duplicates), then imports it into a fresh store and prints rows per
-second: first parsing and validation alone (`read_rows`), then the whole import
-(validate, merge, write subscribers and consent events, enroll).
+Generates each file in a temporary folder (varied addresses, names, zones and date
+formats, a duplicate every 500 rows), then runs the real command in its own process,
+twice: into an empty store, then again (every row merges). For each it prints the
+time, rows per second and the command's peak RSS (from wait4). Before that, the
+validation pass alone (`scan_rows`), also in its own process.
 
 Runs on SQLite always; on PostgreSQL too when NURTURE_BENCH_POSTGRES_URL names a
 server (a throwaway database is created on it and dropped afterwards), or with
@@ -17,23 +19,19 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nurture.app import App  # noqa: E402
-from nurture.config import load_config  # noqa: E402
-from nurture.audience.importer import import_csv, read_rows  # noqa: E402
 from tests.support.factories import SECRET, write_project  # noqa: E402
 
-NOW = datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc)
+NOW = "2026-12-01T18:00:00+00:00"
 ZONES = ["", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "Europe/London"]
 
 
@@ -43,72 +41,92 @@ def write_csv(path: Path, rows: int) -> None:
         writer.writerow(["email", "first_name", "timezone", "consented_at", "consent_source"])
         for i in range(rows):
             n = i - 1 if i % 500 == 499 else i  # a duplicate now and then
-            day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=17 * n)
+            day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=17 * n)
             when = day.isoformat() if n % 2 else day.date().isoformat()
             source = "paper form, open day" if n % 3 == 0 else "website signup"
             writer.writerow([f"Person.{n}@Example{n % 40}.com", f"Name{n}" if n % 5 else "", ZONES[n % len(ZONES)], when, source])
 
 
-def timed(label: str, rows: int, action: Callable[[], Any]) -> Any:
-    started = time.perf_counter()
-    result = action()
-    seconds = time.perf_counter() - started
-    print(f"  {label:<40} {seconds:7.2f} s  {rows / seconds:10,.0f} rows/s", flush=True)
-    return result
+def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command, reaping it with wait4 so its peak RSS is known: (seconds, peak MiB, stdout + CPU time)."""
+    began = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - began
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode:
+            raise SystemExit(f"{' '.join(args)} failed ({child.returncode}): {err.read().decode()[-2000:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return seconds, usage.ru_maxrss / 1024, f"(CPU {cpu:.1f} s) {out.read().decode().strip()}"
+
+
+def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> None:
+    print(f"  {label:<28} {rows:>9,} rows {seconds:7.2f} s {rows / seconds:9,.0f} rows/s  peak RSS {peak:6.1f} MiB  {note}", flush=True)
+
+
+def scan_only(csv_path: str) -> None:
+    from nurture.audience.importer import scan_rows
+
+    bad = sum(1 for row, _ in scan_rows(Path(csv_path), datetime.fromisoformat(NOW)) if row is None)
+    print(f"{bad} invalid")
 
 
 def run(store: str, database_url: str, csv_path: Path, rows: int, folder: Path) -> None:
     config_path = write_project(folder, {"database.url": database_url})
-    app = App.open(load_config(config_path, environ={"NURTURE_SECRET_KEY": SECRET}))
-    try:
-        print(f"{store}:", flush=True)
-        report = timed("import_csv (validate + write + enroll)", rows, lambda: import_csv(app, csv_path, NOW))
-        print(
-            f"  -> {report.created:,} added, {report.merged:,} merged, {len(report.invalid)} invalid, {report.enrolled:,} enrolled",
-            flush=True,
-        )
-        again = timed("import_csv again (all merge)", rows, lambda: import_csv(app, csv_path, NOW))
-        print(f"  -> {again.created:,} added, {again.merged:,} merged", flush=True)
-    finally:
-        app.close()
+    env = {**os.environ, "NURTURE_SECRET_KEY": SECRET, "NURTURE_CONFIG": str(config_path)}
+    command = [sys.executable, "-m", "nurture", "import", str(csv_path), "--now", NOW]
+    seconds, peak, out = timed_child(command, folder, env)
+    line(f"{store} import", rows, seconds, peak, out)
+    seconds, peak, out = timed_child(command, folder, env)
+    line(f"{store} import again (merge)", rows, seconds, peak, out)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    if len(sys.argv) == 3 and sys.argv[1] == "--scan":
+        scan_only(sys.argv[2])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--start-postgres", action="store_true", help="start a throwaway local PostgreSQL cluster")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="nurture-bench-import-") as name:
-        folder = Path(name)
-        csv_path = folder / "people.csv"
-        started = time.perf_counter()
-        write_csv(csv_path, args.rows)
-        print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+    server = None
+    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
+    if url or args.start_postgres:
+        from tests.support.postgres import PostgresServer
 
-        good, problems, count = timed("read_rows (parse + validate only)", args.rows, lambda: read_rows(csv_path, NOW))
-        assert count == args.rows and not problems, problems[:3]
-
-        sqlite_dir = folder / "sqlite"
-        sqlite_dir.mkdir()
-        run("SQLite", f"sqlite:///{sqlite_dir / 'nurture.db'}", csv_path, args.rows, sqlite_dir)
-
-        server = None
-        url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-        if url or args.start_postgres:
-            from tests.support.postgres import PostgresServer
-
-            server = PostgresServer(url) if url else PostgresServer.start()
-            database = f"nurture_bench_{os.getpid()}"
-            try:
-                pg_dir = folder / "postgres"
-                pg_dir.mkdir()
-                run("PostgreSQL", server.create_database(database), csv_path, args.rows, pg_dir)
-            finally:
-                server.drop_database(database)
-                server.stop()
-        else:
+        server = PostgresServer(url) if url else PostgresServer.start()
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    try:
+        for size in args.sizes:
+            with tempfile.TemporaryDirectory(prefix="nurture-bench-import-") as name:
+                folder = Path(name)
+                csv_path = folder / "people.csv"
+                started = time.perf_counter()
+                write_csv(csv_path, size)
+                print(f"{size:,} rows ({csv_path.stat().st_size / 1e6:.1f} MB), generated in {time.perf_counter() - started:.1f} s", flush=True)
+                seconds, peak, out = timed_child([sys.executable, __file__, "--scan", str(csv_path)], REPO, dict(os.environ))
+                line("validation pass only", size, seconds, peak, out)
+                sqlite_dir = folder / "sqlite"
+                sqlite_dir.mkdir()
+                run("SQLite", f"sqlite:///{sqlite_dir / 'nurture.db'}", csv_path, size, sqlite_dir)
+                if server is not None:
+                    database = f"nurture_bench_{os.getpid()}_{size}"
+                    pg_dir = folder / "postgres"
+                    pg_dir.mkdir()
+                    try:
+                        run("PostgreSQL", server.create_database(database), csv_path, size, pg_dir)
+                    finally:
+                        server.drop_database(database)
+        if server is None:
             print("PostgreSQL: skipped (set NURTURE_BENCH_POSTGRES_URL, or pass --start-postgres)")
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     return 0
 
 

@@ -1,88 +1,74 @@
-"""Send one step to N subscribers through the SendGrid stand-in with 50 ms latency per request.
-
-Measures the real `nurture send-due` command end to end (claim, render, HTTP, record),
-in its own process, and its peak memory (from wait4). The stand-in runs as another
-process in count-only mode, so its work does not share our interpreter.
+"""Send one series step to N subscribers through the SendGrid stand-in (50 ms per request),
+beside a minimal script that does only the unavoidable work (benchmarks/minimal_send.py).
 
     .venv/bin/python benchmarks/bench_send.py [--sizes 10000 100000] [--latency 0.05]
+    .venv/bin/python benchmarks/bench_send.py --size 1000000
+    .venv/bin/python benchmarks/bench_send.py --sizes 100000 --start-postgres --workers 1 2 4
+
+For each size a store is filled once (in a child process) and copied, so every run
+starts from the same rows. Then, each in its own processes and against a fresh
+stand-in: the real `nurture send-due` (with --workers N, N of them at once), an idle
+pass right after (nothing left to send), and the minimal script. Each line prints the
+time, emails per second, CPU time, peak RSS and, for sends, the minimal script's time
+divided by this one (1.0 would be as fast as the minimal script).
+
+SQLite by default; with --start-postgres (a throwaway local cluster) or
+NURTURE_BENCH_POSTGRES_URL, PostgreSQL instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.factories import SECRET, active_subscribers, at, open_app, close_opened, write_project  # noqa: E402
+from benchmarks.harness import Store, project, send_with_standin  # noqa: E402
+from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
 from nurture.config import load_config  # noqa: E402
 
 START = at("2026-12-01 14:00")
 SEND_AT = "2026-12-01T15:00:00+00:00"
-
-
-def start_standin(latency: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.sendgrid_standin", "--port", "0", "--latency", str(latency), "--api-key", "SG.bench", "--count-only"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline().strip() if process.stdout else ""
-    if not line.startswith("READY "):
-        raise SystemExit(f"stand-in did not start: {line!r}")
-    return process, line.split(" ", 1)[1]
-
-
-def run_once(size: int, latency: float, batch_size: int, concurrency: int) -> dict[str, float]:
-    standin, url = start_standin(latency)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            tmp = Path(folder)
-            overrides = {"delivery.transport": "sendgrid", "delivery.batch_size": batch_size, "delivery.concurrency": concurrency}
-            config_path = write_project(tmp, overrides)
-            env = {
-                **os.environ,
-                "NURTURE_SECRET_KEY": SECRET,
-                "SENDGRID_API_KEY": "SG.bench",
-                "NURTURE_SENDGRID_HOST": url,
-                "NO_PROXY": "127.0.0.1,localhost",
-                "NURTURE_CONFIG": str(config_path),
-            }
-            # Fill the store in another process: a child's ru_maxrss starts at its parent's
-            # peak RSS (Linux carries it across fork/exec), so filling it here would make
-            # the sender's "peak" grow with the list whatever the sender does.
-            subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
-            began = time.perf_counter()
-            sender = subprocess.Popen([sys.executable, "-m", "nurture", "send-due", "--now", SEND_AT], cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            _, status, usage = os.wait4(sender.pid, 0)
-            elapsed = time.perf_counter() - began
-            out = sender.stdout.read() if sender.stdout else ""
-            err = sender.stderr.read() if sender.stderr else ""
-            if status != 0:
-                raise SystemExit(f"send-due failed: {err}")
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/_standin/stats") as answer:
-                stats = json.loads(answer.read())
-            if stats["messages"] != size:
-                raise SystemExit(f"stand-in received {stats['messages']} messages, expected {size}: {out}")
-            return {"size": size, "seconds": elapsed, "per_second": size / elapsed, "peak_mib": usage.ru_maxrss / 1024, "requests": stats["requests"], "summary": out.strip()}  # type: ignore[dict-item]
-    finally:
-        standin.terminate()
-        standin.wait(timeout=10)
+MINIMAL = str(REPO / "benchmarks" / "minimal_send.py")
 
 
 def fill(config_path: str, size: int) -> None:
     app = open_app(load_config(Path(config_path), environ=dict(os.environ)))
-    active_subscribers(app, size, START)
+    for start in range(0, size, 100_000):  # in slices, so the filling child stays small too
+        active_subscribers(app, min(100_000, size - start), START, prefix=f"p{start}-")
     close_opened()
+
+
+def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object) -> None:
+    store = Store(folder, server)
+    overrides = {"delivery.batch_size": args.batch_size, "delivery.concurrency": args.concurrency}
+    try:
+        config_path, env = project(folder / "fill", store.url, "http://unused", overrides)
+        subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
+        copies = {"minimal": store.copy("minimal")}
+        for workers in args.workers:
+            copies[f"w{workers}"] = store.copy(f"w{workers}")
+        kind = "PostgreSQL" if server else "SQLite"
+        print(f"{size:,} subscribers due, {kind}, batch {args.batch_size}, {args.concurrency} requests in flight per worker, {args.latency * 1000:.0f} ms per request", flush=True)
+        _, env = project(folder / "minimal-run", copies["minimal"], "STANDIN", overrides)
+        minimal = send_with_standin(args.latency, [[sys.executable, MINIMAL, copies["minimal"], "STANDIN", SEND_AT, "--concurrency", str(args.concurrency)]], env, REPO, size)
+        print(minimal.line("minimal script", size), flush=True)
+        for workers in args.workers:
+            run_dir = folder / f"run-w{workers}"
+            _, env = project(run_dir, copies[f"w{workers}"], "STANDIN", overrides)
+            command = [sys.executable, "-m", "nurture", "send-due", "--now", SEND_AT]
+            sent = send_with_standin(args.latency, [command] * workers, env, run_dir, size)
+            print(sent.line(f"send-due, {workers} worker(s)", size, minimal) + f"  [{sent.output}]", flush=True)
+            idle = send_with_standin(args.latency, [command], env, run_dir, 0)
+            print(idle.line("idle pass after it", 0) + f"  [{idle.output}]", flush=True)
+    finally:
+        if server is not None:
+            store.drop()
 
 
 def main() -> int:
@@ -90,18 +76,29 @@ def main() -> int:
         fill(sys.argv[2], int(sys.argv[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", "--size", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=None, help="send-due processes at once (default 1; 1 2 4 on PostgreSQL)")
+    parser.add_argument("--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster")
     args = parser.parse_args()
-    print(f"send-due end to end, SQLite, batch {args.batch_size}, {args.concurrency} requests in flight, {args.latency * 1000:.0f} ms per request")
-    for size in args.sizes:
-        result = run_once(size, args.latency, args.batch_size, args.concurrency)
-        print(
-            f"{result['size']:>8,} emails  {result['seconds']:6.2f} s  {result['per_second']:8,.0f} emails/s  "
-            f"peak RSS {result['peak_mib']:6.1f} MiB  ({result['requests']} requests)  [{result['summary']}]"
-        )
+    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
+    server = None
+    if url or args.start_postgres:
+        from tests.support.postgres import PostgresServer
+
+        server = PostgresServer(url) if url else PostgresServer.start()
+    args.workers = args.workers or ([1, 2, 4] if server else [1])
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    try:
+        for size in args.sizes:
+            with tempfile.TemporaryDirectory(prefix="nurture-bench-send-") as name:
+                bench_size(size, args, Path(name), server)
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     return 0
 
 

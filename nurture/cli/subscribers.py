@@ -92,9 +92,11 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
         report = import_csv(app, csv_file, parse_now(now), skip_invalid=skip_invalid, enroll_subscribers=not no_enroll)
     for problem in report.invalid:
         click.echo(f"skipped {csv_file}, {problem}", err=True)
+    if report.invalid_count > len(report.invalid):
+        click.echo(f"skipped {csv_file}: {report.invalid_count - len(report.invalid)} more problem(s) not listed", err=True)
     click.echo(
         f"{report.rows} row{'s' if report.rows != 1 else ''}: {report.created} added, {report.activated} activated, {report.merged} merged, "
-        f"{len(report.invalid)} invalid, {report.skipped_erased} erased (refused), "
+        f"{report.invalid_count} invalid, {report.skipped_erased} erased (refused), "
         f"{report.skipped_unsubscribed} unsubscribed (left alone); {report.enrolled} enrolled"
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
@@ -118,7 +119,10 @@ def insert_rows(
     """
     if not rows:
         return []
-    if session.get_bind().dialect.name != "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite" and not returning and _sqlite_executemany(session, table, rows):
+        return []
+    if dialect.name != "postgresql":
         if returning:
             return list(session.execute(table.insert().returning(*returning), list(rows)).all())
         session.execute(table.insert(), list(rows))
@@ -138,3 +142,37 @@ def insert_rows(
         else:
             session.execute(statement)
     return found
+
+
+def _sqlite_executemany(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Insert rows through the driver's own executemany; False (nothing done) if that cannot be exact.
+
+    SQLAlchemy's executemany builds and converts each row's parameters in Python, most
+    of the time of a large import. Here each distinct value goes through its column's
+    bind processor once (most dates in a batch are the same instant), so what is stored
+    is what SQLAlchemy would store. A column left out that has a Python-side default
+    needs SQLAlchemy to fill it in, so that case is left to SQLAlchemy.
+    """
+    names = list(rows[0])
+    if any(column.default is not None and column.name not in names for column in table.c):
+        return False
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+    pick = itemgetter(*names)
+    values = [list(pick(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
+    for index, name in enumerate(names):
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is None:
+            continue
+        converted: dict[Any, Any] = {}
+        for value in values:
+            raw = value[index]
+            try:
+                value[index] = converted[raw]
+            except KeyError:
+                value[index] = converted[raw] = processor(raw)
+            except TypeError:  # an unhashable value (JSON): converted every time
+                value[index] = processor(raw)
+    session.connection().exec_driver_sql(statement, list(map(tuple, values)))
+    return True

@@ -1,0 +1,155 @@
+"""Shared pieces of the sending benchmarks: the stand-in process, stores that can be
+copied, and running commands in child processes with their time, CPU and peak memory.
+
+Peak memory is each child's ru_maxrss from wait4. A child's ru_maxrss starts at its
+parent's peak (Linux carries it across fork/exec), so stores are filled in a child too
+and this process stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.factories import SECRET, write_project  # noqa: E402
+
+
+def start_standin(latency: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.sendgrid_standin", "--port", "0", "--latency", str(latency), "--api-key", "SG.bench", "--count-only"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its closing summary; the counts come from /_standin/stats
+        text=True,
+    )
+    line = process.stdout.readline().strip() if process.stdout else ""
+    if not line.startswith("READY "):
+        raise SystemExit(f"stand-in did not start: {line!r}")
+    return process, line.split(" ", 1)[1]
+
+
+def standin_stats(url: str) -> dict[str, Any]:
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/_standin/stats") as answer:
+        stats: dict[str, Any] = json.loads(answer.read())
+    return stats
+
+
+@dataclass
+class Run:
+    seconds: float  # wall time until the last command ended
+    peak_mib: float  # the largest peak RSS among the commands
+    cpu: float  # user + system seconds, all commands together
+    output: str
+
+    def line(self, label: str, count: int, minimal: "Run | None" = None) -> str:
+        # Wall-time ratio as the issue states it; the CPU ratio moves less with the machine's load.
+        ratio = f"  {minimal.seconds / self.seconds:4.2f} of minimal (CPU {minimal.cpu / self.cpu:4.2f})" if minimal else ""
+        return (
+            f"  {label:<34} {count:>9,} emails {self.seconds:7.2f} s {count / self.seconds if count else 0:9,.0f}/s  "
+            f"CPU {self.cpu:6.1f} s  peak RSS {self.peak_mib:6.1f} MiB{ratio}"
+        )
+
+
+def run_all(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
+    """Start the commands together; wait for all. Raises SystemExit if one fails."""
+    began = time.perf_counter()
+    started = []
+    for command in commands:
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        started.append((subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command))
+    peak = cpu = 0.0
+    outputs = []
+    for process, out, err, command in started:
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        peak = max(peak, usage.ru_maxrss / 1024)
+        cpu += usage.ru_utime + usage.ru_stime
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode(), err.read().decode()
+        out.close()
+        err.close()
+        if process.returncode:
+            raise SystemExit(f"{' '.join(command)} failed ({process.returncode}): {errors.strip()[-3000:]}")
+        outputs.append(text.strip())
+    return Run(time.perf_counter() - began, peak, cpu, " | ".join(outputs))
+
+
+class Store:
+    """A filled store that can be copied, so the real pass and the minimal script start equal."""
+
+    def __init__(self, folder: Path, server: Any = None) -> None:
+        self.folder = folder
+        self.server = server
+        self.databases: list[str] = []
+        self.url = self._new_url("base")
+
+    def _new_url(self, name: str) -> str:
+        if self.server is None:
+            return f"sqlite:///{self.folder / name / 'nurture.db'}"
+        database = f"nurture_bench_{os.getpid()}_{name}"
+        self.databases.append(database)
+        url: str = self.server.create_database(database)
+        return url
+
+    def copy(self, name: str) -> str:
+        if self.server is None:
+            target = self.folder / name
+            target.mkdir()
+            for path in (self.folder / "base").glob("nurture.db*"):
+                shutil.copy(path, target / path.name)
+            return f"sqlite:///{target / 'nurture.db'}"
+        from psycopg import sql
+
+        database = f"nurture_bench_{os.getpid()}_{name}"
+        self.databases.append(database)
+        with self.server._connect() as connection:
+            source = f"nurture_bench_{os.getpid()}_base"
+            connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(database), sql.Identifier(source)))
+        return str(self.url).rsplit("/", 1)[0] + f"/{database}"
+
+    def drop(self) -> None:
+        for database in self.databases:
+            self.server.drop_database(database)
+
+
+def project(folder: Path, url: str, standin_url: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """A project folder on the store at url, and the environment to run nurture in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = write_project(folder, {"database.url": url, "delivery.transport": "sendgrid", **overrides})
+    env = {
+        **os.environ,
+        "NURTURE_SECRET_KEY": SECRET,
+        "SENDGRID_API_KEY": "SG.bench",
+        "NURTURE_SENDGRID_HOST": standin_url,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "NURTURE_CONFIG": str(config_path),
+    }
+    return config_path, env
+
+
+def send_with_standin(latency: float, commands: list[list[str]], env: dict[str, str], cwd: Path, expected: int) -> Run:
+    """Run the commands against a fresh stand-in (its URL replaces STANDIN in them and in env)."""
+    standin, url = start_standin(latency)
+    try:
+        env = {**env, "NURTURE_SENDGRID_HOST": url}
+        run = run_all([[url if part == "STANDIN" else part for part in command] for command in commands], env, cwd)
+        received = standin_stats(url)["messages"]
+        if received != expected:
+            raise SystemExit(f"the stand-in received {received} messages, expected {expected}: {run.output}")
+        return run
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
