@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_webhook.py [--rounds 7] [--events 1000]
 
 Three measurements, each over fresh events (nothing is a duplicate):
-  process   nurture.providers.sendgrid.events.process_events: normalize, tie to deliveries, store, suppress
+  process   nurture.web.webhooks.process_sendgrid_events: normalize, tie to deliveries, store, suppress
   handle    the same plus signature check and JSON parsing (what one POST does)
   http      a real POST to a live uvicorn server on 127.0.0.1, answer included
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select  # noqa: E402
 
-from nurture.providers.sendgrid import events as webhooks  # noqa: E402
+from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events  # noqa: E402
 from nurture.sending.sendpass import send_due  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> None:
                 received = datetime.now(timezone.utc)
                 if name == "process":
                     started = time.perf_counter()
-                    result = webhooks.process_events(app, events, received)
+                    result = process_sendgrid_events(app, events, received)
                     timings[name].append(time.perf_counter() - started)
                     assert result.stored == args.events, result
                     continue
@@ -87,7 +87,7 @@ def main() -> None:
                 headers = signer.headers(body)
                 if name == "handle":
                     started = time.perf_counter()
-                    result = webhooks.handle(app, body.encode(), headers, received)
+                    result = handle_sendgrid(app, body.encode(), headers, received)
                     timings[name].append(time.perf_counter() - started)
                     assert result.stored == args.events, result
                 else:

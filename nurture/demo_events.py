@@ -19,7 +19,8 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.providers.sendgrid.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, handle
+from nurture.providers.sendgrid.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from nurture.web.webhooks import handle_sendgrid
 
 
 class DemoSigner:
@@ -66,7 +67,7 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
     if not events:
         return []
     body = json.dumps(events).encode()
-    report = handle(signed_app, body, signer.headers(body, now), now)
+    report = handle_sendgrid(signed_app, body, signer.headers(body, now), now)
     lines = [f"{len(events)} signed webhook events accepted: {report.line()}"]
     if unsubscribed is not None:
         lines.append("one reader unsubscribed through the webhook; the rest of the series stops for them")

@@ -16,19 +16,16 @@ nothing here knows which provider sent it:
 
 Email addresses are used only to find a subscriber when an event carries no
 delivery id; they are never stored or logged. Free text meant for the store or a
-log goes through `scrub` first.
+log goes through `nurture.redaction.scrub` first.
 """
 
 from __future__ import annotations
 
-import html
-import re
-import unicodedata
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,11 +34,14 @@ from sqlalchemy.orm import Session
 from nurture.app import App
 from nurture.audience.addresses import normalize_email
 from nurture.audience.consent import suppress
-from nurture.errors import InputError
+from nurture.errors import InputError, MalformedEvent
+from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
 from nurture.store.db import chunks, transaction
 from nurture.store.models import ConsentKind, EventKind
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 500
 
@@ -51,58 +51,6 @@ _READING_KINDS = frozenset({EventKind.OPENED, EventKind.CLICKED})
 
 # When one batch carries several suppressing events for one person, the strongest wins.
 _SUPPRESS_ORDER = (ConsentKind.COMPLAINT, ConsentKind.BOUNCE, ConsentKind.UNSUBSCRIBE)
-
-# An address: a quoted local part ("leak 7", with escapes) or a run of anything an
-# unquoted one may hold (over-taking a neighbouring "email=" is harmless), then a
-# domain or an address literal ([127.0.0.1], [IPv6:...]).
-_LOCAL = r'(?:"(?:[^"\\\n]|\\.){0,256}\\?"|[^\s<>"(),;:@\[\]\\]+)'
-_DOMAIN = r"(?:\[[^\[\]\s]{0,256}\]|[^\s<>\"(),;:@\[\]\\]+)"
-_ADDRESS = re.compile(_LOCAL + "(?:@|%40)" + _DOMAIN)
-# A link token after /confirm/ or /unsubscribe/ in any case, with doubled or backslashed
-# separators; and anything shaped like a token (base64url "." a 16-byte MAC) wherever it is.
-_TOKEN_PATH = re.compile(r"([/\\]+(?:confirm|unsubscribe)[/\\]+)[^\s/\\?#\"'<>]+", re.IGNORECASE)
-_TOKEN_SHAPE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_DECODE_ROUNDS = 10  # each round undoes one layer; ten layers deep is no accident
-
-
-def _decoded(text: str) -> str:
-    """The text as a reader would see it: percent-escapes (even doubled), HTML entities
-    and compatibility forms (fullwidth ＠) undone, so no spelling hides an address."""
-    for _ in range(_DECODE_ROUNDS):
-        plain = unicodedata.normalize("NFKC", html.unescape(unquote(text)))
-        if plain == text:
-            break
-        text = plain
-    return text
-
-
-def scrub(text: str) -> str:
-    """Blank out email addresses and link tokens, however they are spelled.
-
-    The answer is the decoded text (see `_decoded`), with control characters other than
-    newline and tab made spaces: what the store or a log line gets is what was checked."""
-    text = _CONTROL.sub(" ", _decoded(text))
-    text = _ADDRESS.sub("[address]", text)
-    text = _TOKEN_PATH.sub(r"\1…", text)
-    return _TOKEN_SHAPE.sub("…", text)
-
-
-@dataclass(frozen=True)
-class NormalizedEvent:
-    """One provider event in our terms, ready to store."""
-
-    provider_event_id: str
-    kind: EventKind
-    raw_event: str  # the provider's own name for it, kept for the record
-    delivery_ref: int | None  # from the message's custom args; not yet checked against the store
-    stream: str | None
-    step: int | None
-    occurred_at: datetime
-    detail: str | None  # already scrubbed
-    suppress: ConsentKind | None  # BOUNCE / COMPLAINT / UNSUBSCRIBE, or None
-    email: str | None = field(default=None, repr=False)  # only to find the subscriber; never stored
-
 
 @dataclass
 class WebhookReport:
@@ -131,6 +79,27 @@ class WebhookReport:
             f"{self.provider} webhook: {self.received} received, {self.stored} stored, {self.duplicates} duplicate, "
             f"{self.malformed} malformed, {self.suppressed} suppressed"
         )
+
+
+def receive(
+    app: App, provider: str, raw_events: Sequence[Any], normalize: Callable[[Any], NormalizedEvent], now: datetime
+) -> WebhookReport:
+    """Normalize a parsed batch with the provider's `normalize` and store it.
+
+    An event `normalize` cannot use (MalformedEvent, or anything it trips on: it reads
+    one event and touches nothing else) is counted and skipped; the others are stored."""
+    report = WebhookReport(provider, received=len(raw_events))
+    normalized: list[NormalizedEvent] = []
+    for index, event in enumerate(raw_events):
+        try:
+            normalized.append(normalize(event))
+        except MalformedEvent as exc:
+            report.malformed += 1
+            log.warning("%s webhook: event %d of %d skipped: %s", provider, index + 1, len(raw_events), exc)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            report.malformed += 1
+            log.warning("%s webhook: event %d of %d skipped (%s)", provider, index + 1, len(raw_events), type(exc).__name__)
+    return store_events(app, report, normalized, now)
 
 
 def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEvent], now: datetime) -> WebhookReport:

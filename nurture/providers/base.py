@@ -14,6 +14,8 @@ from typing import Literal, Mapping, Protocol, Sequence
 
 import idna
 
+from nurture.store.models import ConsentKind, EventKind
+
 
 @dataclass(frozen=True)
 class Sender:
@@ -106,3 +108,23 @@ class Transport(Protocol):
     def send(self, batch: Batch) -> list[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- events from a provider
+
+
+@dataclass(frozen=True)
+class NormalizedEvent:
+    """One provider event in our terms, ready to store: what a provider's webhook module
+    makes of each event it receives (nurture.events stores it)."""
+
+    provider_event_id: str
+    kind: EventKind
+    raw_event: str  # the provider's own name for it, kept for the record
+    delivery_ref: int | None  # from the message's custom args; not yet checked against the store
+    stream: str | None
+    step: int | None
+    occurred_at: datetime
+    detail: str | None  # already scrubbed
+    suppress: ConsentKind | None  # BOUNCE / COMPLAINT / UNSUBSCRIBE, or None
+    email: str | None = field(default=None, repr=False)  # only to find the subscriber; never stored

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import uvicorn.config
 from starlette.routing import BaseRoute, Mount, Route
 
-from nurture.events import scrub
+from nurture.redaction import scrub
 
 
 UNKNOWN_PATH = "<unknown path>"

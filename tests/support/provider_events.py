@@ -8,7 +8,7 @@ from typing import Any
 
 from nurture.app import App
 from nurture.events import WebhookReport
-from nurture.providers.sendgrid import events as sendgrid_events
+from nurture.web.webhooks import handle_sendgrid
 from tests.support.sendgrid_standin import StandInMessage
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 
@@ -34,4 +34,4 @@ def events_for(messages: Iterable[StandInMessage], kind: str = "processed", **fi
 def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -> WebhookReport:
     """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
     body = webhook_body(events)
-    return sendgrid_events.handle(app, body.encode("utf-8"), signer.headers(body), datetime.now(timezone.utc))
+    return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(timezone.utc))

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nurture.events import scrub
+from nurture.redaction import scrub
 from nurture.tokens import make_confirm_token, make_unsubscribe_token
 
 SECRET = "scrub-test-secret-0123456789abcdef"

@@ -27,6 +27,7 @@ from nurture.reporting.stats import step_stats
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.web.webhooks import process_sendgrid_events
 from tests.support.factories import REPO, SECRET, active_subscribers, at, make_app
 from tests.support.sendgrid_standin import SendGridStandIn
 
@@ -112,7 +113,7 @@ def sent_pass(tmp_path: Path, tracking: str) -> tuple[App, list[int]]:
     assert send_due(app, at("2026-12-01 15:00")).sent == 2
     with transaction(app.engine) as session:
         ids = list(session.scalars(select(m.Delivery.id).order_by(m.Delivery.id)))
-    wh.process_events(app, reading_events(app, ids), at("2026-12-01 16:00"))
+    process_sendgrid_events(app, reading_events(app, ids), at("2026-12-01 16:00"))
     return app, ids
 
 

@@ -21,6 +21,7 @@ from nurture.providers.sendgrid import batch
 from nurture.providers.sendgrid import events as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.web.webhooks import handle_sendgrid
 from tests.support.factories import active_subscribers, make_app
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 
@@ -32,7 +33,7 @@ class Hook:
 
     def post(self, body: str) -> wh.WebhookReport:
         now = datetime.now(timezone.utc)
-        return wh.handle(self.app, body.encode(), self.signer.headers(body, timestamp=int(now.timestamp())), now)
+        return handle_sendgrid(self.app, body.encode(), self.signer.headers(body, timestamp=int(now.timestamp())), now)
 
     def post_events(self, events: list[Any]) -> wh.WebhookReport:
         return self.post(webhook_body(events))

@@ -13,7 +13,9 @@ from nurture.providers.sendgrid import events as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.errors import MalformedEvent, WebhookRejected
-from nurture.events import NormalizedEvent, scrub
+from nurture.providers.base import NormalizedEvent
+from nurture.redaction import scrub
+from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events
 from tests.support.factories import SECRET, active_subscribers, at, make_app, make_config
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 
@@ -331,7 +333,7 @@ def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
         sg_event("click", 3, delivery_id=999_999, url="https://www.example.com/articles/x"),  # no such delivery
         sg_event("processed", 4, delivery_id=None),
     ]
-    report = wh.process_events(app, events, NOW)
+    report = process_sendgrid_events(app, events, NOW)
     assert report.as_dict() == {"received": 4, "stored": 4, "duplicates": 0, "malformed": 0, "suppressed": 0}
     rows = {row.provider_event_id: row for row in stored(app)}
     assert rows["evt-delivered-1"].delivery_id == deliveries[ids[0]]
@@ -341,14 +343,14 @@ def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
     assert rows["evt-click-3"].delivery_id is None and rows["evt-click-3"].stream == "kap-intro" and rows["evt-click-3"].step == 1
     assert rows["evt-processed-4"].received_at == NOW
 
-    again = wh.process_events(app, events + [events[0]], NOW)
+    again = process_sendgrid_events(app, events + [events[0]], NOW)
     assert again.as_dict() == {"received": 5, "stored": 0, "duplicates": 5, "malformed": 0, "suppressed": 0}
     assert len(stored(app)) == 4
 
 
 def test_one_malformed_event_does_not_stop_the_others(app):
     events = [sg_event("delivered", 1), "garbage", {"event": "open"}, {"timestamp": 1}, sg_event("open", 2)]
-    report = wh.process_events(app, events, NOW)
+    report = process_sendgrid_events(app, events, NOW)
     assert (report.received, report.stored, report.malformed) == (5, 2, 3)
 
 
@@ -364,7 +366,7 @@ def test_suppressing_events_stop_the_subscriber_through_the_delivery_or_the_addr
         sg_event("bounce", 5, delivery_id=deliveries[ids[4]], type="blocked", reason="blocked"),  # blocked: stats only
         sg_event("dropped", 6, delivery_id=deliveries[ids[5]], reason="Invalid SMTPAPI header"),  # our problem, not theirs
     ]
-    report = wh.process_events(app, events, NOW)
+    report = process_sendgrid_events(app, events, NOW)
     assert report.suppressed == 4
     assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.ACTIVE, m.SubscriberStatus.ACTIVE]
     with transaction(app.engine) as session:
@@ -385,7 +387,7 @@ def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
         sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce"),
         sg_event("spamreport", 2, delivery_id=deliveries[ids[0]]),
     ]
-    assert wh.process_events(app, events, NOW).suppressed == 1
+    assert process_sendgrid_events(app, events, NOW).suppressed == 1
     assert statuses(app)[ids[0]] == m.SubscriberStatus.COMPLAINED
 
 
@@ -393,10 +395,10 @@ def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
     ids = active_subscribers(app, 1, NOW)
     deliveries = sent_deliveries(app, ids)
     bounce = [sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce")]
-    wh.process_events(app, bounce, NOW)
+    process_sendgrid_events(app, bounce, NOW)
     with transaction(app.engine) as session:
         session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.ACTIVE  # they signed up and confirmed again
-    assert wh.process_events(app, bounce, NOW).suppressed == 0
+    assert process_sendgrid_events(app, bounce, NOW).suppressed == 0
     assert statuses(app)[ids[0]] == m.SubscriberStatus.ACTIVE
 
 
@@ -404,7 +406,7 @@ def test_a_resubscribe_event_changes_nobody(app):
     ids = active_subscribers(app, 1, NOW)
     with transaction(app.engine) as session:
         session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.UNSUBSCRIBED
-    wh.process_events(app, [sg_event("group_resubscribe", 1, email="person0@example.com")], NOW)
+    process_sendgrid_events(app, [sg_event("group_resubscribe", 1, email="person0@example.com")], NOW)
     assert statuses(app)[ids[0]] == m.SubscriberStatus.UNSUBSCRIBED
 
 
@@ -415,9 +417,9 @@ def test_handle_verifies_before_storing_anything(tmp_path):
         body = webhook_body([sg_event("delivered", 1)])
         now = datetime.now(timezone.utc)
         with pytest.raises(WebhookRejected):
-            wh.handle(keyed, body.encode(), {}, now)
+            handle_sendgrid(keyed, body.encode(), {}, now)
         assert stored(keyed) == []
-        report = wh.handle(keyed, body.encode(), signer.headers(body, timestamp=int(now.timestamp())), now)
+        report = handle_sendgrid(keyed, body.encode(), signer.headers(body, timestamp=int(now.timestamp())), now)
         assert report.stored == 1
     finally:
         keyed.close()
@@ -425,7 +427,7 @@ def test_handle_verifies_before_storing_anything(tmp_path):
 
 def test_events_can_be_counted_by_kind(app):
     events = [sg_event("open", n) for n in range(3)] + [sg_event("click", 10, url="https://x.example/")]
-    report = wh.process_events(app, events, NOW)
+    report = process_sendgrid_events(app, events, NOW)
     assert report.kinds == {"opened": 3, "clicked": 1}
     with transaction(app.engine) as session:
         assert session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.kind == "opened")) == 3
@@ -439,9 +441,9 @@ def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
         deliveries = sent_deliveries(app, ids)
         events = [sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]]) for n in range(600)]
         events += [sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"), sg_event("unsubscribe", 901, email="PERSON1@example.com")]
-        first = wh.process_events(app, events, NOW)
+        first = process_sendgrid_events(app, events, NOW)
         assert (first.stored, first.suppressed) == (602, 2)
-        again = wh.process_events(app, events, NOW)
+        again = process_sendgrid_events(app, events, NOW)
         assert (again.stored, again.duplicates, again.suppressed) == (0, 602, 0)
         assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.ACTIVE]
         assert len(stored(app)) == 602

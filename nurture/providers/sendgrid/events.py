@@ -1,6 +1,7 @@
 """SendGrid's signed Event Webhook: verify the request, read the batch, put each event in our terms.
 
-The web layer hands over the raw body and the headers to `handle`, which does, in order:
+The webhook endpoint (`nurture.web.webhooks`) runs these, in order, and hands the
+result to `nurture.events.receive`, which stores it:
 
 - `verify_request`: the ECDSA signature (SendGrid's `EventWebhook` helper, public
   key from NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY) over timestamp + raw body, and no
@@ -10,7 +11,7 @@ The web layer hands over the raw body and the headers to `handle`, which does, i
 - `normalize`: one SendGrid event as a `NormalizedEvent` (names we do not know are
   kept as UNKNOWN; an event we cannot use at all, or cannot store as it is (a lone
   surrogate, a control character in an id), is counted as malformed and skipped);
-- `nurture.events.store_events`: store once, tie to deliveries, suppress.
+- then `nurture.events`: store once, tie to deliveries, settle stuck deliveries, suppress.
 
 An event without an sg_event_id gets a keyed hash of its content as its id (the
 content names an address, so a plain hash would not do). Free-text details
@@ -32,12 +33,12 @@ from typing import Any
 
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import MalformedEvent, WebhookRejected
-from nurture.events import NormalizedEvent, WebhookReport, scrub, store_events
+from nurture.providers.base import NormalizedEvent
 from nurture.providers.sendgrid import batch
 from nurture.store.models import ConsentKind, EventKind
+from nurture.redaction import scrub
 from nurture.tokens import event_digest
 
 log = logging.getLogger(__name__)
@@ -88,33 +89,6 @@ _DETAIL_FIELDS = {
     EventKind.CLICKED: ("url",),
     EventKind.UNKNOWN: ("reason", "status", "response", "url"),
 }
-
-
-def handle(app: App, body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookReport:
-    """One POST from SendGrid: verify, parse, store. Raises WebhookRejected (403/400) before storing anything."""
-    payload = verify_request(app.config, body, headers, now)
-    report = process_events(app, parse_batch(payload), now)
-    log.info("%s", report.line())
-    return report
-
-
-def process_events(app: App, events: Sequence[Any], now: datetime) -> WebhookReport:
-    """Normalize a parsed batch and store it. Malformed events are counted and skipped."""
-    report = WebhookReport(PROVIDER, received=len(events))
-    secret = app.config.secrets.require_secret_key()
-    normalized: list[NormalizedEvent] = []
-    for index, event in enumerate(events):
-        try:
-            normalized.append(normalize(event, secret))
-        except MalformedEvent as exc:
-            report.malformed += 1
-            log.warning("sendgrid webhook: event %d of %d skipped: %s", index + 1, len(events), exc)
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            # normalize() reads one event and touches nothing else: whatever it trips
-            # on is that event's fault, and must not cost the others their place.
-            report.malformed += 1
-            log.warning("sendgrid webhook: event %d of %d skipped (%s)", index + 1, len(events), type(exc).__name__)
-    return store_events(app, report, normalized, now)
 
 
 # ---------------------------------------------------------------- the request
