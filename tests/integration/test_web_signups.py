@@ -29,7 +29,7 @@ def form(email: str) -> dict[str, str]:
 
 def outbox(app: App) -> list[Path]:
     folder = app.config.outbox_dir
-    return sorted(folder.glob("confirm-*.eml")) if folder.exists() else []
+    return sorted(folder.glob("*-confirm-*.eml")) if folder.exists() else []
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
