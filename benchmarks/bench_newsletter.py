@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import update  # noqa: E402
 
-from benchmarks.harness import Run, Store, project, run_all, send_with_standin  # noqa: E402
+from benchmarks.harness import Run, Store, each_size, project, run_all, send_with_standin  # noqa: E402
 from nurture.config import load_config  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
@@ -116,15 +115,7 @@ def main() -> int:
         from tests.support.postgres import PostgresServer
 
         server = PostgresServer(url) if url else PostgresServer.start()
-    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
-    try:
-        for size in args.sizes:
-            with tempfile.TemporaryDirectory(prefix="nurture-bench-newsletter-") as name:
-                bench_size(size, args, Path(name), server)
-    finally:
-        if server is not None:
-            server.stop()
-    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
+    each_size(args.sizes, "nurture-bench-newsletter-", bench_size, args, server)
     return 0
 
 

@@ -22,13 +22,12 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.harness import Store, project, send_with_standin  # noqa: E402
+from benchmarks.harness import Store, each_size, project, send_with_standin  # noqa: E402
 from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
 from nurture.config import load_config  # noqa: E402
 
@@ -90,15 +89,7 @@ def main() -> int:
 
         server = PostgresServer(url) if url else PostgresServer.start()
     args.workers = args.workers or ([1, 2, 4] if server else [1])
-    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
-    try:
-        for size in args.sizes:
-            with tempfile.TemporaryDirectory(prefix="nurture-bench-send-") as name:
-                bench_size(size, args, Path(name), server)
-    finally:
-        if server is not None:
-            server.stop()
-    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
+    each_size(args.sizes, "nurture-bench-send-", bench_size, args, server)
     return 0
 
 

@@ -153,3 +153,19 @@ def send_with_standin(latency: float, commands: list[list[str]], env: dict[str, 
     finally:
         standin.terminate()
         standin.wait(timeout=10)
+
+
+def each_size(sizes: list[int], prefix: str, bench_size: Any, args: Any, server: Any) -> None:
+    """Run `bench_size(size, args, folder, server)` for every size in a fresh temporary
+    folder, with the load average before and after (it says how far to trust wall times);
+    stops the PostgreSQL server, if any, at the end."""
+    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    try:
+        for size in sizes:
+            with tempfile.TemporaryDirectory(prefix=prefix) as name:
+                bench_size(size, args, Path(name), server)
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
+

@@ -113,7 +113,9 @@ def main() -> int:
             last = rows[-1][3]
             begin()
             cursor.executemany(
-                f"INSERT INTO deliveries (subscriber_id, stream, step, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, 'claimed', 'minimal', {mark})",
+                # One ledger row per email, under the unique (subscriber, stream, step key).
+                f"INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, claimed_at) "
+                f"VALUES ({mark}, {mark}, 1, 'minimal', 'claimed', 'minimal', {mark})",
                 [(row[0], args.stream, stamp) for row in rows],
             )
             connection.commit()
