@@ -89,7 +89,7 @@ def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
         expect(page.get_by_role("heading", name="Today")).to_be_visible()
         walk.check("today")
 
-        # Series: email 3, a finding, the fix, publish.
+        # Series: email 3, a finding, the fix, the plan, publish.
         walk.submit(page.get_by_role("link", name="Series", exact=True))
         walk.check("series-list")
         walk.submit(page.get_by_role("link", name="Getting to know ketamine-assisted psychotherapy"))
@@ -110,10 +110,17 @@ def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
         expect(page.get_by_text("No problems found")).to_be_visible()
         walk.submit(page.get_by_role("button", name="Send me a test copy"))
         expect(page.get_by_text("Test copy sent")).to_be_visible()
-        walk.submit(page.get_by_role("button", name="Publish this draft"))
-        expect(page.get_by_text("Published: the next emails")).to_be_visible()
-        live = site.app.config.campaigns_dir / "kap-intro" / "03-is-kap-safe.md"
-        assert "https://example.com/safety" in live.read_text()
+        expect(page.get_by_text("Changes since it was published")).to_be_visible()
+        walk.submit(page.get_by_role("link", name="See the plan and publish the series"))
+        plan = page.get_by_label("The plan: version 2")
+        expect(plan).to_contain_text("version 1 -> 2; 3 people in the series")
+        expect(plan).to_contain_text("3 people who have not had it get the new version")
+        walk.check("series-plan")
+        walk.submit(page.get_by_role("button", name="Publish version 2"))
+        expect(page.get_by_text("Published: from the next sending pass on")).to_be_visible()
+        expect(page.get_by_text("Version 2 is what goes out")).to_be_visible()
+        published = site.app.catalog.refresh(site.app.engine)["kap-intro"]
+        assert published.version == 2 and "https://example.com/safety" in published.step(3).email.body
 
         # A newsletter: write, test, schedule in each reader's own time.
         walk.submit(page.get_by_role("link", name="Newsletters"))
@@ -153,7 +160,7 @@ def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
         for name, link in (("results", "Results"), ("deliveries", "Deliveries"), ("audit", "Audit log")):
             walk.submit(page.get_by_role("link", name=link))
             walk.check(name)
-        expect(page.get_by_role("cell", name="published a series email")).to_be_visible()
+        expect(page.get_by_role("cell", name="published a series", exact=True)).to_be_visible()
 
         walk.submit(page.get_by_role("button", name="Sign out"))
         expect(page.get_by_text("You are signed out.")).to_be_visible()
@@ -162,4 +169,4 @@ def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
 
         assert walk.outside == []
         assert walk.problems == []
-        assert len(walk.checked) == 14
+        assert len(walk.checked) == 15

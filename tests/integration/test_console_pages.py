@@ -160,12 +160,19 @@ def test_the_daily_cap_warning_names_people_with_a_series_email_that_day(tmp_pat
         assert "2 people also have a series email due that day" in answer.text
 
 
-def test_edit_a_series_email_see_a_finding_fix_it_and_publish(tmp_path):
+def _versions(app, slug="kap-intro"):
+    with reading(app.engine) as session:
+        return list(session.scalars(select(m.SeriesVersion.version).where(m.SeriesVersion.campaign == slug).order_by(m.SeriesVersion.version)))
+
+
+def test_edit_a_series_email_see_a_finding_fix_it_and_publish_with_the_plan(tmp_path):
     with console(tmp_path, https=True) as site:
         client = site.login()
         active_subscribers(site.app, 2, site.clock.now)
+        send_due(site.app, site.clock.now)  # both have email 1, so the plan has people to speak of
         series = client.get("/console/series/kap-intro").text
         assert "Is ketamine-assisted psychotherapy safe?" in series
+        assert "there is nothing to publish" in series and "Publish version" not in series
         step_url = "/console/series/kap-intro/3"
         page = client.get(step_url)
         assert page.text.count("<iframe") == 2 and "No problems found" in page.text
@@ -175,17 +182,49 @@ def test_edit_a_series_email_see_a_finding_fix_it_and_publish(tmp_path):
         saved = client.post(step_url + "/draft", data={"csrf_token": csrf(page.text), "source": broken})
         assert saved.status_code == 303
         drafted = client.get(saved.headers["location"]).text
-        assert "uses http://" in drafted and "Draft saved" in drafted and "Changes in the draft" in drafted
-        assert live.read_text() == original  # a draft never goes out
-        refused = client.post(step_url + "/publish", data={"csrf_token": csrf(drafted)})
-        assert refused.status_code == 400 and live.read_text() == original
+        assert "uses http://" in drafted and "Draft saved" in drafted and "Changes since it was published" in drafted
+        assert live.read_text() == broken  # the file is the draft; the published version is in the store
+        assert not (live.parent / "drafts").exists()
+        assert _versions(site.app) == [1]
+        series = client.get("/console/series/kap-intro").text
+        assert "Problems to fix before publishing" in series and "uses http://" in series
+        assert "version 1 -&gt; 2; 2 people in the series" in series and "edited" in series
+        assert "Publish version 2" not in series  # no button while a check fails
+        refused = client.post("/console/series/kap-intro/publish", data={"csrf_token": csrf(series), "version": "2"})
+        assert refused.status_code == 400 and "Why it was not published" in refused.text and "uses http://" in refused.text
+        assert _versions(site.app) == [1]
         fixed = broken.replace("http://", "https://")
         client.post(step_url + "/draft", data={"csrf_token": csrf(drafted), "source": fixed})
         tested = client.post(step_url + "/test", data={"csrf_token": csrf(drafted)})
         assert tested.status_code == 303
-        published = client.post(step_url + "/publish", data={"csrf_token": csrf(drafted)})
-        assert published.status_code == 303
+        series = client.get("/console/series/kap-intro").text
+        assert "Problems to fix" not in series and "Publish version 2" in series
+        assert "2 people who have not had it get the new version; 0 had it" in series
+        stale = client.post("/console/series/kap-intro/publish", data={"csrf_token": csrf(series), "version": "3"})
+        assert stale.status_code == 400 and _versions(site.app) == [1]  # the plan she saw is not the one that would run
+        published = client.post("/console/series/kap-intro/publish", data={"csrf_token": csrf(series), "version": "2", "who": "everyone"})
+        assert published.status_code == 303 and _versions(site.app) == [1, 2]
+        after = client.get(published.headers["location"]).text
+        assert "Published" in after and "Version 2 is what goes out" in after and "there is nothing to publish" in after
         assert live.read_text() == fixed
-        assert "Published" in client.get(published.headers["location"]).text
-        actions = [action for action, _ in _audit_details(site.app)]
-        assert actions[-4:] == ["saved a series draft", "saved a series draft", "sent a test copy", "published a series email"]
+        assert "https://example.com/safety" in site.app.catalog.refresh(site.app.engine)["kap-intro"].step(3).email.body
+        details = _audit_details(site.app)
+        assert [action for action, _ in details[-4:]] == ["saved a series draft", "saved a series draft", "sent a test copy", "published a series"]
+        assert details[-1][1] == "kap-intro version 2"
+
+
+def test_adding_an_email_offers_the_only_ahead_choice_in_plain_words(tmp_path):
+    with console(tmp_path, https=True) as site:
+        client = site.login()
+        active_subscribers(site.app, 1, site.clock.now)
+        send_due(site.app, site.clock.now)
+        folder = site.app.config.campaigns_dir / "kap-intro"
+        # A new first email: the subscriber who had email 1 is already past it.
+        (folder / "00-a-new-email.md").write_text((folder / "01-what-is-kap.md").read_text().replace("subject:", "subject: New -", 1))
+        settings = folder / "campaign.yaml"
+        settings.write_text(settings.read_text().replace("steps:\n", "steps:\n  - file: 00-a-new-email.md\n    delay_days: 0\n"))
+        page = client.get("/console/series/kap-intro").text
+        assert "People who are already past a new email" in page and "Let them skip it" in page and "(1 email skipped in all)" in page
+        answer = client.post("/console/series/kap-intro/publish", data={"csrf_token": csrf(page), "version": "2", "who": "ahead"})
+        assert answer.status_code == 303 and _versions(site.app) == [1, 2]
+        assert _audit_details(site.app)[-1] == ("published a series", "kap-intro version 2 (people already past a new email skip it)")

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nurture.app import App
-from nurture.web.console import drafts
+from nurture.web.console import email_edits
 from nurture.content.campaigns import NEWSLETTERS_DIR
 from nurture.errors import InputError, NurtureError
 from nurture.newsletters import cancel, list_newsletters, parse_local, schedule
@@ -97,8 +97,8 @@ async def newsletter_compose(request: Request) -> Response:
     try:
         name = _clean_name(form["name"])
         live = _folder(app) / f"{name}.md"
-        draft = await run_in_threadpool(drafts.write_draft, live, form["source"])
-        checked = await run_in_threadpool(lambda: drafts.check(app.config, draft, live))
+        draft = await run_in_threadpool(email_edits.write_draft, live, form["source"])
+        checked = await run_in_threadpool(lambda: email_edits.check(app.config, draft, live))
         cap_warning = None
         if form["date"]:
             same_day = await run_in_threadpool(_same_day_series, app, form["date"])
@@ -110,7 +110,7 @@ async def newsletter_compose(request: Request) -> Response:
         if form["do"] == "test":
             if checked.prepared is None:
                 raise InputError("the newsletter cannot be built yet: fix the findings below")
-            to = await run_in_threadpool(drafts.send_test_copy, app, checked.prepared, request.state.owner.email)
+            to = await run_in_threadpool(email_edits.send_test_copy, app, checked.prepared, request.state.owner.email)
             await run_in_threadpool(record_now, app, actor, "sent a newsletter test copy", now, name)
             return await newsletters_page(request, form=form, checked=checked, flash=f"Test copy sent to {to}.", cap_warning=cap_warning)
         if form["do"] == "schedule":
@@ -121,7 +121,7 @@ async def newsletter_compose(request: Request) -> Response:
             mode = "subscriber" if form["mode"] == "subscriber" else "practice"
             await run_in_threadpool(live.write_text, (draft.read_text(encoding="utf-8")), "utf-8")
             newsletter_id = await run_in_threadpool(schedule, app, live, f"{form['date']} {form['time']}", mode, now)
-            drafts.discard_draft(live)
+            email_edits.discard_draft(live)
             await run_in_threadpool(record_now, app, actor, "scheduled a newsletter", now, f"newsletter {newsletter_id} ({name}) at {form['date']} {form['time']} {mode} time")
             return RedirectResponse(BASE + "?done=scheduled", status_code=303)
         return await newsletters_page(request, form=form, checked=checked, cap_warning=cap_warning)

@@ -1,20 +1,14 @@
-"""Emails edited in the owner console: drafts beside the live files, previews, checks,
-test copies and publishing.
+"""Emails edited in the owner console: writing what she typed, previews, checks and test copies.
 
-A draft of campaigns/<slug>/03-x.md is campaigns/<slug>/drafts/03-x.md; of a newsletter
-campaigns/newsletters/<name>.md, campaigns/newsletters/drafts/<name>.md. Neither the
-series loader nor the newsletter list reads drafts/, so a draft never goes out.
-
-`publish_draft` is the hook for versioned series: today it checks the draft and moves
-it over the live file; the versioned-series work replaces it with a published version,
-its diff and the plan for people already in the series.
+A series email is edited in place: under versioned series the campaign files are the
+draft, and nothing of them goes out until the series is published (series_pages).
+A newsletter's draft is campaigns/newsletters/drafts/<name>.md, which the newsletter
+list does not read, until it is scheduled.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +34,10 @@ def draft_path(live: Path) -> Path:
     return live.parent / DRAFTS / live.name
 
 
-def write_draft(live: Path, text: str) -> Path:
+def write_email(path: Path, text: str) -> Path:
+    """Replace the file at `path` with `text` in one step (a pass reading it never sees half of it)."""
     if len(text) > MAX_SOURCE:
         raise InputError(f"the email is too long ({len(text)} characters): keep it under {MAX_SOURCE}")
-    path = draft_path(live)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Browsers send CRLF line ends from a textarea; the files use LF.
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -52,34 +46,17 @@ def write_draft(live: Path, text: str) -> Path:
     return path
 
 
+def write_draft(live: Path, text: str) -> Path:
+    """A newsletter's draft, beside the file it will become."""
+    return write_email(draft_path(live), text)
+
+
 def discard_draft(live: Path) -> bool:
     path = draft_path(live)
     if path.exists():
         path.unlink()
         return True
     return False
-
-
-def diff(live: Path) -> list[str]:
-    """The draft against the live file, as unified-diff lines (empty when there is no draft)."""
-    draft = draft_path(live)
-    if not draft.exists():
-        return []
-    before = live.read_text(encoding="utf-8").splitlines() if live.exists() else []
-    after = draft.read_text(encoding="utf-8").splitlines()
-    return list(difflib.unified_diff(before, after, fromfile="published", tofile="draft", lineterm=""))
-
-
-def parse_text(text: str, shown_as: Path) -> EmailSource:
-    """An email from text not yet saved, its problems reported against `shown_as`."""
-    with tempfile.TemporaryDirectory() as folder:
-        temp = Path(folder) / shown_as.name
-        temp.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
-        try:
-            source = load_email(temp)
-        except ContentError as exc:
-            raise ContentError(str(exc).replace(str(temp), str(shown_as))) from None
-    return dataclasses.replace(source, path=shown_as)
 
 
 @dataclass(frozen=True)
@@ -100,7 +77,7 @@ def prepare(config: Config, source: EmailSource, *, campaign: Campaign | None = 
 
 
 def check(config: Config, path: Path, shown_as: Path, *, campaign: Campaign | None = None, step: Step | None = None) -> Checked:
-    """Load the file at `path` (a draft or the live file), prepare, render and check it."""
+    """Load the file at `path`, prepare, render and check it; problems are named against `shown_as`."""
     try:
         source = dataclasses.replace(load_email(path), path=shown_as)
         prepared = prepare(config, source, campaign=campaign, step=step)
@@ -128,19 +105,3 @@ def send_test_copy(app: App, prepared: PreparedEmail, to_address: str) -> str:
     if outcome is None or outcome.status != "sent":
         raise InputError(f"the test copy was not sent: {outcome.error if outcome is not None else 'the transport gave no outcome'}")
     return address
-
-
-def publish_draft(config: Config, live: Path, *, campaign: Campaign | None = None, step: Step | None = None) -> list[Finding]:
-    """Replace the live file with its draft when the draft passes every check.
-
-    Returns the findings that stopped it (nothing changed then), or [] when published.
-    The hook the versioned-series work replaces with versions, a diff and a plan.
-    """
-    draft = draft_path(live)
-    if not draft.exists():
-        raise InputError("there is no draft to publish: edit the email and save it as a draft first")
-    checked = check(config, draft, live, campaign=campaign, step=step)
-    if checked.findings:
-        return checked.findings
-    draft.replace(live)
-    return []
