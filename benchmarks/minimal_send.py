@@ -72,6 +72,8 @@ def main() -> int:
         if sqlite:  # the engine's connections manage their own transactions on SQLite
             cursor.execute("BEGIN IMMEDIATE")
 
+    # The unique key needs a step key: a newsletter's is fixed, a first step's the placeholder of an unkeyed row.
+    step_key = "newsletter" if args.stream.startswith("newsletter:") else "#1"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     in_flight: list[tuple[Future[str], list[int]]] = []
     sent = 0
@@ -113,8 +115,8 @@ def main() -> int:
             last = rows[-1][3]
             begin()
             cursor.executemany(
-                f"INSERT INTO deliveries (subscriber_id, stream, step, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, 'claimed', 'minimal', {mark})",
-                [(row[0], args.stream, stamp) for row in rows],
+                f"INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, {mark}, 'claimed', 'minimal', {mark})",
+                [(row[0], args.stream, step_key, stamp) for row in rows],
             )
             connection.commit()
             in_flight.append((pool.submit(post, opener, args.standin_url, rows), [row[0] for row in rows]))

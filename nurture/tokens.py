@@ -31,8 +31,13 @@ CONFIRM_TTL = timedelta(days=7)
 _MAC_BYTES = 16
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # The same text as base64.urlsafe_b64encode(data).rstrip(b"="), with one call fewer per part:
+    # a sending pass encodes two parts for every email.
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 _INVALID = "this link is not valid: it may have been cut short or changed"
@@ -52,10 +57,24 @@ def _purpose_key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"nurture/{purpose}".encode(), hashlib.sha256).digest()
 
 
+@lru_cache(maxsize=64)
+def _keyed_mac(secret: str, purpose: str) -> hmac.HMAC:
+    # Keyed once and copied per token: a copy skips deriving the inner and outer pads
+    # from the key again (about half the cost of hmac.digest). Never updated itself, so
+    # copies taken from several threads at once all start from the bare key.
+    return hmac.new(_purpose_key(secret, purpose), digestmod=hashlib.sha256)
+
+
+def _mac(secret: str, purpose: str, body: bytes) -> bytes:
+    """HMAC-SHA256 of body under the purpose key, cut to _MAC_BYTES (what tokens carry)."""
+    keyed = _keyed_mac(secret, purpose).copy()
+    keyed.update(body)
+    return keyed.digest()[:_MAC_BYTES]
+
+
 def _sign(secret: str, purpose: str, payload: str) -> str:
     body = payload.encode()
-    mac = hmac.digest(_purpose_key(secret, purpose), body, "sha256")[:_MAC_BYTES]
-    return f"{_b64(body)}.{_b64(mac)}"
+    return f"{_b64(body)}.{_b64(_mac(secret, purpose, body))}"
 
 
 def _verify(secrets: str | Sequence[str], purpose: str, token: str) -> list[str]:
@@ -72,7 +91,7 @@ def _verify(secrets: str | Sequence[str], purpose: str, token: str) -> list[str]
     # Every key is tried, so the time taken does not tell which one matched.
     matched = False
     for key in keys:
-        expected = hmac.digest(_purpose_key(key, purpose), body, "sha256")[:_MAC_BYTES]
+        expected = _mac(key, purpose, body)
         matched = hmac.compare_digest(mac, expected) or matched
     if not matched:
         raise TokenError(_INVALID)
