@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from nurture.config import Config
-from nurture.tokens import make_confirm_token, make_unsubscribe_token
+from nurture.tokens import make_confirm_token, make_unsubscribe_token, unsubscribe_token_signer
 
 # The unsubscribe link of a `newsletter test` copy: subscriber 0 (nobody) and this stream.
 TEST_COPY_SUBSCRIBER = 0
@@ -25,11 +25,11 @@ def unsubscribe_url(config: Config, subscriber_id: int, stream: str) -> str:
 
 def unsubscribe_urls(config: Config) -> Callable[[int, str], str]:
     """`unsubscribe_url` with the key and base URL looked up once, for a pass that makes one per email."""
-    secret = config.secrets.require_secret_key()
+    sign = unsubscribe_token_signer(config.secrets.require_secret_key())
     prefix = f"{config.web.public_base_url}/unsubscribe/"
 
     def url(subscriber_id: int, stream: str) -> str:
-        return prefix + make_unsubscribe_token(secret, subscriber_id, stream)
+        return prefix + sign(subscriber_id, stream)
 
     return url
 

@@ -20,7 +20,7 @@ import base64
 import hashlib
 import hmac
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -72,9 +72,15 @@ def _mac(secret: str, purpose: str, body: bytes) -> bytes:
     return keyed.digest()[:_MAC_BYTES]
 
 
-def _sign(secret: str, purpose: str, payload: str) -> str:
+def _sign_keyed(keyed: hmac.HMAC, payload: str) -> str:
     body = payload.encode()
-    return f"{_b64(body)}.{_b64(_mac(secret, purpose, body))}"
+    mac = keyed.copy()
+    mac.update(body)
+    return f"{_b64(body)}.{_b64(mac.digest()[:_MAC_BYTES])}"
+
+
+def _sign(secret: str, purpose: str, payload: str) -> str:
+    return _sign_keyed(_keyed_mac(secret, purpose), payload)
 
 
 def _verify(secrets: str | Sequence[str], purpose: str, token: str) -> list[str]:
@@ -133,6 +139,16 @@ class UnsubscribeClaim:
 def make_unsubscribe_token(secret: str, subscriber_id: int, stream: str) -> str:
     # No expiry: CAN-SPAM wants the opt-out to keep working; old emails stay valid.
     return _sign(secret, "unsubscribe", f"{subscriber_id}|{stream}")
+
+
+def unsubscribe_token_signer(secret: str) -> Callable[[int, str], str]:
+    """`make_unsubscribe_token` with the key looked up once, for a pass that signs one per email."""
+    keyed = _keyed_mac(secret, "unsubscribe")
+
+    def sign(subscriber_id: int, stream: str) -> str:
+        return _sign_keyed(keyed, f"{subscriber_id}|{stream}")
+
+    return sign
 
 
 def read_unsubscribe_token(secrets: str | Sequence[str], token: str) -> UnsubscribeClaim:

@@ -238,10 +238,11 @@ class SendingPass:
                 first_name=claim.first_name,
                 unsubscribe_url=unsubscribe_url(claim.subscriber_id, claim.stream),
             )
+            delivery_id = str(claim.delivery_id)
             # The provider gets an opaque id only: events find stream and step through the delivery row.
-            custom_args = {"delivery_id": str(claim.delivery_id)}
+            custom_args = {"delivery_id": delivery_id}
             try:
-                envelopes.append(prepared.envelope(str(claim.delivery_id), recipient, custom_args, stream=claim.stream, step=claim.step))
+                envelopes.append(prepared.envelope(delivery_id, recipient, custom_args, stream=claim.stream, step=claim.step))
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
