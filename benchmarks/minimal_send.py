@@ -72,6 +72,8 @@ def main() -> int:
         if sqlite:  # the engine's connections manage their own transactions on SQLite
             cursor.execute("BEGIN IMMEDIATE")
 
+    # The unique key needs a step key: a newsletter's is fixed, a first step's the placeholder of an unkeyed row.
+    step_key = "newsletter" if args.stream.startswith("newsletter:") else "#1"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     in_flight: list[tuple[Future[str], list[int]]] = []
     sent = 0
@@ -113,10 +115,8 @@ def main() -> int:
             last = rows[-1][3]
             begin()
             cursor.executemany(
-                # One ledger row per email, under the unique (subscriber, stream, step key).
-                f"INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, claimed_at) "
-                f"VALUES ({mark}, {mark}, 1, 'minimal', 'claimed', 'minimal', {mark})",
-                [(row[0], args.stream, stamp) for row in rows],
+                f"INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, {mark}, 'claimed', 'minimal', {mark})",
+                [(row[0], args.stream, step_key, stamp) for row in rows],
             )
             connection.commit()
             in_flight.append((pool.submit(post, opener, args.standin_url, rows), [row[0] for row in rows]))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from nurture.config import Config
-from nurture.tokens import make_confirm_token, make_unsubscribe_token
+from nurture.tokens import make_confirm_token, make_unsubscribe_token, unsubscribe_token_signer
 
 # The unsubscribe link of a `newsletter test` copy: subscriber 0 (nobody) and this stream.
 TEST_COPY_SUBSCRIBER = 0
@@ -20,6 +21,17 @@ def confirm_url(config: Config, subscriber_id: int, nonce: int, issued_at: datet
 def unsubscribe_url(config: Config, subscriber_id: int, stream: str) -> str:
     token = make_unsubscribe_token(config.secrets.require_secret_key(), subscriber_id, stream)
     return f"{config.web.public_base_url}/unsubscribe/{token}"
+
+
+def unsubscribe_urls(config: Config) -> Callable[[int, str], str]:
+    """`unsubscribe_url` with the key and base URL looked up once, for a pass that makes one per email."""
+    sign = unsubscribe_token_signer(config.secrets.require_secret_key())
+    prefix = f"{config.web.public_base_url}/unsubscribe/"
+
+    def url(subscriber_id: int, stream: str) -> str:
+        return prefix + sign(subscriber_id, stream)
+
+    return url
 
 
 def test_copy_unsubscribe_url(config: Config) -> str:

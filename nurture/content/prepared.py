@@ -227,8 +227,12 @@ class PreparedEmail:
             headers=self._headers(values),
         )
 
-    def envelope(self, delivery_id: str, recipient: Recipient, custom_args: Mapping[str, str]) -> Envelope:
-        """One recipient of a batch: per-recipient values as substitutions (HTML ones escaped)."""
+    def envelope(
+        self, delivery_id: str, recipient: Recipient, custom_args: Mapping[str, str], *, stream: str = "", step: int | None = None
+    ) -> Envelope:
+        """One recipient of a batch: per-recipient values as substitutions (HTML ones escaped).
+
+        `stream` and `step` name the email locally (see Envelope); given here, no copy is made to add them."""
         email = _checked_email(recipient.email)
         first, values = self._values(recipient)
         substitutions: dict[str, str] = {}
@@ -244,6 +248,8 @@ class PreparedEmail:
             headers=self._headers(values),
             substitutions=substitutions,
             custom_args=dict(custom_args),
+            stream=stream,
+            step=step,
         )
 
     def batch(self, envelopes: Sequence[Envelope]) -> Batch:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,9 +48,11 @@ if TYPE_CHECKING:
 Inserted = tuple[int, int, str, int, str, int | None]
 
 
-@dataclass(frozen=True)
-class Claim:
-    """One claimed delivery with what rendering needs."""
+class Claim(NamedTuple):
+    """One claimed delivery with what rendering needs.
+
+    A named tuple rather than a frozen dataclass: a pass makes one per email, and a
+    tuple is built several times faster."""
 
     delivery_id: int
     subscriber_id: int

@@ -227,6 +227,7 @@ class SendingPass:
         envelopes = []
         unusable: list[tuple[Claim, str]] = []
         seen: set[str] = set()
+        unsubscribe_url = links.unsubscribe_urls(self.config)
         for claim in ready:
             key = claim.email.casefold()
             if key in seen:  # cannot happen with unique addresses; never put one twice in a request
@@ -235,13 +236,13 @@ class SendingPass:
             recipient = Recipient(
                 email=claim.email,
                 first_name=claim.first_name,
-                unsubscribe_url=links.unsubscribe_url(self.config, claim.subscriber_id, claim.stream),
+                unsubscribe_url=unsubscribe_url(claim.subscriber_id, claim.stream),
             )
+            delivery_id = str(claim.delivery_id)
             # The provider gets an opaque id only: events find stream and step through the delivery row.
-            custom_args = {"delivery_id": str(claim.delivery_id)}
+            custom_args = {"delivery_id": delivery_id}
             try:
-                envelope = prepared.envelope(str(claim.delivery_id), recipient, custom_args)
-                envelopes.append(replace(envelope, stream=claim.stream, step=claim.step))
+                envelopes.append(prepared.envelope(delivery_id, recipient, custom_args, stream=claim.stream, step=claim.step))
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
