@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 BOOKING_BODY_LIMIT = 64 * 1024  # one booking; Calendly's bodies are a few KB
 BOOKED_TAG = "booked"
 MAX_AGE = timedelta(minutes=5)
+_UNIX_TIME = re.compile(r"[0-9]{1,12}", re.ASCII)
 OUR_HEADER = "x-nurture-signature"
 CALENDLY_HEADER = "calendly-webhook-signature"
 _EVENTS = {OUR_HEADER: "booked", CALENDLY_HEADER: "invitee.created"}
@@ -94,7 +96,8 @@ def verify_booking(secret: str | None, body: bytes, headers: Mapping[str, str], 
     if header is None:
         raise WebhookRejected(403, "unsigned request (no X-Nurture-Signature or Calendly-Webhook-Signature header)")
     stamp, signatures = _signature_parts(lowered[header])
-    if not stamp.isdigit() or len(stamp) > 12 or not signatures:
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
+    if not _UNIX_TIME.fullmatch(stamp) or not signatures:
         raise WebhookRejected(403, "the signature header is not t=<unix time>,v1=<hex>")
     signed_at = datetime.fromtimestamp(int(stamp), timezone.utc)
     if abs(now - signed_at) > MAX_AGE:
