@@ -57,26 +57,50 @@ def _purpose_key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"nurture/{purpose}".encode(), hashlib.sha256).digest()
 
 
+class _KeyedMac:
+    """HMAC-SHA256 under one key, with the inner and outer pads hashed once.
+
+    The same digest as `hmac.new(key, body, sha256)` (RFC 2104), computed from copies
+    of two SHA-256 states that already hold the padded key: four C calls per token,
+    where hmac.HMAC's copy-and-update costs several times more in Python. A sending
+    pass signs one unsubscribe token per email. The two states are never updated
+    themselves, so copies taken from several threads at once all start clean.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, body: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 @lru_cache(maxsize=64)
-def _keyed_mac(secret: str, purpose: str) -> hmac.HMAC:
-    # Keyed once and copied per token: a copy skips deriving the inner and outer pads
-    # from the key again (about half the cost of hmac.digest). Never updated itself, so
-    # copies taken from several threads at once all start from the bare key.
-    return hmac.new(_purpose_key(secret, purpose), digestmod=hashlib.sha256)
+def _keyed_mac(secret: str, purpose: str) -> _KeyedMac:
+    # Keyed once per (secret, purpose): a sending pass signs one token per email with the same key.
+    return _KeyedMac(_purpose_key(secret, purpose))
 
 
 def _mac(secret: str, purpose: str, body: bytes) -> bytes:
     """HMAC-SHA256 of body under the purpose key, cut to _MAC_BYTES (what tokens carry)."""
-    keyed = _keyed_mac(secret, purpose).copy()
-    keyed.update(body)
-    return keyed.digest()[:_MAC_BYTES]
+    return _keyed_mac(secret, purpose).digest(body)[:_MAC_BYTES]
 
 
-def _sign_keyed(keyed: hmac.HMAC, payload: str) -> str:
+def _sign_keyed(keyed: _KeyedMac, payload: str) -> str:
     body = payload.encode()
-    mac = keyed.copy()
-    mac.update(body)
-    return f"{_b64(body)}.{_b64(mac.digest()[:_MAC_BYTES])}"
+    return f"{_b64(body)}.{_b64(keyed.digest(body)[:_MAC_BYTES])}"
 
 
 def _sign(secret: str, purpose: str, payload: str) -> str:

@@ -198,14 +198,14 @@ class PreparedEmail:
     def text_template(self) -> str:
         return self._parts.text_tagged
 
-    def _values(self, recipient: Recipient) -> tuple[str | None, dict[str, str]]:
+    def _values(self, first_name: str | None, unsubscribe_url: str | None, confirm_url: str | None) -> tuple[str | None, dict[str, str]]:
         """The cleaned first name (None if absent) and the raw per-recipient values."""
-        first = clean_first_name(recipient.first_name)
+        first = clean_first_name(first_name)
         values = {"first_name": first or FIRST_NAME_FALLBACK}
         if self._wants_unsubscribe:
-            values["unsubscribe_url"] = _checked_url("unsubscribe_url", recipient.unsubscribe_url)
+            values["unsubscribe_url"] = _checked_url("unsubscribe_url", unsubscribe_url)
         if self._wants_confirm:
-            values["confirm_url"] = _checked_url("confirm_url", recipient.confirm_url)
+            values["confirm_url"] = _checked_url("confirm_url", confirm_url)
         return first, values
 
     def _headers(self, values: Mapping[str, str]) -> dict[str, str]:
@@ -217,7 +217,7 @@ class PreparedEmail:
     def render(self, recipient: Recipient) -> RenderedEmail:
         """This email for one recipient (preview, check, tests)."""
         _checked_email(recipient.email)
-        _, values = self._values(recipient)
+        _, values = self._values(recipient.first_name, recipient.unsubscribe_url, recipient.confirm_url)
         context = {name: values.get(name, "") for name in PLACEHOLDERS}
         return RenderedEmail(
             subject=self.subject,
@@ -233,24 +233,33 @@ class PreparedEmail:
         """One recipient of a batch: per-recipient values as substitutions (HTML ones escaped).
 
         `stream` and `step` name the email locally (see Envelope); given here, no copy is made to add them."""
-        email = _checked_email(recipient.email)
-        first, values = self._values(recipient)
+        return self.envelope_for(
+            delivery_id, recipient.email, recipient.first_name, recipient.unsubscribe_url, dict(custom_args),
+            stream=stream, step=step, confirm_url=recipient.confirm_url,
+        )
+
+    def envelope_for(
+        self,
+        delivery_id: str,
+        email: str,
+        first_name: str | None,
+        unsubscribe_url: str | None,
+        custom_args: Mapping[str, str],
+        *,
+        stream: str = "",
+        step: int | None = None,
+        confirm_url: str | None = None,
+    ) -> Envelope:
+        """`envelope()` from the values themselves, with `custom_args` kept as given (not
+        copied): what a sending pass calls once per email, with no Recipient to build."""
+        email = _checked_email(email)
+        first, values = self._values(first_name, unsubscribe_url, confirm_url)
         substitutions: dict[str, str] = {}
         for name, html_tag, text_tag in self._tags:  # the used placeholders, in PLACEHOLDERS order
             value = values[name]
             substitutions[html_tag] = _html_value(value)
             substitutions[text_tag] = value
-        return Envelope(
-            delivery_id=delivery_id,
-            to_email=email,
-            to_name=first,
-            subject=self.subject,
-            headers=self._headers(values),
-            substitutions=substitutions,
-            custom_args=dict(custom_args),
-            stream=stream,
-            step=step,
-        )
+        return Envelope(delivery_id, email, first, self.subject, self._headers(values), substitutions, custom_args, stream, step)
 
     def batch(self, envelopes: Sequence[Envelope]) -> Batch:
         """The shared, tagged content and sender for envelopes made by `envelope()`."""

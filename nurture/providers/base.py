@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Mapping, Protocol, Sequence
+from types import MappingProxyType
+from typing import Literal, Mapping, NamedTuple, Protocol, Sequence
 
 import idna
 
@@ -24,8 +25,10 @@ class Sender:
     reply_to: str | None = None
 
 
-@dataclass(frozen=True)
-class Envelope:
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+class Envelope(NamedTuple):
     """One recipient of a batch.
 
     `delivery_id` is ours (a string); it is echoed back in `custom_args` so that
@@ -33,15 +36,18 @@ class Envelope:
     personal data, no campaign or stream names, no tags, no consent details.
     `stream` and `step` say locally which email this is (outbox file names, rehearsal
     listings); no transport hands them to a provider.
+
+    A named tuple, not a frozen dataclass: a pass makes one per email, and a tuple is
+    built several times faster. Change one with `envelope._replace(subject=...)`.
     """
 
     delivery_id: str
     to_email: str
     to_name: str | None
     subject: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    substitutions: Mapping[str, str] = field(default_factory=dict)
-    custom_args: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NONE
+    substitutions: Mapping[str, str] = _NONE
+    custom_args: Mapping[str, str] = _NONE
     stream: str = ""
     step: int | None = None
 
@@ -60,9 +66,8 @@ class Batch:
 OutcomeStatus = Literal["sent", "failed", "unknown"]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one envelope.
+class Outcome(NamedTuple):
+    """What happened to one envelope (a named tuple: one per email, built cheaply).
 
     "unknown" means the request may or may not have been delivered (a read timeout
     after the body went out): the delivery must not be retried automatically.

@@ -41,8 +41,11 @@ NEWSLETTER_DUE = (
 
 PAUSED_QUERY = select(_CAMPAIGN_STATES.c.campaign).where(_CAMPAIGN_STATES.c.paused.is_(True))
 
-# Due enrollments with what claiming and rendering need; LIMIT, paused campaigns and
-# FOR UPDATE (PostgreSQL) are added per query.
+# Due enrollments of series not paused, with what claiming and rendering need; LIMIT
+# and FOR UPDATE (PostgreSQL) are added per query. A paused series is left out here,
+# not only by decide(): a held row is not moved, so it would come back every round.
+# As a subquery it costs no statement of its own (each is a wait for the GIL while the
+# sender threads work) and is read in the claim's own transaction.
 DUE_QUERY = (
     select(
         ENROLLMENTS.c.id,
@@ -60,6 +63,7 @@ DUE_QUERY = (
     .where(
         ENROLLMENTS.c.status == m.EnrollmentStatus.ACTIVE,
         ENROLLMENTS.c.next_due_at <= bindparam("now", type_=ENROLLMENTS.c.next_due_at.type),
+        ENROLLMENTS.c.campaign.not_in(PAUSED_QUERY.scalar_subquery()),
     )
     .order_by(ENROLLMENTS.c.next_due_at, ENROLLMENTS.c.id)
 )
@@ -82,6 +86,16 @@ def cap_query(statements: IdStatements) -> Any:
 
 def active_query(statements: IdStatements) -> Any:
     return select(_SUBSCRIBERS.c.id).where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
+
+
+def recheck_query(statements: IdStatements) -> Any:
+    """Those of the ids still subscribed, each with any of the `:tags` it carries (NULL if none)."""
+    tags = _TAGS.c.tag.in_(bindparam("tags", expanding=True))
+    return (
+        select(_SUBSCRIBERS.c.id, _TAGS.c.tag)
+        .outerjoin(_TAGS, (_TAGS.c.subscriber_id == _SUBSCRIBERS.c.id) & tags)
+        .where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
+    )
 
 
 def tagged_query(statements: IdStatements) -> Any:

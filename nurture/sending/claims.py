@@ -23,13 +23,13 @@ from nurture.sending.claim_statements import (
     DUE_QUERY,
     ENROLLMENTS,
     NEWSLETTER_DUE,
-    PAUSED_QUERY,
     active_query,
     cap_query,
     drip_claims,
     is_postgres,
     newsletter_claims,
     newsletter_cohort,
+    recheck_query,
     tagged_query,
 )
 from nurture.sending.decision import Decision, decide
@@ -130,6 +130,24 @@ def still_active(session: Session, subscriber_ids: Sequence[int]) -> set[int]:
     return active
 
 
+def recheck(session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]) -> tuple[set[int], set[int]]:
+    """Consent, checked again right before sending: (those still subscribed, those of them
+    carrying one of `tags`, the series' stop tags). One statement per chunk of ids."""
+    if not tags:
+        return still_active(session, subscriber_ids), set()
+    connection = session.connection()
+    statements = statements_for(connection)
+    query = statements.built("recheck", recheck_query)
+    active: set[int] = set()
+    tagged: set[int] = set()
+    for chunk in statements.id_chunks(subscriber_ids):
+        for subscriber_id, tag in connection.execute(query, {"ids": chunk, "tags": sorted(tags)}):
+            active.add(subscriber_id)
+            if tag is not None:
+                tagged.add(subscriber_id)
+    return active, tagged
+
+
 # ---------------------------------------------------------------- claiming
 
 
@@ -157,6 +175,7 @@ class Claimer:
         self._zones_held: set[tuple[int, str | None]] = set()  # someone there was over the daily cap
         self._in_window_cache: dict[str, bool] = {}
         self._values_cache: dict[Any, Values] = {}
+        self._newsletter_due = True  # until a look finds none due
 
     def claim(self, session: Session, room: int) -> list[Claim]:
         """Claim up to `room` emails in this transaction."""
@@ -175,11 +194,7 @@ class Claimer:
         connection = session.connection()
         postgres = is_postgres(session)
         while len(claims) < room:
-            paused = set(connection.execute(PAUSED_QUERY).scalars())
-            query = DUE_QUERY.limit(room - len(claims))
-            if paused:
-                # Left out here, not only by decide(): a held row is not moved, so it would come back every loop.
-                query = query.where(ENROLLMENTS.c.campaign.not_in(paused))
+            query = DUE_QUERY.limit(room - len(claims))  # paused series are left out by the query
             if postgres:
                 query = query.with_for_update(of=ENROLLMENTS, skip_locked=True)
             # Plain tuples: unpacking is much cheaper than attribute access on result rows.
@@ -201,8 +216,8 @@ class Claimer:
                 campaign = self._latest(slug, version)
                 zone_name = zones[subscriber_id]
                 decision = decide(
-                    paused=slug in paused,
-                    due=True,  # the query reads due rows only
+                    paused=False,  # the query reads series that are not paused only
+                    due=True,  # and due rows only
                     series_exists=campaign is not None,
                     subscribed=status == m.SubscriberStatus.ACTIVE,
                     stop_tag=subscriber_id in tagged.get(slug, ()),
@@ -350,8 +365,14 @@ class Claimer:
         now = self.now
         claims: list[Claim] = []
         connection = session.connection()
+        if not self._newsletter_due:
+            return claims
         if connection.execute(NEWSLETTER_DUE, {"now": now}).first() is None:
-            return claims  # the usual case: a cheap look before loading any newsletter
+            # The usual case: a cheap look before loading any newsletter. Once per pass: it
+            # is due at the pass's `now` or not, and one scheduled meanwhile (for a later
+            # instant) waits for the next pass anyway.
+            self._newsletter_due = False
+            return claims
         newsletters = session.scalars(
             select(m.Newsletter)
             .where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]), m.Newsletter.first_due_at <= now)

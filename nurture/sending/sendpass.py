@@ -28,15 +28,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from nurture import links
 from nurture.app import App
-from nurture.content.prepared import PreparedEmail, Recipient
+from nurture.content.prepared import PreparedEmail
 from nurture.content.snapshots import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
-from nurture.sending.claims import Claim, Claimer, still_active, stop_tags
+from nurture.sending.claims import Claim, Claimer, recheck
 from nurture.sending.deliveries import ReconcileStatus, reconcile, reconcile_status, release_claims, settle_from_events
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.store import models as m
@@ -81,6 +82,20 @@ class PassSummary:
 
 
 
+@dataclass
+class _Written:
+    """Outcomes written in a transaction, counted into the summary once it commits."""
+
+    entries: int  # how many of the pending entries were written
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    settled: int = 0
+    by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    progress: list[int] = field(default_factory=list)  # claims per entry, for the progress callback
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}"
 
@@ -109,6 +124,11 @@ class SendingPass:
         self.claimer = Claimer(app, now, worker or worker_name())
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
+        # Outcomes not yet written: they go into the next claim's transaction (one BEGIN and
+        # COMMIT fewer per batch), or are written when the pass ends. Lost only with the
+        # process, and then the claims stay "claimed" and provider events settle them.
+        self._pending: list[tuple[Sequence[Claim], Sequence[Outcome], bool]] = []
+        self._pending_lock = threading.Lock()  # appended here, written by the claiming thread
 
     # ------------------------------------------------------------ the pass
 
@@ -131,15 +151,20 @@ class SendingPass:
         self.summary.settled, self.summary.reconciled = reconciled.settled, reconciled.released
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
+        # The next batch is claimed in a thread of its own while this one prepares the
+        # current batch: claiming is mostly SQL, run outside the GIL, preparing is Python,
+        # so the two overlap. Claims are still committed before anything is prepared.
+        with (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-claim") as claiming,
+        ):
+            ahead = self._claim_ahead(claiming)
             try:
-                while not self.stop.is_set() and self.summary.fatal is None:
-                    room = self._room()
-                    if room == 0:
-                        break
-                    claims = self._claim(min(room, self.batch_size))
+                while ahead is not None:
+                    claims, ahead = ahead.result(), None
                     if not claims:
                         break
+                    ahead = self._claim_ahead(claiming)
                     for group in self._groups(claims):
                         if self.summary.fatal is not None or self.stop.is_set():
                             self._release(group)
@@ -151,12 +176,27 @@ class SendingPass:
                             self._collect(in_flight, FIRST_COMPLETED)
                         in_flight[pool.submit(self.app.transport.send, batch)] = ready
             finally:
-                while in_flight:
-                    self._collect(in_flight, None)
+                try:
+                    if ahead is not None:
+                        # Claimed ahead, then a stop, a fatal answer or an error: never prepared, so known not sent.
+                        self._release(ahead.result())
+                finally:
+                    while in_flight:
+                        self._collect(in_flight, None)
+                    self._flush()
         self._finish_newsletters()
         self.summary.stuck_status = reconcile_status(self.app, self.now)
         self.summary.stuck = self.summary.stuck_status.stuck
         return self.summary
+
+    def _claim_ahead(self, claiming: ThreadPoolExecutor) -> Future[list[Claim]] | None:
+        """Start claiming the next batch, unless the pass is stopping or has its fill."""
+        if self.stop.is_set() or self.summary.fatal is not None:
+            return None
+        room = self._room()  # the claim before this one has finished: claimed_total is current
+        if room == 0:
+            return None
+        return claiming.submit(self._claim, min(room, self.batch_size))
 
     def _room(self) -> int:
         if self.limit is None:
@@ -185,7 +225,9 @@ class SendingPass:
 
     def _claim(self, room: int) -> list[Claim]:
         with transaction(self.app.engine) as session:
+            written = self._write_outcomes(session)
             claims = self.claimer.claim(session, room)
+        self._written(written)
         self.claimed_total += len(claims)
         self.summary.rescheduled = self.claimer.rescheduled
         return claims
@@ -208,12 +250,10 @@ class SendingPass:
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
         """Check consent (and a series' stop tags) once more, right before sending, then build the batch."""
         ids = [claim.subscriber_id for claim in group]
-        stopped: set[int] = set()
+        # A goal tag ("booked") added since the claim ends the series now, not after one more email.
+        campaign = self.campaigns.get(group[0].stream) if group[0].newsletter_id is None else None
         with reading(self.app.engine) as session:
-            active = still_active(session, ids)
-            if group[0].newsletter_id is None:
-                # A goal tag ("booked") added since the claim ends the series now, not after one more email.
-                stopped = stop_tags(session, self.campaigns, ids).get(group[0].stream, set())
+            active, stopped = recheck(session, ids, campaign.stop_on_tags if campaign is not None else ())
         ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
         gone = [claim for claim in group if claim.subscriber_id not in active]
         if gone:
@@ -228,21 +268,21 @@ class SendingPass:
         unusable: list[tuple[Claim, str]] = []
         seen: set[str] = set()
         unsubscribe_url = links.unsubscribe_urls(self.config)
+        envelope_for = prepared.envelope_for
         for claim in ready:
             key = claim.email.casefold()
             if key in seen:  # cannot happen with unique addresses; never put one twice in a request
                 continue
             seen.add(key)
-            recipient = Recipient(
-                email=claim.email,
-                first_name=claim.first_name,
-                unsubscribe_url=unsubscribe_url(claim.subscriber_id, claim.stream),
-            )
             delivery_id = str(claim.delivery_id)
-            # The provider gets an opaque id only: events find stream and step through the delivery row.
-            custom_args = {"delivery_id": delivery_id}
             try:
-                envelopes.append(prepared.envelope(delivery_id, recipient, custom_args, stream=claim.stream, step=claim.step))
+                # The provider gets an opaque id only: events find stream and step through the delivery row.
+                envelopes.append(
+                    envelope_for(
+                        delivery_id, claim.email, claim.first_name, unsubscribe_url(claim.subscriber_id, claim.stream), {"delivery_id": delivery_id},
+                        stream=claim.stream, step=claim.step,
+                    )
+                )
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
@@ -272,42 +312,77 @@ class SendingPass:
     # ------------------------------------------------------------ record
 
     def _record(self, claims: Sequence[Claim], outcomes: Sequence[Outcome], *, skipped: bool = False) -> None:
-        by_id = {outcome.delivery_id: outcome for outcome in outcomes}
+        with self._pending_lock:
+            self._pending.append((claims, outcomes, skipped))
+
+    def _flush(self) -> None:
+        """Write the outcomes still pending in a transaction of their own (the pass is ending)."""
+        if self._pending:
+            with transaction(self.app.engine) as session:
+                written = self._write_outcomes(session)
+            self._written(written)
+
+    def _write_outcomes(self, session: Session) -> _Written:
+        """Write the pending outcomes in `session`; what to count once it commits."""
+        with self._pending_lock:
+            pending = self._pending[:]
+        written = _Written(len(pending))
         now = self.now
-        summary = self.summary
         groups: dict[Values, list[int]] = defaultdict(list)
         unknown: dict[str, list[int]] = defaultdict(list)
-        for claim in claims:
-            outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
-            if skipped:
-                values: Values = (("status", m.DeliveryStatus.SKIPPED), ("finished_at", now), ("error", outcome.error))
-                summary.skipped += 1
-            elif outcome.status == "sent":
-                values = (("status", m.DeliveryStatus.SENT), ("finished_at", now), ("provider_message_id", outcome.provider_message_id))
-                summary.sent += 1
-                summary.by_stream[claim.stream] += 1
-            elif outcome.status == "failed":
-                values = (("status", m.DeliveryStatus.FAILED), ("finished_at", now), ("error", outcome.error))
-                summary.failed += 1
-            else:
-                # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
-                unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
-                summary.unknown += 1
-                continue
-            groups[values].append(claim.delivery_id)
-        if groups or unknown:
-            with transaction(self.app.engine) as session:
-                update_grouped(session, _DELIVERIES, groups)
-                for error, ids in unknown.items():
-                    # A provider event may have settled it already, while the request hung.
-                    session.execute(
-                        update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error)
-                    )
-                if unknown:
-                    # Events that overtook this outcome are stored already: they settle it now.
-                    summary.settled += settle_from_events(session, [i for ids in unknown.values() for i in ids], now)
+        made: dict[tuple[str, str | None], Values] = {}  # one Values per (status, detail): most rows share one
+
+        def values_for(status: str, column: str, detail: str | None) -> Values:
+            values = made.get((status, detail))
+            if values is None:
+                values = made[(status, detail)] = (("status", status), ("finished_at", now), (column, detail))
+            return values
+
+        for claims, outcomes, skipped in pending:
+            by_id = {outcome.delivery_id: outcome for outcome in outcomes}
+            written.progress.append(len(claims))
+            for claim in claims:
+                outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
+                if skipped:
+                    values = values_for(m.DeliveryStatus.SKIPPED, "error", outcome.error)
+                    written.skipped += 1
+                elif outcome.status == "sent":
+                    values = values_for(m.DeliveryStatus.SENT, "provider_message_id", outcome.provider_message_id)
+                    written.sent += 1
+                    written.by_stream[claim.stream] += 1
+                elif outcome.status == "failed":
+                    values = values_for(m.DeliveryStatus.FAILED, "error", outcome.error)
+                    written.failed += 1
+                else:
+                    # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
+                    unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
+                    written.unknown += 1
+                    continue
+                groups[values].append(claim.delivery_id)
+        update_grouped(session, _DELIVERIES, groups)
+        for error, ids in unknown.items():
+            # A provider event may have settled it already, while the request hung.
+            session.execute(update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error))
+        if unknown:
+            # Events that overtook this outcome are stored already: they settle it now.
+            written.settled = settle_from_events(session, [i for ids in unknown.values() for i in ids], now)
+        return written
+
+    def _written(self, written: _Written) -> None:
+        """The outcomes are committed: count them, and drop them from the pending list."""
+        with self._pending_lock:
+            del self._pending[: written.entries]
+        summary = self.summary
+        summary.sent += written.sent
+        summary.failed += written.failed
+        summary.skipped += written.skipped
+        summary.unknown += written.unknown
+        summary.settled += written.settled
+        for stream, count in written.by_stream.items():
+            summary.by_stream[stream] += count
         if self.progress:
-            self.progress(len(claims))
+            for count in written.progress:
+                self.progress(count)
 
     def _release(self, claims: Sequence[Claim]) -> None:
         if not claims:

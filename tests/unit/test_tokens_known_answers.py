@@ -8,9 +8,13 @@ spelling breaks these.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nurture import tokens
 from nurture.errors import TokenError
@@ -43,3 +47,9 @@ def test_confirm_tokens_are_spelled_as_they_always_were() -> None:
     token = "NDJ8OXwxNzk1NjY1NjAw.1nSJIuIwO8E5Xv75gpSg0A"
     assert tokens.make_confirm_token(SECRET, 42, 9, ISSUED) == token
     assert tokens.read_confirm_token(SECRET, token, ISSUED) == tokens.ConfirmClaim(42, 9, ISSUED)
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+def test_the_precomputed_pads_give_the_standard_hmac(key: bytes, body: bytes) -> None:
+    # Keys longer than a SHA-256 block (64 bytes) are hashed first, as RFC 2104 says.
+    assert tokens._KeyedMac(key).digest(body) == hmac.new(key, body, hashlib.sha256).digest()

@@ -1,8 +1,11 @@
 """SendGrid transport: one v3 `POST /v3/mail/send` per batch, one personalization per envelope.
 
-The request body is built as a plain dict: the library's `Mail`/`Personalization`
-helper classes do the same job many times slower for a thousand personalizations.
-It is posted with the official `sendgrid` library (`client.client.mail.send.post`).
+The request body is written as JSON text by `body.encode_request_body`: the library's
+`Mail`/`Personalization` helper classes do the same job many times slower for a
+thousand personalizations. It is posted through the official `sendgrid` library's
+HTTP client (its URL building, headers, opener and error classes), past the one step
+that would cost more than the rest: `http_request` formats the whole payload into a
+debug message on every call, logging on or off.
 
 What each answer means for the batch:
 
@@ -37,41 +40,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable
 
 import python_http_client
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from nurture.errors import FatalTransportError
-from nurture.providers.base import Batch, Outcome, ascii_address
+from nurture.providers.base import Batch, Outcome
+from nurture.providers.sendgrid.body import OPAQUE_CUSTOM_ARGS, Tracking, build_request_body, encode_request_body, tracking_settings
+
+__all__ = ["OPAQUE_CUSTOM_ARGS", "SendGridTransport", "Tracking", "build_request_body", "encode_request_body", "sendgrid_error_text", "tracking_settings"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api.sendgrid.com"
-MAX_PERSONALIZATIONS = 1000
-MAX_CATEGORIES = 10
-MAX_CATEGORY_LENGTH = 255
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 RATE_LIMIT_MAX_WAIT = 60.0
 ERROR_BODY_LIMIT = 500
-OPAQUE_CUSTOM_ARGS = ("delivery_id",)  # every other custom arg stays home
-Tracking = Literal["off", "aggregate", "per_person"]
-
-
-def tracking_settings(tracking: Tracking) -> dict[str, Any]:
-    """SendGrid's tracking_settings for a `delivery.tracking` mode.
-
-    aggregate and per_person ask SendGrid for the same events; they differ in what the
-    webhook keeps (nurture/events.py). Links in the plain-text part are never rewritten,
-    and SendGrid's own unsubscribe footer is always off (ours is in the layout).
-    """
-    on = tracking != "off"
-    return {
-        "click_tracking": {"enable": on, "enable_text": False},
-        "open_tracking": {"enable": on},
-        "subscription_tracking": {"enable": False},
-    }
 
 
 class _DropLibraryDebug(logging.Filter):
@@ -116,83 +102,14 @@ class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_
     def _make_request(self, opener: Any, request: urllib.request.Request, timeout: float | None = None) -> Any:
         return super()._make_request(self._opener, request, timeout=timeout)
 
+    def post_json(self, data: bytes, timeout: float) -> Any:
+        """POST a body already encoded as JSON; a Response, or the library's HTTPError subclasses.
 
-def build_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: Tracking = "off") -> dict[str, Any]:
-    """The v3 mail/send JSON body for a batch: one personalization per envelope."""
-    envelopes = batch.envelopes
-    if not envelopes:
-        raise ValueError("a batch needs at least one envelope")
-    if len(envelopes) > MAX_PERSONALIZATIONS:
-        raise ValueError(
-            f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients; this batch has {len(envelopes)}"
-        )
-
-    seen: dict[str, str] = {}
-    personalizations: list[dict[str, Any]] = []
-    for env in envelopes:
-        if not env.to_email:
-            raise ValueError(f"delivery {env.delivery_id}: empty recipient address")
-        key = env.to_email.strip().lower()
-        if key in seen:
-            # No address in the message: it may end up in a log.
-            raise ValueError(
-                f"deliveries {seen[key]} and {env.delivery_id} share a recipient address; "
-                "SendGrid rejects a request that names an address twice"
-            )
-        seen[key] = env.delivery_id
-        to: dict[str, str] = {"email": ascii_address(env.to_email)}
-        if env.to_name:
-            to["name"] = env.to_name
-        p: dict[str, Any] = {"to": [to], "subject": env.subject}
-        if env.headers:
-            p["headers"] = _strings(env.headers, env.delivery_id, "headers")
-        if env.substitutions:
-            p["substitutions"] = _strings(env.substitutions, env.delivery_id, "substitutions")
-        opaque = {key: value for key, value in env.custom_args.items() if key in OPAQUE_CUSTOM_ARGS}
-        if opaque:
-            p["custom_args"] = _strings(opaque, env.delivery_id, "custom_args")
-        personalizations.append(p)
-
-    sender = batch.sender
-    from_: dict[str, str] = {"email": sender.from_email}
-    if sender.from_name:
-        from_["name"] = sender.from_name
-    content = [
-        {"type": mime, "value": value}
-        for mime, value in (("text/plain", batch.text), ("text/html", batch.html))
-        if value
-    ]
-    if not content:
-        raise ValueError("a batch needs a text or an HTML body")
-
-    body: dict[str, Any] = {
-        "personalizations": personalizations,
-        "from": from_,
-        "content": content,
-        "tracking_settings": tracking_settings(tracking),
-    }
-    if sender.reply_to:
-        body["reply_to"] = {"email": sender.reply_to}
-    if batch.categories:
-        categories = list(dict.fromkeys(str(c) for c in batch.categories))
-        if len(categories) > MAX_CATEGORIES:
-            raise ValueError(f"SendGrid takes at most {MAX_CATEGORIES} categories; got {len(categories)}")
-        for c in categories:
-            if not c or len(c) > MAX_CATEGORY_LENGTH:
-                raise ValueError(f"a category must be 1 to {MAX_CATEGORY_LENGTH} characters: {c[:40]!r}")
-        body["categories"] = categories
-    if sandbox_mode:
-        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
-    return body
-
-
-def _strings(values: Mapping[str, Any], delivery_id: str, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if value is None:
-            raise ValueError(f"delivery {delivery_id}: {what}[{key!r}] is None; SendGrid needs strings")
-        out[str(key)] = value if isinstance(value, str) else str(value)
-    return out
+        What `.post(request_body=...)` does, without serializing a dict again and
+        without formatting the payload into a debug message nobody reads."""
+        headers = {**self.request_headers, "Content-Type": "application/json"}
+        request = urllib.request.Request(self._build_url(None), headers=headers, data=data, method="POST")
+        return python_http_client.client.Response(self._make_request(self._opener, request, timeout=timeout))
 
 
 def sendgrid_error_text(body: bytes | str | None) -> str:
@@ -297,13 +214,13 @@ class SendGridTransport:
     def send(self, batch: Batch) -> list[Outcome]:
         if self._closed:
             raise RuntimeError("this SendGridTransport has been closed")
-        body = build_request_body(batch, sandbox_mode=self.sandbox_mode, tracking=self.tracking)
+        body = encode_request_body(batch, sandbox_mode=self.sandbox_mode, tracking=self.tracking)
         ids = [env.delivery_id for env in batch.envelopes]
         count = len(ids)
         attempt = 0  # retries done so far
         while True:
             try:
-                response = self._api().client.mail.send.post(request_body=body, timeout=self.timeout)
+                response = self._api().client.mail.send.post_json(body, timeout=self.timeout)
             except http_errors.HTTPError as exc:
                 status = int(exc.status_code)
                 detail = sendgrid_error_text(exc.body)

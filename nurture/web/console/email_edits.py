@@ -99,7 +99,7 @@ def send_test_copy(app: App, prepared: PreparedEmail, to_address: str) -> str:
     address, _ = normalize_email(to_address)
     recipient = Recipient(email=address, first_name=None, unsubscribe_url=links.test_copy_unsubscribe_url(app.config))
     envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
-    envelope = dataclasses.replace(envelope, subject=TEST_PREFIX + envelope.subject)
+    envelope = envelope._replace(subject=TEST_PREFIX + envelope.subject)
     outcomes = app.transport.send(prepared.batch([envelope]))
     outcome = outcomes[0] if outcomes else None
     if outcome is None or outcome.status != "sent":
