@@ -141,7 +141,8 @@ def recheck(session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]
     active: set[int] = set()
     tagged: set[int] = set()
     for chunk in statements.id_chunks(subscriber_ids):
-        for subscriber_id, tag in connection.execute(query, {"ids": chunk, "tags": sorted(tags)}):
+        # .all(): iterating the result itself fetches one row per call into the driver.
+        for subscriber_id, tag in connection.execute(query, {"ids": chunk, "tags": sorted(tags)}).all():
             active.add(subscriber_id)
             if tag is not None:
                 tagged.add(subscriber_id)

@@ -84,17 +84,16 @@ class PassSummary:
 
 
 @dataclass
-class _Written:
-    """Outcomes written in a transaction, counted into the summary once it commits."""
+class _Sorted:
+    """One batch's outcomes sorted into UPDATE groups, counted into the summary once written."""
 
-    entries: int  # how many of the pending entries were written
+    claims: int
+    groups: dict[Values, list[int]] = field(default_factory=lambda: defaultdict(list))
+    unknown: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # error -> delivery ids
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    unknown: int = 0
-    settled: int = 0
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    progress: list[int] = field(default_factory=list)  # claims per entry, for the progress callback
 
 
 def worker_name() -> str:
@@ -131,7 +130,7 @@ class SendingPass:
         # Outcomes not yet written: they go into the next claim's transaction (one BEGIN and
         # COMMIT fewer per batch), or are written when the pass ends. Lost only with the
         # process, and then the claims stay "claimed" and provider events settle them.
-        self._pending: list[tuple[Sequence[Claim], Sequence[Outcome], bool]] = []
+        self._pending: list[_Sorted] = []
         self._pending_lock = threading.Lock()  # appended here, written by the claiming thread
 
     # ------------------------------------------------------------ the pass
@@ -231,7 +230,7 @@ class SendingPass:
         with transaction(self.app.engine) as session:
             written = self._write_outcomes(session)
             claims = self.claimer.claim(session, room)
-        self._written(written)
+        self._written(*written)
         self.claimed_total += len(claims)
         self.summary.rescheduled = self.claimer.rescheduled
         return claims
@@ -318,24 +317,9 @@ class SendingPass:
     # ------------------------------------------------------------ record
 
     def _record(self, claims: Sequence[Claim], outcomes: Sequence[Outcome], *, skipped: bool = False) -> None:
-        with self._pending_lock:
-            self._pending.append((claims, outcomes, skipped))
-
-    def _flush(self) -> None:
-        """Write the outcomes still pending in a transaction of their own (the pass is ending)."""
-        if self._pending:
-            with transaction(self.app.engine) as session:
-                written = self._write_outcomes(session)
-            self._written(written)
-
-    def _write_outcomes(self, session: Session) -> _Written:
-        """Write the pending outcomes in `session`; what to count once it commits."""
-        with self._pending_lock:
-            pending = self._pending[:]
-        written = _Written(len(pending))
+        """Sort a batch's outcomes into statements now (in this thread); they are written later."""
+        sorted_ = _Sorted(len(claims))
         now = self.now
-        groups: dict[Values, list[int]] = defaultdict(list)
-        unknown: dict[str, list[int]] = defaultdict(list)
         made: dict[tuple[str, str | None], Values] = {}  # one Values per (status, detail): most rows share one
 
         def values_for(status: str, column: str, detail: str | None) -> Values:
@@ -344,51 +328,64 @@ class SendingPass:
                 values = made[(status, detail)] = (("status", status), ("finished_at", now), (column, detail))
             return values
 
-        for claims, outcomes, skipped in pending:
-            by_id = {outcome.delivery_id: outcome for outcome in outcomes}
-            written.progress.append(len(claims))
-            for claim in claims:
-                outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
-                if skipped:
-                    values = values_for(m.DeliveryStatus.SKIPPED, "error", outcome.error)
-                    written.skipped += 1
-                elif outcome.status == "sent":
-                    values = values_for(m.DeliveryStatus.SENT, "provider_message_id", outcome.provider_message_id)
-                    written.sent += 1
-                    written.by_stream[claim.stream] += 1
-                elif outcome.status == "failed":
-                    values = values_for(m.DeliveryStatus.FAILED, "error", outcome.error)
-                    written.failed += 1
-                else:
-                    # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
-                    unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
-                    written.unknown += 1
-                    continue
-                groups[values].append(claim.delivery_id)
-        update_grouped(session, _DELIVERIES, groups)
-        for error, ids in unknown.items():
-            # A provider event may have settled it already, while the request hung.
-            session.execute(update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error))
-        if unknown:
-            # Events that overtook this outcome are stored already: they settle it now.
-            written.settled = settle_from_events(session, [i for ids in unknown.values() for i in ids], now)
-        return written
+        by_id = {outcome.delivery_id: outcome for outcome in outcomes}
+        for claim in claims:
+            outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
+            if skipped:
+                values = values_for(m.DeliveryStatus.SKIPPED, "error", outcome.error)
+                sorted_.skipped += 1
+            elif outcome.status == "sent":
+                values = values_for(m.DeliveryStatus.SENT, "provider_message_id", outcome.provider_message_id)
+                sorted_.sent += 1
+                sorted_.by_stream[claim.stream] += 1
+            elif outcome.status == "failed":
+                values = values_for(m.DeliveryStatus.FAILED, "error", outcome.error)
+                sorted_.failed += 1
+            else:
+                # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
+                sorted_.unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
+                continue
+            sorted_.groups[values].append(claim.delivery_id)
+        with self._pending_lock:
+            self._pending.append(sorted_)
 
-    def _written(self, written: _Written) -> None:
+    def _flush(self) -> None:
+        """Write the outcomes still pending in a transaction of their own (the pass is ending)."""
+        if self._pending:
+            with transaction(self.app.engine) as session:
+                written = self._write_outcomes(session)
+            self._written(*written)
+
+    def _write_outcomes(self, session: Session) -> tuple[int, int]:
+        """Write the pending outcomes in `session`: how many entries, and how many stuck claims events settled."""
+        with self._pending_lock:
+            pending = self._pending[:]
+        settled = 0
+        for entry in pending:
+            update_grouped(session, _DELIVERIES, entry.groups)
+            for error, ids in entry.unknown.items():
+                # A provider event may have settled it already, while the request hung.
+                session.execute(update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error))
+            if entry.unknown:
+                # Events that overtook this outcome are stored already: they settle it now.
+                settled += settle_from_events(session, [i for ids in entry.unknown.values() for i in ids], self.now)
+        return len(pending), settled
+
+    def _written(self, entries: int, settled: int) -> None:
         """The outcomes are committed: count them, and drop them from the pending list."""
         with self._pending_lock:
-            del self._pending[: written.entries]
+            written, self._pending[:entries] = self._pending[:entries], []
         summary = self.summary
-        summary.sent += written.sent
-        summary.failed += written.failed
-        summary.skipped += written.skipped
-        summary.unknown += written.unknown
-        summary.settled += written.settled
-        for stream, count in written.by_stream.items():
-            summary.by_stream[stream] += count
-        if self.progress:
-            for count in written.progress:
-                self.progress(count)
+        summary.settled += settled
+        for entry in written:
+            summary.sent += entry.sent
+            summary.failed += entry.failed
+            summary.skipped += entry.skipped
+            summary.unknown += sum(len(ids) for ids in entry.unknown.values())
+            for stream, count in entry.by_stream.items():
+                summary.by_stream[stream] += count
+            if self.progress:
+                self.progress(entry.claims)
 
     def _release(self, claims: Sequence[Claim]) -> None:
         if not claims:
