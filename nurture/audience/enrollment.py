@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.store import models as m
-from nurture.store.db import chunks, insert_rows
+from nurture.store.db import BulkInsert, chunks, insert_rows
 
 
 def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
@@ -84,6 +84,38 @@ def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Seque
             insert_rows(session, m.Enrollment.__table__, fresh)
             changed += len(fresh)
     return changed
+
+
+def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: Sequence[int], start: datetime) -> int:
+    """Enroll subscribers created in this transaction in each of `campaigns` (published versions).
+
+    enroll_in_campaign without its lookups: a subscriber added a moment ago has no tags
+    and no enrollments yet (both reference the subscriber, so none can predate it), so
+    every one of them starts every series. Returns the number of enrollments created.
+    """
+    if not subscriber_ids:
+        return 0
+    table: Table = m.Enrollment.__table__
+    dialect = session.get_bind().dialect
+    for series in campaigns:
+        first = series.steps[0]
+        row = {
+            "campaign": series.slug,
+            "next_step": 1,
+            "next_step_key": first.step_key,
+            "version": series.version,
+            "next_due_at": start + timedelta(days=first.delay_days),
+            "status": m.EnrollmentStatus.ACTIVE,
+            "enrolled_at": start,
+            "updated_at": start,
+        }
+        if dialect.name == "sqlite":
+            bulk = BulkInsert(dialect, table, ["subscriber_id", *row])
+            shared = tuple(bulk.bind(name, value) for name, value in row.items())
+            bulk.run(session, [(subscriber_id, *shared) for subscriber_id in subscriber_ids])
+        else:
+            insert_rows(session, table, [{"subscriber_id": subscriber_id, **row} for subscriber_id in subscriber_ids])
+    return len(subscriber_ids) * len(campaigns)
 
 
 def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:
