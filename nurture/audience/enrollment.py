@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
@@ -86,6 +87,21 @@ def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Seque
     return changed
 
 
+def _first_step(series: Campaign, start: datetime) -> dict[str, Any]:
+    """Every column of a new enrollment in `series` but its subscriber."""
+    first = series.steps[0]
+    return {
+        "campaign": series.slug,
+        "next_step": 1,
+        "next_step_key": first.step_key,
+        "version": series.version,
+        "next_due_at": start + timedelta(days=first.delay_days),
+        "status": m.EnrollmentStatus.ACTIVE,
+        "enrolled_at": start,
+        "updated_at": start,
+    }
+
+
 def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: Sequence[int], start: datetime) -> int:
     """Enroll subscribers created in this transaction in each of `campaigns` (published versions).
 
@@ -98,17 +114,7 @@ def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: 
     table: Table = m.Enrollment.__table__
     dialect = session.get_bind().dialect
     for series in campaigns:
-        first = series.steps[0]
-        row = {
-            "campaign": series.slug,
-            "next_step": 1,
-            "next_step_key": first.step_key,
-            "version": series.version,
-            "next_due_at": start + timedelta(days=first.delay_days),
-            "status": m.EnrollmentStatus.ACTIVE,
-            "enrolled_at": start,
-            "updated_at": start,
-        }
+        row = _first_step(series, start)
         if dialect.name == "sqlite":
             bulk = BulkInsert(dialect, table, ["subscriber_id", *row])
             shared = tuple(bulk.bind(name, value) for name, value in row.items())
@@ -116,6 +122,18 @@ def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: 
         else:
             insert_rows(session, table, [{"subscriber_id": subscriber_id, **row} for subscriber_id in subscriber_ids])
     return len(subscriber_ids) * len(campaigns)
+
+
+def enroll_created_after(session: Session, campaigns: Sequence[Campaign], above: int, start: datetime) -> None:
+    """enroll_new for every subscriber whose id is above `above`, one INSERT ... SELECT per series
+    (nothing per person in Python). Only for when each of them was created in this transaction
+    and no one else can add any: a SQLite write transaction, which holds the write lock."""
+    table: Table = m.Enrollment.__table__
+    people: Table = m.Subscriber.__table__
+    for series in campaigns:
+        row = _first_step(series, start)
+        chosen = select(people.c.id, *(literal(value, table.c[name].type) for name, value in row.items())).where(people.c.id > above)
+        session.execute(insert(table).from_select(["subscriber_id", *row], chosen))
 
 
 def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:

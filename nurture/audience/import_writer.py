@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from nurture.content.campaigns import Campaign
 from nurture.store import models as m
 from nurture.store.db import BulkInsert, insert_rows, stored_utc
-from nurture.audience.enrollment import enroll_in_campaign, enroll_new
+from nurture.audience.enrollment import enroll_created_after, enroll_in_campaign, enroll_new
 from nurture.tokens import address_hasher
 
 if TYPE_CHECKING:
@@ -154,13 +154,14 @@ class Writer:
                 activated,
             )
         # Matched up by address, so the order ids come back in does not matter.
-        new_ids = [(subscriber_id, key) for subscriber_id, key in self._insert_subscribers(fresh, firsts)]
+        new_ids, enrolled = self._insert_subscribers(fresh, firsts)
         consents = activated_consents + [(subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in new_ids]
         self._insert_consents(consents)
         report.created += len(new_ids)
         report.activated += len(activated)
-        created = [subscriber_id for subscriber_id, _ in new_ids]
-        report.enrolled += enroll_new(self.session, self.campaigns, created, self.now)
+        if not enrolled:
+            enroll_new(self.session, self.campaigns, [subscriber_id for subscriber_id, _ in new_ids], self.now)
+        report.enrolled += len(new_ids) * len(self.campaigns)
         woken = [row["b_id"] for row in activated]
         for campaign in self.campaigns if woken else ():
             report.enrolled += enroll_in_campaign(self.session, campaign, woken, self.now)
@@ -169,45 +170,58 @@ class Writer:
         if not self.raw:
             return set(self.session.scalars(_ERASED, {"digests": digests}))
         found: set[str] = set()
-        connection = self.session.connection()
         for start in range(0, len(digests), LOOKUP):
             part = digests[start : start + LOOKUP]
             sql = f"SELECT address_hash FROM suppressions WHERE address_hash IN ({_in_list(len(part))})"
-            found.update(row[0] for row in connection.exec_driver_sql(sql, tuple(part)))
+            found.update(row[0] for row in self._query(sql, part))
         return found
 
     def _existing(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
         if not self.raw:
             return {row[1]: tuple(row) for row in self.session.execute(_EXISTING, {"keys": keys})}
         found: dict[str, tuple[Any, ...]] = {}
-        connection = self.session.connection()
         for start in range(0, len(keys), LOOKUP):
             part = keys[start : start + LOOKUP]
             sql = f"SELECT id, email_key, status, first_name, timezone FROM subscribers WHERE email_key IN ({_in_list(len(part))})"
-            found.update((row[1], tuple(row)) for row in connection.exec_driver_sql(sql, tuple(part)))
+            found.update((row[1], row) for row in self._query(sql, part))
         return found
 
-    def _insert_subscribers(self, keys: list[str], firsts: dict[str, list[Any]]) -> list[tuple[int, str]]:
-        """Insert a new subscriber for each key; return (id, email_key) for each, in no set order."""
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read as plain tuples, straight from the driver, in this transaction:
+        wrapping each in a SQLAlchemy Row cost more than reading it."""
+        cursor = self.session.connection().connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _insert_subscribers(self, keys: list[str], firsts: dict[str, list[Any]]) -> tuple[list[tuple[int, str]], bool]:
+        """Insert a new subscriber for each key; return (id, email_key) for each, in no set order,
+        and whether they were also enrolled (in every series)."""
         if not keys:
-            return []
+            return [], False
         if self._subscribers is None:
             rows = [self._new_subscriber(key, *firsts[key][:3]) for key in keys]
-            return [(row[0], row[1]) for row in insert_rows(self.session, _SUBSCRIBERS, rows, returning=(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key))]
+            returning = (_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key)
+            return [(row[0], row[1]) for row in insert_rows(self.session, _SUBSCRIBERS, rows, returning=returning)], False
         status, now = self._constants["status"], self._constants["now"]
-        rows_raw = [(firsts[key][0], key, firsts[key][1], firsts[key][2], status, "import", now, now, now, 0) for key in keys]
-        connection = self.session.connection()
+        rows_raw = []
+        for key in keys:
+            email, first_name, zone = firsts[key][:3]
+            rows_raw.append((email, key, first_name, zone, status, "import", now, now, now, 0))
         # Nothing else writes in this transaction (BEGIN IMMEDIATE holds the write lock),
         # so the rows above the highest id before the insert are exactly the ones it
         # added, read back in one range scan of the primary key. SQLite hands out the
         # next id above the highest, except after the id 2**63-1 has been used: then
         # ids are random, the count does not match, and the rows are found by address.
-        top = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM subscribers").scalar_one()
+        [(top,)] = self._query("SELECT coalesce(max(id), 0) FROM subscribers", ())
         self._subscribers.run(self.session, rows_raw)
-        found = [(row[0], row[1]) for row in connection.exec_driver_sql("SELECT id, email_key FROM subscribers WHERE id > ?", (top,))]
-        if len(found) == len(keys):
-            return found
-        return [(row[0], key) for key, row in self._existing(keys).items()]
+        found = [(row[0], row[1]) for row in self._query("SELECT id, email_key FROM subscribers WHERE id > ?", (top,))]
+        if len(found) != len(keys):
+            return [(row[0], key) for key, row in self._existing(keys).items()], False
+        enroll_created_after(self.session, self.campaigns, top, self.now)
+        return found, True
 
     def _insert_consents(self, consents: list[tuple[int, str, str]]) -> None:
         """One import consent record for each (subscriber id, consented_at as stored_utc gives it, source)."""
