@@ -46,7 +46,8 @@ _NAMES = update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.id == bindparam("b_id"))
 _SUBSCRIBER_COLUMNS = (
     "email", "email_key", "first_name", "timezone", "status", "source", "created_at", "confirmed_at", "status_changed_at", "confirm_nonce",
 )
-_CONSENT_COLUMNS = ("subscriber_id", "kind", "occurred_at", "recorded_at", "source", "ip", "user_agent", "wording_version", "detail")
+# ip, user_agent and wording_version are left out: NULL for an import (no column default fills them).
+_CONSENT_COLUMNS = ("subscriber_id", "kind", "occurred_at", "recorded_at", "source", "detail")
 
 
 @lru_cache(maxsize=64)
@@ -155,8 +156,7 @@ class Writer:
             )
         # Matched up by address, so the order ids come back in does not matter.
         new_ids, enrolled = self._insert_subscribers(fresh, firsts)
-        consents = activated_consents + [(subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in new_ids]
-        self._insert_consents(consents)
+        self._insert_consents(activated_consents, new_ids, firsts)
         report.created += len(new_ids)
         report.activated += len(activated)
         if not enrolled:
@@ -196,7 +196,7 @@ class Writer:
         finally:
             cursor.close()
 
-    def _insert_subscribers(self, keys: list[str], firsts: dict[str, list[Any]]) -> tuple[list[tuple[int, str]], bool]:
+    def _insert_subscribers(self, keys: list[str], firsts: dict[str, list[Any]]) -> tuple[list[tuple[Any, ...]], bool]:
         """Insert a new subscriber for each key; return (id, email_key) for each, in no set order,
         and whether they were also enrolled (in every series)."""
         if not keys:
@@ -206,10 +206,7 @@ class Writer:
             returning = (_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key)
             return [(row[0], row[1]) for row in insert_rows(self.session, _SUBSCRIBERS, rows, returning=returning)], False
         status, now = self._constants["status"], self._constants["now"]
-        rows_raw = []
-        for key in keys:
-            email, first_name, zone = firsts[key][:3]
-            rows_raw.append((email, key, first_name, zone, status, "import", now, now, now, 0))
+        rows_raw = [(first[0], key, first[1], first[2], status, "import", now, now, now, 0) for key, first in zip(keys, map(firsts.__getitem__, keys))]
         # Nothing else writes in this transaction (BEGIN IMMEDIATE holds the write lock),
         # so the rows above the highest id before the insert are exactly the ones it
         # added, read back in one range scan of the primary key. SQLite hands out the
@@ -217,22 +214,24 @@ class Writer:
         # ids are random, the count does not match, and the rows are found by address.
         [(top,)] = self._query("SELECT coalesce(max(id), 0) FROM subscribers", ())
         self._subscribers.run(self.session, rows_raw)
-        found = [(row[0], row[1]) for row in self._query("SELECT id, email_key FROM subscribers WHERE id > ?", (top,))]
+        found = self._query("SELECT id, email_key FROM subscribers WHERE id > ?", (top,))
         if len(found) != len(keys):
             return [(row[0], key) for key, row in self._existing(keys).items()], False
         enroll_created_after(self.session, self.campaigns, top, self.now)
         return found, True
 
-    def _insert_consents(self, consents: list[tuple[int, str, str]]) -> None:
-        """One import consent record for each (subscriber id, consented_at as stored_utc gives it, source)."""
-        if not consents:
-            return
+    def _insert_consents(self, activated: list[tuple[int, str, str]], created: Sequence[tuple[Any, ...]], firsts: dict[str, list[Any]]) -> None:
+        """One import consent record for each person activated, as (id, consented_at as
+        stored_utc gives it, source), and for each created, as (id, email_key)."""
         if self._consents is None:
+            consents = activated + [(subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in created]
             rows = [self._consent(subscriber_id, datetime.fromisoformat(when).replace(tzinfo=timezone.utc), source) for subscriber_id, when, source in consents]
             insert_rows(self.session, _CONSENTS, rows)
             return
-        kind, recorded_at, note = self._constants["kind"], self._constants["recorded_at"], self.note
-        self._consents.run(self.session, [(subscriber_id, kind, when, recorded_at, source, None, None, None, note) for subscriber_id, when, source in consents])
+        kind, recorded, note = self._constants["kind"], self._constants["recorded_at"], self.note
+        raw = [(subscriber_id, kind, when, recorded, source, note) for subscriber_id, when, source in activated]
+        raw += [(subscriber_id, kind, firsts[key][3], recorded, firsts[key][4], note) for subscriber_id, key in created]
+        self._consents.run(self.session, raw)
 
     def _new_subscriber(self, key: str, email: str, first_name: str | None, zone: str | None) -> dict[str, Any]:
         return {

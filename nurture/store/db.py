@@ -209,6 +209,6 @@ def stored_utc(when: datetime) -> str:
     """An aware datetime as SQLite stores it through UtcDateTime (naive UTC, microseconds
     always written): the same text as the column's bind processor, from C calls instead
     of a Python format per value. tests/unit/test_import_speed.py compares the two."""
-    if when.tzinfo is not timezone.utc:  # most consent dates are UTC already
-        when = when.astimezone(timezone.utc)
-    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if when.tzinfo is timezone.utc:  # most are: the text is followed by "+00:00", cut off
+        return when.isoformat(" ", "microseconds")[:26]
+    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
