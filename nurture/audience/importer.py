@@ -83,6 +83,8 @@ CleanRow = tuple[int, str, str, str | None, str | None, datetime, str]
 # ---------------------------------------------------------------- pass 1: read and validate
 
 
+# Cached: many people consented on the same day, and a file repeats its dates.
+@lru_cache(maxsize=4096)
 def _parse_when(raw: str, now: datetime) -> datetime:
     text = raw.strip()
     if not text:
@@ -240,18 +242,25 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
 def _spool_valid_rows(path: Path, now: datetime, spool: IO[bytes], report: ImportReport) -> None:
     """Pass 1: count rows and problems into the report, and write the good rows to spool in chunks."""
     batch: list[SpooledRow] = []
+    # Consent times as stored, per chunk: a file repeats its dates (often a day, no time).
+    stored: dict[datetime, str] = {}
     for row, problems in scan_rows(path, now):
         report.rows += 1
         if row is not None:
             _, email, key, first_name, zone, consented_at, source = row
-            batch.append((email, key, first_name, zone, stored_utc(consented_at), source))
+            when = stored.get(consented_at)
+            if when is None:
+                when = stored[consented_at] = stored_utc(consented_at)
+            batch.append((email, key, first_name, zone, when, source))
             if len(batch) == CHUNK:
                 pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
                 batch = []
-        report.invalid_count += len(problems)
-        room = MAX_PROBLEMS - len(report.invalid)
-        if room > 0:
-            report.invalid.extend(problems[:room])
+                stored.clear()
+        else:
+            report.invalid_count += len(problems)
+            room = MAX_PROBLEMS - len(report.invalid)
+            if room > 0:
+                report.invalid.extend(problems[:room])
     if batch:
         pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
     spool.flush()
