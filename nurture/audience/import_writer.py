@@ -68,11 +68,11 @@ class Writer:
     check_suppressions: bool
     erased_seen: set[str] = field(default_factory=set)  # digests; as many as erased addresses in the file
     left_seen: set[int] = field(default_factory=set)  # ids of people who left, met in the file
-    raw: bool = False  # SQLite: the driver's own statements
-    _hashers: list[Callable[[str], str]] = field(default_factory=list)
-    _subscribers: BulkInsert | None = None
-    _consents: BulkInsert | None = None
-    _constants: dict[str, Any] = field(default_factory=dict)
+    raw: bool = field(init=False, default=False)  # SQLite: the driver's own statements
+    _hashers: list[Callable[[str], str]] = field(init=False, default_factory=list)
+    _subscribers: BulkInsert | None = field(init=False, default=None)
+    _consents: BulkInsert | None = field(init=False, default=None)
+    _constants: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         dialect = self.session.get_bind().dialect

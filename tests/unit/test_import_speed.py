@@ -22,6 +22,7 @@ from nurture.audience.people import forget
 from nurture.audience.signup import subscribe, unsubscribe_email
 from nurture.store import models as m
 from nurture.store.db import stored_utc, transaction
+from nurture.tokens import address_hash, address_hasher
 from tests.support.factories import at, make_app
 from tests.unit.test_import_streaming import write_csv
 
@@ -176,3 +177,10 @@ def test_rows_of_any_shape_read_as_zipped_dicts(tmp_path: Path) -> None:
             for line, row in enumerate(rows, start=2)
         ]
         assert list(scan_rows(path, NOW)) == expected, header
+
+
+def test_address_hasher_matches_address_hash() -> None:
+    for secret in ("k1", "another key"):
+        digest = address_hasher(secret)
+        for key in ("a@example.com", "ü@bücher.de", ""):
+            assert digest(key) == address_hash(secret, key)
