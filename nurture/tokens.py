@@ -187,6 +187,18 @@ def address_hash(secret: str, email_key: str) -> str:
     return hmac.new(_purpose_key(secret, "suppression"), email_key.encode(), hashlib.sha256).hexdigest()
 
 
+def address_hasher(secret: str) -> Callable[[str], str]:
+    """`address_hash` under one key, keyed once, for an import that hashes every address it reads."""
+    keyed = hmac.new(_purpose_key(secret, "suppression"), digestmod=hashlib.sha256)
+
+    def digest(email_key: str) -> str:
+        mac = keyed.copy()
+        mac.update(email_key.encode())
+        return mac.hexdigest()
+
+    return digest
+
+
 def event_digest(secret: str, canonical: str) -> str:
     """Keyed id for a provider event that came without one: the event names an address,
     and a plain hash of it could be reversed by hashing guessed addresses."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.store import models as m
-from nurture.store.db import chunks, insert_rows
+from nurture.store.db import BulkInsert, chunks, insert_rows
 
 
 def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
@@ -84,6 +85,55 @@ def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Seque
             insert_rows(session, m.Enrollment.__table__, fresh)
             changed += len(fresh)
     return changed
+
+
+def _first_step(series: Campaign, start: datetime) -> dict[str, Any]:
+    """Every column of a new enrollment in `series` but its subscriber."""
+    first = series.steps[0]
+    return {
+        "campaign": series.slug,
+        "next_step": 1,
+        "next_step_key": first.step_key,
+        "version": series.version,
+        "next_due_at": start + timedelta(days=first.delay_days),
+        "status": m.EnrollmentStatus.ACTIVE,
+        "enrolled_at": start,
+        "updated_at": start,
+    }
+
+
+def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: Sequence[int], start: datetime) -> int:
+    """Enroll subscribers created in this transaction in each of `campaigns` (published versions).
+
+    enroll_in_campaign without its lookups: a subscriber added a moment ago has no tags
+    and no enrollments yet (both reference the subscriber, so none can predate it), so
+    every one of them starts every series. Returns the number of enrollments created.
+    """
+    if not subscriber_ids:
+        return 0
+    table: Table = m.Enrollment.__table__
+    dialect = session.get_bind().dialect
+    for series in campaigns:
+        row = _first_step(series, start)
+        if dialect.name == "sqlite":
+            bulk = BulkInsert(dialect, table, ["subscriber_id", *row])
+            shared = tuple(bulk.bind(name, value) for name, value in row.items())
+            bulk.run(session, [(subscriber_id, *shared) for subscriber_id in subscriber_ids])
+        else:
+            insert_rows(session, table, [{"subscriber_id": subscriber_id, **row} for subscriber_id in subscriber_ids])
+    return len(subscriber_ids) * len(campaigns)
+
+
+def enroll_created_after(session: Session, campaigns: Sequence[Campaign], above: int, start: datetime) -> None:
+    """enroll_new for every subscriber whose id is above `above`, one INSERT ... SELECT per series
+    (nothing per person in Python). Only for when each of them was created in this transaction
+    and no one else can add any: a SQLite write transaction, which holds the write lock."""
+    table: Table = m.Enrollment.__table__
+    people: Table = m.Subscriber.__table__
+    for series in campaigns:
+        row = _first_step(series, start)
+        chosen = select(people.c.id, *(literal(value, table.c[name].type) for name, value in row.items())).where(people.c.id > above)
+        session.execute(insert(table).from_select(["subscriber_id", *row], chosen))
 
 
 def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:

@@ -12,36 +12,37 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import os
 import pickle
-import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.errors import InputError, NurtureError
 from nurture.store import models as m
 from nurture.store import db
-from nurture.store.db import insert_rows, transaction
+from nurture.store.db import stored_utc, transaction
 from nurture.audience.addresses import MAX_NAME, clean_first_name, clean_timezone, normalize_email
-from nurture.audience.enrollment import enroll
-from nurture.tokens import address_hash
+from nurture.audience.import_writer import SpooledRow, Writer
 
 REQUIRED = ("email", "consented_at", "consent_source")
 OPTIONAL = ("first_name", "timezone")
-CHUNK = 2000  # rows read back and written per round of statements
+COLUMNS = ("email", "first_name", "timezone", "consented_at", "consent_source")  # in the order _validate takes them
+CHUNK = 5000  # rows read back and written per round of statements
 MAX_PROBLEMS = 1000  # problems kept for the report; beyond that they are only counted
 SHOWN_PROBLEMS = 50  # problems listed in the error when nothing is imported
 EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -82,6 +83,8 @@ CleanRow = tuple[int, str, str, str | None, str | None, datetime, str]
 # ---------------------------------------------------------------- pass 1: read and validate
 
 
+# Cached: many people consented on the same day, and a file repeats its dates.
+@lru_cache(maxsize=4096)
 def _parse_when(raw: str, now: datetime) -> datetime:
     text = raw.strip()
     if not text:
@@ -142,32 +145,30 @@ def _clean_zone(raw: str) -> str | None:
     return clean_timezone(raw)
 
 
-def _validate(record: dict[str, str], line: int, now: datetime) -> tuple[CleanRow | None, list[RowProblem]]:
+def _validate(fields: Sequence[str], line: int, now: datetime) -> tuple[CleanRow | None, list[RowProblem]]:
+    """Check one row: `fields` are its email, first_name, timezone, consented_at and consent_source."""
     problems = []
-
-    def value(column: str) -> str:
-        return (record.get(column) or "").strip()
-
+    raw_email, raw_name, raw_zone, raw_when, source = fields
     email = key = ""
     try:
-        email, key = clean_email(value("email"))
+        email, key = clean_email(raw_email.strip())
     except InputError as exc:
         problems.append(RowProblem(line, "email", str(exc)))
     first_name = zone = None
     try:
-        first_name = _clean_name(value("first_name"))
+        first_name = _clean_name(raw_name.strip())
     except InputError as exc:
         problems.append(RowProblem(line, "first_name", str(exc)))
     try:
-        zone = _clean_zone(value("timezone"))
+        zone = _clean_zone(raw_zone.strip())
     except InputError as exc:
         problems.append(RowProblem(line, "timezone", str(exc)))
     consented_at = now
     try:
-        consented_at = _parse_when(value("consented_at"), now)
+        consented_at = _parse_when(raw_when.strip(), now)
     except ValueError as exc:
         problems.append(RowProblem(line, "consented_at", str(exc)))
-    source = value("consent_source")
+    source = source.strip()
     if not source:
         problems.append(RowProblem(line, "consent_source", "missing: say where this person consented (e.g. 'paper form, 2025 open day')"))
     if problems:
@@ -211,6 +212,13 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
                 f"{path}, line 1: missing column(s) {', '.join(missing)}; "
                 f"the header must name {', '.join(REQUIRED + OPTIONAL)}"
             )
+        # Read as a dict of the header zipped with the values would read them: a repeated
+        # column name takes its last value, extra values are ignored, and a column absent
+        # from the header reads the blank appended to every row. A short row (rare) is
+        # zipped for real: which of two same-named columns it reaches depends on its length.
+        width = len(header)
+        positions = {name: index for index, name in enumerate(header)}
+        pick = itemgetter(*(positions.get(name, width) for name in COLUMNS))
         # A quoted value may span lines: report the line a record starts on.
         line = end = reader.line_num
         try:
@@ -218,7 +226,13 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
                 line, end = end + 1, reader.line_num
                 if not values:  # a blank line
                     continue
-                yield _validate(dict(zip(header, values)), line, now)
+                if len(values) < width:
+                    record = dict(zip(header, values))
+                    yield _validate([record.get(name, "") for name in COLUMNS], line, now)
+                    continue
+                del values[width:]
+                values.append("")
+                yield _validate(pick(values), line, now)
         except UnicodeDecodeError:
             raise InputError(f"{path}, after line {end}: not UTF-8 text; save the CSV as UTF-8") from None
         except csv.Error as exc:
@@ -227,25 +241,33 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
 
 def _spool_valid_rows(path: Path, now: datetime, spool: IO[bytes], report: ImportReport) -> None:
     """Pass 1: count rows and problems into the report, and write the good rows to spool in chunks."""
-    batch: list[CleanRow] = []
+    batch: list[SpooledRow] = []
+    # Consent times as stored, per chunk: a file repeats its dates (often a day, no time).
+    stored: dict[datetime, str] = {}
     for row, problems in scan_rows(path, now):
         report.rows += 1
         if row is not None:
-            batch.append(row)
+            _, email, key, first_name, zone, consented_at, source = row
+            when = stored.get(consented_at)
+            if when is None:
+                when = stored[consented_at] = stored_utc(consented_at)
+            batch.append((email, key, first_name, zone, when, source))
             if len(batch) == CHUNK:
                 pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
                 batch = []
-        report.invalid_count += len(problems)
-        room = MAX_PROBLEMS - len(report.invalid)
-        if room > 0:
-            report.invalid.extend(problems[:room])
+                stored.clear()
+        else:
+            report.invalid_count += len(problems)
+            room = MAX_PROBLEMS - len(report.invalid)
+            if room > 0:
+                report.invalid.extend(problems[:room])
     if batch:
         pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
     spool.flush()
     spool.seek(0)
 
 
-def _spooled(spool: IO[bytes]) -> Iterator[list[CleanRow]]:
+def _spooled(spool: IO[bytes]) -> Iterator[list[SpooledRow]]:
     while True:
         try:
             # Only ever reads the file this import wrote a moment ago.
@@ -254,153 +276,17 @@ def _spooled(spool: IO[bytes]) -> Iterator[list[CleanRow]]:
             return
 
 
-# ---------------------------------------------------------------- pass 2: write
-
-
-# Statements with one list parameter, expanded when run: building an IN of 2,000
-# separate bound values for every chunk costs more than the query.
-_SUBSCRIBERS = m.Subscriber.__table__
-_EXISTING = select(
-    _SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.first_name, _SUBSCRIBERS.c.timezone, _SUBSCRIBERS.c.confirmed_at
-).where(_SUBSCRIBERS.c.email_key.in_(bindparam("keys", expanding=True)))
-_ERASED = select(m.Suppression.address_hash).where(m.Suppression.address_hash.in_(bindparam("digests", expanding=True)))
-
-
-@dataclass
-class _Writer:
-    """The second pass's state: what has been decided about addresses met in earlier chunks."""
-
-    app: App
-    session: Session
-    report: ImportReport
-    now: datetime
-    note: str
-    enroll_subscribers: bool
-    secrets: tuple[str, ...]  # every key: a person forgotten before a key rotation stays suppressed
-    check_suppressions: bool
-    erased_seen: set[str] = field(default_factory=set)  # digests; as many as erased addresses in the file
-    left_seen: set[int] = field(default_factory=set)  # ids of people who left, met in the file
-
-    def write(self, chunk: list[CleanRow]) -> None:
-        report, table = self.report, m.Subscriber.__table__
-        # Repeats of an address merge into its first line; later lines only fill blanks.
-        firsts: dict[str, list[Any]] = {}
-        for _, email, key, first_name, zone, consented_at, source in chunk:
-            first = firsts.get(key)
-            if first is None:
-                firsts[key] = [email, first_name, zone, consented_at, source]
-            else:
-                report.merged += 1
-                first[1] = first[1] or first_name
-                first[2] = first[2] or zone
-        keys = list(firsts)
-        digests: dict[str, str] = {}  # key -> its digest under the key that erased it (else the current one)
-        erased: set[str] = set()
-        if self.check_suppressions:
-            under_each = {key: [address_hash(secret, key) for secret in self.secrets] for key in keys}
-            erased = set(self.session.scalars(_ERASED, {"digests": [digest for found in under_each.values() for digest in found]}))
-            digests = {key: next((digest for digest in found if digest in erased), found[0]) for key, found in under_each.items()}
-        existing = {row.email_key: row for row in self.session.execute(_EXISTING, {"keys": keys})}
-        fresh: list[dict[str, Any]] = []
-        filled: list[dict[str, Any]] = []
-        activated: list[dict[str, Any]] = []
-        consents: list[dict[str, Any]] = []
-        for key in keys:
-            email, first_name, zone, consented_at, source = firsts[key]
-            known = existing.get(key)
-            if digests and digests[key] in erased:
-                if digests[key] in self.erased_seen:
-                    report.merged += 1
-                else:
-                    self.erased_seen.add(digests[key])
-                    report.skipped_erased += 1
-            elif known is None:
-                fresh.append(self._new_subscriber(email, key, first_name, zone))
-            elif known.status == m.SubscriberStatus.ACTIVE:
-                report.merged += 1
-                names = {"b_id": known.id, "b_first_name": known.first_name or first_name, "b_timezone": known.timezone or zone}
-                if (names["b_first_name"], names["b_timezone"]) != (known.first_name, known.timezone):
-                    filled.append(names)
-            elif known.status == m.SubscriberStatus.PENDING:
-                activated.append(
-                    {
-                        "b_id": known.id,
-                        "b_first_name": known.first_name or first_name,
-                        "b_timezone": known.timezone or zone,
-                        "b_confirmed_at": known.confirmed_at or self.now,
-                    }
-                )
-                consents.append(self._consent(known.id, consented_at, source))
-            elif known.id in self.left_seen:
-                report.merged += 1
-            else:
-                # They left (or bounced, or complained): an import never overrides that.
-                self.left_seen.add(known.id)
-                report.skipped_unsubscribed += 1
-        names_update = update(table).where(table.c.id == bindparam("b_id"))
-        if filled:
-            self.session.execute(names_update.values(first_name=bindparam("b_first_name"), timezone=bindparam("b_timezone")), filled)
-        if activated:
-            self.session.execute(
-                names_update.values(
-                    first_name=bindparam("b_first_name"),
-                    timezone=bindparam("b_timezone"),
-                    confirmed_at=bindparam("b_confirmed_at"),
-                    status=m.SubscriberStatus.ACTIVE,
-                    status_changed_at=self.now,
-                ),
-                activated,
-            )
-        new_ids = []
-        # Matched up by address, so the order rows come back in does not matter.
-        for subscriber_id, key in self._insert_subscribers(fresh):
-            new_ids.append(subscriber_id)
-            consents.append(self._consent(subscriber_id, firsts[key][3], firsts[key][4]))
-        insert_rows(self.session, m.ConsentEvent.__table__, consents)
-        report.created += len(new_ids)
-        report.activated += len(activated)
-        if self.enroll_subscribers:
-            report.enrolled += enroll(self.session, self.app, new_ids + [row["b_id"] for row in activated], self.now)
-
-    def _insert_subscribers(self, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-        """Insert new subscribers; return (id, email_key) for each, in no set order."""
-        table = m.Subscriber.__table__
-        if not rows:
-            return []
-        if self.session.get_bind().dialect.name != "sqlite":
-            return [(row[0], row[1]) for row in insert_rows(self.session, table, rows, returning=(table.c.id, table.c.email_key))]
-        # On SQLite a plain insert takes the driver's fast path (see insert_rows);
-        # reading the ids back by address is cheaper than RETURNING row by row.
-        insert_rows(self.session, table, rows)
-        keys = [row["email_key"] for row in rows]
-        return [(row[0], row[1]) for row in self.session.execute(_EXISTING, {"keys": keys})]
-
-    def _new_subscriber(self, email: str, key: str, first_name: str | None, zone: str | None) -> dict[str, Any]:
-        return {
-            "email": email,
-            "email_key": key,
-            "first_name": first_name,
-            "timezone": zone,
-            "status": m.SubscriberStatus.ACTIVE,
-            "source": "import",
-            "created_at": self.now,
-            "confirmed_at": self.now,
-            "status_changed_at": self.now,
-            "confirm_nonce": 0,
-        }
-
-    def _consent(self, subscriber_id: int, consented_at: datetime, source: str) -> dict[str, Any]:
-        return {
-            "subscriber_id": subscriber_id,
-            "kind": m.ConsentKind.IMPORT,
-            "occurred_at": consented_at,
-            "recorded_at": self.now,
-            "source": source,
-            "ip": None,
-            "user_agent": None,
-            "wording_version": None,
-            "detail": self.note,
-        }
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep what exists before the import (modules, the mapped classes, the app) out of the
+    garbage collector's full passes: a large import allocates enough to set off hundreds of
+    them, and walking those objects again each time cost several seconds per million rows.
+    Objects made during the import are collected as usual; afterwards all are as before."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def import_csv(
@@ -413,7 +299,7 @@ def import_csv(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     report = ImportReport()
-    with tempfile.TemporaryFile(prefix="nurture-import-") as spool:
+    with _long_lived_objects_frozen(), tempfile.TemporaryFile(prefix="nurture-import-") as spool:
         _spool_valid_rows(path, now, spool, report)
         if report.invalid_count and not skip_invalid:
             shown = "\n".join(f"  {path}, {problem}" for problem in report.invalid[:SHOWN_PROBLEMS])
@@ -432,7 +318,10 @@ def import_csv(
             try:
                 with transaction(app.engine) as session:
                     has_suppressions = session.scalar(select(m.Suppression.address_hash).limit(1)) is not None
-                    writer = _Writer(app, session, report, now, f"imported from {path.name}", enroll_subscribers, secrets, has_suppressions)
+                    # Read once per import (reads only, beside this write transaction): its
+                    # people all start the series as published when it began.
+                    campaigns = [c for c in app.catalog.refresh(app.engine, create=False).values() if c.trigger == "confirmed"] if enroll_subscribers else []
+                    writer = Writer(session, report, now, f"imported from {path.name}", campaigns, secrets, has_suppressions)
                     for chunk in _spooled(spool):
                         writer.write(chunk)
                         if progress:
