@@ -189,12 +189,10 @@ def address_hash(secret: str, email_key: str) -> str:
 
 def address_hasher(secret: str) -> Callable[[str], str]:
     """`address_hash` under one key, keyed once, for an import that hashes every address it reads."""
-    keyed = hmac.new(_purpose_key(secret, "suppression"), digestmod=hashlib.sha256)
+    keyed = _keyed_mac(secret, "suppression")
 
     def digest(email_key: str) -> str:
-        mac = keyed.copy()
-        mac.update(email_key.encode())
-        return mac.hexdigest()
+        return keyed.digest(email_key.encode()).hex()
 
     return digest
 
