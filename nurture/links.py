@@ -23,12 +23,13 @@ def unsubscribe_url(config: Config, subscriber_id: int, stream: str) -> str:
     return f"{config.web.public_base_url}/unsubscribe/{token}"
 
 
-def unsubscribe_urls(config: Config) -> Callable[[int, str], str]:
-    """`unsubscribe_url` with the key and base URL looked up once, for a pass that makes one per email."""
+def unsubscribe_urls(config: Config, stream: str) -> Callable[[int], str]:
+    """`unsubscribe_url` for one stream, by subscriber id, with the key and base URL looked
+    up once: a pass makes one per email."""
     sign = unsubscribe_token_signer(config.secrets.require_secret_key())
     prefix = f"{config.web.public_base_url}/unsubscribe/"
 
-    def url(subscriber_id: int, stream: str) -> str:
+    def url(subscriber_id: int) -> str:
         return prefix + sign(subscriber_id, stream)
 
     return url

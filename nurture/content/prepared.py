@@ -245,9 +245,9 @@ class PreparedEmail:
         first_name: str | None,
         unsubscribe_url: str | None,
         custom_args: Mapping[str, str],
-        *,
         stream: str = "",
         step: int | None = None,
+        *,
         confirm_url: str | None = None,
     ) -> Envelope:
         """`envelope()` from the values themselves, with `custom_args` kept as given (not

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, exists, literal, select
+from sqlalchemy import Integer, String, bindparam, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -104,15 +104,17 @@ def tagged_query(statements: IdStatements) -> Any:
     )
 
 
+CLAIMED = (_DELIVERIES.c.id, _DELIVERIES.c.subscriber_id, _DELIVERIES.c.stream, _DELIVERIES.c.step, _DELIVERIES.c.step_key, _DELIVERIES.c.series_version)
+# The claims one INSERT made, read back by id: see Claimer._insert_claims.
+CLAIMED_SINCE = select(*CLAIMED).where(_DELIVERIES.c.id > bindparam("since", type_=Integer())).order_by(_DELIVERIES.c.id)
+LAST_DELIVERY = select(func.max(_DELIVERIES.c.id))
+
+
 def _insert_claims(statements: IdStatements, source: Any, columns: list[str]) -> Any:
-    d = _DELIVERIES
     insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
-    return (
-        insert(d)
-        .from_select(columns, source)
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
-        .returning(d.c.id, d.c.subscriber_id, d.c.stream, d.c.step, d.c.step_key, d.c.series_version)
-    )
+    statement = insert(_DELIVERIES).from_select(columns, source).on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
+    # On SQLite the new rows are read back in one step instead (IdStatements.rows).
+    return statement if statements.json_ids else statement.returning(*CLAIMED)
 
 
 def drip_claims(statements: IdStatements) -> Any:

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.sending.claim_statements import (
+    CLAIMED_SINCE,
     DUE_QUERY,
+    LAST_DELIVERY,
     ENROLLMENTS,
     NEWSLETTER_DUE,
     active_query,
@@ -126,7 +128,7 @@ def still_active(session: Session, subscriber_ids: Sequence[int]) -> set[int]:
     query = statements.built("active", active_query)
     active: set[int] = set()
     for chunk in statements.id_chunks(subscriber_ids):
-        active.update(connection.execute(query, {"ids": chunk}).scalars().all())
+        active.update(subscriber_id for subscriber_id, in statements.rows(connection, query, {"ids": chunk}))
     return active
 
 
@@ -141,8 +143,7 @@ def recheck(session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]
     active: set[int] = set()
     tagged: set[int] = set()
     for chunk in statements.id_chunks(subscriber_ids):
-        # .all(): iterating the result itself fetches one row per call into the driver.
-        for subscriber_id, tag in connection.execute(query, {"ids": chunk, "tags": sorted(tags)}).all():
+        for subscriber_id, tag in statements.rows(connection, query, {"ids": chunk, "tags": sorted(tags)}):
             active.add(subscriber_id)
             if tag is not None:
                 tagged.add(subscriber_id)
@@ -193,13 +194,14 @@ class Claimer:
         claims: list[Claim] = []
         # Loop because a chunk may be all "not yet" (window, cap) and claim nothing.
         connection = session.connection()
+        statements = statements_for(connection)
         postgres = is_postgres(session)
         while len(claims) < room:
             query = DUE_QUERY.limit(room - len(claims))  # paused series are left out by the query
             if postgres:
                 query = query.with_for_update(of=ENROLLMENTS, skip_locked=True)
             # Plain tuples: unpacking is much cheaper than attribute access on result rows.
-            rows = [tuple(row) for row in connection.execute(query, {"now": now}).all()]
+            rows = statements.rows(connection, query, {"now": now})
             if not rows:
                 break
             zones = self._zones({row[1]: row[5] for row in rows})
@@ -336,29 +338,36 @@ class Claimer:
         The values come from the enrollment rows themselves, read in this transaction
         (write-locked on SQLite, row-locked on PostgreSQL), so only ids are sent.
         """
-        if not enrollment_ids:
-            return []
-        connection = session.connection()
-        statements = statements_for(connection)
-        statement = statements.built("drip claims", drip_claims)
-        result: list[Inserted] = []
-        for chunk in statements.id_chunks(enrollment_ids):
-            params = {"ids": chunk, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
-        return result
+        return self._insert_claims(session, "drip claims", drip_claims, enrollment_ids, {})
 
     def _insert_newsletter_claims(
         self, session: Session, newsletter_id: int, stream: str, subscriber_ids: list[int]
     ) -> list[Inserted]:
-        if not subscriber_ids:
+        return self._insert_claims(session, "newsletter claims", newsletter_claims, subscriber_ids, {"stream": stream, "newsletter_id": newsletter_id})
+
+    def _insert_claims(self, session: Session, name: str, build: Any, ids: list[int], params: dict[str, Any]) -> list[Inserted]:
+        """Run a claim INSERT per chunk of ids; the deliveries it made (those that hit the unique key are not among them)."""
+        if not ids:
             return []
         connection = session.connection()
         statements = statements_for(connection)
-        statement = statements.built("newsletter claims", newsletter_claims)
+        statement = statements.built(name, build)
         result: list[Inserted] = []
-        for chunk in statements.id_chunks(subscriber_ids):
-            params = {"ids": chunk, "stream": stream, "newsletter_id": newsletter_id, "worker": self.worker, "claimed_at": self.now}
-            result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, params).all()])
+        for chunk in statements.id_chunks(ids):
+            values = {**params, "ids": chunk, "worker": self.worker, "claimed_at": self.now}
+            if not statements.json_ids:
+                result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, values).all()])
+                continue
+            # SQLite, under this transaction's write lock: nobody else inserts, and each new
+            # row gets the next id after the largest (SQLite picks at random only past 2**63-1,
+            # far beyond what a store reaches; then the rows are read by key instead).
+            since = connection.execute(LAST_DELIVERY).scalar() or 0
+            made = connection.execute(statement, values).rowcount
+            inserted = cast("list[Inserted]", statements.rows(connection, CLAIMED_SINCE, {"since": since}))
+            if len(inserted) != made:
+                # Rolls the claim back: nothing is sent from a claim that cannot be read back whole.
+                raise RuntimeError(f"claimed {made} deliveries but read {len(inserted)} back (delivery ids no longer follow the largest); nothing was claimed")
+            result += inserted
         return result
 
     def _claim_newsletters(self, session: Session, room: int) -> list[Claim]:
@@ -407,6 +416,7 @@ class Claimer:
             return []
         now = self.now
         connection = session.connection()
+        statements = statements_for(connection)
         stream = newsletter_stream(newsletter.id)
         zone_name = self._zone_timing.zone_name(value)
         cohort = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=is_postgres(session))
@@ -414,7 +424,7 @@ class Claimer:
         claims: list[Claim] = []
         while len(claims) < room:
             asked = room - len(claims)
-            rows = [tuple(row) for row in connection.execute(cohort, {**params, "after": self._zone_cursor[key], "room": asked}).all()]
+            rows = statements.rows(connection, cohort, {**params, "after": self._zone_cursor[key], "room": asked})
             if rows:
                 self._zone_cursor[key] = rows[-1][0]
                 cap = DailyCap(session, dict.fromkeys([row[0] for row in rows], zone_name), now, self.max_per_day)

@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from nurture import links
@@ -199,7 +199,16 @@ class SendingPass:
         room = self._room()  # the claim before this one has finished: claimed_total is current
         if room == 0:
             return None
-        return claiming.submit(self._claim, min(room, self.claim_round))
+        if isinstance(self.app.engine, Engine):
+            return claiming.submit(self._claim, min(room, self.claim_round))
+        # A rehearsal (simulate, --dry-run) runs on one connection whose savepoints nest:
+        # its claims are taken here, in turn with everything else.
+        claimed: Future[list[Claim]] = Future()
+        try:
+            claimed.set_result(self._claim(min(room, self.claim_round)))
+        except Exception as exc:  # noqa: BLE001 - handed over as a thread's would be
+            claimed.set_exception(exc)
+        return claimed
 
     def _room(self) -> int:
         if self.limit is None:
@@ -259,35 +268,35 @@ class SendingPass:
         campaign = self.campaigns.get(group[0].stream) if group[0].newsletter_id is None else None
         with reading(self.app.engine) as session:
             active, stopped = recheck(session, ids, campaign.stop_on_tags if campaign is not None else ())
-        ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
-        gone = [claim for claim in group if claim.subscriber_id not in active]
-        if gone:
-            self._record(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
-        tagged = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped]
-        if tagged:
-            self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
-        if not ready:
-            return None, []
+        if len(active) == len(group) and not stopped:
+            ready = group  # the usual case: everyone still subscribed, nobody with a stop tag
+        else:
+            ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
+            gone = [claim for claim in group if claim.subscriber_id not in active]
+            if gone:
+                self._record(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
+            tagged = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped]
+            if tagged:
+                self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
+            if not ready:
+                return None, []
         prepared = self._prepared(ready[0])
         envelopes = []
         unusable: list[tuple[Claim, str]] = []
         seen: set[str] = set()
-        unsubscribe_url = links.unsubscribe_urls(self.config)
+        stream, step = ready[0].stream, ready[0].step  # one email: a group shares stream, version and step
+        unsubscribe_url = links.unsubscribe_urls(self.config, stream)
         envelope_for = prepared.envelope_for
         for claim in ready:
-            key = claim.email.casefold()
+            delivery, subscriber_id, email, first_name = claim[:4]
+            key = email.casefold()
             if key in seen:  # cannot happen with unique addresses; never put one twice in a request
                 continue
             seen.add(key)
-            delivery_id = str(claim.delivery_id)
+            delivery_id = str(delivery)
             try:
                 # The provider gets an opaque id only: events find stream and step through the delivery row.
-                envelopes.append(
-                    envelope_for(
-                        delivery_id, claim.email, claim.first_name, unsubscribe_url(claim.subscriber_id, claim.stream), {"delivery_id": delivery_id},
-                        stream=claim.stream, step=claim.step,
-                    )
-                )
+                envelopes.append(envelope_for(delivery_id, email, first_name, unsubscribe_url(subscriber_id), {"delivery_id": delivery_id}, stream, step))
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.

@@ -55,6 +55,21 @@ class IdStatements:
             return column.in_(select(values.c.value))
         return column.in_(bindparam("ids", expanding=True))
 
+    def rows(self, connection: Any, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of `query` as a plain tuple of the stored values (ints, text, NULL).
+
+        pysqlite lets go of the GIL for each row it steps to and must win it back; while
+        other threads of a pass run Python, each row can wait a whole switch interval.
+        So where SQLite has the JSON functions it hands the rows over as one JSON array:
+        one step, however many rows. No column type processing happens either way, so
+        only for columns whose stored values are what the caller wants (no datetimes).
+        """
+        if not self.json_ids:
+            return [tuple(row) for row in connection.execute(query, params).all()]
+        inner = query.subquery()
+        aggregated = select(func.json_group_array(func.json_array(*inner.c)))
+        return [tuple(row) for row in json.loads(connection.execute(aggregated, params).scalar_one())]
+
     def ids(self, ids: Sequence[int]) -> Any:
         return json.dumps(list(ids)) if self.json_ids else list(ids)
 
