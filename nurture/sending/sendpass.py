@@ -47,6 +47,7 @@ from nurture.store.statements import Values, update_grouped
 
 _DELIVERIES = m.Delivery.__table__
 CLAIM_ROUND_BATCHES = 4  # batches claimed per round (one transaction)
+COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often
 
 
 @dataclass
@@ -140,7 +141,8 @@ class SendingPass:
         # after the pass: frozen, no collection walks it. And no collection runs during
         # the pass: what it makes (tuples, dicts, strings) holds no reference cycles and
         # is freed as it goes, while a collection every few hundred new objects cost about
-        # a tenth of a large pass. Whatever cycles the pass leaves wait for the next one.
+        # a tenth of a large pass. The few cycles it leaves (sessions) are collected every
+        # COLLECT_EVERY_ROUNDS claim rounds, and after the pass.
         collecting = gc.isenabled()
         gc.freeze()
         gc.disable()
@@ -168,12 +170,16 @@ class SendingPass:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-claim") as claiming,
         ):
             ahead = self._claim_ahead(claiming)
+            rounds = 0
             try:
                 while ahead is not None:
                     claims, ahead = ahead.result(), None
                     if not claims:
                         break
                     ahead = self._claim_ahead(claiming)
+                    rounds += 1
+                    if rounds % COLLECT_EVERY_ROUNDS == 0:
+                        gc.collect(1)  # the young objects only (the rest is frozen): cycles a long pass left
                     for group in self._groups(claims):
                         if self.summary.fatal is not None or self.stop.is_set():
                             self._release(group)
