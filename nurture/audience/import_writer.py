@@ -26,7 +26,7 @@ from nurture.audience.enrollment import enroll_created_after, enroll_in_campaign
 from nurture.tokens import address_hasher
 
 if TYPE_CHECKING:
-    from nurture.audience.importer import ImportReport
+    from nurture.audience.import_report import ImportReport
 
 # A spooled row: (email, key, first_name, timezone, consented_at, consent_source), with
 # consented_at as stored_utc() gives it (the spool holds no datetime objects).

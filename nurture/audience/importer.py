@@ -19,7 +19,6 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
@@ -37,6 +36,7 @@ from nurture.store import models as m
 from nurture.store import db
 from nurture.store.db import stored_utc, transaction
 from nurture.audience.addresses import MAX_NAME, clean_first_name, clean_timezone, normalize_email
+from nurture.audience.import_report import ImportReport, RowProblem
 from nurture.audience.import_writer import SpooledRow, Writer
 
 REQUIRED = ("email", "consented_at", "consent_source")
@@ -50,29 +50,6 @@ EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # validated and spooled already, so waiting costs nothing but time; imports that
 # overlap (several files at once) then queue instead of failing.
 LOCK_ATTEMPTS = 4
-
-
-@dataclass
-class RowProblem:
-    line: int
-    column: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.column}: {self.message}"
-
-
-@dataclass
-class ImportReport:
-    rows: int = 0
-    created: int = 0
-    activated: int = 0
-    merged: int = 0  # already active, or a duplicate line within the file
-    invalid: list[RowProblem] = field(default_factory=list)  # the first MAX_PROBLEMS
-    invalid_count: int = 0  # all of them
-    skipped_erased: int = 0
-    skipped_unsubscribed: int = 0
-    enrolled: int = 0
 
 
 # A validated row as spooled between the passes:
