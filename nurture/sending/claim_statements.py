@@ -110,14 +110,14 @@ CLAIMED_SINCE = select(*CLAIMED).where(_DELIVERIES.c.id > bindparam("since", typ
 LAST_DELIVERY = select(func.max(_DELIVERIES.c.id))
 
 
-def _insert_claims(statements: IdStatements, source: Any, columns: list[str]) -> Any:
+def _insert_claims(statements: IdStatements, source: Any, columns: list[str], returning: bool) -> Any:
     insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
     statement = insert(_DELIVERIES).from_select(columns, source).on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
-    # On SQLite the new rows are read back in one step instead (IdStatements.rows).
-    return statement if statements.json_ids else statement.returning(*CLAIMED)
+    # Without RETURNING on SQLite: the new rows are read back in one step (Claimer._insert_claims).
+    return statement.returning(*CLAIMED) if returning else statement
 
 
-def drip_claims(statements: IdStatements) -> Any:
+def drip_claims(statements: IdStatements, returning: bool = True) -> Any:
     """INSERT ... SELECT of the current step of enrollments (its key, from its version), by enrollment id."""
     e = ENROLLMENTS
     claimed_at = bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type)
@@ -137,10 +137,10 @@ def drip_claims(statements: IdStatements) -> Any:
         .order_by(e.c.next_due_at, e.c.id)
     )
     columns = ["subscriber_id", "stream", "step", "step_key", "series_version", "status", "worker", "claimed_at"]
-    return _insert_claims(statements, source, columns)
+    return _insert_claims(statements, source, columns, returning)
 
 
-def newsletter_claims(statements: IdStatements) -> Any:
+def newsletter_claims(statements: IdStatements, returning: bool = True) -> Any:
     """INSERT ... SELECT of one newsletter for subscribers, by subscriber id."""
     sub = _SUBSCRIBERS
     source = (
@@ -158,7 +158,7 @@ def newsletter_claims(statements: IdStatements) -> Any:
         .order_by(sub.c.id)
     )
     columns = ["subscriber_id", "stream", "step", "step_key", "newsletter_id", "status", "worker", "claimed_at"]
-    return _insert_claims(statements, source, columns)
+    return _insert_claims(statements, source, columns, returning)
 
 
 # ---------------------------------------------------------------- newsletters, one zone at a time

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Row
 
 
+READ_BACK_LIMIT = 2**62  # largest delivery id below which new ids surely follow the largest (SQLite: up to 2**63-1)
+
 # What a claim INSERT returns: delivery id, subscriber id, stream, step position, step key, series version.
 Inserted = tuple[int, int, str, int, str, int | None]
 
@@ -351,22 +353,24 @@ class Claimer:
             return []
         connection = session.connection()
         statements = statements_for(connection)
-        statement = statements.built(name, build)
+        returning = statements.built(name, build)
+        plain = statements.built(f"{name}, read back", lambda built: build(built, False))
         result: list[Inserted] = []
         for chunk in statements.id_chunks(ids):
             values = {**params, "ids": chunk, "worker": self.worker, "claimed_at": self.now}
-            if not statements.json_ids:
-                result += cast("list[Inserted]", [tuple(row) for row in connection.execute(statement, values).all()])
+            # On SQLite, under this transaction's write lock, nobody else inserts and each new
+            # row takes the next id after the largest: the rows are read back by id in one
+            # step (IdStatements.rows) rather than returned one driver step each. Past
+            # READ_BACK_LIMIT SQLite may pick ids at random, so RETURNING it is.
+            since = (connection.execute(LAST_DELIVERY).scalar() or 0) if statements.json_ids else None
+            if since is None or since >= READ_BACK_LIMIT:
+                result += cast("list[Inserted]", [tuple(row) for row in connection.execute(returning, values).all()])
                 continue
-            # SQLite, under this transaction's write lock: nobody else inserts, and each new
-            # row gets the next id after the largest (SQLite picks at random only past 2**63-1,
-            # far beyond what a store reaches; then the rows are read by key instead).
-            since = connection.execute(LAST_DELIVERY).scalar() or 0
-            made = connection.execute(statement, values).rowcount
+            made = connection.execute(plain, values).rowcount
             inserted = cast("list[Inserted]", statements.rows(connection, CLAIMED_SINCE, {"since": since}))
             if len(inserted) != made:
                 # Rolls the claim back: nothing is sent from a claim that cannot be read back whole.
-                raise RuntimeError(f"claimed {made} deliveries but read {len(inserted)} back (delivery ids no longer follow the largest); nothing was claimed")
+                raise RuntimeError(f"claimed {made} deliveries but read {len(inserted)} back; nothing was claimed")
             result += inserted
         return result
 
