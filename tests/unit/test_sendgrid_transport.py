@@ -112,13 +112,18 @@ def test_one_request_per_batch_with_one_personalization_per_envelope(standin, tr
         "subscription_tracking": {"enable": False},
     }
     assert "mail_settings" not in body
-    assert "subject" not in body  # per personalization
+    # What every envelope has alike is sent once, at the top: SendGrid applies it to each.
+    assert body["subject"] == "Week 1, -first_name-"
+    assert body["headers"] == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
     assert len(body["personalizations"]) == 3
     p = body["personalizations"][1]
     assert p["to"] == [{"email": "reader1@example.com", "name": "Reader 1"}]
-    assert p["subject"] == "Week 1, -first_name-"
-    assert p["headers"] == {
+    assert "subject" not in p
+    assert p["headers"] == {"List-Unsubscribe": "<https://example.org/u/tok1>, <mailto:unsub@example.org?subject=tok1>"}
+    message = standin.messages()[1]
+    assert message.raw_subject == "Week 1, -first_name-"
+    assert message.headers == {
         "List-Unsubscribe": "<https://example.org/u/tok1>, <mailto:unsub@example.org?subject=tok1>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
@@ -159,7 +164,8 @@ def test_minimal_batch_has_no_optional_fields(standin, transport):
     body = standin.requests[0].body
     assert body["from"] == {"email": "clinic@example.org"}
     assert "reply_to" not in body and "categories" not in body
-    assert body["personalizations"] == [{"to": [{"email": "a@example.com"}], "subject": "Hi"}]
+    assert body["personalizations"] == [{"to": [{"email": "a@example.com"}]}]
+    assert body["subject"] == "Hi" and "headers" not in body
 
 
 def test_a_full_batch_of_1000_is_one_request(standin, transport):

@@ -6,7 +6,8 @@ personalizations that is several times faster than building nested dicts and han
 them to json.dumps, and a sending pass makes one body per thousand emails. The text
 is the same JSON json.dumps would write (ASCII only, every non-ASCII character
 escaped), without the spaces. `build_request_body` gives it back as a dict, for
-tests and for anyone who wants to look.
+tests and for anyone who wants to look. A subject or header that every envelope
+has alike is written once, at the top of the request.
 
 What SendGrid learns is the email itself and nothing more: custom_args carry only
 the opaque ids named in OPAQUE_CUSTOM_ARGS, recipient domains go out in their ASCII
@@ -93,8 +94,23 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
     if len(envelopes) > MAX_PERSONALIZATIONS:
         raise ValueError(f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients; this batch has {len(envelopes)}")
     shared = _shared(batch, sandbox_mode, tracking)
+    # What every envelope has alike goes once at the top (SendGrid applies a message-level
+    # subject and headers to every personalization that does not set its own): a step's
+    # subject and List-Unsubscribe-Post. A smaller request for the same messages.
+    first = envelopes[0]
+    subject_for_all = first.subject if all(env.subject == first.subject for env in envelopes) else None
+    headers_for_all = dict(first.headers)
+    for env in envelopes:
+        if not headers_for_all:
+            break
+        for name in [name for name, value in headers_for_all.items() if env.headers.get(name) != value]:
+            del headers_for_all[name]
+    if subject_for_all is not None:
+        shared += ',"subject":' + _json(subject_for_all)
+    if headers_for_all:
+        shared += ',"headers":' + _object(headers_for_all, first.delivery_id, "headers")
     seen: dict[str, str] = {}
-    subjects: dict[str, str] = {}  # one step's envelopes share their subject: encoded once
+    subjects: dict[str, str] = {}  # envelopes that share a subject: encoded once
     personalizations = []
     for delivery_id, to_email, to_name, env_subject, headers, substitutions, custom_args, _, _ in envelopes:  # unpacked: cheaper than attributes
         if not to_email:
@@ -110,10 +126,14 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
         to = _json(ascii_address(to_email))
         if to_name:
             to += ',"name":' + _json(to_name)
-        subject = subjects.get(env_subject)
-        if subject is None:
-            subject = subjects[env_subject] = _json(env_subject)
-        text = '{"to":[{"email":' + to + '}],"subject":' + subject
+        text = '{"to":[{"email":' + to + "}]"
+        if subject_for_all is None:
+            subject = subjects.get(env_subject)
+            if subject is None:
+                subject = subjects[env_subject] = _json(env_subject)
+            text += ',"subject":' + subject
+        if headers_for_all:
+            headers = {name: value for name, value in headers.items() if name not in headers_for_all}
         if headers:
             text += ',"headers":' + _object(headers, delivery_id, "headers")
         if substitutions:
