@@ -184,11 +184,11 @@ def read_unsubscribe_token(secrets: str | Sequence[str], token: str) -> Unsubscr
 
 def address_hash(secret: str, email_key: str) -> str:
     """Keyed hash kept for forgotten people so they stay suppressed."""
-    return hmac.new(_purpose_key(secret, "suppression"), email_key.encode(), hashlib.sha256).hexdigest()
+    return address_hasher(secret)(email_key)
 
 
 def address_hasher(secret: str) -> Callable[[str], str]:
-    """`address_hash` under one key, keyed once, for an import that hashes every address it reads."""
+    """`address_hash` with the key looked up once, for an import that hashes every address it reads."""
     keyed = _keyed_mac(secret, "suppression")
 
     def digest(email_key: str) -> str:
