@@ -157,14 +157,11 @@ def _sqlite_executemany(session: Session, table: Table, rows: Sequence[Mapping[s
     names = list(rows[0])
     if any(column.default is not None and column.name not in names for column in table.c):
         return False
-    dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
-    statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+    bulk = BulkInsert(session.get_bind().dialect, table, names)
     pick = itemgetter(*names)
     values = [list(pick(row)) for row in rows] if len(names) > 1 else [[row[names[0]]] for row in rows]
     for index, name in enumerate(names):
-        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is None:
+        if not bulk.converts(name):
             continue
         converted: dict[Any, Any] = {}
         for value in values:
@@ -172,10 +169,10 @@ def _sqlite_executemany(session: Session, table: Table, rows: Sequence[Mapping[s
             try:
                 value[index] = converted[raw]
             except KeyError:
-                value[index] = converted[raw] = processor(raw)
+                value[index] = converted[raw] = bulk.bind(name, raw)
             except TypeError:  # an unhashable value (JSON): converted every time
-                value[index] = processor(raw)
-    session.connection().exec_driver_sql(statement, list(map(tuple, values)))
+                value[index] = bulk.bind(name, raw)
+    bulk.run(session, list(map(tuple, values)))
     return True
 
 
@@ -194,6 +191,10 @@ class BulkInsert:
         self.names = tuple(names)
         self.statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
         self._processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names}
+
+    def converts(self, name: str) -> bool:
+        """Whether column `name` stores values in another form than Python's (dates, for one)."""
+        return self._processors[name] is not None
 
     def bind(self, name: str, value: Any) -> Any:
         """`value` as SQLAlchemy would store it in column `name`."""
