@@ -110,7 +110,6 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
     if headers_for_all:
         shared += ',"headers":' + _object(headers_for_all, first.delivery_id, "headers")
     seen: dict[str, str] = {}
-    subjects: dict[str, str] = {}  # envelopes that share a subject: encoded once
     personalizations = []
     for delivery_id, to_email, to_name, env_subject, headers, substitutions, custom_args, _, _ in envelopes:  # unpacked: cheaper than attributes
         if not to_email:
@@ -128,10 +127,7 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
             to += ',"name":' + _json(to_name)
         text = '{"to":[{"email":' + to + "}]"
         if subject_for_all is None:
-            subject = subjects.get(env_subject)
-            if subject is None:
-                subject = subjects[env_subject] = _json(env_subject)
-            text += ',"subject":' + subject
+            text += ',"subject":' + _json(env_subject)
         if headers_for_all:
             headers = {name: value for name, value in headers.items() if name not in headers_for_all}
         if headers:
