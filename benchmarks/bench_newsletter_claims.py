@@ -22,14 +22,12 @@ import json
 import os
 import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +42,7 @@ ZONE_PASS = "2026-11-30T21:00:30+00:00"  # 10:00 in Auckland (UTC+13 in December
 PENDING_PASS = "2026-11-30T21:05:30+00:00"  # Auckland done, four zones wait
 PRACTICE_PASS = "2026-12-01T18:00:30+00:00"  # 10:00 in Los Angeles, the practice's zone
 NEWSLETTER = "2026-12-winter-note.md"
+MINIMAL = str(REPO / "benchmarks" / "minimal_send.py")  # the shared yardstick (--audience subscribers --zone)
 BATCH = 1000
 
 
@@ -52,8 +51,8 @@ BATCH = 1000
 
 def fill(config_path: str, size: int, mode: str) -> None:
     """Subscribers in five zones (in no series), and one newsletter scheduled in `mode`."""
-    # Imported here, not at the top: the minimal script runs this same file, and its
-    # start-up must stay that of a script that needs only sqlite3 and urllib.
+    # Imported here, not at the top: the parent process stays small (its children's peak
+    # memory starts from its own).
     from datetime import datetime
 
     from nurture.config import load_config
@@ -88,66 +87,6 @@ def fill(config_path: str, size: int, mode: str) -> None:
     if mode != "none":
         schedule(app, app.config.campaigns_dir / "newsletters" / NEWSLETTER, SEND_AT, mode, start)
     close_opened()
-
-
-# ---------------------------------------------------------------- the minimal script
-
-
-def minimal(database: str, url: str, now: str, zone_name: str, concurrency: int) -> None:
-    """Only the unavoidable work for one zone's subscribers: read, ledger row, POST, mark sent."""
-    stamp = now.replace("T", " ").split("+")[0]
-    connection = sqlite3.connect(database, isolation_level=None)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def post(rows: list[tuple[int, str, str]]) -> str:
-        body = {
-            "personalizations": [
-                {"to": [{"email": email}], "subject": "Hello", "substitutions": {"-name-": name or "there"}, "custom_args": {"delivery_id": str(sid)}}
-                for sid, email, name in rows
-            ],
-            "from": {"email": "hello@example.com"},
-            "content": [{"type": "text/plain", "value": "Hi -name-"}],
-        }
-        request = urllib.request.Request(
-            f"{url}/v3/mail/send", data=json.dumps(body).encode(), headers={"Authorization": "Bearer SG.bench", "Content-Type": "application/json"}
-        )
-        with opener.open(request) as answer:
-            return str(answer.headers.get("X-Message-Id", ""))
-
-    def finish(future: Future[str], ids: list[int]) -> None:
-        message_id = future.result()
-        connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(
-            "UPDATE deliveries SET status = 'sent', finished_at = ?, provider_message_id = ? WHERE subscriber_id = ? AND stream = 'minimal' AND step = 1",
-            [(stamp, message_id, sid) for sid in ids],
-        )
-        connection.execute("COMMIT")
-
-    last = 0
-    in_flight: list[tuple[Future[str], list[int]]] = []
-    with ThreadPoolExecutor(concurrency) as pool:
-        while True:
-            if zone_name:
-                query = "SELECT id, email, first_name FROM subscribers WHERE id > ? AND status = 'active' AND timezone = ? ORDER BY id LIMIT ?"
-                rows = connection.execute(query, (last, zone_name, BATCH)).fetchall()
-            else:
-                query = "SELECT id, email, first_name FROM subscribers WHERE id > ? AND status = 'active' ORDER BY id LIMIT ?"
-                rows = connection.execute(query, (last, BATCH)).fetchall()
-            if not rows:
-                break
-            last = rows[-1][0]
-            connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(
-                "INSERT INTO deliveries (subscriber_id, stream, step, status, worker, claimed_at) VALUES (?, 'minimal', 1, 'claimed', 'minimal', ?)",
-                [(row[0], stamp) for row in rows],
-            )
-            connection.execute("COMMIT")
-            in_flight.append((pool.submit(post, rows), [row[0] for row in rows]))
-            while len(in_flight) >= concurrency:
-                finish(*in_flight.pop(0))
-        for future, ids in in_flight:
-            finish(future, ids)
-    connection.close()
 
 
 # ---------------------------------------------------------------- running
@@ -222,7 +161,8 @@ class Project:
         """The minimal script on a copy of this store as filled (zone "" for everyone)."""
         copy = str(self.folder / "minimal.db")
         shutil.copyfile(self.pristine, copy)
-        return self.timed([sys.executable, __file__, "--minimal", copy, self.standin.url, now, zone_name, str(concurrency)], expected)[0]
+        command = [sys.executable, MINIMAL, f"sqlite:///{copy}", self.standin.url, now, "--concurrency", str(concurrency), "--audience", "subscribers"]
+        return self.timed(command + (["--zone", zone_name] if zone_name else []), expected)[0]
 
     def copy(self, name: str) -> str:
         target = self.folder / f"{name}.db"
@@ -242,9 +182,6 @@ def median_pass(project: Project, now: str, repeat: int) -> tuple[float, float]:
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--fill":
         fill(sys.argv[2], int(sys.argv[3]), sys.argv[4])
-        return 0
-    if len(sys.argv) == 7 and sys.argv[1] == "--minimal":
-        minimal(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
