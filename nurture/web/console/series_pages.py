@@ -70,14 +70,23 @@ def _find(app: App, request: Request) -> tuple[SeriesState, int] | None:
     return state, number
 
 
-async def series_page(request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200, refusals: list[str] | None = None) -> Response:
+async def _located(request: Request, *, email: bool) -> tuple[SeriesState, int] | Response:
+    """The series in the path (and its email, when `email`), or the page saying why not."""
     app: App = request.app.state.app
     try:
         found = await run_in_threadpool(_find, app, request)
     except NurtureError as exc:
         return _broken(request, exc)
-    if found is None:
+    if found is None or (email and not found[1]):
         return _missing(request)
+    return found
+
+
+async def series_page(request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200, refusals: list[str] | None = None) -> Response:
+    app: App = request.app.state.app
+    found = await _located(request, email=False)
+    if isinstance(found, Response):
+        return found
     state, _ = found
     waiting = await run_in_threadpool(waiting_by_key, app, state.slug)
     if flash is None and request.query_params.get("done") in DONE:
@@ -119,12 +128,9 @@ def _relative(app: App, step: Any) -> str:
 
 async def step_page(request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200) -> Response:
     app: App = request.app.state.app
-    try:
-        found = await run_in_threadpool(_find, app, request)
-    except NurtureError as exc:
-        return _broken(request, exc)
-    if found is None or not found[1]:
-        return _missing(request)
+    found = await _located(request, email=True)
+    if isinstance(found, Response):
+        return found
     state, number = found
     view = await run_in_threadpool(_step_view, app, state, number)
     if flash is None and request.query_params.get("done") in DONE:
@@ -138,12 +144,9 @@ async def step_page(request: Request, *, flash: str | None = None, flash_kind: s
 
 async def step_action(request: Request) -> Response:
     app: App = request.app.state.app
-    try:
-        found = await run_in_threadpool(_find, app, request)
-    except NurtureError as exc:
-        return _broken(request, exc)
-    if found is None or not found[1]:
-        return _missing(request)
+    found = await _located(request, email=True)
+    if isinstance(found, Response):
+        return found
     state, number = found
     action = request.path_params["action"]
     form = await request.form()
