@@ -51,11 +51,10 @@ from sqlalchemy import func, select  # noqa: E402
 
 from nurture import tokens  # noqa: E402
 from nurture.app import App  # noqa: E402
-from nurture.audience.signup import subscribe  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
 from nurture.web.app import create_app  # noqa: E402
-from tests.support.factories import SECRET, active_subscribers, make_app  # noqa: E402
+from tests.support.factories import make_app, signed_paths  # noqa: E402
 from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event  # noqa: E402
 
 MARK = "fz7"
@@ -182,12 +181,7 @@ def serve(folder: Path) -> Iterator[Target]:
                     handler.setLevel(logging.CRITICAL + 1)  # the console stays quiet; `logs` keeps every record
                 logger.addHandler(logs)
             target = Target(url, app, site.state.signups, signer, logs)
-            now = datetime.now(timezone.utc)
-            for n in range(40):
-                sid = subscribe(app, f"pending{n}@example.com", now, source="fuzz").subscriber_id
-                target.confirm_paths.append(f"/confirm/{tokens.make_confirm_token(SECRET, sid, 1, now)}")
-            for sid in active_subscribers(app, 40, now):
-                target.unsubscribe_paths.append(f"/unsubscribe/{tokens.make_unsubscribe_token(SECRET, sid, 'kap-intro')}")
+            target.confirm_paths, target.unsubscribe_paths = signed_paths(app, 40, datetime.now(timezone.utc), source="fuzz")
             yield target
     finally:
         for logger in loggers:

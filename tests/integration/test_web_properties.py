@@ -30,11 +30,10 @@ from starlette.applications import Starlette
 
 from nurture import tokens
 from nurture.app import App
-from nurture.audience.signup import subscribe
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.web.app import create_app
-from tests.support.factories import SECRET, active_subscribers, make_app
+from tests.support.factories import make_app, signed_paths
 from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,12 +89,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
     try:
         with running(site, sock) as url, httpx.Client(base_url=url, trust_env=False, timeout=20) as client:
             live = Live(url, app, site, signer, client, logs)
-            now = datetime.now(timezone.utc)
-            for n in range(3):
-                sid = subscribe(app, f"pending{n}@example.com", now, source="test").subscriber_id
-                live.confirm_paths.append(f"/confirm/{tokens.make_confirm_token(SECRET, sid, 1, now)}")
-            for sid in active_subscribers(app, 3, now):
-                live.unsubscribe_paths.append(f"/unsubscribe/{tokens.make_unsubscribe_token(SECRET, sid, 'kap-intro')}")
+            live.confirm_paths, live.unsubscribe_paths = signed_paths(app, 3, datetime.now(timezone.utc), source="test")
             yield live
     finally:
         for logger in watched:

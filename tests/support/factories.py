@@ -103,6 +103,20 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
     return ids
 
 
+def signed_paths(app: App, count: int, now: datetime, *, source: str) -> tuple[list[str], list[str]]:
+    """Real signed link paths for a live site: the /confirm/ paths of `count` new pending
+    subscribers, and the /unsubscribe/ paths (series kap-intro) of `count` active ones."""
+    from nurture import tokens
+    from nurture.audience.signup import subscribe
+
+    confirm = []
+    for n in range(count):
+        subscriber_id = subscribe(app, f"pending{n}@example.com", now, source=source).subscriber_id
+        confirm.append(f"/confirm/{tokens.make_confirm_token(SECRET, subscriber_id, 1, now)}")
+    unsubscribe = [f"/unsubscribe/{tokens.make_unsubscribe_token(SECRET, i, 'kap-intro')}" for i in active_subscribers(app, count, now)]
+    return confirm, unsubscribe
+
+
 def consent_events(app: App, subscriber_id: int) -> list[Any]:
     """A subscriber's consent events, oldest first."""
     from sqlalchemy import select
