@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from nurture import tokens  # noqa: E402
 from nurture.app import App  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402

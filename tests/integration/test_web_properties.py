@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from nurture import tokens
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
