@@ -18,7 +18,7 @@ from nurture.providers.base import Transport
 
 if TYPE_CHECKING:
     from nurture.content.campaigns import Campaign
-    from nurture.content.published import SeriesCatalog
+    from nurture.series.catalog import SeriesCatalog
     from nurture.content.rendering import Renderer
 
 
@@ -60,7 +60,7 @@ class App:
 
     @cached_property
     def catalog(self) -> "SeriesCatalog":
-        from nurture.content.published import SeriesCatalog
+        from nurture.series.catalog import SeriesCatalog
 
         return SeriesCatalog(self.config.campaigns_dir)
 

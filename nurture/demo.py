@@ -71,8 +71,8 @@ def _edit_and_publish(app: "App", moment: datetime) -> None:
 
     Until published, the edit is a draft that changes nothing that goes out.
     """
-    from nurture.content.drafts import load_draft
-    from nurture.sending.publish import publish
+    from nurture.series.drafts import load_draft
+    from nurture.series.publish import publish
 
     path = app.config.campaigns_dir / "kap-intro" / "campaign.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.audience.consent import suppress
 from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from nurture import links
 from nurture.app import App
 from nurture.content.campaigns import EmailSource, load_email
-from nurture.content.snapshots import stored_content
+from nurture.content.approved import stored_content
 from nurture.errors import InputError, NotFound
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
@@ -74,7 +74,7 @@ def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmai
 def _segment(source: EmailSource) -> str | None:
     if not source.front.segment:
         return None
-    from nurture.audience.addresses import clean_tag
+    from nurture.addresses import clean_tag
 
     try:
         return clean_tag(source.front.segment)
@@ -273,7 +273,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     test copy (seeing the problem may help); they are returned for the caller to show.
     """
     from nurture.content.prepared import Recipient
-    from nurture.audience.addresses import normalize_email
+    from nurture.addresses import normalize_email
 
     address, _ = normalize_email(to_address)
     _, prepared, findings = _prepare_and_check(app, Path(path))

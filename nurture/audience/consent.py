@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience.enrollment import stop_enrollments
+from nurture.series.enrollment import stop_enrollments
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from nurture.content.campaigns import Campaign
 from nurture.store import models as m
 from nurture.store.db import BulkInsert, insert_rows, stored_utc
-from nurture.audience.enrollment import enroll_created_after, enroll_in_campaign, enroll_new
+from nurture.series.enrollment import enroll_created_after, enroll_in_campaign, enroll_new
 from nurture.tokens import address_hasher
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from nurture.errors import InputError, NurtureError
 from nurture.store import models as m
 from nurture.store import db
 from nurture.store.db import stored_utc, transaction
-from nurture.audience.addresses import MAX_NAME, clean_first_name, clean_timezone, normalize_email
+from nurture.addresses import MAX_NAME, clean_first_name, clean_timezone, normalize_email
 from nurture.audience.import_report import ImportReport, RowProblem
 from nurture.audience.import_writer import SpooledRow, Writer
 

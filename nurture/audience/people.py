@@ -9,8 +9,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience.addresses import clean_tag, normalize_email
-from nurture.audience.enrollment import stop_enrollments
+from nurture.addresses import clean_tag, normalize_email
+from nurture.series.enrollment import stop_enrollments
 from nurture.errors import NotFound
 from nurture.store import models as m
 from nurture.store.db import reading, transaction

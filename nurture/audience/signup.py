@@ -10,9 +10,9 @@ from sqlalchemy import delete, select
 
 from nurture import links
 from nurture.app import App
-from nurture.audience.addresses import clean_first_name, clean_timezone, normalize_email
+from nurture.addresses import clean_first_name, clean_timezone, normalize_email
 from nurture.audience.consent import ensure_wording, record_consent
-from nurture.audience.enrollment import enroll, stop_enrollments
+from nurture.series.enrollment import enroll, stop_enrollments
 from nurture.audience.people import get_by_email
 from nurture.content.prepared import Recipient
 from nurture.errors import InputError, TokenError

@@ -6,7 +6,7 @@ import click
 
 from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.times import parse_now, parse_practice_time
-from nurture.sending import control
+from nurture.series import control
 from nurture.sending.planning import zone
 
 

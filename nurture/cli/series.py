@@ -7,9 +7,9 @@ import click
 from nurture.cli.base import Context, now_option, pass_context
 from nurture.cli.times import parse_now
 from nurture.errors import InputError
-from nurture.sending.publish import plan, publish
+from nurture.series.publish import plan, publish
 
-# nurture.content.drafts (the content checks) is imported inside the commands, as in
+# nurture.series.drafts (the content checks) is imported inside the commands, as in
 # cli/content.py: every other command would pay its start-up time.
 
 
@@ -36,7 +36,7 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
       nurture campaign publish kap-intro
       nurture campaign publish kap-intro --only-ahead --yes
     """
-    from nurture.content.drafts import draft_findings, load_draft
+    from nurture.series.drafts import draft_findings, load_draft
 
     app = obj.app
     draft = load_draft(app.config, slug)
@@ -68,7 +68,7 @@ def campaign_diff(obj: Context, slug: str, only_ahead: bool) -> None:
     Example:
       nurture campaign diff kap-intro
     """
-    from nurture.content.drafts import draft_findings, load_draft
+    from nurture.series.drafts import draft_findings, load_draft
 
     app = obj.app
     draft = load_draft(app.config, slug)

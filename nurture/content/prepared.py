@@ -86,7 +86,7 @@ def header_text(value: str) -> str:
 
 def clean_first_name(value: str | None) -> str | None:
     """The first name as it may appear in a message or a To: display name, or None."""
-    # Repairs rather than refuses (unlike nurture.audience.addresses.clean_first_name):
+    # Repairs rather than refuses (unlike nurture.addresses.clean_first_name):
     # a stored name is sent as best it can be, and a preview or test may pass anything.
     if not value:
         return None

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import reading, transaction

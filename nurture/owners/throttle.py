@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.errors import InputError
 from nurture.store import models as m
 

@@ -43,7 +43,7 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
-from nurture.content.published import LEGACY_KEY_PREFIX
+from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.errors import NotFound
 from nurture.sending.planning import zone
 from nurture.sending.streams import is_newsletter_stream

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from nurture import links
 from nurture.app import App
 from nurture.content.prepared import PreparedEmail
-from nurture.content.snapshots import source_from_stored
+from nurture.content.approved import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome

@@ -190,7 +190,7 @@ class SeriesVersion(Base):
     """One published version of a series: what the sending pass sends, never the files.
 
     `snapshot` holds the campaign.yaml settings and, per step in order, its key, file,
-    delay and the email as approved (see nurture.content.versions).
+    delay and the email as approved (see nurture.series.versions).
     """
 
     __tablename__ = "series_versions"

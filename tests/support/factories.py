@@ -73,7 +73,7 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
     """Insert `count` confirmed subscribers enrolled in the confirmed-trigger campaigns, in bulk."""
     from nurture.store import models as m
     from nurture.store.db import transaction
-    from nurture.audience.enrollment import enroll
+    from nurture.series.enrollment import enroll
 
     with transaction(app.engine) as session:
         rows = session.execute(

@@ -23,9 +23,9 @@ from sqlalchemy import text
 
 from nurture.app import App
 from nurture.content.campaigns import load_campaign
-from nurture.content.drafts import load_draft
+from nurture.series.drafts import load_draft
 from nurture.providers.recording import RecordingTransport
-from nurture.sending.publish import PublishPlan, publish
+from nurture.series.publish import PublishPlan, publish
 from nurture.sending.sendpass import send_due
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade

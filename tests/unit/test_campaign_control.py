@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from nurture.app import App
-from nurture.sending.control import is_paused, pause, resume, start
+from nurture.series.control import is_paused, pause, resume, start
 from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
 from nurture.sending.sendpass import send_due

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nurture.audience.importer import import_csv
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.audience.signup import subscribe
 from nurture.errors import InputError
 from nurture.providers.base import ascii_address

@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 from nurture.app import App
 from nurture.audience import import_writer, importer
-from nurture.audience.enrollment import enroll_in_campaign
+from nurture.series.enrollment import enroll_in_campaign
 from nurture.audience.importer import import_csv, scan_rows
 from nurture.audience.people import forget
 from nurture.audience.signup import subscribe, unsubscribe_email

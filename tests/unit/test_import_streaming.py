@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from nurture.app import App
 from nurture.audience import importer
 from nurture.audience.importer import MAX_PROBLEMS, clean_email, import_csv
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.audience.people import forget
 from nurture.audience.signup import confirm, subscribe, unsubscribe_email
 from nurture.errors import InputError, NurtureError

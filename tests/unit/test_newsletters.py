@@ -21,7 +21,7 @@ from nurture.sending.sendpass import send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.enrollment import enroll
+from nurture.series.enrollment import enroll
 from nurture.providers.base import Batch, Outcome
 from nurture.providers.recording import RecordingTransport
 from tests.support.factories import SECRET, at, make_app

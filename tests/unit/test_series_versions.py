@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from nurture.app import App
 from nurture.cli.main import cli
-from nurture.content.drafts import load_draft
+from nurture.series.drafts import load_draft
 from nurture.errors import InputError
 from nurture.reporting.report import write_report
 from nurture.reporting.stats import step_stats
-from nurture.sending.publish import plan, publish
+from nurture.series.publish import plan, publish
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, active_subscribers, open_app

@@ -14,7 +14,7 @@ from nurture.app import App
 from nurture.content.campaigns import load_email
 from nurture.cli.main import cli
 from nurture.errors import NotFound
-from nurture.content.snapshots import stored_content
+from nurture.content.approved import stored_content
 from nurture.reporting.report import render_report, write_report
 from nurture.reporting.stats import DaySends, Row, sends_per_day, step_stats
 from nurture.sending.streams import newsletter_stream

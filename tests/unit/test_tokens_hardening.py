@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nurture import links, tokens
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.audience.consent import is_suppressed
 from nurture.audience.people import forget
 from nurture.audience.signup import confirm, subscribe

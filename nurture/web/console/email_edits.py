@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nurture import links
 from nurture.app import App
-from nurture.audience.addresses import normalize_email
+from nurture.addresses import normalize_email
 from nurture.config import Config
 from nurture.content.campaigns import Campaign, EmailSource, Step, load_email
 from nurture.content.checks import check_email

@@ -2,7 +2,7 @@
 the publish plan, and for each email a preview (600 and 375 px, HTML and text), the check
 findings, editing (the campaign files are the draft) and a test copy.
 
-What a series is under versioned series, and publishing it, is in series_versions.
+What a series is under versioned series, and publishing it, is in nurture.series.review.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from nurture.owners.audit import record_now
 from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
-from nurture.web.console.series_versions import SeriesState, email_changes, ensure_published, publish_series, series_state, waiting_by_key
+from nurture.series.review import SeriesState, email_changes, ensure_published, publish_series, series_state, waiting_by_key
 from nurture.web.guards import client_ip
 
 BASE = "/console/series"

@@ -6,7 +6,7 @@ Revises: 0002n
 Existing rows are migrated without reading any file (a migration must not depend on
 campaigns/ as it is today): a newsletter delivery gets the fixed key "newsletter";
 a series delivery gets the placeholder key "#<step>". The first time version 1 of
-that series is created (nurture.content.published), each placeholder becomes the
+that series is created (nurture.series.catalog), each placeholder becomes the
 key of the step at that position in version 1, and enrollments get their key and
 version the same way. Placeholders cannot clash with real keys, which never start
 with "#".

@@ -24,8 +24,8 @@ from nurture.content.campaigns import Campaign
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.addresses import clean_tag
-from nurture.audience.enrollment import enroll_in_campaign
+from nurture.addresses import clean_tag
+from nurture.series.enrollment import enroll_in_campaign
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 published version, the changes between them, the publish plan, and publishing.
 
 The same domain calls as `nurture campaign diff` and `nurture campaign publish`
-(nurture.content.drafts for the draft and its check findings, nurture.sending.publish
+(nurture.series.drafts for the draft and its check findings, nurture.series.publish
 for the plan and the publish), so the console and the command line cannot disagree.
 """
 
@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 
 from nurture.app import App
 from nurture.content.campaigns import Campaign, EmailSource
-from nurture.content.drafts import draft_findings, load_draft
+from nurture.series.drafts import draft_findings, load_draft
 from nurture.content.rendering import Renderer
 from nurture.content.rules import Finding
 from nurture.errors import ContentError, InputError, NotFound
-from nurture.sending.publish import PublishPlan, plan, publish
+from nurture.series.publish import PublishPlan, plan, publish
 from nurture.store import models as m
 from nurture.store.db import reading
 

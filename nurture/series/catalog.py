@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nurture.content.campaigns import NEWSLETTERS_DIR, Campaign, load_campaign
-from nurture.content.versions import Snapshot, campaign_from_snapshot, snapshot_of
+from nurture.series.versions import Snapshot, campaign_from_snapshot, snapshot_of
 from nurture.errors import ContentError
 from nurture.store import models as m
 from nurture.store.db import reading, transaction

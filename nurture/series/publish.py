@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.content.campaigns import Campaign
-from nurture.content.published import insert_version, latest_numbers, stored_version
-from nurture.content.versions import SeriesDiff, Snapshot, StepChange, diff_snapshots, snapshot_of
+from nurture.series.catalog import insert_version, latest_numbers, stored_version
+from nurture.series.versions import SeriesDiff, Snapshot, StepChange, diff_snapshots, snapshot_of
 from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import chunks, insert_rows, reading, transaction

@@ -3,7 +3,7 @@ campaign back from it, and what changed between two of them.
 
 No database here. A snapshot is plain JSON: the campaign.yaml settings and, per
 step in order, its key, file, delay and the email as approved
-(`nurture.content.snapshots.stored_content`). Two snapshots are compared by step
+(`nurture.content.approved.stored_content`). Two snapshots are compared by step
 key, so a renamed file that keeps its key is the same email, and one that does
 not is a removed email plus an added one.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nurture.content.campaigns import Campaign, Step
-from nurture.content.snapshots import source_from_stored, stored_content
+from nurture.content.approved import source_from_stored, stored_content
 
 Snapshot = dict[str, Any]
 ChangeKind = Literal["added", "removed", "moved", "edited", "renamed", "delay"]
