@@ -52,7 +52,7 @@ from sqlalchemy import func, select  # noqa: E402
 from nurture.app import App  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
-from nurture.web.app import create_app  # noqa: E402
+from nurture.web.site import create_app  # noqa: E402
 from tests.support.factories import make_app, signed_paths  # noqa: E402
 from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event  # noqa: E402
 

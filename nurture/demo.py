@@ -103,7 +103,7 @@ def main() -> int:
             confirm(app, _confirm_token(outbox, name), START + timedelta(minutes=5 + index), source="demo click")
         print(f"demo: {len(confirmations) - 1} confirmed; one stays pending and gets nothing else")
 
-        from nurture.demo_events import record_demo_events
+        from nurture.demo_webhook import record_demo_events
 
         seen: set[int]
         moment, end, sent, seen = START, START + timedelta(days=21), 0, set()

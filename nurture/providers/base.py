@@ -121,7 +121,7 @@ class Transport(Protocol):
 @dataclass(frozen=True)
 class NormalizedEvent:
     """One provider event in our terms, ready to store: what a provider's webhook module
-    makes of each event it receives (nurture.events stores it)."""
+    makes of each event it receives (nurture.provider_events stores it)."""
 
     provider_event_id: str
     kind: EventKind

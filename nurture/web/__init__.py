@@ -3,6 +3,6 @@
 `create_app(app)` builds the Starlette app; `serve(app, host=, port=)` runs it with uvicorn.
 """
 
-from nurture.web.app import create_app, serve
+from nurture.web.site import create_app, serve
 
 __all__ = ["create_app", "serve"]

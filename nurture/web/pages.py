@@ -35,7 +35,7 @@ from nurture.addresses import clean_first_name, clean_timezone, normalize_email
 from nurture.audience.signup import confirm, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
-from nurture.web.guards import BODY_DROPPED, client_ip, user_agent
+from nurture.web.middleware import BODY_DROPPED, client_ip, user_agent
 from nurture.web.ratelimit import SignupLimit
 from nurture.web.signups import Signup, SignupQueue
 

@@ -16,8 +16,8 @@ from nurture.errors import InputError
 from nurture.owners.accounts import add_owner, enrol_totp
 from nurture.store import models as m
 from nurture.store.db import reading
-from nurture.web.app import create_app
-from nurture.web.console.guard import LOGIN_CSRF_COOKIE, PUBLIC, SESSION_COOKIE
+from nurture.web.site import create_app
+from nurture.web.console.access import LOGIN_CSRF_COOKIE, PUBLIC, SESSION_COOKIE
 from tests.support.console import OWNER, PASSWORD, console, csrf
 from tests.support.factories import active_subscribers, at
 

@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.web.app import create_app
+from nurture.web.site import create_app
 from tests.support.factories import make_app, signed_paths
 from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
 

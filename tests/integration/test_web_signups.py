@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.web.app import create_app
+from nurture.web.site import create_app
 from nurture.web.signups import DELAY as SIGNUP_DELAY
 from tests.support.factories import open_app
 from tests.support.webserver import bind_socket, live_web, running

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nurture.app import App
-from nurture.events import WebhookReport
+from nurture.provider_events import WebhookReport
 from nurture.web.webhooks import handle_sendgrid
 from tests.support.sendgrid_standin import StandInMessage
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body

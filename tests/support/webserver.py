@@ -37,7 +37,7 @@ def running(asgi: Any, sock: socket.socket, **overrides: Any) -> Iterator[str]:
     """Serve `asgi` on the bound socket with nurture's own uvicorn settings; yield the base URL."""
     import uvicorn
 
-    from nurture.web.app import server_config
+    from nurture.web.site import server_config
 
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(server_config(asgi, host=host, port=port, **overrides))
@@ -78,7 +78,7 @@ class LiveWeb:
 @contextmanager
 def live_web(tmp_path: Path, *, environ: dict[str, str] | None = None, app_options: dict[str, Any] | None = None, **overrides: Any) -> Iterator[LiveWeb]:
     """A project in tmp_path whose web.public_base_url is this server, served for the duration."""
-    from nurture.web.app import create_app
+    from nurture.web.site import create_app
 
     sock = bind_socket()
     port = sock.getsockname()[1]

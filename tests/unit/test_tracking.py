@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from nurture.providers.sendgrid import events as wh
+from nurture.providers.sendgrid import event_webhook as wh
 from nurture.app import App
 from nurture.audience.people import tag
 from nurture.audience.signup import subscribe

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.errors import WebhookRejected
 from nurture.providers.sendgrid import batch
-from nurture.providers.sendgrid import events as wh
+from nurture.providers.sendgrid import event_webhook as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.web.webhooks import handle_sendgrid

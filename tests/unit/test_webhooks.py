@@ -1,4 +1,4 @@
-"""nurture.providers.sendgrid.events and nurture.events: signature checks, normalization of every SendGrid event, storing a batch."""
+"""nurture.providers.sendgrid.event_webhook and nurture.provider_events: signature checks, normalization of every SendGrid event, storing a batch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from nurture.providers.sendgrid import events as wh
+from nurture.providers.sendgrid import event_webhook as wh
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.errors import MalformedEvent, WebhookRejected

@@ -36,7 +36,7 @@ def tracking_settings(tracking: Tracking) -> dict[str, Any]:
     """SendGrid's tracking_settings for a `delivery.tracking` mode.
 
     aggregate and per_person ask SendGrid for the same events; they differ in what the
-    webhook keeps (nurture/events.py). Links in the plain-text part are never rewritten,
+    webhook keeps (nurture/provider_events.py). Links in the plain-text part are never rewritten,
     and SendGrid's own unsubscribe footer is always off (ours is in the layout).
     """
     on = tracking != "off"

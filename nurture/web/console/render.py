@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from nurture.app import App
 from nurture.owners.sessions import OwnerSessionInfo
 from nurture.sending.planning import zone
-from nurture.web.console.guard import CSRF_FIELD, PREFIX
+from nurture.web.console.access import CSRF_FIELD, PREFIX
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "

@@ -1,4 +1,4 @@
-"""The console's routes, mounted under /console by nurture.web.app.
+"""The console's routes, mounted under /console by nurture.web.site.
 
 Every route sits behind ConsoleGuard: without a live session it redirects to
 /console/login (only the login page and the style sheet are public), and every
@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from nurture.app import App
 from nurture.web.console.auth import login_page, logout_page
-from nurture.web.console.guard import PREFIX, ConsoleGuard
+from nurture.web.console.access import PREFIX, ConsoleGuard
 from nurture.web.console.render import ConsolePages, css_response
 from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page

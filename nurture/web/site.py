@@ -5,13 +5,13 @@ Routes (nothing else is exposed):
     GET  POST /subscribe              signup form (honeypot, per-client rate limit in the store)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
-    POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.events)
+    POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.event_webhook)
     POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
     GET  POST /console/...            the owner console, behind a login (see nurture.web.console)
 
 The handlers live in `pages` and `webhooks`; body limits and the security headers
-in `guards`; the signup rate limit in `ratelimit`; the signup worker in `signups`
+in `middleware`; the signup rate limit in `ratelimit`; the signup worker in `signups`
 (started and stopped by the app's lifespan); log redaction in `logs`. Addresses,
 names and tokens never reach the logs.
 """
@@ -36,7 +36,7 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
-from nurture.web.guards import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
+from nurture.web.middleware import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page

@@ -1,6 +1,6 @@
 """Provider events, whoever the provider: store each once, tie to deliveries, suppress.
 
-A provider's own module (for SendGrid, `nurture.providers.sendgrid.events`) checks
+A provider's own module (for SendGrid, `nurture.providers.sendgrid.event_webhook`) checks
 the request and turns each of its events into a `NormalizedEvent`; from there on
 nothing here knows which provider sent it:
 

@@ -1,7 +1,7 @@
 """SendGrid's signed Event Webhook: verify the request, read the batch, put each event in our terms.
 
 The webhook endpoint (`nurture.web.webhooks`) runs these, in order, and hands the
-result to `nurture.events.receive`, which stores it:
+result to `nurture.provider_events.receive`, which stores it:
 
 - `verify_request`: the ECDSA signature (SendGrid's `EventWebhook` helper, public
   key from NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY) over timestamp + raw body, and no
@@ -11,7 +11,7 @@ result to `nurture.events.receive`, which stores it:
 - `normalize`: one SendGrid event as a `NormalizedEvent` (names we do not know are
   kept as UNKNOWN; an event we cannot use at all, or cannot store as it is (a lone
   surrogate, a control character in an id), is counted as malformed and skipped);
-- then `nurture.events`: store once, tie to deliveries, settle stuck deliveries, suppress.
+- then `nurture.provider_events`: store once, tie to deliveries, settle stuck deliveries, suppress.
 
 An event without an sg_event_id gets a keyed hash of its content as its id (the
 content names an address, so a plain hash would not do). Free-text details

@@ -4,7 +4,7 @@ handler runs), the headers every answer carries, and what we take from the clien
 
 Client IP: the socket peer. Behind a reverse proxy on the same machine, uvicorn's
 proxy headers support (`proxy_headers=True`, `forwarded_allow_ips="127.0.0.1"`,
-set by `nurture.web.app.server_config`) takes the address from X-Forwarded-For,
+set by `nurture.web.site.server_config`) takes the address from X-Forwarded-For,
 trusting it only when the request comes from 127.0.0.1.
 """
 
