@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nurture.app import App
@@ -38,7 +37,7 @@ from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
-from nurture.store.db import chunks, transaction
+from nurture.store.db import chunks, dialect_name, insert_on_conflict, transaction
 from nurture.store.models import ConsentKind, EventKind
 
 log = logging.getLogger(__name__)
@@ -148,7 +147,9 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         ]
         table = m.ProviderEvent.__table__
         statement = (
-            _insert(session)(table).on_conflict_do_nothing(index_elements=["provider_event_id"]).returning(table.c.provider_event_id)
+            insert_on_conflict(table, dialect_name(session))
+            .on_conflict_do_nothing(index_elements=["provider_event_id"])
+            .returning(table.c.provider_event_id)
         )
         stored: set[str] = set()
         for chunk in chunks(rows, _CHUNK):
@@ -166,10 +167,6 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         named = [item.delivery_ref for item in items if item.delivery_ref is not None and item.delivery_ref in owners]
         report.settled = settle_from_events(session, named, now) if named else 0
     return report
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _email_key(address: str) -> str | None:

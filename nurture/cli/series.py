@@ -7,7 +7,8 @@ import click
 from nurture.cli.base import Context, now_option, pass_context
 from nurture.cli.times import parse_now
 from nurture.errors import InputError
-from nurture.series.publish import plan, publish
+from nurture.series.plan import plan
+from nurture.series.publish import publish
 
 # nurture.series.drafts (the content checks) is imported inside the commands, as in
 # cli/content.py: every other command would pay its start-up time.

@@ -74,7 +74,7 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
     try:
         rendered = prepared.render(sample)
     except ContentError as exc:
-        return _findings_from_error(exc)
+        return findings_from_error(exc)
     html = html_facts(rendered.html)
     email = EmailFacts(
         config=config,
@@ -91,7 +91,8 @@ def check_email(config: Config, renderer: Renderer, source: EmailSource | None, 
     return sorted(findings, key=lambda f: (str(f.path), f.line or 0, f.message))
 
 
-def _findings_from_error(exc: ContentError) -> list[Finding]:
+def findings_from_error(exc: ContentError) -> list[Finding]:
+    """A ContentError's lines as findings (`path:line: what` where the message names them)."""
     findings = []
     for line in str(exc).splitlines():
         located = _LOCATED.match(line)
@@ -117,7 +118,7 @@ def check_content(config: Config) -> CheckReport:
             prepared = prepare()
         except ContentError as exc:
             report.emails += 1
-            findings.extend(_findings_from_error(exc))
+            findings.extend(findings_from_error(exc))
             return
         found = check_email(config, renderer, source, prepared)
         report.emails += 1
@@ -140,7 +141,7 @@ def check_content(config: Config) -> CheckReport:
             try:
                 campaign = load_campaign(folder)
             except ContentError as exc:
-                findings.extend(_findings_from_error(exc))
+                findings.extend(findings_from_error(exc))
                 report.unchecked.append(folder.name)
                 continue
             for step in campaign.steps:
@@ -150,7 +151,7 @@ def check_content(config: Config) -> CheckReport:
                 email = load_email(path)
             except ContentError as exc:
                 report.emails += 1
-                findings.extend(_findings_from_error(exc))
+                findings.extend(findings_from_error(exc))
                 continue
             lint(email, lambda e=email, p=path: renderer.prepare_newsletter(e, newsletter_name(p)))
     lint(None, renderer.prepare_confirmation)

@@ -48,7 +48,7 @@ from nurture.errors import NotFound
 from nurture.sending.planning import zone
 from nurture.sending.streams import is_newsletter_stream
 from nurture.store import models as m
-from nurture.store.db import reading
+from nurture.store.db import is_postgres, reading
 
 BOUNCE_KINDS = ("bounced", "blocked", "dropped")
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
@@ -368,7 +368,7 @@ def _quarter_hours(session: Session) -> tuple[Any, Any]:
     onto local days (half-hour zones such as Asia/Kolkata included).
     """
     column = m.Delivery.claimed_at
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         return func.date_trunc("hour", column), cast(func.extract("minute", column), Integer).op("/")(15)
     return func.strftime("%Y-%m-%d %H", column), cast(func.strftime("%M", column), Integer).op("/")(15)
 

@@ -10,13 +10,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, bindparam, exists, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
 from nurture.sending.streams import NEWSLETTER_STEP_KEY
 from nurture.store import models as m
+from nurture.store.db import insert_on_conflict
 from nurture.store.statements import IdStatements
 
 if TYPE_CHECKING:
@@ -111,8 +110,11 @@ LAST_DELIVERY = select(func.max(_DELIVERIES.c.id))
 
 
 def _insert_claims(statements: IdStatements, source: Any, columns: list[str], returning: bool) -> Any:
-    insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
-    statement = insert(_DELIVERIES).from_select(columns, source).on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
+    statement = (
+        insert_on_conflict(_DELIVERIES, statements.dialect_name)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "stream", "step_key"])
+    )
     # Without RETURNING on SQLite: the new rows are read back in one step (Claimer._insert_claims).
     return statement.returning(*CLAIMED) if returning else statement
 
@@ -218,12 +220,7 @@ def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
 
 def finish_zone(statements: IdStatements) -> Any:
     """Remember that a newsletter has reached everyone in a zone (once, whoever writes it first)."""
-    insert = postgresql.insert if statements.dialect_name == "postgresql" else sqlite.insert
-    return insert(_NEWSLETTER_ZONES).on_conflict_do_nothing(index_elements=["newsletter_id", "timezone"])
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return insert_on_conflict(_NEWSLETTER_ZONES, statements.dialect_name).on_conflict_do_nothing(index_elements=["newsletter_id", "timezone"])
 
 
 def received_query(statements: IdStatements) -> Any:

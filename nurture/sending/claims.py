@@ -28,7 +28,6 @@ from nurture.sending.claim_statements import (
     active_query,
     cap_query,
     drip_claims,
-    is_postgres,
     newsletter_claims,
     newsletter_cohort,
     recheck_query,
@@ -40,6 +39,7 @@ from nurture.sending.placement import first_missing, placed, received_keys
 from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
+from nurture.store.db import is_postgres
 from nurture.store.statements import Values, statements_for, update_grouped
 
 if TYPE_CHECKING:

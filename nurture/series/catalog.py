@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture.config import Config
 from nurture.content.campaigns import NEWSLETTERS_DIR, Campaign, load_campaign
-from nurture.series.versions import Snapshot, campaign_from_snapshot, snapshot_of
 from nurture.errors import ContentError
+from nurture.series.versions import Snapshot, campaign_from_snapshot, snapshot_of
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
@@ -152,3 +154,18 @@ class SeriesCatalog:
             # `nurture check` names the problem. The other series carry on.
             log.warning("series %s is not used until its files load: %s", folder.name, exc)
             return None
+
+
+class SeriesStore(Protocol):
+    """What the series functions need of the App (`nurture.app.App` is one): the
+    config, the store, and the published versions read from it. Nothing else: no
+    transport, no renderer, so no series function can send or render by the way."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def engine(self) -> Engine | Connection: ...
+
+    @property
+    def catalog(self) -> SeriesCatalog: ...

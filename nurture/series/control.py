@@ -19,12 +19,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import reading, transaction
 from nurture.addresses import clean_tag
+from nurture.series.catalog import SeriesStore
 from nurture.series.enrollment import enroll_in_campaign
 
 
@@ -42,10 +42,11 @@ class StartResult:
         return self.matched - self.enrolled
 
 
-def _campaign(app: App, slug: str) -> Campaign:
-    campaign = app.campaigns.get(slug)
+def _campaign(app: SeriesStore, slug: str) -> Campaign:
+    published = app.catalog.current(app.engine)
+    campaign = published.get(slug)
     if campaign is None:
-        known = ", ".join(sorted(app.campaigns)) or "none"
+        known = ", ".join(sorted(published)) or "none"
         raise NotFound(f"no campaign {slug!r} in {app.config.campaigns_dir} (campaigns: {known})")
     return campaign
 
@@ -58,7 +59,7 @@ def _state(session: Session, slug: str, now: datetime) -> m.CampaignState:
     return state
 
 
-def start(app: App, campaign: str, *, now: datetime, at: datetime | None = None, tag: str | None = None) -> StartResult:
+def start(app: SeriesStore, campaign: str, *, now: datetime, at: datetime | None = None, tag: str | None = None) -> StartResult:
     """Enroll the active subscribers (with `tag`, if given) in `campaign` from `at` (default: now).
 
     The first step falls due at `at` plus its delay_days; the pass waits for each
@@ -84,17 +85,17 @@ def start(app: App, campaign: str, *, now: datetime, at: datetime | None = None,
     return StartResult(series.slug, moment, len(ids), enrolled, paused)
 
 
-def pause(app: App, campaign: str, now: datetime) -> bool:
+def pause(app: SeriesStore, campaign: str, now: datetime) -> bool:
     """Hold the campaign. Returns False if it was already paused."""
     return _set_paused(app, campaign, True, now)
 
 
-def resume(app: App, campaign: str, now: datetime) -> bool:
+def resume(app: SeriesStore, campaign: str, now: datetime) -> bool:
     """Release a paused campaign. Returns False if it was not paused."""
     return _set_paused(app, campaign, False, now)
 
 
-def _set_paused(app: App, campaign: str, paused: bool, now: datetime) -> bool:
+def _set_paused(app: SeriesStore, campaign: str, paused: bool, now: datetime) -> bool:
     series = _campaign(app, campaign)
     with transaction(app.engine) as session:
         state = _state(session, series.slug, now)
@@ -105,7 +106,7 @@ def _set_paused(app: App, campaign: str, paused: bool, now: datetime) -> bool:
         return True
 
 
-def is_paused(app: App, campaign: str) -> bool:
-    with transaction(app.engine) as session:
+def is_paused(app: SeriesStore, campaign: str) -> bool:
+    with reading(app.engine) as session:
         state = session.get(m.CampaignState, campaign)
         return bool(state is not None and state.paused)

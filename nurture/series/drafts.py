@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from nurture.config import Config
 from nurture.content.campaigns import NEWSLETTERS_DIR, Campaign, load_campaign
-# _findings_from_error: the same reading of a ContentError as `nurture check` gives.
-from nurture.content.checks import _findings_from_error, check_email
+from nurture.content.checks import check_email, findings_from_error
 from nurture.content.rendering import Renderer
 from nurture.content.rules import Finding
 from nurture.errors import ContentError, NotFound
@@ -29,7 +28,8 @@ def draft_findings(config: Config, renderer: Renderer, campaign: Campaign) -> li
         try:
             prepared = renderer.prepare_step(campaign, step)
         except ContentError as exc:
-            findings.extend(_findings_from_error(exc))
+            # The same reading of a ContentError as `nurture check` gives.
+            findings.extend(findings_from_error(exc))
             continue
         findings.extend(check_email(config, renderer, step.email, prepared))
     return findings

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from nurture.app import App
 from nurture.content.campaigns import Campaign
 from nurture.store import models as m
+from nurture.series.catalog import SeriesStore
 from nurture.store.db import BulkInsert, chunks, insert_rows
 
 
-def enroll(session: Session, app: App, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
+def enroll(session: Session, app: SeriesStore, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
     """Enroll subscribers in every campaign with this trigger; resume stopped enrollments.
 
     Someone carrying one of a campaign's stop_on_tags is not enrolled in it.

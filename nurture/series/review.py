@@ -1,9 +1,10 @@
-"""A series in the console under versioned series: its files (the draft) beside its
-published version, the changes between them, the publish plan, and publishing.
+"""What the owner reviews before publishing a series (the console's series pages): its
+files (the draft) beside its published version, the changes between them, the check
+findings, the publish plan, and publishing once all is well.
 
 The same domain calls as `nurture campaign diff` and `nurture campaign publish`
-(nurture.series.drafts for the draft and its check findings, nurture.series.publish
-for the plan and the publish), so the console and the command line cannot disagree.
+(nurture.series.drafts for the draft and its findings, nurture.series.plan and
+nurture.series.publish), so the console and the command line cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from nurture.app import App
 from nurture.content.campaigns import Campaign, EmailSource
 from nurture.series.drafts import draft_findings, load_draft
 from nurture.content.rendering import Renderer
 from nurture.content.rules import Finding
 from nurture.errors import ContentError, InputError, NotFound
-from nurture.series.publish import PublishPlan, plan, publish
+from nurture.series.catalog import SeriesStore
+from nurture.series.plan import PublishPlan, plan
+from nurture.series.publish import publish
 from nurture.store import models as m
 from nurture.store.db import reading
 
@@ -44,12 +46,12 @@ class SeriesState:
         return self.plan.old_version is None or not self.plan.diff.empty
 
 
-def published_version(app: App, slug: str) -> Campaign | None:
+def published_version(app: SeriesStore, slug: str) -> Campaign | None:
     # Only reads: a folder never published becomes version 1 when the sending pass first uses it.
     return app.catalog.refresh(app.engine, create=False).get(slug)
 
 
-def ensure_published(app: App, now: datetime) -> None:
+def ensure_published(app: SeriesStore, now: datetime) -> None:
     """Store the files of any series never published as its version 1, as a sending pass would.
 
     Called before the console writes a series file, so the edit is a draft against the
@@ -57,7 +59,7 @@ def ensure_published(app: App, now: datetime) -> None:
     app.catalog.refresh(app.engine, now)
 
 
-def series_state(app: App, slug: str) -> SeriesState | None:
+def series_state(app: SeriesStore, slug: str) -> SeriesState | None:
     """The series named `slug`, or None when there is neither such a folder nor a published version."""
     published = published_version(app, slug)
     try:
@@ -79,7 +81,7 @@ def series_state(app: App, slug: str) -> SeriesState | None:
     return SeriesState(slug, draft, published, findings=findings, plan=default, skips_if_ahead=ahead.skipped if ahead else 0)
 
 
-def publish_series(app: App, slug: str, now: datetime, *, only_ahead: bool, expected_version: int) -> tuple[PublishPlan | None, list[str]]:
+def publish_series(app: SeriesStore, slug: str, now: datetime, *, only_ahead: bool, expected_version: int) -> tuple[PublishPlan | None, list[str]]:
     """Publish the files of `slug` when every check passes. Returns (the plan carried out, []),
     or (None, the reasons it was refused); nothing changes when refused."""
     state = series_state(app, slug)
@@ -97,7 +99,7 @@ def publish_series(app: App, slug: str, now: datetime, *, only_ahead: bool, expe
     return publish(app, state.campaign, now, only_ahead=only_ahead), []
 
 
-def waiting_by_key(app: App, slug: str) -> dict[str, int]:
+def waiting_by_key(app: SeriesStore, slug: str) -> dict[str, int]:
     """How many people in the series wait for each email, by its key."""
     with reading(app.engine) as session:
         rows = session.execute(

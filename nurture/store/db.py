@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Unpack
 
 from sqlalchemy import Column, Connection, Dialect, Engine, Row, Table, bindparam, create_engine, event, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -27,8 +28,22 @@ READ_ONLY = "nurture_read_only"
 PG_INSERT_CHUNK = 5_000
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def dialect_name(bind: Session | Connection | Engine) -> str:
+    """What `bind` talks to: "sqlite" or "postgresql"."""
+    return str((bind.get_bind() if isinstance(bind, Session) else bind).dialect.name)
+
+
+def is_postgres(bind: Session | Connection | Engine) -> bool:
+    """For the few statements that differ (row locks, date arithmetic)."""
+    return dialect_name(bind) == "postgresql"
+
+
+def insert_on_conflict(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that can take `.on_conflict_do_nothing()` or `.on_conflict_do_update()`.
+
+    SQLite and PostgreSQL write ON CONFLICT the same way, but SQLAlchemy builds it per
+    dialect: `dialect` is the bind's (see `dialect_name`)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def make_engine(url: str) -> Engine:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.app import App
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import dialect_name, insert_on_conflict, transaction
 
 _PURPOSE = b"nurture/signup-rate-limit"
 
@@ -53,8 +52,7 @@ class SignupLimit:
         client = client_key(app.config.secrets.require_secret_key(), ip)
         with transaction(app.engine) as session:
             session.execute(delete(table).where(table.c.window_start <= cutoff))
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            proposed = insert(table).values(client_hash=client, window_start=now, attempts=1)
+            proposed = insert_on_conflict(table, dialect_name(session)).values(client_hash=client, window_start=now, attempts=1)
             expired = table.c.window_start <= cutoff  # another process may have kept it alive since the delete
             statement = proposed.on_conflict_do_update(
                 index_elements=["client_hash"],

@@ -25,7 +25,8 @@ from nurture.app import App
 from nurture.content.campaigns import load_campaign
 from nurture.series.drafts import load_draft
 from nurture.providers.recording import RecordingTransport
-from nurture.series.publish import PublishPlan, publish
+from nurture.series.plan import PublishPlan
+from nurture.series.publish import publish
 from nurture.sending.sendpass import send_due
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade

@@ -17,7 +17,8 @@ from nurture.series.drafts import load_draft
 from nurture.errors import InputError
 from nurture.reporting.report import write_report
 from nurture.reporting.stats import step_stats
-from nurture.series.publish import plan, publish
+from nurture.series.plan import plan
+from nurture.series.publish import publish
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, active_subscribers, open_app
