@@ -1,16 +1,10 @@
 """What stands between the internet and the handlers: body limits (checked before any
-handler runs), the headers every answer carries, and what we take from the client.
-(The signup rate limit lives in the store: `nurture.web.ratelimit`.)
-
-Client IP: the socket peer. Behind a reverse proxy on the same machine, uvicorn's
-proxy headers support (`proxy_headers=True`, `forwarded_allow_ips="127.0.0.1"`,
-set by `nurture.web.site.server_config`) takes the address from X-Forwarded-For,
-trusting it only when the request comes from 127.0.0.1.
+handler runs) and the headers every answer carries. (What we take from the client is
+in `nurture.web.client`; the signup rate limit lives in the store: `nurture.web.ratelimit`.)
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,8 +16,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
-MAX_IP_LENGTH = 45  # the longest IPv6 text; the consent record's column
-RATE_LIMIT = (5, 600.0)  # signups per client per 10 minutes (see nurture.web.ratelimit)
 
 
 BODY_DROPPED = "nurture.body_dropped"  # scope key: the body was over the limit and not read
@@ -129,19 +121,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def client_ip(request: Request) -> str | None:
-    """The client's IP address, written canonically, or None if what we were told is not one
-    (X-Forwarded-For is whatever the client sent before the proxy appended to it)."""
-    if not request.client:
-        return None
-    try:
-        text = str(ipaddress.ip_address(request.client.host))
-    except ValueError:
-        return None
-    return text if len(text) <= MAX_IP_LENGTH else None  # an IPv6 zone ("%eth0") can be any length
-
-
-def user_agent(request: Request) -> str | None:
-    return (request.headers.get("user-agent") or "")[:400] or None

@@ -35,7 +35,8 @@ from nurture.addresses import clean_first_name, clean_timezone, normalize_email
 from nurture.audience.signup import confirm, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
-from nurture.web.middleware import BODY_DROPPED, client_ip, user_agent
+from nurture.web.client import client_ip, user_agent
+from nurture.web.middleware import BODY_DROPPED
 from nurture.web.ratelimit import SignupLimit
 from nurture.web.signups import Signup, SignupQueue
 

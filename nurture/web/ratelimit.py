@@ -24,6 +24,8 @@ from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import dialect_name, insert_on_conflict, transaction
 
+RATE_LIMIT = (5, 600.0)  # signups per client per 10 minutes
+
 _PURPOSE = b"nurture/signup-rate-limit"
 
 

@@ -36,11 +36,11 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
-from nurture.web.middleware import FORM_BODY_LIMIT, RATE_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
+from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
-from nurture.web.ratelimit import SignupLimit
+from nurture.web.ratelimit import RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
 from nurture.web.signups import SignupQueue
 from nurture.web.webhooks import sendgrid_webhook

@@ -13,7 +13,7 @@ from nurture.owners.accounts import any_owner_has_totp
 from nurture.owners.sessions import log_in, log_out
 from nurture.web.console.access import LOGIN, LOGIN_CSRF_COOKIE, PREFIX, SESSION_COOKIE, clear_cookie, new_token, set_cookie
 from nurture.web.console.render import pages_of
-from nurture.web.middleware import client_ip
+from nurture.web.client import client_ip
 
 # The same words for a wrong address, a wrong password and a wrong code: none says which.
 NO_MATCH = "That did not work: the address, the password or the code is not right. Check them and try again."

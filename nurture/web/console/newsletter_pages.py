@@ -28,7 +28,7 @@ from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
-from nurture.web.middleware import client_ip
+from nurture.web.client import client_ip
 
 BASE = "/console/newsletters"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")

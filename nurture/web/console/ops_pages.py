@@ -19,7 +19,7 @@ from nurture.sending.deliveries import list_stuck, release
 from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.console.render import pages_of
-from nurture.web.middleware import client_ip
+from nurture.web.client import client_ip
 
 PERIODS = {"7": ("the last 7 days", 7), "30": ("the last 30 days", 30), "90": ("the last 90 days", 90), "all": ("all time", None)}
 AUDIT_PAGE = 100

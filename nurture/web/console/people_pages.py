@@ -22,7 +22,7 @@ from nurture.errors import NotFound, NurtureError
 from nurture.owners.audit import record_now
 from nurture.store.models import SUBSCRIBER_STATUSES
 from nurture.web.console.render import pages_of
-from nurture.web.middleware import client_ip
+from nurture.web.client import client_ip
 
 BASE = "/console/subscribers"
 DONE = {

@@ -22,7 +22,7 @@ from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
 from nurture.series.review import SeriesState, email_changes, ensure_published, publish_series, series_state, waiting_by_key
-from nurture.web.middleware import client_ip
+from nurture.web.client import client_ip
 
 BASE = "/console/series"
 DONE = {
