@@ -16,36 +16,32 @@ Two ways to read "--at 2026-12-01 09:00":
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from nurture import links
 from nurture.app import App
-from nurture.content.campaigns import EmailSource, load_email
+from nurture.addresses import clean_tag, normalize_email
 from nurture.content.approved import stored_content
+from nurture.content.campaigns import EmailSource, load_email
+from nurture.content.checks import check_email
+from nurture.content.prepared import PreparedEmail
+from nurture.content.preview import newsletter_name
+from nurture.content.rules import Finding
 from nurture.errors import InputError, NotFound
+from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
-from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
-
-if TYPE_CHECKING:
-    from nurture.content.rules import Finding
-    from nurture.content.prepared import PreparedEmail
 
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 # The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
 # POSIX-style names invert the sign: Etc/GMT-14 is UTC+14.
 EARLIEST_ZONE = "Etc/GMT-14"
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
-TEST_PREFIX = "[TEST] "
 
 
 # ---------------------------------------------------------------- scheduling
@@ -62,10 +58,7 @@ def parse_local(text: str) -> datetime:
     raise InputError(f"--at {text!r}: use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00")
 
 
-def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmail", list["Finding"]]:
-    from nurture.content.checks import check_email
-    from nurture.content.preview import newsletter_name
-
+def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, PreparedEmail, list[Finding]]:
     source = load_email(path)
     prepared = app.renderer.prepare_newsletter(source, newsletter_name(path))
     return source, prepared, check_email(app.config, app.renderer, source, prepared)
@@ -74,8 +67,6 @@ def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, "PreparedEmai
 def _segment(source: EmailSource) -> str | None:
     if not source.front.segment:
         return None
-    from nurture.addresses import clean_tag
-
     try:
         return clean_tag(source.front.segment)
     except InputError as exc:
@@ -262,7 +253,7 @@ class SentTestCopy:
     to: str
     subject: str
     provider_message_id: str | None
-    findings: list["Finding"]
+    findings: list[Finding]
 
 
 def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
@@ -272,21 +263,7 @@ def send_test(app: App, path: Path, to_address: str) -> SentTestCopy:
     sample one (subscriber 0) that unsubscribes nobody. Lint findings do not stop a
     test copy (seeing the problem may help); they are returned for the caller to show.
     """
-    from nurture.content.prepared import Recipient
-    from nurture.addresses import normalize_email
-
-    address, _ = normalize_email(to_address)
+    normalize_email(to_address)  # a mistyped address is refused before anything is rendered
     _, prepared, findings = _prepare_and_check(app, Path(path))
-    recipient = Recipient(
-        email=address,
-        first_name=None,
-        unsubscribe_url=links.test_copy_unsubscribe_url(app.config),
-    )
-    envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
-    envelope = envelope._replace(subject=TEST_PREFIX + envelope.subject)
-    outcomes = app.transport.send(prepared.batch([envelope]))
-    outcome = outcomes[0] if outcomes else None
-    if outcome is None or outcome.status != "sent":
-        reason = outcome.error if outcome is not None else "the transport gave no outcome"
-        raise InputError(f"the test copy to {address} was not sent: {reason}")
-    return SentTestCopy(address, envelope.subject, outcome.provider_message_id, findings)
+    sent = send_test_copy(app.transport, app.config, prepared, to_address)
+    return SentTestCopy(sent.to, sent.subject, sent.provider_message_id, findings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from nurture.series.enrollment import enroll, stop_enrollments
 from nurture.audience.people import get_by_email
 from nurture.content.prepared import Recipient
 from nurture.errors import InputError, TokenError
+from nurture.sending.one_email import send_now
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.tokens import address_hash, read_confirm_token
@@ -79,15 +79,11 @@ def subscribe(
 
 
 def send_confirmation(app: App, subscriber_id: int, email: str, first_name: str | None, nonce: int, now: datetime) -> None:
-    prepared = app.renderer.prepare_confirmation()
     recipient = Recipient(email=email, first_name=first_name, confirm_url=links.confirm_url(app.config, subscriber_id, nonce, now))
-    # A random tail: confirmations are not deliveries, and a store reset beside an old
-    # outbox must not collide with an earlier file of the same name.
-    envelope = prepared.envelope(f"confirm-{subscriber_id}-{nonce}-{secrets.token_hex(4)}", recipient, {"kind": "confirmation"})
-    outcomes = app.transport.send(prepared.batch([envelope]))
-    failed = [outcome for outcome in outcomes if outcome.status != "sent"]
-    if failed:
-        raise InputError(f"the confirmation email could not be sent: {failed[0].error}")
+    send_now(
+        app.transport, app.renderer.prepare_confirmation(), recipient,
+        kind="confirmation", label=f"confirm-{subscriber_id}-{nonce}", what="the confirmation email", error=InputError,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ rendered through the same templates (templates/notice.*) and checked by the same
 rules as every other email before they go out through the configured transport.
 
 Each goes out once: a row in owner_notices is written first, like a delivery's claim
-(unique per kind and period), and removed again if the email could not be sent.
+(unique per kind and period), and removed again if the email could not be sent
+(`nurture.sending.one_email.send_now` with a `NoticeRecord` as its ledger). A round
+of notices reads everything it decides on in one read transaction; each notice it
+sends then takes one write transaction for its record (two if it must be removed).
 
 - The summary: `nurture summary` sends it on demand; `nurture run` sends it each
   Monday from 08:00 practice time (delivery.default_timezone), once per week (a
@@ -18,18 +21,22 @@ Each goes out once: a row in owner_notices is written first, like a delivery's c
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from nurture.app import App
+from nurture.config import Config
 from nurture.content.checks import check_email
-from nurture.content.prepared import Recipient
-from nurture.errors import ConfigError, ContentError, NurtureError, TransportError
-from nurture.reporting.owner_summary import ALERT_WINDOW, OwnerNumbers, action_items, alert_reasons, owner_numbers
+from nurture.content.prepared import PreparedEmail, Recipient
+from nurture.content.rendering import Renderer
+from nurture.errors import ConfigError, ContentError, NurtureError
+from nurture.providers.base import Transport
+from nurture.reporting.owner_summary import ALERT_WINDOW, OwnerNumbers, action_items, alert_reasons, count_owner_numbers
+from nurture.sending.one_email import send_now
 from nurture.sending.planning import at_local, zone
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
@@ -51,25 +58,25 @@ class Notice:
     body: str  # Markdown
 
 
-def owner_address(app: App, to: str | None = None) -> str:
-    address = to or app.config.practice.owner_email
+def owner_address(config: Config, to: str | None = None) -> str:
+    address = to or config.practice.owner_email
     if not address:
         raise ConfigError(
-            f"{app.config.path}: practice.owner_email is not set: add the address that should get the weekly summary "
+            f"{config.path}: practice.owner_email is not set: add the address that should get the weekly summary "
             "and alerts under practice:, or give --to"
         )
     return address
 
 
-def _when(moment: datetime, app: App) -> str:
-    return f"{moment.astimezone(zone(app.config.delivery.default_timezone)):%a %d %b %Y %H:%M}"
+def _when(moment: datetime, config: Config) -> str:
+    return f"{moment.astimezone(zone(config.delivery.default_timezone)):%a %d %b %Y %H:%M}"
 
 
-def summary_notice(app: App, numbers: OwnerNumbers, now: datetime) -> Notice:
+def summary_notice(config: Config, numbers: OwnerNumbers, now: datetime) -> Notice:
     sent = numbers.sent_total
     lines = [
-        f"Here is how the emails did from {_when(numbers.start, app)} to {_when(numbers.end, app)} "
-        f"({app.config.delivery.default_timezone}).",
+        f"Here is how the emails did from {_when(numbers.start, config)} to {_when(numbers.end, config)} "
+        f"({config.delivery.default_timezone}).",
         "",
         f"- New subscribers: {numbers.new_subscribers}",
         f"- Emails sent: {sent}",
@@ -94,105 +101,111 @@ def summary_notice(app: App, numbers: OwnerNumbers, now: datetime) -> Notice:
     )
 
 
-def alert_notice(app: App, reasons: list[str]) -> Notice:
+def alert_notice(reasons: list[str]) -> Notice:
     lines = ["nurture noticed something that needs you soon:", "", *[f"- {reason}" for reason in reasons], ""]
     lines.append("Sending goes on meanwhile; this alert is sent at most once a day.")
     return Notice(name="owner-alert", subject="Action needed: your practice emails", preheader=reasons[0][:120], body="\n".join(lines))
 
 
-def send_notice(app: App, notice: Notice, to: str) -> None:
-    """Render, check with the rules every email passes, send through the transport."""
-    prepared = app.renderer.prepare_notice(notice.name, notice.subject, notice.preheader, notice.body)
-    findings = check_email(app.config, app.renderer, None, prepared)
+def prepare_notice(config: Config, renderer: Renderer, notice: Notice) -> PreparedEmail:
+    """Rendered through templates/notice.*, and checked with the rules every email passes."""
+    prepared = renderer.prepare_notice(notice.name, notice.subject, notice.preheader, notice.body)
+    findings = check_email(config, renderer, None, prepared)
     if findings:
         raise ContentError("\n".join(str(finding) for finding in findings))
-    envelope = prepared.envelope(f"{notice.name}-{secrets.token_hex(4)}", Recipient(email=to, first_name=None), {"kind": notice.name})
-    outcomes = app.transport.send(prepared.batch([envelope]))
-    failed = [outcome for outcome in outcomes if outcome.status != "sent"]
-    if failed:
-        raise TransportError(f"the {notice.name.replace('-', ' ')} email could not be sent: {failed[0].error}")
+    return prepared
 
 
-def summary_period(app: App, now: datetime) -> tuple[str, datetime]:
+def summary_period(config: Config, now: datetime) -> tuple[str, datetime]:
     """This week's summary: its Monday (practice time) and the moment it is due."""
-    tz = zone(app.config.delivery.default_timezone)
+    tz = zone(config.delivery.default_timezone)
     local = now.astimezone(tz).date()
     monday = local - timedelta(days=(local.weekday() - SUMMARY_WEEKDAY) % 7)
     return monday.isoformat(), at_local(monday, SUMMARY_TIME, tz)
 
 
-def _claim(app: App, kind: str, period: str, now: datetime, detail: str | None = None) -> int | None:
-    try:
-        with transaction(app.engine) as session:
-            notice = m.OwnerNotice(kind=kind, period=period, sent_at=now, detail=detail and detail[:500])
-            session.add(notice)
-            session.flush()
-            return notice.id
-    except IntegrityError:
-        return None  # another process has it
+@dataclass
+class NoticeRecord:
+    """The owner_notices row of one notice (unique per kind and period): the ledger of `send_now`."""
+
+    engine: Engine | Connection
+    kind: str
+    period: str
+    now: datetime
+    detail: str | None = None
+    notice_id: int | None = None
+
+    def claim(self) -> bool:
+        try:
+            with transaction(self.engine) as session:
+                row = m.OwnerNotice(kind=self.kind, period=self.period, sent_at=self.now, detail=self.detail and self.detail[:500])
+                session.add(row)
+                session.flush()
+                self.notice_id = row.id
+        except IntegrityError:
+            return False  # another process has it
+        return True
+
+    def release(self) -> None:
+        with transaction(self.engine) as session:
+            row = session.get(m.OwnerNotice, self.notice_id)
+            if row is not None:
+                session.delete(row)
 
 
-def _unclaim(app: App, notice_id: int) -> None:
-    with transaction(app.engine) as session:
-        row = session.get(m.OwnerNotice, notice_id)
-        if row is not None:
-            session.delete(row)
+def _send(transport: Transport, prepared: PreparedEmail, name: str, to: str, record: NoticeRecord | None = None) -> bool:
+    recipient = Recipient(email=to, first_name=None)
+    return send_now(transport, prepared, recipient, kind=name, label=name, what=f"the {name.replace('-', ' ')} email", ledger=record) is not None
 
 
 def send_summary(app: App, now: datetime, *, to: str | None = None) -> OwnerNumbers:
     """`nurture summary`: the last 7 days, sent now; it counts as this week's summary."""
-    address = owner_address(app, to)
-    numbers = owner_numbers(app, now - ALERT_WINDOW, now)
-    send_notice(app, summary_notice(app, numbers, now), address)
+    config = app.config
+    address = owner_address(config, to)
+    with reading(app.engine) as session:
+        numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
+    notice = summary_notice(config, numbers, now)
+    _send(app.transport, prepare_notice(config, app.renderer, notice), notice.name, address)
     if to is None:
-        _claim(app, SUMMARY, summary_period(app, now)[0], now)
+        NoticeRecord(app.engine, SUMMARY, summary_period(config, now)[0], now).claim()  # already there: fine
     return numbers
 
 
-def _alert_sent_since(app: App, since: datetime) -> bool:
-    with reading(app.engine) as session:
-        return session.scalar(select(m.OwnerNotice.id).where(m.OwnerNotice.kind == ALERT, m.OwnerNotice.sent_at > since).limit(1)) is not None
-
-
-def _recorded(app: App, kind: str, period: str) -> bool:
-    with reading(app.engine) as session:
-        return session.scalar(select(m.OwnerNotice.id).where(m.OwnerNotice.kind == kind, m.OwnerNotice.period == period)) is not None
-
-
-def _send_claimed(app: App, kind: str, period: str, now: datetime, notice: Notice, detail: str | None = None) -> bool:
-    if _recorded(app, kind, period):
-        return False
-    claimed = _claim(app, kind, period, now, detail)
-    if claimed is None:
-        return False
-    try:
-        send_notice(app, notice, owner_address(app))
-    except BaseException:
-        _unclaim(app, claimed)  # not sent: the next pass tries again
-        raise
-    return True
+def _recorded(session: Session, kind: str, *, period: str | None = None, since: datetime | None = None) -> bool:
+    query = select(m.OwnerNotice.id).where(m.OwnerNotice.kind == kind)
+    if period is not None:
+        query = query.where(m.OwnerNotice.period == period)
+    if since is not None:
+        query = query.where(m.OwnerNotice.sent_at > since)
+    return session.scalar(query.limit(1)) is not None
 
 
 def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
     """After a pass: an alert if one is called for (at most daily), and with `weekly` the
     Monday summary once it is due. Returns what was sent; never raises for a notice
     that could not go out (the pass's own work is done), it logs it instead."""
-    if not app.config.practice.owner_email:
+    config = app.config
+    if not config.practice.owner_email:
         return []
+    today = now.astimezone(zone(config.delivery.default_timezone)).date().isoformat()
+    monday, summary_due_at = summary_period(config, now)
     sent: list[str] = []
     try:
-        numbers = owner_numbers(app, now - ALERT_WINDOW, now)
+        with reading(app.engine) as session:
+            numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
+            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(session, ALERT, period=today)
+            summarized = _recorded(session, SUMMARY, period=monday)
+        due: list[tuple[str, str, Notice, str | None]] = []
         reasons = alert_reasons(numbers, now)
-        if reasons and not _alert_sent_since(app, now - ALERT_EVERY):
-            period = now.astimezone(zone(app.config.delivery.default_timezone)).date().isoformat()
-            if _send_claimed(app, ALERT, period, now, alert_notice(app, reasons), detail=" | ".join(reasons)):
-                sent.append(ALERT)
-        if weekly:
-            period, due_at = summary_period(app, now)
-            # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
-            today = now.astimezone(zone(app.config.delivery.default_timezone)).date().isoformat()
-            if now >= due_at and today == period and _send_claimed(app, SUMMARY, period, now, summary_notice(app, numbers, now)):
-                sent.append(SUMMARY)
+        if reasons and not alerted:
+            due.append((ALERT, today, alert_notice(reasons), " | ".join(reasons)))
+        # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
+        if weekly and now >= summary_due_at and today == monday and not summarized:
+            due.append((SUMMARY, monday, summary_notice(config, numbers, now), None))
+        for kind, period, notice, detail in due:
+            prepared = prepare_notice(config, app.renderer, notice)
+            if _send(app.transport, prepared, notice.name, owner_address(config), NoticeRecord(app.engine, kind, period, now, detail)):
+                sent.append(kind)
     except NurtureError as exc:
         log.warning("owner notice not sent: %s", exc)
     return sent

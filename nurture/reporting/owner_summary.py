@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.sending.deliveries import ReconcileStatus, reconcile_status
+from nurture.config import Config
+from nurture.sending.deliveries import ReconcileStatus, stuck_status
 from nurture.sending.streams import is_newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading
@@ -66,51 +68,57 @@ class OwnerNumbers:
 
 
 def owner_numbers(app: App, start: datetime, end: datetime) -> OwnerNumbers:
-    numbers = OwnerNumbers(start=start, end=end)
+    """`count_owner_numbers` in a read transaction of its own."""
     with reading(app.engine) as session:
-        numbers.new_subscribers = int(
-            session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.confirmed_at >= start, m.Subscriber.confirmed_at < end)) or 0
+        return count_owner_numbers(session, app.config, start, end)
+
+
+def count_owner_numbers(session: Session, config: Config, start: datetime, end: datetime) -> OwnerNumbers:
+    """The numbers over [start, end), and the stuck deliveries as of `end`, read in `session`."""
+    numbers = OwnerNumbers(start=start, end=end)
+    numbers.new_subscribers = int(
+        session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.confirmed_at >= start, m.Subscriber.confirmed_at < end)) or 0
+    )
+    sent_window = (m.Delivery.finished_at >= start, m.Delivery.finished_at < end)
+    rows = session.execute(
+        select(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id, func.count())
+        .where(m.Delivery.status == m.DeliveryStatus.SENT, *sent_window)
+        .group_by(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id)
+        .order_by(m.Delivery.stream, m.Delivery.step)
+    ).all()
+    subjects = dict(
+        session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_({row[2] for row in rows if row[2] is not None}))).all()
+    )
+    for stream, step, newsletter_id, count in rows:
+        if newsletter_id is not None:
+            label = f"newsletter {newsletter_id}: {subjects.get(newsletter_id, '')}".rstrip(": ")
+        elif is_newsletter_stream(stream):
+            label = "newsletter test copies"
+        else:
+            label = f"{stream} step {step}"
+        numbers.sent.append(SentLine(label, int(count)))
+    numbers.unsubscribes = int(
+        session.scalar(
+            select(func.count())
+            .select_from(m.ConsentEvent)
+            .where(m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE, m.ConsentEvent.recorded_at >= start, m.ConsentEvent.recorded_at < end)
         )
-        sent_window = (m.Delivery.finished_at >= start, m.Delivery.finished_at < end)
-        rows = session.execute(
-            select(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id, func.count())
-            .where(m.Delivery.status == m.DeliveryStatus.SENT, *sent_window)
-            .group_by(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id)
-            .order_by(m.Delivery.stream, m.Delivery.step)
+        or 0
+    )
+    event_window = (m.ProviderEvent.occurred_at >= start, m.ProviderEvent.occurred_at < end)
+    kinds = dict(
+        session.execute(
+            select(m.ProviderEvent.kind, func.count())
+            .where(m.ProviderEvent.kind.in_([*BOUNCE_EVENT_KINDS, m.EventKind.COMPLAINED]), *event_window)
+            .group_by(m.ProviderEvent.kind)
         ).all()
-        subjects = dict(
-            session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_({row[2] for row in rows if row[2] is not None}))).all()
-        )
-        for stream, step, newsletter_id, count in rows:
-            if newsletter_id is not None:
-                label = f"newsletter {newsletter_id}: {subjects.get(newsletter_id, '')}".rstrip(": ")
-            elif is_newsletter_stream(stream):
-                label = "newsletter test copies"
-            else:
-                label = f"{stream} step {step}"
-            numbers.sent.append(SentLine(label, int(count)))
-        numbers.unsubscribes = int(
-            session.scalar(
-                select(func.count())
-                .select_from(m.ConsentEvent)
-                .where(m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE, m.ConsentEvent.recorded_at >= start, m.ConsentEvent.recorded_at < end)
-            )
-            or 0
-        )
-        event_window = (m.ProviderEvent.occurred_at >= start, m.ProviderEvent.occurred_at < end)
-        kinds = dict(
-            session.execute(
-                select(m.ProviderEvent.kind, func.count())
-                .where(m.ProviderEvent.kind.in_([*BOUNCE_EVENT_KINDS, m.EventKind.COMPLAINED]), *event_window)
-                .group_by(m.ProviderEvent.kind)
-            ).all()
-        )
-        numbers.bounces = sum(int(kinds.get(kind, 0)) for kind in BOUNCE_EVENT_KINDS)
-        numbers.complaints = int(kinds.get(m.EventKind.COMPLAINED, 0))
-        numbers.failed = int(
-            session.scalar(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.FAILED, *sent_window)) or 0
-        )
-    numbers.stuck = reconcile_status(app, end)
+    )
+    numbers.bounces = sum(int(kinds.get(kind, 0)) for kind in BOUNCE_EVENT_KINDS)
+    numbers.complaints = int(kinds.get(m.EventKind.COMPLAINED, 0))
+    numbers.failed = int(
+        session.scalar(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.FAILED, *sent_window)) or 0
+    )
+    numbers.stuck = stuck_status(session, config, end)
     return numbers
 
 

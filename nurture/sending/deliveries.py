@@ -11,7 +11,7 @@ invariant 8):
   reached the provider: it is released and the next claim sends it (`reconcile`).
 
 Without a webhook key, or with a silent webhook, nothing is released by itself and
-`reconcile_status` says why; the owner can still check and release by hand.
+`stuck_status` says why; the owner can still check and release by hand.
 Releasing deletes the delivery row, so the next pass claims that email again.
 """
 
@@ -284,10 +284,15 @@ def _assess(session: Session, config: Config, now: datetime) -> tuple[ReconcileS
     return status, releasable
 
 
+def stuck_status(session: Session, config: Config, now: datetime) -> ReconcileStatus:
+    """How many deliveries are stuck, and why any are not released automatically (reads only)."""
+    return _assess(session, config, now)[0]
+
+
 def reconcile_status(app: App, now: datetime) -> ReconcileStatus:
-    """Read-only: how many deliveries are stuck, and why any are not released automatically."""
+    """`stuck_status` in a read transaction of its own."""
     with reading(app.engine) as session:
-        return _assess(session, app.config, now)[0]
+        return stuck_status(session, app.config, now)
 
 
 def reconcile(app: App, now: datetime) -> ReconcileReport:

@@ -1,4 +1,4 @@
-"""Emails edited in the owner console: writing what she typed, previews, checks and test copies.
+"""Emails edited in the owner console: writing what she typed, previews and checks.
 
 A series email is edited in place: under versioned series the campaign files are the
 draft, and nothing of them goes out until the series is published (series_pages).
@@ -13,20 +13,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from nurture import links
-from nurture.app import App
-from nurture.addresses import normalize_email
 from nurture.config import Config
 from nurture.content.campaigns import Campaign, EmailSource, Step, load_email
 from nurture.content.checks import check_email
-from nurture.content.prepared import PreparedEmail, Recipient, RenderedEmail
+from nurture.content.prepared import PreparedEmail, RenderedEmail
 from nurture.content.preview import newsletter_name, sample_recipient
 from nurture.content.rendering import Renderer
 from nurture.content.rules import Finding
 from nurture.errors import ContentError, InputError
 
 DRAFTS = "drafts"
-TEST_PREFIX = "[TEST] "
 MAX_SOURCE = 200_000
 
 
@@ -91,17 +87,3 @@ def check(config: Config, path: Path, shown_as: Path, *, campaign: Campaign | No
         return Checked(prepared, None, findings or [Finding(shown_as, None, str(exc))])
     return Checked(prepared, rendered, findings)
 
-
-def send_test_copy(app: App, prepared: PreparedEmail, to_address: str) -> str:
-    """One copy to `to_address`, subject prefixed [TEST]; not a delivery, not in stats. Returns the address.
-
-    Its unsubscribe link opens a page saying it is a test copy, and changes nothing."""
-    address, _ = normalize_email(to_address)
-    recipient = Recipient(email=address, first_name=None, unsubscribe_url=links.test_copy_unsubscribe_url(app.config))
-    envelope = prepared.envelope(f"test-{uuid.uuid4().hex[:12]}", recipient, {"kind": "test"})
-    envelope = envelope._replace(subject=TEST_PREFIX + envelope.subject)
-    outcomes = app.transport.send(prepared.batch([envelope]))
-    outcome = outcomes[0] if outcomes else None
-    if outcome is None or outcome.status != "sent":
-        raise InputError(f"the test copy was not sent: {outcome.error if outcome is not None else 'the transport gave no outcome'}")
-    return address

@@ -23,6 +23,7 @@ from nurture.content.campaigns import NEWSLETTERS_DIR
 from nurture.errors import InputError, NurtureError
 from nurture.newsletters import cancel, list_newsletters, parse_local, schedule
 from nurture.owners.audit import record_now
+from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local, zone
 from nurture.store import models as m
 from nurture.store.db import reading
@@ -110,9 +111,9 @@ async def newsletter_compose(request: Request) -> Response:
         if form["do"] == "test":
             if checked.prepared is None:
                 raise InputError("the newsletter cannot be built yet: fix the findings below")
-            to = await run_in_threadpool(email_edits.send_test_copy, app, checked.prepared, request.state.owner.email)
+            copy = await run_in_threadpool(send_test_copy, app.transport, app.config, checked.prepared, request.state.owner.email)
             await run_in_threadpool(record_now, app, actor, "sent a newsletter test copy", now, name)
-            return await newsletters_page(request, form=form, checked=checked, flash=f"Test copy sent to {to}.", cap_warning=cap_warning)
+            return await newsletters_page(request, form=form, checked=checked, flash=f"Test copy sent to {copy.to}.", cap_warning=cap_warning)
         if form["do"] == "schedule":
             if checked.findings:
                 return await newsletters_page(request, form=form, checked=checked, flash="Not scheduled: fix the findings below first.", flash_kind="warning", status=400, cap_warning=cap_warning)

@@ -18,6 +18,7 @@ from nurture.content.campaigns import load_campaigns
 from nurture.content.rules import Finding
 from nurture.errors import NurtureError
 from nurture.owners.audit import record_now
+from nurture.sending.one_email import send_test_copy
 from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
@@ -166,7 +167,7 @@ async def step_action(request: Request) -> Response:
             prepared = view["checked"].prepared
             if prepared is None:
                 return await step_page(request, flash="No test copy: the email cannot be built yet (see the findings).", flash_kind="warning", status=400)
-            await run_in_threadpool(email_edits.send_test_copy, app, prepared, request.state.owner.email)
+            await run_in_threadpool(send_test_copy, app.transport, app.config, prepared, request.state.owner.email)
             await run_in_threadpool(record_now, app, actor, "sent a test copy", now, where)
             return RedirectResponse(back + "?done=tested", status_code=303)
     except NurtureError as exc:
