@@ -7,12 +7,13 @@ from datetime import datetime, timezone
 
 import click
 
+from nurture.app import App
 from nurture.cli.base import Context, Group, now_option, pass_context
-from nurture.cli.summary import owner_notices
 from nurture.cli.times import parse_age, parse_now
 from nurture.errors import InputError
 from nurture.providers.recording import RecordingTransport
-from nurture.sending.daemon import run_daemon
+from nurture.reporting.notices import send_due_notices
+from nurture.tick import run_daemon
 from nurture.sending.deliveries import count_due, list_stuck, release
 from nurture.sending.sendpass import PassSummary, SendingPass
 from nurture.sending.simulate import simulate as run_simulation
@@ -58,6 +59,12 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo("stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True)
         sys.exit(3)
     owner_notices(app, moment, weekly=False)
+
+
+def owner_notices(app: App, now: datetime, *, weekly: bool) -> None:
+    """After a pass: send an alert if one is due (and with `weekly`, the Monday summary)."""
+    for kind in send_due_notices(app, now, weekly=weekly):
+        click.echo(f"{kind} emailed to the owner")
 
 
 @click.group(cls=Group, invoke_without_command=True)

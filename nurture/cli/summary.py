@@ -1,15 +1,12 @@
-"""`nurture summary`: the owner's weekly email on demand; and the notices after each pass."""
+"""`nurture summary`: the owner's weekly email on demand."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
-from nurture.app import App
 from nurture.cli.base import Context, now_option, pass_context
 from nurture.cli.times import parse_now
-from nurture.reporting.notices import send_due_notices, send_summary
+from nurture.reporting.notices import send_summary
 
 
 @click.command()
@@ -34,12 +31,6 @@ def summary(obj: Context, to: str | None, now: str | None) -> None:
         f"{numbers.unsubscribes} unsubscribes, {numbers.bounces} bounces, {numbers.complaints} complaints, "
         f"{numbers.failed} failed, {numbers.stuck.stuck} stuck"
     )
-
-
-def owner_notices(app: App, now: datetime, *, weekly: bool) -> None:
-    """After a pass: send an alert if one is due (and with `weekly`, the Monday summary)."""
-    for kind in send_due_notices(app, now, weekly=weekly):
-        click.echo(f"{kind} emailed to the owner")
 
 
 def register(cli: click.Group) -> None:
