@@ -1,9 +1,14 @@
-"""`nurture run`: the sending pass every minute under APScheduler, until SIGTERM/SIGINT.
+"""The tick: what cron's `nurture send-due` runs once, and `nurture run` every minute.
 
-The job store is APScheduler's in-memory one, private to this process; several
-daemons can share one PostgreSQL because the claims live in the database.
-On a signal the current pass stops claiming, finishes what is in flight,
-releases what it claimed but did not send, and the process exits.
+A tick is a sending pass, then the owner's notices (an alert when one is called
+for; under `nurture run`, the Monday summary too). The notices are left out when
+the pass stopped on a fatal provider error: they would go through the same provider.
+
+`nurture run` ticks under APScheduler until SIGTERM/SIGINT. The job store is
+APScheduler's in-memory one, private to this process; several daemons can share one
+PostgreSQL because the claims live in the database. On a signal the current pass
+stops claiming, finishes what is in flight, releases what it claimed but did not
+send, and the process exits.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
 
@@ -20,9 +26,32 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from nurture.app import App
 from nurture.errors import FatalTransportError
+from nurture.reporting.notices import send_due_notices
 from nurture.sending.sendpass import PassSummary, SendingPass
 
-log = logging.getLogger("nurture.sending.daemon")
+log = logging.getLogger("nurture.tick")
+
+
+@dataclass
+class Tick:
+    summary: PassSummary
+    notices: list[str] = field(default_factory=list)  # the owner's notices sent after the pass
+
+
+def tick(
+    app: App,
+    now: datetime,
+    *,
+    weekly: bool,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Tick:
+    """One sending pass at `now`, then the owner's notices (with `weekly`, the Monday summary too)."""
+    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
+    if summary.fatal:
+        return Tick(summary)
+    return Tick(summary, send_due_notices(app, now, weekly=weekly))
 
 
 def run_daemon(
@@ -30,27 +59,22 @@ def run_daemon(
     *,
     interval_seconds: int = 60,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    report: Callable[[PassSummary], None] = lambda summary: None,
-    after_pass: Callable[[datetime], None] = lambda now: None,
+    report: Callable[[Tick], None] = lambda done: None,
 ) -> int:
-    """`after_pass(now)` runs after each pass: the CLI hands in the owner's notices
-    (weekly summary, alerts), which live above sending."""
+    """Tick every `interval_seconds` until a signal or a fatal provider error; `report` hears of each tick."""
     stop = threading.Event()
     busy = threading.Lock()
     exit_code = 0
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=timezone.utc)
 
-    def tick() -> None:
+    def job() -> None:
         nonlocal exit_code
         if stop.is_set():
             return
         with busy:
-            moment = clock()
-            summary = SendingPass(app, moment, stop=stop).run()
-            report(summary)
-            if not summary.fatal:
-                after_pass(moment)
-            if summary.fatal:
+            done = tick(app, clock(), weekly=True, stop=stop)
+            report(done)
+            if done.summary.fatal:
                 # A bad key will not get better by itself: stop rather than retry every minute.
                 exit_code = FatalTransportError.exit_code
                 stop.set()
@@ -64,7 +88,7 @@ def run_daemon(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     scheduler.add_job(
-        tick,
+        job,
         "interval",
         seconds=interval_seconds,
         id="send-due",

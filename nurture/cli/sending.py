@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 import click
 
-from nurture.app import App
 from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.times import parse_age, parse_now
 from nurture.errors import InputError
-from nurture.providers.recording import RecordingTransport
-from nurture.reporting.notices import send_due_notices
-from nurture.tick import run_daemon
 from nurture.sending.deliveries import count_due, list_stuck, release
-from nurture.sending.sendpass import PassSummary, SendingPass
+from nurture.sending.simulate import dry_run_pass
 from nurture.sending.simulate import simulate as run_simulation
+from nurture.tick import Tick, run_daemon, tick
 
 
 @click.command("send-due")
@@ -34,36 +32,23 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
     Example (crontab):
       * * * * * cd /srv/nurture && .venv/bin/nurture send-due >> send.log 2>&1
     """
-    app = obj.app
     moment = parse_now(now)
     if dry_run:
-        transport = RecordingTransport()
-        with app.rehearsal(transport) as rehearsal:
-            summary = SendingPass(rehearsal, moment, limit=limit, worker="dry-run").run()
-        counts: dict[str, int] = {}
-        for record in transport.sent:
-            label = f"{record.stream} step {record.step}: {record.subject}"
-            counts[label] = counts.get(label, 0) + 1
-        for label, count in sorted(counts.items()):
+        rehearsed = dry_run_pass(obj.app, moment, limit=limit)
+        for label, count in rehearsed.emails:
             click.echo(f"would send {count:>6}  {label}")
-        click.echo(f"dry run: would send {summary.sent}; nothing was sent or changed")
+        click.echo(f"dry run: would send {rehearsed.summary.sent}; nothing was sent or changed")
         return
-    if sys.stderr.isatty():
-        with click.progressbar(length=max(1, count_due(app, moment)), label="sending", file=sys.stderr, show_pos=True) as bar:
-            summary = SendingPass(app, moment, limit=limit, progress=bar.update).run()
-    else:
-        summary = SendingPass(app, moment, limit=limit).run()
-    click.echo(summary.line())
-    if summary.fatal:
-        click.echo(f"error: {summary.fatal}", err=True)
+    # A progress bar for a person at a terminal; cron's log gets the summary line alone.
+    bar = click.progressbar(length=max(1, count_due(obj.app, moment)), label="sending", file=sys.stderr, show_pos=True) if sys.stderr.isatty() else None
+    with bar if bar is not None else nullcontext():
+        done = tick(obj.app, moment, weekly=False, limit=limit, progress=bar.update if bar is not None else None)
+    click.echo(done.summary.line())
+    if done.summary.fatal:
+        click.echo(f"error: {done.summary.fatal}", err=True)
         click.echo("stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True)
         sys.exit(3)
-    owner_notices(app, moment, weekly=False)
-
-
-def owner_notices(app: App, now: datetime, *, weekly: bool) -> None:
-    """After a pass: send an alert if one is due (and with `weekly`, the Monday summary)."""
-    for kind in send_due_notices(app, now, weekly=weekly):
+    for kind in done.notices:
         click.echo(f"{kind} emailed to the owner")
 
 
@@ -156,14 +141,17 @@ def run(obj: Context, interval: int) -> None:
     Example (systemd ExecStart):
       /srv/nurture/.venv/bin/nurture run
     """
-    def report(summary: PassSummary) -> None:
+    def report(done: Tick) -> None:
+        summary = done.summary
         if summary.sent or summary.failed or summary.skipped or summary.fatal:
             click.echo(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}Z {summary.line()}")
         if summary.fatal:
             click.echo(f"error: {summary.fatal}", err=True)
+        for kind in done.notices:
+            click.echo(f"{kind} emailed to the owner")
 
     click.echo(f"nurture run: a pass every {interval}s with the {obj.app.transport.name} transport; Ctrl-C to stop")
-    code = run_daemon(obj.app, interval_seconds=interval, report=report, after_pass=lambda now: owner_notices(obj.app, now, weekly=True))
+    code = run_daemon(obj.app, interval_seconds=interval, report=report)
     click.echo("stopped")
     sys.exit(code)
 

@@ -116,12 +116,20 @@ def prepare_notice(config: Config, renderer: Renderer, notice: Notice) -> Prepar
     return prepared
 
 
-def summary_period(config: Config, now: datetime) -> tuple[str, datetime]:
-    """This week's summary: its Monday (practice time) and the moment it is due."""
+@dataclass(frozen=True)
+class PracticeDays:
+    """`now` on the practice's calendar (delivery.default_timezone)."""
+
+    today: str  # ISO date: an alert's period
+    monday: str  # this week's Monday: the summary's period
+    summary_due_at: datetime  # that Monday at 08:00
+
+
+def practice_days(config: Config, now: datetime) -> PracticeDays:
     tz = zone(config.delivery.default_timezone)
     local = now.astimezone(tz).date()
     monday = local - timedelta(days=(local.weekday() - SUMMARY_WEEKDAY) % 7)
-    return monday.isoformat(), at_local(monday, SUMMARY_TIME, tz)
+    return PracticeDays(local.isoformat(), monday.isoformat(), at_local(monday, SUMMARY_TIME, tz))
 
 
 @dataclass
@@ -153,7 +161,9 @@ class NoticeRecord:
                 session.delete(row)
 
 
-def _send(transport: Transport, prepared: PreparedEmail, name: str, to: str, record: NoticeRecord | None = None) -> bool:
+def send_notice(transport: Transport, prepared: PreparedEmail, to: str, record: NoticeRecord | None = None) -> bool:
+    """The prepared notice to `to` now; False when `record` finds it sent already."""
+    name = prepared.name
     recipient = Recipient(email=to, first_name=None)
     return send_now(transport, prepared, recipient, kind=name, label=name, what=f"the {name.replace('-', ' ')} email", ledger=record) is not None
 
@@ -164,10 +174,9 @@ def send_summary(app: App, now: datetime, *, to: str | None = None) -> OwnerNumb
     address = owner_address(config, to)
     with reading(app.engine) as session:
         numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
-    notice = summary_notice(config, numbers, now)
-    _send(app.transport, prepare_notice(config, app.renderer, notice), notice.name, address)
+    send_notice(app.transport, prepare_notice(config, app.renderer, summary_notice(config, numbers, now)), address)
     if to is None:
-        NoticeRecord(app.engine, SUMMARY, summary_period(config, now)[0], now).claim()  # already there: fine
+        NoticeRecord(app.engine, SUMMARY, practice_days(config, now).monday, now).claim()  # already there: fine
     return numbers
 
 
@@ -187,25 +196,24 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
     config = app.config
     if not config.practice.owner_email:
         return []
-    today = now.astimezone(zone(config.delivery.default_timezone)).date().isoformat()
-    monday, summary_due_at = summary_period(config, now)
+    address = owner_address(config)
+    days = practice_days(config, now)
     sent: list[str] = []
     try:
         with reading(app.engine) as session:
             numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
-            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(session, ALERT, period=today)
-            summarized = _recorded(session, SUMMARY, period=monday)
-        due: list[tuple[str, str, Notice, str | None]] = []
+            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(session, ALERT, period=days.today)
+            summarized = _recorded(session, SUMMARY, period=days.monday)
+        due: list[tuple[NoticeRecord, Notice]] = []
         reasons = alert_reasons(numbers, now)
         if reasons and not alerted:
-            due.append((ALERT, today, alert_notice(reasons), " | ".join(reasons)))
+            due.append((NoticeRecord(app.engine, ALERT, days.today, now, " | ".join(reasons)), alert_notice(reasons)))
         # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
-        if weekly and now >= summary_due_at and today == monday and not summarized:
-            due.append((SUMMARY, monday, summary_notice(config, numbers, now), None))
-        for kind, period, notice, detail in due:
-            prepared = prepare_notice(config, app.renderer, notice)
-            if _send(app.transport, prepared, notice.name, owner_address(config), NoticeRecord(app.engine, kind, period, now, detail)):
-                sent.append(kind)
+        if weekly and now >= days.summary_due_at and days.today == days.monday and not summarized:
+            due.append((NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, numbers, now)))
+        for record, notice in due:
+            if send_notice(app.transport, prepare_notice(config, app.renderer, notice), address, record):
+                sent.append(record.kind)
     except NurtureError as exc:
         log.warning("owner notice not sent: %s", exc)
     return sent

@@ -1,7 +1,8 @@
-"""`nurture simulate`: the real sending pass, run on a moving clock and rolled back.
+"""`nurture simulate` and `nurture send-due --dry-run`: the real sending pass, rolled back.
 
-What it shows is what a person would see: each email's subject, at the local time
-it reaches them (their own zone, or the practice's when they have none).
+`simulate` runs it on a moving clock and shows what a person would see: each email's
+subject, at the local time it reaches them (their own zone, or the practice's when
+they have none). `dry_run_pass` runs one pass now and counts what it would send.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.providers.recording import RecordingTransport
 from nurture.sending.planning import zone
-from nurture.sending.sendpass import SendingPass
+from nurture.sending.sendpass import PassSummary, SendingPass
 from nurture.store import models as m
 from nurture.store.db import chunks, reading
 
@@ -49,6 +50,21 @@ class Simulation:
         for send in self.sends:
             days[send.at.astimezone(tz).date()][send.subject] += 1
         return dict(sorted(days.items()))
+
+
+@dataclass
+class DryRun:
+    summary: PassSummary
+    emails: list[tuple[str, int]]  # ("<stream> step <n>: <subject>", how many), by label
+
+
+def dry_run_pass(app: App, now: datetime, *, limit: int | None = None) -> DryRun:
+    """What one pass at `now` would send; nothing is sent and nothing in the store changes."""
+    transport = RecordingTransport()
+    with app.rehearsal(transport) as rehearsal:
+        summary = SendingPass(rehearsal, now, limit=limit, worker="dry-run").run()
+    counts = Counter(f"{record.stream} step {record.step}: {record.subject}" for record in transport.sent)
+    return DryRun(summary, sorted(counts.items()))
 
 
 def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) -> Simulation:
