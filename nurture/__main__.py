@@ -9,7 +9,7 @@ def run() -> None:
     # frozen, so later collections do not walk them again.
     gc.disable()
     try:
-        from nurture.cli.main import main
+        from nurture.cli.main import main  # deferred: the whole CLI, imported with the collector off
     finally:
         gc.enable()
     gc.freeze()

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
-
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Connection, Engine
 
 from nurture.config import Config
+from nurture.content.campaigns import Campaign
+from nurture.content.rendering import Renderer
+from nurture.providers.base import Transport
+from nurture.providers.outbox import OutboxTransport
+from nurture.series.catalog import SeriesCatalog
 from nurture.store.db import make_engine
 from nurture.store.migrate import ensure_schema
-from nurture.providers.base import Transport
-
-if TYPE_CHECKING:
-    from nurture.content.campaigns import Campaign
-    from nurture.series.catalog import SeriesCatalog
-    from nurture.content.rendering import Renderer
 
 
 @dataclass
@@ -29,7 +26,7 @@ class App:
     _transport: Transport | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, config: Config, *, migrate: bool = True) -> "App":
+    def open(cls, config: Config, *, migrate: bool = True) -> App:
         try:
             engine = make_engine(config.database_url)
         except OSError as exc:  # the folder of a SQLite file could not be created
@@ -53,19 +50,15 @@ class App:
         self._transport = transport
 
     @cached_property
-    def renderer(self) -> "Renderer":
-        from nurture.content.rendering import Renderer
-
+    def renderer(self) -> Renderer:
         return Renderer(self.config)
 
     @cached_property
-    def catalog(self) -> "SeriesCatalog":
-        from nurture.series.catalog import SeriesCatalog
-
+    def catalog(self) -> SeriesCatalog:
         return SeriesCatalog(self.config.campaigns_dir)
 
     @property
-    def campaigns(self) -> dict[str, "Campaign"]:
+    def campaigns(self) -> dict[str, Campaign]:
         """The latest published version of every series: what is sent, never the files being edited.
 
         Loaded once; each sending pass refreshes it (`catalog.refresh`). A series
@@ -74,7 +67,7 @@ class App:
         return self.catalog.current(self.engine)
 
     @contextmanager
-    def rehearsal(self, transport: Transport) -> Iterator["App"]:
+    def rehearsal(self, transport: Transport) -> Iterator[App]:
         """An App whose every write is rolled back at the end, with its own transport.
 
         `simulate` and `send-due --dry-run` run the real pass inside it, so what they
@@ -101,6 +94,7 @@ class App:
 
 def make_transport(config: Config) -> Transport:
     if config.delivery.transport == "sendgrid":
+        # Deferred, a heavy import: the sendgrid package (~50 ms), for the stores that use it only.
         from nurture.providers.sendgrid.transport import SendGridTransport
 
         return SendGridTransport(
@@ -110,6 +104,4 @@ def make_transport(config: Config) -> Transport:
             sandbox_mode=config.delivery.sandbox_mode,
             tracking=config.delivery.tracking,
         )
-    from nurture.providers.outbox import OutboxTransport
-
     return OutboxTransport(config.prepare_outbox_dir())

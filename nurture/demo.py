@@ -19,12 +19,18 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 import yaml
 
-if TYPE_CHECKING:
-    from nurture.app import App
+from nurture.app import App
+from nurture.audience.signup import confirm, subscribe
+from nurture.config import load_config
+from nurture.content.preview import write_preview
+from nurture.demo_webhook import record_demo_events
+from nurture.owners.accounts import add_owner
+from nurture.reporting.report import write_report
+from nurture.sending.sendpass import send_due
+from nurture.series.drafts import load_draft
+from nurture.series.publish import publish
 
 ROOT = Path.cwd()
 DEMO = ROOT / "demo"
@@ -66,14 +72,11 @@ def _confirm_token(outbox: Path, name: str) -> str:
     return found.group(1)
 
 
-def _edit_and_publish(app: "App", moment: datetime) -> None:
+def _edit_and_publish(app: App, moment: datetime) -> None:
     """The owner shortens the wait before the fourth email of the live series, then publishes it.
 
     Until published, the edit is a draft that changes nothing that goes out.
     """
-    from nurture.series.drafts import load_draft
-    from nurture.series.publish import publish
-
     path = app.config.campaigns_dir / "kap-intro" / "campaign.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["steps"][3]["delay_days"] = 3
@@ -85,11 +88,6 @@ def _edit_and_publish(app: "App", moment: datetime) -> None:
 
 def main() -> int:
     os.environ.setdefault("NURTURE_SECRET_KEY", "demo-only-secret-key-do-not-use-in-production")
-    from nurture.app import App
-    from nurture.config import load_config
-    from nurture.sending.sendpass import send_due
-    from nurture.audience.signup import confirm, subscribe
-
     config = load_config(_project())
     app = App.open(config)
     outbox = config.outbox_dir
@@ -102,8 +100,6 @@ def main() -> int:
         for index, name in enumerate(confirmations[:-1]):
             confirm(app, _confirm_token(outbox, name), START + timedelta(minutes=5 + index), source="demo click")
         print(f"demo: {len(confirmations) - 1} confirmed; one stays pending and gets nothing else")
-
-        from nurture.demo_webhook import record_demo_events
 
         seen: set[int]
         moment, end, sent, seen = START, START + timedelta(days=21), 0, set()
@@ -119,17 +115,11 @@ def main() -> int:
         for line in record_demo_events(app, end, unsubscribe_one=False, seen=seen):
             print(f"demo: {line}")
 
-        from nurture.reporting.report import write_report
-
         report = write_report(app, DEMO / "report.html", now=end)
-        from nurture.content.preview import write_preview
-
         gallery = write_preview(config, DEMO / "preview", None)
         print(f"demo: outbox:          {outbox}/ ({len(list(outbox.glob('*.eml')))} .eml files)")
         print(f"demo: preview gallery: {gallery}")
         print(f"demo: owner's report:  {report}")
-
-        from nurture.owners.accounts import add_owner
 
         add_owner(app, *DEMO_OWNER, end)
         print("demo: the owner console, on this demo store:")

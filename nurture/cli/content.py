@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from nurture.cli.base import Context, pass_context
+from nurture.content.checks import check_content
+from nurture.content.preview import write_preview
 
 
 @click.command()
@@ -21,9 +23,6 @@ def check(obj: Context) -> None:
     Example:
       nurture check
     """
-    # Here, not at the top: jinja2, MJML and markdown-it add ~60 ms to every command, cron's send-due included.
-    from nurture.content.checks import check_content
-
     report = check_content(obj.config)
     for finding in report.findings:
         click.echo(str(finding))
@@ -45,9 +44,6 @@ def preview(obj: Context, campaign: str | None, out_dir: Path) -> None:
     Example:
       nurture preview kap-intro --out preview
     """
-    # Here, not at the top: jinja2 and MJML add ~60 ms to every command, cron's send-due included.
-    from nurture.content.preview import write_preview
-
     index = write_preview(obj.config, out_dir, campaign)
     click.echo(f"preview written: open {index.resolve()}")
 

@@ -1,11 +1,13 @@
 """`nurture owner ...`: the accounts that may open the web console at /console/.
 
-The commands import what they use inside their bodies, like the other command groups:
-`nurture --help` and every cron run stay quick.
+Each command imports nurture.owners.accounts in its body, deferring a heavy import:
+importing it hashes a dummy password with argon2 (~150 ms), which no other command
+should pay (cron runs send-due every minute).
 """
 
 from __future__ import annotations
 
+import io
 import sys
 from datetime import datetime, timezone
 
@@ -13,6 +15,7 @@ import click
 
 from nurture.cli.base import Context, Group, pass_context
 from nurture.errors import InputError
+from nurture.owners.audit import Actor, record_now
 
 
 def _now() -> datetime:
@@ -52,8 +55,7 @@ def owner_add(obj: Context, email: str, password_stdin: bool) -> None:
     Example:
       nurture owner add anna@riverbend.example
     """
-    from nurture.owners.accounts import add_owner
-    from nurture.owners.audit import Actor, record_now
+    from nurture.owners.accounts import add_owner  # deferred, heavy: see the module docstring
 
     info = add_owner(obj.app, email, _read_password(password_stdin), _now())
     record_now(obj.app, Actor("(command line)", None), "added an owner account", _now(), f"owner {info.id}")
@@ -72,7 +74,7 @@ def owner_list(obj: Context) -> None:
     Example:
       nurture owner list
     """
-    from nurture.owners.accounts import list_owners
+    from nurture.owners.accounts import list_owners  # deferred, heavy: see the module docstring
 
     owners = list_owners(obj.app)
     if not owners:
@@ -92,8 +94,7 @@ def owner_remove(obj: Context, email: str, yes: bool) -> None:
     Example:
       nurture owner remove former.assistant@riverbend.example --yes
     """
-    from nurture.owners.accounts import remove_owner
-    from nurture.owners.audit import Actor, record_now
+    from nurture.owners.accounts import remove_owner  # deferred, heavy: see the module docstring
 
     if not yes and not click.confirm(f"Remove the owner account {email}?", default=False):
         click.echo("nothing changed")
@@ -114,8 +115,7 @@ def owner_reset_password(obj: Context, email: str, password_stdin: bool) -> None
     Example:
       nurture owner reset-password anna@riverbend.example
     """
-    from nurture.owners.accounts import reset_password
-    from nurture.owners.audit import Actor, record_now
+    from nurture.owners.accounts import reset_password  # deferred, heavy: see the module docstring
 
     reset_password(obj.app, email, _read_password(password_stdin), _now())
     record_now(obj.app, Actor("(command line)", None), "reset an owner's password", _now())
@@ -136,12 +136,9 @@ def owner_totp(obj: Context, email: str) -> None:
     Example:
       nurture owner totp anna@riverbend.example
     """
-    import io
+    import qrcode  # deferred: only this command draws a QR code (~20 ms to import)
 
-    import qrcode
-
-    from nurture.owners.accounts import enrol_totp
-    from nurture.owners.audit import Actor, record_now
+    from nurture.owners.accounts import enrol_totp  # deferred, heavy: see the module docstring
 
     secret, uri = enrol_totp(obj.app, email)
     record_now(obj.app, Actor("(command line)", None), "set up a code app for an owner", _now())

@@ -7,11 +7,9 @@ import click
 from nurture.cli.base import Context, now_option, pass_context
 from nurture.cli.times import parse_now
 from nurture.errors import InputError
+from nurture.series.drafts import draft_findings, load_draft
 from nurture.series.plan import plan
 from nurture.series.publish import publish
-
-# nurture.series.drafts (the content checks) is imported inside the commands, as in
-# cli/content.py: every other command would pay its start-up time.
 
 
 def _live(version: int | None) -> str:
@@ -37,8 +35,6 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
       nurture campaign publish kap-intro
       nurture campaign publish kap-intro --only-ahead --yes
     """
-    from nurture.series.drafts import draft_findings, load_draft
-
     app = obj.app
     draft = load_draft(app.config, slug)
     findings = draft_findings(app.config, app.renderer, draft)
@@ -69,8 +65,6 @@ def campaign_diff(obj: Context, slug: str, only_ahead: bool) -> None:
     Example:
       nurture campaign diff kap-intro
     """
-    from nurture.series.drafts import draft_findings, load_draft
-
     app = obj.app
     draft = load_draft(app.config, slug)
     preview = plan(app, draft, only_ahead=only_ahead)

@@ -23,7 +23,7 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     Example:
       NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY=MFkw... nurture serve --host 127.0.0.1 --port 8000
     """
-    # Here, not at the top: Starlette and its web stack add ~50 ms to every command, cron's send-due included.
+    # Deferred, a heavy import: Starlette, uvicorn and the site take ~300 ms, which no other command needs.
     from nurture.web import serve as run_server
 
     config = obj.config

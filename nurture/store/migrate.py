@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
@@ -11,14 +10,16 @@ from sqlalchemy import Engine, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
+# Alembic is imported where it is used (a heavy import, ~140 ms): every command checks the
+# schema is current (ensure_schema), and that check needs no Alembic while it is.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The newest migration. A test proves it equals Alembic's own head, so the
 # up-to-date check every command makes needs no Alembic import (cron start-up time).
 HEAD = "0002v"
 
 
-def alembic_config(engine: Engine) -> "AlembicConfig":
-    from alembic.config import Config as AlembicConfig
+def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig  # deferred, heavy: see above
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -27,7 +28,7 @@ def alembic_config(engine: Engine) -> "AlembicConfig":
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    from alembic import command
+    from alembic import command  # deferred, heavy: see above
 
     command.upgrade(alembic_config(engine), revision)
 
@@ -40,7 +41,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision(engine: Engine) -> str | None:
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # deferred, heavy: see above
 
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
