@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
-from nurture.app import App
+from nurture.config import Delivery
 from nurture.content.campaigns import Campaign
 from nurture.sending.claim_statements import (
     CLAIMED_SINCE,
@@ -39,6 +39,7 @@ from nurture.sending.placement import first_missing, placed, received_keys
 from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
+from nurture.series.catalog import SeriesCatalog
 from nurture.store.db import is_postgres
 from nurture.store.statements import Values, statements_for, update_grouped
 
@@ -162,12 +163,15 @@ class Claimer:
     values, how far each newsletter has got, and how many rows wait for a window or the cap.
     """
 
-    def __init__(self, app: App, now: datetime, worker: str) -> None:
-        delivery = app.config.delivery
+    def __init__(
+        self, delivery: Delivery, campaigns: dict[str, Campaign], catalog: SeriesCatalog, bind: Engine | Connection, now: datetime, worker: str
+    ) -> None:
+        """`campaigns`: the latest published versions; `catalog` and `bind` read any newer one a claim names."""
         self.now = now
         self.worker = worker
-        self.app = app
-        self.campaigns: dict[str, Campaign] = app.campaigns
+        self.campaigns = campaigns
+        self.catalog = catalog
+        self.bind = bind
         self.window = Window(delivery.send_window.start, delivery.send_window.end, delivery.weekdays_only)
         self.default_zone = delivery.default_timezone
         self.max_per_day = delivery.max_emails_per_day
@@ -290,7 +294,7 @@ class Claimer:
         """The series as published: the pass's latest version, or the row's if a publish made a newer one since."""
         campaign = self.campaigns.get(slug)
         if row_version is not None and (campaign is None or (campaign.version or 0) < row_version):
-            newer = self.app.catalog.version(self.app.engine, slug, row_version)
+            newer = self.catalog.version(self.bind, slug, row_version)
             if newer is not None:
                 self.campaigns = {**self.campaigns, slug: newer}
                 campaign = newer

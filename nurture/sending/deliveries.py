@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
@@ -295,12 +295,12 @@ def reconcile_status(app: App, now: datetime) -> ReconcileStatus:
         return stuck_status(session, app.config, now)
 
 
-def reconcile(app: App, now: datetime) -> ReconcileReport:
+def reconcile(bind: Engine | Connection, config: Config, now: datetime) -> ReconcileReport:
     """Run at the start of each pass: settle by stored events, release what silence proves unsent."""
     report = ReconcileReport()
-    with transaction(app.engine) as session:
+    with transaction(bind) as session:
         report.settled = settle_from_events(session, None, now)
-        _, releasable = _assess(session, app.config, now)
+        _, releasable = _assess(session, config, now)
         if releasable is None:
             return report
         # Locked so that two workers never release (and step back) the same claim.

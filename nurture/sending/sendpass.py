@@ -27,18 +27,19 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.orm import Session
 
 from nurture import links
 from nurture.app import App
 from nurture.content.prepared import PreparedEmail
+from nurture.content.rendering import Renderer
 from nurture.content.approved import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer, recheck
-from nurture.sending.deliveries import ReconcileStatus, reconcile, reconcile_status, release_claims, settle_from_events
+from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, settle_from_events, stuck_status
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
@@ -112,8 +113,11 @@ class SendingPass:
         progress: Callable[[int], None] | None = None,
         worker: str | None = None,
     ) -> None:
-        self.app = app
+        self.app = app  # for its transport only, made when the first batch goes (an idle pass needs none)
         self.config = app.config
+        self.engine = app.engine
+        self.renderer = app.renderer
+        self.catalog = app.catalog
         self.now = now
         self.limit = limit
         self.stop = stop or threading.Event()
@@ -124,8 +128,8 @@ class SendingPass:
         # fewer waits for the GIL in the claiming thread (each statement releases it).
         self.claim_round = self.batch_size * CLAIM_ROUND_BATCHES
         # What goes out is what was published: the latest versions, read afresh for each pass.
-        self.campaigns = app.catalog.refresh(app.engine, now)
-        self.claimer = Claimer(app, now, worker or worker_name())
+        self.campaigns = self.catalog.refresh(self.engine, now)
+        self.claimer = Claimer(self.config.delivery, self.campaigns, self.catalog, self.engine, now, worker or worker_name())
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
         # Outcomes not yet written: they go into the next claim's transaction (one BEGIN and
@@ -154,11 +158,11 @@ class SendingPass:
                 gc.enable()
             gc.unfreeze()
         finished = self.now + timedelta(seconds=time.monotonic() - started)
-        record_pass(self.app, self.now, finished, sent=summary.sent, failed=summary.failed, stuck=summary.stuck, fatal=summary.fatal)  # for the console
+        record_pass(self.engine, self.now, finished, sent=summary.sent, failed=summary.failed, stuck=summary.stuck, fatal=summary.fatal)  # for the console
         return summary
 
     def _run(self) -> PassSummary:
-        reconciled = reconcile(self.app, self.now)
+        reconciled = reconcile(self.engine, self.config, self.now)
         self.summary.settled, self.summary.reconciled = reconciled.settled, reconciled.released
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
@@ -200,7 +204,8 @@ class SendingPass:
                         self._collect(in_flight, None)
                     self._flush()
         self._finish_newsletters()
-        self.summary.stuck_status = reconcile_status(self.app, self.now)
+        with reading(self.engine) as session:
+            self.summary.stuck_status = stuck_status(session, self.config, self.now)
         self.summary.stuck = self.summary.stuck_status.stuck
         return self.summary
 
@@ -211,7 +216,7 @@ class SendingPass:
         room = self._room()  # the claim before this one has finished: claimed_total is current
         if room == 0:
             return None
-        if isinstance(self.app.engine, Engine):
+        if isinstance(self.engine, Engine):
             return claiming.submit(self._claim, min(room, self.claim_round))
         # A rehearsal (simulate, --dry-run) runs on one connection whose savepoints nest:
         # its claims are taken here, in turn with everything else.
@@ -248,7 +253,7 @@ class SendingPass:
     # ------------------------------------------------------------ claim
 
     def _claim(self, room: int) -> list[Claim]:
-        with transaction(self.app.engine) as session:
+        with transaction(self.engine) as session:
             written = self._write_outcomes(session)
             claims = self.claimer.claim(session, room)
         self._written(*written)
@@ -260,7 +265,7 @@ class SendingPass:
         """A newsletter is sent once every zone's moment has passed and nobody is left."""
         if not self.claimer.newsletters_done or self.stop.is_set() or self.summary.fatal:
             return
-        with transaction(self.app.engine) as session:
+        with transaction(self.engine) as session:
             finish_newsletters(session, self.claimer.newsletters_done, self.now)
 
     # ------------------------------------------------------------ render
@@ -278,7 +283,7 @@ class SendingPass:
         ids = [claim.subscriber_id for claim in group]
         # A goal tag ("booked") added since the claim ends the series now, not after one more email.
         campaign = self.campaigns.get(group[0].stream) if group[0].newsletter_id is None else None
-        with reading(self.app.engine) as session:
+        with reading(self.engine) as session:
             active, stopped = recheck(session, ids, campaign.stop_on_tags if campaign is not None else ())
         if len(active) == len(group) and not stopped:
             ready = group  # the usual case: everyone still subscribed, nobody with a stop tag
@@ -325,14 +330,14 @@ class SendingPass:
         if claim.newsletter_id is None:
             # The version the claim was taken from, which a publish since then does not change.
             assert claim.series_version is not None  # every series claim names its version
-            campaign = self.app.catalog.version(self.app.engine, claim.stream, claim.series_version)
+            campaign = self.catalog.version(self.engine, claim.stream, claim.series_version)
             step = campaign.by_key(claim.step_key) if campaign is not None else None
             if campaign is None or step is None:
                 raise NotFound(f"{claim.stream}: version {claim.series_version} has no step {claim.step_key!r}")
-            return self.app.renderer.prepare_step(campaign, step)
+            return self.renderer.prepare_step(campaign, step)
         prepared = self._newsletters.get(claim.newsletter_id)
         if prepared is None:
-            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.app, claim.newsletter_id)
+            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.engine, self.renderer, claim.newsletter_id)
         return prepared
 
     # ------------------------------------------------------------ record
@@ -373,7 +378,7 @@ class SendingPass:
     def _flush(self) -> None:
         """Write the outcomes still pending in a transaction of their own (the pass is ending)."""
         if self._pending:
-            with transaction(self.app.engine) as session:
+            with transaction(self.engine) as session:
                 written = self._write_outcomes(session)
             self._written(*written)
 
@@ -411,7 +416,7 @@ class SendingPass:
     def _release(self, claims: Sequence[Claim]) -> None:
         if not claims:
             return
-        with transaction(self.app.engine) as session:
+        with transaction(self.engine) as session:
             release_claims(session, [claim.delivery_id for claim in claims], self.now)
         self.summary.released += len(claims)
 
@@ -428,11 +433,11 @@ def send_due(
     return SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
 
 
-def prepare_stored_newsletter(app: App, newsletter_id: int) -> "PreparedEmail":
+def prepare_stored_newsletter(engine: Engine | Connection, renderer: Renderer, newsletter_id: int) -> PreparedEmail:
     """The newsletter as approved, compiled once per process (the renderer caches by name)."""
-    with transaction(app.engine) as session:
+    with reading(engine) as session:
         newsletter = session.get(m.Newsletter, newsletter_id)
         if newsletter is None:
             raise NotFound(f"newsletter {newsletter_id} does not exist")
         source = source_from_stored(newsletter.source_file, newsletter.content)
-    return app.renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
+    return renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
