@@ -10,9 +10,8 @@ writes the outcome in a few grouped statements.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
@@ -25,27 +24,20 @@ from nurture.sending.claim_statements import (
     LAST_DELIVERY,
     ENROLLMENTS,
     NEWSLETTER_DUE,
-    active_query,
-    cap_query,
     drip_claims,
     newsletter_claims,
     newsletter_cohort,
-    recheck_query,
-    tagged_query,
 )
 from nurture.sending.decision import Decision, decide
+from nurture.sending.eligibility import DailyCap, stop_tags
 from nurture.sending.newsletter_zones import ZoneTiming, mark_finished, newsletter_last_due
 from nurture.sending.placement import first_missing, placed, received_keys
-from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.planning import Window, in_window, next_day_open, next_window_open, zone
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
 from nurture.store import models as m
 from nurture.series.catalog import SeriesCatalog
 from nurture.store.db import is_postgres
 from nurture.store.statements import Values, statements_for, update_grouped
-
-if TYPE_CHECKING:
-    from sqlalchemy import Row
-
 
 READ_BACK_LIMIT = 2**62  # largest delivery id below which new ids surely follow the largest (SQLite: up to 2**63-1)
 
@@ -68,89 +60,6 @@ class Claim(NamedTuple):
     newsletter_id: int | None = None
     step_key: str = NEWSLETTER_STEP_KEY
     series_version: int | None = None  # the published version a series step is sent from
-
-
-# ---------------------------------------------------------------- what claiming reads
-
-
-class DailyCap:
-    """How many marketing emails each subscriber got on their own local 'today'."""
-
-    def __init__(self, session: Session, subscriber_zones: dict[int, str], now: datetime, limit: int) -> None:
-        self.limit = limit
-        self.now = now
-        self.zones = subscriber_zones
-        self.counts: dict[int, int] = defaultdict(int)
-        ids = list(subscriber_zones)
-        today: dict[str, Any] = {}  # zone name -> local date of `now` there
-        connection = session.connection()
-        statements = statements_for(connection)
-        cap = statements.built("daily cap", cap_query)
-        since = now - timedelta(days=2)
-        for chunk in statements.id_chunks(ids):
-            for subscriber_id, claimed_at in connection.execute(cap, {"ids": chunk, "since": since}).all():
-                zone_name = subscriber_zones[subscriber_id]
-                tz = zone(zone_name)
-                if zone_name not in today:
-                    today[zone_name] = local_date(now, tz)
-                if local_date(claimed_at, tz) == today[zone_name]:
-                    self.counts[subscriber_id] += 1
-
-    def full(self, subscriber_id: int) -> bool:
-        return self.counts[subscriber_id] >= self.limit
-
-    def take(self, subscriber_id: int) -> None:
-        self.counts[subscriber_id] += 1
-
-
-def stop_tags(session: Session, campaigns: dict[str, Campaign], subscriber_ids: Sequence[int]) -> dict[str, set[int]]:
-    """Campaign slug -> those of `subscriber_ids` carrying one of its stop_on_tags (a goal reached)."""
-    tags_by_campaign = {slug: set(c.stop_on_tags) for slug, c in campaigns.items() if c.stop_on_tags}
-    wanted_tags = set().union(*tags_by_campaign.values()) if tags_by_campaign else set()
-    if not wanted_tags:
-        return {}
-    ids = list(dict.fromkeys(subscriber_ids))
-    connection = session.connection()
-    statements = statements_for(connection)
-    by_tag = statements.built("tagged", tagged_query)
-    tagged: list[Row[Any, Any]] = []
-    for chunk in statements.id_chunks(ids):
-        tagged += connection.execute(by_tag, {"ids": chunk, "tags": sorted(wanted_tags)}).all()
-    result: dict[str, set[int]] = defaultdict(set)
-    for subscriber_id, tag in tagged:
-        for slug, tags in tags_by_campaign.items():
-            if tag in tags:
-                result[slug].add(subscriber_id)
-    return result
-
-
-def still_active(session: Session, subscriber_ids: Sequence[int]) -> set[int]:
-    """Those of `subscriber_ids` still subscribed: consent, checked again right before sending."""
-    connection = session.connection()
-    statements = statements_for(connection)
-    query = statements.built("active", active_query)
-    active: set[int] = set()
-    for chunk in statements.id_chunks(subscriber_ids):
-        active.update(subscriber_id for subscriber_id, in statements.rows(connection, query, {"ids": chunk}))
-    return active
-
-
-def recheck(session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]) -> tuple[set[int], set[int]]:
-    """Consent, checked again right before sending: (those still subscribed, those of them
-    carrying one of `tags`, the series' stop tags). One statement per chunk of ids."""
-    if not tags:
-        return still_active(session, subscriber_ids), set()
-    connection = session.connection()
-    statements = statements_for(connection)
-    query = statements.built("recheck", recheck_query)
-    active: set[int] = set()
-    tagged: set[int] = set()
-    for chunk in statements.id_chunks(subscriber_ids):
-        for subscriber_id, tag in statements.rows(connection, query, {"ids": chunk, "tags": sorted(tags)}):
-            active.add(subscriber_id)
-            if tag is not None:
-                tagged.add(subscriber_id)
-    return active, tagged
 
 
 # ---------------------------------------------------------------- claiming

@@ -27,8 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
 from nurture import links
 from nurture.app import App
@@ -38,15 +37,15 @@ from nurture.content.approved import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
-from nurture.sending.claims import Claim, Claimer, recheck
-from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, settle_from_events, stuck_status
+from nurture.sending.claims import Claim, Claimer
+from nurture.sending.eligibility import recheck
+from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, stuck_status
 from nurture.sending.newsletter_zones import finish_newsletters
+from nurture.sending.outcomes import PendingOutcomes
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.sending.streams import newsletter_stream
-from nurture.store.statements import Values, update_grouped
 
-_DELIVERIES = m.Delivery.__table__
 CLAIM_ROUND_BATCHES = 4  # batches claimed per round (one transaction)
 COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often
 
@@ -85,19 +84,6 @@ class PassSummary:
 
 
 
-@dataclass
-class _Sorted:
-    """One batch's outcomes sorted into UPDATE groups, counted into the summary once written."""
-
-    claims: int
-    groups: dict[Values, list[int]] = field(default_factory=lambda: defaultdict(list))
-    unknown: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # error -> delivery ids
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}"
 
@@ -132,11 +118,8 @@ class SendingPass:
         self.claimer = Claimer(self.config.delivery, self.campaigns, self.catalog, self.engine, now, worker or worker_name())
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
-        # Outcomes not yet written: they go into the next claim's transaction (one BEGIN and
-        # COMMIT fewer per batch), or are written when the pass ends. Lost only with the
-        # process, and then the claims stay "claimed" and provider events settle them.
-        self._pending: list[_Sorted] = []
-        self._pending_lock = threading.Lock()  # appended here, written by the claiming thread
+        # Outcomes are written in the next claim's transaction, or when the pass ends.
+        self.outcomes = PendingOutcomes(now)
 
     # ------------------------------------------------------------ the pass
 
@@ -248,13 +231,13 @@ class SendingPass:
                 outcomes = [Outcome(str(claim.delivery_id), "failed", error=f"not sent: {exc}") for claim in claims]
             except Exception as exc:  # noqa: BLE001 - any other failure leaves the outcome unknown
                 outcomes = [Outcome(str(claim.delivery_id), "unknown", error=f"{type(exc).__name__}: {exc}") for claim in claims]
-            self._record(claims, outcomes)
+            self.outcomes.add(claims, outcomes)
 
     # ------------------------------------------------------------ claim
 
     def _claim(self, room: int) -> list[Claim]:
         with transaction(self.engine) as session:
-            written = self._write_outcomes(session)
+            written = self.outcomes.write(session)
             claims = self.claimer.claim(session, room)
         self._written(*written)
         self.claimed_total += len(claims)
@@ -291,10 +274,10 @@ class SendingPass:
             ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
             gone = [claim for claim in group if claim.subscriber_id not in active]
             if gone:
-                self._record(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
+                self.outcomes.add(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
             tagged = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped]
             if tagged:
-                self._record(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
+                self.outcomes.add(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
             if not ready:
                 return None, []
         prepared = self._prepared(ready[0])
@@ -320,7 +303,7 @@ class SendingPass:
                 unusable.append((claim, f"not sent: {exc}"))
         if unusable:
             failed = [claim for claim, _ in unusable]
-            self._record(failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable])
+            self.outcomes.add(failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable])
             ready = [claim for claim in ready if claim not in failed]
         if not envelopes:
             return None, []
@@ -342,68 +325,18 @@ class SendingPass:
 
     # ------------------------------------------------------------ record
 
-    def _record(self, claims: Sequence[Claim], outcomes: Sequence[Outcome], *, skipped: bool = False) -> None:
-        """Sort a batch's outcomes into statements now (in this thread); they are written later."""
-        sorted_ = _Sorted(len(claims))
-        now = self.now
-        made: dict[tuple[str, str | None], Values] = {}  # one Values per (status, detail): most rows share one
-
-        def values_for(status: str, column: str, detail: str | None) -> Values:
-            values = made.get((status, detail))
-            if values is None:
-                values = made[(status, detail)] = (("status", status), ("finished_at", now), (column, detail))
-            return values
-
-        by_id = {outcome.delivery_id: outcome for outcome in outcomes}
-        for claim in claims:
-            outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
-            if skipped:
-                values = values_for(m.DeliveryStatus.SKIPPED, "error", outcome.error)
-                sorted_.skipped += 1
-            elif outcome.status == "sent":
-                values = values_for(m.DeliveryStatus.SENT, "provider_message_id", outcome.provider_message_id)
-                sorted_.sent += 1
-                sorted_.by_stream[claim.stream] += 1
-            elif outcome.status == "failed":
-                values = values_for(m.DeliveryStatus.FAILED, "error", outcome.error)
-                sorted_.failed += 1
-            else:
-                # Unknown: may have gone out. Stays claimed (stuck) so nothing resends it.
-                sorted_.unknown[f"outcome unknown: {outcome.error}"].append(claim.delivery_id)
-                continue
-            sorted_.groups[values].append(claim.delivery_id)
-        with self._pending_lock:
-            self._pending.append(sorted_)
-
     def _flush(self) -> None:
         """Write the outcomes still pending in a transaction of their own (the pass is ending)."""
-        if self._pending:
+        if self.outcomes:
             with transaction(self.engine) as session:
-                written = self._write_outcomes(session)
+                written = self.outcomes.write(session)
             self._written(*written)
 
-    def _write_outcomes(self, session: Session) -> tuple[int, int]:
-        """Write the pending outcomes in `session`: how many entries, and how many stuck claims events settled."""
-        with self._pending_lock:
-            pending = self._pending[:]
-        settled = 0
-        for entry in pending:
-            update_grouped(session, _DELIVERIES, entry.groups)
-            for error, ids in entry.unknown.items():
-                # A provider event may have settled it already, while the request hung.
-                session.execute(update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error))
-            if entry.unknown:
-                # Events that overtook this outcome are stored already: they settle it now.
-                settled += settle_from_events(session, [i for ids in entry.unknown.values() for i in ids], self.now)
-        return len(pending), settled
-
     def _written(self, entries: int, settled: int) -> None:
-        """The outcomes are committed: count them, and drop them from the pending list."""
-        with self._pending_lock:
-            written, self._pending[:entries] = self._pending[:entries], []
+        """The outcomes are committed: count them into the summary."""
         summary = self.summary
         summary.settled += settled
-        for entry in written:
+        for entry in self.outcomes.take(entries):
             summary.sent += entry.sent
             summary.failed += entry.failed
             summary.skipped += entry.skipped
