@@ -44,7 +44,15 @@ def write_csv(path: Path, rows: int) -> None:
             day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=17 * n)
             when = day.isoformat() if n % 2 else day.date().isoformat()
             source = "paper form, open day" if n % 3 == 0 else "website signup"
-            writer.writerow([f"Person.{n}@Example{n % 40}.com", f"Name{n}" if n % 5 else "", ZONES[n % len(ZONES)], when, source])
+            writer.writerow(
+                [
+                    f"Person.{n}@Example{n % 40}.com",
+                    f"Name{n}" if n % 5 else "",
+                    ZONES[n % len(ZONES)],
+                    when,
+                    source,
+                ]
+            )
 
 
 def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
@@ -64,7 +72,10 @@ def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 
 
 def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> None:
-    print(f"  {label:<28} {rows:>9,} rows {seconds:7.2f} s {rows / seconds:9,.0f} rows/s  peak RSS {peak:6.1f} MiB  {note}", flush=True)
+    print(
+        f"  {label:<28} {rows:>9,} rows {seconds:7.2f} s {rows / seconds:9,.0f} rows/s  peak RSS {peak:6.1f} MiB  {note}",
+        flush=True,
+    )
 
 
 def scan_only(csv_path: str) -> None:
@@ -88,9 +99,13 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--scan":
         scan_only(sys.argv[2])
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--start-postgres", action="store_true", help="start a throwaway local PostgreSQL cluster")
+    parser.add_argument(
+        "--start-postgres", action="store_true", help="start a throwaway local PostgreSQL cluster"
+    )
     args = parser.parse_args()
 
     server = None
@@ -99,7 +114,10 @@ def main() -> int:
         from tests.support.postgres import PostgresServer
 
         server = PostgresServer(url) if url else PostgresServer.start()
-    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     try:
         for size in args.sizes:
             with tempfile.TemporaryDirectory(prefix="nurture-bench-import-") as name:
@@ -107,8 +125,13 @@ def main() -> int:
                 csv_path = folder / "people.csv"
                 started = time.perf_counter()
                 write_csv(csv_path, size)
-                print(f"{size:,} rows ({csv_path.stat().st_size / 1e6:.1f} MB), generated in {time.perf_counter() - started:.1f} s", flush=True)
-                seconds, peak, out = timed_child([sys.executable, __file__, "--scan", str(csv_path)], REPO, dict(os.environ))
+                print(
+                    f"{size:,} rows ({csv_path.stat().st_size / 1e6:.1f} MB), generated in {time.perf_counter() - started:.1f} s",
+                    flush=True,
+                )
+                seconds, peak, out = timed_child(
+                    [sys.executable, __file__, "--scan", str(csv_path)], REPO, dict(os.environ)
+                )
                 line("validation pass only", size, seconds, peak, out)
                 sqlite_dir = folder / "sqlite"
                 sqlite_dir.mkdir()

@@ -44,14 +44,39 @@ def fill(config_path: str, size: int) -> None:
     share = size // len(ZONES)
     for zone in ZONES:
         for start in range(0, share, 100_000):
-            active_subscribers(app, min(100_000, share - start), START, timezone_name=zone, prefix=f"{zone.replace('/', '-')}-{start}-")
+            active_subscribers(
+                app,
+                min(100_000, share - start),
+                START,
+                timezone_name=zone,
+                prefix=f"{zone.replace('/', '-')}-{start}-",
+            )
     with transaction(app.engine) as session:  # the series waits: only the newsletter is due
         session.execute(update(m.Enrollment).values(next_due_at=at("2027-06-01 12:00")))
     close_opened()
 
 
 def schedule(folder: Path, env: dict[str, str], mode: str) -> None:
-    run_all([[sys.executable, "-m", "nurture", "newsletter", "schedule", NEWSLETTER, "--at", SCHEDULED_AT, "--timezone", mode, "--now", START.isoformat()]], env, folder)
+    run_all(
+        [
+            [
+                sys.executable,
+                "-m",
+                "nurture",
+                "newsletter",
+                "schedule",
+                NEWSLETTER,
+                "--at",
+                SCHEDULED_AT,
+                "--timezone",
+                mode,
+                "--now",
+                START.isoformat(),
+            ]
+        ],
+        env,
+        folder,
+    )
 
 
 def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object) -> None:
@@ -65,17 +90,36 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         names = ["practice", "subscriber", "idle", "minimal-all", "minimal-zone"]
         copies = {name: store.copy(name) for name in names}
         kind = "PostgreSQL" if server else "SQLite"
-        print(f"newsletter to {size:,} subscribers in {len(ZONES)} zones, {kind}, batch {args.batch_size}, {args.latency * 1000:.0f} ms per request", flush=True)
+        print(
+            f"newsletter to {size:,} subscribers in {len(ZONES)} zones, {kind}, batch {args.batch_size}, {args.latency * 1000:.0f} ms per request",
+            flush=True,
+        )
 
         def nurture(name: str, when: str, expected: int, mode: str | None = None) -> Run:
             run_dir = folder / f"run-{name}"
             _, env = project(run_dir, copies[name], "STANDIN", overrides)
             if mode:
                 schedule(run_dir, env, mode)
-            return send_with_standin(args.latency, [[sys.executable, "-m", "nurture", "send-due", "--now", when]], env, run_dir, expected)
+            return send_with_standin(
+                args.latency,
+                [[sys.executable, "-m", "nurture", "send-due", "--now", when]],
+                env,
+                run_dir,
+                expected,
+            )
 
         def minimal(name: str, expected: int, *zone: str) -> Run:
-            command = [sys.executable, MINIMAL, copies[name], "STANDIN", ZONE_PASS, "--audience", "subscribers", "--concurrency", str(args.concurrency)]
+            command = [
+                sys.executable,
+                MINIMAL,
+                copies[name],
+                "STANDIN",
+                ZONE_PASS,
+                "--audience",
+                "subscribers",
+                "--concurrency",
+                str(args.concurrency),
+            ]
             if zone:
                 command += ["--zone", zone[0]]
             return send_with_standin(args.latency, [command], dict(os.environ), REPO, expected)
@@ -86,13 +130,24 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         print(one_zone.line(f"minimal script, {FIRST_ZONE}", zone_count), flush=True)
 
         practice = nurture("practice", PRACTICE_PASS, size, "practice")
-        print(practice.line("practice time: the one pass", size, everyone) + f"  [{practice.output}]", flush=True)
+        print(
+            practice.line("practice time: the one pass", size, everyone) + f"  [{practice.output}]",
+            flush=True,
+        )
         idle = nurture("idle", ZONE_PASS, 0)
         print(idle.line("idle pass (nothing scheduled)", 0) + f"  [{idle.output}]", flush=True)
         zone_pass = nurture("subscriber", ZONE_PASS, zone_count, "subscriber")
-        print(zone_pass.line(f"subscriber time: {FIRST_ZONE} pass", zone_count, one_zone) + f"  [{zone_pass.output}]", flush=True)
+        print(
+            zone_pass.line(f"subscriber time: {FIRST_ZONE} pass", zone_count, one_zone)
+            + f"  [{zone_pass.output}]",
+            flush=True,
+        )
         pending = nurture("subscriber", PENDING_PASS, 0)
-        print(pending.line("pass while 4 zones wait", 0) + f"  {pending.seconds / idle.seconds:4.2f} x the idle pass  [{pending.output}]", flush=True)
+        print(
+            pending.line("pass while 4 zones wait", 0)
+            + f"  {pending.seconds / idle.seconds:4.2f} x the idle pass  [{pending.output}]",
+            flush=True,
+        )
     finally:
         if server is not None:
             store.drop()
@@ -102,12 +157,16 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--fill":
         fill(sys.argv[2], int(sys.argv[3]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", "--size", type=int, nargs="+", default=[100_000])
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster")
+    parser.add_argument(
+        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
+    )
     args = parser.parse_args()
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None

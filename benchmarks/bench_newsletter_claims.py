@@ -95,7 +95,18 @@ def fill(config_path: str, size: int, mode: str) -> None:
 class StandIn:
     def __init__(self, latency: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.sendgrid_standin", "--port", "0", "--latency", str(latency), "--api-key", "SG.bench", "--count-only"],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.sendgrid_standin",
+                "--port",
+                "0",
+                "--latency",
+                str(latency),
+                "--api-key",
+                "SG.bench",
+                "--count-only",
+            ],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -106,7 +117,9 @@ class StandIn:
         self.url = line.split(" ", 1)[1]
 
     def messages(self) -> int:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{self.url}/_standin/stats") as answer:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            f"{self.url}/_standin/stats"
+        ) as answer:
             return int(json.loads(answer.read())["messages"])
 
     def stop(self) -> None:
@@ -117,14 +130,20 @@ class StandIn:
 class Project:
     """A project folder with its own SQLite store, filled once."""
 
-    def __init__(self, folder: Path, standin: StandIn, size: int, mode: str, batch_size: int, concurrency: int) -> None:
+    def __init__(
+        self, folder: Path, standin: StandIn, size: int, mode: str, batch_size: int, concurrency: int
+    ) -> None:
         from tests.support.factories import SECRET, write_project  # not at the top: see fill()
 
         self.folder = folder
         self.cpu = 0.0
         folder.mkdir(parents=True)
         self.standin = standin
-        overrides = {"delivery.transport": "sendgrid", "delivery.batch_size": batch_size, "delivery.concurrency": concurrency}
+        overrides = {
+            "delivery.transport": "sendgrid",
+            "delivery.batch_size": batch_size,
+            "delivery.concurrency": concurrency,
+        }
         config_path = write_project(folder, overrides)
         self.database = str(folder / "nurture.db")
         self.env = {
@@ -135,7 +154,9 @@ class Project:
             "NO_PROXY": "127.0.0.1,localhost",
             "NURTURE_CONFIG": str(config_path),
         }
-        subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size), mode], env=self.env, check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--fill", str(config_path), str(size), mode], env=self.env, check=True
+        )
         self.pristine = self.copy("pristine")
 
     def timed(self, command: list[str], expected: int) -> tuple[float, str]:
@@ -151,7 +172,9 @@ class Project:
             raise SystemExit(f"{' '.join(command[:4])} failed: {done.stderr}")
         sent = self.standin.messages() - before
         if sent != expected:
-            raise SystemExit(f"the stand-in received {sent} messages, expected {expected}: {done.stdout.strip()}")
+            raise SystemExit(
+                f"the stand-in received {sent} messages, expected {expected}: {done.stdout.strip()}"
+            )
         return elapsed, done.stdout.strip()
 
     def send_due(self, now: str, expected: int) -> tuple[float, str]:
@@ -161,7 +184,17 @@ class Project:
         """The minimal script on a copy of this store as filled (zone "" for everyone)."""
         copy = str(self.folder / "minimal.db")
         shutil.copyfile(self.pristine, copy)
-        command = [sys.executable, MINIMAL, f"sqlite:///{copy}", self.standin.url, now, "--concurrency", str(concurrency), "--audience", "subscribers"]
+        command = [
+            sys.executable,
+            MINIMAL,
+            f"sqlite:///{copy}",
+            self.standin.url,
+            now,
+            "--concurrency",
+            str(concurrency),
+            "--audience",
+            "subscribers",
+        ]
         return self.timed(command + (["--zone", zone_name] if zone_name else []), expected)[0]
 
     def copy(self, name: str) -> str:
@@ -183,12 +216,16 @@ def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--fill":
         fill(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=BATCH)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5, help="idle and pending passes: the median of this many")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="idle and pending passes: the median of this many"
+    )
     args = parser.parse_args()
     share = args.size // len(ZONES)
     size = share * len(ZONES)
@@ -201,13 +238,23 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="nurture-bench-nl-") as name:
             root = Path(name)
-            practice = Project(root / "practice", standin, size, "practice", args.batch_size, args.concurrency)
-            subscriber = Project(root / "subscriber", standin, size, "subscriber", args.batch_size, args.concurrency)
+            practice = Project(
+                root / "practice", standin, size, "practice", args.batch_size, args.concurrency
+            )
+            subscriber = Project(
+                root / "subscriber", standin, size, "subscriber", args.batch_size, args.concurrency
+            )
 
             idle, idle_cpu = median_pass(subscriber, IDLE_PASS, args.repeat)
-            print(f"idle pass (nothing due)                  {idle:6.2f} s  CPU {idle_cpu:5.2f} s  (medians of {args.repeat})", flush=True)
+            print(
+                f"idle pass (nothing due)                  {idle:6.2f} s  CPU {idle_cpu:5.2f} s  (medians of {args.repeat})",
+                flush=True,
+            )
             wall, cpu = median_pass(subscriber, BEFORE_ZONES_PASS, args.repeat)
-            print(f"pending, no zone due yet                 {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)", flush=True)
+            print(
+                f"pending, no zone due yet                 {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
+                flush=True,
+            )
 
             seconds, summary = subscriber.send_due(ZONE_PASS, share)
             cpu = subscriber.cpu
@@ -219,7 +266,10 @@ def main() -> int:
                 flush=True,
             )
             wall, cpu = median_pass(subscriber, PENDING_PASS, args.repeat)
-            print(f"pending, first zone done, four wait      {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)", flush=True)
+            print(
+                f"pending, first zone done, four wait      {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
+                flush=True,
+            )
 
             seconds, summary = practice.send_due(PRACTICE_PASS, size)
             cpu = practice.cpu

@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=1)
     args = parser.parse_args()
 
-    config = load_config(ROOT / "config.yaml", environ={"NURTURE_SECRET_KEY": "benchmark-secret-key-0123456789"})
+    config = load_config(
+        ROOT / "config.yaml", environ={"NURTURE_SECRET_KEY": "benchmark-secret-key-0123456789"}
+    )
     campaign = load_campaigns(config.campaigns_dir)[args.campaign]
     step = campaign.step(args.step)
     renderer = Renderer(config)
@@ -63,21 +65,31 @@ def main() -> None:
             prepared.envelope(str(i), who, {"delivery_id": str(i)})
 
     def envelope_and_fill() -> None:
-        envelopes = [prepared.envelope(str(i), who, {"delivery_id": str(i)}) for i, who in enumerate(recipients)]
+        envelopes = [
+            prepared.envelope(str(i), who, {"delivery_id": str(i)}) for i, who in enumerate(recipients)
+        ]
         batch = prepared.batch(envelopes)
         for env in batch.envelopes:
             apply_substitutions(batch.html, env.substitutions)
             apply_substitutions(batch.text, env.substitutions)
 
-    print(f"step {campaign.slug}/{step.slug}: prepared in {prepare_ms:.1f} ms "
-          f"(Markdown + Jinja + MJML, {renderer.mjml_compilations} MJML compilation); "
-          f"HTML {len(prepared.html_template) / 1024:.1f} KiB, text {len(prepared.text_template) / 1024:.1f} KiB")
-    for label, run in (("render()", render), ("envelope()", envelope), ("envelope() + substitutions", envelope_and_fill)):
+    print(
+        f"step {campaign.slug}/{step.slug}: prepared in {prepare_ms:.1f} ms "
+        f"(Markdown + Jinja + MJML, {renderer.mjml_compilations} MJML compilation); "
+        f"HTML {len(prepared.html_template) / 1024:.1f} KiB, text {len(prepared.text_template) / 1024:.1f} KiB"
+    )
+    for label, run in (
+        ("render()", render),
+        ("envelope()", envelope),
+        ("envelope() + substitutions", envelope_and_fill),
+    ):
         started = time.perf_counter()
         run()
         elapsed = time.perf_counter() - started
-        print(f"{label:28s} {args.count:>7,} messages in {elapsed:6.3f} s: "
-              f"{args.count / elapsed:>9,.0f} messages/s, {elapsed / args.count * 1e6:7.1f} µs/message")
+        print(
+            f"{label:28s} {args.count:>7,} messages in {elapsed:6.3f} s: "
+            f"{args.count / elapsed:>9,.0f} messages/s, {elapsed / args.count * 1e6:7.1f} µs/message"
+        )
     assert renderer.mjml_compilations == 1, "MJML must compile once per step"
 
 

@@ -53,16 +53,37 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         for workers in args.workers:
             copies[f"w{workers}"] = store.copy(f"w{workers}")
         kind = "PostgreSQL" if server else "SQLite"
-        print(f"{size:,} subscribers due, {kind}, batch {args.batch_size}, {args.concurrency} requests in flight per worker, {args.latency * 1000:.0f} ms per request", flush=True)
+        print(
+            f"{size:,} subscribers due, {kind}, batch {args.batch_size}, {args.concurrency} requests in flight per worker, {args.latency * 1000:.0f} ms per request",
+            flush=True,
+        )
         _, env = project(folder / "minimal-run", copies["minimal"], "STANDIN", overrides)
-        minimal = send_with_standin(args.latency, [[sys.executable, MINIMAL, copies["minimal"], "STANDIN", SEND_AT, "--concurrency", str(args.concurrency)]], env, REPO, size)
+        minimal = send_with_standin(
+            args.latency,
+            [
+                [
+                    sys.executable,
+                    MINIMAL,
+                    copies["minimal"],
+                    "STANDIN",
+                    SEND_AT,
+                    "--concurrency",
+                    str(args.concurrency),
+                ]
+            ],
+            env,
+            REPO,
+            size,
+        )
         print(minimal.line("minimal script", size), flush=True)
         for workers in args.workers:
             run_dir = folder / f"run-w{workers}"
             _, env = project(run_dir, copies[f"w{workers}"], "STANDIN", overrides)
             command = [sys.executable, "-m", "nurture", "send-due", "--now", SEND_AT]
             sent = send_with_standin(args.latency, [command] * workers, env, run_dir, size)
-            print(sent.line(f"send-due, {workers} worker(s)", size, minimal) + f"  [{sent.output}]", flush=True)
+            print(
+                sent.line(f"send-due, {workers} worker(s)", size, minimal) + f"  [{sent.output}]", flush=True
+            )
             idle = send_with_standin(args.latency, [command], env, run_dir, 0)
             print(idle.line("idle pass after it", 0) + f"  [{idle.output}]", flush=True)
     finally:
@@ -74,13 +95,23 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--fill":
         fill(sys.argv[2], int(sys.argv[3]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", "--size", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--workers", type=int, nargs="+", default=None, help="send-due processes at once (default 1; 1 2 4 on PostgreSQL)")
-    parser.add_argument("--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="send-due processes at once (default 1; 1 2 4 on PostgreSQL)",
+    )
+    parser.add_argument(
+        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
+    )
     args = parser.parse_args()
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None

@@ -41,25 +41,49 @@ def make_events(round_no: int, count: int, deliveries: list[int]) -> list[dict]:
         number = round_no * 1_000_000 + n
         delivery = deliveries[n % len(deliveries)]
         if n % 50 == 0:
-            events.append(sg_event("bounce", number, delivery_id=delivery, type="bounce", status="5.1.1", reason="550 5.1.1 unknown user"))
+            events.append(
+                sg_event(
+                    "bounce",
+                    number,
+                    delivery_id=delivery,
+                    type="bounce",
+                    status="5.1.1",
+                    reason="550 5.1.1 unknown user",
+                )
+            )
         else:
-            events.append(sg_event(KINDS[n % 4], number, delivery_id=delivery, url="https://www.example.com/articles/what-is-kap"))
+            events.append(
+                sg_event(
+                    KINDS[n % 4],
+                    number,
+                    delivery_id=delivery,
+                    url="https://www.example.com/articles/what-is-kap",
+                )
+            )
     return events
 
 
 def report(name: str, seconds: list[float], count: int) -> None:
     ms = [s * 1000 for s in seconds]
-    print(f"{name:<8} {count} events: median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f} ms   max {max(ms):7.1f} ms   ({len(ms)} rounds)")
+    print(
+        f"{name:<8} {count} events: median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f} ms   max {max(ms):7.1f} ms   ({len(ms)} rounds)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--events", type=int, default=1000)
     args = parser.parse_args()
 
     signer = WebhookSigner()
-    with tempfile.TemporaryDirectory() as folder, live_web(Path(folder), environ=signer.environ) as web, web.client() as client:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        live_web(Path(folder), environ=signer.environ) as web,
+        web.client() as client,
+    ):
         app = web.app
         now = at("2026-12-01 15:00")
         active_subscribers(app, 200, now)
@@ -94,7 +118,9 @@ def main() -> None:
                     started = time.perf_counter()
                     response = client.post("/webhooks/sendgrid", content=body.encode(), headers=headers)
                     timings[name].append(time.perf_counter() - started)
-                    assert response.status_code == 200 and response.json()["stored"] == args.events, response.text
+                    assert response.status_code == 200 and response.json()["stored"] == args.events, (
+                        response.text
+                    )
         for name, seconds in timings.items():
             report(name, seconds, args.events)
 

@@ -58,15 +58,77 @@ NOW = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
 
 # Fragments known to hurt: the issue's reproductions and their neighbours.
 FRAGMENTS = [
-    "9:00", "09:00", "25:00", "17:00", "1:30.5", "0x1F", "010", "1e400", ".nan", "~", "yes", "no", "null", "2026-01-01",
-    "&a", "*a", "&a [*a, *a]", "<<: *a", "!!python/object:os.system", "!!binary AAAA", "!!set {a}",
-    "[" * 2000 + "]" * 2000, "{" * 300, "- " * 300, "a: " * 50, "'" , '"', '"unclosed', "'unclosed",
-    "\x00", "\x01", "\x1b[31m", "\r", "\n", "\t", "\u2028", "\u202e", "\ufeff", "\ud800", "\u2003", "\x0b",
-    "{{ 1/0 }}", "{% include 'x' %}", "{% import 'x' as y %}", "{% extends 'x' %}",
-    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{{ ''.__class__ }}", "{{ 'a' * 10**9 }}",
-    "{{ practice_name }}", "{% raw %}{{ x }}{% endraw %}", "[[ first_name ]]", "-first_name_html-", "{{ (" * 500,
-    "x" * 303, "../../etc/passwd", "/dev/null", "/proc/nope", "sqlite:////proc/nope/x.db", "http://", "https://",
-    PERSON, "A" * 10_000, "\\", "%", "@", "#", "|", ">", "? ", ": ", ", ",
+    "9:00",
+    "09:00",
+    "25:00",
+    "17:00",
+    "1:30.5",
+    "0x1F",
+    "010",
+    "1e400",
+    ".nan",
+    "~",
+    "yes",
+    "no",
+    "null",
+    "2026-01-01",
+    "&a",
+    "*a",
+    "&a [*a, *a]",
+    "<<: *a",
+    "!!python/object:os.system",
+    "!!binary AAAA",
+    "!!set {a}",
+    "[" * 2000 + "]" * 2000,
+    "{" * 300,
+    "- " * 300,
+    "a: " * 50,
+    "'",
+    '"',
+    '"unclosed',
+    "'unclosed",
+    "\x00",
+    "\x01",
+    "\x1b[31m",
+    "\r",
+    "\n",
+    "\t",
+    "\u2028",
+    "\u202e",
+    "\ufeff",
+    "\ud800",
+    "\u2003",
+    "\x0b",
+    "{{ 1/0 }}",
+    "{% include 'x' %}",
+    "{% import 'x' as y %}",
+    "{% extends 'x' %}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+    "{{ ''.__class__ }}",
+    "{{ 'a' * 10**9 }}",
+    "{{ practice_name }}",
+    "{% raw %}{{ x }}{% endraw %}",
+    "[[ first_name ]]",
+    "-first_name_html-",
+    "{{ (" * 500,
+    "x" * 303,
+    "../../etc/passwd",
+    "/dev/null",
+    "/proc/nope",
+    "sqlite:////proc/nope/x.db",
+    "http://",
+    "https://",
+    PERSON,
+    "A" * 10_000,
+    "\\",
+    "%",
+    "@",
+    "#",
+    "|",
+    ">",
+    "? ",
+    ": ",
+    ", ",
 ]
 
 
@@ -111,9 +173,9 @@ def mutate(rng: random.Random, text: str, rounds: int = 3) -> str:
         if choice < 0.5:
             text = text[:at] + rng.choice(FRAGMENTS) + text[at:]
         elif choice < 0.7 and text:
-            text = text[:at] + text[at + rng.randint(1, 20):]
+            text = text[:at] + text[at + rng.randint(1, 20) :]
         elif choice < 0.85:
-            text = text[:at] + text[at:at + rng.randint(1, 40)] * rng.randint(2, 5) + text[at:]
+            text = text[:at] + text[at : at + rng.randint(1, 40)] * rng.randint(2, 5) + text[at:]
         else:
             text = text[:at] + chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0x2FFF)])) + text[at:]
     return text
@@ -133,7 +195,11 @@ def replace_value(rng: random.Random, text: str) -> str:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
@@ -150,7 +216,9 @@ def project(work: Path) -> Path:
     series = work / "campaigns" / "fuzz"
     series.mkdir(parents=True)
     shutil.copy(REPO / "campaigns" / "kap-intro" / "01-what-is-kap.md", series / "01-step.md")
-    (series / "campaign.yaml").write_text("title: Fuzz\nsteps:\n  - file: 01-step.md\n    delay_days: 0\n", encoding="utf-8")
+    (series / "campaign.yaml").write_text(
+        "title: Fuzz\nsteps:\n  - file: 01-step.md\n    delay_days: 0\n", encoding="utf-8"
+    )
     return work / "config.yaml"
 
 
@@ -165,7 +233,11 @@ def leaks(messages: list[str], secrets: list[str]) -> list[str]:
 def config_surface(rng: random.Random, work: Path) -> Outcome:
     path = project(work)
     text = path.read_text(encoding="utf-8")
-    path.write_text(replace_value(rng, text) if rng.random() < 0.6 else mutate(rng, text), encoding="utf-8", errors="surrogatepass")
+    path.write_text(
+        replace_value(rng, text) if rng.random() < 0.6 else mutate(rng, text),
+        encoding="utf-8",
+        errors="surrogatepass",
+    )
     before = snapshot(work)
     messages: list[str] = []
     try:
@@ -176,11 +248,25 @@ def config_surface(rng: random.Random, work: Path) -> Outcome:
 
 
 ENV_KEYS = [
-    "NURTURE_PRACTICE__NAME", "NURTURE_PRACTICE__POSTAL_ADDRESS", "NURTURE_PRACTICE__WEBSITE", "NURTURE_SENDER__FROM_EMAIL",
-    "NURTURE_SENDER__FROM_NAME", "NURTURE_DELIVERY__SEND_WINDOW__START", "NURTURE_DELIVERY__SEND_WINDOW__END",
-    "NURTURE_DELIVERY__SEND_WINDOW", "NURTURE_DELIVERY__BATCH_SIZE", "NURTURE_DELIVERY__OUTBOX_DIR", "NURTURE_DELIVERY__TRANSPORT",
-    "NURTURE_DELIVERY__DEFAULT_TIMEZONE", "NURTURE_WEB__PORT", "NURTURE_WEB__PUBLIC_BASE_URL", "NURTURE_CONSENT__WORDING",
-    "NURTURE_DATABASE_URL", "NURTURE_PREVIOUS_SECRET_KEYS", "NURTURE_X__Y__Z", "NURTURE_DELIVERY____X",
+    "NURTURE_PRACTICE__NAME",
+    "NURTURE_PRACTICE__POSTAL_ADDRESS",
+    "NURTURE_PRACTICE__WEBSITE",
+    "NURTURE_SENDER__FROM_EMAIL",
+    "NURTURE_SENDER__FROM_NAME",
+    "NURTURE_DELIVERY__SEND_WINDOW__START",
+    "NURTURE_DELIVERY__SEND_WINDOW__END",
+    "NURTURE_DELIVERY__SEND_WINDOW",
+    "NURTURE_DELIVERY__BATCH_SIZE",
+    "NURTURE_DELIVERY__OUTBOX_DIR",
+    "NURTURE_DELIVERY__TRANSPORT",
+    "NURTURE_DELIVERY__DEFAULT_TIMEZONE",
+    "NURTURE_WEB__PORT",
+    "NURTURE_WEB__PUBLIC_BASE_URL",
+    "NURTURE_CONSENT__WORDING",
+    "NURTURE_DATABASE_URL",
+    "NURTURE_PREVIOUS_SECRET_KEYS",
+    "NURTURE_X__Y__Z",
+    "NURTURE_DELIVERY____X",
 ]
 
 
@@ -189,7 +275,11 @@ def env_surface(rng: random.Random, work: Path) -> Outcome:
     path = project(work)
     environ = {"NURTURE_SECRET_KEY": SECRET}
     for _ in range(rng.randint(1, 3)):
-        value = rng.choice(FRAGMENTS) if rng.random() < 0.6 else mutate(rng, rng.choice(FRAGMENTS + ["09:00", "500", "outbox"]))
+        value = (
+            rng.choice(FRAGMENTS)
+            if rng.random() < 0.6
+            else mutate(rng, rng.choice(FRAGMENTS + ["09:00", "500", "outbox"]))
+        )
         environ[rng.choice(ENV_KEYS)] = value.replace("\x00", "")  # the environment cannot hold NUL
     before = snapshot(work)
     messages: list[str] = []
@@ -246,6 +336,7 @@ def csv_surface(rng: random.Random, work: Path) -> Outcome:
     """`nurture import`: a CSV of mutated rows. Refused means nothing written; no log names a person."""
     path = project(work)
     rows = [rng.choice(CSV_ROWS) for _ in range(rng.randint(1, 6))]
+
     def vary(row: str) -> str:
         roll = rng.random()
         return row if roll < 0.2 else replace_value(rng, row) if roll < 0.5 else mutate(rng, row, rounds=2)
@@ -259,7 +350,12 @@ def csv_surface(rng: random.Random, work: Path) -> Outcome:
         before = _store_counts(app)
         written: list[str] = []
         try:
-            import_csv(app, source, datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc), skip_invalid=rng.random() < 0.5)
+            import_csv(
+                app,
+                source,
+                datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc),
+                skip_invalid=rng.random() < 0.5,
+            )
         except NurtureError:
             if _store_counts(app) != before:
                 written.append("the store changed although the import was refused")
@@ -278,7 +374,11 @@ def respell(rng: random.Random, token: str) -> str:
         return token.replace("-", "+").replace("_", "/")
     if choice < 0.55:
         at = rng.randint(0, len(token))
-        return token[:at] + rng.choice(["*", "^", "\t", " ", "\x0b", "\u2003", "%0B", "=", ".", "\n", "\x00"]) + token[at:]
+        return (
+            token[:at]
+            + rng.choice(["*", "^", "\t", " ", "\x0b", "\u2003", "%0B", "=", ".", "\n", "\x00"])
+            + token[at:]
+        )
     if choice < 0.75 and mac:
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         return f"{body}.{mac[:-1]}{rng.choice(alphabet)}"  # often only the spare bits differ
@@ -294,7 +394,11 @@ def tokens_surface(rng: random.Random, work: Path) -> Outcome:
     else:
         token = tokens.make_confirm_token(SECRET, subscriber_id, rng.randint(1, 99), NOW)
         read = lambda t: tokens.read_confirm_token(SECRET, t, NOW)  # noqa: E731
-    spelling = respell(rng, token) if rng.random() < 0.9 else base64.urlsafe_b64encode(rng.randbytes(rng.randint(0, 64))).decode()
+    spelling = (
+        respell(rng, token)
+        if rng.random() < 0.9
+        else base64.urlsafe_b64encode(rng.randbytes(rng.randint(0, 64))).decode()
+    )
     messages: list[str] = []
     forged = False
     try:
@@ -302,7 +406,12 @@ def tokens_surface(rng: random.Random, work: Path) -> Outcome:
         forged = spelling != token
     except NurtureError as exc:
         messages.append(str(exc))
-    return Outcome(forged=forged, leaked=leaks(messages + LOG.lines, [SECRET, token, spelling] if len(spelling) > 8 else [SECRET, token]))
+    return Outcome(
+        forged=forged,
+        leaked=leaks(
+            messages + LOG.lines, [SECRET, token, spelling] if len(spelling) > 8 else [SECRET, token]
+        ),
+    )
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -367,27 +476,41 @@ def run(names: list[str], inputs: int, seed: int, timeout: float, keep: Path | N
                 problem = "a non-canonical token verified"
             if problem and keep is not None:
                 keep.mkdir(parents=True, exist_ok=True)
-                (keep / f"{name}-{number}.txt").write_text(f"seed {seed}, input {number}\n{problem}\n", encoding="utf-8", errors="replace")
+                (keep / f"{name}-{number}.txt").write_text(
+                    f"seed {seed}, input {number}\n{problem}\n", encoding="utf-8", errors="replace"
+                )
     return tallies
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inputs", type=int, default=2000, help="inputs in all, shared round-robin by the surfaces")
+    parser.add_argument(
+        "--inputs", type=int, default=2000, help="inputs in all, shared round-robin by the surfaces"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before an input counts as a hang")
-    parser.add_argument("--surface", action="append", choices=sorted(SURFACES), help="only these (repeatable)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds before an input counts as a hang"
+    )
+    parser.add_argument(
+        "--surface", action="append", choices=sorted(SURFACES), help="only these (repeatable)"
+    )
     parser.add_argument("--keep", type=Path, help="write a note per failing input here")
-    parser.add_argument("--memory-gib", type=float, default=4.0, help="address-space cap, so a bomb fails instead of swapping")
+    parser.add_argument(
+        "--memory-gib", type=float, default=4.0, help="address-space cap, so a bomb fails instead of swapping"
+    )
     args = parser.parse_args()
     cap = int(args.memory_gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     names = args.surface or sorted(SURFACES)
     started = time.monotonic()
     tallies = run(names, args.inputs, args.seed, args.timeout, args.keep)
-    print(f"{'surface':<10} {'inputs':>7} {'tracebacks':>10} {'hangs':>6} {'partial writes':>14} {'log leaks':>9} {'forgeries':>9}")
+    print(
+        f"{'surface':<10} {'inputs':>7} {'tracebacks':>10} {'hangs':>6} {'partial writes':>14} {'log leaks':>9} {'forgeries':>9}"
+    )
     for name, t in tallies.items():
-        print(f"{name:<10} {t.inputs:>7} {t.tracebacks:>10} {t.hangs:>6} {t.partial_writes:>14} {t.log_leaks:>9} {t.forgeries:>9}")
+        print(
+            f"{name:<10} {t.inputs:>7} {t.tracebacks:>10} {t.hangs:>6} {t.partial_writes:>14} {t.log_leaks:>9} {t.forgeries:>9}"
+        )
     print(f"(the web surfaces, {ELSEWHERE})")
     print(f"seed {args.seed}, {time.monotonic() - started:.0f} s")
     bad = sum(t.tracebacks + t.hangs + t.partial_writes + t.log_leaks + t.forgeries for t in tallies.values())

@@ -68,7 +68,37 @@ COLUMNS = ("inputs", "tracebacks", "hangs", "partial writes", "log leaks", "wron
 class Maker:
     """Random inputs from one seeded generator, so a run can be repeated exactly."""
 
-    ODD = ["%2F", "%2f", "%00", "%", "..", "/", "\\", "?", "#", "&", "=", "+", ";", "\u202e", "\u200b", "\ufeff", "ａ", "＠", "\u2003", "\t", "\r\n", "\x00", "\x7f", "é", "😀", "<script>", "'", '"', "{{ 1/0 }}"]
+    ODD = [
+        "%2F",
+        "%2f",
+        "%00",
+        "%",
+        "..",
+        "/",
+        "\\",
+        "?",
+        "#",
+        "&",
+        "=",
+        "+",
+        ";",
+        "\u202e",
+        "\u200b",
+        "\ufeff",
+        "ａ",
+        "＠",
+        "\u2003",
+        "\t",
+        "\r\n",
+        "\x00",
+        "\x7f",
+        "é",
+        "😀",
+        "<script>",
+        "'",
+        '"',
+        "{{ 1/0 }}",
+    ]
 
     def __init__(self, seed: int) -> None:
         self.r = random.Random(seed)
@@ -106,7 +136,11 @@ class Maker:
         return f"{local}@example.com"
 
     def name(self) -> str:
-        return self.r.choice(["", "Ms ", "dr. "]) + self.mark().capitalize() + self.r.choice(["", " Ana", "\u00e9", "\n", "<b>"])
+        return (
+            self.r.choice(["", "Ms ", "dr. "])
+            + self.mark().capitalize()
+            + self.r.choice(["", " Ana", "\u00e9", "\n", "<b>"])
+        )
 
     def json_value(self, depth: int = 0) -> Any:
         pick = self.r.randint(0, 9 if depth < 4 else 5)
@@ -117,7 +151,9 @@ class Maker:
         if pick == 2:
             return self.r.choice([0, -1, 2**31, 2**63, -(2**70), self.r.randint(-(10**12), 10**12)])
         if pick == 3:
-            return self.r.choice([0.5, 1e308, -1e-308, float("inf"), float("nan"), self.r.uniform(-1e10, 1e10)])
+            return self.r.choice(
+                [0.5, 1e308, -1e-308, float("inf"), float("nan"), self.r.uniform(-1e10, 1e10)]
+            )
         if pick == 4:
             return self.text()
         if pick == 5:
@@ -156,7 +192,13 @@ class Target:
         """A cheap fingerprint of everything a request could change."""
         self.signups.join()
         with transaction(self.app.engine) as session:
-            statuses = tuple(session.execute(select(m.Subscriber.status, func.count()).group_by(m.Subscriber.status).order_by(m.Subscriber.status)))
+            statuses = tuple(
+                session.execute(
+                    select(m.Subscriber.status, func.count())
+                    .group_by(m.Subscriber.status)
+                    .order_by(m.Subscriber.status)
+                )
+            )
             consent = session.scalar(select(func.count()).select_from(m.ConsentEvent))
             enrollments = session.scalar(select(func.count()).select_from(m.Enrollment))
             events = session.scalar(select(func.max(m.ProviderEvent.id))) or 0
@@ -171,16 +213,23 @@ def serve(folder: Path) -> Iterator[Target]:
     app = make_app(folder, environ=signer.environ, **{"web.public_base_url": f"http://127.0.0.1:{port}"})
     site = create_app(app, rate_limit=(10**9, 600.0), signup_delay=0.0)
     logs = Lines()
-    loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "nurture", "python_multipart")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "nurture", "python_multipart")
+    ]
     logging.getLogger("nurture").setLevel(logging.INFO)
     try:
         with running(site, sock) as url:
             for logger in loggers:
                 for handler in logger.handlers:
-                    handler.setLevel(logging.CRITICAL + 1)  # the console stays quiet; `logs` keeps every record
+                    handler.setLevel(
+                        logging.CRITICAL + 1
+                    )  # the console stays quiet; `logs` keeps every record
                 logger.addHandler(logs)
             target = Target(url, app, site.state.signups, signer, logs)
-            target.confirm_paths, target.unsubscribe_paths = signed_paths(app, 40, datetime.now(timezone.utc), source="fuzz")
+            target.confirm_paths, target.unsubscribe_paths = signed_paths(
+                app, 40, datetime.now(timezone.utc), source="fuzz"
+            )
             yield target
     finally:
         for logger in loggers:
@@ -200,45 +249,98 @@ class Outcome:
 
 def form_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
     r = mk.r
-    path = r.choice(["/subscribe", "/subscribe", r.choice(target.confirm_paths), r.choice(target.unsubscribe_paths)])
+    path = r.choice(
+        ["/subscribe", "/subscribe", r.choice(target.confirm_paths), r.choice(target.unsubscribe_paths)]
+    )
     method = r.choice(["POST"] * 6 + ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
     fields: dict[str, str] = {}
     if r.random() < 0.5:  # close to a real signup
-        fields = {"email": mk.email(), "first_name": mk.name(), "timezone": r.choice(["", "Europe/Paris", "Mars/Base", mk.text(20)]), "consent_version": r.choice([CONSENT_VERSION, CONSENT_VERSION, mk.text(10)]), "website": r.choice(["", "", mk.text(5)])}
+        fields = {
+            "email": mk.email(),
+            "first_name": mk.name(),
+            "timezone": r.choice(["", "Europe/Paris", "Mars/Base", mk.text(20)]),
+            "consent_version": r.choice([CONSENT_VERSION, CONSENT_VERSION, mk.text(10)]),
+            "website": r.choice(["", "", mk.text(5)]),
+        }
     for _ in range(r.randint(0, 5)):
-        fields[r.choice(["email", "first_name", "List-Unsubscribe", "timezone", mk.text(15)])] = r.choice(["One-Click", mk.email(), mk.name(), mk.text(200), "x" * r.choice([10, 5000, 70_000])])
+        fields[r.choice(["email", "first_name", "List-Unsubscribe", "timezone", mk.text(15)])] = r.choice(
+            ["One-Click", mk.email(), mk.name(), mk.text(200), "x" * r.choice([10, 5000, 70_000])]
+        )
     headers: dict[str, str] = {}
     if r.random() < 0.3:
-        headers["X-Forwarded-For"] = r.choice(["203.0.113.9", "2001:db8::1", "fe80::1%" + "e" * 60, "not-an-ip", "1.2.3.4, 5.6.7.8"])
+        headers["X-Forwarded-For"] = r.choice(
+            ["203.0.113.9", "2001:db8::1", "fe80::1%" + "e" * 60, "not-an-ip", "1.2.3.4, 5.6.7.8"]
+        )
     if r.random() < 0.3:
         headers["User-Agent"] = "".join(chr(r.randint(33, 126)) for _ in range(r.randint(1, 500)))
     kind = r.randint(0, 4)
     kwargs: dict[str, Any]
     if kind <= 1:
-        kwargs = {"content": urlencode(fields).encode("utf-8", "surrogatepass"), "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"}}
+        kwargs = {
+            "content": urlencode(fields).encode("utf-8", "surrogatepass"),
+            "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        }
     elif kind == 2:
-        kwargs = {"files": {k: (None, v.encode("utf-8", "surrogatepass")) for k, v in fields.items()} or {"x": (None, b"")}, "headers": headers}
+        kwargs = {
+            "files": {k: (None, v.encode("utf-8", "surrogatepass")) for k, v in fields.items()}
+            or {"x": (None, b"")},
+            "headers": headers,
+        }
     elif kind == 3:
-        content_type = r.choice(["multipart/form-data", "multipart/form-data; boundary=q", "text/plain", "application/json", "application/x-www-form-urlencoded", "".join(chr(r.randint(33, 126)) for _ in range(20))])
-        kwargs = {"content": r.randbytes(r.choice([0, 10, 500, 3000, 70_000])), "headers": {**headers, "Content-Type": content_type}}
+        content_type = r.choice(
+            [
+                "multipart/form-data",
+                "multipart/form-data; boundary=q",
+                "text/plain",
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "".join(chr(r.randint(33, 126)) for _ in range(20)),
+            ]
+        )
+        kwargs = {
+            "content": r.randbytes(r.choice([0, 10, 500, 3000, 70_000])),
+            "headers": {**headers, "Content-Type": content_type},
+        }
     else:
         kwargs = {"headers": headers}
     response = client.request(method, path, **kwargs)
     return Outcome(response, may_write=method == "POST" and response.status_code == 200)
 
 
-PREFIXES = ["/unsubscribe/", "/confirm/", "/UNSUBSCRIBE/", "/Confirm/", "/unsubscribe//", "/unsubscribe%2F", "/confirm%2f", "//unsubscribe/", "/unsubscribe/%2F", "/Unsubscribe/"]
+PREFIXES = [
+    "/unsubscribe/",
+    "/confirm/",
+    "/UNSUBSCRIBE/",
+    "/Confirm/",
+    "/unsubscribe//",
+    "/unsubscribe%2F",
+    "/confirm%2f",
+    "//unsubscribe/",
+    "/unsubscribe/%2F",
+    "/Unsubscribe/",
+]
 
 
 def token_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
     r = mk.r
     real = r.choice(target.unsubscribe_paths + target.confirm_paths).rsplit("/", 1)[1]
-    token = r.choice([mk.mark() + mk.text(30), real + mk.mark(), mk.mark() + "." + real.split(".")[1], real.split(".")[0] + "." + mk.mark()])
+    token = r.choice(
+        [
+            mk.mark() + mk.text(30),
+            real + mk.mark(),
+            mk.mark() + "." + real.split(".")[1],
+            real.split(".")[0] + "." + mk.mark(),
+        ]
+    )
     query = r.choice(["", f"?first_name={mk.name()}", f"?email={mk.email()}", "?" + mk.mark()])
     raw = r.choice(PREFIXES) + quote(token, safe=r.choice(["", "/", ".-_~", "/?"])) + quote(query, safe="?=&")
     method = r.choice(["GET", "POST", "HEAD"])
     response = client.request(method, httpx.URL(target.url).copy_with(raw_path=raw.encode("ascii")))
-    return Outcome(response, may_write=method == "POST" and response.status_code == 200, wrong=response.status_code not in (200, 307, 400, 404, 405))  # 307: Starlette drops a trailing slash
+    return Outcome(
+        response,
+        may_write=method == "POST" and response.status_code == 200,
+        wrong=response.status_code not in (200, 307, 400, 404, 405),
+    )  # 307: Starlette drops a trailing slash
 
 
 ABSURD_STAMPS = ["999999999999", "253402300800", "\u00b2", "-1", "1e9", "", "0x10", "9" * 40]
@@ -247,14 +349,50 @@ ABSURD_STAMPS = ["999999999999", "253402300800", "\u00b2", "-1", "1e9", "", "0x1
 def webhook_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
     r = mk.r
     bounce_id = f"fz-bounce-{uuid.uuid4()}"
-    bounce = sg_event("bounce", 1, sg_event_id=bounce_id, email=mk.email(), type="bounce", reason=f"550 5.1.1 <{mk.email()}> unknown {mk.text(20)}")
+    bounce = sg_event(
+        "bounce",
+        1,
+        sg_event_id=bounce_id,
+        email=mk.email(),
+        type="bounce",
+        reason=f"550 5.1.1 <{mk.email()}> unknown {mk.text(20)}",
+    )
     items: list[str] = []
     for _ in range(r.randint(0, 12)):
         pick = r.random()
         if pick < 0.5:
-            event = {key: r.choice([mk.json_value(), mk.text(30), mk.email()]) for key in r.sample(["event", "timestamp", "sg_event_id", "delivery_id", "step", "campaign", "email", "reason", "type", "url", "response"], r.randint(0, 8))}
+            event = {
+                key: r.choice([mk.json_value(), mk.text(30), mk.email()])
+                for key in r.sample(
+                    [
+                        "event",
+                        "timestamp",
+                        "sg_event_id",
+                        "delivery_id",
+                        "step",
+                        "campaign",
+                        "email",
+                        "reason",
+                        "type",
+                        "url",
+                        "response",
+                    ],
+                    r.randint(0, 8),
+                )
+            }
             if r.random() < 0.5:
-                event["event"] = r.choice(["bounce", "dropped", "open", "click", "spamreport", "deferred", "group_unsubscribe", mk.text(10)])
+                event["event"] = r.choice(
+                    [
+                        "bounce",
+                        "dropped",
+                        "open",
+                        "click",
+                        "spamreport",
+                        "deferred",
+                        "group_unsubscribe",
+                        mk.text(10),
+                    ]
+                )
                 event["timestamp"] = r.choice([int(time.time()), "1764590400", mk.json_value()])
             items.append(json.dumps(event))
         elif pick < 0.8:
@@ -263,7 +401,17 @@ def webhook_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
             depth = r.choice([33, 200, 5000, 100_000])
             items.append("[" * depth + "]" * depth)
         else:
-            items.append(r.choice(["9" * 5000, "NaN", "-Infinity", '"\\ud800"', '{"event":"open","timestamp":1764590400,"sg_event_id":"\\udfff"}']))
+            items.append(
+                r.choice(
+                    [
+                        "9" * 5000,
+                        "NaN",
+                        "-Infinity",
+                        '"\\ud800"',
+                        '{"event":"open","timestamp":1764590400,"sg_event_id":"\\udfff"}',
+                    ]
+                )
+            )
     items.insert(r.randint(0, len(items)), json.dumps(bounce))
     body = "[" + ",".join(items) + "]" + r.choice(["", "\r\n"])
     headers = target.signer.headers(body)
@@ -273,15 +421,27 @@ def webhook_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
         if how == 0:
             headers["X-Twilio-Email-Event-Webhook-Timestamp"] = r.choice(ABSURD_STAMPS)
         elif how == 1:
-            headers["X-Twilio-Email-Event-Webhook-Signature"] = r.choice(["", "AAAA", "not base64!", mk.text(10).encode("ascii", "replace").decode()])
+            headers["X-Twilio-Email-Event-Webhook-Signature"] = r.choice(
+                ["", "AAAA", "not base64!", mk.text(10).encode("ascii", "replace").decode()]
+            )
         else:
             body = body.replace("bounce", "bounce ", 1)
     try:
-        response = client.post("/webhooks/sendgrid", content=body.encode("utf-8", "surrogatepass"), headers={k: v.encode("latin-1", "replace") for k, v in headers.items()})
+        response = client.post(
+            "/webhooks/sendgrid",
+            content=body.encode("utf-8", "surrogatepass"),
+            headers={k: v.encode("latin-1", "replace") for k, v in headers.items()},
+        )
     except httpx.LocalProtocolError:
-        return Outcome(None, may_write=False)  # a header the client itself will not send: nothing reached the server
+        return Outcome(
+            None, may_write=False
+        )  # a header the client itself will not send: nothing reached the server
     with transaction(target.app.engine) as session:
-        stored = session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.provider_event_id == bounce_id))
+        stored = session.scalar(
+            select(func.count())
+            .select_from(m.ProviderEvent)
+            .where(m.ProviderEvent.provider_event_id == bounce_id)
+        )
     if tampered:
         wrong = response.status_code != 403 or stored != 0
     else:
@@ -289,7 +449,11 @@ def webhook_input(mk: Maker, target: Target, client: httpx.Client) -> Outcome:
     return Outcome(response, may_write=not tampered and response.status_code == 200, wrong=wrong)
 
 
-DRIVERS: dict[str, Callable[[Maker, Target, httpx.Client], Outcome]] = {"forms": form_input, "tokens": token_input, "webhooks": webhook_input}
+DRIVERS: dict[str, Callable[[Maker, Target, httpx.Client], Outcome]] = {
+    "forms": form_input,
+    "tokens": token_input,
+    "webhooks": webhook_input,
+}
 
 
 # ---------------------------------------------------------------- running
@@ -313,7 +477,9 @@ def describe(surface: str, outcome: Outcome | None, problems: list[str]) -> str:
     return f"{surface}: {', '.join(problems)}: {request.method} {request.url.raw_path[:120]!r} -> {outcome.response.status_code}"
 
 
-def run(inputs: int, seed: int, surfaces: list[str], timeout: float, show: int = 0) -> dict[str, dict[str, int]]:
+def run(
+    inputs: int, seed: int, surfaces: list[str], timeout: float, show: int = 0
+) -> dict[str, dict[str, int]]:
     mk = Maker(seed)
     counts = {surface: dict.fromkeys(COLUMNS, 0) for surface in surfaces}
     with tempfile.TemporaryDirectory() as folder, serve(Path(folder)) as target:
@@ -336,7 +502,9 @@ def run(inputs: int, seed: int, surfaces: list[str], timeout: float, show: int =
                 after = target.state()
                 lines = target.logs.lines[first_line:]
                 problems = []
-                if (outcome.response is not None and outcome.response.status_code >= 500) or any("Traceback" in line for line in lines):
+                if (outcome.response is not None and outcome.response.status_code >= 500) or any(
+                    "Traceback" in line for line in lines
+                ):
                     problems.append("tracebacks")
                 if after != before and not outcome.may_write:
                     problems.append("partial writes")
@@ -357,12 +525,20 @@ def run(inputs: int, seed: int, surfaces: list[str], timeout: float, show: int =
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--inputs", type=int, default=3000, help="how many requests in all (default 3000)")
-    parser.add_argument("--seed", type=int, default=1, help="the same seed repeats the same inputs (default 1)")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="the same seed repeats the same inputs (default 1)"
+    )
     parser.add_argument("--surface", choices=[*SURFACES, "all"], default="all")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as a hang (default 10)")
-    parser.add_argument("--show", type=int, default=10, help="describe the first N problem inputs on stderr (default 10)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds before a request counts as a hang (default 10)"
+    )
+    parser.add_argument(
+        "--show", type=int, default=10, help="describe the first N problem inputs on stderr (default 10)"
+    )
     args = parser.parse_args()
     surfaces = list(SURFACES) if args.surface == "all" else [args.surface]
     started = time.monotonic()

@@ -28,7 +28,18 @@ from tests.support.factories import SECRET, write_project  # noqa: E402
 
 def start_standin(latency: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.sendgrid_standin", "--port", "0", "--latency", str(latency), "--api-key", "SG.bench", "--count-only"],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.sendgrid_standin",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--api-key",
+            "SG.bench",
+            "--count-only",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # its closing summary; the counts come from /_standin/stats
@@ -55,7 +66,11 @@ class Run:
 
     def line(self, label: str, count: int, minimal: "Run | None" = None) -> str:
         # Wall-time ratio as the issue states it; the CPU ratio moves less with the machine's load.
-        ratio = f"  {minimal.seconds / self.seconds:4.2f} of minimal (CPU {minimal.cpu / self.cpu:4.2f})" if minimal else ""
+        ratio = (
+            f"  {minimal.seconds / self.seconds:4.2f} of minimal (CPU {minimal.cpu / self.cpu:4.2f})"
+            if minimal
+            else ""
+        )
         return (
             f"  {label:<34} {count:>9,} emails {self.seconds:7.2f} s {count / self.seconds if count else 0:9,.0f}/s  "
             f"CPU {self.cpu:6.1f} s  peak RSS {self.peak_mib:6.1f} MiB{ratio}"
@@ -68,7 +83,9 @@ def run_all(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
     started = []
     for command in commands:
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        started.append((subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command))
+        started.append(
+            (subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command)
+        )
     peak = cpu = 0.0
     outputs = []
     for process, out, err, command in started:
@@ -117,7 +134,11 @@ class Store:
         self.databases.append(database)
         with self.server._connect() as connection:
             source = f"nurture_bench_{os.getpid()}_base"
-            connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(database), sql.Identifier(source)))
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(database), sql.Identifier(source)
+                )
+            )
         return str(self.url).rsplit("/", 1)[0] + f"/{database}"
 
     def drop(self) -> None:
@@ -125,7 +146,9 @@ class Store:
             self.server.drop_database(database)
 
 
-def project(folder: Path, url: str, standin_url: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+def project(
+    folder: Path, url: str, standin_url: str, overrides: dict[str, Any]
+) -> tuple[Path, dict[str, str]]:
     """A project folder on the store at url, and the environment to run nurture in it."""
     folder.mkdir(parents=True, exist_ok=True)
     config_path = write_project(folder, {"database.url": url, "delivery.transport": "sendgrid", **overrides})
@@ -140,12 +163,16 @@ def project(folder: Path, url: str, standin_url: str, overrides: dict[str, Any])
     return config_path, env
 
 
-def send_with_standin(latency: float, commands: list[list[str]], env: dict[str, str], cwd: Path, expected: int) -> Run:
+def send_with_standin(
+    latency: float, commands: list[list[str]], env: dict[str, str], cwd: Path, expected: int
+) -> Run:
     """Run the commands against a fresh stand-in (its URL replaces STANDIN in them and in env)."""
     standin, url = start_standin(latency)
     try:
         env = {**env, "NURTURE_SENDGRID_HOST": url}
-        run = run_all([[url if part == "STANDIN" else part for part in command] for command in commands], env, cwd)
+        run = run_all(
+            [[url if part == "STANDIN" else part for part in command] for command in commands], env, cwd
+        )
         received = standin_stats(url)["messages"]
         if received != expected:
             raise SystemExit(f"the stand-in received {received} messages, expected {expected}: {run.output}")
@@ -159,7 +186,10 @@ def each_size(sizes: list[int], prefix: str, bench_size: Any, args: Any, server:
     """Run `bench_size(size, args, folder, server)` for every size in a fresh temporary
     folder, with the load average before and after (it says how far to trust wall times);
     stops the PostgreSQL server, if any, at the end."""
-    print(f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     try:
         for size in sizes:
             with tempfile.TemporaryDirectory(prefix=prefix) as name:
@@ -168,4 +198,3 @@ def each_size(sizes: list[int], prefix: str, bench_size: Any, args: Any, server:
         if server is not None:
             server.stop()
     print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
-

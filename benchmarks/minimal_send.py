@@ -35,14 +35,21 @@ STREAM = "minimal"
 def post(opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, ...]]) -> str:
     body = {
         "personalizations": [
-            {"to": [{"email": email}], "subject": "Hello", "substitutions": {"-name-": name or "there"}, "custom_args": {"s": str(sid)}}
+            {
+                "to": [{"email": email}],
+                "subject": "Hello",
+                "substitutions": {"-name-": name or "there"},
+                "custom_args": {"s": str(sid)},
+            }
             for sid, email, name, *_ in rows
         ],
         "from": {"email": "hello@example.com"},
         "content": [{"type": "text/plain", "value": "Hi -name-"}],
     }
     request = urllib.request.Request(
-        f"{url}/v3/mail/send", data=json.dumps(body).encode(), headers={"Authorization": "Bearer SG.bench", "Content-Type": "application/json"}
+        f"{url}/v3/mail/send",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer SG.bench", "Content-Type": "application/json"},
     )
     with opener.open(request) as answer:
         return str(answer.headers.get("X-Message-Id", ""))
@@ -55,8 +62,15 @@ def main() -> int:
     parser.add_argument("now")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--stream", default=STREAM)
-    parser.add_argument("--audience", choices=["enrollments", "subscribers"], default="enrollments", help="series: due enrollments; newsletter: active subscribers")
-    parser.add_argument("--zone", help="only subscribers in this time zone (a subscriber-time newsletter's zone pass)")
+    parser.add_argument(
+        "--audience",
+        choices=["enrollments", "subscribers"],
+        default="enrollments",
+        help="series: due enrollments; newsletter: active subscribers",
+    )
+    parser.add_argument(
+        "--zone", help="only subscribers in this time zone (a subscriber-time newsletter's zone pass)"
+    )
     args = parser.parse_args()
     now = datetime.fromisoformat(args.now)
     engine = make_engine(args.database_url)

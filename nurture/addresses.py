@@ -45,7 +45,9 @@ def clean_first_name(raw: str | None) -> str | None:
     if not name:
         return None
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise InputError("first name contains a line break or control character: use letters, spaces and punctuation only")
+        raise InputError(
+            "first name contains a line break or control character: use letters, spaces and punctuation only"
+        )
     if len(name) > MAX_NAME:
         raise InputError(f"first name is longer than {MAX_NAME} characters")
     return name
@@ -58,7 +60,9 @@ def clean_timezone(raw: str | None) -> str | None:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"{zone!r} is not an IANA time zone (for example America/Chicago, Europe/London)") from None
+        raise InputError(
+            f"{zone!r} is not an IANA time zone (for example America/Chicago, Europe/London)"
+        ) from None
     return zone
 
 

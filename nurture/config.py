@@ -21,7 +21,15 @@ from typing import Any, ClassVar, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nurture.errors import ConfigError
 from nurture.yaml_lines import OwnerYamlError, read_owner_yaml
@@ -58,7 +66,9 @@ def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone (for example Europe/Berlin, America/New_York)") from None
+        raise ValueError(
+            f"{value!r} is not an IANA time zone (for example Europe/Berlin, America/New_York)"
+        ) from None
     return value
 
 
@@ -71,7 +81,7 @@ def _check_url(value: str, *, https_only: bool) -> str:
 
 
 def _check_duration(value: Any) -> Any:
-    """"6h", "90m", "1d" (or a number of seconds) as a timedelta."""
+    """ "6h", "90m", "1d" (or a number of seconds) as a timedelta."""
     if isinstance(value, str):
         text = value.strip().lower()
         if len(text) < 2 or text[-1] not in _DURATION_UNITS or not text[:-1].isdigit():
@@ -84,7 +94,10 @@ def _control_character(value: str, allowed: str) -> str | None:
     """The first control or invisible formatting character in `value` not in `allowed`, if any."""
     if value.isprintable():  # the common case: no Cc/Cf/Zl/Zp character at all
         return None
-    return next((ch for ch in value if ch not in allowed and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
+    return next(
+        (ch for ch in value if ch not in allowed and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")),
+        None,
+    )
 
 
 def _clock(value: object) -> time:
@@ -97,7 +110,9 @@ def _clock(value: object) -> time:
     match = _CLOCK.fullmatch(value.strip()) if isinstance(value, str) else None
     if match and int(match[1]) < 24 and int(match[2]) < 60:
         return time(int(match[1]), int(match[2]))
-    raise ValueError(f"{value!r} is not a time of day: write it as \"HH:MM\" (24-hour, in quotes), from \"00:00\" to \"23:59\"")
+    raise ValueError(
+        f'{value!r} is not a time of day: write it as "HH:MM" (24-hour, in quotes), from "00:00" to "23:59"'
+    )
 
 
 class _Section(BaseModel):
@@ -112,7 +127,9 @@ class _Section(BaseModel):
             allowed = "\n\t" if info.field_name in cls._multiline else ""
             bad = _control_character(value, allowed)
             if bad is not None:
-                raise ValueError(f"holds the control character U+{ord(bad):04X}: remove it (retype the value if you pasted it)")
+                raise ValueError(
+                    f"holds the control character U+{ord(bad):04X}: remove it (retype the value if you pasted it)"
+                )
         return value
 
 
@@ -181,7 +198,9 @@ class Delivery(_Section):
     tracking: Literal["off", "aggregate", "per_person"] = "off"
     # How long a claim with an unknown outcome waits for a provider event before silence
     # (with the webhook proven to work) counts as "never reached the provider".
-    reconcile_after: timedelta = Field(default=timedelta(hours=6), ge=timedelta(minutes=15), le=timedelta(days=7))
+    reconcile_after: timedelta = Field(
+        default=timedelta(hours=6), ge=timedelta(minutes=15), le=timedelta(days=7)
+    )
 
     @field_validator("default_timezone")
     @classmethod
@@ -337,7 +356,7 @@ class Config:
         url = self.settings.database.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.base_dir / url[len(prefix):])
+            return prefix + str(self.base_dir / url[len(prefix) :])
         return url
 
     @property
@@ -370,7 +389,7 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], An
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES or "__" not in name:
             continue
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if not all(path):
             raise ConfigError(f"environment variable {name}: empty key part; use NURTURE_SECTION__KEY")
         overrides.append((path, _env_value(raw), name))
@@ -382,7 +401,9 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], An
 def _previous_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
     keys = tuple(key.strip() for key in environ.get(PREVIOUS_SECRETS_ENV, "").split(",") if key.strip())
     if any(len(key) < 16 for key in keys):
-        raise ConfigError(f"{PREVIOUS_SECRETS_ENV}: every key must be at least 16 characters (separate keys with commas)")
+        raise ConfigError(
+            f"{PREVIOUS_SECRETS_ENV}: every key must be at least 16 characters (separate keys with commas)"
+        )
     return keys
 
 
@@ -410,7 +431,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     return message
 
 
-def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
     """Read, merge and validate the configuration. Raises ConfigError on any problem."""
     env = os.environ if environ is None else environ
     config_path = Path(path or env.get("NURTURE_CONFIG") or "config.yaml")
@@ -453,7 +476,9 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
             if override:
                 location = f"environment variable {override}"
             else:
-                line_number = next((lines[key_path[:n]] for n in range(len(key_path), 0, -1) if key_path[:n] in lines), None)
+                line_number = next(
+                    (lines[key_path[:n]] for n in range(len(key_path), 0, -1) if key_path[:n] in lines), None
+                )
                 location = f"{where}, line {line_number}" if line_number else where
             problems.append(f"{location}: {key}: {_describe(error)}")
         raise ConfigError("\n".join(problems)) from None
@@ -475,4 +500,10 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
             secrets.require_sendgrid_key()
         except ConfigError as exc:
             raise ConfigError(f"{location}: {exc}") from None
-    return Config(settings=settings, secrets=secrets, path=config_path, base_dir=config_path.resolve().parent, origins=located)
+    return Config(
+        settings=settings,
+        secrets=secrets,
+        path=config_path,
+        base_dir=config_path.resolve().parent,
+        origins=located,
+    )

@@ -26,7 +26,9 @@ from nurture.web.webhooks import handle_sendgrid
 class DemoSigner:
     def __init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
-        public = self.key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         self.public_key = base64.b64encode(public).decode()
 
     def headers(self, body: bytes, now: datetime) -> dict[str, str]:
@@ -43,7 +45,13 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
     chance = random.Random(len(seen) + 7)
     with transaction(app.engine) as session:
         rows = session.execute(
-            select(m.Delivery.id, m.Delivery.stream, m.Delivery.step, m.Delivery.provider_message_id, m.Subscriber.email)
+            select(
+                m.Delivery.id,
+                m.Delivery.stream,
+                m.Delivery.step,
+                m.Delivery.provider_message_id,
+                m.Subscriber.email,
+            )
             .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
             .where(m.Delivery.status == m.DeliveryStatus.SENT)
             .order_by(m.Delivery.id)
@@ -55,12 +63,24 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
         if row.id in seen:
             continue
         seen.add(row.id)
-        base = {"email": row.email, "timestamp": stamp, "sg_message_id": row.provider_message_id or "", "delivery_id": str(row.id)}
+        base = {
+            "email": row.email,
+            "timestamp": stamp,
+            "sg_message_id": row.provider_message_id or "",
+            "delivery_id": str(row.id),
+        }
         events.append({**base, "event": "delivered", "sg_event_id": f"demo-{row.id}-delivered"})
         if chance.random() < 0.65:
             events.append({**base, "event": "open", "sg_event_id": f"demo-{row.id}-open"})
             if chance.random() < 0.4:
-                events.append({**base, "event": "click", "url": "https://www.example.com/articles", "sg_event_id": f"demo-{row.id}-click"})
+                events.append(
+                    {
+                        **base,
+                        "event": "click",
+                        "url": "https://www.example.com/articles",
+                        "sg_event_id": f"demo-{row.id}-click",
+                    }
+                )
         if unsubscribe_one and unsubscribed is None and row.step == 2:
             unsubscribed = row.id
             events.append({**base, "event": "unsubscribe", "sg_event_id": f"demo-{row.id}-unsubscribe"})

@@ -79,16 +79,25 @@ def same_content_as(app: App, source: EmailSource) -> m.Newsletter | None:
     with transaction(app.engine) as session:
         query = (
             select(m.Newsletter)
-            .where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING, m.NewsletterStatus.SENT]))
+            .where(
+                m.Newsletter.status.in_(
+                    [m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING, m.NewsletterStatus.SENT]
+                )
+            )
             .order_by(m.Newsletter.id)
         )
         for newsletter in session.scalars(query):
-            if newsletter.content.get("front") == content["front"] and newsletter.content.get("body") == content["body"]:
+            if (
+                newsletter.content.get("front") == content["front"]
+                and newsletter.content.get("body") == content["body"]
+            ):
                 return newsletter
     return None
 
 
-def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datetime, *, again: bool = False) -> int:
+def schedule(
+    app: App, path: Path, at_local: str, timezone_mode: str, now: datetime, *, again: bool = False
+) -> int:
     """Render and lint the newsletter, then store it as scheduled. Returns its id.
 
     Refused (InputError) when any `nurture check` rule finds a problem, when the
@@ -98,7 +107,9 @@ def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datet
     `again` (a newsletter is a new stream: everyone would get it a second time).
     """
     if timezone_mode not in TIMEZONE_MODES:
-        raise InputError(f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)")
+        raise InputError(
+            f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)"
+        )
     local = parse_local(at_local)
     path = Path(path)
     source, prepared, findings = _prepare_and_check(app, path)
@@ -114,7 +125,9 @@ def schedule(app: App, path: Path, at_local: str, timezone_mode: str, now: datet
     if timezone_mode == "practice":
         first_due = local_instant(local.date(), local.time(), zone(practice_zone))
         if first_due <= now:
-            raise InputError(f"--at {local:%Y-%m-%d %H:%M} has already passed in {practice_zone} (the practice's zone): pick a later time")
+            raise InputError(
+                f"--at {local:%Y-%m-%d %H:%M} has already passed in {practice_zone} (the practice's zone): pick a later time"
+            )
     else:
         first_due = local_instant(local.date(), local.time(), zone(EARLIEST_ZONE))
         passed = _zones_already_past(app, local, now)
@@ -154,10 +167,14 @@ def _zones_already_past(app: App, local: datetime, now: datetime) -> list[str]:
     with transaction(app.engine) as session:
         zones = set(
             session.scalars(
-                select(m.Subscriber.timezone).where(m.Subscriber.status.in_([m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING])).distinct()
+                select(m.Subscriber.timezone)
+                .where(m.Subscriber.status.in_([m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING]))
+                .distinct()
             )
         )
-    names = {name or app.config.delivery.default_timezone for name in zones} | {app.config.delivery.default_timezone}
+    names = {name or app.config.delivery.default_timezone for name in zones} | {
+        app.config.delivery.default_timezone
+    }
     return sorted(name for name in names if local_instant(local.date(), local.time(), zone(name)) <= now)
 
 
@@ -239,7 +256,9 @@ def cancel(app: App, newsletter_id: int, now: datetime) -> str:
         if previous == m.NewsletterStatus.CANCELLED:
             raise InputError(f"newsletter {newsletter_id} is already cancelled: nothing changed")
         if previous == m.NewsletterStatus.SENT:
-            raise InputError(f"newsletter {newsletter_id} has already been sent to everyone: there is nothing left to cancel")
+            raise InputError(
+                f"newsletter {newsletter_id} has already been sent to everyone: there is nothing left to cancel"
+            )
         newsletter.status = m.NewsletterStatus.CANCELLED
         newsletter.updated_at = now
         return previous

@@ -51,6 +51,7 @@ _READING_KINDS = frozenset({EventKind.OPENED, EventKind.CLICKED})
 # When one batch carries several suppressing events for one person, the strongest wins.
 _SUPPRESS_ORDER = (ConsentKind.COMPLAINT, ConsentKind.BOUNCE, ConsentKind.UNSUBSCRIBE)
 
+
 @dataclass
 class WebhookReport:
     """What one webhook batch did; `kinds` counts the newly stored events by kind."""
@@ -81,7 +82,11 @@ class WebhookReport:
 
 
 def receive(
-    app: App, provider: str, raw_events: Sequence[Any], normalize: Callable[[Any], NormalizedEvent], now: datetime
+    app: App,
+    provider: str,
+    raw_events: Sequence[Any],
+    normalize: Callable[[Any], NormalizedEvent],
+    now: datetime,
 ) -> WebhookReport:
     """Normalize a parsed batch with the provider's `normalize` and store it.
 
@@ -97,11 +102,19 @@ def receive(
             log.warning("%s webhook: event %d of %d skipped: %s", provider, index + 1, len(raw_events), exc)
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             report.malformed += 1
-            log.warning("%s webhook: event %d of %d skipped (%s)", provider, index + 1, len(raw_events), type(exc).__name__)
+            log.warning(
+                "%s webhook: event %d of %d skipped (%s)",
+                provider,
+                index + 1,
+                len(raw_events),
+                type(exc).__name__,
+            )
     return store_events(app, report, normalized, now)
 
 
-def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEvent], now: datetime) -> WebhookReport:
+def store_events(
+    app: App, report: WebhookReport, events: Sequence[NormalizedEvent], now: datetime
+) -> WebhookReport:
     """Store a batch (one transaction) and suppress whom it says to; adds the counts to `report`."""
     batch: dict[str, NormalizedEvent] = {}
     for event in events:
@@ -119,7 +132,9 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         owners: dict[int, int | None] = {}
         emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
         for chunk in chunks(wanted, _CHUNK):
-            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(m.Delivery.id.in_(chunk))
+            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(
+                m.Delivery.id.in_(chunk)
+            )
             for delivery_id, subscriber_id, stream, step in session.execute(found):
                 owners[delivery_id] = subscriber_id
                 emails[delivery_id] = (stream, step)
@@ -164,7 +179,11 @@ def store_events(app: App, report: WebhookReport, events: Sequence[NormalizedEve
         # undo a later, deliberate re-subscription.
         fresh = [item for item in items if item.suppress and item.provider_event_id in stored]
         report.suppressed = _suppress(session, report.provider, fresh, owners, now)
-        named = [item.delivery_ref for item in items if item.delivery_ref is not None and item.delivery_ref in owners]
+        named = [
+            item.delivery_ref
+            for item in items
+            if item.delivery_ref is not None and item.delivery_ref in owners
+        ]
         report.settled = settle_from_events(session, named, now) if named else 0
     return report
 
@@ -176,7 +195,13 @@ def _email_key(address: str) -> str | None:
         return None
 
 
-def _suppress(session: Session, provider: str, items: Sequence[NormalizedEvent], owners: Mapping[int, int | None], now: datetime) -> int:
+def _suppress(
+    session: Session,
+    provider: str,
+    items: Sequence[NormalizedEvent],
+    owners: Mapping[int, int | None],
+    now: datetime,
+) -> int:
     if not items:
         return 0
     by_subscriber: dict[int, NormalizedEvent] = {}
@@ -205,7 +230,14 @@ def _suppress(session: Session, provider: str, items: Sequence[NormalizedEvent],
     for kind in _SUPPRESS_ORDER:
         for (group_kind, raw_event), ids in sorted(groups.items()):
             if group_kind == kind:
-                changed += suppress(session, ids, kind, now, source=f"{provider} webhook", detail=f"{provider} event: {raw_event}")
+                changed += suppress(
+                    session,
+                    ids,
+                    kind,
+                    now,
+                    source=f"{provider} webhook",
+                    detail=f"{provider} event: {raw_event}",
+                )
     return changed
 
 

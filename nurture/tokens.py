@@ -200,4 +200,6 @@ def address_hasher(secret: str) -> Callable[[str], str]:
 def event_digest(secret: str, canonical: str) -> str:
     """Keyed id for a provider event that came without one: the event names an address,
     and a plain hash of it could be reversed by hashing guessed addresses."""
-    return hmac.new(_purpose_key(secret, "provider-event"), canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return hmac.new(
+        _purpose_key(secret, "provider-event"), canonical.encode("utf-8", "surrogatepass"), hashlib.sha256
+    ).hexdigest()

@@ -77,7 +77,10 @@ class _OwnerLoader(yaml.SafeLoader):
         # PyYAML's scanner does work per open [ or { for every token, so deep flow
         # nesting costs quadratic time before the composer ever sees it: stop here.
         if self.flow_level >= MAX_DEPTH:
-            raise OwnerYamlError(self.get_mark().line + 1, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting")
+            raise OwnerYamlError(
+                self.get_mark().line + 1,
+                f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting",
+            )
         super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
@@ -89,7 +92,9 @@ class _OwnerLoader(yaml.SafeLoader):
                 "anchors and aliases (&name, *name, <<:) are not supported here: write the value out in full",
             )
         if self._depth >= MAX_DEPTH:
-            raise OwnerYamlError(line, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting")
+            raise OwnerYamlError(
+                line, f"nested more than {MAX_DEPTH} levels deep: nothing here needs that much nesting"
+            )
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -135,7 +140,11 @@ def _open_quote_line(text: str, error_line: int) -> int | None:
         for token in yaml.scan(text, Loader=_OwnerLoader):
             if token.start_mark.line + 1 > error_line:
                 break
-            if isinstance(token, yaml.ScalarToken) and token.style in ("'", '"') and token.end_mark.line > token.start_mark.line:
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and token.style in ("'", '"')
+                and token.end_mark.line > token.start_mark.line
+            ):
                 start = token.start_mark.line + 1
     except (yaml.YAMLError, OwnerYamlError):
         pass  # the tokens before the error are what matter
@@ -145,7 +154,10 @@ def _open_quote_line(text: str, error_line: int) -> int | None:
 def _syntax_error(text: str, exc: yaml.YAMLError) -> OwnerYamlError:
     if isinstance(exc, yaml.reader.ReaderError):
         line = text.count("\n", 0, exc.position) + 1
-        return OwnerYamlError(line, f"the character U+{exc.character:04X} is not allowed in YAML (a control character): remove it")
+        return OwnerYamlError(
+            line,
+            f"the character U+{exc.character:04X} is not allowed in YAML (a control character): remove it",
+        )
     mark = getattr(exc, "problem_mark", None)
     problem = str(getattr(exc, "problem", None) or exc)
     if mark is None:
@@ -154,7 +166,9 @@ def _syntax_error(text: str, exc: yaml.YAMLError) -> OwnerYamlError:
     context = str(getattr(exc, "context", None) or "")
     context_mark = getattr(exc, "context_mark", None)
     if "quoted scalar" in context and context_mark is not None:
-        quote_line: int | None = context_mark.line + 1  # the scanner ran off the end looking for the closing quote
+        quote_line: int | None = (
+            context_mark.line + 1
+        )  # the scanner ran off the end looking for the closing quote
     else:
         quote_line = _open_quote_line(text, line)
     if quote_line is not None and quote_line < line:
@@ -169,7 +183,10 @@ def _syntax_error(text: str, exc: yaml.YAMLError) -> OwnerYamlError:
 def read_owner_yaml(text: str) -> OwnerYaml:
     """Parse `text` as the owner's YAML; raise OwnerYamlError naming the line of any problem."""
     if len(text) > MAX_CHARACTERS:
-        raise OwnerYamlError(None, f"{len(text):,} characters is far more than this file needs; the limit is {MAX_CHARACTERS:,}")
+        raise OwnerYamlError(
+            None,
+            f"{len(text):,} characters is far more than this file needs; the limit is {MAX_CHARACTERS:,}",
+        )
     try:
         loader = _OwnerLoader(text)  # the reader refuses control characters right here
     except yaml.YAMLError as exc:
@@ -185,4 +202,3 @@ def read_owner_yaml(text: str) -> OwnerYaml:
     finally:
         loader.dispose()
     return OwnerYaml(data, lines)
-

@@ -64,16 +64,36 @@ def record_consent(
 
 def is_suppressed(session: Session, app: App, email_key: str) -> bool:
     # Under every key: a forgotten person stays suppressed after the secret is rotated.
-    return any(session.get(m.Suppression, address_hash(key, email_key)) is not None for key in app.config.secrets.verification_keys())
+    return any(
+        session.get(m.Suppression, address_hash(key, email_key)) is not None
+        for key in app.config.secrets.verification_keys()
+    )
 
 
-def suppress(session: Session, subscriber_ids: Sequence[int], kind: m.ConsentKind, now: datetime, *, source: str, detail: str | None = None) -> int:
+def suppress(
+    session: Session,
+    subscriber_ids: Sequence[int],
+    kind: m.ConsentKind,
+    now: datetime,
+    *,
+    source: str,
+    detail: str | None = None,
+) -> int:
     """Provider said bounce / complaint / unsubscribe: stop mail at once. Returns how many changed."""
-    status = {m.ConsentKind.BOUNCE: m.SubscriberStatus.BOUNCED, m.ConsentKind.COMPLAINT: m.SubscriberStatus.COMPLAINED, m.ConsentKind.UNSUBSCRIBE: m.SubscriberStatus.UNSUBSCRIBED}[kind]
+    status = {
+        m.ConsentKind.BOUNCE: m.SubscriberStatus.BOUNCED,
+        m.ConsentKind.COMPLAINT: m.SubscriberStatus.COMPLAINED,
+        m.ConsentKind.UNSUBSCRIBE: m.SubscriberStatus.UNSUBSCRIBED,
+    }[kind]
     # A complaint outranks everything else and is recorded even for someone who
     # already left; a bounce or a provider unsubscribe only changes someone reachable.
     if kind == m.ConsentKind.COMPLAINT:
-        replaceable = [m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED]
+        replaceable = [
+            m.SubscriberStatus.ACTIVE,
+            m.SubscriberStatus.PENDING,
+            m.SubscriberStatus.UNSUBSCRIBED,
+            m.SubscriberStatus.BOUNCED,
+        ]
     else:
         replaceable = [m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING]
     changed = 0

@@ -39,12 +39,27 @@ _SUBSCRIBERS: Table = m.Subscriber.__table__
 _CONSENTS: Table = m.ConsentEvent.__table__
 # (id, email_key, status, first_name, timezone): the raw SQLite query returns the same columns.
 _EXISTING = select(
-    _SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.first_name, _SUBSCRIBERS.c.timezone
+    _SUBSCRIBERS.c.id,
+    _SUBSCRIBERS.c.email_key,
+    _SUBSCRIBERS.c.status,
+    _SUBSCRIBERS.c.first_name,
+    _SUBSCRIBERS.c.timezone,
 ).where(_SUBSCRIBERS.c.email_key.in_(bindparam("keys", expanding=True)))
-_ERASED = select(m.Suppression.address_hash).where(m.Suppression.address_hash.in_(bindparam("digests", expanding=True)))
+_ERASED = select(m.Suppression.address_hash).where(
+    m.Suppression.address_hash.in_(bindparam("digests", expanding=True))
+)
 _NAMES = update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.id == bindparam("b_id"))
 _SUBSCRIBER_COLUMNS = (
-    "email", "email_key", "first_name", "timezone", "status", "source", "created_at", "confirmed_at", "status_changed_at", "confirm_nonce",
+    "email",
+    "email_key",
+    "first_name",
+    "timezone",
+    "status",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "status_changed_at",
+    "confirm_nonce",
 )
 # ip, user_agent and wording_version are left out: NULL for an import (no column default fills them).
 _CONSENT_COLUMNS = ("subscriber_id", "kind", "occurred_at", "recorded_at", "source", "detail")
@@ -108,7 +123,10 @@ class Writer:
         if self.check_suppressions:
             under_each = {key: [digest(key) for digest in self._hashers] for key in keys}
             erased = self._erased([digest for found in under_each.values() for digest in found])
-            digests = {key: next((digest for digest in found if digest in erased), found[0]) for key, found in under_each.items()}
+            digests = {
+                key: next((digest for digest in found if digest in erased), found[0])
+                for key, found in under_each.items()
+            }
         existing = self._existing(keys)
         fresh: list[str] = []
         filled: list[dict[str, Any]] = []
@@ -129,11 +147,21 @@ class Writer:
                 known_id, _, status, known_name, known_zone = known
                 if status == m.SubscriberStatus.ACTIVE:
                     report.merged += 1
-                    names = {"b_id": known_id, "b_first_name": known_name or first_name, "b_timezone": known_zone or zone}
+                    names = {
+                        "b_id": known_id,
+                        "b_first_name": known_name or first_name,
+                        "b_timezone": known_zone or zone,
+                    }
                     if (names["b_first_name"], names["b_timezone"]) != (known_name, known_zone):
                         filled.append(names)
                 elif status == m.SubscriberStatus.PENDING:
-                    activated.append({"b_id": known_id, "b_first_name": known_name or first_name, "b_timezone": known_zone or zone})
+                    activated.append(
+                        {
+                            "b_id": known_id,
+                            "b_first_name": known_name or first_name,
+                            "b_timezone": known_zone or zone,
+                        }
+                    )
                     activated_consents.append((known_id, consented_at, source))
                 elif known_id in self.left_seen:
                     report.merged += 1
@@ -142,13 +170,18 @@ class Writer:
                     self.left_seen.add(known_id)
                     report.skipped_unsubscribed += 1
         if filled:
-            self.session.execute(_NAMES.values(first_name=bindparam("b_first_name"), timezone=bindparam("b_timezone")), filled)
+            self.session.execute(
+                _NAMES.values(first_name=bindparam("b_first_name"), timezone=bindparam("b_timezone")), filled
+            )
         if activated:
             self.session.execute(
                 _NAMES.values(
                     first_name=bindparam("b_first_name"),
                     timezone=bindparam("b_timezone"),
-                    confirmed_at=func.coalesce(_SUBSCRIBERS.c.confirmed_at, bindparam("b_now", self.now, type_=_SUBSCRIBERS.c.confirmed_at.type)),
+                    confirmed_at=func.coalesce(
+                        _SUBSCRIBERS.c.confirmed_at,
+                        bindparam("b_now", self.now, type_=_SUBSCRIBERS.c.confirmed_at.type),
+                    ),
                     status=m.SubscriberStatus.ACTIVE,
                     status_changed_at=self.now,
                 ),
@@ -160,7 +193,9 @@ class Writer:
         report.created += len(new_ids)
         report.activated += len(activated)
         if not enrolled:
-            enroll_new(self.session, self.campaigns, [subscriber_id for subscriber_id, _ in new_ids], self.now)
+            enroll_new(
+                self.session, self.campaigns, [subscriber_id for subscriber_id, _ in new_ids], self.now
+            )
         report.enrolled += len(new_ids) * len(self.campaigns)
         woken = [row["b_id"] for row in activated]
         for campaign in self.campaigns if woken else ():
@@ -196,7 +231,9 @@ class Writer:
         finally:
             cursor.close()
 
-    def _insert_subscribers(self, keys: list[str], firsts: dict[str, list[Any]]) -> tuple[list[tuple[Any, ...]], bool]:
+    def _insert_subscribers(
+        self, keys: list[str], firsts: dict[str, list[Any]]
+    ) -> tuple[list[tuple[Any, ...]], bool]:
         """Insert a new subscriber for each key; return (id, email_key) for each, in no set order,
         and whether they were also enrolled (in every series)."""
         if not keys:
@@ -204,9 +241,14 @@ class Writer:
         if self._subscribers is None:
             rows = [self._new_subscriber(key, *firsts[key][:3]) for key in keys]
             returning = (_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key)
-            return [(row[0], row[1]) for row in insert_rows(self.session, _SUBSCRIBERS, rows, returning=returning)], False
+            return [
+                (row[0], row[1]) for row in insert_rows(self.session, _SUBSCRIBERS, rows, returning=returning)
+            ], False
         status, now = self._constants["status"], self._constants["now"]
-        rows_raw = [(first[0], key, first[1], first[2], status, "import", now, now, now, 0) for key, first in zip(keys, map(firsts.__getitem__, keys))]
+        rows_raw = [
+            (first[0], key, first[1], first[2], status, "import", now, now, now, 0)
+            for key, first in zip(keys, map(firsts.__getitem__, keys))
+        ]
         # Nothing else writes in this transaction (BEGIN IMMEDIATE holds the write lock),
         # so the rows above the highest id before the insert are exactly the ones it
         # added, read back in one range scan of the primary key. SQLite hands out the
@@ -220,20 +262,39 @@ class Writer:
         enroll_created_after(self.session, self.campaigns, top, self.now)
         return found, True
 
-    def _insert_consents(self, activated: list[tuple[int, str, str]], created: Sequence[tuple[Any, ...]], firsts: dict[str, list[Any]]) -> None:
+    def _insert_consents(
+        self,
+        activated: list[tuple[int, str, str]],
+        created: Sequence[tuple[Any, ...]],
+        firsts: dict[str, list[Any]],
+    ) -> None:
         """One import consent record for each person activated, as (id, consented_at as
         stored_utc gives it, source), and for each created, as (id, email_key)."""
         if self._consents is None:
-            consents = activated + [(subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in created]
-            rows = [self._consent(subscriber_id, datetime.fromisoformat(when).replace(tzinfo=timezone.utc), source) for subscriber_id, when, source in consents]
+            consents = activated + [
+                (subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in created
+            ]
+            rows = [
+                self._consent(
+                    subscriber_id, datetime.fromisoformat(when).replace(tzinfo=timezone.utc), source
+                )
+                for subscriber_id, when, source in consents
+            ]
             insert_rows(self.session, _CONSENTS, rows)
             return
         kind, recorded, note = self._constants["kind"], self._constants["recorded_at"], self.note
-        raw = [(subscriber_id, kind, when, recorded, source, note) for subscriber_id, when, source in activated]
-        raw += [(subscriber_id, kind, firsts[key][3], recorded, firsts[key][4], note) for subscriber_id, key in created]
+        raw = [
+            (subscriber_id, kind, when, recorded, source, note) for subscriber_id, when, source in activated
+        ]
+        raw += [
+            (subscriber_id, kind, firsts[key][3], recorded, firsts[key][4], note)
+            for subscriber_id, key in created
+        ]
         self._consents.run(self.session, raw)
 
-    def _new_subscriber(self, key: str, email: str, first_name: str | None, zone: str | None) -> dict[str, Any]:
+    def _new_subscriber(
+        self, key: str, email: str, first_name: str | None, zone: str | None
+    ) -> dict[str, Any]:
         return {
             "email": email,
             "email_key": key,
@@ -259,4 +320,3 @@ class Writer:
             "wording_version": None,
             "detail": self.note,
         }
-

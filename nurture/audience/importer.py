@@ -41,7 +41,13 @@ from nurture.audience.import_writer import SpooledRow, Writer
 
 REQUIRED = ("email", "consented_at", "consent_source")
 OPTIONAL = ("first_name", "timezone")
-COLUMNS = ("email", "first_name", "timezone", "consented_at", "consent_source")  # in the order _validate takes them
+COLUMNS = (
+    "email",
+    "first_name",
+    "timezone",
+    "consented_at",
+    "consent_source",
+)  # in the order _validate takes them
 CHUNK = 5000  # rows read back and written per round of statements
 MAX_PROBLEMS = 1000  # problems kept for the report; beyond that they are only counted
 SHOWN_PROBLEMS = 50  # problems listed in the error when nothing is imported
@@ -69,7 +75,9 @@ def _parse_when(raw: str, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not a date; use ISO 8601 like 2026-03-01 or 2026-03-01T14:30:00Z") from None
+        raise ValueError(
+            f"{text!r} is not a date; use ISO 8601 like 2026-03-01 or 2026-03-01T14:30:00Z"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     if when > now:
@@ -147,7 +155,13 @@ def _validate(fields: Sequence[str], line: int, now: datetime) -> tuple[CleanRow
         problems.append(RowProblem(line, "consented_at", str(exc)))
     source = source.strip()
     if not source:
-        problems.append(RowProblem(line, "consent_source", "missing: say where this person consented (e.g. 'paper form, 2025 open day')"))
+        problems.append(
+            RowProblem(
+                line,
+                "consent_source",
+                "missing: say where this person consented (e.g. 'paper form, 2025 open day')",
+            )
+        )
     if problems:
         return None, problems
     return (line, email, key, first_name, zone, consented_at, source[:200]), []
@@ -297,8 +311,24 @@ def import_csv(
                     has_suppressions = session.scalar(select(m.Suppression.address_hash).limit(1)) is not None
                     # Read once per import (reads only, beside this write transaction): its
                     # people all start the series as published when it began.
-                    campaigns = [c for c in app.catalog.refresh(app.engine, create=False).values() if c.trigger == "confirmed"] if enroll_subscribers else []
-                    writer = Writer(session, report, now, f"imported from {path.name}", campaigns, secrets, has_suppressions)
+                    campaigns = (
+                        [
+                            c
+                            for c in app.catalog.refresh(app.engine, create=False).values()
+                            if c.trigger == "confirmed"
+                        ]
+                        if enroll_subscribers
+                        else []
+                    )
+                    writer = Writer(
+                        session,
+                        report,
+                        now,
+                        f"imported from {path.name}",
+                        campaigns,
+                        secrets,
+                        has_suppressions,
+                    )
                     for chunk in _spooled(spool):
                         writer.write(chunk)
                         if progress:

@@ -25,7 +25,9 @@ def find_by_email(session: Session, email: str) -> m.Subscriber | None:
 def get_by_email(session: Session, email: str) -> m.Subscriber:
     subscriber = find_by_email(session, email)
     if subscriber is None:
-        raise NotFound("no subscriber with that address (check the spelling; `nurture subscribers list` shows who is here)")
+        raise NotFound(
+            "no subscriber with that address (check the spelling; `nurture subscribers list` shows who is here)"
+        )
     return subscriber
 
 
@@ -38,7 +40,9 @@ def forget(app: App, email: str, now: datetime) -> None:
         if session.get(m.Suppression, digest) is None:
             session.add(m.Suppression(address_hash=digest, reason="erased", created_at=now))
         # Deliveries keep anonymous counts for stats (subscriber_id set NULL); the rest cascades.
-        session.execute(update(m.Delivery).where(m.Delivery.subscriber_id == subscriber.id).values(subscriber_id=None))
+        session.execute(
+            update(m.Delivery).where(m.Delivery.subscriber_id == subscriber.id).values(subscriber_id=None)
+        )
         session.delete(subscriber)
 
 
@@ -63,7 +67,9 @@ def untag(app: App, email: str, tag_name: str) -> bool:
     with transaction(app.engine) as session:
         subscriber = get_by_email(session, email)
         result = session.execute(
-            delete(m.SubscriberTag).where(m.SubscriberTag.subscriber_id == subscriber.id, m.SubscriberTag.tag == name)
+            delete(m.SubscriberTag).where(
+                m.SubscriberTag.subscriber_id == subscriber.id, m.SubscriberTag.tag == name
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -71,7 +77,9 @@ def untag(app: App, email: str, tag_name: str) -> bool:
 # ---------------------------------------------------------------- reading
 
 
-def list_subscribers(app: App, *, status: str | None = None, tag_name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def list_subscribers(
+    app: App, *, status: str | None = None, tag_name: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     with reading(app.engine) as session:
         query = select(m.Subscriber).order_by(m.Subscriber.id)
         if status:
@@ -103,7 +111,9 @@ def export(app: App, email: str) -> dict[str, Any]:
         subscriber = get_by_email(session, email)
         wordings = {row.version: row.wording for row in session.scalars(select(m.ConsentWording))}
         events = session.scalars(
-            select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber.id).order_by(m.ConsentEvent.id)
+            select(m.ConsentEvent)
+            .where(m.ConsentEvent.subscriber_id == subscriber.id)
+            .order_by(m.ConsentEvent.id)
         ).all()
         enrollments = session.scalars(
             select(m.Enrollment).where(m.Enrollment.subscriber_id == subscriber.id).order_by(m.Enrollment.id)
@@ -114,12 +124,16 @@ def export(app: App, email: str) -> dict[str, Any]:
         delivery_ids = [row.id for row in deliveries]
         provider_events = (
             session.scalars(
-                select(m.ProviderEvent).where(m.ProviderEvent.delivery_id.in_(delivery_ids)).order_by(m.ProviderEvent.id)
+                select(m.ProviderEvent)
+                .where(m.ProviderEvent.delivery_id.in_(delivery_ids))
+                .order_by(m.ProviderEvent.id)
             ).all()
             if delivery_ids
             else []
         )
-        tags = session.scalars(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber.id)).all()
+        tags = session.scalars(
+            select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber.id)
+        ).all()
         return {
             "subscriber": {
                 "email": subscriber.email,
@@ -172,7 +186,12 @@ def export(app: App, email: str) -> dict[str, Any]:
                 for row in deliveries
             ],
             "provider_events": [
-                {"kind": row.kind, "event": row.raw_event, "occurred_at": _iso(row.occurred_at), "detail": row.detail}
+                {
+                    "kind": row.kind,
+                    "event": row.raw_event,
+                    "occurred_at": _iso(row.occurred_at),
+                    "detail": row.detail,
+                }
                 for row in provider_events
             ],
         }

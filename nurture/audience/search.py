@@ -37,7 +37,12 @@ def search(app: App, q: str = "", *, status: str = "", tag: str = "", limit: int
     text = q.strip()
     if text:
         pattern = _like(text.casefold())
-        query = query.where(or_(m.Subscriber.email_key.like(pattern, escape="\\"), func.lower(m.Subscriber.first_name).like(pattern, escape="\\")))
+        query = query.where(
+            or_(
+                m.Subscriber.email_key.like(pattern, escape="\\"),
+                func.lower(m.Subscriber.first_name).like(pattern, escape="\\"),
+            )
+        )
     if status:
         if status not in m.SUBSCRIBER_STATUSES:
             raise InputError(f"status {status!r}: use one of {', '.join(m.SUBSCRIBER_STATUSES)}")
@@ -49,9 +54,16 @@ def search(app: App, q: str = "", *, status: str = "", tag: str = "", limit: int
         ids = [person.id for person in people]
         tags: dict[int, list[str]] = {}
         if ids:
-            for subscriber_id, name in session.execute(select(m.SubscriberTag.subscriber_id, m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id.in_(ids))):
+            for subscriber_id, name in session.execute(
+                select(m.SubscriberTag.subscriber_id, m.SubscriberTag.tag).where(
+                    m.SubscriberTag.subscriber_id.in_(ids)
+                )
+            ):
                 tags.setdefault(subscriber_id, []).append(name)
-        return [Found(p.id, p.email, p.first_name, p.status, p.created_at, tuple(sorted(tags.get(p.id, [])))) for p in people]
+        return [
+            Found(p.id, p.email, p.first_name, p.status, p.created_at, tuple(sorted(tags.get(p.id, []))))
+            for p in people
+        ]
 
 
 def all_tags(app: App) -> list[str]:

@@ -70,7 +70,14 @@ def subscribe(
             subscriber.first_name = name or subscriber.first_name
             subscriber.timezone = zone or subscriber.timezone
         record_consent(
-            session, subscriber.id, m.ConsentKind.OPT_IN, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
+            session,
+            subscriber.id,
+            m.ConsentKind.OPT_IN,
+            now,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+            wording_version=wording,
         )
         subscriber_id, nonce = subscriber.id, subscriber.confirm_nonce
         recipient_name = subscriber.first_name
@@ -78,11 +85,22 @@ def subscribe(
     return SubscribeResult("confirmation_sent", subscriber_id)
 
 
-def send_confirmation(app: App, subscriber_id: int, email: str, first_name: str | None, nonce: int, now: datetime) -> None:
-    recipient = Recipient(email=email, first_name=first_name, confirm_url=links.confirm_url(app.config, subscriber_id, nonce, now))
+def send_confirmation(
+    app: App, subscriber_id: int, email: str, first_name: str | None, nonce: int, now: datetime
+) -> None:
+    recipient = Recipient(
+        email=email,
+        first_name=first_name,
+        confirm_url=links.confirm_url(app.config, subscriber_id, nonce, now),
+    )
     send_now(
-        app.transport, app.renderer.prepare_confirmation(), recipient,
-        kind="confirmation", label=f"confirm-{subscriber_id}-{nonce}", what="the confirmation email", error=InputError,
+        app.transport,
+        app.renderer.prepare_confirmation(),
+        recipient,
+        kind="confirmation",
+        label=f"confirm-{subscriber_id}-{nonce}",
+        what="the confirmation email",
+        error=InputError,
     )
 
 
@@ -93,14 +111,24 @@ class ConfirmResult:
     enrolled: int
 
 
-def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_agent: str | None = None, source: str = "cli") -> ConfirmResult:
+def confirm(
+    app: App,
+    token: str,
+    now: datetime,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    source: str = "cli",
+) -> ConfirmResult:
     claim = read_confirm_token(app.config.secrets.verification_keys(), token, now)
     with transaction(app.engine) as session:
         subscriber = session.get(m.Subscriber, claim.subscriber_id)
         if subscriber is None:
             raise TokenError("this confirmation link is no longer valid: please sign up again")
         if subscriber.confirm_nonce != claim.nonce:
-            raise TokenError("this confirmation link was replaced by a newer one: use the most recent email, or sign up again")
+            raise TokenError(
+                "this confirmation link was replaced by a newer one: use the most recent email, or sign up again"
+            )
         if subscriber.status == m.SubscriberStatus.ACTIVE:
             return ConfirmResult("already_active", subscriber.id, 0)
         if subscriber.status != m.SubscriberStatus.PENDING:
@@ -116,11 +144,23 @@ def confirm(app: App, token: str, now: datetime, *, ip: str | None = None, user_
             .limit(1)
         )
         record_consent(
-            session, subscriber.id, m.ConsentKind.CONFIRM, now, source=source, ip=ip, user_agent=user_agent, wording_version=wording
+            session,
+            subscriber.id,
+            m.ConsentKind.CONFIRM,
+            now,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+            wording_version=wording,
         )
         session.execute(
             delete(m.Suppression).where(
-                m.Suppression.address_hash.in_([address_hash(key, subscriber.email_key) for key in app.config.secrets.verification_keys()])
+                m.Suppression.address_hash.in_(
+                    [
+                        address_hash(key, subscriber.email_key)
+                        for key in app.config.secrets.verification_keys()
+                    ]
+                )
             )
         )
         enrolled = enroll(session, app, [subscriber.id], now)
@@ -151,7 +191,10 @@ def unsubscribe(
         if subscriber is None:
             return False
         last_kind = session.scalar(
-            select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber.id).order_by(m.ConsentEvent.id.desc()).limit(1)
+            select(m.ConsentEvent.kind)
+            .where(m.ConsentEvent.subscriber_id == subscriber.id)
+            .order_by(m.ConsentEvent.id.desc())
+            .limit(1)
         )
         if subscriber.status == m.SubscriberStatus.UNSUBSCRIBED or last_kind == m.ConsentKind.UNSUBSCRIBE:
             return False
@@ -161,12 +204,23 @@ def unsubscribe(
         # A bounced or complained status stays (it is the stronger block), but the
         # person's own withdrawal is still part of their consent record.
         detail = "; ".join(part for part in (f"from {stream}" if stream else None, reason) if part) or None
-        record_consent(session, subscriber.id, m.ConsentKind.UNSUBSCRIBE, now, source=source, ip=ip, user_agent=user_agent, detail=detail)
+        record_consent(
+            session,
+            subscriber.id,
+            m.ConsentKind.UNSUBSCRIBE,
+            now,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+            detail=detail,
+        )
         stop_enrollments(session, [subscriber.id], now)
         return True
 
 
-def unsubscribe_email(app: App, email: str, now: datetime, *, reason: str | None = None, source: str = "cli") -> bool:
+def unsubscribe_email(
+    app: App, email: str, now: datetime, *, reason: str | None = None, source: str = "cli"
+) -> bool:
     with transaction(app.engine) as session:
         subscriber_id = get_by_email(session, email).id
     return unsubscribe(app, subscriber_id, now, source=source, reason=reason)

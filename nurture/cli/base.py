@@ -48,16 +48,21 @@ class Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except OperationalError as exc:
-            click.echo(f"error: the database could not be used: {exc.orig}. Check database.url and that the server is running.", err=True)
+            click.echo(
+                f"error: the database could not be used: {exc.orig}. Check database.url and that the server is running.",
+                err=True,
+            )
             ctx.exit(2)
 
 
 def now_option(func: F) -> F:
     return click.option(
-        "--now", "now", metavar="ISO8601", default=None, help="Pretend the time is this (for tests and demos); default: the real time."
+        "--now",
+        "now",
+        metavar="ISO8601",
+        default=None,
+        help="Pretend the time is this (for tests and demos); default: the real time.",
     )(func)
 
 
 pass_context = click.make_pass_decorator(Context)
-
-

@@ -23,11 +23,18 @@ def campaign() -> None:
 
 @campaign.command("start")
 @click.argument("name", metavar="CAMPAIGN")
-@click.option("--at", "at_text", metavar='"YYYY-MM-DD HH:MM"', help="When the series starts, in the practice's zone (default: now).")
+@click.option(
+    "--at",
+    "at_text",
+    metavar='"YYYY-MM-DD HH:MM"',
+    help="When the series starts, in the practice's zone (default: now).",
+)
 @click.option("--tag", "tag_name", metavar="TAG", help="Only subscribers with this tag.")
 @now_option
 @pass_context
-def campaign_start(obj: Context, name: str, at_text: str | None, tag_name: str | None, now: str | None) -> None:
+def campaign_start(
+    obj: Context, name: str, at_text: str | None, tag_name: str | None, now: str | None
+) -> None:
     """Enroll the active subscribers (or those with --tag) in a series from a moment on.
 
     Each email still goes out inside each person's own send window. People already
@@ -47,7 +54,10 @@ def campaign_start(obj: Context, name: str, at_text: str | None, tag_name: str |
         f"{result.unchanged} already in it or excluded by a stop tag"
     )
     if result.paused:
-        click.echo(f"note: {result.campaign} is paused; nothing goes out until: nurture campaign resume {result.campaign}", err=True)
+        click.echo(
+            f"note: {result.campaign} is paused; nothing goes out until: nurture campaign resume {result.campaign}",
+            err=True,
+        )
 
 
 @campaign.command("pause")

@@ -32,7 +32,14 @@ def check(obj: Context) -> None:
 
 @click.command()
 @click.argument("campaign", required=False)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("preview"), show_default=True, help="Folder to write into.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder to write into.",
+)
 @pass_context
 def preview(obj: Context, campaign: str | None, out_dir: Path) -> None:
     """Render every email (or one campaign's) for a sample subscriber, with a gallery page.

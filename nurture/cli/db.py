@@ -29,7 +29,9 @@ def db_upgrade(obj: Context) -> None:
       NURTURE_DATABASE_URL=postgresql+psycopg://nurture@localhost/nurture nurture db upgrade
     """
     app = obj.app
-    assert isinstance(app.engine, Engine)  # App.open always makes an Engine; only App.rehearsal holds a Connection
+    assert isinstance(
+        app.engine, Engine
+    )  # App.open always makes an Engine; only App.rehearsal holds a Connection
     click.echo(f"schema is at revision {current_revision(app.engine)}")
 
 

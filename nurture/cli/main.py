@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import click
 
-from nurture.cli import campaigns, content, db, newsletters, owners, reports, sending, series, subscribers, summary, web
+from nurture.cli import (
+    campaigns,
+    content,
+    db,
+    newsletters,
+    owners,
+    reports,
+    sending,
+    series,
+    subscribers,
+    summary,
+    web,
+)
 from nurture.cli.base import Context, Group
 
 
 @click.group(cls=Group)
-@click.option("--config", "config_path", metavar="FILE", envvar="NURTURE_CONFIG", help="Config file (default: ./config.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    envvar="NURTURE_CONFIG",
+    help="Config file (default: ./config.yaml).",
+)
 @click.version_option(package_name="nurture")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
@@ -29,7 +47,19 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 # series adds publish and diff to the campaign group, so it comes after campaigns.
-for commands in (db, subscribers, sending, content, web, newsletters, campaigns, series, reports, summary, owners):
+for commands in (
+    db,
+    subscribers,
+    sending,
+    content,
+    web,
+    newsletters,
+    campaigns,
+    series,
+    reports,
+    summary,
+    owners,
+):
     commands.register(cli)
 
 

@@ -26,7 +26,9 @@ def newsletter() -> None:
 
 @newsletter.command("schedule")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--at", "at_text", required=True, metavar='"YYYY-MM-DD HH:MM"', help="Local date and time to send.")
+@click.option(
+    "--at", "at_text", required=True, metavar='"YYYY-MM-DD HH:MM"', help="Local date and time to send."
+)
 @click.option(
     "--timezone",
     "mode",
@@ -35,10 +37,16 @@ def newsletter() -> None:
     show_default=True,
     help="practice: one instant, --at in the practice's zone; subscriber: --at in each subscriber's own zone.",
 )
-@click.option("--again", is_flag=True, help="Schedule it even though a newsletter with the same content is already scheduled or sent.")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Schedule it even though a newsletter with the same content is already scheduled or sent.",
+)
 @now_option
 @pass_context
-def newsletter_schedule(obj: Context, file: Path, at_text: str, mode: str, again: bool, now: str | None) -> None:
+def newsletter_schedule(
+    obj: Context, file: Path, at_text: str, mode: str, again: bool, now: str | None
+) -> None:
     """Check a newsletter and schedule it. Any `nurture check` problem refuses it.
 
     What is scheduled is the file as it is now: later edits do not change it
@@ -53,11 +61,20 @@ def newsletter_schedule(obj: Context, file: Path, at_text: str, mode: str, again
     newsletter_id = schedule(app, file, at_text, mode, parse_now(now), again=again)
     info = next(item for item in list_newsletters(app) if item.id == newsletter_id)
     window = app.config.delivery.send_window
-    click.echo(f"scheduled newsletter {newsletter_id}: {info.subject!r} at {info.when}" + (f", to subscribers tagged {info.segment_tag}" if info.segment_tag else ""))
+    click.echo(
+        f"scheduled newsletter {newsletter_id}: {info.subject!r} at {info.when}"
+        + (f", to subscribers tagged {info.segment_tag}" if info.segment_tag else "")
+    )
     clock = datetime.strptime(info.send_at_local, "%Y-%m-%d %H:%M").time()
     if not window.start <= clock < window.end:
-        click.echo(f"note: {clock:%H:%M} is outside the send window ({window.start:%H:%M}-{window.end:%H:%M}) the series uses", err=True)
-    click.echo("it goes out with the next `nurture send-due` (cron) or `nurture run` after that time; cancel with: nurture newsletter cancel " + str(newsletter_id))
+        click.echo(
+            f"note: {clock:%H:%M} is outside the send window ({window.start:%H:%M}-{window.end:%H:%M}) the series uses",
+            err=True,
+        )
+    click.echo(
+        "it goes out with the next `nurture send-due` (cron) or `nurture run` after that time; cancel with: nurture newsletter cancel "
+        + str(newsletter_id)
+    )
 
 
 @newsletter.command("list")
@@ -92,9 +109,14 @@ def newsletter_list(obj: Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     if rows:
-        click.echo(f"{'id':>5}  {'status':<10} {'when':<40} {'sent':>6} {'failed':>6} {'pending':>7}  subject")
+        click.echo(
+            f"{'id':>5}  {'status':<10} {'when':<40} {'sent':>6} {'failed':>6} {'pending':>7}  subject"
+        )
     for r in rows:
-        click.echo(f"{r.id:>5}  {r.status:<10} {r.when:<40} {r.sent:>6} {r.failed:>6} {r.claimed:>7}  {r.subject}" + (f"  [segment: {r.segment_tag}]" if r.segment_tag else ""))
+        click.echo(
+            f"{r.id:>5}  {r.status:<10} {r.when:<40} {r.sent:>6} {r.failed:>6} {r.claimed:>7}  {r.subject}"
+            + (f"  [segment: {r.segment_tag}]" if r.segment_tag else "")
+        )
     click.echo(f"{len(rows)} newsletter(s)")
 
 
@@ -137,7 +159,10 @@ def newsletter_test(obj: Context, file: Path, to_address: str) -> None:
         click.echo(f"warning: {finding}", err=True)
     click.echo(f"sent {result.subject!r} to {result.to} through the {app.transport.name} transport")
     if result.findings:
-        click.echo(f"note: {len(result.findings)} problem(s) above would refuse `nurture newsletter schedule`", err=True)
+        click.echo(
+            f"note: {len(result.findings)} problem(s) above would refuse `nurture newsletter schedule`",
+            err=True,
+        )
 
 
 def register(cli: click.Group) -> None:

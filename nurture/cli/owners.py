@@ -27,8 +27,14 @@ def _read_password(from_stdin: bool) -> str:
         # One line; the newline a shell's echo or a password manager adds is not part of it.
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        raise InputError("no terminal to ask for the password on: pass it with --password-stdin (for example: printf '%s' \"$PW\" | nurture owner add ...)")
-    return str(click.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt="Repeat the password"))
+        raise InputError(
+            "no terminal to ask for the password on: pass it with --password-stdin (for example: printf '%s' \"$PW\" | nurture owner add ...)"
+        )
+    return str(
+        click.prompt(
+            "Password (at least 12 characters)", hide_input=True, confirmation_prompt="Repeat the password"
+        )
+    )
 
 
 @click.group(cls=Group)
@@ -46,7 +52,9 @@ def owner() -> None:
 
 @owner.command("add")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input instead of asking."
+)
 @pass_context
 def owner_add(obj: Context, email: str, password_stdin: bool) -> None:
     """Create an owner account (asks for a password of at least 12 characters).
@@ -62,7 +70,9 @@ def owner_add(obj: Context, email: str, password_stdin: bool) -> None:
     url = obj.config.web.public_base_url + "/console/"
     click.echo(f"owner account created: {info.email}. Sign in at {url} (while `nurture serve` runs)")
     if obj.config.console.require_totp:
-        click.echo(f"console.require_totp is on: set up the code app next with: nurture owner totp {info.email}")
+        click.echo(
+            f"console.require_totp is on: set up the code app next with: nurture owner totp {info.email}"
+        )
 
 
 @owner.command("list")
@@ -80,7 +90,9 @@ def owner_list(obj: Context) -> None:
     if not owners:
         click.echo("no owner accounts yet: create one with `nurture owner add EMAIL`")
     for info in owners:
-        click.echo(f"{info.email}  created {info.created_at:%Y-%m-%d}  {'with' if info.has_totp else 'without'} a code app")
+        click.echo(
+            f"{info.email}  created {info.created_at:%Y-%m-%d}  {'with' if info.has_totp else 'without'} a code app"
+        )
 
 
 @owner.command("remove")
@@ -106,7 +118,9 @@ def owner_remove(obj: Context, email: str, yes: bool) -> None:
 
 @owner.command("reset-password")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input instead of asking.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the new password from standard input instead of asking."
+)
 @pass_context
 def owner_reset_password(obj: Context, email: str, password_stdin: bool) -> None:
     """Set a new password for an owner; every open console session of theirs ends.

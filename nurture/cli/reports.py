@@ -53,7 +53,10 @@ def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: b
         cells = [f"{r.label}  {r.subject[:34]}", str(r.sent)]
         cells += [r.shown(name) for name in RATES]
         table.append(cells)
-    widths = [max(len(headers[i]), *(len(row[i]) for row in table)) if table else len(headers[i]) for i in range(len(headers))]
+    widths = [
+        max(len(headers[i]), *(len(row[i]) for row in table)) if table else len(headers[i])
+        for i in range(len(headers))
+    ]
     click.echo("  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(headers)))
     for row in table:
         click.echo("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
@@ -62,7 +65,13 @@ def stats(obj: Context, campaign_name: str | None, since: str | None, as_json: b
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True, help="The HTML file to write.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
 @click.option("--since", metavar="YYYY-MM-DD", help="Only emails sent from this day on (practice time zone).")
 @now_option
 @pass_context

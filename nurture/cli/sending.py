@@ -40,21 +40,37 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         click.echo(f"dry run: would send {rehearsed.summary.sent}; nothing was sent or changed")
         return
     # A progress bar for a person at a terminal; cron's log gets the summary line alone.
-    bar = click.progressbar(length=max(1, count_due(obj.app, moment)), label="sending", file=sys.stderr, show_pos=True) if sys.stderr.isatty() else None
+    bar = (
+        click.progressbar(
+            length=max(1, count_due(obj.app, moment)), label="sending", file=sys.stderr, show_pos=True
+        )
+        if sys.stderr.isatty()
+        else None
+    )
     with bar if bar is not None else nullcontext():
-        done = tick(obj.app, moment, weekly=False, limit=limit, progress=bar.update if bar is not None else None)
+        done = tick(
+            obj.app, moment, weekly=False, limit=limit, progress=bar.update if bar is not None else None
+        )
     click.echo(done.summary.line())
     if done.summary.fatal:
         click.echo(f"error: {done.summary.fatal}", err=True)
-        click.echo("stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True)
+        click.echo(
+            "stopped: nothing more was claimed; every claim not sent was released for the next run.", err=True
+        )
         sys.exit(3)
     for kind in done.notices:
         click.echo(f"{kind} emailed to the owner")
 
 
 @click.group(cls=Group, invoke_without_command=True)
-@click.option("--stuck", is_flag=True, help="List claims whose outcome is unknown (a crash or no answer from the provider).")
-@click.option("--older-than", default="10m", show_default=True, help="With --stuck: claimed at least this long ago.")
+@click.option(
+    "--stuck",
+    is_flag=True,
+    help="List claims whose outcome is unknown (a crash or no answer from the provider).",
+)
+@click.option(
+    "--older-than", default="10m", show_default=True, help="With --stuck: claimed at least this long ago."
+)
 @now_option
 @click.pass_context
 def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None) -> None:
@@ -78,7 +94,9 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
     assert context is not None  # `cli` sets ctx.obj before any of its subcommands runs
     rows = list_stuck(context.app, parse_now(now), parse_age(older_than))
     for row in rows:
-        click.echo(f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed {row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}")
+        click.echo(
+            f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed {row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}"
+        )
     click.echo(f"{len(rows)} stuck deliver{'y' if len(rows) == 1 else 'ies'}")
 
 
@@ -99,12 +117,20 @@ def deliveries_release(obj: Context, ids: tuple[int, ...], older_than: str | Non
     """
     if not ids and not older_than:
         raise InputError("name delivery ids, or give --older-than (see: nurture deliveries --stuck)")
-    count = release(obj.app, parse_now(now), ids=ids, older_than=parse_age(older_than) if older_than else None)
+    count = release(
+        obj.app, parse_now(now), ids=ids, older_than=parse_age(older_than) if older_than else None
+    )
     click.echo(f"released {count} deliver{'y' if count == 1 else 'ies'}; the next send-due will send them")
 
 
 @click.command()
-@click.option("--days", type=click.FloatRange(min=0.01, max=366), default=21, show_default=True, help="How far ahead to look.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0.01, max=366),
+    default=21,
+    show_default=True,
+    help="How far ahead to look.",
+)
 @click.option("--detail", is_flag=True, help="List every email, not a summary per day.")
 @now_option
 @pass_context
@@ -124,12 +150,16 @@ def simulate(obj: Context, days: float, detail: bool, now: str | None) -> None:
     else:
         click.echo(f"per day in {result.practice_zone}:")
         for day, counts in result.by_day().items():
-            click.echo(f"{day}  " + "; ".join(f"{subject}: {count}" for subject, count in sorted(counts.items())))
+            click.echo(
+                f"{day}  " + "; ".join(f"{subject}: {count}" for subject, count in sorted(counts.items()))
+            )
     click.echo(f"{len(result.sends)} email(s) in {days:g} day(s); nothing was sent or changed")
 
 
 @click.command()
-@click.option("--interval", type=click.IntRange(min=5), default=60, show_default=True, help="Seconds between passes.")
+@click.option(
+    "--interval", type=click.IntRange(min=5), default=60, show_default=True, help="Seconds between passes."
+)
 @pass_context
 def run(obj: Context, interval: int) -> None:
     """Run the sending pass every minute until stopped (SIGTERM or Ctrl-C).
@@ -141,6 +171,7 @@ def run(obj: Context, interval: int) -> None:
     Example (systemd ExecStart):
       /srv/nurture/.venv/bin/nurture run
     """
+
     def report(done: Tick) -> None:
         summary = done.summary
         if summary.sent or summary.failed or summary.skipped or summary.fatal:
@@ -150,7 +181,9 @@ def run(obj: Context, interval: int) -> None:
         for kind in done.notices:
             click.echo(f"{kind} emailed to the owner")
 
-    click.echo(f"nurture run: a pass every {interval}s with the {obj.app.transport.name} transport; Ctrl-C to stop")
+    click.echo(
+        f"nurture run: a pass every {interval}s with the {obj.app.transport.name} transport; Ctrl-C to stop"
+    )
     code = run_daemon(obj.app, interval_seconds=interval, report=report)
     click.echo("stopped")
     sys.exit(code)

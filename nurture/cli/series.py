@@ -19,7 +19,11 @@ def _live(version: int | None) -> str:
 @click.command("publish")
 @click.argument("slug", metavar="CAMPAIGN")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation after showing the plan.")
-@click.option("--only-ahead", is_flag=True, help="People already past an added email skip it (default: everyone still in the series gets it).")
+@click.option(
+    "--only-ahead",
+    is_flag=True,
+    help="People already past an added email skip it (default: everyone still in the series gets it).",
+)
 @now_option
 @pass_context
 def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: str | None) -> None:
@@ -43,7 +47,9 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
         for finding in findings:
             click.echo(str(finding), err=True)
         count = len(findings)
-        raise InputError(f"{slug} was not published: {count} problem{'s' if count != 1 else ''} to fix first; {_live(preview.old_version)}")
+        raise InputError(
+            f"{slug} was not published: {count} problem{'s' if count != 1 else ''} to fix first; {_live(preview.old_version)}"
+        )
     for line in preview.lines():
         click.echo(line)
     if preview.old_version is not None and preview.diff.empty:
@@ -56,7 +62,9 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
 
 @click.command("diff")
 @click.argument("slug", metavar="CAMPAIGN")
-@click.option("--only-ahead", is_flag=True, help="Show the plan as `publish --only-ahead` would carry it out.")
+@click.option(
+    "--only-ahead", is_flag=True, help="Show the plan as `publish --only-ahead` would carry it out."
+)
 @pass_context
 def campaign_diff(obj: Context, slug: str, only_ahead: bool) -> None:
     """Show what publishing a series' files would change, and for whom. Changes nothing.
@@ -74,7 +82,9 @@ def campaign_diff(obj: Context, slug: str, only_ahead: bool) -> None:
     for finding in findings:
         click.echo(f"problem: {finding}", err=True)
     if findings:
-        click.echo(f"note: publishing is refused until the {len(findings)} problem(s) above are fixed", err=True)
+        click.echo(
+            f"note: publishing is refused until the {len(findings)} problem(s) above are fixed", err=True
+        )
 
 
 def register(cli: click.Group) -> None:

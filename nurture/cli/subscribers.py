@@ -25,11 +25,20 @@ from nurture.store.models import SubscriberStatus
 @click.command()
 @click.argument("email")
 @click.option("--first-name", help="Used in the greeting.")
-@click.option("--timezone", "zone", metavar="Area/City", help="IANA time zone for the send window (default: delivery.default_timezone).")
-@click.option("--source", default="cli", show_default=True, help="Where the opt-in came from, for the consent record.")
+@click.option(
+    "--timezone",
+    "zone",
+    metavar="Area/City",
+    help="IANA time zone for the send window (default: delivery.default_timezone).",
+)
+@click.option(
+    "--source", default="cli", show_default=True, help="Where the opt-in came from, for the consent record."
+)
 @now_option
 @pass_context
-def subscribe(obj: Context, email: str, first_name: str | None, zone: str | None, source: str, now: str | None) -> None:
+def subscribe(
+    obj: Context, email: str, first_name: str | None, zone: str | None, source: str, now: str | None
+) -> None:
     """Add someone as pending and send the double-opt-in confirmation email.
 
     Nothing else is sent until they confirm.
@@ -65,7 +74,11 @@ def confirm(obj: Context, token: str, now: str | None) -> None:
 
 @click.command("import")
 @click.argument("csv_file", type=click.Path(path_type=Path))
-@click.option("--skip-invalid", is_flag=True, help="Import the good rows and report the bad ones (default: import nothing if any row is bad).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the good rows and report the bad ones (default: import nothing if any row is bad).",
+)
 @click.option("--no-enroll", is_flag=True, help="Add people without starting any series for them.")
 @now_option
 @pass_context
@@ -87,13 +100,25 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
             total = sum(1 for _ in handle) - 1
     if total > 1000:
         with click.progressbar(length=max(total, 1), label="importing", file=sys.stderr) as bar:
-            report = import_csv(app, csv_file, parse_now(now), skip_invalid=skip_invalid, enroll_subscribers=not no_enroll, progress=bar.update)
+            report = import_csv(
+                app,
+                csv_file,
+                parse_now(now),
+                skip_invalid=skip_invalid,
+                enroll_subscribers=not no_enroll,
+                progress=bar.update,
+            )
     else:
-        report = import_csv(app, csv_file, parse_now(now), skip_invalid=skip_invalid, enroll_subscribers=not no_enroll)
+        report = import_csv(
+            app, csv_file, parse_now(now), skip_invalid=skip_invalid, enroll_subscribers=not no_enroll
+        )
     for problem in report.invalid:
         click.echo(f"skipped {csv_file}, {problem}", err=True)
     if report.invalid_count > len(report.invalid):
-        click.echo(f"skipped {csv_file}: {report.invalid_count - len(report.invalid)} more problem(s) not listed", err=True)
+        click.echo(
+            f"skipped {csv_file}: {report.invalid_count - len(report.invalid)} more problem(s) not listed",
+            err=True,
+        )
     click.echo(
         f"{report.rows} row{'s' if report.rows != 1 else ''}: {report.created} added, {report.activated} activated, {report.merged} merged, "
         f"{report.invalid_count} invalid, {report.skipped_erased} erased (refused), "
@@ -137,7 +162,9 @@ def _json(data: Any) -> str:
 @click.option("--limit", type=int, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_context
-def subscribers_list(obj: Context, status: str | None, tag_name: str | None, limit: int | None, as_json: bool) -> None:
+def subscribers_list(
+    obj: Context, status: str | None, tag_name: str | None, limit: int | None, as_json: bool
+) -> None:
     """List subscribers.
 
     \b
@@ -149,7 +176,9 @@ def subscribers_list(obj: Context, status: str | None, tag_name: str | None, lim
         click.echo(_json(rows))
         return
     for row in rows:
-        click.echo(f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} {row['timezone'] or '-':<22} {row['first_name'] or ''}")
+        click.echo(
+            f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} {row['timezone'] or '-':<22} {row['first_name'] or ''}"
+        )
     click.echo(f"{len(rows)} subscriber(s)")
 
 
@@ -165,13 +194,19 @@ def subscribers_show(obj: Context, email: str) -> None:
     """
     data = export(obj.app, email)
     person = data["subscriber"]
-    click.echo(f"{person['email']}  status={person['status']}  timezone={person['timezone'] or '(default)'}  tags={','.join(data['tags']) or '-'}")
+    click.echo(
+        f"{person['email']}  status={person['status']}  timezone={person['timezone'] or '(default)'}  tags={','.join(data['tags']) or '-'}"
+    )
     click.echo("consent history:")
     for event in data["consent_events"]:
-        click.echo(f"  {event['occurred_at']}  {event['kind']:<12} {event['source'] or ''} {event['detail'] or ''}".rstrip())
+        click.echo(
+            f"  {event['occurred_at']}  {event['kind']:<12} {event['source'] or ''} {event['detail'] or ''}".rstrip()
+        )
     click.echo("series:")
     for row in data["enrollments"]:
-        click.echo(f"  {row['campaign']}: {row['status']}, next step {row['next_step']} due {row['next_due_at']}")
+        click.echo(
+            f"  {row['campaign']}: {row['status']}, next step {row['next_step']} due {row['next_due_at']}"
+        )
     click.echo(f"emails: {len(data['deliveries'])} recorded")
 
 
@@ -200,7 +235,9 @@ def subscribers_forget(obj: Context, email: str, yes: bool, now: str | None) -> 
     Example:
       nurture subscribers forget sam@example.com --yes
     """
-    if not yes and not click.confirm("Erase this person and all their records? This cannot be undone", err=True):
+    if not yes and not click.confirm(
+        "Erase this person and all their records? This cannot be undone", err=True
+    ):
         raise InputError("not erased")
     forget(obj.app, email, parse_now(now))
     click.echo("erased; the address stays suppressed as a keyed hash")
@@ -233,7 +270,9 @@ def subscribers_untag(obj: Context, email: str, tag_name: str) -> None:
     Example:
       nurture subscribers untag sam@example.com booked
     """
-    click.echo("untagged" if untag_subscriber(obj.app, email, tag_name) else "did not have that tag: nothing changed")
+    click.echo(
+        "untagged" if untag_subscriber(obj.app, email, tag_name) else "did not have that tag: nothing changed"
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -10,7 +10,12 @@ from nurture.reporting.notices import send_summary
 
 
 @click.command()
-@click.option("--to", "to", metavar="ADDRESS", help="Send it here instead of practice.owner_email (a preview; the week's summary is still due).")
+@click.option(
+    "--to",
+    "to",
+    metavar="ADDRESS",
+    help="Send it here instead of practice.owner_email (a preview; the week's summary is still due).",
+)
 @now_option
 @pass_context
 def summary(obj: Context, to: str | None, now: str | None) -> None:

@@ -58,7 +58,13 @@ def parse_now(value: str | None, option: str = "--now") -> datetime:
 
 def parse_practice_time(value: str, option: str, zone_name: str) -> datetime:
     """--at and --since: a time without an offset is read in the practice's zone `zone_name`."""
-    return _moment(value, option, zone(zone_name), f"YYYY-MM-DD HH:MM or YYYY-MM-DD (read in {zone_name})", "2026-12-08 10:00")
+    return _moment(
+        value,
+        option,
+        zone(zone_name),
+        f"YYYY-MM-DD HH:MM or YYYY-MM-DD (read in {zone_name})",
+        "2026-12-08 10:00",
+    )
 
 
 def parse_age(value: str, option: str = "--older-than") -> timedelta:
@@ -67,5 +73,7 @@ def parse_age(value: str, option: str = "--older-than") -> timedelta:
     count, unit = text[:-1], text[-1:]
     # isascii: str.isdigit also accepts digits such as '²' that int() refuses.
     if not count or unit not in AGE_UNITS or not (count.isascii() and count.isdigit()):
-        raise InputError(f"{option} {value!r}: use a number and a unit (s, m, h or d), for example 30m, 2h or 1d")
+        raise InputError(
+            f"{option} {value!r}: use a number and a unit (s, m, h or d), for example 30m, 2h or 1d"
+        )
     return timedelta(seconds=int(count) * AGE_UNITS[unit])

@@ -9,7 +9,12 @@ from nurture.cli.base import Context, pass_context
 
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host in config.yaml).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (default: web.port in config.yaml).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on (default: web.port in config.yaml).",
+)
 @pass_context
 def serve(obj: Context, host: str | None, port: int | None) -> None:
     """Serve the signup form, confirmation and unsubscribe pages, and the SendGrid webhook.
@@ -30,7 +35,9 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     app = obj.app
     listen_host = host or config.web.host
     listen_port = port or config.web.port
-    click.echo(f"nurture serve: http://{listen_host}:{listen_port} (public address {config.web.public_base_url}); Ctrl-C to stop")
+    click.echo(
+        f"nurture serve: http://{listen_host}:{listen_port} (public address {config.web.public_base_url}); Ctrl-C to stop"
+    )
     run_server(app, host=listen_host, port=listen_port)
 
 

@@ -56,9 +56,13 @@ def _check_body_node(node: nodes.Node, name: str | None, filename: str | None) -
     allowed = "only {{ practice_name }} may be used in the text; names and links are filled in by the layout"
     if isinstance(node, nodes.Output):
         for child in node.nodes:
-            if isinstance(child, nodes.TemplateData) or (isinstance(child, nodes.Name) and child.ctx == "load"):
+            if isinstance(child, nodes.TemplateData) or (
+                isinstance(child, nodes.Name) and child.ctx == "load"
+            ):
                 continue
-            raise TemplateSyntaxError(f"{{{{ }}}} may hold a name and nothing else: {allowed}", child.lineno, name, filename)
+            raise TemplateSyntaxError(
+                f"{{{{ }}}} may hold a name and nothing else: {allowed}", child.lineno, name, filename
+            )
         return
     statement = type(node).__name__.lower()
     raise TemplateSyntaxError(f"{{% {statement} %}} is not allowed: {allowed}", node.lineno, name, filename)
@@ -175,7 +179,11 @@ def _pydantic_problems(where: Path, document: OwnerYaml, exc: ValidationError, l
         path = tuple(str(part) for part in error["loc"])
         line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
         location = f"{where}:{line + line_offset}" if line else str(where)
-        message = "unknown key" if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix("Value error, ")
+        message = (
+            "unknown key"
+            if error["type"] == "extra_forbidden"
+            else str(error["msg"]).removeprefix("Value error, ")
+        )
         problems.append(f"{location}: {key_name(tuple(error['loc']))}: {message}")
     return "\n".join(problems)
 
@@ -197,7 +205,9 @@ def load_email(path: Path) -> EmailSource:
         raise ContentError(f"{path}: cannot read ({exc})") from None
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
-        raise ContentError(f"{path}:1: missing front matter: start the file with a line '---', then subject: and preheader:")
+        raise ContentError(
+            f"{path}:1: missing front matter: start the file with a line '---', then subject: and preheader:"
+        )
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
     except StopIteration:
@@ -210,7 +220,9 @@ def load_email(path: Path) -> EmailSource:
         front = FrontMatter.model_validate(document.data)
     except ValidationError as exc:
         raise ContentError(_pydantic_problems(path, document, exc, line_offset=1)) from None
-    return EmailSource(path=path, front=front, body="".join(lines[end + 1:]).strip("\n") + "\n", body_line=end + 2)
+    return EmailSource(
+        path=path, front=front, body="".join(lines[end + 1 :]).strip("\n") + "\n", body_line=end + 2
+    )
 
 
 def load_campaign(directory: Path) -> Campaign:
@@ -218,7 +230,9 @@ def load_campaign(directory: Path) -> Campaign:
     try:
         text = spec_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ContentError(f"{spec_path}: file not found (every campaign folder needs a campaign.yaml)") from None
+        raise ContentError(
+            f"{spec_path}: file not found (every campaign folder needs a campaign.yaml)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError(f"{spec_path}: cannot read ({exc})") from None
     document = _load_yaml(spec_path, text)
@@ -231,11 +245,15 @@ def load_campaign(directory: Path) -> Campaign:
     steps = []
     first_with_key: dict[str, int] = {}
     for number, ref in enumerate(spec.steps, start=1):
-        where = f"{spec_path}:{document.lines.get(('steps', str(number - 1), 'file'), 1)}: steps[{number}].file"
+        where = (
+            f"{spec_path}:{document.lines.get(('steps', str(number - 1), 'file'), 1)}: steps[{number}].file"
+        )
         email_path = _step_file(where, directory, ref.file)
         key = ref.key or email_path.stem
         if key in first_with_key:
-            line = document.lines.get(("steps", str(number - 1), "key"), 0) or document.lines.get(("steps", str(number - 1), "file"), 0)
+            line = document.lines.get(("steps", str(number - 1), "key"), 0) or document.lines.get(
+                ("steps", str(number - 1), "file"), 0
+            )
             raise ContentError(
                 f"{spec_path}:{line}: steps[{number}]: the key {key!r} is already used by steps[{first_with_key[key]}]; "
                 "give each step its own key: (each key is one email a person receives at most once)"
@@ -256,7 +274,9 @@ def load_campaign(directory: Path) -> Campaign:
 def _step_file(where: str, directory: Path, name: str) -> Path:
     """The Markdown file a step names, inside the campaign folder."""
     if len(name) > FILE_NAME_MAX:
-        raise ContentError(f"{where}: the file name is {len(name)} characters long; keep it under {FILE_NAME_MAX}")
+        raise ContentError(
+            f"{where}: the file name is {len(name)} characters long; keep it under {FILE_NAME_MAX}"
+        )
     if Path(name).is_absolute() or ".." in Path(name).parts or "\0" in name:
         raise ContentError(f"{where}: {name!r} must be the name of a file in {directory}")
     email_path = directory / name

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nurture.config import Config
-from nurture.content.campaigns import NEWSLETTERS_DIR, EmailSource, load_campaign, load_email, newsletter_files
+from nurture.content.campaigns import (
+    NEWSLETTERS_DIR,
+    EmailSource,
+    load_campaign,
+    load_email,
+    newsletter_files,
+)
 from nurture.content.prepared import PreparedEmail
 from nurture.content.preview import newsletter_name, sample_recipient
 from nurture.content.rendering import TEMPLATES, Renderer
@@ -68,7 +74,9 @@ class CheckReport:
         return "\n".join([*(str(finding) for finding in self.findings), self.summary()])
 
 
-def check_email(config: Config, renderer: Renderer, source: EmailSource | None, prepared: PreparedEmail) -> list[Finding]:
+def check_email(
+    config: Config, renderer: Renderer, source: EmailSource | None, prepared: PreparedEmail
+) -> list[Finding]:
     """Every rule in RULES on one prepared email, rendered for the sample subscriber."""
     sample = sample_recipient(config, prepared.name).recipient
     try:

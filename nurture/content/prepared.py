@@ -107,7 +107,9 @@ def _checked_email(value: str) -> str:
     if value and value.isprintable() and " " not in value and "@" in value:
         return value
     if not value or any(_is_control(ch) or ch.isspace() for ch in value) or "@" not in value:
-        raise InputError(f"recipient address {value!r} is not usable: it is empty, has no @, or holds spaces or line breaks")
+        raise InputError(
+            f"recipient address {value!r} is not usable: it is empty, has no @, or holds spaces or line breaks"
+        )
     return value
 
 
@@ -125,7 +127,9 @@ def _checked_url(what: str, value: str | None) -> str:
     if not value:
         raise InputError(f"{what} is required for this email")
     if not value.startswith(("https://", "http://")) or UNSAFE_URL.search(value):
-        raise InputError(f"{what} {value!r} is not a usable link: it must be http(s) without spaces, quotes or line breaks")
+        raise InputError(
+            f"{what} {value!r} is not a usable link: it must be http(s) without spaces, quotes or line breaks"
+        )
     return value
 
 
@@ -179,7 +183,9 @@ class PreparedEmail:
         used = parts.tags_used
         self._wants_unsubscribe = kind == "marketing" or "unsubscribe_url" in used
         self._wants_confirm = "confirm_url" in used
-        self._mailto_target = f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>" if unsubscribe_mailto else ""
+        self._mailto_target = (
+            f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>" if unsubscribe_mailto else ""
+        )
         self._tags = tuple((name, HTML_TAGS[name], TEXT_TAGS[name]) for name in PLACEHOLDERS if name in used)
 
     def __repr__(self) -> str:
@@ -198,7 +204,9 @@ class PreparedEmail:
     def text_template(self) -> str:
         return self._parts.text_tagged
 
-    def _values(self, first_name: str | None, unsubscribe_url: str | None, confirm_url: str | None) -> tuple[str | None, dict[str, str]]:
+    def _values(
+        self, first_name: str | None, unsubscribe_url: str | None, confirm_url: str | None
+    ) -> tuple[str | None, dict[str, str]]:
         """The cleaned first name (None if absent) and the raw per-recipient values."""
         first = clean_first_name(first_name)
         values = {"first_name": first or FIRST_NAME_FALLBACK}
@@ -212,7 +220,10 @@ class PreparedEmail:
         if self.kind != "marketing":
             return {}
         # "<url>" or "<url>, <mailto:...?subject=unsubscribe>"
-        return {"List-Unsubscribe": f"<{values['unsubscribe_url']}>{self._mailto_target}", "List-Unsubscribe-Post": ONE_CLICK}
+        return {
+            "List-Unsubscribe": f"<{values['unsubscribe_url']}>{self._mailto_target}",
+            "List-Unsubscribe-Post": ONE_CLICK,
+        }
 
     def render(self, recipient: Recipient) -> RenderedEmail:
         """This email for one recipient (preview, check, tests)."""
@@ -228,14 +239,26 @@ class PreparedEmail:
         )
 
     def envelope(
-        self, delivery_id: str, recipient: Recipient, custom_args: Mapping[str, str], *, stream: str = "", step: int | None = None
+        self,
+        delivery_id: str,
+        recipient: Recipient,
+        custom_args: Mapping[str, str],
+        *,
+        stream: str = "",
+        step: int | None = None,
     ) -> Envelope:
         """One recipient of a batch: per-recipient values as substitutions (HTML ones escaped).
 
         `stream` and `step` name the email locally (see Envelope); given here, no copy is made to add them."""
         return self.envelope_for(
-            delivery_id, recipient.email, recipient.first_name, recipient.unsubscribe_url, dict(custom_args),
-            stream=stream, step=step, confirm_url=recipient.confirm_url,
+            delivery_id,
+            recipient.email,
+            recipient.first_name,
+            recipient.unsubscribe_url,
+            dict(custom_args),
+            stream=stream,
+            step=step,
+            confirm_url=recipient.confirm_url,
         )
 
     def envelope_for(
@@ -259,7 +282,17 @@ class PreparedEmail:
             value = values[name]
             substitutions[html_tag] = _html_value(value)
             substitutions[text_tag] = value
-        return Envelope(delivery_id, email, first, self.subject, self._headers(values), substitutions, custom_args, stream, step)
+        return Envelope(
+            delivery_id,
+            email,
+            first,
+            self.subject,
+            self._headers(values),
+            substitutions,
+            custom_args,
+            stream,
+            step,
+        )
 
     def batch(self, envelopes: Sequence[Envelope]) -> Batch:
         """The shared, tagged content and sender for envelopes made by `envelope()`."""

@@ -44,7 +44,9 @@ def sample_recipient(config: Config, stream: str, *, now: datetime | None = None
     real = bool(config.secrets.secret_key) and len(config.secrets.secret_key or "") >= 16
     signing = config
     if not real:
-        signing = dataclasses.replace(config, secrets=dataclasses.replace(config.secrets, secret_key=PREVIEW_SECRET))
+        signing = dataclasses.replace(
+            config, secrets=dataclasses.replace(config.secrets, secret_key=PREVIEW_SECRET)
+        )
     issued = now or datetime.now(timezone.utc)
     recipient = Recipient(
         email=SAMPLE_EMAIL,

@@ -52,7 +52,9 @@ from nurture.tokens import CONFIRM_TTL
 
 CONFIRMATION_NAME = "confirmation"
 CONFIRMATION_SUBJECT = "Please confirm your subscription to {practice}"
-CONFIRMATION_PREHEADER = "One click to confirm. If you did not sign up, ignore this email and nothing will be sent."
+CONFIRMATION_PREHEADER = (
+    "One click to confirm. If you did not sign up, ignore this email and nothing will be sent."
+)
 
 TEMPLATES = {
     "step": ("layout.mjml", "layout.txt"),
@@ -60,7 +62,11 @@ TEMPLATES = {
     "confirmation": ("confirmation.mjml", "confirmation.txt"),
     "notice": ("notice.mjml", "notice.txt"),
 }
-DEFAULT_CTA_LABELS = {"article": "Read the full article", "booking": "Book a consultation", "url": "Read more"}
+DEFAULT_CTA_LABELS = {
+    "article": "Read the full article",
+    "booking": "Book a consultation",
+    "url": "Read more",
+}
 
 
 class _Stage2Syntax(TypedDict):
@@ -126,15 +132,21 @@ class Renderer:
         self._md = markdown_parser()
         self._layout_env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(config.templates_dir)),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("mjml", "html"), default_for_string=False),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("mjml", "html"), default_for_string=False
+            ),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
         )
         self._body_env = BodyEnvironment()  # only {{ practice_name }}: no code, loops or includes in the text
-        self._stage2_html = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX)
-        self._stage2_text = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX)
+        self._stage2_html = jinja2.Environment(
+            autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX
+        )
+        self._stage2_text = jinja2.Environment(
+            autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, **_STAGE2_SYNTAX
+        )
         practice = config.practice
         self.sender = Sender(config.sender.from_email, config.sender.from_name, reply_to=practice.reply_to)
 
@@ -189,7 +201,14 @@ class Renderer:
             "cta_url": None,
             "cta_label": None,
         }
-        return self._build(kind="transactional", name=name, template="notice", values=values, categories=["owner-notice"], source=None)
+        return self._build(
+            kind="transactional",
+            name=name,
+            template="notice",
+            values=values,
+            categories=["owner-notice"],
+            source=None,
+        )
 
     # stage 1
 
@@ -203,7 +222,9 @@ class Renderer:
         if target == "article":
             if not front.article:
                 line = front_line(source, "cta_target")
-                raise ContentError(f"{source.path}:{line}: cta_target is 'article' but there is no 'article:' slug in the front matter")
+                raise ContentError(
+                    f"{source.path}:{line}: cta_target is 'article' but there is no 'article:' slug in the front matter"
+                )
             url = links.article_url(self.config, front.article)
         elif target == "booking":
             url = self.config.practice.booking_url
@@ -213,7 +234,9 @@ class Renderer:
                 raise ContentError(f"{source.path}:{line}: cta_target is 'url' but cta_url is missing")
             url = front.cta_url.strip()
             if UNSAFE_URL.search(url):
-                raise ContentError(f"{source.path}:{front_line(source, 'cta_url')}: cta_url {url!r} holds spaces or quotes")
+                raise ContentError(
+                    f"{source.path}:{front_line(source, 'cta_url')}: cta_url {url!r} holds spaces or quotes"
+                )
         label = (front.cta or DEFAULT_CTA_LABELS[target]).strip()
         return url, label
 
@@ -223,7 +246,9 @@ class Renderer:
             body = self._body_env.from_string(source.body).render(practice_name=self.config.practice.name)
         except jinja2.TemplateSyntaxError as exc:
             line = source.body_line + (exc.lineno or 1) - 1
-            raise ContentError(f"{source.path}:{line}: template syntax error in the text: {exc.message}") from None
+            raise ContentError(
+                f"{source.path}:{line}: template syntax error in the text: {exc.message}"
+            ) from None
         except jinja2.UndefinedError as exc:
             match = re.search(r"'([^']+)' is undefined", str(exc))
             needle = match.group(1) if match else "{{"
@@ -242,7 +267,9 @@ class Renderer:
         html = self._md.renderer.render(tokens, self._md.options, {})
         return Markup(html), markdown_to_text(tokens)
 
-    def _prepare_marketing(self, source: EmailSource, name: str, template: str, categories: list[str]) -> PreparedEmail:
+    def _prepare_marketing(
+        self, source: EmailSource, name: str, template: str, categories: list[str]
+    ) -> PreparedEmail:
         subject = header_text(source.subject)
         preheader = header_text(source.preheader)
         body_html, body_text = self._body(source)
@@ -255,7 +282,14 @@ class Renderer:
             "cta_url": cta_url,
             "cta_label": cta_label,
         }
-        return self._build(kind="marketing", name=name, template=template, values=values, categories=categories, source=source)
+        return self._build(
+            kind="marketing",
+            name=name,
+            template=template,
+            values=values,
+            categories=categories,
+            source=source,
+        )
 
     def _stage1_context(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The same values for the HTML (escaped, then protected) and text (protected) layouts."""
@@ -302,7 +336,9 @@ class Renderer:
             raise ContentError(f"{path}: MJML error: {exc}") from None
         leftover = _MJ_LEFTOVER.search(html)
         if leftover:
-            raise ContentError(f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> is not a known MJML tag or is misplaced")
+            raise ContentError(
+                f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> is not a known MJML tag or is misplaced"
+            )
         return wrap_html_lines(html)
 
     def _stage2(self, env: jinja2.Environment, path: Path, source: str) -> jinja2.Template:
@@ -340,7 +376,9 @@ class Renderer:
             text_tagged = text_t.render({n: TEXT_TAGS[n] for n in PLACEHOLDERS})
         except jinja2.TemplateError as exc:
             raise ContentError(f"{mjml_path}: cannot fill the [[ ]] placeholders: {exc}") from None
-        parts = CompiledParts(html=html_t, text=text_t, html_tagged=html_tagged, text_tagged=text_tagged, tags_used=used)
+        parts = CompiledParts(
+            html=html_t, text=text_t, html_tagged=html_tagged, text_tagged=text_tagged, tags_used=used
+        )
         prepared = PreparedEmail(
             kind=kind,
             name=name,

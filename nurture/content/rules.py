@@ -110,7 +110,9 @@ class Locator:
     def __init__(self, config: Config, source: EmailSource | None, prepared: PreparedEmail | None) -> None:
         self.config = config
         self.source = source
-        self.template = prepared.template if prepared is not None else config.templates_dir / TEMPLATES["step"][0]
+        self.template = (
+            prepared.template if prepared is not None else config.templates_dir / TEMPLATES["step"][0]
+        )
 
     @property
     def default(self) -> tuple[Path, int]:
@@ -156,7 +158,9 @@ class Locator:
         candidates.append(self.config.path)
         candidates.append(self.template)
         if self.config.templates_dir.is_dir():
-            candidates.extend(sorted(p for p in self.config.templates_dir.rglob("*") if p.is_file() and p != self.template))
+            candidates.extend(
+                sorted(p for p in self.config.templates_dir.rglob("*") if p.is_file() and p != self.template)
+            )
         needles = [needle]
         origin = re.match(r"[a-z][a-z0-9+.-]*://[^/\s]+", needle, re.IGNORECASE)
         if origin and origin.group(0) != needle:
@@ -200,7 +204,12 @@ class EmailFacts:
     def parts(self) -> tuple[tuple[str, str], ...]:
         """(name, content) of everything the recipient sees, as the findings name them."""
         rendered = self.rendered
-        return (("subject", rendered.subject), ("preheader", rendered.preheader), ("HTML", rendered.html), ("plain-text", rendered.text))
+        return (
+            ("subject", rendered.subject),
+            ("preheader", rendered.preheader),
+            ("HTML", rendered.html),
+            ("plain-text", rendered.text),
+        )
 
 
 Rule = Callable[[EmailFacts], Iterable[Finding]]
@@ -221,11 +230,19 @@ def subject_and_preheader(email: EmailFacts) -> Iterator[Finding]:
     rendered, locate = email.rendered, email.locate
     raw_subject = email.source.subject if email.source is not None else rendered.subject
     if len(rendered.subject) > SUBJECT_MAX:
-        yield _at(locate.front("subject"), f"subject is {len(rendered.subject)} characters; keep it to {SUBJECT_MAX} or fewer")
+        yield _at(
+            locate.front("subject"),
+            f"subject is {len(rendered.subject)} characters; keep it to {SUBJECT_MAX} or fewer",
+        )
     if re.search(r"[\r\n\x00-\x1f\x7f\u2028\u2029]", raw_subject):
-        yield _at(locate.front("subject"), "subject must be one line, without line breaks or control characters")
+        yield _at(
+            locate.front("subject"), "subject must be one line, without line breaks or control characters"
+        )
     if not rendered.preheader.strip():
-        yield _at(locate.front("preheader"), "preheader is missing: add 'preheader:' to the front matter (the preview line inboxes show after the subject)")
+        yield _at(
+            locate.front("preheader"),
+            "preheader is missing: add 'preheader:' to the front matter (the preview line inboxes show after the subject)",
+        )
 
 
 def unsubscribe_link(email: EmailFacts) -> Iterator[Finding]:
@@ -233,9 +250,15 @@ def unsubscribe_link(email: EmailFacts) -> Iterator[Finding]:
         return
     unsubscribe, layout = email.sample.unsubscribe_url or "", email.layout
     if unsubscribe not in email.html.hrefs:
-        yield _at(email.locate.default, f"the HTML part has no unsubscribe link (layout {layout} must include the footer)")
+        yield _at(
+            email.locate.default,
+            f"the HTML part has no unsubscribe link (layout {layout} must include the footer)",
+        )
     if unsubscribe not in email.rendered.text:
-        yield _at(email.locate.default, f"the plain-text part has no unsubscribe link (layout {layout[:-5]}.txt must include the footer)")
+        yield _at(
+            email.locate.default,
+            f"the plain-text part has no unsubscribe link (layout {layout[:-5]}.txt must include the footer)",
+        )
 
 
 def footer_lines(email: EmailFacts) -> Iterator[Finding]:
@@ -248,7 +271,10 @@ def footer_lines(email: EmailFacts) -> Iterator[Finding]:
     ):
         for part, haystack in (("HTML", email.visible), ("plain-text", email.text_flat)):
             if (needle if case else needle.lower()) not in (haystack if case else haystack.lower()):
-                yield _at(email.locate.default, f"the {part} part has no {label} (check the footer of layout {email.layout})")
+                yield _at(
+                    email.locate.default,
+                    f"the {part} part has no {label} (check the footer of layout {email.layout})",
+                )
 
 
 def list_unsubscribe_headers(email: EmailFacts) -> Iterator[Finding]:
@@ -258,9 +284,13 @@ def list_unsubscribe_headers(email: EmailFacts) -> Iterator[Finding]:
             yield _at(email.locate.default, "a transactional email must not carry List-Unsubscribe headers")
         return
     if f"<{email.sample.unsubscribe_url or ''}>" not in headers.get("List-Unsubscribe", ""):
-        yield _at(email.locate.default, "the List-Unsubscribe header is missing or has no https unsubscribe link")
+        yield _at(
+            email.locate.default, "the List-Unsubscribe header is missing or has no https unsubscribe link"
+        )
     if headers.get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click":
-        yield _at(email.locate.default, "the List-Unsubscribe-Post: List-Unsubscribe=One-Click header is missing")
+        yield _at(
+            email.locate.default, "the List-Unsubscribe-Post: List-Unsubscribe=One-Click header is missing"
+        )
 
 
 def confirmation_link(email: EmailFacts) -> Iterator[Finding]:
@@ -270,7 +300,9 @@ def confirmation_link(email: EmailFacts) -> Iterator[Finding]:
     if confirm not in email.html.hrefs:
         yield _at(email.locate.default, f"the HTML part has no confirmation link (layout {layout})")
     if confirm not in email.rendered.text:
-        yield _at(email.locate.default, f"the plain-text part has no confirmation link (layout {layout[:-5]}.txt)")
+        yield _at(
+            email.locate.default, f"the plain-text part has no confirmation link (layout {layout[:-5]}.txt)"
+        )
 
 
 def image_alt_text(email: EmailFacts) -> Iterator[Finding]:
@@ -299,7 +331,9 @@ def _http_link(email: EmailFacts, url: str) -> Finding:
     from_config = email.locate.config_key(url)
     if from_config:
         key, value = from_config
-        return _at(email.locate.config_line(key), f"{key} is {value}: links built from it use http://; use https://")
+        return _at(
+            email.locate.config_line(key), f"{key} is {value}: links built from it use http://; use https://"
+        )
     return _at(email.locate.find(url), f"link {url} uses http://; use https://")
 
 
@@ -321,7 +355,10 @@ def https_links(email: EmailFacts) -> Iterator[Finding]:
         else:
             hint = "mailto: links belong in the footer only; " if lowered.startswith("mailto:") else ""
             where = email.locate.find(url) if url else email.locate.default
-            yield _at(where, f"link {url or '(empty)'} is not an absolute https:// URL ({hint}write the full https://... address)")
+            yield _at(
+                where,
+                f"link {url or '(empty)'} is not an absolute https:// URL ({hint}write the full https://... address)",
+            )
 
 
 def https_links_in_text(email: EmailFacts) -> Iterator[Finding]:
@@ -343,14 +380,20 @@ def template_syntax_rendered(email: EmailFacts) -> Iterator[Finding]:
             where = email.locate.find(text)
             if where == email.locate.default:
                 where = email.locate.find(match.group(0))
-            yield _at(where, f"unrendered template syntax {html_lib.unescape(text)!r} in the {part} part: only {{{{ practice_name }}}} may be used in the text")
+            yield _at(
+                where,
+                f"unrendered template syntax {html_lib.unescape(text)!r} in the {part} part: only {{{{ practice_name }}}} may be used in the text",
+            )
 
 
 def no_substitution_tags(email: EmailFacts) -> Iterator[Finding]:
     for part, content in email.parts:
         for tag in SUBSTITUTION_TAGS:
             if tag in content:
-                yield _at(email.locate.find(tag), f"{tag} is a reserved substitution tag and must not appear in the {part} part")
+                yield _at(
+                    email.locate.find(tag),
+                    f"{tag} is a reserved substitution tag and must not appear in the {part} part",
+                )
 
 
 # A new rule is a function taking EmailFacts and yielding Findings, added here.

@@ -46,7 +46,9 @@ def _info(owner: m.Owner) -> OwnerInfo:
 
 def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise InputError(f"the password is too short: use at least {MIN_PASSWORD} characters (a few words in a row are easy to remember)")
+        raise InputError(
+            f"the password is too short: use at least {MIN_PASSWORD} characters (a few words in a row are easy to remember)"
+        )
     if len(password) > MAX_PASSWORD:
         raise InputError(f"the password is too long: use at most {MAX_PASSWORD} characters")
     return password
@@ -69,8 +71,12 @@ def add_owner(app: App, email: str, password: str, now: datetime) -> OwnerInfo:
     digest = HASHER.hash(check_password(password))
     with transaction(app.engine) as session:
         if session.scalar(select(m.Owner.id).where(m.Owner.email_key == key)) is not None:
-            raise InputError("an owner account with that address already exists (to change its password: nurture owner reset-password)")
-        owner = m.Owner(email=address, email_key=key, password_hash=digest, created_at=now, password_changed_at=now)
+            raise InputError(
+                "an owner account with that address already exists (to change its password: nurture owner reset-password)"
+            )
+        owner = m.Owner(
+            email=address, email_key=key, password_hash=digest, created_at=now, password_changed_at=now
+        )
         session.add(owner)
         session.flush()
         return _info(owner)
@@ -130,7 +136,9 @@ def _totp_step(secret: str, digits: str, now: datetime) -> int | None:
     return None
 
 
-def verify(session: Session, email: str, password: str, code: str, *, require_totp: bool, now: datetime) -> m.Owner | None:
+def verify(
+    session: Session, email: str, password: str, code: str, *, require_totp: bool, now: datetime
+) -> m.Owner | None:
     """The owner when the address, password and (if enrolled or required) code all match.
 
     Every miss looks and takes the same: an unknown address still pays for one argon2 check.

@@ -26,7 +26,15 @@ class Actor:
 
 
 def record(session: Session, actor: Actor, action: str, now: datetime, detail: str | None = None) -> None:
-    session.add(m.OwnerAuditEntry(at=now, owner=actor.email, action=action[:60], detail=detail[:400] if detail else None, ip=actor.ip))
+    session.add(
+        m.OwnerAuditEntry(
+            at=now,
+            owner=actor.email,
+            action=action[:60],
+            detail=detail[:400] if detail else None,
+            ip=actor.ip,
+        )
+    )
 
 
 def record_now(app: App, actor: Actor, action: str, now: datetime, detail: str | None = None) -> None:
@@ -43,5 +51,7 @@ class AuditPage:
 def read_audit(app: App, *, offset: int = 0, limit: int = 100) -> AuditPage:
     with reading(app.engine) as session:
         total = int(session.scalar(select(func.count()).select_from(m.OwnerAuditEntry)) or 0)
-        rows = session.scalars(select(m.OwnerAuditEntry).order_by(m.OwnerAuditEntry.id.desc()).offset(offset).limit(limit)).all()
+        rows = session.scalars(
+            select(m.OwnerAuditEntry).order_by(m.OwnerAuditEntry.id.desc()).offset(offset).limit(limit)
+        ).all()
         return AuditPage(list(rows), total)

@@ -55,7 +55,16 @@ def _expired(row: m.OwnerSession, settings: Console, now: datetime) -> bool:
     return now - row.last_seen_at >= idle or now - row.created_at >= absolute
 
 
-def log_in(app: App, email: str, password: str, code: str, *, ip: str, now: datetime, old_session_id: str | None = None) -> LoginResult:
+def log_in(
+    app: App,
+    email: str,
+    password: str,
+    code: str,
+    *,
+    ip: str,
+    now: datetime,
+    old_session_id: str | None = None,
+) -> LoginResult:
     """Check throttling, then the credentials; on success a brand-new session (any old one ends)."""
     settings = app.config.console
     account = account_key(email)
@@ -71,7 +80,12 @@ def log_in(app: App, email: str, password: str, code: str, *, ip: str, now: date
         session_id = secrets.token_urlsafe(32)
         session.add(
             m.OwnerSession(
-                id_hash=_hash(session_id), owner_id=owner.id, csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen_at=now, ip=ip[:45]
+                id_hash=_hash(session_id),
+                owner_id=owner.id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                last_seen_at=now,
+                ip=ip[:45],
             )
         )
         audit.record(session, audit.Actor(owner.email, ip), "logged in", now)
@@ -97,7 +111,11 @@ def current(app: App, session_id: str, now: datetime) -> OwnerSessionInfo | None
 
 
 def _lookup(id_hash: str) -> Any:
-    return select(m.OwnerSession, m.Owner.email).join(m.Owner, m.Owner.id == m.OwnerSession.owner_id).where(m.OwnerSession.id_hash == id_hash)
+    return (
+        select(m.OwnerSession, m.Owner.email)
+        .join(m.Owner, m.Owner.id == m.OwnerSession.owner_id)
+        .where(m.OwnerSession.id_hash == id_hash)
+    )
 
 
 def _current(session: Session, settings: Console, id_hash: str, now: datetime) -> OwnerSessionInfo | None:

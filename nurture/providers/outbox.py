@@ -58,8 +58,12 @@ def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = 
         else:
             message[name] = value
     # text/plain first, then text/html: clients show the last part they can.
-    message.set_content(apply_substitutions(batch.text, envelope.substitutions), subtype="plain", cte="quoted-printable")
-    message.add_alternative(apply_substitutions(batch.html, envelope.substitutions), subtype="html", cte="quoted-printable")
+    message.set_content(
+        apply_substitutions(batch.text, envelope.substitutions), subtype="plain", cte="quoted-printable"
+    )
+    message.add_alternative(
+        apply_substitutions(batch.html, envelope.substitutions), subtype="html", cte="quoted-printable"
+    )
     return message
 
 
@@ -100,7 +104,13 @@ class OutboxTransport:
                 os.link(temp, self._claimed / f"{_safe(envelope.delivery_id)}.eml")
                 os.link(temp, target)
             except FileExistsError:
-                outcomes.append(Outcome(envelope.delivery_id, "failed", error=f"outbox already holds delivery {envelope.delivery_id}"))
+                outcomes.append(
+                    Outcome(
+                        envelope.delivery_id,
+                        "failed",
+                        error=f"outbox already holds delivery {envelope.delivery_id}",
+                    )
+                )
                 continue
             finally:
                 temp.unlink(missing_ok=True)

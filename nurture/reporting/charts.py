@@ -92,7 +92,10 @@ def empty_svg(chart_id: str, title: str, message: str, *, narrow: bool = False) 
     if narrow:  # two short lines, so the text keeps its size on a phone
         head, _, tail = message.partition(": ")
         lines = [head + ":", tail] if tail else [message]
-        text = "".join(f'<tspan x="{NARROW / 2}" dy="{0 if i == 0 else 20}">{esc(line)}</tspan>' for i, line in enumerate(lines))
+        text = "".join(
+            f'<tspan x="{NARROW / 2}" dy="{0 if i == 0 else 20}">{esc(line)}</tspan>'
+            for i, line in enumerate(lines)
+        )
         return (
             f'<svg class="chart-svg" viewBox="0 0 {NARROW} 80" width="100%" role="img" '
             f'aria-labelledby="{chart_id}-title {chart_id}-desc">'
@@ -143,7 +146,9 @@ def horizontal_bars(
         x = LABEL_WIDTH + plot * tick / TICKS
         out.append(f'<line x1="{x:.1f}" y1="{first - 6}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
         label = pct(value) if percent else num(value)
-        out.append(f'<text x="{x:.1f}" y="{axis_bottom + 16}" text-anchor="middle" class="tick">{esc(label)}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{axis_bottom + 16}" text-anchor="middle" class="tick">{esc(label)}</text>'
+        )
     for index, category in enumerate(categories):
         y0 = first + index * (group + GROUP_GAP)
         out.append(
@@ -159,14 +164,25 @@ def horizontal_bars(
                 f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
                 f"<title>{esc(category)}: {esc(item.name)} {esc(shown)}</title></rect>"
             )
-            out.append(f'<text x="{LABEL_WIDTH + width + 5:.1f}" y="{y + BAR - 3}" class="value">{esc(shown)}</text>')
-    out.append(f'<line x1="{LABEL_WIDTH}" y1="{first - 6}" x2="{LABEL_WIDTH}" y2="{axis_bottom}" stroke="{MUTED}"/>')
+            out.append(
+                f'<text x="{LABEL_WIDTH + width + 5:.1f}" y="{y + BAR - 3}" class="value">{esc(shown)}</text>'
+            )
+    out.append(
+        f'<line x1="{LABEL_WIDTH}" y1="{first - 6}" x2="{LABEL_WIDTH}" y2="{axis_bottom}" stroke="{MUTED}"/>'
+    )
     out.append("</svg>")
     return "".join(out)
 
 
 def narrow_bars(
-    chart_id: str, title: str, desc: str, categories: Sequence[str], series: Sequence[Series], *, percent: bool = False, zeros_are_data: bool = False
+    chart_id: str,
+    title: str,
+    desc: str,
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    percent: bool = False,
+    zeros_are_data: bool = False,
 ) -> str:
     """`horizontal_bars` for a phone: each category's label on its own line above its bars,
     the bars the full width."""
@@ -190,10 +206,14 @@ def narrow_bars(
         x = 2 + plot * tick / TICKS
         value = top * tick / TICKS
         out.append(f'<line x1="{x:.1f}" y1="{first}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
-        out.append(f'<text x="{x:.1f}" y="{axis_bottom + 15}" text-anchor="middle" class="tick">{esc(pct(value) if percent else num(value))}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{axis_bottom + 15}" text-anchor="middle" class="tick">{esc(pct(value) if percent else num(value))}</text>'
+        )
     for index, category in enumerate(categories):
         y0 = first + index * (label + group + GROUP_GAP)
-        out.append(f'<text x="2" y="{y0 + 13}" class="category"><title>{esc(category)}</title>{esc(_truncate(category, 52))}</text>')
+        out.append(
+            f'<text x="2" y="{y0 + 13}" class="category"><title>{esc(category)}</title>{esc(_truncate(category, 52))}</text>'
+        )
         for position, item in enumerate(series):
             value = item.values[index]
             y = y0 + label + position * (BAR + BAR_GAP)
@@ -222,13 +242,18 @@ def _wrapped_legend(series: Sequence[Series], width: float) -> tuple[str, float]
     return "".join(parts), y + 6
 
 
-def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySends], *, narrow: bool = False) -> str:
+def stacked_columns(
+    chart_id: str, title: str, desc: str, days: Sequence[DaySends], *, narrow: bool = False
+) -> str:
     """Sends per day: a column per day, series and newsletters stacked. `narrow`: the phone
     layout (fewer day labels)."""
     if not days or not any(day.total for day in days):
         return empty_svg(chart_id, title, NOTHING_YET, narrow=narrow)
     width = NARROW if narrow else WIDTH
-    series = (Series("Series emails", BLUE, [d.series for d in days]), Series("Newsletters", ORANGE, [d.newsletters for d in days]))
+    series = (
+        Series("Series emails", BLUE, [d.series for d in days]),
+        Series("Newsletters", ORANGE, [d.newsletters for d in days]),
+    )
     top = _nice_max(max(day.total for day in days))
     left, right, first, height = (44, 10, 40, 260) if narrow else (60, 20, 40, 300)
     bottom = height - 50
@@ -250,7 +275,9 @@ def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySend
         value = top * tick / TICKS
         y = bottom - plot_h * tick / TICKS
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{esc(num(value))}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{esc(num(value))}</text>'
+        )
     every = max(1, math.ceil(len(days) / (5 if narrow else 12)))
     for index, day in enumerate(days):
         x = left + index * slot + (slot - bar_w) / 2
@@ -266,7 +293,9 @@ def stacked_columns(chart_id: str, title: str, desc: str, days: Sequence[DaySend
                 f"<title>{day.day:%a %d %b}: {esc(item.name)} {esc(num(value))}</title></rect>"
             )
         if index % every == 0:
-            out.append(f'<text x="{x + bar_w / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">{day.day:%d %b}</text>')
+            out.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">{day.day:%d %b}</text>'
+            )
     out.append(f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="{MUTED}"/>')
     out.append("</svg>")
     return "".join(out)

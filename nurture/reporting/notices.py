@@ -35,7 +35,13 @@ from nurture.content.prepared import PreparedEmail, Recipient
 from nurture.content.rendering import Renderer
 from nurture.errors import ConfigError, ContentError, NurtureError
 from nurture.providers.base import Transport
-from nurture.reporting.owner_summary import ALERT_WINDOW, OwnerNumbers, action_items, alert_reasons, count_owner_numbers
+from nurture.reporting.owner_summary import (
+    ALERT_WINDOW,
+    OwnerNumbers,
+    action_items,
+    alert_reasons,
+    count_owner_numbers,
+)
 from nurture.sending.one_email import send_now
 from nurture.sending.planning import at_local, zone
 from nurture.store import models as m
@@ -104,7 +110,12 @@ def summary_notice(config: Config, numbers: OwnerNumbers, now: datetime) -> Noti
 def alert_notice(reasons: list[str]) -> Notice:
     lines = ["nurture noticed something that needs you soon:", "", *[f"- {reason}" for reason in reasons], ""]
     lines.append("Sending goes on meanwhile; this alert is sent at most once a day.")
-    return Notice(name="owner-alert", subject="Action needed: your practice emails", preheader=reasons[0][:120], body="\n".join(lines))
+    return Notice(
+        name="owner-alert",
+        subject="Action needed: your practice emails",
+        preheader=reasons[0][:120],
+        body="\n".join(lines),
+    )
 
 
 def prepare_notice(config: Config, renderer: Renderer, notice: Notice) -> PreparedEmail:
@@ -146,7 +157,12 @@ class NoticeRecord:
     def claim(self) -> bool:
         try:
             with transaction(self.engine) as session:
-                row = m.OwnerNotice(kind=self.kind, period=self.period, sent_at=self.now, detail=self.detail and self.detail[:500])
+                row = m.OwnerNotice(
+                    kind=self.kind,
+                    period=self.period,
+                    sent_at=self.now,
+                    detail=self.detail and self.detail[:500],
+                )
                 session.add(row)
                 session.flush()
                 self.notice_id = row.id
@@ -161,11 +177,24 @@ class NoticeRecord:
                 session.delete(row)
 
 
-def send_notice(transport: Transport, prepared: PreparedEmail, to: str, record: NoticeRecord | None = None) -> bool:
+def send_notice(
+    transport: Transport, prepared: PreparedEmail, to: str, record: NoticeRecord | None = None
+) -> bool:
     """The prepared notice to `to` now; False when `record` finds it sent already."""
     name = prepared.name
     recipient = Recipient(email=to, first_name=None)
-    return send_now(transport, prepared, recipient, kind=name, label=name, what=f"the {name.replace('-', ' ')} email", ledger=record) is not None
+    return (
+        send_now(
+            transport,
+            prepared,
+            recipient,
+            kind=name,
+            label=name,
+            what=f"the {name.replace('-', ' ')} email",
+            ledger=record,
+        )
+        is not None
+    )
 
 
 def send_summary(app: App, now: datetime, *, to: str | None = None) -> OwnerNumbers:
@@ -174,13 +203,19 @@ def send_summary(app: App, now: datetime, *, to: str | None = None) -> OwnerNumb
     address = owner_address(config, to)
     with reading(app.engine) as session:
         numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
-    send_notice(app.transport, prepare_notice(config, app.renderer, summary_notice(config, numbers, now)), address)
+    send_notice(
+        app.transport, prepare_notice(config, app.renderer, summary_notice(config, numbers, now)), address
+    )
     if to is None:
-        NoticeRecord(app.engine, SUMMARY, practice_days(config, now).monday, now).claim()  # already there: fine
+        NoticeRecord(
+            app.engine, SUMMARY, practice_days(config, now).monday, now
+        ).claim()  # already there: fine
     return numbers
 
 
-def _recorded(session: Session, kind: str, *, period: str | None = None, since: datetime | None = None) -> bool:
+def _recorded(
+    session: Session, kind: str, *, period: str | None = None, since: datetime | None = None
+) -> bool:
     query = select(m.OwnerNotice.id).where(m.OwnerNotice.kind == kind)
     if period is not None:
         query = query.where(m.OwnerNotice.period == period)
@@ -202,15 +237,21 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
     try:
         with reading(app.engine) as session:
             numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
-            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(session, ALERT, period=days.today)
+            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(
+                session, ALERT, period=days.today
+            )
             summarized = _recorded(session, SUMMARY, period=days.monday)
         due: list[tuple[NoticeRecord, Notice]] = []
         reasons = alert_reasons(numbers, now)
         if reasons and not alerted:
-            due.append((NoticeRecord(app.engine, ALERT, days.today, now, " | ".join(reasons)), alert_notice(reasons)))
+            due.append(
+                (NoticeRecord(app.engine, ALERT, days.today, now, " | ".join(reasons)), alert_notice(reasons))
+            )
         # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
         if weekly and now >= days.summary_due_at and days.today == days.monday and not summarized:
-            due.append((NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, numbers, now)))
+            due.append(
+                (NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, numbers, now))
+            )
         for record, notice in due:
             if send_notice(app.transport, prepare_notice(config, app.renderer, notice), address, record):
                 sent.append(record.kind)

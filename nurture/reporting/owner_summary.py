@@ -77,7 +77,12 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
     """The numbers over [start, end), and the stuck deliveries as of `end`, read in `session`."""
     numbers = OwnerNumbers(start=start, end=end)
     numbers.new_subscribers = int(
-        session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.confirmed_at >= start, m.Subscriber.confirmed_at < end)) or 0
+        session.scalar(
+            select(func.count())
+            .select_from(m.Subscriber)
+            .where(m.Subscriber.confirmed_at >= start, m.Subscriber.confirmed_at < end)
+        )
+        or 0
     )
     sent_window = (m.Delivery.finished_at >= start, m.Delivery.finished_at < end)
     rows = session.execute(
@@ -87,7 +92,11 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
         .order_by(m.Delivery.stream, m.Delivery.step)
     ).all()
     subjects = dict(
-        session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_({row[2] for row in rows if row[2] is not None}))).all()
+        session.execute(
+            select(m.Newsletter.id, m.Newsletter.subject).where(
+                m.Newsletter.id.in_({row[2] for row in rows if row[2] is not None})
+            )
+        ).all()
     )
     for stream, step, newsletter_id, count in rows:
         if newsletter_id is not None:
@@ -101,7 +110,11 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
         session.scalar(
             select(func.count())
             .select_from(m.ConsentEvent)
-            .where(m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE, m.ConsentEvent.recorded_at >= start, m.ConsentEvent.recorded_at < end)
+            .where(
+                m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE,
+                m.ConsentEvent.recorded_at >= start,
+                m.ConsentEvent.recorded_at < end,
+            )
         )
         or 0
     )
@@ -116,7 +129,12 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
     numbers.bounces = sum(int(kinds.get(kind, 0)) for kind in BOUNCE_EVENT_KINDS)
     numbers.complaints = int(kinds.get(m.EventKind.COMPLAINED, 0))
     numbers.failed = int(
-        session.scalar(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.FAILED, *sent_window)) or 0
+        session.scalar(
+            select(func.count())
+            .select_from(m.Delivery)
+            .where(m.Delivery.status == m.DeliveryStatus.FAILED, *sent_window)
+        )
+        or 0
     )
     numbers.stuck = stuck_status(session, config, end)
     return numbers
@@ -136,8 +154,14 @@ def alert_reasons(numbers: OwnerNumbers, now: datetime) -> list[str]:
             f"the limit is {BOUNCE_ALERT:.0%}). Check recent imports for old or mistyped addresses."
         )
     stuck = numbers.stuck
-    if stuck.blocked and stuck.oldest_claimed_at is not None and stuck.oldest_claimed_at <= now - STUCK_ALERT_AFTER:
-        reasons.append(f"{stuck.blocked} emails have been stuck for over an hour and cannot be settled automatically: {stuck.reason}.")
+    if (
+        stuck.blocked
+        and stuck.oldest_claimed_at is not None
+        and stuck.oldest_claimed_at <= now - STUCK_ALERT_AFTER
+    ):
+        reasons.append(
+            f"{stuck.blocked} emails have been stuck for over an hour and cannot be settled automatically: {stuck.reason}."
+        )
     return reasons
 
 
@@ -145,7 +169,11 @@ def action_items(numbers: OwnerNumbers, now: datetime) -> list[str]:
     """The summary's "needs your attention" list: the alerts, and smaller things to look at."""
     items = alert_reasons(numbers, now)
     if numbers.failed:
-        items.append(f"{numbers.failed} emails failed this week: see `nurture deliveries --stuck` and the send log for why.")
+        items.append(
+            f"{numbers.failed} emails failed this week: see `nurture deliveries --stuck` and the send log for why."
+        )
     if numbers.stuck.stuck and not numbers.stuck.blocked:
-        items.append(f"{numbers.stuck.stuck} emails are waiting for SendGrid's report; nurture settles them by itself.")
+        items.append(
+            f"{numbers.stuck.stuck} emails are waiting for SendGrid's report; nurture settles them by itself."
+        )
     return items

@@ -16,22 +16,50 @@ from pathlib import Path
 from nurture.app import App
 from nurture.sending.planning import zone
 from nurture.reporting.charts import (
-    BLUE, GREEN, GRID, INK, MUTED, ORANGE, PURPLE, SKY, VERMILLION, Series, empty_svg, esc, horizontal_bars, narrow_bars, num, pct, stacked_columns,
+    BLUE,
+    GREEN,
+    GRID,
+    INK,
+    MUTED,
+    ORANGE,
+    PURPLE,
+    SKY,
+    VERMILLION,
+    Series,
+    empty_svg,
+    esc,
+    horizontal_bars,
+    narrow_bars,
+    num,
+    pct,
+    stacked_columns,
 )
-from nurture.reporting.stats import NOT_TRACKED, TRACKING_NOTES, DaySends, Row, sends_per_day, step_stats, totals
+from nurture.reporting.stats import (
+    NOT_TRACKED,
+    TRACKING_NOTES,
+    DaySends,
+    Row,
+    sends_per_day,
+    step_stats,
+    totals,
+)
 
-def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]], *, numeric_from: int = 1) -> str:
+
+def _table(
+    caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]], *, numeric_from: int = 1
+) -> str:
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     body = []
     for row in rows:
         cells = [f'<th scope="row">{esc(row[0])}</th>']
         cells += [
-            f'<td class="{"num" if i >= numeric_from else ""}" data-label="{esc(headers[i])}">{esc(v)}</td>' for i, v in enumerate(row[1:], start=1)
+            f'<td class="{"num" if i >= numeric_from else ""}" data-label="{esc(headers[i])}">{esc(v)}</td>'
+            for i, v in enumerate(row[1:], start=1)
         ]
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
         f'<div class="table-wrap"><table><caption>{esc(caption)}</caption>'
-        f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -54,7 +82,10 @@ def _reading_series(rows: Sequence[Row]) -> list[Series]:
     """Opened and Clicked bars, unless tracking is off (no bars of zeros that were never measured)."""
     if not rows or not rows[0].tracked("opened"):
         return []
-    return [Series("Opened", GREEN, [r.opened for r in rows]), Series("Clicked", ORANGE, [r.clicked for r in rows])]
+    return [
+        Series("Opened", GREEN, [r.opened for r in rows]),
+        Series("Clicked", ORANGE, [r.clicked for r in rows]),
+    ]
 
 
 def _email_name(row: Row) -> str:
@@ -92,7 +123,17 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         table = _table(
             f"{title}: counts per email",
             ["Email", "Sent", "Delivered", "Opened", "Clicked", "Reached (of step 1)"],
-            [[n, r.sent, r.delivered, _reading(r, "opened"), _reading(r, "clicked"), pct(r.sent / first) if first else "-"] for n, r in zip(names, steps)],
+            [
+                [
+                    n,
+                    r.sent,
+                    r.delivered,
+                    _reading(r, "opened"),
+                    _reading(r, "clicked"),
+                    pct(r.sent / first) if first else "-",
+                ]
+                for n, r in zip(names, steps)
+            ],
         )
         intro = (
             "How far people get through the series. Fewer sends on later emails is normal: people join at "
@@ -101,8 +142,19 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         sections.append(_figure(chart_id, f"Series funnel: {title}", intro, svg, table, narrow))
     if not sections:
         svg = empty_svg("funnel-none-chart", "Series funnel", "There is no series in campaigns/ yet.")
-        narrow = empty_svg("funnel-none-narrow", "Series funnel", "There is no series in campaigns/ yet.", narrow=True)
-        sections.append(_figure("funnel-none", "Series funnel", "How far people get through each series.", svg, _table("Series", ["Email"], []), narrow))
+        narrow = empty_svg(
+            "funnel-none-narrow", "Series funnel", "There is no series in campaigns/ yet.", narrow=True
+        )
+        sections.append(
+            _figure(
+                "funnel-none",
+                "Series funnel",
+                "How far people get through each series.",
+                svg,
+                _table("Series", ["Email"], []),
+                narrow,
+            )
+        )
     return sections
 
 
@@ -125,7 +177,14 @@ def _days_section(days: Sequence[DaySends]) -> str:
         ["Day", "Series emails", "Newsletters", "Total"],
         [[f"{d.day:%a %d %b %Y}", d.series, d.newsletters, d.total] for d in days],
     )
-    return _figure("per-day", "Emails sent per day", "Each column is one day in the practice's time zone.", svg, table, narrow)
+    return _figure(
+        "per-day",
+        "Emails sent per day",
+        "Each column is one day in the practice's time zone.",
+        svg,
+        table,
+        narrow,
+    )
 
 
 def _rates_section(rows: Sequence[Row]) -> str:
@@ -136,12 +195,39 @@ def _rates_section(rows: Sequence[Row]) -> str:
         Series("Bounce rate", PURPLE, [r.rate("bounced") for r in used]),
     ]
     desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
-    svg = horizontal_bars("rates-chart", "Unsubscribe and bounce rates per email", desc, names, series, percent=True, zeros_are_data=True)
-    narrow = narrow_bars("rates-narrow", "Unsubscribe and bounce rates per email", desc, names, series, percent=True, zeros_are_data=True)
+    svg = horizontal_bars(
+        "rates-chart",
+        "Unsubscribe and bounce rates per email",
+        desc,
+        names,
+        series,
+        percent=True,
+        zeros_are_data=True,
+    )
+    narrow = narrow_bars(
+        "rates-narrow",
+        "Unsubscribe and bounce rates per email",
+        desc,
+        names,
+        series,
+        percent=True,
+        zeros_are_data=True,
+    )
     table = _table(
         "Unsubscribe and bounce rates per email",
         ["Email", "Sent", "Unsubscribed", "Unsubscribe rate", "Bounced", "Bounce rate", "Spam complaints"],
-        [[n, r.sent, r.unsubscribed, pct(r.rate("unsubscribed")), r.bounced, pct(r.rate("bounced")), r.complained] for n, r in zip(names, used)],
+        [
+            [
+                n,
+                r.sent,
+                r.unsubscribed,
+                pct(r.rate("unsubscribed")),
+                r.bounced,
+                pct(r.rate("bounced")),
+                r.complained,
+            ]
+            for n, r in zip(names, used)
+        ],
     )
     intro = (
         "A few unsubscribes after each email are healthy. Bounce rates above 2% or any spam complaints are worth "
@@ -164,17 +250,40 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
         svg = horizontal_bars("newsletters-chart", "Newsletter results", desc, names, series)
         narrow = narrow_bars("newsletters-narrow", "Newsletter results", desc, names, series)
     else:
-        svg = empty_svg("newsletters-chart", "Newsletter results", "No newsletter has been sent in this period.")
-        narrow = empty_svg("newsletters-narrow", "Newsletter results", "No newsletter has been sent in this period.", narrow=True)
+        svg = empty_svg(
+            "newsletters-chart", "Newsletter results", "No newsletter has been sent in this period."
+        )
+        narrow = empty_svg(
+            "newsletters-narrow",
+            "Newsletter results",
+            "No newsletter has been sent in this period.",
+            narrow=True,
+        )
     table = _table(
         "Newsletter results",
         ["Newsletter", "Sent", "Delivered", "Opened", "Open rate", "Clicked", "Click rate", "Unsubscribed"],
         [
-            [n, r.sent, r.delivered, _reading(r, "opened"), _rate(r, "opened"), _reading(r, "clicked"), _rate(r, "clicked"), r.unsubscribed]
+            [
+                n,
+                r.sent,
+                r.delivered,
+                _reading(r, "opened"),
+                _rate(r, "opened"),
+                _reading(r, "clicked"),
+                _rate(r, "clicked"),
+                r.unsubscribed,
+            ]
             for n, r in zip(names, letters)
         ],
     )
-    return _figure("newsletters", "Newsletter results", "Each newsletter you scheduled, once it has gone out.", svg, table, narrow)
+    return _figure(
+        "newsletters",
+        "Newsletter results",
+        "Each newsletter you scheduled, once it has gone out.",
+        svg,
+        table,
+        narrow,
+    )
 
 
 def _rate(row: Row, name: str) -> str:
@@ -220,7 +329,9 @@ def _summary(rows: Sequence[Row], tracking: str) -> str:
         ("Bounced", rate("bounced")),
         ("Spam complaints", num(total["complained"])),
     ]
-    items = "".join(f'<div class="card"><dt>{esc(label)}</dt><dd>{esc(value)}</dd></div>' for label, value in cards)
+    items = "".join(
+        f'<div class="card"><dt>{esc(label)}</dt><dd>{esc(value)}</dd></div>' for label, value in cards
+    )
     return f'<section aria-label="Summary"><dl class="cards">{items}</dl></section>'
 
 

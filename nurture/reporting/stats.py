@@ -71,7 +71,9 @@ class Row:
     subject: str
     newsletter_id: int | None = None
     key: str = ""  # the step's stable key ("newsletter" for a newsletter)
-    note: str = ""  # "removed", "earlier subject": why this row is not a step of the live version as it reads now
+    note: str = (
+        ""  # "removed", "earlier subject": why this row is not a step of the live version as it reads now
+    )
     sent: int = 0
     delivered: int = 0
     opened: int = 0
@@ -245,7 +247,9 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
             return row
         # Aggregate events name a stream and a position, not a delivery: credited to the
         # live version's step at that position (rows of removed steps or earlier subjects get none).
-        opened, clicked = (0 if row.note else totals_read.get((row.stream, row.step, name), 0) for name in READING)
+        opened, clicked = (
+            0 if row.note else totals_read.get((row.stream, row.step, name), 0) for name in READING
+        )
         return replace(row, tracking=tracking, opened=opened, clicked=clicked)
 
     rows: list[Row] = []
@@ -253,16 +257,49 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         if campaign is None or slug == campaign:
             rows.extend(as_tracked(row) for row in sent_steps.rows(slug))
     for row in sorted(letters.values(), key=lambda row: row.newsletter_id):
-        letter = _row("newsletter", row.stream, 1, subjects.get(row.newsletter_id, ""), _counts(row), newsletter_id=row.newsletter_id, key="newsletter")
+        letter = _row(
+            "newsletter",
+            row.stream,
+            1,
+            subjects.get(row.newsletter_id, ""),
+            _counts(row),
+            newsletter_id=row.newsletter_id,
+            key="newsletter",
+        )
         rows.append(as_tracked(letter))
     return rows
 
 
 def _row(
-    kind: str, stream: str, step: int, subject: str, counts: dict[str, int], *, newsletter_id: int | None = None, key: str = "", note: str = ""
+    kind: str,
+    stream: str,
+    step: int,
+    subject: str,
+    counts: dict[str, int],
+    *,
+    newsletter_id: int | None = None,
+    key: str = "",
+    note: str = "",
 ) -> Row:
-    sent, delivered, opened, clicked, bounced, complained, unsubscribed = (counts.get(name, 0) for name in COUNTS)
-    return Row(kind, stream, step, subject, newsletter_id, key, note, sent, delivered, opened, clicked, bounced, complained, unsubscribed)
+    sent, delivered, opened, clicked, bounced, complained, unsubscribed = (
+        counts.get(name, 0) for name in COUNTS
+    )
+    return Row(
+        kind,
+        stream,
+        step,
+        subject,
+        newsletter_id,
+        key,
+        note,
+        sent,
+        delivered,
+        opened,
+        clicked,
+        bounced,
+        complained,
+        unsubscribed,
+    )
 
 
 def _counts(row: Any) -> dict[str, int]:
@@ -296,7 +333,9 @@ class _SentSteps:
     def add(self, row: Any) -> None:
         found = self._version_step(row.stream, row.series_version or 1, row.step_key)
         key, subject = found if found is not None else (row.step_key, UNKNOWN_SUBJECT)
-        position, counts = self.groups[(row.stream, key)].get(subject, (int(row.step), {name: 0 for name in COUNTS}))
+        position, counts = self.groups[(row.stream, key)].get(
+            subject, (int(row.step), {name: 0 for name in COUNTS})
+        )
         for name, value in _counts(row).items():
             counts[name] += value
         self.groups[(row.stream, key)][subject] = (position, counts)
@@ -313,7 +352,17 @@ class _SentSteps:
             rows.append(_row("step", slug, step.number, step.email.subject, counts, key=step.step_key))
             for subject, (_, old_counts) in by_subject.items():
                 if subject != step.email.subject:
-                    later.append(_row("step", slug, step.number, subject, old_counts, key=step.step_key, note="earlier subject"))
+                    later.append(
+                        _row(
+                            "step",
+                            slug,
+                            step.number,
+                            subject,
+                            old_counts,
+                            key=step.step_key,
+                            note="earlier subject",
+                        )
+                    )
         for (stream, key), by_subject in sorted(self.groups.items()):
             if stream != slug or key in live_keys:
                 continue
@@ -323,7 +372,9 @@ class _SentSteps:
         return rows + later
 
 
-def _reading_totals(session: Session, campaign: str | None, since: datetime | None) -> dict[tuple[str, int, str], int]:
+def _reading_totals(
+    session: Session, campaign: str | None, since: datetime | None
+) -> dict[tuple[str, int, str], int]:
     """Every open and click event per (stream, step, kind): the aggregate mode's per-email totals."""
     event = m.ProviderEvent
     query = (
@@ -335,7 +386,10 @@ def _reading_totals(session: Session, campaign: str | None, since: datetime | No
         query = query.where(event.stream == campaign)
     if since is not None:
         query = query.where(event.occurred_at >= since)
-    return {(str(stream), int(step or 0), name): int(count) for stream, step, name, count in session.execute(query)}
+    return {
+        (str(stream), int(step or 0), name): int(count)
+        for stream, step, name, count in session.execute(query)
+    }
 
 
 def _stream_exists(app: App, stream: str) -> bool:
@@ -346,7 +400,12 @@ def _stream_exists(app: App, stream: str) -> bool:
 def _newsletter_subjects(session: Session, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return {row[0]: row[1] for row in session.execute(select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_(ids)))}
+    return {
+        row[0]: row[1]
+        for row in session.execute(
+            select(m.Newsletter.id, m.Newsletter.subject).where(m.Newsletter.id.in_(ids))
+        )
+    }
 
 
 def totals(rows: list[Row]) -> dict[str, int]:
@@ -389,7 +448,12 @@ def sends_per_day(app: App, since: datetime | None = None, campaign: str | None 
         hour, quarter = _quarter_hours(session)
         is_newsletter = case((delivery.newsletter_id.is_(None), 0), else_=1)
         query = (
-            select(hour.label("hour"), quarter.label("quarter"), is_newsletter.label("newsletter"), func.count(delivery.id))
+            select(
+                hour.label("hour"),
+                quarter.label("quarter"),
+                is_newsletter.label("newsletter"),
+                func.count(delivery.id),
+            )
             .where(delivery.status == m.DeliveryStatus.SENT)
             .group_by(hour, quarter, is_newsletter)
         )

@@ -54,23 +54,50 @@ def _upcoming(app: App, now: datetime) -> list[Upcoming]:
             .order_by(m.Enrollment.campaign, m.Enrollment.next_step)
         ).all()
         letters = session.scalars(
-            select(m.Newsletter).where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]), m.Newsletter.first_due_at <= horizon)
+            select(m.Newsletter).where(
+                m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
+                m.Newsletter.first_due_at <= horizon,
+            )
         ).all()
         audience = {}
         for letter in letters:
-            query = select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+            query = (
+                select(func.count())
+                .select_from(m.Subscriber)
+                .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+            )
             if letter.segment_tag:
                 query = query.join(m.SubscriberTag).where(m.SubscriberTag.tag == letter.segment_tag)
-            already = select(func.count()).select_from(m.Delivery).where(m.Delivery.newsletter_id == letter.id)
+            already = (
+                select(func.count()).select_from(m.Delivery).where(m.Delivery.newsletter_id == letter.id)
+            )
             audience[letter.id] = max(0, int(session.scalar(query) or 0) - int(session.scalar(already) or 0))
     for slug, step, count in steps:
         campaign = app.campaigns.get(slug)
         if campaign is None or step > len(campaign.steps):
             continue
-        found.append(Upcoming(campaign.step(step).email.subject, f"Series “{campaign.title}”, email {step}", int(count), "each reader’s own time, within the send window"))
+        found.append(
+            Upcoming(
+                campaign.step(step).email.subject,
+                f"Series “{campaign.title}”, email {step}",
+                int(count),
+                "each reader’s own time, within the send window",
+            )
+        )
     for letter in letters:
-        whose = "each reader’s own time" if letter.timezone_mode == "subscriber" else "practice time, everyone at once"
-        found.append(Upcoming(letter.subject, f"Newsletter, {letter.send_at_local.replace('T', ' ')[:16]}", audience[letter.id], whose))
+        whose = (
+            "each reader’s own time"
+            if letter.timezone_mode == "subscriber"
+            else "practice time, everyone at once"
+        )
+        found.append(
+            Upcoming(
+                letter.subject,
+                f"Newsletter, {letter.send_at_local.replace('T', ' ')[:16]}",
+                audience[letter.id],
+                whose,
+            )
+        )
     return found
 
 
@@ -78,22 +105,48 @@ def today(app: App, now: datetime) -> Today:
     info = Today(upcoming=_upcoming(app, now), last_pass=last_pass(app), stuck=count_stuck(app, now))
     week_ago = now - WEEK
     with reading(app.engine) as session:
+
         def count(query: object) -> int:
             return int(session.scalar(query) or 0)  # type: ignore[call-overload]
 
-        info.failed_week = count(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.FAILED, m.Delivery.claimed_at >= week_ago))
-        info.active = count(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.ACTIVE))
-        info.new_this_week = count(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.created_at >= week_ago))
-        info.sent_week = count(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= week_ago))
+        info.failed_week = count(
+            select(func.count())
+            .select_from(m.Delivery)
+            .where(m.Delivery.status == m.DeliveryStatus.FAILED, m.Delivery.claimed_at >= week_ago)
+        )
+        info.active = count(
+            select(func.count())
+            .select_from(m.Subscriber)
+            .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+        )
+        info.new_this_week = count(
+            select(func.count()).select_from(m.Subscriber).where(m.Subscriber.created_at >= week_ago)
+        )
+        info.sent_week = count(
+            select(func.count())
+            .select_from(m.Delivery)
+            .where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= week_ago)
+        )
         events = dict(
             session.execute(
                 select(m.ProviderEvent.kind, func.count())
-                .where(m.ProviderEvent.occurred_at >= week_ago, m.ProviderEvent.kind.in_([m.EventKind.COMPLAINED, m.EventKind.BOUNCED]))
+                .where(
+                    m.ProviderEvent.occurred_at >= week_ago,
+                    m.ProviderEvent.kind.in_([m.EventKind.COMPLAINED, m.EventKind.BOUNCED]),
+                )
                 .group_by(m.ProviderEvent.kind)
             ).all()
         )
-        sent_day = count(select(func.count()).select_from(m.Delivery).where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= now - WEBHOOK_SILENCE))
-        heard_day = count(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.received_at >= now - WEBHOOK_SILENCE))
+        sent_day = count(
+            select(func.count())
+            .select_from(m.Delivery)
+            .where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= now - WEBHOOK_SILENCE)
+        )
+        heard_day = count(
+            select(func.count())
+            .select_from(m.ProviderEvent)
+            .where(m.ProviderEvent.received_at >= now - WEBHOOK_SILENCE)
+        )
     complaints, bounces = int(events.get(m.EventKind.COMPLAINED, 0)), int(events.get(m.EventKind.BOUNCED, 0))
     if info.sent_week and complaints / info.sent_week >= COMPLAINT_LIMIT:
         info.warnings.append(
@@ -107,7 +160,9 @@ def today(app: App, now: datetime) -> Today:
         )
     if info.last_pass is None or info.last_pass.finished_at < now - PASS_SILENCE:
         when = "has ever run" if info.last_pass is None else "has run in the last 10 minutes"
-        info.warnings.append(f"No sending pass {when}: nothing goes out until one does. Is nurture run (or a cron job running nurture send-due) running on the server?")
+        info.warnings.append(
+            f"No sending pass {when}: nothing goes out until one does. Is nurture run (or a cron job running nurture send-due) running on the server?"
+        )
     elif info.last_pass.outcome != "ok":
         info.warnings.append(f"The last sending pass stopped early: {info.last_pass.outcome}")
     if sent_day and not heard_day:

@@ -84,7 +84,9 @@ def cap_query(statements: IdStatements) -> Any:
 
 
 def active_query(statements: IdStatements) -> Any:
-    return select(_SUBSCRIBERS.c.id).where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
+    return select(_SUBSCRIBERS.c.id).where(
+        statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE
+    )
 
 
 def recheck_query(statements: IdStatements) -> Any:
@@ -103,9 +105,18 @@ def tagged_query(statements: IdStatements) -> Any:
     )
 
 
-CLAIMED = (_DELIVERIES.c.id, _DELIVERIES.c.subscriber_id, _DELIVERIES.c.stream, _DELIVERIES.c.step, _DELIVERIES.c.step_key, _DELIVERIES.c.series_version)
+CLAIMED = (
+    _DELIVERIES.c.id,
+    _DELIVERIES.c.subscriber_id,
+    _DELIVERIES.c.stream,
+    _DELIVERIES.c.step,
+    _DELIVERIES.c.step_key,
+    _DELIVERIES.c.series_version,
+)
 # The claims one INSERT made, read back by id: see Claimer._insert_claims.
-CLAIMED_SINCE = select(*CLAIMED).where(_DELIVERIES.c.id > bindparam("since", type_=Integer())).order_by(_DELIVERIES.c.id)
+CLAIMED_SINCE = (
+    select(*CLAIMED).where(_DELIVERIES.c.id > bindparam("since", type_=Integer())).order_by(_DELIVERIES.c.id)
+)
 LAST_DELIVERY = select(func.max(_DELIVERIES.c.id))
 
 
@@ -138,7 +149,16 @@ def drip_claims(statements: IdStatements, returning: bool = True) -> Any:
         .where(statements.in_ids(e.c.id))
         .order_by(e.c.next_due_at, e.c.id)
     )
-    columns = ["subscriber_id", "stream", "step", "step_key", "series_version", "status", "worker", "claimed_at"]
+    columns = [
+        "subscriber_id",
+        "stream",
+        "step",
+        "step_key",
+        "series_version",
+        "status",
+        "worker",
+        "claimed_at",
+    ]
     return _insert_claims(statements, source, columns, returning)
 
 
@@ -159,7 +179,16 @@ def newsletter_claims(statements: IdStatements, returning: bool = True) -> Any:
         .where(statements.in_ids(sub.c.id))
         .order_by(sub.c.id)
     )
-    columns = ["subscriber_id", "stream", "step", "step_key", "newsletter_id", "status", "worker", "claimed_at"]
+    columns = [
+        "subscriber_id",
+        "stream",
+        "step",
+        "step_key",
+        "newsletter_id",
+        "status",
+        "worker",
+        "claimed_at",
+    ]
     return _insert_claims(statements, source, columns, returning)
 
 
@@ -175,15 +204,23 @@ def _active_zones() -> Any:
     """
     sub = _SUBSCRIBERS
     active = sub.c.status == m.SubscriberStatus.ACTIVE
-    first = select(sub.c.timezone).where(active, sub.c.timezone.is_not(None)).order_by(sub.c.timezone).limit(1)
+    first = (
+        select(sub.c.timezone).where(active, sub.c.timezone.is_not(None)).order_by(sub.c.timezone).limit(1)
+    )
     zones = select(first.scalar_subquery().label("zone")).cte("zones", recursive=True)
-    following = select(sub.c.timezone).where(active, sub.c.timezone > zones.c.zone).order_by(sub.c.timezone).limit(1)
+    following = (
+        select(sub.c.timezone).where(active, sub.c.timezone > zones.c.zone).order_by(sub.c.timezone).limit(1)
+    )
     zones = zones.union_all(select(following.scalar_subquery()).where(zones.c.zone.is_not(None)))
     return select(zones.c.zone).where(zones.c.zone.is_not(None))
 
 
 ACTIVE_ZONES = _active_zones()
-ANYONE_WITHOUT_ZONE = select(_SUBSCRIBERS.c.id).where(_SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE, _SUBSCRIBERS.c.timezone.is_(None)).limit(1)
+ANYONE_WITHOUT_ZONE = (
+    select(_SUBSCRIBERS.c.id)
+    .where(_SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE, _SUBSCRIBERS.c.timezone.is_(None))
+    .limit(1)
+)
 FINISHED_ZONES = select(_NEWSLETTER_ZONES.c.newsletter_id, _NEWSLETTER_ZONES.c.timezone).where(
     _NEWSLETTER_ZONES.c.newsletter_id.in_(bindparam("newsletter_ids", expanding=True))
 )
@@ -206,13 +243,18 @@ def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
             sub.c.timezone.is_(None) if no_zone else sub.c.timezone == bindparam("zone", type_=String()),
             sub.c.id > bindparam("after", type_=Integer()),
             sub.c.confirmed_at <= bindparam("now", type_=sub.c.confirmed_at.type),
-            ~exists().where(_DELIVERIES.c.subscriber_id == sub.c.id, _DELIVERIES.c.stream == bindparam("stream", type_=String())),
+            ~exists().where(
+                _DELIVERIES.c.subscriber_id == sub.c.id,
+                _DELIVERIES.c.stream == bindparam("stream", type_=String()),
+            ),
         )
         .order_by(sub.c.id)
         .limit(bindparam("room", type_=Integer()))
     )
     if segment:
-        query = query.where(exists().where(_TAGS.c.subscriber_id == sub.c.id, _TAGS.c.tag == bindparam("tag", type_=String())))
+        query = query.where(
+            exists().where(_TAGS.c.subscriber_id == sub.c.id, _TAGS.c.tag == bindparam("tag", type_=String()))
+        )
     if lock:
         query = query.with_for_update(of=sub, skip_locked=True)
     return query
@@ -220,11 +262,14 @@ def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
 
 def finish_zone(statements: IdStatements) -> Any:
     """Remember that a newsletter has reached everyone in a zone (once, whoever writes it first)."""
-    return insert_on_conflict(_NEWSLETTER_ZONES, statements.dialect_name).on_conflict_do_nothing(index_elements=["newsletter_id", "timezone"])
+    return insert_on_conflict(_NEWSLETTER_ZONES, statements.dialect_name).on_conflict_do_nothing(
+        index_elements=["newsletter_id", "timezone"]
+    )
 
 
 def received_query(statements: IdStatements) -> Any:
     """Every step key of the given series each subscriber already has a delivery of (any status)."""
     return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.stream, _DELIVERIES.c.step_key).where(
-        statements.in_ids(_DELIVERIES.c.subscriber_id), _DELIVERIES.c.stream.in_(bindparam("streams", expanding=True))
+        statements.in_ids(_DELIVERIES.c.subscriber_id),
+        _DELIVERIES.c.stream.in_(bindparam("streams", expanding=True)),
     )

@@ -39,7 +39,9 @@ from nurture.series.catalog import SeriesCatalog
 from nurture.store.db import is_postgres
 from nurture.store.statements import Values, statements_for, update_grouped
 
-READ_BACK_LIMIT = 2**62  # largest delivery id below which new ids surely follow the largest (SQLite: up to 2**63-1)
+READ_BACK_LIMIT = (
+    2**62
+)  # largest delivery id below which new ids surely follow the largest (SQLite: up to 2**63-1)
 
 # What a claim INSERT returns: delivery id, subscriber id, stream, step position, step key, series version.
 Inserted = tuple[int, int, str, int, str, int | None]
@@ -73,7 +75,13 @@ class Claimer:
     """
 
     def __init__(
-        self, delivery: Delivery, campaigns: dict[str, Campaign], catalog: SeriesCatalog, bind: Engine | Connection, now: datetime, worker: str
+        self,
+        delivery: Delivery,
+        campaigns: dict[str, Campaign],
+        catalog: SeriesCatalog,
+        bind: Engine | Connection,
+        now: datetime,
+        worker: str,
     ) -> None:
         """`campaigns`: the latest published versions; `catalog` and `bind` read any newer one a claim names."""
         self.now = now
@@ -87,7 +95,9 @@ class Claimer:
         self.rescheduled = 0  # due but outside the send window or over the daily cap
         self.newsletters_done: set[int] = set()  # every zone due, nobody left to claim for in this pass
         self._zone_timing = ZoneTiming(now, self.default_zone, self._in_window)
-        self._zone_cursor: dict[tuple[int, str | None], int] = defaultdict(int)  # (newsletter, zone) -> last subscriber id read
+        self._zone_cursor: dict[tuple[int, str | None], int] = defaultdict(
+            int
+        )  # (newsletter, zone) -> last subscriber id read
         self._zones_read: set[tuple[int, str | None]] = set()  # read to the end in this pass
         self._zones_held: set[tuple[int, str | None]] = set()  # someone there was over the daily cap
         self._in_window_cache: dict[str, bool] = {}
@@ -130,7 +140,18 @@ class Claimer:
             stopped: Values = (("status", m.EnrollmentStatus.STOPPED), ("updated_at", now))
             completed: Values = (("status", m.EnrollmentStatus.COMPLETED), ("updated_at", now))
             for row in rows:
-                enrollment_id, subscriber_id, slug, next_step, status, _, email, first_name, step_key, version = row
+                (
+                    enrollment_id,
+                    subscriber_id,
+                    slug,
+                    next_step,
+                    status,
+                    _,
+                    email,
+                    first_name,
+                    step_key,
+                    version,
+                ) = row
                 campaign = self._latest(slug, version)
                 zone_name = zones[subscriber_id]
                 decision = decide(
@@ -143,7 +164,11 @@ class Claimer:
                     in_window=self._in_window(zone_name),
                     cap_full=cap.full(subscriber_id),
                 )
-                if decision is Decision.CLAIM and campaign is not None and (campaign.version or 1) > (version or 1):
+                if (
+                    decision is Decision.CLAIM
+                    and campaign is not None
+                    and (campaign.version or 1) > (version or 1)
+                ):
                     # Enrolled from an older version (a process that had not seen the publish yet):
                     # placed in the latest version first, and claimed in the next round of this loop.
                     stale.append((enrollment_id, subscriber_id, campaign))
@@ -169,7 +194,19 @@ class Claimer:
             inserted = self._insert_drip_claims(session, wanted)
             for delivery_id, subscriber_id, stream, step, step_key, series_version in inserted:
                 email, first_name = pending[(subscriber_id, stream, step_key)]
-                claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key, series_version))
+                claims.append(
+                    Claim(
+                        delivery_id,
+                        subscriber_id,
+                        email,
+                        first_name,
+                        stream,
+                        step,
+                        None,
+                        step_key,
+                        series_version,
+                    )
+                )
             # Rows that hit the unique key were already sent by someone: just move on.
             update_grouped(session, ENROLLMENTS, updates)
         return claims
@@ -210,7 +247,10 @@ class Claimer:
         return campaign
 
     def _plan_advances(
-        self, session: Session, advancing: list[tuple[int, int, Campaign, int, str, str]], updates: dict[Values, list[int]]
+        self,
+        session: Session,
+        advancing: list[tuple[int, int, Campaign, int, str, str]],
+        updates: dict[Values, list[int]],
     ) -> None:
         """Each claimed enrollment moves to the first step of the latest version its person has not had.
 
@@ -219,16 +259,24 @@ class Claimer:
         ones (an insert), so their deliveries are read: one query per chunk.
         """
         edited = [item for item in advancing if (item[2].version or 1) > 1]
-        received = received_keys(session, [item[1] for item in edited], [item[2].slug for item in edited]) if edited else {}
+        received = (
+            received_keys(session, [item[1] for item in edited], [item[2].slug for item in edited])
+            if edited
+            else {}
+        )
         for enrollment_id, subscriber_id, campaign, next_step, step_key, zone_name in advancing:
             if (campaign.version or 1) > 1:
-                step = first_missing(campaign, received.get((subscriber_id, campaign.slug), set()) | {step_key})
+                step = first_missing(
+                    campaign, received.get((subscriber_id, campaign.slug), set()) | {step_key}
+                )
                 position = step.number if step is not None else len(campaign.steps) + 1
             else:
                 position = next_step + 1
             updates[self._advance(campaign, position, zone_name)].append(enrollment_id)
 
-    def _place_in_latest(self, session: Session, stale: list[tuple[int, int, Campaign]], updates: dict[Values, list[int]]) -> None:
+    def _place_in_latest(
+        self, session: Session, stale: list[tuple[int, int, Campaign]], updates: dict[Values, list[int]]
+    ) -> None:
         """Move enrollments of an older version to the first step of the latest one their person has not had, due now."""
         if not stale:
             return
@@ -243,7 +291,11 @@ class Claimer:
         values = self._values_cache.get(key)
         if values is None:
             step = campaign.step(position) if position <= len(campaign.steps) else None
-            due = next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window) if step is not None else None
+            due = (
+                next_window_open(self.now + timedelta(days=step.delay_days), zone(zone_name), self.window)
+                if step is not None
+                else None
+            )
             values = self._values_cache[key] = placed(campaign, step, due, self.now)
         return values
 
@@ -258,9 +310,17 @@ class Claimer:
     def _insert_newsletter_claims(
         self, session: Session, newsletter_id: int, stream: str, subscriber_ids: list[int]
     ) -> list[Inserted]:
-        return self._insert_claims(session, "newsletter claims", newsletter_claims, subscriber_ids, {"stream": stream, "newsletter_id": newsletter_id})
+        return self._insert_claims(
+            session,
+            "newsletter claims",
+            newsletter_claims,
+            subscriber_ids,
+            {"stream": stream, "newsletter_id": newsletter_id},
+        )
 
-    def _insert_claims(self, session: Session, name: str, build: Any, ids: list[int], params: dict[str, Any]) -> list[Inserted]:
+    def _insert_claims(
+        self, session: Session, name: str, build: Any, ids: list[int], params: dict[str, Any]
+    ) -> list[Inserted]:
         """Run a claim INSERT per chunk of ids; the deliveries it made (those that hit the unique key are not among them)."""
         if not ids:
             return []
@@ -277,13 +337,17 @@ class Claimer:
             # READ_BACK_LIMIT SQLite may pick ids at random, so RETURNING it is.
             since = (connection.execute(LAST_DELIVERY).scalar() or 0) if statements.json_ids else None
             if since is None or since >= READ_BACK_LIMIT:
-                result += cast("list[Inserted]", [tuple(row) for row in connection.execute(returning, values).all()])
+                result += cast(
+                    "list[Inserted]", [tuple(row) for row in connection.execute(returning, values).all()]
+                )
                 continue
             made = connection.execute(plain, values).rowcount
             inserted = cast("list[Inserted]", statements.rows(connection, CLAIMED_SINCE, {"since": since}))
             if len(inserted) != made:
                 # Rolls the claim back: nothing is sent from a claim that cannot be read back whole.
-                raise RuntimeError(f"claimed {made} deliveries but read {len(inserted)} back; nothing was claimed")
+                raise RuntimeError(
+                    f"claimed {made} deliveries but read {len(inserted)} back; nothing was claimed"
+                )
             result += inserted
         return result
 
@@ -302,7 +366,10 @@ class Claimer:
             return claims
         newsletters = session.scalars(
             select(m.Newsletter)
-            .where(m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]), m.Newsletter.first_due_at <= now)
+            .where(
+                m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
+                m.Newsletter.first_due_at <= now,
+            )
             .order_by(m.Newsletter.first_due_at, m.Newsletter.id)
         ).all()
         for newsletter in newsletters:
@@ -314,14 +381,19 @@ class Claimer:
                 if len(claims) >= room:
                     break
                 claims.extend(self._claim_zone(session, newsletter, value, room - len(claims)))
-            if all((newsletter.id, value) in self._zones_read for value in ready) and newsletter_last_due(newsletter) <= now:
+            if (
+                all((newsletter.id, value) in self._zones_read for value in ready)
+                and newsletter_last_due(newsletter) <= now
+            ):
                 self.newsletters_done.add(newsletter.id)
             if newsletter.status == m.NewsletterStatus.SCHEDULED and len(claims) > claimed_before:
                 newsletter.status = m.NewsletterStatus.SENDING
                 newsletter.updated_at = now
         return claims
 
-    def _claim_zone(self, session: Session, newsletter: m.Newsletter, value: str | None, room: int) -> list[Claim]:
+    def _claim_zone(
+        self, session: Session, newsletter: m.Newsletter, value: str | None, room: int
+    ) -> list[Claim]:
         """Claim `newsletter` for up to `room` subscribers of one zone whose moment has come.
 
         Reads the zone in id order from where this pass left it; once the end is reached
@@ -336,15 +408,21 @@ class Claimer:
         statements = statements_for(connection)
         stream = newsletter_stream(newsletter.id)
         zone_name = self._zone_timing.zone_name(value)
-        cohort = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=is_postgres(session))
+        cohort = newsletter_cohort(
+            no_zone=value is None, segment=bool(newsletter.segment_tag), lock=is_postgres(session)
+        )
         params: dict[str, Any] = {"zone": value, "now": now, "stream": stream, "tag": newsletter.segment_tag}
         claims: list[Claim] = []
         while len(claims) < room:
             asked = room - len(claims)
-            rows = statements.rows(connection, cohort, {**params, "after": self._zone_cursor[key], "room": asked})
+            rows = statements.rows(
+                connection, cohort, {**params, "after": self._zone_cursor[key], "room": asked}
+            )
             if rows:
                 self._zone_cursor[key] = rows[-1][0]
-                cap = DailyCap(session, dict.fromkeys([row[0] for row in rows], zone_name), now, self.max_per_day)
+                cap = DailyCap(
+                    session, dict.fromkeys([row[0] for row in rows], zone_name), now, self.max_per_day
+                )
                 wanted: list[int] = []
                 by_id: dict[int, tuple[Any, ...]] = {}
                 for row in rows:
@@ -366,15 +444,24 @@ class Claimer:
                     else:
                         self.rescheduled += 1  # over the daily cap: waits for the next local day
                         self._zones_held.add(key)
-                for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(session, newsletter.id, stream, wanted):
+                for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(
+                    session, newsletter.id, stream, wanted
+                ):
                     _, email, first_name = by_id[subscriber_id]
-                    claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id))
+                    claims.append(
+                        Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id)
+                    )
             if len(rows) < asked:
                 self._zones_read.add(key)
                 # Someone may have been skipped: held by the cap, locked by another worker
                 # whose claim may yet roll back, or confirmed behind the cursor meanwhile.
-                look = newsletter_cohort(no_zone=value is None, segment=bool(newsletter.segment_tag), lock=False)
-                if key not in self._zones_held and not connection.execute(look, {**params, "after": 0, "room": 1}).first():
+                look = newsletter_cohort(
+                    no_zone=value is None, segment=bool(newsletter.segment_tag), lock=False
+                )
+                if (
+                    key not in self._zones_held
+                    and not connection.execute(look, {**params, "after": 0, "room": 1}).first()
+                ):
                     mark_finished(connection, newsletter.id, value, now)
                 break
         return claims

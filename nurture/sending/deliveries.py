@@ -58,9 +58,16 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
         chunk = list(delivery_ids[start : start + 500])
         rows = session.execute(
             select(
-                m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step, m.Delivery.step_key, m.Delivery.series_version, m.Delivery.newsletter_id
+                m.Delivery.id,
+                m.Delivery.subscriber_id,
+                m.Delivery.stream,
+                m.Delivery.step,
+                m.Delivery.step_key,
+                m.Delivery.series_version,
+                m.Delivery.newsletter_id,
             ).where(
-                m.Delivery.id.in_(chunk), m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED])
+                m.Delivery.id.in_(chunk),
+                m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED]),
             )
         ).all()
         for row in rows:
@@ -89,7 +96,9 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
         newsletter_ids = {row.newsletter_id for row in rows if row.newsletter_id is not None}
         if newsletter_ids:
             # Its zone is no longer finished: the next pass reads it again.
-            session.execute(delete(m.NewsletterZone).where(m.NewsletterZone.newsletter_id.in_(newsletter_ids)))
+            session.execute(
+                delete(m.NewsletterZone).where(m.NewsletterZone.newsletter_id.in_(newsletter_ids))
+            )
             session.execute(
                 update(m.Newsletter)
                 .where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status == m.NewsletterStatus.SENT)
@@ -108,13 +117,22 @@ def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
 
 def count_stuck(app: App, now: datetime) -> int:
     with reading(app.engine) as session:
-        return int(session.scalar(select(func.count()).select_from(m.Delivery).where(stuck_condition(now))) or 0)
+        return int(
+            session.scalar(select(func.count()).select_from(m.Delivery).where(stuck_condition(now))) or 0
+        )
 
 
 def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> list[dict[str, Any]]:
     with reading(app.engine) as session:
         rows = session.execute(
-            select(m.Delivery.id, m.Delivery.stream, m.Delivery.step, m.Delivery.worker, m.Delivery.claimed_at, m.Delivery.error)
+            select(
+                m.Delivery.id,
+                m.Delivery.stream,
+                m.Delivery.step,
+                m.Delivery.worker,
+                m.Delivery.claimed_at,
+                m.Delivery.error,
+            )
             .where(stuck_condition(now, older_than))
             .order_by(m.Delivery.id)
         ).all()
@@ -127,7 +145,12 @@ def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: tim
         chosen = list(dict.fromkeys(ids))
         if chosen:
             releasable = set(
-                session.scalars(select(m.Delivery.id).where(m.Delivery.id.in_(chosen), m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED])))
+                session.scalars(
+                    select(m.Delivery.id).where(
+                        m.Delivery.id.in_(chosen),
+                        m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED]),
+                    )
+                )
             )
             refused = [delivery_id for delivery_id in chosen if delivery_id not in releasable]
             if refused:
@@ -146,7 +169,9 @@ def count_due(app: App, now: datetime) -> int:
     with reading(app.engine) as session:
         return int(
             session.scalar(
-                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.status == m.EnrollmentStatus.ACTIVE, m.Enrollment.next_due_at <= now)
+                select(func.count())
+                .select_from(m.Enrollment)
+                .where(m.Enrollment.status == m.EnrollmentStatus.ACTIVE, m.Enrollment.next_due_at <= now)
             )
             or 0
         )
@@ -167,12 +192,20 @@ def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now
     # pass stays cheap however many events are stored. A drop after "processed" arrives
     # with its own ids, through the webhook.
     settled_by_event = (
-        and_(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.error.startswith(SETTLED_NOTE)) if delivery_ids is not None else false()
+        and_(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.error.startswith(SETTLED_NOTE))
+        if delivery_ids is not None
+        else false()
     )
     changed = 0
     for chunk in wanted:
         query = (
-            select(m.ProviderEvent.delivery_id, m.ProviderEvent.kind, m.ProviderEvent.raw_event, m.ProviderEvent.detail, m.Delivery.status)
+            select(
+                m.ProviderEvent.delivery_id,
+                m.ProviderEvent.kind,
+                m.ProviderEvent.raw_event,
+                m.ProviderEvent.detail,
+                m.Delivery.status,
+            )
             .join(m.Delivery, m.Delivery.id == m.ProviderEvent.delivery_id)
             .where(or_(m.Delivery.status == m.DeliveryStatus.CLAIMED, settled_by_event))
             .order_by(m.ProviderEvent.delivery_id, m.ProviderEvent.occurred_at, m.ProviderEvent.id)
@@ -185,7 +218,10 @@ def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now
             current[row.delivery_id] = row.status
             if row.kind == m.EventKind.DROPPED:
                 reason = f"; {row.detail}" if row.detail else ""
-                verdicts[row.delivery_id] = (m.DeliveryStatus.FAILED, f"dropped by the provider ({SETTLED_NOTE} {row.raw_event}{reason})")
+                verdicts[row.delivery_id] = (
+                    m.DeliveryStatus.FAILED,
+                    f"dropped by the provider ({SETTLED_NOTE} {row.raw_event}{reason})",
+                )
             elif row.delivery_id not in verdicts:
                 verdicts[row.delivery_id] = (m.DeliveryStatus.SENT, f"{SETTLED_NOTE} {row.raw_event}")
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -195,7 +231,10 @@ def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now
         for (status, note), ids in groups.items():
             result = session.execute(
                 update(m.Delivery)
-                .where(m.Delivery.id.in_(ids), or_(m.Delivery.status == m.DeliveryStatus.CLAIMED, settled_by_event))
+                .where(
+                    m.Delivery.id.in_(ids),
+                    or_(m.Delivery.status == m.DeliveryStatus.CLAIMED, settled_by_event),
+                )
                 .values(status=status, error=note, finished_at=now)
             )
             changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -249,7 +288,10 @@ def _no_event() -> Any:
 
 def _claimed_before(mark: tuple[datetime, int]) -> Any:
     claimed_at, delivery_id = mark
-    return or_(m.Delivery.claimed_at < claimed_at, and_(m.Delivery.claimed_at == claimed_at, m.Delivery.id < delivery_id))
+    return or_(
+        m.Delivery.claimed_at < claimed_at,
+        and_(m.Delivery.claimed_at == claimed_at, m.Delivery.id < delivery_id),
+    )
 
 
 def _assess(session: Session, config: Config, now: datetime) -> tuple[ReconcileStatus, Any]:
@@ -305,11 +347,20 @@ def reconcile(bind: Engine | Connection, config: Config, now: datetime) -> Recon
             return report
         # Locked so that two workers never release (and step back) the same claim.
         rows = session.execute(
-            select(m.Delivery.id, m.Delivery.stream, m.Delivery.step).where(releasable).order_by(m.Delivery.id).with_for_update(skip_locked=True)
+            select(m.Delivery.id, m.Delivery.stream, m.Delivery.step)
+            .where(releasable)
+            .order_by(m.Delivery.id)
+            .with_for_update(skip_locked=True)
         ).all()
         if not rows:
             return report
         report.released = release_claims(session, [row.id for row in rows], now)
     for row in rows:
-        log.warning("%s: delivery %d (%s step %d) released to be sent again", RECONCILED_NOTE, row.id, row.stream, row.step)
+        log.warning(
+            "%s: delivery %d (%s step %d) released to be sent again",
+            RECONCILED_NOTE,
+            row.id,
+            row.stream,
+            row.step,
+        )
     return report

@@ -55,7 +55,9 @@ class DailyCap:
         self.counts[subscriber_id] += 1
 
 
-def stop_tags(session: Session, campaigns: dict[str, Campaign], subscriber_ids: Sequence[int]) -> dict[str, set[int]]:
+def stop_tags(
+    session: Session, campaigns: dict[str, Campaign], subscriber_ids: Sequence[int]
+) -> dict[str, set[int]]:
     """Campaign slug -> those of `subscriber_ids` carrying one of its stop_on_tags (a goal reached)."""
     tags_by_campaign = {slug: set(c.stop_on_tags) for slug, c in campaigns.items() if c.stop_on_tags}
     wanted_tags = set().union(*tags_by_campaign.values()) if tags_by_campaign else set()
@@ -83,11 +85,15 @@ def still_active(session: Session, subscriber_ids: Sequence[int]) -> set[int]:
     query = statements.built("active", active_query)
     active: set[int] = set()
     for chunk in statements.id_chunks(subscriber_ids):
-        active.update(subscriber_id for subscriber_id, in statements.rows(connection, query, {"ids": chunk}))
+        active.update(
+            subscriber_id for (subscriber_id,) in statements.rows(connection, query, {"ids": chunk})
+        )
     return active
 
 
-def recheck(session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]) -> tuple[set[int], set[int]]:
+def recheck(
+    session: Session, subscriber_ids: Sequence[int], tags: Sequence[str]
+) -> tuple[set[int], set[int]]:
     """Consent, checked again right before sending: (those still subscribed, those of them
     carrying one of `tags`, the series' stop tags). One statement per chunk of ids."""
     if not tags:

@@ -65,7 +65,9 @@ def finished_zones(connection: Connection, newsletter_ids: Iterable[int]) -> dic
 
 def mark_finished(connection: Connection, newsletter_id: int, value: str | None, now: datetime) -> None:
     statement = statements_for(connection).built("finish zone", finish_zone)
-    connection.execute(statement, {"newsletter_id": newsletter_id, "timezone": zone_key(value), "finished_at": now})
+    connection.execute(
+        statement, {"newsletter_id": newsletter_id, "timezone": zone_key(value), "finished_at": now}
+    )
 
 
 class ZoneTiming:
@@ -86,7 +88,11 @@ class ZoneTiming:
         if self._zones is None:
             self._zones = active_zones(connection)
         finished = finished_zones(connection, [newsletter.id])[newsletter.id]
-        return [value for value in self._zones if zone_key(value) not in finished and self._may_go_now(newsletter, self.zone_name(value))]
+        return [
+            value
+            for value in self._zones
+            if zone_key(value) not in finished and self._may_go_now(newsletter, self.zone_name(value))
+        ]
 
     def _may_go_now(self, newsletter: m.Newsletter, zone_name: str) -> bool:
         key = (newsletter.id, zone_name)
@@ -107,7 +113,10 @@ def finish_newsletters(session: Session, newsletter_ids: set[int], now: datetime
     """Mark sent each of these newsletters whose every zone's moment has passed and that
     has reached everyone in every zone where an active subscriber lives."""
     newsletters = session.scalars(
-        select(m.Newsletter).where(m.Newsletter.id.in_(newsletter_ids), m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]))
+        select(m.Newsletter).where(
+            m.Newsletter.id.in_(newsletter_ids),
+            m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
+        )
     ).all()
     due = [newsletter for newsletter in newsletters if newsletter_last_due(newsletter) <= now]
     if not due:

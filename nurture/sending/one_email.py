@@ -92,14 +92,25 @@ class SentCopy:
     provider_message_id: str | None
 
 
-def send_test_copy(transport: Transport, config: Config, prepared: PreparedEmail, to_address: str) -> SentCopy:
+def send_test_copy(
+    transport: Transport, config: Config, prepared: PreparedEmail, to_address: str
+) -> SentCopy:
     """One copy of a series email or newsletter to `to_address` (the owner's), subject prefixed "[TEST] ".
 
     Its unsubscribe link opens a page saying it is a test copy, and unsubscribes nobody."""
     address, _ = normalize_email(to_address)
-    recipient = Recipient(email=address, first_name=None, unsubscribe_url=links.test_copy_unsubscribe_url(config))
+    recipient = Recipient(
+        email=address, first_name=None, unsubscribe_url=links.test_copy_unsubscribe_url(config)
+    )
     outcome = send_now(
-        transport, prepared, recipient, kind="test", label="test", what=f"the test copy to {address}", error=InputError, subject_prefix=TEST_PREFIX
+        transport,
+        prepared,
+        recipient,
+        kind="test",
+        label="test",
+        what=f"the test copy to {address}",
+        error=InputError,
+        subject_prefix=TEST_PREFIX,
     )
     assert outcome is not None  # no ledger: None only comes from one
     return SentCopy(address, TEST_PREFIX + prepared.subject, outcome.provider_message_id)

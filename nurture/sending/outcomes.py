@@ -61,7 +61,9 @@ class PendingOutcomes:
         `skipped`: not handed to the transport (consent or a stop tag was gone at the last check)."""
         sorted_ = SortedOutcomes(len(claims))
         now = self.now
-        made: dict[tuple[str, str | None], Values] = {}  # one Values per (status, detail): most rows share one
+        made: dict[
+            tuple[str, str | None], Values
+        ] = {}  # one Values per (status, detail): most rows share one
 
         def values_for(status: str, column: str, detail: str | None) -> Values:
             values = made.get((status, detail))
@@ -71,7 +73,9 @@ class PendingOutcomes:
 
         by_id = {outcome.delivery_id: outcome for outcome in outcomes}
         for claim in claims:
-            outcome = by_id.get(str(claim.delivery_id)) or Outcome(str(claim.delivery_id), "unknown", error="the transport gave no outcome")
+            outcome = by_id.get(str(claim.delivery_id)) or Outcome(
+                str(claim.delivery_id), "unknown", error="the transport gave no outcome"
+            )
             if skipped:
                 values = values_for(m.DeliveryStatus.SKIPPED, "error", outcome.error)
                 sorted_.skipped += 1
@@ -100,10 +104,16 @@ class PendingOutcomes:
             update_grouped(session, _DELIVERIES, entry.groups)
             for error, ids in entry.unknown.items():
                 # A provider event may have settled it already, while the request hung.
-                session.execute(update(m.Delivery).where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED).values(error=error))
+                session.execute(
+                    update(m.Delivery)
+                    .where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED)
+                    .values(error=error)
+                )
             if entry.unknown:
                 # Events that overtook this outcome are stored already: they settle it now.
-                settled += settle_from_events(session, [i for ids in entry.unknown.values() for i in ids], self.now)
+                settled += settle_from_events(
+                    session, [i for ids in entry.unknown.values() for i in ids], self.now
+                )
         return len(pending), settled
 
     def take(self, entries: int) -> list[SortedOutcomes]:

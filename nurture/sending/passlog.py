@@ -14,14 +14,34 @@ KEEP = timedelta(days=7)
 
 
 def record_pass(
-    bind: Engine | Connection, started_at: datetime, finished_at: datetime, *, sent: int, failed: int, stuck: int, fatal: str | None
+    bind: Engine | Connection,
+    started_at: datetime,
+    finished_at: datetime,
+    *,
+    sent: int,
+    failed: int,
+    stuck: int,
+    fatal: str | None,
 ) -> None:
     outcome = f"stopped: {fatal}" if fatal else "ok"
     with transaction(bind) as session:
-        session.add(m.SendPassRecord(started_at=started_at, finished_at=finished_at, sent=sent, failed=failed, stuck=stuck, outcome=outcome[:300]))
+        session.add(
+            m.SendPassRecord(
+                started_at=started_at,
+                finished_at=finished_at,
+                sent=sent,
+                failed=failed,
+                stuck=stuck,
+                outcome=outcome[:300],
+            )
+        )
         session.execute(delete(m.SendPassRecord).where(m.SendPassRecord.finished_at < finished_at - KEEP))
 
 
 def last_pass(app: App) -> m.SendPassRecord | None:
     with reading(app.engine) as session:
-        return session.scalar(select(m.SendPassRecord).order_by(m.SendPassRecord.finished_at.desc(), m.SendPassRecord.id.desc()).limit(1))
+        return session.scalar(
+            select(m.SendPassRecord)
+            .order_by(m.SendPassRecord.finished_at.desc(), m.SendPassRecord.id.desc())
+            .limit(1)
+        )

@@ -20,7 +20,9 @@ from nurture.store import models as m
 from nurture.store.statements import Values, statements_for
 
 
-def received_keys(session: Session, subscriber_ids: Sequence[int], streams: Sequence[str]) -> dict[tuple[int, str], set[str]]:
+def received_keys(
+    session: Session, subscriber_ids: Sequence[int], streams: Sequence[str]
+) -> dict[tuple[int, str], set[str]]:
     """(subscriber, series) -> the step keys they already have a delivery of, whatever its status."""
     result: dict[tuple[int, str], set[str]] = defaultdict(set)
     if not subscriber_ids or not streams:
@@ -29,7 +31,9 @@ def received_keys(session: Session, subscriber_ids: Sequence[int], streams: Sequ
     statements = statements_for(connection)
     query = statements.built("received", received_query)
     for chunk in statements.id_chunks(list(dict.fromkeys(subscriber_ids))):
-        for subscriber_id, stream, key in connection.execute(query, {"ids": chunk, "streams": sorted(set(streams))}).all():
+        for subscriber_id, stream, key in connection.execute(
+            query, {"ids": chunk, "streams": sorted(set(streams))}
+        ).all():
             result[(subscriber_id, stream)].add(key)
     return result
 

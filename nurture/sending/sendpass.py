@@ -79,9 +79,10 @@ class PassSummary:
         if self.stuck:
             text += " (see: nurture deliveries --stuck)"
             if self.stuck_status.blocked:
-                text += f"; {self.stuck_status.blocked} not released automatically: {self.stuck_status.reason}"
+                text += (
+                    f"; {self.stuck_status.blocked} not released automatically: {self.stuck_status.reason}"
+                )
         return text
-
 
 
 def worker_name() -> str:
@@ -115,7 +116,9 @@ class SendingPass:
         self.claim_round = self.batch_size * CLAIM_ROUND_BATCHES
         # What goes out is what was published: the latest versions, read afresh for each pass.
         self.campaigns = self.catalog.refresh(self.engine, now)
-        self.claimer = Claimer(self.config.delivery, self.campaigns, self.catalog, self.engine, now, worker or worker_name())
+        self.claimer = Claimer(
+            self.config.delivery, self.campaigns, self.catalog, self.engine, now, worker or worker_name()
+        )
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
         # Outcomes are written in the next claim's transaction, or when the pass ends.
@@ -141,7 +144,15 @@ class SendingPass:
                 gc.enable()
             gc.unfreeze()
         finished = self.now + timedelta(seconds=time.monotonic() - started)
-        record_pass(self.engine, self.now, finished, sent=summary.sent, failed=summary.failed, stuck=summary.stuck, fatal=summary.fatal)  # for the console
+        record_pass(
+            self.engine,
+            self.now,
+            finished,
+            sent=summary.sent,
+            failed=summary.failed,
+            stuck=summary.stuck,
+            fatal=summary.fatal,
+        )  # for the console
         return summary
 
     def _run(self) -> PassSummary:
@@ -228,9 +239,14 @@ class SendingPass:
                 continue
             except ValueError as exc:
                 # The transport refused the batch before sending anything (a bug, not a network fault).
-                outcomes = [Outcome(str(claim.delivery_id), "failed", error=f"not sent: {exc}") for claim in claims]
+                outcomes = [
+                    Outcome(str(claim.delivery_id), "failed", error=f"not sent: {exc}") for claim in claims
+                ]
             except Exception as exc:  # noqa: BLE001 - any other failure leaves the outcome unknown
-                outcomes = [Outcome(str(claim.delivery_id), "unknown", error=f"{type(exc).__name__}: {exc}") for claim in claims]
+                outcomes = [
+                    Outcome(str(claim.delivery_id), "unknown", error=f"{type(exc).__name__}: {exc}")
+                    for claim in claims
+                ]
             self.outcomes.add(claims, outcomes)
 
     # ------------------------------------------------------------ claim
@@ -259,7 +275,9 @@ class SendingPass:
         for claim in claims:
             groups[(claim.stream, claim.series_version, claim.step_key)].append(claim)
         size = self.batch_size
-        return [group[start : start + size] for group in groups.values() for start in range(0, len(group), size)]
+        return [
+            group[start : start + size] for group in groups.values() for start in range(0, len(group), size)
+        ]
 
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
         """Check consent (and a series' stop tags) once more, right before sending, then build the batch."""
@@ -271,13 +289,33 @@ class SendingPass:
         if len(active) == len(group) and not stopped:
             ready = group  # the usual case: everyone still subscribed, nobody with a stop tag
         else:
-            ready = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id not in stopped]
+            ready = [
+                claim
+                for claim in group
+                if claim.subscriber_id in active and claim.subscriber_id not in stopped
+            ]
             gone = [claim for claim in group if claim.subscriber_id not in active]
             if gone:
-                self.outcomes.add(gone, [Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed") for c in gone], skipped=True)
-            tagged = [claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped]
+                self.outcomes.add(
+                    gone,
+                    [
+                        Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed")
+                        for c in gone
+                    ],
+                    skipped=True,
+                )
+            tagged = [
+                claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped
+            ]
             if tagged:
-                self.outcomes.add(tagged, [Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series") for c in tagged], skipped=True)
+                self.outcomes.add(
+                    tagged,
+                    [
+                        Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series")
+                        for c in tagged
+                    ],
+                    skipped=True,
+                )
             if not ready:
                 return None, []
         prepared = self._prepared(ready[0])
@@ -296,14 +334,26 @@ class SendingPass:
             delivery_id = str(delivery)
             try:
                 # The provider gets an opaque id only: events find stream and step through the delivery row.
-                envelopes.append(envelope_for(delivery_id, email, first_name, unsubscribe_url(subscriber_id), {"delivery_id": delivery_id}, stream, step))
+                envelopes.append(
+                    envelope_for(
+                        delivery_id,
+                        email,
+                        first_name,
+                        unsubscribe_url(subscriber_id),
+                        {"delivery_id": delivery_id},
+                        stream,
+                        step,
+                    )
+                )
             except NurtureError as exc:
                 # One unusable recipient (say, an address that can no longer be written
                 # into a header) fails alone; the rest of the batch still goes out.
                 unusable.append((claim, f"not sent: {exc}"))
         if unusable:
             failed = [claim for claim, _ in unusable]
-            self.outcomes.add(failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable])
+            self.outcomes.add(
+                failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable]
+            )
             ready = [claim for claim in ready if claim not in failed]
         if not envelopes:
             return None, []
@@ -316,11 +366,15 @@ class SendingPass:
             campaign = self.catalog.version(self.engine, claim.stream, claim.series_version)
             step = campaign.by_key(claim.step_key) if campaign is not None else None
             if campaign is None or step is None:
-                raise NotFound(f"{claim.stream}: version {claim.series_version} has no step {claim.step_key!r}")
+                raise NotFound(
+                    f"{claim.stream}: version {claim.series_version} has no step {claim.step_key!r}"
+                )
             return self.renderer.prepare_step(campaign, step)
         prepared = self._newsletters.get(claim.newsletter_id)
         if prepared is None:
-            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(self.engine, self.renderer, claim.newsletter_id)
+            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(
+                self.engine, self.renderer, claim.newsletter_id
+            )
         return prepared
 
     # ------------------------------------------------------------ record
@@ -354,7 +408,6 @@ class SendingPass:
         self.summary.released += len(claims)
 
 
-
 def send_due(
     app: App,
     now: datetime,
@@ -366,7 +419,9 @@ def send_due(
     return SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
 
 
-def prepare_stored_newsletter(engine: Engine | Connection, renderer: Renderer, newsletter_id: int) -> PreparedEmail:
+def prepare_stored_newsletter(
+    engine: Engine | Connection, renderer: Renderer, newsletter_id: int
+) -> PreparedEmail:
     """The newsletter as approved, compiled once per process (the renderer caches by name)."""
     with reading(engine) as session:
         newsletter = session.get(m.Newsletter, newsletter_id)

@@ -82,12 +82,16 @@ def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) 
         while moment <= end:
             SendingPass(rehearsal, moment, worker="simulate").run()
             for record in transport.take():
-                result.sends.append(SimulatedSend(moment, record.to_email, record.stream, record.step, record.subject))
+                result.sends.append(
+                    SimulatedSend(moment, record.to_email, record.stream, record.step, record.subject)
+                )
             moment += tick
         zones: dict[str, str] = {}
         with reading(rehearsal.engine) as session:
             for chunk in chunks(sorted({send.email for send in result.sends}), 500):
-                for email, tz_name in session.execute(select(m.Subscriber.email, m.Subscriber.timezone).where(m.Subscriber.email.in_(chunk))):
+                for email, tz_name in session.execute(
+                    select(m.Subscriber.email, m.Subscriber.timezone).where(m.Subscriber.email.in_(chunk))
+                ):
                     zones[email] = tz_name or practice_zone
     for send in result.sends:
         send.zone = zones.get(send.email, practice_zone)

@@ -21,4 +21,3 @@ def newsletter_stream(newsletter_id: int) -> str:
 def is_newsletter_stream(stream: str) -> bool:
     """Whether `stream` names a newsletter (a stored one or a test copy), not a series."""
     return stream.startswith(NEWSLETTER_PREFIX)
-

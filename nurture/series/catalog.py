@@ -36,12 +36,18 @@ LEGACY_KEY_PREFIX = "#"  # see the migration 0002v
 
 def latest_numbers(session: Session) -> dict[str, int]:
     """Campaign slug -> its latest published version number."""
-    query = select(m.SeriesVersion.campaign, func.max(m.SeriesVersion.version)).group_by(m.SeriesVersion.campaign)
+    query = select(m.SeriesVersion.campaign, func.max(m.SeriesVersion.version)).group_by(
+        m.SeriesVersion.campaign
+    )
     return {slug: int(number) for slug, number in session.execute(query)}
 
 
 def stored_version(session: Session, slug: str, number: int) -> Snapshot | None:
-    row = session.scalar(select(m.SeriesVersion.snapshot).where(m.SeriesVersion.campaign == slug, m.SeriesVersion.version == number))
+    row = session.scalar(
+        select(m.SeriesVersion.snapshot).where(
+            m.SeriesVersion.campaign == slug, m.SeriesVersion.version == number
+        )
+    )
     return None if row is None else dict(row)
 
 
@@ -64,18 +70,31 @@ def adopt_legacy_rows(session: Session, slug: str, keys: list[str]) -> None:
         )
         session.execute(
             update(enrollments)
-            .where(enrollments.c.campaign == slug, enrollments.c.version.is_(None), enrollments.c.next_step == position)
+            .where(
+                enrollments.c.campaign == slug,
+                enrollments.c.version.is_(None),
+                enrollments.c.next_step == position,
+            )
             .values(next_step_key=key, version=1)
         )
     # Past the last step: nothing left to send (the pass completes them).
-    session.execute(update(enrollments).where(enrollments.c.campaign == slug, enrollments.c.version.is_(None)).values(version=1))
+    session.execute(
+        update(enrollments)
+        .where(enrollments.c.campaign == slug, enrollments.c.version.is_(None))
+        .values(version=1)
+    )
 
 
 def publish_first_version(bind: Engine | Connection, campaign: Campaign, now: datetime) -> bool:
     """Store the files of a series never published as its version 1. False if another process did first."""
     try:
         with transaction(bind) as session:
-            if session.scalar(select(m.SeriesVersion.id).where(m.SeriesVersion.campaign == campaign.slug).limit(1)) is not None:
+            if (
+                session.scalar(
+                    select(m.SeriesVersion.id).where(m.SeriesVersion.campaign == campaign.slug).limit(1)
+                )
+                is not None
+            ):
                 return False
             insert_version(session, campaign.slug, 1, snapshot_of(campaign), now)
     except IntegrityError:
@@ -105,7 +124,9 @@ class SeriesCatalog:
         """Re-read the store at the next `current()` (after this process publishes)."""
         self._current = None
 
-    def refresh(self, bind: Engine | Connection, now: datetime | None = None, *, create: bool = True) -> dict[str, Campaign]:
+    def refresh(
+        self, bind: Engine | Connection, now: datetime | None = None, *, create: bool = True
+    ) -> dict[str, Campaign]:
         """The latest versions as the store has them now. `create=False` only reads: safe inside a
         write transaction (a series folder never published is then left for the next refresh)."""
         with reading(bind) as session:
@@ -134,7 +155,9 @@ class SeriesCatalog:
                 snapshot = stored_version(session, slug, number)
             if snapshot is None:
                 return None
-            found = self._versions[(slug, number)] = campaign_from_snapshot(slug, self.campaigns_dir / slug, number, snapshot)
+            found = self._versions[(slug, number)] = campaign_from_snapshot(
+                slug, self.campaigns_dir / slug, number, snapshot
+            )
         return found
 
     def _unpublished_folders(self, latest: dict[str, int]) -> list[Path]:
@@ -143,7 +166,10 @@ class SeriesCatalog:
         return [
             folder
             for folder in sorted(self.campaigns_dir.iterdir())
-            if folder.is_dir() and folder.name != NEWSLETTERS_DIR and not folder.name.startswith(".") and folder.name not in latest
+            if folder.is_dir()
+            and folder.name != NEWSLETTERS_DIR
+            and not folder.name.startswith(".")
+            and folder.name not in latest
         ]
 
     def _load_draft(self, folder: Path) -> Campaign | None:

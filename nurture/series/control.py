@@ -59,7 +59,9 @@ def _state(session: Session, slug: str, now: datetime) -> m.CampaignState:
     return state
 
 
-def start(app: SeriesStore, campaign: str, *, now: datetime, at: datetime | None = None, tag: str | None = None) -> StartResult:
+def start(
+    app: SeriesStore, campaign: str, *, now: datetime, at: datetime | None = None, tag: str | None = None
+) -> StartResult:
     """Enroll the active subscribers (with `tag`, if given) in `campaign` from `at` (default: now).
 
     The first step falls due at `at` plus its delay_days; the pass waits for each
@@ -70,12 +72,20 @@ def start(app: SeriesStore, campaign: str, *, now: datetime, at: datetime | None
     if moment.tzinfo is None:
         raise InputError("the start time needs a time zone")
     if moment < now:
-        raise InputError(f"--at {moment:%Y-%m-%d %H:%M} UTC is in the past: give a later time, or leave --at out to start now")
+        raise InputError(
+            f"--at {moment:%Y-%m-%d %H:%M} UTC is in the past: give a later time, or leave --at out to start now"
+        )
     tag_name = clean_tag(tag) if tag else None
     with transaction(app.engine) as session:
-        query = select(m.Subscriber.id).where(m.Subscriber.status == m.SubscriberStatus.ACTIVE).order_by(m.Subscriber.id)
+        query = (
+            select(m.Subscriber.id)
+            .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+            .order_by(m.Subscriber.id)
+        )
         if tag_name:
-            query = query.join(m.SubscriberTag, m.SubscriberTag.subscriber_id == m.Subscriber.id).where(m.SubscriberTag.tag == tag_name)
+            query = query.join(m.SubscriberTag, m.SubscriberTag.subscriber_id == m.Subscriber.id).where(
+                m.SubscriberTag.tag == tag_name
+            )
         ids = list(session.scalars(query))
         enrolled = enroll_in_campaign(session, series, ids, moment)
         state = _state(session, series.slug, now)

@@ -14,9 +14,15 @@ def load_draft(config: Config, slug: str) -> Campaign:
     """campaigns/<slug>/ as it is now; NotFound if there is no such folder, ContentError if it does not load."""
     folder = config.campaigns_dir / slug
     if slug == NEWSLETTERS_DIR or slug.startswith(".") or "/" in slug or not folder.is_dir():
-        known = sorted(
-            path.name for path in config.campaigns_dir.iterdir() if path.is_dir() and path.name != NEWSLETTERS_DIR and not path.name.startswith(".")
-        ) if config.campaigns_dir.is_dir() else []
+        known = (
+            sorted(
+                path.name
+                for path in config.campaigns_dir.iterdir()
+                if path.is_dir() and path.name != NEWSLETTERS_DIR and not path.name.startswith(".")
+            )
+            if config.campaigns_dir.is_dir()
+            else []
+        )
         raise NotFound(f"no series folder {folder} (series: {', '.join(known) or 'none'})")
     return load_campaign(folder)
 

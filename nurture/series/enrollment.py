@@ -15,7 +15,14 @@ from nurture.series.catalog import SeriesStore
 from nurture.store.db import BulkInsert, chunks, insert_rows
 
 
-def enroll(session: Session, app: SeriesStore, subscriber_ids: Sequence[int], now: datetime, *, trigger: str = "confirmed") -> int:
+def enroll(
+    session: Session,
+    app: SeriesStore,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+    *,
+    trigger: str = "confirmed",
+) -> int:
     """Enroll subscribers in every campaign with this trigger; resume stopped enrollments.
 
     Someone carrying one of a campaign's stop_on_tags is not enrolled in it.
@@ -33,7 +40,9 @@ def enroll(session: Session, app: SeriesStore, subscriber_ids: Sequence[int], no
     return changed
 
 
-def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Sequence[int], start: datetime) -> int:
+def enroll_in_campaign(
+    session: Session, series: Campaign, subscriber_ids: Sequence[int], start: datetime
+) -> int:
     """Enroll in `series` (a published version) from `start`; resume stopped enrollments."""
     changed = 0
     campaign = series.slug
@@ -53,7 +62,9 @@ def enroll_in_campaign(session: Session, series: Campaign, subscriber_ids: Seque
         existing = {
             row.subscriber_id: row
             for row in session.scalars(
-                select(m.Enrollment).where(m.Enrollment.campaign == campaign, m.Enrollment.subscriber_id.in_(chunk))
+                select(m.Enrollment).where(
+                    m.Enrollment.campaign == campaign, m.Enrollment.subscriber_id.in_(chunk)
+                )
             )
         }
         fresh = []
@@ -102,7 +113,9 @@ def _first_step(series: Campaign, start: datetime) -> dict[str, Any]:
     }
 
 
-def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: Sequence[int], start: datetime) -> int:
+def enroll_new(
+    session: Session, campaigns: Sequence[Campaign], subscriber_ids: Sequence[int], start: datetime
+) -> int:
     """Enroll subscribers created in this transaction in each of `campaigns` (published versions).
 
     enroll_in_campaign without its lookups: a subscriber added a moment ago has no tags
@@ -120,11 +133,15 @@ def enroll_new(session: Session, campaigns: Sequence[Campaign], subscriber_ids: 
             shared = tuple(bulk.bind(name, value) for name, value in row.items())
             bulk.run(session, [(subscriber_id, *shared) for subscriber_id in subscriber_ids])
         else:
-            insert_rows(session, table, [{"subscriber_id": subscriber_id, **row} for subscriber_id in subscriber_ids])
+            insert_rows(
+                session, table, [{"subscriber_id": subscriber_id, **row} for subscriber_id in subscriber_ids]
+            )
     return len(subscriber_ids) * len(campaigns)
 
 
-def enroll_created_after(session: Session, campaigns: Sequence[Campaign], above: int, start: datetime) -> None:
+def enroll_created_after(
+    session: Session, campaigns: Sequence[Campaign], above: int, start: datetime
+) -> None:
     """enroll_new for every subscriber whose id is above `above`, one INSERT ... SELECT per series
     (nothing per person in Python). Only for when each of them was created in this transaction
     and no one else can add any: a SQLite write transaction, which holds the write lock."""
@@ -132,11 +149,15 @@ def enroll_created_after(session: Session, campaigns: Sequence[Campaign], above:
     people: Table = m.Subscriber.__table__
     for series in campaigns:
         row = _first_step(series, start)
-        chosen = select(people.c.id, *(literal(value, table.c[name].type) for name, value in row.items())).where(people.c.id > above)
+        chosen = select(
+            people.c.id, *(literal(value, table.c[name].type) for name, value in row.items())
+        ).where(people.c.id > above)
         session.execute(insert(table).from_select(["subscriber_id", *row], chosen))
 
 
-def stop_enrollments(session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None) -> None:
+def stop_enrollments(
+    session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None
+) -> None:
     for chunk in chunks(list(subscriber_ids), 500):
         statement = (
             update(m.Enrollment)

@@ -56,7 +56,9 @@ class Member:
     @property
     def in_series(self) -> bool:
         """Still in the series: active, or finished and still subscribed (new steps reach them)."""
-        return self.status == m.EnrollmentStatus.ACTIVE or (self.status == m.EnrollmentStatus.COMPLETED and self.subscribed)
+        return self.status == m.EnrollmentStatus.ACTIVE or (
+            self.status == m.EnrollmentStatus.COMPLETED and self.subscribed
+        )
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,15 @@ class PublishPlan:
     def lines(self) -> list[str]:
         if self.old_version is None:
             head = [f"{self.slug}: version 1 ({len(self.snapshot['steps'])} steps), nothing published before"]
-            return head + [f"  {change.new_position}. {change.subject}  [{change.key}]  {change.detail}" for change in self.diff.changes]
+            return head + [
+                f"  {change.new_position}. {change.subject}  [{change.key}]  {change.detail}"
+                for change in self.diff.changes
+            ]
         if self.diff.empty:
             return [f"{self.slug}: the files match version {self.old_version}; nothing to publish"]
-        out = [f"{self.slug}: version {self.old_version} -> {self.new_version}; {self.people} people in the series"]
+        out = [
+            f"{self.slug}: version {self.old_version} -> {self.new_version}; {self.people} people in the series"
+        ]
         out += [f"  setting {line}" for line in self.diff.settings]
         for impact in self.impacts:
             change = impact.change
@@ -138,15 +145,17 @@ def _people(session: Session, slug: str, *, lock: bool) -> list[Member]:
         row[1]: Member(row[0], row[1], row[2], row[3] == m.SubscriberStatus.ACTIVE, row[4], row[5], row[6])
         for row in session.execute(query)
     }
-    deliveries = select(m.Delivery.subscriber_id, m.Delivery.step_key, m.Delivery.status, m.Delivery.claimed_at).where(
-        m.Delivery.stream == slug, m.Delivery.subscriber_id.is_not(None)
-    )
+    deliveries = select(
+        m.Delivery.subscriber_id, m.Delivery.step_key, m.Delivery.status, m.Delivery.claimed_at
+    ).where(m.Delivery.stream == slug, m.Delivery.subscriber_id.is_not(None))
     for subscriber_id, key, status, claimed_at in session.execute(deliveries):
         person = people.get(subscriber_id) if subscriber_id is not None else None
         if person is None:
             continue
         person.received.add(key)
-        if status != m.DeliveryStatus.SKIPPED and (person.last_sent_at is None or claimed_at > person.last_sent_at):
+        if status != m.DeliveryStatus.SKIPPED and (
+            person.last_sent_at is None or claimed_at > person.last_sent_at
+        ):
             person.last_sent_at = claimed_at
     return list(people.values())
 
@@ -168,7 +177,11 @@ def _moves(people: list[Member], new: Snapshot, added: set[str], only_ahead: boo
         skips: tuple[str, ...] = ()
         if only_ahead:
             skips = tuple(
-                key for index, key in enumerate(order) if key in added and key not in person.received and any(later in person.received for later in order[index + 1 :])
+                key
+                for index, key in enumerate(order)
+                if key in added
+                and key not in person.received
+                and any(later in person.received for later in order[index + 1 :])
             )
         had = person.received | set(skips)
         moves.append(Move(person, next((key for key in order if key not in had), None), skips))
@@ -191,13 +204,19 @@ def _impacts(diff: SeriesDiff, moves: list[Move], only_ahead: bool) -> list[Impa
         elif change.kind == "removed":
             groups.append(f"{len(lacking)} people who have not had it will never get it; {had} had it")
         elif change.kind == "moved":
-            groups.append(f"{len(lacking)} people who have not had it get it at its new place; {had} had it and do not get it again")
+            groups.append(
+                f"{len(lacking)} people who have not had it get it at its new place; {had} had it and do not get it again"
+            )
         elif change.kind == "edited":
-            groups.append(f"{len(lacking)} people who have not had it get the new version; {had} had it and do not get it again")
+            groups.append(
+                f"{len(lacking)} people who have not had it get the new version; {had} had it and do not get it again"
+            )
         elif change.kind == "renamed":
             groups.append("the same email for everyone: nobody gets it twice")
         elif change.kind == "delay":
-            groups.append(f"{len(lacking)} people who have not had it wait the new delay after their previous email")
+            groups.append(
+                f"{len(lacking)} people who have not had it wait the new delay after their previous email"
+            )
         impacts.append(Impact(change, len(lacking), tuple(groups)))
     return impacts
 

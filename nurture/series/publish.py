@@ -33,7 +33,9 @@ def publish(app: SeriesStore, draft: Campaign, now: datetime, *, only_ahead: boo
     with transaction(app.engine) as session:
         result = plan_in(session, draft, only_ahead=only_ahead, lock=True)
         if result.old_version is not None and result.diff.empty:
-            raise InputError(f"{draft.slug}: the files match version {result.old_version}; nothing to publish")
+            raise InputError(
+                f"{draft.slug}: the files match version {result.old_version}; nothing to publish"
+            )
         insert_version(session, draft.slug, result.new_version, result.snapshot, now)
         if result.old_version is not None:
             _apply(session, draft, result, now)

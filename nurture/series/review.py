@@ -67,7 +67,9 @@ def series_state(app: SeriesStore, slug: str) -> SeriesState | None:
     except NotFound:
         if published is None:
             return None
-        return SeriesState(slug, published, published, load_error=f"the folder {app.config.campaigns_dir / slug} is missing")
+        return SeriesState(
+            slug, published, published, load_error=f"the folder {app.config.campaigns_dir / slug} is missing"
+        )
     except ContentError as exc:
         if published is None:
             raise
@@ -77,11 +79,19 @@ def series_state(app: SeriesStore, slug: str) -> SeriesState | None:
     # A problem in config.yaml is found once per email; she needs to read it once.
     findings = list({str(finding): finding for finding in findings}.values())
     default = plan(app, draft)
-    ahead = plan(app, draft, only_ahead=True) if default.diff.of_kind("added") and default.old_version is not None else None
-    return SeriesState(slug, draft, published, findings=findings, plan=default, skips_if_ahead=ahead.skipped if ahead else 0)
+    ahead = (
+        plan(app, draft, only_ahead=True)
+        if default.diff.of_kind("added") and default.old_version is not None
+        else None
+    )
+    return SeriesState(
+        slug, draft, published, findings=findings, plan=default, skips_if_ahead=ahead.skipped if ahead else 0
+    )
 
 
-def publish_series(app: SeriesStore, slug: str, now: datetime, *, only_ahead: bool, expected_version: int) -> tuple[PublishPlan | None, list[str]]:
+def publish_series(
+    app: SeriesStore, slug: str, now: datetime, *, only_ahead: bool, expected_version: int
+) -> tuple[PublishPlan | None, list[str]]:
     """Publish the files of `slug` when every check passes. Returns (the plan carried out, []),
     or (None, the reasons it was refused); nothing changes when refused."""
     state = series_state(app, slug)
@@ -93,7 +103,9 @@ def publish_series(app: SeriesStore, slug: str, now: datetime, *, only_ahead: bo
         return None, [str(finding) for finding in state.findings]
     assert state.plan is not None  # set whenever the files load
     if state.plan.new_version != expected_version:
-        return None, [f"someone published version {state.plan.new_version - 1} meanwhile: read the new plan below, then publish again"]
+        return None, [
+            f"someone published version {state.plan.new_version - 1} meanwhile: read the new plan below, then publish again"
+        ]
     if not state.publishable:
         raise InputError("the files match the published version: there is nothing to publish")
     return publish(app, state.campaign, now, only_ahead=only_ahead), []
@@ -118,6 +130,16 @@ def email_changes(published: EmailSource | None, draft: EmailSource | None) -> l
         return []
     before = published.front.model_dump()
     after = draft.front.model_dump()
-    lines = [f"~ {name}: {before.get(name)!r} -> {after.get(name)!r}" for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
-    lines += difflib.unified_diff(published.body.splitlines(), draft.body.splitlines(), fromfile="published", tofile="draft", lineterm="")
+    lines = [
+        f"~ {name}: {before.get(name)!r} -> {after.get(name)!r}"
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
+    lines += difflib.unified_diff(
+        published.body.splitlines(),
+        draft.body.splitlines(),
+        fromfile="published",
+        tofile="draft",
+        lineterm="",
+    )
     return lines

@@ -73,7 +73,9 @@ def subject_of(item: dict[str, Any]) -> str:
 
 
 def _same_email(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return bool(a["content"]["front"] == b["content"]["front"] and a["content"]["body"] == b["content"]["body"])
+    return bool(
+        a["content"]["front"] == b["content"]["front"] and a["content"]["body"] == b["content"]["body"]
+    )
 
 
 def _longest_common_order(old: list[str], new: list[str]) -> set[str]:
@@ -81,7 +83,9 @@ def _longest_common_order(old: list[str], new: list[str]) -> set[str]:
     lengths = [[0] * (len(new) + 1) for _ in range(len(old) + 1)]
     for i in range(len(old) - 1, -1, -1):
         for j in range(len(new) - 1, -1, -1):
-            lengths[i][j] = lengths[i + 1][j + 1] + 1 if old[i] == new[j] else max(lengths[i + 1][j], lengths[i][j + 1])
+            lengths[i][j] = (
+                lengths[i + 1][j + 1] + 1 if old[i] == new[j] else max(lengths[i + 1][j], lengths[i][j + 1])
+            )
     kept: set[str] = set()
     i = j = 0
     while i < len(old) and j < len(new):
@@ -124,7 +128,14 @@ def diff_snapshots(slug: str, old_version: int | None, old: Snapshot | None, new
     """What publishing `new` changes against `old` (the published version), step by step."""
     if old is None:
         first = [
-            StepChange("added", item["key"], subject_of(item), None, position, f"{item['file']}, {item['delay_days']:g} day(s) after the previous email")
+            StepChange(
+                "added",
+                item["key"],
+                subject_of(item),
+                None,
+                position,
+                f"{item['file']}, {item['delay_days']:g} day(s) after the previous email",
+            )
             for position, item in enumerate(new["steps"], start=1)
         ]
         return SeriesDiff(slug, None, first)
@@ -137,7 +148,11 @@ def diff_snapshots(slug: str, old_version: int | None, old: Snapshot | None, new
     removed = [key for key in step_keys(old) if key not in new_steps]
     for key in removed:
         position, item = old_steps[key]
-        changes.append(StepChange("removed", key, subject_of(item), position, None, f"was step {position} ({item['file']})"))
+        changes.append(
+            StepChange(
+                "removed", key, subject_of(item), position, None, f"was step {position} ({item['file']})"
+            )
+        )
     for key in step_keys(new):
         position, item = new_steps[key]
         if key not in old_steps:
@@ -152,9 +167,27 @@ def diff_snapshots(slug: str, old_version: int | None, old: Snapshot | None, new
             continue
         old_position, old_item = old_steps[key]
         if key not in unmoved:
-            changes.append(StepChange("moved", key, subject_of(item), old_position, position, f"from step {old_position} to step {position}"))
+            changes.append(
+                StepChange(
+                    "moved",
+                    key,
+                    subject_of(item),
+                    old_position,
+                    position,
+                    f"from step {old_position} to step {position}",
+                )
+            )
         if old_item["file"] != item["file"]:
-            changes.append(StepChange("renamed", key, subject_of(item), old_position, position, f"file {old_item['file']} -> {item['file']}, key kept"))
+            changes.append(
+                StepChange(
+                    "renamed",
+                    key,
+                    subject_of(item),
+                    old_position,
+                    position,
+                    f"file {old_item['file']} -> {item['file']}, key kept",
+                )
+            )
         if not _same_email(old_item, item):
             if subject_of(old_item) != subject_of(item):
                 what = f"subject {subject_of(old_item)!r} -> {subject_of(item)!r}"
@@ -163,7 +196,14 @@ def diff_snapshots(slug: str, old_version: int | None, old: Snapshot | None, new
             changes.append(StepChange("edited", key, subject_of(item), old_position, position, what))
         if float(old_item["delay_days"]) != float(item["delay_days"]):
             changes.append(
-                StepChange("delay", key, subject_of(item), old_position, position, f"delay {old_item['delay_days']:g} -> {item['delay_days']:g} day(s)")
+                StepChange(
+                    "delay",
+                    key,
+                    subject_of(item),
+                    old_position,
+                    position,
+                    f"delay {old_item['delay_days']:g} -> {item['delay_days']:g} day(s)",
+                )
             )
     settings = [
         f"{name}: {old.get(name)!r} -> {new.get(name)!r}"

@@ -14,7 +14,20 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
-from sqlalchemy import Column, Connection, Dialect, Engine, Row, Table, bindparam, create_engine, event, func, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Row,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
@@ -50,14 +63,20 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"database.url: {url!r} is not a database URL (sqlite:///nurture.db or postgresql+psycopg://...)") from None
+        raise ConfigError(
+            f"database.url: {url!r} is not a database URL (sqlite:///nurture.db or postgresql+psycopg://...)"
+        ) from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"prepare_threshold": None})
-    raise ConfigError(f"database.url: {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql")
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"prepare_threshold": None}
+        )
+    raise ConfigError(
+        f"database.url: {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql"
+    )
 
 
 def _sqlite_engine(url: Any) -> Engine:
@@ -124,7 +143,11 @@ def reading(bind: Engine | Connection) -> Iterator[Session]:
 
 
 def insert_rows(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, returning: Sequence[Column[Any]] = ()
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: Sequence[Column[Any]] = (),
 ) -> list[Row[Unpack[tuple[Any, ...]]]]:
     """Insert many rows (all with the same keys); return the `returning` columns, in no set order.
 
@@ -205,7 +228,9 @@ class BulkInsert:
         quote = dialect.identifier_preparer.quote
         self.names = tuple(names)
         self.statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
-        self._processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names}
+        self._processors = {
+            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        }
 
     def converts(self, name: str) -> bool:
         """Whether column `name` stores values in another form than Python's (dates, for one)."""

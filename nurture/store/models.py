@@ -127,7 +127,9 @@ class ConsentEvent(Base):
     __tablename__ = "consent_events"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(Id, ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20))
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
@@ -244,7 +246,9 @@ class Delivery(Base):
     stream: Mapped[str] = mapped_column(String(120))
     step: Mapped[int] = mapped_column(Integer)
     step_key: Mapped[str] = mapped_column(String(120), default=_step_key_of_unkeyed_row)
-    series_version: Mapped[int | None] = mapped_column(Integer)  # the version it was sent from; NULL for newsletters
+    series_version: Mapped[int | None] = mapped_column(
+        Integer
+    )  # the version it was sent from; NULL for newsletters
     newsletter_id: Mapped[int | None] = mapped_column(Id, ForeignKey("newsletters.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20))
     worker: Mapped[str | None] = mapped_column(String(80))
@@ -306,7 +310,9 @@ class NewsletterZone(Base):
 
     __tablename__ = "newsletter_zones"
 
-    newsletter_id: Mapped[int] = mapped_column(Id, ForeignKey("newsletters.id", ondelete="CASCADE"), primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("newsletters.id", ondelete="CASCADE"), primary_key=True
+    )
     timezone: Mapped[str] = mapped_column(String(64), primary_key=True)
     finished_at: Mapped[datetime]
 
@@ -350,7 +356,9 @@ class OwnerNotice(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # "summary" or "alert"
-    period: Mapped[str] = mapped_column(String(40))  # the summary's Monday, or the alert's day (practice time)
+    period: Mapped[str] = mapped_column(
+        String(40)
+    )  # the summary's Monday, or the alert's day (practice time)
     sent_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(500))  # what an alert was about; never an address
 

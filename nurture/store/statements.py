@@ -42,7 +42,9 @@ class IdStatements:
 
     def __init__(self, dialect: Any) -> None:
         self.dialect_name: str = dialect.name
-        self.json_ids = dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
+        self.json_ids = (
+            dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
+        )
         # Longest id list in one statement (old SQLite builds allow 999 parameters).
         self.chunk = 5000 if self.json_ids else 500
         self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}

@@ -62,7 +62,9 @@ async def booking_webhook(request: Request) -> Response:
         outcome = await run_in_threadpool(handle_booking, app, body, dict(request.headers), now)
     except WebhookRejected as exc:
         log.warning("booking webhook refused (%d): %s", exc.status, exc.reason)
-        return JSONResponse({"error": "forbidden" if exc.status == 403 else "bad request"}, status_code=exc.status)
+        return JSONResponse(
+            {"error": "forbidden" if exc.status == 403 else "bad request"}, status_code=exc.status
+        )
     log.info("booking webhook: %s", outcome)
     return JSONResponse({"status": "ok"})
 
@@ -73,7 +75,11 @@ def handle_booking(app: App, body: bytes, headers: Mapping[str, str], now: datet
     email = booked_address(source, body)
     if email is None:
         return "not a new booking; ignored"
-    return "tagged booked" if record_booking(app, email, now, source=source) else "nothing to do (already booked, or not a subscriber)"
+    return (
+        "tagged booked"
+        if record_booking(app, email, now, source=source)
+        else "nothing to do (already booked, or not a subscriber)"
+    )
 
 
 def _signature_parts(value: str) -> tuple[str, list[str]]:
@@ -90,21 +96,32 @@ def _signature_parts(value: str) -> tuple[str, list[str]]:
 def verify_booking(secret: str | None, body: bytes, headers: Mapping[str, str], now: datetime) -> str:
     """Which format signed it (the header name), or WebhookRejected(403)."""
     if not secret:
-        raise WebhookRejected(403, f"{BOOKING_SECRET_ENV} is not set: bookings cannot be verified, so none are accepted")
+        raise WebhookRejected(
+            403, f"{BOOKING_SECRET_ENV} is not set: bookings cannot be verified, so none are accepted"
+        )
     lowered = {key.lower(): value for key, value in headers.items()}
     header = next((name for name in (OUR_HEADER, CALENDLY_HEADER) if lowered.get(name)), None)
     if header is None:
-        raise WebhookRejected(403, "unsigned request (no X-Nurture-Signature or Calendly-Webhook-Signature header)")
+        raise WebhookRejected(
+            403, "unsigned request (no X-Nurture-Signature or Calendly-Webhook-Signature header)"
+        )
     stamp, signatures = _signature_parts(lowered[header])
     # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
     if not _UNIX_TIME.fullmatch(stamp) or not signatures:
         raise WebhookRejected(403, "the signature header is not t=<unix time>,v1=<hex>")
     signed_at = datetime.fromtimestamp(int(stamp), timezone.utc)
     if abs(now - signed_at) > MAX_AGE:
-        raise WebhookRejected(403, "the signature is more than 5 minutes from now (a replay, or a clock problem)")
-    expected = hmac.new(secret.encode("utf-8"), stamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+        raise WebhookRejected(
+            403, "the signature is more than 5 minutes from now (a replay, or a clock problem)"
+        )
+    expected = hmac.new(
+        secret.encode("utf-8"), stamp.encode("ascii") + b"." + body, hashlib.sha256
+    ).hexdigest()
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
-        raise WebhookRejected(403, f"the signature does not match (check {BOOKING_SECRET_ENV} against the booking system's signing key)")
+        raise WebhookRejected(
+            403,
+            f"the signature does not match (check {BOOKING_SECRET_ENV} against the booking system's signing key)",
+        )
     return header
 
 
@@ -135,7 +152,11 @@ def record_booking(app: App, email: str, now: datetime, *, source: str) -> bool:
             if subscriber is None:
                 return False
             subscriber_id = subscriber.id
-            if session.scalar(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber_id, m.SubscriberTag.tag == BOOKED_TAG)):
+            if session.scalar(
+                select(m.SubscriberTag.tag).where(
+                    m.SubscriberTag.subscriber_id == subscriber_id, m.SubscriberTag.tag == BOOKED_TAG
+                )
+            ):
                 return False
         tag(app, email, BOOKED_TAG, now)
     except InputError:  # not an address at all: nobody here

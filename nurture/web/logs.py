@@ -72,7 +72,9 @@ class RedactPaths(logging.Filter):
         elif isinstance(record.args, tuple) and record.args:
             record.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in record.args)
         elif isinstance(record.args, dict):
-            record.args = {key: scrub(value) if isinstance(value, str) else value for key, value in record.args.items()}
+            record.args = {
+                key: scrub(value) if isinstance(value, str) else value for key, value in record.args.items()
+            }
         if isinstance(record.msg, str):
             record.msg = scrub(record.msg)
         if record.exc_info and not record.exc_text:
@@ -102,7 +104,12 @@ def log_config() -> dict[str, Any]:
         config["loggers"].setdefault(name, {})["filters"] = ["redact"]
     # The form parser warns about every malformed upload a bot sends, quoting what it sent;
     # the access line's 400 says enough. Its errors still show, redacted.
-    config["loggers"]["python_multipart"] = {"handlers": ["default"], "level": "ERROR", "propagate": False, "filters": ["redact"]}
+    config["loggers"]["python_multipart"] = {
+        "handlers": ["default"],
+        "level": "ERROR",
+        "propagate": False,
+        "filters": ["redact"],
+    }
     return config
 
 

@@ -116,7 +116,9 @@ class SecurityHeaders:
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 ours = {name for name, _ in self.HEADERS}
-                headers = [(name, value) for name, value in message.get("headers", []) if name.lower() not in ours]
+                headers = [
+                    (name, value) for name, value in message.get("headers", []) if name.lower() not in ours
+                ]
                 message = {**message, "headers": headers + self.HEADERS}
             await send(message)
 

@@ -50,7 +50,9 @@ def _asset(name: str) -> str:
 
 
 def _csp_hash(source: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+    return (
+        "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+    )
 
 
 class Pages:
@@ -73,7 +75,9 @@ class Pages:
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
 
-    def render(self, template: str, status: int = 200, headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+    def render(
+        self, template: str, status: int = 200, headers: Mapping[str, str] | None = None, **context: Any
+    ) -> HTMLResponse:
         page = self.env.get_template(template).render(
             practice=self.config.practice,
             css=Markup(self.css),
@@ -84,9 +88,24 @@ class Pages:
         response.headers["Content-Security-Policy"] = self.csp
         return response
 
-    def message(self, title: str, *paragraphs: str, status: int = 200, link: tuple[str, str] | None = None, **extra: Any) -> HTMLResponse:
+    def message(
+        self,
+        title: str,
+        *paragraphs: str,
+        status: int = 200,
+        link: tuple[str, str] | None = None,
+        **extra: Any,
+    ) -> HTMLResponse:
         link_url, link_text = link or (None, None)
-        return self.render("message.html", status, title=title, paragraphs=paragraphs, link_url=link_url, link_text=link_text, **extra)
+        return self.render(
+            "message.html",
+            status,
+            title=title,
+            paragraphs=paragraphs,
+            link_url=link_url,
+            link_text=link_text,
+            **extra,
+        )
 
     def button(self, title: str, *paragraphs: str, button: str) -> HTMLResponse:
         return self.render("button.html", title=title, paragraphs=paragraphs, button=button)
@@ -96,7 +115,10 @@ class Pages:
 
 
 def _signup_form(
-    pages: Pages, values: Mapping[str, str] | None = None, errors: Mapping[str, str] | None = None, status: int = 200
+    pages: Pages,
+    values: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
 ) -> HTMLResponse:
     shown = {"email": "", "first_name": "", "timezone": "", **(values or {})}
     return pages.render(
@@ -133,7 +155,9 @@ def _bad_link(pages: Pages) -> HTMLResponse:
     reply = pages.config.practice.reply_to
     paragraphs = ["Please check that you opened the whole link from the email."]
     if reply:
-        paragraphs.append(f"To stop our emails, you can also write to {reply} and we will take you off the list.")
+        paragraphs.append(
+            f"To stop our emails, you can also write to {reply} and we will take you off the list."
+        )
     return pages.message("This link does not work", *paragraphs, status=400)
 
 
@@ -188,7 +212,9 @@ async def subscribe_page(request: Request) -> Response:
     except InputError:
         errors["timezone"] = "This is not a time zone we know. Correct it, or leave it empty."
     if version != pages.config.consent.version:
-        errors["consent"] = "The wording above has changed since this page was opened. Please read it, then press Subscribe again."
+        errors["consent"] = (
+            "The wording above has changed since this page was opened. Please read it, then press Subscribe again."
+        )
     if errors:
         return _signup_form(pages, values, errors, status=400)
     signups: SignupQueue = request.app.state.signups
@@ -213,7 +239,9 @@ async def confirm_page(request: Request) -> Response:
         )
     now: datetime = request.app.state.clock()
     try:
-        await run_in_threadpool(confirm, app, token, now, ip=client_ip(request), user_agent=user_agent(request), source="web")
+        await run_in_threadpool(
+            confirm, app, token, now, ip=client_ip(request), user_agent=user_agent(request), source="web"
+        )
     except TokenError:
         return _confirm_failed(pages)
     return pages.message(

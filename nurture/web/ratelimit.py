@@ -54,13 +54,19 @@ class SignupLimit:
         client = client_key(app.config.secrets.require_secret_key(), ip)
         with transaction(app.engine) as session:
             session.execute(delete(table).where(table.c.window_start <= cutoff))
-            proposed = insert_on_conflict(table, dialect_name(session)).values(client_hash=client, window_start=now, attempts=1)
-            expired = table.c.window_start <= cutoff  # another process may have kept it alive since the delete
+            proposed = insert_on_conflict(table, dialect_name(session)).values(
+                client_hash=client, window_start=now, attempts=1
+            )
+            expired = (
+                table.c.window_start <= cutoff
+            )  # another process may have kept it alive since the delete
             statement = proposed.on_conflict_do_update(
                 index_elements=["client_hash"],
                 set_={
                     "attempts": case((expired, 1), else_=table.c.attempts + 1),
-                    "window_start": case((expired, proposed.excluded.window_start), else_=table.c.window_start),
+                    "window_start": case(
+                        (expired, proposed.excluded.window_start), else_=table.c.window_start
+                    ),
                 },
             ).returning(table.c.attempts, table.c.window_start)
             attempts, started = session.execute(statement).one()

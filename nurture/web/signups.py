@@ -84,7 +84,10 @@ class SignupQueue:
         try:
             self._queue.put_nowait(_Waiting(signup, due))
         except queue.Full:
-            log.error("web signup dropped: %d signups are waiting already (the address is not logged)", self._queue.maxsize)
+            log.error(
+                "web signup dropped: %d signups are waiting already (the address is not logged)",
+                self._queue.maxsize,
+            )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the signups already accepted, then end the worker."""
@@ -99,7 +102,11 @@ class SignupQueue:
             pass  # still working through a full queue: the join below reports it
         thread.join(timeout)
         if thread.is_alive():
-            log.error("web signups: the worker did not finish within %.0f s; %d signups are left undone", timeout, self._queue.qsize())
+            log.error(
+                "web signups: the worker did not finish within %.0f s; %d signups are left undone",
+                timeout,
+                self._queue.qsize(),
+            )
 
     def join(self) -> None:
         """Wait until every signup put so far is done (for tests and benchmarks)."""

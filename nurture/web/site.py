@@ -65,7 +65,11 @@ def _utc_now() -> datetime:
 
 
 def create_app(
-    app: App, *, clock: Clock = _utc_now, rate_limit: tuple[int, float] = RATE_LIMIT, signup_delay: float = SIGNUP_DELAY
+    app: App,
+    *,
+    clock: Clock = _utc_now,
+    rate_limit: tuple[int, float] = RATE_LIMIT,
+    signup_delay: float = SIGNUP_DELAY,
 ) -> Starlette:
     """The ASGI app serving `app`'s store. `clock`, `rate_limit` and `signup_delay` are for tests."""
     signups = SignupQueue(app, delay=signup_delay)
@@ -112,7 +116,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "request failed"}, status_code=status)
     pages: Pages = request.app.state.pages
     titles = {404: "Page not found", 405: "Not allowed", 413: "Too large"}
-    return pages.message(titles.get(status, "Something went wrong"), "Please check the address of this page.", status=status)
+    return pages.message(
+        titles.get(status, "Something went wrong"), "Please check the address of this page.", status=status
+    )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -38,7 +38,9 @@ def handle_sendgrid(app: App, body: bytes, headers: Mapping[str, str], now: date
 def process_sendgrid_events(app: App, raw_events: Sequence[Any], now: datetime) -> WebhookReport:
     """Normalize a parsed batch of SendGrid events and store it; malformed events are counted and skipped."""
     secret = app.config.secrets.require_secret_key()
-    return provider_events.receive(app, event_webhook.PROVIDER, raw_events, lambda event: event_webhook.normalize(event, secret), now)
+    return provider_events.receive(
+        app, event_webhook.PROVIDER, raw_events, lambda event: event_webhook.normalize(event, secret), now
+    )
 
 
 async def sendgrid_webhook(request: Request) -> Response:
@@ -50,5 +52,7 @@ async def sendgrid_webhook(request: Request) -> Response:
         report = await run_in_threadpool(handle_sendgrid, app, body, headers, now)
     except WebhookRejected as exc:
         log.warning("sendgrid webhook refused (%d): %s", exc.status, exc.reason)
-        return JSONResponse({"error": "forbidden" if exc.status == 403 else "bad request"}, status_code=exc.status)
+        return JSONResponse(
+            {"error": "forbidden" if exc.status == 403 else "bad request"}, status_code=exc.status
+        )
     return JSONResponse(report.as_dict())

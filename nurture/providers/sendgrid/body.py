@@ -63,10 +63,18 @@ def _shared(batch: Batch, sandbox_mode: bool, tracking: Tracking) -> str:
     from_: dict[str, str] = {"email": sender.from_email}
     if sender.from_name:
         from_["name"] = sender.from_name
-    content = [{"type": mime, "value": value} for mime, value in (("text/plain", batch.text), ("text/html", batch.html)) if value]
+    content = [
+        {"type": mime, "value": value}
+        for mime, value in (("text/plain", batch.text), ("text/html", batch.html))
+        if value
+    ]
     if not content:
         raise ValueError("a batch needs a text or an HTML body")
-    shared: dict[str, Any] = {"from": from_, "content": content, "tracking_settings": tracking_settings(tracking)}
+    shared: dict[str, Any] = {
+        "from": from_,
+        "content": content,
+        "tracking_settings": tracking_settings(tracking),
+    }
     if sender.reply_to:
         shared["reply_to"] = {"email": sender.reply_to}
     if batch.categories:
@@ -92,7 +100,9 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
     if not envelopes:
         raise ValueError("a batch needs at least one envelope")
     if len(envelopes) > MAX_PERSONALIZATIONS:
-        raise ValueError(f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients; this batch has {len(envelopes)}")
+        raise ValueError(
+            f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients; this batch has {len(envelopes)}"
+        )
     shared = _shared(batch, sandbox_mode, tracking)
     # What every envelope has alike goes once at the top (SendGrid applies a message-level
     # subject and headers to every personalization that does not set its own): a step's
@@ -111,7 +121,17 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
         shared += ',"headers":' + _object(headers_for_all, first.delivery_id, "headers")
     seen: dict[str, str] = {}
     personalizations = []
-    for delivery_id, to_email, to_name, env_subject, headers, substitutions, custom_args, _, _ in envelopes:  # unpacked: cheaper than attributes
+    for (
+        delivery_id,
+        to_email,
+        to_name,
+        env_subject,
+        headers,
+        substitutions,
+        custom_args,
+        _,
+        _,
+    ) in envelopes:  # unpacked: cheaper than attributes
         if not to_email:
             raise ValueError(f"delivery {delivery_id}: empty recipient address")
         key = to_email.strip().lower()
@@ -141,7 +161,11 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
     return ('{"personalizations":[' + ",".join(personalizations) + "]," + shared + "}").encode("ascii")
 
 
-def build_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: Tracking = "off") -> dict[str, Any]:
+def build_request_body(
+    batch: Batch, *, sandbox_mode: bool = False, tracking: Tracking = "off"
+) -> dict[str, Any]:
     """The same body as a dict: exactly what `encode_request_body` sends, read back."""
-    body: dict[str, Any] = json.loads(encode_request_body(batch, sandbox_mode=sandbox_mode, tracking=tracking))
+    body: dict[str, Any] = json.loads(
+        encode_request_body(batch, sandbox_mode=sandbox_mode, tracking=tracking)
+    )
     return body

@@ -111,12 +111,15 @@ def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now:
     """Return the body as text if SendGrid signed it just now; else raise WebhookRejected(403)."""
     key_text = config.secrets.webhook_public_key
     if not key_text:
-        raise WebhookRejected(403, f"{WEBHOOK_KEY_ENV} is not set: events cannot be verified, so none are accepted")
+        raise WebhookRejected(
+            403, f"{WEBHOOK_KEY_ENV} is not set: events cannot be verified, so none are accepted"
+        )
     try:
         key = _public_key(key_text)
     except (ValueError, TypeError):
         raise WebhookRejected(
-            403, f"{WEBHOOK_KEY_ENV} is not a valid public key: paste the base64 key from SendGrid's Signed Event Webhook settings"
+            403,
+            f"{WEBHOOK_KEY_ENV} is not a valid public key: paste the base64 key from SendGrid's Signed Event Webhook settings",
         ) from None
     signature = _header(headers, SIGNATURE_HEADER)
     stamp = _header(headers, TIMESTAMP_HEADER)
@@ -127,7 +130,9 @@ def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now:
         raise WebhookRejected(403, "the signature timestamp is not a Unix time")
     # Compared as numbers: a datetime cannot hold every 12-digit time (year 10000 and on).
     if abs(now.timestamp() - int(stamp)) > MAX_SKEW.total_seconds():
-        raise WebhookRejected(403, "the signature timestamp is more than 5 minutes from now (a replay, or a clock problem)")
+        raise WebhookRejected(
+            403, "the signature timestamp is more than 5 minutes from now (a replay, or a clock problem)"
+        )
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -236,7 +241,11 @@ def normalize(event: Any, secret: str) -> NormalizedEvent:
     occurred_at = _timestamp(event.get("timestamp"))
     lowered = name.lower()
     if lowered == "bounce":
-        kind = EventKind.BLOCKED if str(event.get("type", "")).strip().lower() == "blocked" else EventKind.BOUNCED
+        kind = (
+            EventKind.BLOCKED
+            if str(event.get("type", "")).strip().lower() == "blocked"
+            else EventKind.BOUNCED
+        )
     else:
         kind = _SIMPLE_KINDS.get(lowered, EventKind.UNKNOWN)
 

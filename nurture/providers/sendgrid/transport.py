@@ -48,9 +48,23 @@ from sendgrid import SendGridAPIClient
 
 from nurture.errors import FatalTransportError
 from nurture.providers.base import Batch, Outcome
-from nurture.providers.sendgrid.body import OPAQUE_CUSTOM_ARGS, Tracking, build_request_body, encode_request_body, tracking_settings
+from nurture.providers.sendgrid.body import (
+    OPAQUE_CUSTOM_ARGS,
+    Tracking,
+    build_request_body,
+    encode_request_body,
+    tracking_settings,
+)
 
-__all__ = ["OPAQUE_CUSTOM_ARGS", "SendGridTransport", "Tracking", "build_request_body", "encode_request_body", "sendgrid_error_text", "tracking_settings"]
+__all__ = [
+    "OPAQUE_CUSTOM_ARGS",
+    "SendGridTransport",
+    "Tracking",
+    "build_request_body",
+    "encode_request_body",
+    "sendgrid_error_text",
+    "tracking_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +97,9 @@ class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_
     and `_build_client` (so the `.mail.send` chain keeps this class).
     """
 
-    def __init__(self, *args: Any, opener: urllib.request.OpenerDirector | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, opener: urllib.request.OpenerDirector | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -99,7 +115,9 @@ class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_
             opener=self._opener,
         )
 
-    def _make_request(self, opener: Any, request: urllib.request.Request, timeout: float | None = None) -> Any:
+    def _make_request(
+        self, opener: Any, request: urllib.request.Request, timeout: float | None = None
+    ) -> Any:
         return super()._make_request(self._opener, request, timeout=timeout)
 
     def post_json(self, data: bytes, timeout: float) -> Any:
@@ -242,13 +260,19 @@ class SendGridTransport:
                         attempt += 1
                         log.warning(
                             "SendGrid answered %s for a batch of %d; retry %d of %d in %.2fs",
-                            status, count, attempt, self.max_retries, delay,
+                            status,
+                            count,
+                            attempt,
+                            self.max_retries,
+                            delay,
                         )
                         self._sleep(delay)
                         continue
                     what = "kept rate-limiting (429)" if status == 429 else f"answered {status}"
                     log.error("SendGrid %s on all %d attempts; batch of %d failed", what, attempt + 1, count)
-                    return self._all(ids, "failed", error=f"SendGrid {what} on all {attempt + 1} attempts: {detail}")
+                    return self._all(
+                        ids, "failed", error=f"SendGrid {what} on all {attempt + 1} attempts: {detail}"
+                    )
                 log.error("SendGrid rejected a batch of %d (%s)", count, status)
                 return self._all(ids, "failed", error=f"SendGrid rejected the request ({status}): {detail}")
             except urllib.error.URLError as exc:
@@ -260,17 +284,27 @@ class SendGridTransport:
                     attempt += 1
                     log.warning(
                         "could not reach SendGrid at %s (%s); retry %d of %d in %.2fs",
-                        self.host, reason, attempt, self.max_retries, delay,
+                        self.host,
+                        reason,
+                        attempt,
+                        self.max_retries,
+                        delay,
                     )
                     self._sleep(delay)
                     continue
                 log.error("could not reach SendGrid at %s on %d attempts", self.host, attempt + 1)
                 return self._all(
-                    ids, "failed", error=f"could not reach SendGrid at {self.host} on {attempt + 1} attempts: {reason}"
+                    ids,
+                    "failed",
+                    error=f"could not reach SendGrid at {self.host} on {attempt + 1} attempts: {reason}",
                 )
             except TimeoutError:
                 # The request went out and no answer came: it may have been delivered.
-                log.error("no answer from SendGrid within %gs for a batch of %d; outcome unknown", self.timeout, count)
+                log.error(
+                    "no answer from SendGrid within %gs for a batch of %d; outcome unknown",
+                    self.timeout,
+                    count,
+                )
                 return self._all(
                     ids,
                     "unknown",
@@ -278,7 +312,9 @@ class SendGridTransport:
                 )
             except (OSError, http.client.HTTPException) as exc:
                 # The connection broke after the request went out: same doubt as a timeout.
-                log.error("connection to SendGrid broke after sending a batch of %d (%s)", count, type(exc).__name__)
+                log.error(
+                    "connection to SendGrid broke after sending a batch of %d (%s)", count, type(exc).__name__
+                )
                 return self._all(
                     ids,
                     "unknown",

@@ -40,7 +40,15 @@ def secure_cookies(app: App) -> bool:
 
 
 def set_cookie(response: Response, app: App, name: str, value: str, *, max_age: int | None = None) -> None:
-    response.set_cookie(name, value, max_age=max_age, path=PREFIX, secure=secure_cookies(app), httponly=True, samesite="strict")
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PREFIX,
+        secure=secure_cookies(app),
+        httponly=True,
+        samesite="strict",
+    )
 
 
 def clear_cookie(response: Response, app: App, name: str) -> None:
@@ -72,7 +80,10 @@ def same_origin(headers: Headers, scheme: str, app: App) -> bool:
 
 
 def _forbidden() -> Response:
-    return PlainTextResponse("Refused: this form did not come from the console page, or it has expired. Go back, reload the page and try again.", status_code=403)
+    return PlainTextResponse(
+        "Refused: this form did not come from the console page, or it has expired. Go back, reload the page and try again.",
+        status_code=403,
+    )
 
 
 class ConsoleGuard:
@@ -114,7 +125,13 @@ class ConsoleGuard:
                 return
             sent = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD, [""])[0]
             # The login form comes before any session: its token is the double-submit cookie's.
-            expected = cookies.get(LOGIN_CSRF_COOKIE, "") if path == LOGIN else owner.csrf_token if owner is not None else ""
+            expected = (
+                cookies.get(LOGIN_CSRF_COOKIE, "")
+                if path == LOGIN
+                else owner.csrf_token
+                if owner is not None
+                else ""
+            )
             if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
                 await _forbidden()(scope, receive, send)
                 return
@@ -157,6 +174,7 @@ def _replay(body: bytes) -> Any:
 
 async def _console_off(scope: Any, receive: Any, send: Any) -> None:
     response = PlainTextResponse(
-        "The owner console is off until an owner account exists. On the server, run: nurture owner add YOUR@ADDRESS", status_code=404
+        "The owner console is off until an owner account exists. On the server, run: nurture owner add YOUR@ADDRESS",
+        status_code=404,
     )
     await response(scope, receive, send)

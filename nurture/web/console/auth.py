@@ -11,7 +11,15 @@ from starlette.responses import RedirectResponse, Response
 from nurture.app import App
 from nurture.owners.accounts import any_owner_has_totp
 from nurture.owners.sessions import log_in, log_out
-from nurture.web.console.access import LOGIN, LOGIN_CSRF_COOKIE, PREFIX, SESSION_COOKIE, clear_cookie, new_token, set_cookie
+from nurture.web.console.access import (
+    LOGIN,
+    LOGIN_CSRF_COOKIE,
+    PREFIX,
+    SESSION_COOKIE,
+    clear_cookie,
+    new_token,
+    set_cookie,
+)
 from nurture.web.console.render import pages_of
 from nurture.web.client import client_ip
 
@@ -20,12 +28,27 @@ NO_MATCH = "That did not work: the address, the password or the code is not righ
 THROTTLED = "Too many attempts. For safety, signing in is paused for 15 minutes; please try again after that."
 
 
-async def _login_form(request: Request, *, problem: str | None = None, email: str = "", status: int = 200, flash: str | None = None) -> Response:
+async def _login_form(
+    request: Request,
+    *,
+    problem: str | None = None,
+    email: str = "",
+    status: int = 200,
+    flash: str | None = None,
+) -> Response:
     app: App = request.app.state.app
     token = new_token()
     ask_code = app.config.console.require_totp or await run_in_threadpool(any_owner_has_totp, app)
     response = pages_of(request).render(
-        request, "login.html", status=status, title="Sign in", problem=problem, email=email, ask_code=ask_code, login_csrf=token, flash=flash
+        request,
+        "login.html",
+        status=status,
+        title="Sign in",
+        problem=problem,
+        email=email,
+        ask_code=ask_code,
+        login_csrf=token,
+        flash=flash,
     )
     set_cookie(response, app, LOGIN_CSRF_COOKIE, token)
     return response
@@ -44,7 +67,14 @@ async def login_page(request: Request) -> Response:
     code = str(form.get("code") or "")[:20]
     now: datetime = request.app.state.clock()
     result = await run_in_threadpool(
-        log_in, app, email, password, code, ip=client_ip(request) or "unknown", now=now, old_session_id=request.cookies.get(SESSION_COOKIE)
+        log_in,
+        app,
+        email,
+        password,
+        code,
+        ip=client_ip(request) or "unknown",
+        now=now,
+        old_session_id=request.cookies.get(SESSION_COOKIE),
     )
     if result.throttled:
         return await _login_form(request, problem=THROTTLED, email=email, status=429)
@@ -60,7 +90,9 @@ async def logout_page(request: Request) -> Response:
     app: App = request.app.state.app
     session_id = request.state.session_id
     if session_id:
-        await run_in_threadpool(log_out, app, session_id, ip=client_ip(request), now=request.app.state.clock())
+        await run_in_threadpool(
+            log_out, app, session_id, ip=client_ip(request), now=request.app.state.clock()
+        )
     response = RedirectResponse(LOGIN + "?signed-out=1", status_code=303)
     clear_cookie(response, app, SESSION_COOKIE)
     return response

@@ -64,7 +64,9 @@ class Checked:
     findings: list[Finding]
 
 
-def prepare(config: Config, source: EmailSource, *, campaign: Campaign | None = None, step: Step | None = None) -> PreparedEmail:
+def prepare(
+    config: Config, source: EmailSource, *, campaign: Campaign | None = None, step: Step | None = None
+) -> PreparedEmail:
     # A fresh renderer: the app's caches every email it prepares, and drafts change at every keystroke.
     renderer = Renderer(config)
     if campaign is not None and step is not None:
@@ -72,7 +74,9 @@ def prepare(config: Config, source: EmailSource, *, campaign: Campaign | None = 
     return renderer.prepare_newsletter(source, newsletter_name(source.path))
 
 
-def check(config: Config, path: Path, shown_as: Path, *, campaign: Campaign | None = None, step: Step | None = None) -> Checked:
+def check(
+    config: Config, path: Path, shown_as: Path, *, campaign: Campaign | None = None, step: Step | None = None
+) -> Checked:
     """Load the file at `path`, prepare, render and check it; problems are named against `shown_as`."""
     try:
         source = dataclasses.replace(load_email(path), path=shown_as)
@@ -86,4 +90,3 @@ def check(config: Config, path: Path, shown_as: Path, *, campaign: Campaign | No
     except ContentError as exc:
         return Checked(prepared, None, findings or [Finding(shown_as, None, str(exc))])
     return Checked(prepared, rendered, findings)
-

@@ -53,7 +53,9 @@ def _folder(app: App) -> Path:
 def _clean_name(raw: str) -> str:
     name = raw.strip().lower().removesuffix(".md")
     if not NAME.match(name):
-        raise InputError("the file name may hold only small letters, digits and dashes (for example 2026-12-winter-note)")
+        raise InputError(
+            "the file name may hold only small letters, digits and dashes (for example 2026-12-winter-note)"
+        )
     return name
 
 
@@ -67,23 +69,56 @@ def _same_day_series(app: App, day: str) -> int:
             session.scalar(
                 select(func.count())
                 .select_from(m.Enrollment)
-                .where(m.Enrollment.status == m.EnrollmentStatus.ACTIVE, m.Enrollment.next_due_at >= start, m.Enrollment.next_due_at < start + timedelta(days=1))
+                .where(
+                    m.Enrollment.status == m.EnrollmentStatus.ACTIVE,
+                    m.Enrollment.next_due_at >= start,
+                    m.Enrollment.next_due_at < start + timedelta(days=1),
+                )
             )
             or 0
         )
 
 
-async def newsletters_page(request: Request, *, form: dict[str, str] | None = None, checked: Any = None, flash: str | None = None, flash_kind: str = "ok", status: int = 200, cap_warning: str | None = None) -> Response:
+async def newsletters_page(
+    request: Request,
+    *,
+    form: dict[str, str] | None = None,
+    checked: Any = None,
+    flash: str | None = None,
+    flash_kind: str = "ok",
+    status: int = 200,
+    cap_warning: str | None = None,
+) -> Response:
     app: App = request.app.state.app
     letters = await run_in_threadpool(list_newsletters, app)
-    values = {"name": "", "source": STARTER, "date": "", "time": "10:00", "mode": "subscriber", **(form or {})}
+    values = {
+        "name": "",
+        "source": STARTER,
+        "date": "",
+        "time": "10:00",
+        "mode": "subscriber",
+        **(form or {}),
+    }
     if flash is None:
         done = request.query_params.get("done", "")
-        flash = {"scheduled": "Scheduled. It goes out at the chosen time; you can cancel it here until then.", "cancelled": "Cancelled: it will not go out (emails already sent stay sent)."}.get(done)
+        flash = {
+            "scheduled": "Scheduled. It goes out at the chosen time; you can cancel it here until then.",
+            "cancelled": "Cancelled: it will not go out (emails already sent stay sent).",
+        }.get(done)
     rendered = checked.rendered if checked is not None else None
     return pages_of(request).render(
-        request, "newsletters.html", status=status, title="Newsletters", letters=letters, values=values, checked=checked, flash=flash, flash_kind=flash_kind,
-        cap_warning=cap_warning, practice_zone=app.config.delivery.default_timezone, max_per_day=app.config.delivery.max_emails_per_day,
+        request,
+        "newsletters.html",
+        status=status,
+        title="Newsletters",
+        letters=letters,
+        values=values,
+        checked=checked,
+        flash=flash,
+        flash_kind=flash_kind,
+        cap_warning=cap_warning,
+        practice_zone=app.config.delivery.default_timezone,
+        max_per_day=app.config.delivery.max_emails_per_day,
         email_styles=style_hashes(rendered.html) if rendered else None,
     )
 
@@ -111,23 +146,54 @@ async def newsletter_compose(request: Request) -> Response:
         if form["do"] == "test":
             if checked.prepared is None:
                 raise InputError("the newsletter cannot be built yet: fix the findings below")
-            copy = await run_in_threadpool(send_test_copy, app.transport, app.config, checked.prepared, request.state.owner.email)
+            copy = await run_in_threadpool(
+                send_test_copy, app.transport, app.config, checked.prepared, request.state.owner.email
+            )
             await run_in_threadpool(record_now, app, actor, "sent a newsletter test copy", now, name)
-            return await newsletters_page(request, form=form, checked=checked, flash=f"Test copy sent to {copy.to}.", cap_warning=cap_warning)
+            return await newsletters_page(
+                request,
+                form=form,
+                checked=checked,
+                flash=f"Test copy sent to {copy.to}.",
+                cap_warning=cap_warning,
+            )
         if form["do"] == "schedule":
             if checked.findings:
-                return await newsletters_page(request, form=form, checked=checked, flash="Not scheduled: fix the findings below first.", flash_kind="warning", status=400, cap_warning=cap_warning)
+                return await newsletters_page(
+                    request,
+                    form=form,
+                    checked=checked,
+                    flash="Not scheduled: fix the findings below first.",
+                    flash_kind="warning",
+                    status=400,
+                    cap_warning=cap_warning,
+                )
             if not form["date"] or not form["time"]:
                 raise InputError("choose the date and the time to send it")
             mode = "subscriber" if form["mode"] == "subscriber" else "practice"
             await run_in_threadpool(live.write_text, (draft.read_text(encoding="utf-8")), "utf-8")
-            newsletter_id = await run_in_threadpool(schedule, app, live, f"{form['date']} {form['time']}", mode, now)
+            newsletter_id = await run_in_threadpool(
+                schedule, app, live, f"{form['date']} {form['time']}", mode, now
+            )
             email_edits.discard_draft(live)
-            await run_in_threadpool(record_now, app, actor, "scheduled a newsletter", now, f"newsletter {newsletter_id} ({name}) at {form['date']} {form['time']} {mode} time")
+            await run_in_threadpool(
+                record_now,
+                app,
+                actor,
+                "scheduled a newsletter",
+                now,
+                f"newsletter {newsletter_id} ({name}) at {form['date']} {form['time']} {mode} time",
+            )
             return RedirectResponse(BASE + "?done=scheduled", status_code=303)
         return await newsletters_page(request, form=form, checked=checked, cap_warning=cap_warning)
     except NurtureError as exc:
-        return await newsletters_page(request, form=form, flash=f"Nothing was sent or scheduled: {exc}", flash_kind="warning", status=400)
+        return await newsletters_page(
+            request,
+            form=form,
+            flash=f"Nothing was sent or scheduled: {exc}",
+            flash_kind="warning",
+            status=400,
+        )
 
 
 async def newsletter_cancel(request: Request) -> Response:
@@ -137,6 +203,15 @@ async def newsletter_cancel(request: Request) -> Response:
     try:
         await run_in_threadpool(cancel, app, newsletter_id, now)
     except NurtureError as exc:
-        return await newsletters_page(request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400)
-    await run_in_threadpool(record_now, app, request.state.owner.actor(client_ip(request)), "cancelled a newsletter", now, f"newsletter {newsletter_id}")
+        return await newsletters_page(
+            request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400
+        )
+    await run_in_threadpool(
+        record_now,
+        app,
+        request.state.owner.actor(client_ip(request)),
+        "cancelled a newsletter",
+        now,
+        f"newsletter {newsletter_id}",
+    )
     return RedirectResponse(BASE + "?done=cancelled", status_code=303)

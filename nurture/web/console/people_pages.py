@@ -49,8 +49,20 @@ async def subscribers_page(request: Request) -> Response:
         found, problem = [], str(exc)
     tags = await run_in_threadpool(all_tags, app)
     return pages_of(request).render(
-        request, "subscribers.html", title="Subscribers", found=found, q=q, status_filter=status, tag=tag, statuses=SUBSCRIBER_STATUSES, tags=tags, problem=problem,
-        searched=bool(q or status or tag), flash="Erased: nothing about that person is left except a keyed hash that keeps them from being added again." if params.get("forgotten") else None,
+        request,
+        "subscribers.html",
+        title="Subscribers",
+        found=found,
+        q=q,
+        status_filter=status,
+        tag=tag,
+        statuses=SUBSCRIBER_STATUSES,
+        tags=tags,
+        problem=problem,
+        searched=bool(q or status or tag),
+        flash="Erased: nothing about that person is left except a keyed hash that keeps them from being added again."
+        if params.get("forgotten")
+        else None,
     )
 
 
@@ -70,7 +82,12 @@ class _Gone(Exception):
 
 def _gone(request: Request) -> Response:
     return pages_of(request).render(
-        request, "message.html", status=404, title="Not here", paragraphs=["This person is not in the list (perhaps they were forgotten)."], back=BASE
+        request,
+        "message.html",
+        status=404,
+        title="Not here",
+        paragraphs=["This person is not in the list (perhaps they were forgotten)."],
+        back=BASE,
     )
 
 
@@ -82,10 +99,23 @@ async def person_page(request: Request, flash: str | None = None, status: int = 
     record = await run_in_threadpool(people.export, app, email)
     if request.method == "GET":
         # Looking at someone's record is access to health-adjacent data: it is logged too.
-        await run_in_threadpool(record_now, app, _actor(request), "viewed a subscriber", request.app.state.clock(), f"subscriber {subscriber_id}")
+        await run_in_threadpool(
+            record_now,
+            app,
+            _actor(request),
+            "viewed a subscriber",
+            request.app.state.clock(),
+            f"subscriber {subscriber_id}",
+        )
     flash = flash or DONE.get(request.query_params.get("done", ""))
     return pages_of(request).render(
-        request, "person.html", status=status, title=f"Subscriber {subscriber_id}", subscriber_id=subscriber_id, record=record, flash=flash,
+        request,
+        "person.html",
+        status=status,
+        title=f"Subscriber {subscriber_id}",
+        subscriber_id=subscriber_id,
+        record=record,
+        flash=flash,
         when=_parse_iso,
     )
 
@@ -112,20 +142,42 @@ async def person_action(request: Request) -> Response:
         if action == "tag":
             name = str(form.get("tag") or "")
             stopped = await run_in_threadpool(people.tag, app, email, name, now)
-            await run_in_threadpool(record_now, app, actor, "tagged a subscriber", now, f"subscriber {subscriber_id}: {name.strip().lower()}")
+            await run_in_threadpool(
+                record_now,
+                app,
+                actor,
+                "tagged a subscriber",
+                now,
+                f"subscriber {subscriber_id}: {name.strip().lower()}",
+            )
             return _back(subscriber_id, "tagged" + ("-stopped" if stopped else ""))
         if action == "untag":
             name = str(form.get("tag") or "")
             await run_in_threadpool(people.untag, app, email, name)
-            await run_in_threadpool(record_now, app, actor, "untagged a subscriber", now, f"subscriber {subscriber_id}: {name.strip().lower()}")
+            await run_in_threadpool(
+                record_now,
+                app,
+                actor,
+                "untagged a subscriber",
+                now,
+                f"subscriber {subscriber_id}: {name.strip().lower()}",
+            )
             return _back(subscriber_id, "untagged")
         if action == "unsubscribe":
-            changed = await run_in_threadpool(lambda: unsubscribe(app, subscriber_id, now, source="owner console", reason="unsubscribed by the owner"))
-            await run_in_threadpool(record_now, app, actor, "unsubscribed a subscriber", now, f"subscriber {subscriber_id}")
+            changed = await run_in_threadpool(
+                lambda: unsubscribe(
+                    app, subscriber_id, now, source="owner console", reason="unsubscribed by the owner"
+                )
+            )
+            await run_in_threadpool(
+                record_now, app, actor, "unsubscribed a subscriber", now, f"subscriber {subscriber_id}"
+            )
             return _back(subscriber_id, "unsubscribed" if changed else "already-unsubscribed")
         if action == "export":
             data = await run_in_threadpool(people.export, app, email)
-            await run_in_threadpool(record_now, app, actor, "exported a subscriber's data", now, f"subscriber {subscriber_id}")
+            await run_in_threadpool(
+                record_now, app, actor, "exported a subscriber's data", now, f"subscriber {subscriber_id}"
+            )
             return Response(
                 json.dumps(data, indent=2, ensure_ascii=False) + "\n",
                 media_type="application/json",
@@ -133,9 +185,15 @@ async def person_action(request: Request) -> Response:
             )
         if action == "forget":
             if str(form.get("confirm") or "").strip().casefold() != email.casefold():
-                return await person_page(request, flash="Nothing was erased: type the person's email address exactly to confirm.", status=400)
+                return await person_page(
+                    request,
+                    flash="Nothing was erased: type the person's email address exactly to confirm.",
+                    status=400,
+                )
             await run_in_threadpool(people.forget, app, email, now)
-            await run_in_threadpool(record_now, app, actor, "forgot a subscriber", now, f"subscriber {subscriber_id}")
+            await run_in_threadpool(
+                record_now, app, actor, "forgot a subscriber", now, f"subscriber {subscriber_id}"
+            )
             return RedirectResponse(f"{BASE}?forgotten=1", status_code=303)
     except NurtureError as exc:
         return await person_page(request, flash=f"Nothing changed: {exc}", status=400)

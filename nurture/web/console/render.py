@@ -54,7 +54,15 @@ class ConsolePages:
             return "never"
         return value.astimezone(self.tz).strftime(pattern)
 
-    def render(self, request: Request, template: str, *, status: int = 200, email_styles: list[str] | None = None, **context: Any) -> HTMLResponse:
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status: int = 200,
+        email_styles: list[str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
         owner: OwnerSessionInfo | None = request.state.owner
         page = self.env.get_template(template).render(
             practice=self.config.practice,

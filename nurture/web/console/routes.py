@@ -19,7 +19,13 @@ from nurture.web.console.render import ConsolePages, css_response
 from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
-from nurture.web.console.series_pages import series_list_page, series_page, series_publish, step_action, step_page
+from nurture.web.console.series_pages import (
+    series_list_page,
+    series_page,
+    series_publish,
+    step_action,
+    step_page,
+)
 from nurture.web.console.today_page import today_page
 
 

@@ -22,7 +22,14 @@ from nurture.sending.one_email import send_test_copy
 from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
-from nurture.series.review import SeriesState, email_changes, ensure_published, publish_series, series_state, waiting_by_key
+from nurture.series.review import (
+    SeriesState,
+    email_changes,
+    ensure_published,
+    publish_series,
+    series_state,
+    waiting_by_key,
+)
 from nurture.web.client import client_ip
 
 BASE = "/console/series"
@@ -52,12 +59,24 @@ async def series_list_page(request: Request) -> Response:
 
 def _broken(request: Request, exc: Exception) -> Response:
     return pages_of(request).render(
-        request, "message.html", status=500, title="A series file has a problem", paragraphs=[str(exc), "Fix the file named above (or run `nurture check`), then reload."], back=None
+        request,
+        "message.html",
+        status=500,
+        title="A series file has a problem",
+        paragraphs=[str(exc), "Fix the file named above (or run `nurture check`), then reload."],
+        back=None,
     )
 
 
 def _missing(request: Request) -> Response:
-    return pages_of(request).render(request, "message.html", status=404, title="No such series or email", paragraphs=["Pick one from the list."], back=BASE)
+    return pages_of(request).render(
+        request,
+        "message.html",
+        status=404,
+        title="No such series or email",
+        paragraphs=["Pick one from the list."],
+        back=BASE,
+    )
 
 
 def _find(app: App, request: Request) -> tuple[SeriesState, int] | None:
@@ -83,7 +102,14 @@ async def _located(request: Request, *, email: bool) -> tuple[SeriesState, int] 
     return found
 
 
-async def series_page(request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200, refusals: list[str] | None = None) -> Response:
+async def series_page(
+    request: Request,
+    *,
+    flash: str | None = None,
+    flash_kind: str = "ok",
+    status: int = 200,
+    refusals: list[str] | None = None,
+) -> Response:
     app: App = request.app.state.app
     found = await _located(request, email=False)
     if isinstance(found, Response):
@@ -92,10 +118,25 @@ async def series_page(request: Request, *, flash: str | None = None, flash_kind:
     waiting = await run_in_threadpool(waiting_by_key, app, state.slug)
     if flash is None and request.query_params.get("done") in DONE:
         flash, flash_kind = DONE[request.query_params["done"]]
-    changed = {change.key for change in state.plan.diff.changes} if state.plan and state.plan.old_version is not None else set()
+    changed = (
+        {change.key for change in state.plan.diff.changes}
+        if state.plan and state.plan.old_version is not None
+        else set()
+    )
     return pages_of(request).render(
-        request, "series.html", status=status, title=state.campaign.title, campaign=state.campaign, state=state, waiting=waiting, changed=changed,
-        refusals=refusals or [], flash=flash, flash_kind=flash_kind, everyone=EVERYONE, only_ahead=ONLY_AHEAD,
+        request,
+        "series.html",
+        status=status,
+        title=state.campaign.title,
+        campaign=state.campaign,
+        state=state,
+        waiting=waiting,
+        changed=changed,
+        refusals=refusals or [],
+        flash=flash,
+        flash_kind=flash_kind,
+        everyone=EVERYONE,
+        only_ahead=ONLY_AHEAD,
     )
 
 
@@ -107,7 +148,9 @@ def _step_view(app: App, state: SeriesState, number: int) -> dict[str, Any]:
         checked = email_edits.check(app.config, path, path, campaign=state.campaign, step=step)
     else:
         source = ""
-        checked = email_edits.Checked(None, None, [Finding(path, None, "the file is missing: paste the email below and save it")])
+        checked = email_edits.Checked(
+            None, None, [Finding(path, None, "the file is missing: paste the email below and save it")]
+        )
     published = state.published.by_key(step.step_key) if state.published is not None else None
     draft = None if state.load_error is not None else step.email
     return {
@@ -127,7 +170,9 @@ def _relative(app: App, step: Any) -> str:
         return str(step.email.path)
 
 
-async def step_page(request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200) -> Response:
+async def step_page(
+    request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200
+) -> Response:
     app: App = request.app.state.app
     found = await _located(request, email=True)
     if isinstance(found, Response):
@@ -138,8 +183,16 @@ async def step_page(request: Request, *, flash: str | None = None, flash_kind: s
         flash, flash_kind = DONE[request.query_params["done"]]
     rendered = view["checked"].rendered
     return pages_of(request).render(
-        request, "step.html", status=status, title=f"{state.campaign.title}: email {number}", campaign=state.campaign, number=number,
-        flash=flash, flash_kind=flash_kind, email_styles=style_hashes(rendered.html) if rendered else None, **view,
+        request,
+        "step.html",
+        status=status,
+        title=f"{state.campaign.title}: email {number}",
+        campaign=state.campaign,
+        number=number,
+        flash=flash,
+        flash_kind=flash_kind,
+        email_styles=style_hashes(rendered.html) if rendered else None,
+        **view,
     )
 
 
@@ -166,8 +219,15 @@ async def step_action(request: Request) -> Response:
             view = await run_in_threadpool(_step_view, app, state, number)
             prepared = view["checked"].prepared
             if prepared is None:
-                return await step_page(request, flash="No test copy: the email cannot be built yet (see the findings).", flash_kind="warning", status=400)
-            await run_in_threadpool(send_test_copy, app.transport, app.config, prepared, request.state.owner.email)
+                return await step_page(
+                    request,
+                    flash="No test copy: the email cannot be built yet (see the findings).",
+                    flash_kind="warning",
+                    status=400,
+                )
+            await run_in_threadpool(
+                send_test_copy, app.transport, app.config, prepared, request.state.owner.email
+            )
             await run_in_threadpool(record_now, app, actor, "sent a test copy", now, where)
             return RedirectResponse(back + "?done=tested", status_code=303)
     except NurtureError as exc:
@@ -184,15 +244,30 @@ async def series_publish(request: Request) -> Response:
     try:
         expected = int(str(form.get("version") or ""))
     except ValueError:
-        return await series_page(request, flash="Nothing changed: reload the page and publish from the plan it shows.", flash_kind="warning", status=400)
+        return await series_page(
+            request,
+            flash="Nothing changed: reload the page and publish from the plan it shows.",
+            flash_kind="warning",
+            status=400,
+        )
     now = request.app.state.clock()
     try:
-        result, refusals = await run_in_threadpool(lambda: publish_series(app, slug, now, only_ahead=only_ahead, expected_version=expected))
+        result, refusals = await run_in_threadpool(
+            lambda: publish_series(app, slug, now, only_ahead=only_ahead, expected_version=expected)
+        )
     except NurtureError as exc:
         return await series_page(request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400)
     if result is None:
-        return await series_page(request, flash="Not published: fix what is listed below first. The published version keeps going out.", flash_kind="warning", status=400, refusals=refusals)
+        return await series_page(
+            request,
+            flash="Not published: fix what is listed below first. The published version keeps going out.",
+            flash_kind="warning",
+            status=400,
+            refusals=refusals,
+        )
     actor = request.state.owner.actor(client_ip(request))
-    detail = f"{slug} version {result.new_version}" + (" (people already past a new email skip it)" if only_ahead else "")
+    detail = f"{slug} version {result.new_version}" + (
+        " (people already past a new email skip it)" if only_ahead else ""
+    )
     await run_in_threadpool(record_now, app, actor, "published a series", now, detail)
     return RedirectResponse(f"{BASE}/{slug}?done=published", status_code=303)

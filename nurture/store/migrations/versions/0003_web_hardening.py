@@ -9,22 +9,25 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002w'
-down_revision = '0002d'
+revision = "0002w"
+down_revision = "0002d"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('signup_attempts',
-    sa.Column('client_hash', sa.String(length=64), nullable=False),
-    sa.Column('window_start', sa.DateTime(), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('client_hash', name=op.f('pk_signup_attempts'))
+    op.create_table(
+        "signup_attempts",
+        sa.Column("client_hash", sa.String(length=64), nullable=False),
+        sa.Column("window_start", sa.DateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("client_hash", name=op.f("pk_signup_attempts")),
     )
-    op.create_index(op.f('ix_signup_attempts_window_start'), 'signup_attempts', ['window_start'], unique=False)
+    op.create_index(
+        op.f("ix_signup_attempts_window_start"), "signup_attempts", ["window_start"], unique=False
+    )
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_signup_attempts_window_start'), table_name='signup_attempts')
-    op.drop_table('signup_attempts')
+    op.drop_index(op.f("ix_signup_attempts_window_start"), table_name="signup_attempts")
+    op.drop_table("signup_attempts")

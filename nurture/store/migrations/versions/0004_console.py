@@ -10,12 +10,12 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002c'
-down_revision = '0002w'
+revision = "0002c"
+down_revision = "0002w"
 branch_labels = None
 depends_on = None
 
-ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # The audit log is evidence of who did what: neither changed nor deleted, ever.
 SQLITE_TRIGGERS = [
@@ -46,68 +46,75 @@ POSTGRES_TRIGGERS = [
 
 
 def upgrade() -> None:
-    op.create_table('owners',
-    sa.Column('id', ID, nullable=False),
-    sa.Column('email', sa.String(length=320), nullable=False),
-    sa.Column('email_key', sa.String(length=320), nullable=False),
-    sa.Column('password_hash', sa.String(length=200), nullable=False),
-    sa.Column('totp_secret', sa.String(length=64), nullable=True),
-    sa.Column('totp_last_step', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('password_changed_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_owners')),
-    sa.UniqueConstraint('email_key', name=op.f('uq_owners_email_key'))
+    op.create_table(
+        "owners",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("totp_secret", sa.String(length=64), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("password_changed_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_owners")),
+        sa.UniqueConstraint("email_key", name=op.f("uq_owners_email_key")),
     )
-    op.create_table('owner_sessions',
-    sa.Column('id_hash', sa.String(length=64), nullable=False),
-    sa.Column('owner_id', ID, nullable=False),
-    sa.Column('csrf_token', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('last_seen_at', sa.DateTime(), nullable=False),
-    sa.Column('ip', sa.String(length=45), nullable=True),
-    sa.ForeignKeyConstraint(['owner_id'], ['owners.id'], name=op.f('fk_owner_sessions_owner_id_owners'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_owner_sessions'))
+    op.create_table(
+        "owner_sessions",
+        sa.Column("id_hash", sa.String(length=64), nullable=False),
+        sa.Column("owner_id", ID, nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(), nullable=False),
+        sa.Column("ip", sa.String(length=45), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["owners.id"], name=op.f("fk_owner_sessions_owner_id_owners"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_owner_sessions")),
     )
-    with op.batch_alter_table('owner_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_owner_sessions_owner_id'), ['owner_id'], unique=False)
+    with op.batch_alter_table("owner_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_owner_sessions_owner_id"), ["owner_id"], unique=False)
 
-    op.create_table('login_attempts',
-    sa.Column('id', ID, nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
-    sa.Column('account', sa.String(length=64), nullable=False),
-    sa.Column('ip', sa.String(length=45), nullable=False),
-    sa.Column('succeeded', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
+    op.create_table(
+        "login_attempts",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("account", sa.String(length=64), nullable=False),
+        sa.Column("ip", sa.String(length=45), nullable=False),
+        sa.Column("succeeded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_attempts")),
     )
-    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
-        batch_op.create_index('ix_login_attempts_at', ['at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_login_attempts_account'), ['account'], unique=False)
-        batch_op.create_index(batch_op.f('ix_login_attempts_ip'), ['ip'], unique=False)
+    with op.batch_alter_table("login_attempts", schema=None) as batch_op:
+        batch_op.create_index("ix_login_attempts_at", ["at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_login_attempts_account"), ["account"], unique=False)
+        batch_op.create_index(batch_op.f("ix_login_attempts_ip"), ["ip"], unique=False)
 
-    op.create_table('owner_audit',
-    sa.Column('id', ID, nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
-    sa.Column('owner', sa.String(length=320), nullable=False),
-    sa.Column('action', sa.String(length=60), nullable=False),
-    sa.Column('detail', sa.String(length=400), nullable=True),
-    sa.Column('ip', sa.String(length=45), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_owner_audit'))
+    op.create_table(
+        "owner_audit",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("owner", sa.String(length=320), nullable=False),
+        sa.Column("action", sa.String(length=60), nullable=False),
+        sa.Column("detail", sa.String(length=400), nullable=True),
+        sa.Column("ip", sa.String(length=45), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_owner_audit")),
     )
-    with op.batch_alter_table('owner_audit', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_owner_audit_at'), ['at'], unique=False)
+    with op.batch_alter_table("owner_audit", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_owner_audit_at"), ["at"], unique=False)
 
-    op.create_table('send_passes',
-    sa.Column('id', ID, nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=False),
-    sa.Column('finished_at', sa.DateTime(), nullable=False),
-    sa.Column('sent', sa.Integer(), nullable=False),
-    sa.Column('failed', sa.Integer(), nullable=False),
-    sa.Column('stuck', sa.Integer(), nullable=False),
-    sa.Column('outcome', sa.String(length=300), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_passes'))
+    op.create_table(
+        "send_passes",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=False),
+        sa.Column("sent", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("stuck", sa.Integer(), nullable=False),
+        sa.Column("outcome", sa.String(length=300), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_send_passes")),
     )
-    with op.batch_alter_table('send_passes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_send_passes_finished_at'), ['finished_at'], unique=False)
+    with op.batch_alter_table("send_passes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_send_passes_finished_at"), ["finished_at"], unique=False)
 
     for statement in POSTGRES_TRIGGERS if op.get_bind().dialect.name == "postgresql" else SQLITE_TRIGGERS:
         op.execute(statement)
@@ -121,18 +128,18 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS owner_audit_no_update")
         op.execute("DROP TRIGGER IF EXISTS owner_audit_no_delete")
-    with op.batch_alter_table('send_passes', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_send_passes_finished_at'))
-    op.drop_table('send_passes')
-    with op.batch_alter_table('owner_audit', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_owner_audit_at'))
-    op.drop_table('owner_audit')
-    with op.batch_alter_table('login_attempts', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_login_attempts_ip'))
-        batch_op.drop_index(batch_op.f('ix_login_attempts_account'))
-        batch_op.drop_index('ix_login_attempts_at')
-    op.drop_table('login_attempts')
-    with op.batch_alter_table('owner_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_owner_sessions_owner_id'))
-    op.drop_table('owner_sessions')
-    op.drop_table('owners')
+    with op.batch_alter_table("send_passes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_send_passes_finished_at"))
+    op.drop_table("send_passes")
+    with op.batch_alter_table("owner_audit", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_owner_audit_at"))
+    op.drop_table("owner_audit")
+    with op.batch_alter_table("login_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_login_attempts_ip"))
+        batch_op.drop_index(batch_op.f("ix_login_attempts_account"))
+        batch_op.drop_index("ix_login_attempts_at")
+    op.drop_table("login_attempts")
+    with op.batch_alter_table("owner_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_owner_sessions_owner_id"))
+    op.drop_table("owner_sessions")
+    op.drop_table("owners")
