@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def write_csv(path: Path, rows: int) -> None:
         writer.writerow(["email", "first_name", "timezone", "consented_at", "consent_source"])
         for i in range(rows):
             n = i - 1 if i % 500 == 499 else i  # a duplicate now and then
-            day = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=17 * n)
+            day = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(seconds=17 * n)
             when = day.isoformat() if n % 2 else day.date().isoformat()
             source = "paper form, open day" if n % 3 == 0 else "website signup"
             writer.writerow(

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nurture import links  # noqa: E402
-from nurture.content.campaigns import load_campaigns  # noqa: E402
 from nurture.config import load_config  # noqa: E402
+from nurture.content.campaigns import load_campaigns  # noqa: E402
 from nurture.content.prepared import Recipient  # noqa: E402
 from nurture.content.rendering import Renderer  # noqa: E402
 from nurture.providers.base import apply_substitutions  # noqa: E402

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness import Store, each_size, project, send_with_standin  # noqa: E402
-from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
 from nurture.config import load_config  # noqa: E402
+from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
 
 START = at("2026-12-01 14:00")
 SEND_AT = "2026-12-01T15:00:00+00:00"

@@ -18,17 +18,17 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select  # noqa: E402
 
-from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events  # noqa: E402
 from nurture.sending.sendpass import send_due  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
+from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events  # noqa: E402
 from tests.support.factories import active_subscribers, at  # noqa: E402
 from tests.support.webserver import WebhookSigner, live_web, sg_event, webhook_body  # noqa: E402
 
@@ -100,7 +100,7 @@ def main() -> None:
                 events = make_events(round_no, args.events, deliveries)
                 with transaction(app.engine) as session:  # give the bounced back, so every round suppresses
                     session.execute(m.Subscriber.__table__.update().values(status=m.SubscriberStatus.ACTIVE))
-                received = datetime.now(timezone.utc)
+                received = datetime.now(UTC)
                 if name == "process":
                     started = time.perf_counter()
                     result = process_sendgrid_events(app, events, received)

@@ -36,7 +36,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -44,17 +44,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from nurture import tokens  # noqa: E402 - after the path line above
+from nurture.app import App  # noqa: E402
+from nurture.audience.importer import import_csv  # noqa: E402
 from nurture.config import load_config  # noqa: E402
 from nurture.content.checks import check_content  # noqa: E402
 from nurture.errors import NurtureError  # noqa: E402
-from nurture.app import App  # noqa: E402
-from nurture.audience.importer import import_csv  # noqa: E402
 from nurture.store import models as m  # noqa: E402
 from nurture.store.db import transaction  # noqa: E402
 
 SECRET = "fuzz-secret-key-0123456789abcdef"
 PERSON = "leaky.person@example.com"
-NOW = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 # Fragments known to hurt: the reproductions and their neighbours.
 FRAGMENTS = [
@@ -353,7 +353,7 @@ def csv_surface(rng: random.Random, work: Path) -> Outcome:
             import_csv(
                 app,
                 source,
-                datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc),
+                datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
                 skip_invalid=rng.random() < 0.5,
             )
         except NurtureError:

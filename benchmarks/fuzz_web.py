@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -228,7 +228,7 @@ def serve(folder: Path) -> Iterator[Target]:
                 logger.addHandler(logs)
             target = Target(url, app, site.state.signups, signer, logs)
             target.confirm_paths, target.unsubscribe_paths = signed_paths(
-                app, 40, datetime.now(timezone.utc), source="fuzz"
+                app, 40, datetime.now(UTC), source="fuzz"
             )
             yield target
     finally:

@@ -64,7 +64,7 @@ class Run:
     cpu: float  # user + system seconds, all commands together
     output: str
 
-    def line(self, label: str, count: int, minimal: "Run | None" = None) -> str:
+    def line(self, label: str, count: int, minimal: Run | None = None) -> str:
         # Wall-time ratio as the issue states it; the CPU ratio moves less with the machine's load.
         ratio = (
             f"  {minimal.seconds / self.seconds:4.2f} of minimal (CPU {minimal.cpu / self.cpu:4.2f})"

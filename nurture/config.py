@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -176,7 +177,7 @@ class SendWindow(_Section):
         return _clock(value)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SendWindow":
+    def _ordered(self) -> SendWindow:
         if self.end <= self.start:
             raise ValueError(f"end ({self.end:%H:%M}) must be later than start ({self.start:%H:%M})")
         return self

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -34,7 +34,7 @@ from nurture.series.publish import publish
 
 ROOT = Path.cwd()
 DEMO = ROOT / "demo"
-START = datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)
+START = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
 DEMO_OWNER = ("owner@example.com", "demo-console-password")  # a throwaway store: printed on purpose
 PEOPLE = [
     ("ana@example.com", "Ana", "America/Los_Angeles"),

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from nurture.app import App
+from nurture.providers.sendgrid.event_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.providers.sendgrid.event_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from nurture.web.webhooks import handle_sendgrid
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from nurture.app import App
 from nurture.addresses import clean_tag, normalize_email
+from nurture.app import App
 from nurture.content.approved import stored_content
 from nurture.content.campaigns import EmailSource, load_email
 from nurture.content.checks import check_email

@@ -30,8 +30,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.app import App
 from nurture.addresses import normalize_email
+from nurture.app import App
 from nurture.audience.consent import suppress
 from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent

@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -58,14 +58,14 @@ def run_daemon(
     app: App,
     *,
     interval_seconds: int = 60,
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     report: Callable[[Tick], None] = lambda done: None,
 ) -> int:
     """Tick every `interval_seconds` until a signal or a fatal provider error; `report` hears of each tick."""
     stop = threading.Event()
     busy = threading.Lock()
     exit_code = 0
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=timezone.utc)
+    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
 
     def job() -> None:
         nonlocal exit_code
@@ -95,7 +95,7 @@ def run_daemon(
         coalesce=True,
         max_instances=1,
         misfire_grace_time=interval_seconds,
-        next_run_time=datetime.now(timezone.utc),
+        next_run_time=datetime.now(UTC),
     )
     try:
         scheduler.start()

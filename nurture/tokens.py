@@ -17,12 +17,12 @@ verify, so a key can be rotated without breaking unsubscribe links in old emails
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
-import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from nurture.errors import TokenError
@@ -146,7 +146,7 @@ def read_confirm_token(secrets: str | Sequence[str], token: str, now: datetime) 
     fields = _verify(secrets, "confirm", token)
     try:
         subscriber_id, nonce, issued = (int(field) for field in fields)
-        issued_at = datetime.fromtimestamp(issued, timezone.utc)
+        issued_at = datetime.fromtimestamp(issued, UTC)
     except (ValueError, OverflowError, OSError):
         raise TokenError(_INVALID) from None
     if now - issued_at > CONFIRM_TTL:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.series.enrollment import stop_enrollments
 from nurture.errors import InputError
+from nurture.series.enrollment import stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import chunks
 from nurture.tokens import address_hash

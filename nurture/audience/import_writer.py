@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +20,9 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from nurture.content.campaigns import Campaign
-from nurture.store import models as m
-from nurture.store.db import BulkInsert, insert_rows, stored_utc
 from nurture.series.enrollment import enroll_created_after, enroll_in_campaign, enroll_new
+from nurture.store import models as m
+from nurture.store.db import BulkInsert, insert_rows
 from nurture.tokens import address_hasher
 
 if TYPE_CHECKING:
@@ -275,9 +275,7 @@ class Writer:
                 (subscriber_id, firsts[key][3], firsts[key][4]) for subscriber_id, key in created
             ]
             rows = [
-                self._consent(
-                    subscriber_id, datetime.fromisoformat(when).replace(tzinfo=timezone.utc), source
-                )
+                self._consent(subscriber_id, datetime.fromisoformat(when).replace(tzinfo=UTC), source)
                 for subscriber_id, when, source in consents
             ]
             insert_rows(self.session, _CONSENTS, rows)

@@ -19,7 +19,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
@@ -30,14 +30,14 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_AT
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from nurture.app import App
-from nurture.errors import InputError, NurtureError
-from nurture.store import models as m
-from nurture.store import db
-from nurture.store.db import stored_utc, transaction
 from nurture.addresses import MAX_NAME, clean_first_name, clean_timezone, normalize_email
+from nurture.app import App
 from nurture.audience.import_report import ImportReport, RowProblem
 from nurture.audience.import_writer import SpooledRow, Writer
+from nurture.errors import InputError, NurtureError
+from nurture.store import db
+from nurture.store import models as m
+from nurture.store.db import stored_utc, transaction
 
 REQUIRED = ("email", "consented_at", "consent_source")
 OPTIONAL = ("first_name", "timezone")
@@ -51,7 +51,7 @@ COLUMNS = (
 CHUNK = 5000  # rows read back and written per round of statements
 MAX_PROBLEMS = 1000  # problems kept for the report; beyond that they are only counted
 SHOWN_PROBLEMS = 50  # problems listed in the error when nothing is imported
-EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=UTC)
 # Waits for the write lock, each as long as the store's busy timeout. The rows are
 # validated and spooled already, so waiting costs nothing but time; imports that
 # overlap (several files at once) then queue instead of failing.
@@ -79,7 +79,7 @@ def _parse_when(raw: str, now: datetime) -> datetime:
             f"{text!r} is not a date; use ISO 8601 like 2026-03-01 or 2026-03-01T14:30:00Z"
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     if when > now:
         raise ValueError(f"{text} is in the future")
     if when < EARLIEST_CONSENT:

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from nurture.app import App
 from nurture.addresses import clean_tag, normalize_email
-from nurture.series.enrollment import stop_enrollments
+from nurture.app import App
 from nurture.errors import NotFound
+from nurture.series.enrollment import stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.tokens import address_hash

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
-from nurture.app import App
 from nurture.addresses import clean_tag
+from nurture.app import App
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import reading

@@ -8,14 +8,14 @@ from datetime import datetime
 from sqlalchemy import delete, select
 
 from nurture import links
-from nurture.app import App
 from nurture.addresses import clean_first_name, clean_timezone, normalize_email
+from nurture.app import App
 from nurture.audience.consent import ensure_wording, record_consent
-from nurture.series.enrollment import enroll, stop_enrollments
 from nurture.audience.people import get_by_email
 from nurture.content.prepared import Recipient
 from nurture.errors import InputError, TokenError
 from nurture.sending.one_email import send_now
+from nurture.series.enrollment import enroll, stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.tokens import address_hash, read_confirm_token

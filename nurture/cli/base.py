@@ -3,7 +3,8 @@ group and the --now option (read by nurture.cli.times.parse_now)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy.exc import OperationalError

@@ -6,8 +6,8 @@ import click
 
 from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.times import parse_now, parse_practice_time
-from nurture.series import control
 from nurture.sending.planning import zone
+from nurture.series import control
 
 
 @click.group(cls=Group)

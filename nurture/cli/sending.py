@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -175,7 +175,7 @@ def run(obj: Context, interval: int) -> None:
     def report(done: Tick) -> None:
         summary = done.summary
         if summary.sent or summary.failed or summary.skipped or summary.fatal:
-            click.echo(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}Z {summary.line()}")
+            click.echo(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z {summary.line()}")
         if summary.fatal:
             click.echo(f"error: {summary.fatal}", err=True)
         for kind in done.notices:

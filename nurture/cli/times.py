@@ -19,7 +19,7 @@ Every mistake is one line naming the option, what to write and an example:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from nurture.errors import InputError
@@ -51,7 +51,7 @@ def _moment(value: str, option: str, tz: ZoneInfo, formats: str, example: str) -
 def parse_now(value: str | None, option: str = "--now") -> datetime:
     """--now: the real time when not given; a time without an offset is UTC."""
     if not value:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     # In UTC, at_local only attaches the zone: the same reading --now has always had.
     return _moment(value, option, zone("UTC"), "YYYY-MM-DD HH:MM (UTC) or ISO 8601", "2026-12-01T09:00:00Z")
 

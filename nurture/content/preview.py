@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import html
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nurture import links
-from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
 from nurture.config import Config
-from nurture.errors import InputError
+from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
 from nurture.content.prepared import PreparedEmail, Recipient, RenderedEmail
 from nurture.content.rendering import Renderer
+from nurture.errors import InputError
 from nurture.providers.outbox import build_message
 
 SAMPLE_EMAIL = "sam@example.com"
@@ -47,7 +47,7 @@ def sample_recipient(config: Config, stream: str, *, now: datetime | None = None
         signing = dataclasses.replace(
             config, secrets=dataclasses.replace(config.secrets, secret_key=PREVIEW_SECRET)
         )
-    issued = now or datetime.now(timezone.utc)
+    issued = now or datetime.now(UTC)
     recipient = Recipient(
         email=SAMPLE_EMAIL,
         first_name=SAMPLE_FIRST_NAME,
@@ -195,7 +195,7 @@ def _gallery(config: Config, entries: list[_Entry], preview_key: bool) -> str:
         f"<h1>Email preview: {esc(config.practice.name)}</h1>",
         f'<p class="note">Every email as <b>{esc(SAMPLE_FIRST_NAME)}</b> ({esc(SAMPLE_EMAIL)}) would get it, '
         "at 600 px (desktop) and 375 px (phone) wide. Generated "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
     ]
     if preview_key:
         parts.append(

@@ -17,8 +17,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.app import App
 from nurture.addresses import normalize_email
+from nurture.app import App
 from nurture.errors import InputError, NotFound
 from nurture.store import models as m
 from nurture.store.db import reading, transaction

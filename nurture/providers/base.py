@@ -8,10 +8,11 @@ This is what lets one SendGrid request carry a thousand personalized emails.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal, Mapping, NamedTuple, Protocol, Sequence
+from typing import Literal, NamedTuple, Protocol
 
 import idna
 

@@ -14,7 +14,7 @@ the confirmation, are `20261126T140000Z-confirm-....eml`). The names sort by tim
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -50,7 +50,7 @@ def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = 
     if batch.sender.reply_to:
         message["Reply-To"] = batch.sender.reply_to
     message["Subject"] = envelope.subject
-    message["Date"] = format_datetime(batch.sent_at or datetime.now(timezone.utc))
+    message["Date"] = format_datetime(batch.sent_at or datetime.now(UTC))
     message["Message-ID"] = message_id or make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
     for name, value in envelope.headers.items():
         if name.lower().startswith("list-"):
@@ -81,7 +81,7 @@ class OutboxTransport:
         self._claimed.mkdir(exist_ok=True)
 
     def path_for(self, envelope: Envelope, sent_at: datetime) -> Path:
-        stamp = sent_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = sent_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         parts = [stamp]
         if envelope.stream:
             parts.append(_safe(envelope.stream))
@@ -92,7 +92,7 @@ class OutboxTransport:
 
     def send(self, batch: Batch) -> list[Outcome]:
         outcomes = []
-        sent_at = batch.sent_at or datetime.now(timezone.utc)
+        sent_at = batch.sent_at or datetime.now(UTC)
         for envelope in batch.envelopes:
             target = self.path_for(envelope, sent_at)
             message_id = make_msgid(domain=batch.sender.from_email.rpartition("@")[2])

@@ -10,11 +10,10 @@ numbers to bars. The counts are those of `nurture stats` (see nurture.reporting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nurture.app import App
-from nurture.sending.planning import zone
 from nurture.reporting.charts import (
     BLUE,
     GREEN,
@@ -43,6 +42,7 @@ from nurture.reporting.stats import (
     step_stats,
     totals,
 )
+from nurture.sending.planning import zone
 
 
 def _table(
@@ -400,7 +400,7 @@ def report_sections(app: App, *, since: datetime | None = None) -> list[str]:
 
 def render_report(app: App, *, since: datetime | None = None, now: datetime | None = None) -> str:
     """The report as one HTML string."""
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     tz = zone(app.config.delivery.default_timezone)
     practice = app.config.practice.name
     period = f"since {since.astimezone(tz):%d %B %Y}" if since else "since the first email"

@@ -36,17 +36,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
-from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.errors import NotFound
 from nurture.sending.planning import zone
 from nurture.sending.streams import is_newsletter_stream
+from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.store import models as m
 from nurture.store.db import is_postgres, reading
 
@@ -437,7 +437,7 @@ def _bucket_start(hour: Any, quarter: int) -> datetime:
         start = hour.replace(minute=0, second=0, microsecond=0)
     else:
         start = datetime.strptime(str(hour), "%Y-%m-%d %H")
-    return start.replace(tzinfo=timezone.utc) + timedelta(minutes=15 * int(quarter))
+    return start.replace(tzinfo=UTC) + timedelta(minutes=15 * int(quarter))
 
 
 def sends_per_day(app: App, since: datetime | None = None, campaign: str | None = None) -> list[DaySends]:

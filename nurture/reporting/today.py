@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from nurture.app import App
-from nurture.sending.passlog import last_pass
 from nurture.sending.deliveries import count_stuck
+from nurture.sending.passlog import last_pass
 from nurture.store import models as m
 from nurture.store.db import reading
 

@@ -21,8 +21,8 @@ from nurture.content.campaigns import Campaign
 from nurture.sending.claim_statements import (
     CLAIMED_SINCE,
     DUE_QUERY,
-    LAST_DELIVERY,
     ENROLLMENTS,
+    LAST_DELIVERY,
     NEWSLETTER_DUE,
     drip_claims,
     newsletter_claims,
@@ -34,8 +34,8 @@ from nurture.sending.newsletter_zones import ZoneTiming, mark_finished, newslett
 from nurture.sending.placement import first_missing, placed, received_keys
 from nurture.sending.planning import Window, in_window, next_day_open, next_window_open, zone
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, newsletter_stream
-from nurture.store import models as m
 from nurture.series.catalog import SeriesCatalog
+from nurture.store import models as m
 from nurture.store.db import is_postgres
 from nurture.store.statements import Values, statements_for, update_grouped
 

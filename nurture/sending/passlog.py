@@ -4,6 +4,7 @@ ran and how it ended (and warn when none has run for a while)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
 from sqlalchemy import Connection, Engine, delete, select
 
 from nurture.app import App

@@ -31,20 +31,20 @@ from sqlalchemy import Connection, Engine
 
 from nurture import links
 from nurture.app import App
+from nurture.content.approved import source_from_stored
 from nurture.content.prepared import PreparedEmail
 from nurture.content.rendering import Renderer
-from nurture.content.approved import source_from_stored
 from nurture.errors import FatalTransportError, NotFound, NurtureError
-from nurture.sending.passlog import record_pass
 from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer
-from nurture.sending.eligibility import recheck
 from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, stuck_status
+from nurture.sending.eligibility import recheck
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.outcomes import PendingOutcomes
+from nurture.sending.passlog import record_pass
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
-from nurture.sending.streams import newsletter_stream
 
 CLAIM_ROUND_BATCHES = 4  # batches claimed per round (one transaction)
 COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often

@@ -14,7 +14,7 @@ enrollments get their next step's key and version the same way.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -135,7 +135,7 @@ class SeriesCatalog:
         for folder in self._unpublished_folders(latest) if create else []:
             campaign = self._load_draft(folder)
             if campaign is not None:
-                created = publish_first_version(bind, campaign, now or datetime.now(timezone.utc)) or created
+                created = publish_first_version(bind, campaign, now or datetime.now(UTC)) or created
         if created:
             with reading(bind) as session:
                 latest = latest_numbers(session)

@@ -19,13 +19,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.addresses import clean_tag
 from nurture.content.campaigns import Campaign
 from nurture.errors import InputError, NotFound
-from nurture.store import models as m
-from nurture.store.db import reading, transaction
-from nurture.addresses import clean_tag
 from nurture.series.catalog import SeriesStore
 from nurture.series.enrollment import enroll_in_campaign
+from nurture.store import models as m
+from nurture.store.db import reading, transaction
 
 
 @dataclass(frozen=True)

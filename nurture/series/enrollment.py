@@ -10,8 +10,8 @@ from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from nurture.content.campaigns import Campaign
-from nurture.store import models as m
 from nurture.series.catalog import SeriesStore
+from nurture.store import models as m
 from nurture.store.db import BulkInsert, chunks, insert_rows
 
 

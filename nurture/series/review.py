@@ -16,11 +16,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from nurture.content.campaigns import Campaign, EmailSource
-from nurture.series.drafts import draft_findings, load_draft
 from nurture.content.rendering import Renderer
 from nurture.content.rules import Finding
 from nurture.errors import ContentError, InputError, NotFound
 from nurture.series.catalog import SeriesStore
+from nurture.series.drafts import draft_findings, load_draft
 from nurture.series.plan import PublishPlan, plan
 from nurture.series.publish import publish
 from nurture.store import models as m

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nurture.content.campaigns import Campaign, Step
 from nurture.content.approved import source_from_stored, stored_content
+from nurture.content.campaigns import Campaign, Step
 
 Snapshot = dict[str, Any]
 ChangeKind = Literal["added", "removed", "moved", "edited", "renamed", "delay"]

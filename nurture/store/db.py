@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Unpack
@@ -127,9 +127,8 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
     mode: Literal["create_savepoint", "conditional_savepoint"] = (
         "create_savepoint" if isinstance(bind, Connection) else "conditional_savepoint"
     )
-    with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session:
-        with session.begin():
-            yield session
+    with Session(bind, expire_on_commit=False, join_transaction_mode=mode) as session, session.begin():
+        yield session
 
 
 @contextmanager
@@ -250,6 +249,6 @@ def stored_utc(when: datetime) -> str:
     """An aware datetime as SQLite stores it through UtcDateTime (naive UTC, microseconds
     always written): the same text as the column's bind processor, from C calls instead
     of a Python format per value. tests/unit/test_import_speed.py compares the two."""
-    if when.tzinfo is timezone.utc:  # most are: the text is followed by "+00:00", cut off
+    if when.tzinfo is UTC:  # most are: the text is followed by "+00:00", cut off
         return when.isoformat(" ", "microseconds")[:26]
-    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

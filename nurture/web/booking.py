@@ -27,7 +27,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -109,7 +109,7 @@ def verify_booking(secret: str | None, body: bytes, headers: Mapping[str, str], 
     # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
     if not _UNIX_TIME.fullmatch(stamp) or not signatures:
         raise WebhookRejected(403, "the signature header is not t=<unix time>,v1=<hex>")
-    signed_at = datetime.fromtimestamp(int(stamp), timezone.utc)
+    signed_at = datetime.fromtimestamp(int(stamp), UTC)
     if abs(now - signed_at) > MAX_AGE:
         raise WebhookRejected(
             403, "the signature is more than 5 minutes from now (a replay, or a clock problem)"

@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from nurture.redaction import scrub
 
-
 UNKNOWN_PATH = "<unknown path>"
 _ACCESS_LOGGER = "uvicorn.access"
 

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from nurture import links
-from nurture.app import App
 from nurture.addresses import clean_first_name, clean_timezone, normalize_email
+from nurture.app import App
 from nurture.audience.signup import confirm, unsubscribe
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -36,9 +36,9 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
-from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
-from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.console.routes import console_routes, console_state
+from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
+from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.ratelimit import RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
@@ -61,7 +61,7 @@ _JSON_PATHS = {"/webhooks/sendgrid", "/webhooks/booking", "/healthz"}
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def create_app(

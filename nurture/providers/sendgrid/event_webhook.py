@@ -26,8 +26,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -37,8 +37,8 @@ from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import MalformedEvent, WebhookRejected
 from nurture.providers.base import NormalizedEvent
 from nurture.providers.sendgrid import batch
-from nurture.store.models import ConsentKind, EventKind
 from nurture.redaction import scrub
+from nurture.store.models import ConsentKind, EventKind
 from nurture.tokens import event_digest
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def _timestamp(value: Any) -> datetime:
         seconds = float(value)
         if not 0 < seconds < 2**37:
             raise ValueError
-        return datetime.fromtimestamp(seconds, timezone.utc)
+        return datetime.fromtimestamp(seconds, UTC)
     except (ValueError, OverflowError, OSError):
         raise MalformedEvent("timestamp is not a Unix time") from None
 

@@ -40,7 +40,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import python_http_client
 from python_http_client import exceptions as http_errors
@@ -103,7 +104,7 @@ class _DirectClient(python_http_client.Client):  # type: ignore[misc]  # python_
         super().__init__(*args, **kwargs)
         self._opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def _build_client(self, name: str | None = None) -> "_DirectClient":
+    def _build_client(self, name: str | None = None) -> _DirectClient:
         url_path = self._url_path + [name] if name else self._url_path
         return _DirectClient(
             host=self.host,

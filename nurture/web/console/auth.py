@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from nurture.app import App
 from nurture.owners.accounts import any_owner_has_totp
 from nurture.owners.sessions import log_in, log_out
+from nurture.web.client import client_ip
 from nurture.web.console.access import (
     LOGIN,
     LOGIN_CSRF_COOKIE,
@@ -21,7 +22,6 @@ from nurture.web.console.access import (
     set_cookie,
 )
 from nurture.web.console.render import pages_of
-from nurture.web.client import client_ip
 
 # The same words for a wrong address, a wrong password and a wrong code: none says which.
 NO_MATCH = "That did not work: the address, the password or the code is not right. Check them and try again."

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nurture.app import App
-from nurture.web.console import email_edits
 from nurture.content.campaigns import NEWSLETTERS_DIR
 from nurture.errors import InputError, NurtureError
 from nurture.newsletters import cancel, list_newsletters, parse_local, schedule
@@ -27,9 +26,10 @@ from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local, zone
 from nurture.store import models as m
 from nurture.store.db import reading
+from nurture.web.client import client_ip
+from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
-from nurture.web.client import client_ip
 
 BASE = "/console/newsletters"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")

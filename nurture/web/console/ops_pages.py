@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from markupsafe import Markup
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from markupsafe import Markup
 
 from nurture.app import App
 from nurture.errors import NurtureError
@@ -18,8 +18,8 @@ from nurture.reporting.report import report_sections
 from nurture.sending.deliveries import list_stuck, release
 from nurture.store import models as m
 from nurture.store.db import reading
-from nurture.web.console.render import pages_of
 from nurture.web.client import client_ip
+from nurture.web.console.render import pages_of
 
 PERIODS = {
     "7": ("the last 7 days", 7),

@@ -21,8 +21,8 @@ from nurture.audience.signup import unsubscribe
 from nurture.errors import NotFound, NurtureError
 from nurture.owners.audit import record_now
 from nurture.store.models import SUBSCRIBER_STATUSES
-from nurture.web.console.render import pages_of
 from nurture.web.client import client_ip
+from nurture.web.console.render import pages_of
 
 BASE = "/console/subscribers"
 DONE = {

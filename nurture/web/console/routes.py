@@ -13,12 +13,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from nurture.app import App
-from nurture.web.console.auth import login_page, logout_page
 from nurture.web.console.access import PREFIX, ConsoleGuard
-from nurture.web.console.render import ConsolePages, css_response
+from nurture.web.console.auth import login_page, logout_page
 from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
+from nurture.web.console.render import ConsolePages, css_response
 from nurture.web.console.series_pages import (
     series_list_page,
     series_page,

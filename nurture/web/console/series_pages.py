@@ -19,9 +19,6 @@ from nurture.content.rules import Finding
 from nurture.errors import NurtureError
 from nurture.owners.audit import record_now
 from nurture.sending.one_email import send_test_copy
-from nurture.web.console import email_edits
-from nurture.web.console.email_view import style_hashes
-from nurture.web.console.render import pages_of
 from nurture.series.review import (
     SeriesState,
     email_changes,
@@ -31,6 +28,9 @@ from nurture.series.review import (
     waiting_by_key,
 )
 from nurture.web.client import client_ip
+from nurture.web.console import email_edits
+from nurture.web.console.email_view import style_hashes
+from nurture.web.console.render import pages_of
 
 BASE = "/console/series"
 DONE = {

@@ -5,9 +5,8 @@ Revises: 0002d
 Create Date: 2026-11-26 03:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002w"
 down_revision = "0002d"

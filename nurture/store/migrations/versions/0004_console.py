@@ -6,9 +6,8 @@ Revises: 0002w
 Create Date: 2026-11-26 03:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002c"
 down_revision = "0002w"

@@ -5,9 +5,8 @@ Revision ID: 0002n
 Revises: 0002c
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002n"
 down_revision = "0002c"

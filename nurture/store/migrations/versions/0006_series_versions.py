@@ -12,9 +12,8 @@ version the same way. Placeholders cannot clash with real keys, which never star
 with "#".
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0002v"
 down_revision = "0002n"
