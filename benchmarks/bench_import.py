@@ -56,7 +56,9 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command, reaping it with wait4 so its peak RSS is known: (seconds, peak MiB, stdout + CPU time)."""
+    """Run a command, reaping it with wait4 so its peak RSS is known.
+
+    Returns (seconds, peak MiB, stdout + CPU time)."""
     began = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         child = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -73,7 +75,8 @@ def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
 
 def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> None:
     print(
-        f"  {label:<28} {rows:>9,} rows {seconds:7.2f} s {rows / seconds:9,.0f} rows/s  peak RSS {peak:6.1f} MiB  {note}",
+        f"  {label:<28} {rows:>9,} rows {seconds:7.2f} s "
+        f"{rows / seconds:9,.0f} rows/s  peak RSS {peak:6.1f} MiB  {note}",
         flush=True,
     )
 
@@ -126,7 +129,8 @@ def main() -> int:
                 started = time.perf_counter()
                 write_csv(csv_path, size)
                 print(
-                    f"{size:,} rows ({csv_path.stat().st_size / 1e6:.1f} MB), generated in {time.perf_counter() - started:.1f} s",
+                    f"{size:,} rows ({csv_path.stat().st_size / 1e6:.1f} "
+                    f"MB), generated in {time.perf_counter() - started:.1f} s",
                     flush=True,
                 )
                 seconds, peak, out = timed_child(

@@ -91,7 +91,8 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         copies = {name: store.copy(name) for name in names}
         kind = "PostgreSQL" if server else "SQLite"
         print(
-            f"newsletter to {size:,} subscribers in {len(ZONES)} zones, {kind}, batch {args.batch_size}, {args.latency * 1000:.0f} ms per request",
+            f"newsletter to {size:,} subscribers in {len(ZONES)} zones, {kind}, "
+            f"batch {args.batch_size}, {args.latency * 1000:.0f} ms per request",
             flush=True,
         )
 

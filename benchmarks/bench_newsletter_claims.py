@@ -232,7 +232,8 @@ def main() -> int:
     standin = StandIn(args.latency)
     print(
         f"newsletter claims: {size:,} subscribers in {len(ZONES)} zones, SQLite, batch {args.batch_size}, "
-        f"{args.concurrency} in flight, {args.latency * 1000:.0f} ms per request; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        f"{args.concurrency} in flight, {args.latency * 1000:.0f} ms per "
+        f"request; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         flush=True,
     )
     try:
@@ -247,12 +248,14 @@ def main() -> int:
 
             idle, idle_cpu = median_pass(subscriber, IDLE_PASS, args.repeat)
             print(
-                f"idle pass (nothing due)                  {idle:6.2f} s  CPU {idle_cpu:5.2f} s  (medians of {args.repeat})",
+                f"idle pass (nothing due)                  {idle:6.2f} "
+                f"s  CPU {idle_cpu:5.2f} s  (medians of {args.repeat})",
                 flush=True,
             )
             wall, cpu = median_pass(subscriber, BEFORE_ZONES_PASS, args.repeat)
             print(
-                f"pending, no zone due yet                 {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
+                f"pending, no zone due yet                 {wall:6.2f} s  CPU "
+                f"{cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
                 flush=True,
             )
 
@@ -260,14 +263,17 @@ def main() -> int:
             cpu = subscriber.cpu
             minimal_seconds = subscriber.minimal(ZONE_PASS, ZONES[0], share, args.concurrency)
             print(
-                f"subscriber time, {ZONES[0]} pass   {seconds:6.2f} s  CPU {cpu:5.2f} s  {share / seconds:8,.0f} emails/s  "
-                f"minimal script {minimal_seconds:5.2f} s (CPU {subscriber.cpu:5.2f} s): {minimal_seconds / seconds:4.2f} of its speed "
+                f"subscriber time, {ZONES[0]} pass   {seconds:6.2f} s "
+                f" CPU {cpu:5.2f} s  {share / seconds:8,.0f} emails/s  "
+                f"minimal script {minimal_seconds:5.2f} s (CPU {subscriber.cpu:5.2f} "
+                f"s): {minimal_seconds / seconds:4.2f} of its speed "
                 f"({subscriber.cpu / cpu:4.2f} in CPU)  [{summary}]",
                 flush=True,
             )
             wall, cpu = median_pass(subscriber, PENDING_PASS, args.repeat)
             print(
-                f"pending, first zone done, four wait      {wall:6.2f} s  CPU {cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
+                f"pending, first zone done, four wait      {wall:6.2f} s  CPU "
+                f"{cpu:5.2f} s  {wall / idle:4.2f} x idle ({cpu / idle_cpu:4.2f} in CPU)",
                 flush=True,
             )
 
@@ -275,8 +281,10 @@ def main() -> int:
             cpu = practice.cpu
             minimal_all = practice.minimal(PRACTICE_PASS, "", size, args.concurrency)
             print(
-                f"practice time, the one pass              {seconds:6.2f} s  CPU {cpu:5.2f} s  {size / seconds:8,.0f} emails/s  "
-                f"minimal script {minimal_all:5.2f} s (CPU {practice.cpu:5.2f} s): {minimal_all / seconds:4.2f} of its speed "
+                f"practice time, the one pass              {seconds:6.2f} "
+                f"s  CPU {cpu:5.2f} s  {size / seconds:8,.0f} emails/s  "
+                f"minimal script {minimal_all:5.2f} s (CPU {practice.cpu:5.2f} "
+                f"s): {minimal_all / seconds:4.2f} of its speed "
                 f"({practice.cpu / cpu:4.2f} in CPU)  [{summary}]",
                 flush=True,
             )

@@ -76,7 +76,8 @@ def main() -> None:
     print(
         f"step {campaign.slug}/{step.slug}: prepared in {prepare_ms:.1f} ms "
         f"(Markdown + Jinja + MJML, {renderer.mjml_compilations} MJML compilation); "
-        f"HTML {len(prepared.html_template) / 1024:.1f} KiB, text {len(prepared.text_template) / 1024:.1f} KiB"
+        f"HTML {len(prepared.html_template) / 1024:.1f} KiB, "
+        f"text {len(prepared.text_template) / 1024:.1f} KiB"
     )
     for label, run in (
         ("render()", render),

@@ -54,7 +54,8 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
             copies[f"w{workers}"] = store.copy(f"w{workers}")
         kind = "PostgreSQL" if server else "SQLite"
         print(
-            f"{size:,} subscribers due, {kind}, batch {args.batch_size}, {args.concurrency} requests in flight per worker, {args.latency * 1000:.0f} ms per request",
+            f"{size:,} subscribers due, {kind}, batch {args.batch_size}, {args.concurrency} "
+            f"requests in flight per worker, {args.latency * 1000:.0f} ms per request",
             flush=True,
         )
         _, env = project(folder / "minimal-run", copies["minimal"], "STANDIN", overrides)

@@ -66,7 +66,8 @@ def make_events(round_no: int, count: int, deliveries: list[int]) -> list[dict]:
 def report(name: str, seconds: list[float], count: int) -> None:
     ms = [s * 1000 for s in seconds]
     print(
-        f"{name:<8} {count} events: median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f} ms   max {max(ms):7.1f} ms   ({len(ms)} rounds)"
+        f"{name:<8} {count} events: median {statistics.median(ms):7.1f} ms  "
+        f" min {min(ms):7.1f} ms   max {max(ms):7.1f} ms   ({len(ms)} rounds)"
     )
 
 

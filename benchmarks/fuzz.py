@@ -505,11 +505,13 @@ def main() -> int:
     started = time.monotonic()
     tallies = run(names, args.inputs, args.seed, args.timeout, args.keep)
     print(
-        f"{'surface':<10} {'inputs':>7} {'tracebacks':>10} {'hangs':>6} {'partial writes':>14} {'log leaks':>9} {'forgeries':>9}"
+        f"{'surface':<10} {'inputs':>7} {'tracebacks':>10} {'hangs':>6} "
+        f"{'partial writes':>14} {'log leaks':>9} {'forgeries':>9}"
     )
     for name, t in tallies.items():
         print(
-            f"{name:<10} {t.inputs:>7} {t.tracebacks:>10} {t.hangs:>6} {t.partial_writes:>14} {t.log_leaks:>9} {t.forgeries:>9}"
+            f"{name:<10} {t.inputs:>7} {t.tracebacks:>10} {t.hangs:>6} "
+            f"{t.partial_writes:>14} {t.log_leaks:>9} {t.forgeries:>9}"
         )
     print(f"(the web surfaces, {ELSEWHERE})")
     print(f"seed {args.seed}, {time.monotonic() - started:.0f} s")

@@ -474,7 +474,8 @@ def describe(surface: str, outcome: Outcome | None, problems: list[str]) -> str:
     if outcome is None or outcome.response is None:
         return f"{surface}: {', '.join(problems)}: no answer"
     request = outcome.response.request
-    return f"{surface}: {', '.join(problems)}: {request.method} {request.url.raw_path[:120]!r} -> {outcome.response.status_code}"
+    path = request.url.raw_path[:120]
+    return f"{surface}: {', '.join(problems)}: {request.method} {path!r} -> {outcome.response.status_code}"
 
 
 def run(

@@ -8,6 +8,7 @@ and this process stays small.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -72,7 +73,8 @@ class Run:
             else ""
         )
         return (
-            f"  {label:<34} {count:>9,} emails {self.seconds:7.2f} s {count / self.seconds if count else 0:9,.0f}/s  "
+            f"  {label:<34} {count:>9,} emails {self.seconds:7.2f} "
+            f"s {count / self.seconds if count else 0:9,.0f}/s  "
             f"CPU {self.cpu:6.1f} s  peak RSS {self.peak_mib:6.1f} MiB{ratio}"
         )
 
@@ -81,26 +83,28 @@ def run_all(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
     """Start the commands together; wait for all. Raises SystemExit if one fails."""
     began = time.perf_counter()
     started = []
-    for command in commands:
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        started.append(
-            (subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command)
-        )
     peak = cpu = 0.0
     outputs = []
-    for process, out, err, command in started:
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        peak = max(peak, usage.ru_maxrss / 1024)
-        cpu += usage.ru_utime + usage.ru_stime
-        out.seek(0)
-        err.seek(0)
-        text, errors = out.read().decode(), err.read().decode()
-        out.close()
-        err.close()
-        if process.returncode:
-            raise SystemExit(f"{' '.join(command)} failed ({process.returncode}): {errors.strip()[-3000:]}")
-        outputs.append(text.strip())
+    with contextlib.ExitStack() as files:
+        for command in commands:
+            out = files.enter_context(tempfile.TemporaryFile())
+            err = files.enter_context(tempfile.TemporaryFile())
+            started.append(
+                (subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command)
+            )
+        for process, out, err, command in started:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            peak = max(peak, usage.ru_maxrss / 1024)
+            cpu += usage.ru_utime + usage.ru_stime
+            out.seek(0)
+            err.seek(0)
+            text, errors = out.read().decode(), err.read().decode()
+            if process.returncode:
+                raise SystemExit(
+                    f"{' '.join(command)} failed ({process.returncode}): {errors.strip()[-3000:]}"
+                )
+            outputs.append(text.strip())
     return Run(time.perf_counter() - began, peak, cpu, " | ".join(outputs))
 
 

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/minimal_send.py DATABASE_URL STANDIN_URL NOW [--concurrency 4]
 
 Reads the due subscribers (active enrollments whose next email is due, of active
-subscribers; or, for a newsletter, the active subscribers, optionally of one zone) a page at a time, writes one ledger row (a delivery) each, POSTs them
+subscribers; or, for a newsletter, the active subscribers, optionally of one zone) a
+page at a time, writes one ledger row (a delivery) each, POSTs them
 to the SendGrid stand-in in batches of 1,000 personalizations with up to
 --concurrency requests in flight, and marks them sent. Nothing else: no rendering
 beyond a substitution, no consent re-check, no daily cap, no enrollment advance,
@@ -86,7 +87,8 @@ def main() -> int:
         if sqlite:  # the engine's connections manage their own transactions on SQLite
             cursor.execute("BEGIN IMMEDIATE")
 
-    # The unique key needs a step key: a newsletter's is fixed, a first step's the placeholder of an unkeyed row.
+    # The unique key needs a step key: a newsletter's is fixed, a first step's the placeholder
+    # of an unkeyed row.
     step_key = "newsletter" if args.stream.startswith("newsletter:") else "#1"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     in_flight: list[tuple[Future[str], list[int]]] = []
@@ -112,15 +114,18 @@ def main() -> int:
                 # due index instead: with every row due at the same instant, that index orders
                 # nothing and each page would re-read all the rows before it.
                 cursor.execute(
-                    f"SELECT s.id, s.email, s.first_name, e.id FROM enrollments e {'NOT INDEXED ' if sqlite else ''}"
+                    "SELECT s.id, s.email, s.first_name, e.id FROM "
+                    f"enrollments e {'NOT INDEXED ' if sqlite else ''}"
                     "JOIN subscribers s ON s.id = e.subscriber_id "
-                    f"WHERE e.id > {mark} AND e.status = 'active' AND e.next_due_at <= {mark} AND s.status = 'active' ORDER BY e.id LIMIT {BATCH}",
+                    f"WHERE e.id > {mark} AND e.status = 'active' AND e.next_due_at "
+                    f"<= {mark} AND s.status = 'active' ORDER BY e.id LIMIT {BATCH}",
                     (last, stamp),
                 )
             else:
                 zone = f"AND s.timezone = {mark} " if args.zone else ""
                 cursor.execute(
-                    f"SELECT s.id, s.email, s.first_name, s.id FROM subscribers s WHERE s.id > {mark} AND s.status = 'active' {zone}ORDER BY s.id LIMIT {BATCH}",
+                    "SELECT s.id, s.email, s.first_name, s.id FROM subscribers s WHERE "
+                    f"s.id > {mark} AND s.status = 'active' {zone}ORDER BY s.id LIMIT {BATCH}",
                     (last, args.zone) if args.zone else (last,),
                 )
             rows = cursor.fetchall()
@@ -129,7 +134,8 @@ def main() -> int:
             last = rows[-1][3]
             begin()
             cursor.executemany(
-                f"INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, claimed_at) VALUES ({mark}, {mark}, 1, {mark}, 'claimed', 'minimal', {mark})",
+                "INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, worker, "
+                f"claimed_at) VALUES ({mark}, {mark}, 1, {mark}, 'claimed', 'minimal', {mark})",
                 [(row[0], args.stream, step_key, stamp) for row in rows],
             )
             connection.commit()

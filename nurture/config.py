@@ -129,7 +129,8 @@ class _Section(BaseModel):
             bad = _control_character(value, allowed)
             if bad is not None:
                 raise ValueError(
-                    f"holds the control character U+{ord(bad):04X}: remove it (retype the value if you pasted it)"
+                    f"holds the control character U+{ord(bad):04X}: "
+                    "remove it (retype the value if you pasted it)"
                 )
         return value
 
@@ -316,7 +317,8 @@ class Config:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"{self.where('delivery', 'outbox_dir')}: delivery.outbox_dir: {directory} cannot be used as the outbox folder "
+                f"{self.where('delivery', 'outbox_dir')}: delivery.outbox_dir: "
+                f"{directory} cannot be used as the outbox folder "
                 f"({exc.strerror or exc}); point it at a folder you can write to"
             ) from None
         return directory
@@ -324,7 +326,8 @@ class Config:
     def database_folder_error(self, exc: OSError) -> ConfigError:
         """The error to show when the folder of a SQLite database.url cannot be created."""
         return ConfigError(
-            f"{self.where('database', 'url')}: database.url: the folder for the SQLite file in {self.settings.database.url} "
+            f"{self.where('database', 'url')}: database.url: the folder "
+            f"for the SQLite file in {self.settings.database.url} "
             f"cannot be created ({exc.strerror or exc}); point database.url at a folder you can write to"
         )
 

@@ -82,7 +82,8 @@ def _edit_and_publish(app: App, moment: datetime) -> None:
     data["steps"][3]["delay_days"] = 3
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     print(
-        "demo: the owner shortens the wait before the fourth email to 3 days, then runs: nurture campaign publish kap-intro --yes"
+        "demo: the owner shortens the wait before the fourth email to "
+        "3 days, then runs: nurture campaign publish kap-intro --yes"
     )
     for line in publish(app, load_draft(app.config, "kap-intro"), moment).lines():
         print(f"demo:   {line}")
@@ -101,7 +102,8 @@ def main() -> int:
             subscribe(app, email, START, first_name=name, timezone=zone, source="demo signup form")
         confirmations = sorted(path.name for path in outbox.glob("*-confirm-*.eml"))
         print(
-            f"demo: {len(PEOPLE)} people signed up; {len(confirmations)} double-opt-in confirmation emails are in the outbox"
+            f"demo: {len(PEOPLE)} people signed up; {len(confirmations)} "
+            "double-opt-in confirmation emails are in the outbox"
         )
         for index, name in enumerate(confirmations[:-1]):
             confirm(
@@ -120,7 +122,8 @@ def main() -> int:
                 _edit_and_publish(app, moment)
             moment += timedelta(minutes=30)
         print(
-            f"demo: three weeks of send passes (every 30 minutes, each person in their own 09:00-17:00): {sent} series emails sent"
+            "demo: three weeks of send passes (every 30 minutes, each "
+            f"person in their own 09:00-17:00): {sent} series emails sent"
         )
         for line in record_demo_events(app, end, unsubscribe_one=False, seen=seen):
             print(f"demo: {line}")
@@ -134,10 +137,12 @@ def main() -> int:
         add_owner(app, *DEMO_OWNER, end)
         print("demo: the owner console, on this demo store:")
         print(
-            f"demo:   NURTURE_SECRET_KEY={os.environ['NURTURE_SECRET_KEY']} .venv/bin/nurture --config demo/config.yaml serve"
+            f"demo:   NURTURE_SECRET_KEY={os.environ['NURTURE_SECRET_KEY']} "
+            ".venv/bin/nurture --config demo/config.yaml serve"
         )
         print(
-            f"demo:   then open http://127.0.0.1:{config.web.port}/console/ and sign in as {DEMO_OWNER[0]} with the password {DEMO_OWNER[1]}"
+            f"demo:   then open http://127.0.0.1:{config.web.port}/console/ "
+            f"and sign in as {DEMO_OWNER[0]} with the password {DEMO_OWNER[1]}"
         )
     finally:
         app.close()

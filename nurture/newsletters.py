@@ -108,7 +108,8 @@ def schedule(
     """
     if timezone_mode not in TIMEZONE_MODES:
         raise InputError(
-            f"--timezone {timezone_mode!r}: use 'practice' (one instant) or 'subscriber' (each person's local time)"
+            f"--timezone {timezone_mode!r}: use 'practice' (one "
+            "instant) or 'subscriber' (each person's local time)"
         )
     local = parse_local(at_local)
     path = Path(path)
@@ -126,7 +127,8 @@ def schedule(
         first_due = local_instant(local.date(), local.time(), zone(practice_zone))
         if first_due <= now:
             raise InputError(
-                f"--at {local:%Y-%m-%d %H:%M} has already passed in {practice_zone} (the practice's zone): pick a later time"
+                f"--at {local:%Y-%m-%d %H:%M} has already passed in "
+                f"{practice_zone} (the practice's zone): pick a later time"
             )
     else:
         first_due = local_instant(local.date(), local.time(), zone(EARLIEST_ZONE))
@@ -140,9 +142,11 @@ def schedule(
         existing = same_content_as(app, source)
         if existing is not None:
             raise InputError(
-                f"{path} was not scheduled: newsletter {existing.id} ({existing.status}, {existing.send_at_local.replace('T', ' ')[:16]}) "
+                f"{path} was not scheduled: newsletter {existing.id} "
+                f"({existing.status}, {existing.send_at_local.replace('T', ' ')[:16]}) "
                 "has the same content, so everyone would get it twice. "
-                f"To send it again anyway, add --again; to change the time, cancel it first: nurture newsletter cancel {existing.id}"
+                "To send it again anyway, add --again; to change the time, "
+                f"cancel it first: nurture newsletter cancel {existing.id}"
             )
     with transaction(app.engine) as session:
         newsletter = m.Newsletter(
@@ -257,7 +261,8 @@ def cancel(app: App, newsletter_id: int, now: datetime) -> str:
             raise InputError(f"newsletter {newsletter_id} is already cancelled: nothing changed")
         if previous == m.NewsletterStatus.SENT:
             raise InputError(
-                f"newsletter {newsletter_id} has already been sent to everyone: there is nothing left to cancel"
+                f"newsletter {newsletter_id} has already been "
+                "sent to everyone: there is nothing left to cancel"
             )
         newsletter.status = m.NewsletterStatus.CANCELLED
         newsletter.updated_at = now

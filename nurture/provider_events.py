@@ -76,7 +76,8 @@ class WebhookReport:
 
     def line(self) -> str:
         return (
-            f"{self.provider} webhook: {self.received} received, {self.stored} stored, {self.duplicates} duplicate, "
+            f"{self.provider} webhook: {self.received} received, "
+            f"{self.stored} stored, {self.duplicates} duplicate, "
             f"{self.malformed} malformed, {self.suppressed} suppressed"
         )
 

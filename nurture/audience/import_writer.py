@@ -217,7 +217,10 @@ class Writer:
         found: dict[str, tuple[Any, ...]] = {}
         for start in range(0, len(keys), LOOKUP):
             part = keys[start : start + LOOKUP]
-            sql = f"SELECT id, email_key, status, first_name, timezone FROM subscribers WHERE email_key IN ({_in_list(len(part))})"
+            sql = (
+                "SELECT id, email_key, status, first_name, timezone FROM subscribers "
+                f"WHERE email_key IN ({_in_list(len(part))})"
+            )
             found.update((row[1], row) for row in self._query(sql, part))
         return found
 
@@ -247,7 +250,7 @@ class Writer:
         status, now = self._constants["status"], self._constants["now"]
         rows_raw = [
             (first[0], key, first[1], first[2], status, "import", now, now, now, 0)
-            for key, first in zip(keys, map(firsts.__getitem__, keys))
+            for key, first in zip(keys, map(firsts.__getitem__, keys), strict=True)
         ]
         # Nothing else writes in this transaction (BEGIN IMMEDIATE holds the write lock),
         # so the rows above the highest id before the insert are exactly the ones it

@@ -218,7 +218,7 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
                 if not values:  # a blank line
                     continue
                 if len(values) < width:
-                    record = dict(zip(header, values))
+                    record = dict(zip(header, values, strict=False))  # a short row: the rest are blank
                     yield _validate([record.get(name, "") for name in COLUMNS], line, now)
                     continue
                 del values[width:]
@@ -297,7 +297,8 @@ def import_csv(
             hidden = report.invalid_count - min(len(report.invalid), SHOWN_PROBLEMS)
             more = f"\n  ... and {hidden} more" if hidden else ""
             raise InputError(
-                f"{report.invalid_count} problem(s) in {report.rows} rows; nothing was imported:\n{shown}{more}\n"
+                f"{report.invalid_count} problem(s) in {report.rows} "
+                f"rows; nothing was imported:\n{shown}{more}\n"
                 "Fix these rows, or run again with --skip-invalid to import only the good ones."
             )
         secrets = app.config.secrets.verification_keys()
@@ -339,5 +340,6 @@ def import_csv(
                     raise
     raise NurtureError(
         f"{path}: nothing was imported: another process (an import or a sending pass) held the store "
-        f"for more than {LOCK_ATTEMPTS * db.BUSY_TIMEOUT_MS / 1000:g} s. Run the import again once it has finished."
+        f"for more than {LOCK_ATTEMPTS * db.BUSY_TIMEOUT_MS / 1000:g} "
+        "s. Run the import again once it has finished."
     )

@@ -26,7 +26,8 @@ def get_by_email(session: Session, email: str) -> m.Subscriber:
     subscriber = find_by_email(session, email)
     if subscriber is None:
         raise NotFound(
-            "no subscriber with that address (check the spelling; `nurture subscribers list` shows who is here)"
+            "no subscriber with that address (check the spelling; "
+            "`nurture subscribers list` shows who is here)"
         )
     return subscriber
 

@@ -127,7 +127,8 @@ def confirm(
             raise TokenError("this confirmation link is no longer valid: please sign up again")
         if subscriber.confirm_nonce != claim.nonce:
             raise TokenError(
-                "this confirmation link was replaced by a newer one: use the most recent email, or sign up again"
+                "this confirmation link was replaced by a newer "
+                "one: use the most recent email, or sign up again"
             )
         if subscriber.status == m.SubscriberStatus.ACTIVE:
             return ConfirmResult("already_active", subscriber.id, 0)

@@ -50,7 +50,8 @@ class Group(click.Group):
             ctx.exit(exc.exit_code)
         except OperationalError as exc:
             click.echo(
-                f"error: the database could not be used: {exc.orig}. Check database.url and that the server is running.",
+                f"error: the database could not be used: {exc.orig}. "
+                "Check database.url and that the server is running.",
                 err=True,
             )
             ctx.exit(2)

@@ -50,12 +50,14 @@ def campaign_start(
     result = control.start(app, name, now=moment, at=at, tag=tag_name)
     zone_name = app.config.delivery.default_timezone
     click.echo(
-        f"{result.campaign}: {result.enrolled} subscriber(s) enrolled from {result.start.astimezone(zone(zone_name)):%Y-%m-%d %H:%M} ({zone_name}); "
+        f"{result.campaign}: {result.enrolled} subscriber(s) enrolled from "
+        f"{result.start.astimezone(zone(zone_name)):%Y-%m-%d %H:%M} ({zone_name}); "
         f"{result.unchanged} already in it or excluded by a stop tag"
     )
     if result.paused:
         click.echo(
-            f"note: {result.campaign} is paused; nothing goes out until: nurture campaign resume {result.campaign}",
+            f"note: {result.campaign} is paused; nothing goes "
+            f"out until: nurture campaign resume {result.campaign}",
             err=True,
         )
 

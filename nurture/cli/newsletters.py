@@ -35,7 +35,8 @@ def newsletter() -> None:
     type=click.Choice(["practice", "subscriber"]),
     default="practice",
     show_default=True,
-    help="practice: one instant, --at in the practice's zone; subscriber: --at in each subscriber's own zone.",
+    help="practice: one instant, --at in the practice's zone; "
+    "subscriber: --at in each subscriber's own zone.",
 )
 @click.option(
     "--again",
@@ -55,7 +56,8 @@ def newsletter_schedule(
 
     \b
     Example:
-      nurture newsletter schedule campaigns/newsletters/2026-12-winter-note.md --at "2026-12-01 09:00" --timezone subscriber
+      nurture newsletter schedule campaigns/newsletters/2026-12-winter-note.md \\
+        --at "2026-12-01 09:00" --timezone subscriber
     """
     app = obj.app
     newsletter_id = schedule(app, file, at_text, mode, parse_now(now), again=again)
@@ -68,12 +70,13 @@ def newsletter_schedule(
     clock = datetime.strptime(info.send_at_local, "%Y-%m-%d %H:%M").time()
     if not window.start <= clock < window.end:
         click.echo(
-            f"note: {clock:%H:%M} is outside the send window ({window.start:%H:%M}-{window.end:%H:%M}) the series uses",
+            f"note: {clock:%H:%M} is outside the send window "
+            f"({window.start:%H:%M}-{window.end:%H:%M}) the series uses",
             err=True,
         )
     click.echo(
-        "it goes out with the next `nurture send-due` (cron) or `nurture run` after that time; cancel with: nurture newsletter cancel "
-        + str(newsletter_id)
+        "it goes out with the next `nurture send-due` (cron) or `nurture "
+        "run` after that time; cancel with: nurture newsletter cancel " + str(newsletter_id)
     )
 
 

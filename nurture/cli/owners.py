@@ -28,7 +28,8 @@ def _read_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
         raise InputError(
-            "no terminal to ask for the password on: pass it with --password-stdin (for example: printf '%s' \"$PW\" | nurture owner add ...)"
+            "no terminal to ask for the password on: pass it with --password-stdin "
+            "(for example: printf '%s' \"$PW\" | nurture owner add ...)"
         )
     return str(
         click.prompt(
@@ -91,7 +92,8 @@ def owner_list(obj: Context) -> None:
         click.echo("no owner accounts yet: create one with `nurture owner add EMAIL`")
     for info in owners:
         click.echo(
-            f"{info.email}  created {info.created_at:%Y-%m-%d}  {'with' if info.has_totp else 'without'} a code app"
+            f"{info.email}  created {info.created_at:%Y-%m-%d}  "
+            f"{'with' if info.has_totp else 'without'} a code app"
         )
 
 

@@ -95,7 +95,8 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
     rows = list_stuck(context.app, parse_now(now), parse_age(older_than))
     for row in rows:
         click.echo(
-            f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed {row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}"
+            f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed "
+            f"{row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}"
         )
     click.echo(f"{len(rows)} stuck deliver{'y' if len(rows) == 1 else 'ies'}")
 

@@ -1,4 +1,5 @@
-"""`nurture campaign publish` and `nurture campaign diff`: a series' files become what is sent only when published."""
+"""`nurture campaign publish` and `nurture campaign diff`: a series' files become what is sent
+only when published."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def campaign_publish(obj: Context, slug: str, yes: bool, only_ahead: bool, now: 
             click.echo(str(finding), err=True)
         count = len(findings)
         raise InputError(
-            f"{slug} was not published: {count} problem{'s' if count != 1 else ''} to fix first; {_live(preview.old_version)}"
+            f"{slug} was not published: {count} problem{'s' if count != 1 else ''} "
+            f"to fix first; {_live(preview.old_version)}"
         )
     for line in preview.lines():
         click.echo(line)

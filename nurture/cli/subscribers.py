@@ -120,7 +120,8 @@ def import_(obj: Context, csv_file: Path, skip_invalid: bool, no_enroll: bool, n
             err=True,
         )
     click.echo(
-        f"{report.rows} row{'s' if report.rows != 1 else ''}: {report.created} added, {report.activated} activated, {report.merged} merged, "
+        f"{report.rows} row{'s' if report.rows != 1 else ''}: {report.created} "
+        f"added, {report.activated} activated, {report.merged} merged, "
         f"{report.invalid_count} invalid, {report.skipped_erased} erased (refused), "
         f"{report.skipped_unsubscribed} unsubscribed (left alone); {report.enrolled} enrolled"
     )
@@ -177,7 +178,8 @@ def subscribers_list(
         return
     for row in rows:
         click.echo(
-            f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} {row['timezone'] or '-':<22} {row['first_name'] or ''}"
+            f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} "
+            f"{row['timezone'] or '-':<22} {row['first_name'] or ''}"
         )
     click.echo(f"{len(rows)} subscriber(s)")
 
@@ -195,12 +197,14 @@ def subscribers_show(obj: Context, email: str) -> None:
     data = export(obj.app, email)
     person = data["subscriber"]
     click.echo(
-        f"{person['email']}  status={person['status']}  timezone={person['timezone'] or '(default)'}  tags={','.join(data['tags']) or '-'}"
+        f"{person['email']}  status={person['status']}  "
+        f"timezone={person['timezone'] or '(default)'}  tags={','.join(data['tags']) or '-'}"
     )
     click.echo("consent history:")
     for event in data["consent_events"]:
         click.echo(
-            f"  {event['occurred_at']}  {event['kind']:<12} {event['source'] or ''} {event['detail'] or ''}".rstrip()
+            f"  {event['occurred_at']}  {event['kind']:<12} "
+            f"{event['source'] or ''} {event['detail'] or ''}".rstrip()
         )
     click.echo("series:")
     for row in data["enrollments"]:

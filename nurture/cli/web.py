@@ -36,7 +36,8 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     listen_host = host or config.web.host
     listen_port = port or config.web.port
     click.echo(
-        f"nurture serve: http://{listen_host}:{listen_port} (public address {config.web.public_base_url}); Ctrl-C to stop"
+        f"nurture serve: http://{listen_host}:{listen_port} (public "
+        f"address {config.web.public_base_url}); Ctrl-C to stop"
     )
     run_server(app, host=listen_host, port=listen_port)
 

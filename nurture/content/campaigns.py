@@ -255,7 +255,8 @@ def load_campaign(directory: Path) -> Campaign:
                 ("steps", str(number - 1), "file"), 0
             )
             raise ContentError(
-                f"{spec_path}:{line}: steps[{number}]: the key {key!r} is already used by steps[{first_with_key[key]}]; "
+                f"{spec_path}:{line}: steps[{number}]: the key {key!r} "
+                f"is already used by steps[{first_with_key[key]}]; "
                 "give each step its own key: (each key is one email a person receives at most once)"
             )
         first_with_key[key] = number

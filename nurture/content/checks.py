@@ -64,7 +64,10 @@ class CheckReport:
         if self.ok:
             return f"all {self.emails} emails pass"
         problems = len(self.findings)
-        summary = f"{problems} problem{'s' if problems != 1 else ''} found; {self.passed} of {self.emails} email{'s' if self.emails != 1 else ''} checked pass"
+        emails = f"{self.emails} email{'s' if self.emails != 1 else ''}"
+        summary = (
+            f"{problems} problem{'s' if problems != 1 else ''} found; {self.passed} of {emails} checked pass"
+        )
         if self.unchecked:
             # Its emails were never rendered: "n of n pass" alone would read as all clear.
             summary += f"; not checked: the series {', '.join(self.unchecked)} (fix its campaign.yaml first)"

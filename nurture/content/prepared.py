@@ -108,7 +108,8 @@ def _checked_email(value: str) -> str:
         return value
     if not value or any(_is_control(ch) or ch.isspace() for ch in value) or "@" not in value:
         raise InputError(
-            f"recipient address {value!r} is not usable: it is empty, has no @, or holds spaces or line breaks"
+            f"recipient address {value!r} is not usable: it is "
+            "empty, has no @, or holds spaces or line breaks"
         )
     return value
 

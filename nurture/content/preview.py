@@ -122,12 +122,14 @@ def write_preview(config: Config, out_dir: Path, campaign: str | None) -> Path:
 
 _GALLERY_CSS = """
 :root { color-scheme: light dark; }
-body { margin: 0; padding: 24px; font: 16px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif;
+body { margin: 0; padding: 24px;
+       font: 16px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif;
        background: #ece7df; color: #2b2a28; }
 h1 { font-size: 24px; margin: 0 0 4px; color: #1d4f4a; }
 h2 { font-size: 20px; margin: 40px 0 8px; color: #1d4f4a; }
 .note { margin: 0 0 16px; color: #4a4640; }
-.warn { background: #fff3cd; color: #4d3b00; border: 1px solid #d9b84a; padding: 8px 12px; border-radius: 6px; }
+.warn { background: #fff3cd; color: #4d3b00; border: 1px solid #d9b84a;
+        padding: 8px 12px; border-radius: 6px; }
 section.email { background: #fbf9f5; border-radius: 8px; padding: 16px 20px; margin: 16px 0 24px; }
 section.email h3 { font-size: 18px; margin: 0 0 4px; }
 .meta { margin: 0; color: #4a4640; font-size: 15px; }
@@ -200,7 +202,8 @@ def _gallery(config: Config, entries: list[_Entry], preview_key: bool) -> str:
     if preview_key:
         parts.append(
             '<p class="note warn">NURTURE_SECRET_KEY is not set: the unsubscribe and confirmation links in '
-            "these previews are <b>preview links</b>, signed with a preview-only key. They will not work on the site.</p>"
+            "these previews are <b>preview links</b>, signed with "
+            "a preview-only key. They will not work on the site.</p>"
         )
     group = None
     for entry in entries:
@@ -217,11 +220,11 @@ def _gallery(config: Config, entries: list[_Entry], preview_key: bool) -> str:
             f"<span>({len(entry.rendered.subject)} characters, {kind})</span></p>"
             f'<p class="meta"><b>Preheader:</b> {esc(entry.rendered.preheader) or "<i>none</i>"}</p>'
             f'<p class="meta files"><a href="{esc(rel)}.html">HTML</a><a href="{esc(rel)}.txt">Plain text</a>'
-            f'<a href="{esc(rel)}.eml">.eml</a></p>'
-            '<div class="frames">'
+            f'<a href="{esc(rel)}.eml">.eml</a></p><div class="frames">'
             + "".join(
                 f'<figure><figcaption>{width} px</figcaption><iframe title="{esc(entry.stem)} at {width} px" '
-                f'width="{width}" data-width="{width}" sandbox="{_SANDBOX}" srcdoc="{srcdoc}"></iframe></figure>'
+                f'width="{width}" data-width="{width}" '
+                f'sandbox="{_SANDBOX}" srcdoc="{srcdoc}"></iframe></figure>'
                 for width in (600, 375)
             )
             + "</div>"

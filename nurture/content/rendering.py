@@ -223,7 +223,8 @@ class Renderer:
             if not front.article:
                 line = front_line(source, "cta_target")
                 raise ContentError(
-                    f"{source.path}:{line}: cta_target is 'article' but there is no 'article:' slug in the front matter"
+                    f"{source.path}:{line}: cta_target is 'article' but "
+                    "there is no 'article:' slug in the front matter"
                 )
             url = links.article_url(self.config, front.article)
         elif target == "booking":
@@ -337,7 +338,8 @@ class Renderer:
         leftover = _MJ_LEFTOVER.search(html)
         if leftover:
             raise ContentError(
-                f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> is not a known MJML tag or is misplaced"
+                f"{path}: MJML error: <{leftover.group(0).lstrip('<')}> "
+                "is not a known MJML tag or is misplaced"
             )
         return wrap_html_lines(html)
 

@@ -9,6 +9,7 @@ added to RULES.
 
 from __future__ import annotations
 
+import contextlib
 import html as html_lib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -38,10 +39,8 @@ class Finding:
 
     def __str__(self) -> str:
         path = self.path
-        try:
+        with contextlib.suppress(ValueError):  # outside the current folder: keep it absolute
             path = path.relative_to(Path.cwd()) if path.is_absolute() else path
-        except ValueError:
-            pass  # outside the current folder: keep it absolute
         where = f"{path}:{self.line}" if self.line else str(path)
         return f"{where}: {self.message}"
 
@@ -241,7 +240,8 @@ def subject_and_preheader(email: EmailFacts) -> Iterator[Finding]:
     if not rendered.preheader.strip():
         yield _at(
             locate.front("preheader"),
-            "preheader is missing: add 'preheader:' to the front matter (the preview line inboxes show after the subject)",
+            "preheader is missing: add 'preheader:' to the front "
+            "matter (the preview line inboxes show after the subject)",
         )
 
 
@@ -357,7 +357,8 @@ def https_links(email: EmailFacts) -> Iterator[Finding]:
             where = email.locate.find(url) if url else email.locate.default
             yield _at(
                 where,
-                f"link {url or '(empty)'} is not an absolute https:// URL ({hint}write the full https://... address)",
+                f"link {url or '(empty)'} is not an absolute https:// "
+                f"URL ({hint}write the full https://... address)",
             )
 
 
@@ -382,7 +383,8 @@ def template_syntax_rendered(email: EmailFacts) -> Iterator[Finding]:
                 where = email.locate.find(match.group(0))
             yield _at(
                 where,
-                f"unrendered template syntax {html_lib.unescape(text)!r} in the {part} part: only {{{{ practice_name }}}} may be used in the text",
+                f"unrendered template syntax {html_lib.unescape(text)!r} in the "
+                f"{part} part: only {{{{ practice_name }}}} may be used in the text",
             )
 
 

@@ -47,7 +47,8 @@ def _info(owner: m.Owner) -> OwnerInfo:
 def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise InputError(
-            f"the password is too short: use at least {MIN_PASSWORD} characters (a few words in a row are easy to remember)"
+            f"the password is too short: use at least {MIN_PASSWORD} "
+            "characters (a few words in a row are easy to remember)"
         )
     if len(password) > MAX_PASSWORD:
         raise InputError(f"the password is too long: use at most {MAX_PASSWORD} characters")
@@ -72,7 +73,8 @@ def add_owner(app: App, email: str, password: str, now: datetime) -> OwnerInfo:
     with transaction(app.engine) as session:
         if session.scalar(select(m.Owner.id).where(m.Owner.email_key == key)) is not None:
             raise InputError(
-                "an owner account with that address already exists (to change its password: nurture owner reset-password)"
+                "an owner account with that address already exists "
+                "(to change its password: nurture owner reset-password)"
             )
         owner = m.Owner(
             email=address, email_key=key, password_hash=digest, created_at=now, password_changed_at=now

@@ -99,7 +99,8 @@ def empty_svg(chart_id: str, title: str, message: str, *, narrow: bool = False) 
         return (
             f'<svg class="chart-svg" viewBox="0 0 {NARROW} 80" width="100%" role="img" '
             f'aria-labelledby="{chart_id}-title {chart_id}-desc">'
-            f'<title id="{chart_id}-title">{esc(title)}</title><desc id="{chart_id}-desc">{esc(message)}</desc>'
+            f'<title id="{chart_id}-title">{esc(title)}</title><desc '
+            f'id="{chart_id}-desc">{esc(message)}</desc>'
             f'<text x="{NARROW / 2}" y="35" text-anchor="middle" class="empty">{text}</text></svg>'
         )
     return (
@@ -161,7 +162,8 @@ def horizontal_bars(
             width = plot * value / top if top else 0
             shown = pct(value) if percent else num(value)
             out.append(
-                f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
+                f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" '
+                f'width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
                 f"<title>{esc(category)}: {esc(item.name)} {esc(shown)}</title></rect>"
             )
             out.append(
@@ -207,12 +209,14 @@ def narrow_bars(
         value = top * tick / TICKS
         out.append(f'<line x1="{x:.1f}" y1="{first}" x2="{x:.1f}" y2="{axis_bottom}" stroke="{GRID}"/>')
         out.append(
-            f'<text x="{x:.1f}" y="{axis_bottom + 15}" text-anchor="middle" class="tick">{esc(pct(value) if percent else num(value))}</text>'
+            f'<text x="{x:.1f}" y="{axis_bottom + 15}" text-anchor="middle" '
+            f'class="tick">{esc(pct(value) if percent else num(value))}</text>'
         )
     for index, category in enumerate(categories):
         y0 = first + index * (label + group + GROUP_GAP)
         out.append(
-            f'<text x="2" y="{y0 + 13}" class="category"><title>{esc(category)}</title>{esc(_truncate(category, 52))}</text>'
+            f'<text x="2" y="{y0 + 13}" '
+            f'class="category"><title>{esc(category)}</title>{esc(_truncate(category, 52))}</text>'
         )
         for position, item in enumerate(series):
             value = item.values[index]
@@ -220,7 +224,8 @@ def narrow_bars(
             width = plot * value / top if top else 0
             shown = pct(value) if percent else num(value)
             out.append(
-                f'<rect class="bar" x="2" y="{y}" width="{max(width, 0):.2f}" height="{BAR}" fill="{item.color}" rx="2">'
+                f'<rect class="bar" x="2" y="{y}" width="{max(width, 0):.2f}" '
+                f'height="{BAR}" fill="{item.color}" rx="2">'
                 f"<title>{esc(category)}: {esc(item.name)} {esc(shown)}</title></rect>"
             )
             out.append(f'<text x="{width + 7:.1f}" y="{y + BAR - 3}" class="value">{esc(shown)}</text>')
@@ -289,12 +294,14 @@ def stacked_columns(
             h = plot_h * value / top
             y -= h
             out.append(
-                f'<rect class="bar" x="{x:.2f}" y="{y:.2f}" width="{bar_w:.2f}" height="{h:.2f}" fill="{item.color}">'
+                f'<rect class="bar" x="{x:.2f}" y="{y:.2f}" '
+                f'width="{bar_w:.2f}" height="{h:.2f}" fill="{item.color}">'
                 f"<title>{day.day:%a %d %b}: {esc(item.name)} {esc(num(value))}</title></rect>"
             )
         if index % every == 0:
             out.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">{day.day:%d %b}</text>'
+                f'<text x="{x + bar_w / 2:.1f}" y="{bottom + 16}" '
+                f'text-anchor="middle" class="tick">{day.day:%d %b}</text>'
             )
     out.append(f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="{MUTED}"/>')
     out.append("</svg>")

@@ -68,7 +68,8 @@ def owner_address(config: Config, to: str | None = None) -> str:
     address = to or config.practice.owner_email
     if not address:
         raise ConfigError(
-            f"{config.path}: practice.owner_email is not set: add the address that should get the weekly summary "
+            f"{config.path}: practice.owner_email is not set: "
+            "add the address that should get the weekly summary "
             "and alerts under practice:, or give --to"
         )
     return address

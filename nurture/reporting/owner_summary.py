@@ -145,12 +145,14 @@ def alert_reasons(numbers: OwnerNumbers, now: datetime) -> list[str]:
     reasons = []
     if numbers.sent_total and numbers.complaint_rate >= COMPLAINT_ALERT:
         reasons.append(
-            f"spam complaints: {numbers.complaints} of {numbers.sent_total} emails sent in 7 days ({numbers.complaint_rate:.2%}; "
+            f"spam complaints: {numbers.complaints} of {numbers.sent_total} "
+            f"emails sent in 7 days ({numbers.complaint_rate:.2%}; "
             f"the limit is {COMPLAINT_ALERT:.1%}). Look at which emails drew them and who is on the list."
         )
     if numbers.sent_total and numbers.bounce_rate >= BOUNCE_ALERT:
         reasons.append(
-            f"bounces: {numbers.bounces} of {numbers.sent_total} emails sent in 7 days ({numbers.bounce_rate:.1%}; "
+            f"bounces: {numbers.bounces} of {numbers.sent_total} "
+            f"emails sent in 7 days ({numbers.bounce_rate:.1%}; "
             f"the limit is {BOUNCE_ALERT:.0%}). Check recent imports for old or mistyped addresses."
         )
     stuck = numbers.stuck
@@ -160,7 +162,8 @@ def alert_reasons(numbers: OwnerNumbers, now: datetime) -> list[str]:
         and stuck.oldest_claimed_at <= now - STUCK_ALERT_AFTER
     ):
         reasons.append(
-            f"{stuck.blocked} emails have been stuck for over an hour and cannot be settled automatically: {stuck.reason}."
+            f"{stuck.blocked} emails have been stuck for over an hour "
+            f"and cannot be settled automatically: {stuck.reason}."
         )
     return reasons
 
@@ -170,7 +173,8 @@ def action_items(numbers: OwnerNumbers, now: datetime) -> list[str]:
     items = alert_reasons(numbers, now)
     if numbers.failed:
         items.append(
-            f"{numbers.failed} emails failed this week: see `nurture deliveries --stuck` and the send log for why."
+            f"{numbers.failed} emails failed this week: see "
+            "`nurture deliveries --stuck` and the send log for why."
         )
     if numbers.stuck.stuck and not numbers.stuck.blocked:
         items.append(

@@ -68,7 +68,9 @@ def _figure(chart_id: str, heading: str, intro: str, svg: str, table: str, narro
     return (
         f'<section class="chart" id="{chart_id}" aria-labelledby="{chart_id}-heading">'
         f'<h2 id="{chart_id}-heading">{esc(heading)}</h2><p class="intro">{esc(intro)}</p>'
-        f'<figure><div class="chart-wide">{svg}</div><div class="chart-narrow">{narrow}</div><figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption></figure>'
+        f'<figure><div class="chart-wide">{svg}</div><div class="chart-narrow">{narrow}</div>'
+        f"<figcaption><details><summary>The numbers behind this chart</summary>{table}</details></figcaption>"
+        "</figure>"
         "</section>"
     )
 
@@ -114,7 +116,8 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
         first = live[0].sent if live else 0
         last = live[-1].sent if live else 0
         desc = (
-            f"For each of the {len(steps)} emails of {title}: how many were sent, delivered, opened and clicked. "
+            f"For each of the {len(steps)} emails of {title}: "
+            "how many were sent, delivered, opened and clicked. "
             f"{first} people got the first email and {last} the last."
         )
         chart_id = f"funnel-{_slug(slug)}"
@@ -132,7 +135,7 @@ def _funnel_sections(app: App, rows: Sequence[Row]) -> list[str]:
                     _reading(r, "clicked"),
                     pct(r.sent / first) if first else "-",
                 ]
-                for n, r in zip(names, steps)
+                for n, r in zip(names, steps, strict=True)
             ],
         )
         intro = (
@@ -194,7 +197,8 @@ def _rates_section(rows: Sequence[Row]) -> str:
         Series("Unsubscribe rate", VERMILLION, [r.rate("unsubscribed") for r in used]),
         Series("Bounce rate", PURPLE, [r.rate("bounced") for r in used]),
     ]
-    desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that bounced."
+    desc = "For each email sent: the share of its recipients who unsubscribed from it, and the share that "
+    desc += "bounced."
     svg = horizontal_bars(
         "rates-chart",
         "Unsubscribe and bounce rates per email",
@@ -226,11 +230,12 @@ def _rates_section(rows: Sequence[Row]) -> str:
                 pct(r.rate("bounced")),
                 r.complained,
             ]
-            for n, r in zip(names, used)
+            for n, r in zip(names, used, strict=True)
         ],
     )
     intro = (
-        "A few unsubscribes after each email are healthy. Bounce rates above 2% or any spam complaints are worth "
+        "A few unsubscribes after each email are healthy. "
+        "Bounce rates above 2% or any spam complaints are worth "
         "a look: mailbox providers slow down or block senders with many of either."
     )
     return _figure("rates", "Unsubscribe and bounce rates per email", intro, svg, table, narrow)
@@ -245,7 +250,10 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
         *_reading_series(letters),
         Series("Unsubscribed", VERMILLION, [r.unsubscribed for r in letters]),
     ]
-    desc = f"{len(letters)} newsletter(s): how many were sent, delivered, opened, clicked, and led to an unsubscribe."
+    desc = (
+        f"{len(letters)} newsletter(s): how many were sent, delivered, opened, clicked, "
+        "and led to an unsubscribe."
+    )
     if letters:
         svg = horizontal_bars("newsletters-chart", "Newsletter results", desc, names, series)
         narrow = narrow_bars("newsletters-narrow", "Newsletter results", desc, names, series)
@@ -273,7 +281,7 @@ def _newsletter_section(rows: Sequence[Row]) -> str:
                 _rate(r, "clicked"),
                 r.unsubscribed,
             ]
-            for n, r in zip(names, letters)
+            for n, r in zip(names, letters, strict=True)
         ],
     )
     return _figure(
@@ -304,8 +312,10 @@ def _stats_table(rows: Sequence[Row]) -> str:
                 cells.append(f"{num(value)} ({pct(row.rate(field))})" if row.sent else num(value))
         body.append(cells)
     return (
-        '<section id="all-numbers" aria-labelledby="all-numbers-heading"><h2 id="all-numbers-heading">All the numbers</h2>'
-        '<p class="intro">Counts, with each as a share of the emails sent in brackets. The same table as <code>nurture stats</code>.</p>'
+        '<section id="all-numbers" aria-labelledby="all-numbers-heading"><h2 '
+        'id="all-numbers-heading">All the numbers</h2>'
+        '<p class="intro">Counts, with each as a share of the emails sent '
+        "in brackets. The same table as <code>nurture stats</code>.</p>"
         + _table("Results per email", headers, body)
         + "</section>"
     )
@@ -345,7 +355,8 @@ h1 {{ font-size: 1.7rem; margin: 0 0 4px; }}
 h2 {{ font-size: 1.25rem; margin: 0 0 4px; }}
 .meta, .intro, footer {{ color: {MUTED}; }}
 .intro {{ margin: 0 0 12px; }}
-section {{ background: #fff; border: 1px solid {GRID}; border-radius: 8px; padding: 18px 20px; margin: 18px 0; }}
+section {{ background: #fff; border: 1px solid {GRID}; border-radius: 8px;
+           padding: 18px 20px; margin: 18px 0; }}
 section[aria-label="Summary"] {{ background: transparent; border: 0; padding: 0; }}
 .cards {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(110px, 1fr)); gap: 10px; margin: 0; }}
 .card {{ background: #fff; border: 1px solid {GRID}; border-radius: 8px; padding: 10px 12px; }}
@@ -354,7 +365,8 @@ section[aria-label="Summary"] {{ background: transparent; border: 0; padding: 0;
 figure {{ margin: 0; }}
 .chart-svg {{ display: block; }}
 .chart-narrow {{ display: none; }}
-svg text {{ fill: {INK}; font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }}
+svg text {{ fill: {INK};
+            font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }}
 svg .tick {{ fill: {MUTED}; font-size: 11px; }}
 svg .value {{ font-size: 11px; }}
 svg .empty {{ fill: {MUTED}; font-size: 15px; }}
@@ -377,10 +389,13 @@ thead th {{ background: #eef2f6; }}
   caption {{ display: block; }}
   tr {{ border-bottom: 2px solid {GRID}; padding: 4px 0; }}
   tbody th {{ border: 0; font-weight: 600; }}
-  td, td.num {{ display: flex; justify-content: space-between; gap: 12px; border: 0; padding: 2px 8px; white-space: normal; }}
+  td, td.num {{ display: flex; justify-content: space-between; gap: 12px;
+               border: 0; padding: 2px 8px; white-space: normal; }}
   td::before {{ content: attr(data-label); color: {MUTED}; text-align: left; }}
 }}
-@media print {{ body {{ background: #fff; }} details {{ display: block; }} section {{ break-inside: avoid; }} }}
+@media print {{
+  body {{ background: #fff; }} details {{ display: block; }} section {{ break-inside: avoid; }}
+}}
 """
 
 
@@ -411,13 +426,15 @@ def render_report(app: App, *, since: datetime | None = None, now: datetime | No
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(practice)}: email report</title><style>{STYLE}</style></head><body><main>"
         f"<header><h1>Email report: {esc(practice)}</h1>"
-        f'<p class="meta">All emails {period}. Made {moment.astimezone(tz):%d %B %Y at %H:%M} ({esc(tz.key)}).</p>'
+        f'<p class="meta">All emails {period}. Made '
+        f"{moment.astimezone(tz):%d %B %Y at %H:%M} ({esc(tz.key)}).</p>"
         f'<p class="meta" id="tracking">{esc(TRACKING_NOTES[app.config.delivery.tracking])}</p></header>'
         + "".join(sections)
-        + "<footer><p>Opens are approximate: some mail apps (Apple Mail among them) open every email on their own, "
-        "and others block the tracking image. Clicks, bounces, complaints and unsubscribes are exact. "
-        "Delivered, opened, clicked, bounced and complaints come from the provider's events; unsubscribes from "
-        "those events and from the unsubscribe page, credited to the last email the person got before leaving.</p>"
+        + "<footer><p>Opens are approximate: some mail apps (Apple Mail among them) open every email on "
+        "their own, and others block the tracking image. Clicks, bounces, complaints and unsubscribes are "
+        "exact. Delivered, opened, clicked, bounced and complaints come from the provider's events; "
+        "unsubscribes from those events and from the unsubscribe page, credited to the last email the "
+        "person got before leaving.</p>"
         "</footer></main></body></html>\n"
     )
 

@@ -3,8 +3,9 @@
 One row per series step and per newsletter ("newsletter:7"). A series step is its
 stable key; its subject comes from the published version each delivery was sent
 from, so an edited subject never relabels past sends: sends of a key under an
-earlier subject get a row of their own, and a removed step keeps its history. The counts, all of *sent* deliveries (status "sent"; failed,
-skipped and still-claimed ones are not counted, and neither are their events):
+earlier subject get a row of their own, and a removed step keeps its history. The counts,
+all of *sent* deliveries (status "sent"; failed, skipped and still-claimed ones are not
+counted, and neither are their events):
 
 - sent:         deliveries recorded as sent (claimed at or after `since`, if given);
 - delivered:    of those, how many have a "delivered" provider event;
@@ -58,8 +59,14 @@ READING = ("opened", "clicked")  # what delivery.tracking governs
 NOT_TRACKED = "not tracked"
 TRACKING_NOTES = {
     "off": "Opens and clicks are not tracked (delivery.tracking: off): SendGrid is asked to track neither.",
-    "aggregate": "Opens and clicks are totals per email, repeats included, none tied to a person (delivery.tracking: aggregate).",
-    "per_person": "Opens and clicks are unique per recipient and stored against each delivery (delivery.tracking: per_person).",
+    "aggregate": (
+        "Opens and clicks are totals per email, repeats included, none tied to a person "
+        "(delivery.tracking: aggregate)."
+    ),
+    "per_person": (
+        "Opens and clicks are unique per recipient and stored against each delivery "
+        "(delivery.tracking: per_person)."
+    ),
 }
 
 
@@ -441,7 +448,8 @@ def _bucket_start(hour: Any, quarter: int) -> datetime:
 
 
 def sends_per_day(app: App, since: datetime | None = None, campaign: str | None = None) -> list[DaySends]:
-    """Sent emails per day in the practice's zone, series and newsletters apart; days without sends included."""
+    """Sent emails per day in the practice's zone, series and newsletters apart; days without
+    sends included."""
     tz = zone(app.config.delivery.default_timezone)
     delivery = m.Delivery
     with reading(app.engine) as session:

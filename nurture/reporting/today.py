@@ -150,18 +150,22 @@ def today(app: App, now: datetime) -> Today:
     complaints, bounces = int(events.get(m.EventKind.COMPLAINED, 0)), int(events.get(m.EventKind.BOUNCED, 0))
     if info.sent_week and complaints / info.sent_week >= COMPLAINT_LIMIT:
         info.warnings.append(
-            f"Spam complaints are at {complaints / info.sent_week:.2%} of the {info.sent_week} emails sent in the last 7 days "
-            "(0.1% or more makes mailbox providers filter the practice's mail). Look at Results for the email that caused them."
+            f"Spam complaints are at {complaints / info.sent_week:.2%} "
+            f"of the {info.sent_week} emails sent in the last 7 days "
+            "(0.1% or more makes mailbox providers filter the practice's "
+            "mail). Look at Results for the email that caused them."
         )
     if info.sent_week and bounces / info.sent_week >= BOUNCE_LIMIT:
         info.warnings.append(
-            f"Bounces are at {bounces / info.sent_week:.1%} of the emails sent in the last 7 days (2% or more hurts delivery). "
+            f"Bounces are at {bounces / info.sent_week:.1%} of the "
+            "emails sent in the last 7 days (2% or more hurts delivery). "
             "Check recent imports for old or mistyped addresses."
         )
     if info.last_pass is None or info.last_pass.finished_at < now - PASS_SILENCE:
         when = "has ever run" if info.last_pass is None else "has run in the last 10 minutes"
         info.warnings.append(
-            f"No sending pass {when}: nothing goes out until one does. Is nurture run (or a cron job running nurture send-due) running on the server?"
+            f"No sending pass {when}: nothing goes out until one does. Is nurture "
+            "run (or a cron job running nurture send-due) running on the server?"
         )
     elif info.last_pass.outcome != "ok":
         info.warnings.append(f"The last sending pass stopped early: {info.last_pass.outcome}")

@@ -83,7 +83,8 @@ class Claimer:
         now: datetime,
         worker: str,
     ) -> None:
-        """`campaigns`: the latest published versions; `catalog` and `bind` read any newer one a claim names."""
+        """`campaigns`: the latest published versions; `catalog` and `bind` read any newer one a
+        claim names."""
         self.now = now
         self.worker = worker
         self.campaigns = campaigns
@@ -237,7 +238,8 @@ class Claimer:
         return values
 
     def _latest(self, slug: str, row_version: int | None) -> Campaign | None:
-        """The series as published: the pass's latest version, or the row's if a publish made a newer one since."""
+        """The series as published: the pass's latest version, or the row's if a publish made a
+        newer one since."""
         campaign = self.campaigns.get(slug)
         if row_version is not None and (campaign is None or (campaign.version or 0) < row_version):
             newer = self.catalog.version(self.bind, slug, row_version)
@@ -277,7 +279,8 @@ class Claimer:
     def _place_in_latest(
         self, session: Session, stale: list[tuple[int, int, Campaign]], updates: dict[Values, list[int]]
     ) -> None:
-        """Move enrollments of an older version to the first step of the latest one their person has not had, due now."""
+        """Move enrollments of an older version to the first step of the latest one their person
+        has not had, due now."""
         if not stale:
             return
         received = received_keys(session, [item[1] for item in stale], [item[2].slug for item in stale])
@@ -286,7 +289,8 @@ class Claimer:
             updates[placed(campaign, step, self.now, self.now)].append(enrollment_id)
 
     def _advance(self, campaign: Campaign, position: int, zone_name: str) -> Values:
-        """The enrollment's new values once its next step is `position` of `campaign` (past the end: completed)."""
+        """The enrollment's new values once its next step is `position` of `campaign` (past the
+        end: completed)."""
         key = ("advance", campaign.slug, campaign.version, position, zone_name)
         values = self._values_cache.get(key)
         if values is None:
@@ -321,7 +325,8 @@ class Claimer:
     def _insert_claims(
         self, session: Session, name: str, build: Any, ids: list[int], params: dict[str, Any]
     ) -> list[Inserted]:
-        """Run a claim INSERT per chunk of ids; the deliveries it made (those that hit the unique key are not among them)."""
+        """Run a claim INSERT per chunk of ids; the deliveries it made (those that hit the unique
+        key are not among them)."""
         if not ids:
             return []
         connection = session.connection()

@@ -31,7 +31,8 @@ def decide(
     in_window: bool,
     cap_full: bool,
 ) -> Decision:
-    """The fate of one due row; earlier rules win (a paused series holds even an unsubscribed person's row)."""
+    """The fate of one due row; earlier rules win (a paused series holds even an unsubscribed
+    person's row)."""
     if paused:
         return Decision.HOLD
     if not due:

@@ -156,8 +156,10 @@ def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: tim
             if refused:
                 # Nothing is released when any named id is wrong: a typo must not half-apply.
                 raise InputError(
-                    f"deliver{'y' if len(refused) == 1 else 'ies'} {', '.join(map(str, refused))}: not stuck or failed "
-                    "(sent and skipped emails cannot be released); nothing was released. See: nurture deliveries --stuck"
+                    f"deliver{'y' if len(refused) == 1 else 'ies'} "
+                    f"{', '.join(map(str, refused))}: not stuck or failed "
+                    "(sent and skipped emails cannot be released); "
+                    "nothing was released. See: nurture deliveries --stuck"
                 )
         if older_than is not None:
             chosen += list(session.scalars(select(m.Delivery.id).where(stuck_condition(now, older_than))))

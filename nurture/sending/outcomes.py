@@ -95,8 +95,8 @@ class PendingOutcomes:
             self._pending.append(sorted_)
 
     def write(self, session: Session) -> tuple[int, int]:
-        """Write the pending outcomes in `session`: how many entries, and how many stuck claims events settled.
-        Call `take` with that count once the transaction is committed."""
+        """Write the pending outcomes in `session`: how many entries, and how many stuck claims
+        events settled. Call `take` with that count once the transaction is committed."""
         with self._lock:
             pending = self._pending[:]
         settled = 0

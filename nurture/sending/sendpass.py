@@ -191,7 +191,8 @@ class SendingPass:
             finally:
                 try:
                     if ahead is not None:
-                        # Claimed ahead, then a stop, a fatal answer or an error: never prepared, so known not sent.
+                        # Claimed ahead, then a stop, a fatal answer or an error: never prepared,
+                        # so known not sent.
                         self._release(ahead.result())
                 finally:
                     while in_flight:

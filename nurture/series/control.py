@@ -73,7 +73,8 @@ def start(
         raise InputError("the start time needs a time zone")
     if moment < now:
         raise InputError(
-            f"--at {moment:%Y-%m-%d %H:%M} UTC is in the past: give a later time, or leave --at out to start now"
+            f"--at {moment:%Y-%m-%d %H:%M} UTC is in the past: "
+            "give a later time, or leave --at out to start now"
         )
     tag_name = clean_tag(tag) if tag else None
     with transaction(app.engine) as session:

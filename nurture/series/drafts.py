@@ -11,7 +11,8 @@ from nurture.errors import ContentError, NotFound
 
 
 def load_draft(config: Config, slug: str) -> Campaign:
-    """campaigns/<slug>/ as it is now; NotFound if there is no such folder, ContentError if it does not load."""
+    """campaigns/<slug>/ as it is now; NotFound if there is no such folder, ContentError if it does
+    not load."""
     folder = config.campaigns_dir / slug
     if slug == NEWSLETTERS_DIR or slug.startswith(".") or "/" in slug or not folder.is_dir():
         known = (

@@ -101,7 +101,8 @@ class PublishPlan:
         if self.diff.empty:
             return [f"{self.slug}: the files match version {self.old_version}; nothing to publish"]
         out = [
-            f"{self.slug}: version {self.old_version} -> {self.new_version}; {self.people} people in the series"
+            f"{self.slug}: version {self.old_version} -> "
+            f"{self.new_version}; {self.people} people in the series"
         ]
         out += [f"  setting {line}" for line in self.diff.settings]
         for impact in self.impacts:
@@ -205,11 +206,13 @@ def _impacts(diff: SeriesDiff, moves: list[Move], only_ahead: bool) -> list[Impa
             groups.append(f"{len(lacking)} people who have not had it will never get it; {had} had it")
         elif change.kind == "moved":
             groups.append(
-                f"{len(lacking)} people who have not had it get it at its new place; {had} had it and do not get it again"
+                f"{len(lacking)} people who have not had it get it at "
+                f"its new place; {had} had it and do not get it again"
             )
         elif change.kind == "edited":
             groups.append(
-                f"{len(lacking)} people who have not had it get the new version; {had} had it and do not get it again"
+                f"{len(lacking)} people who have not had it get the "
+                f"new version; {had} had it and do not get it again"
             )
         elif change.kind == "renamed":
             groups.append("the same email for everyone: nobody gets it twice")

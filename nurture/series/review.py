@@ -104,7 +104,8 @@ def publish_series(
     assert state.plan is not None  # set whenever the files load
     if state.plan.new_version != expected_version:
         return None, [
-            f"someone published version {state.plan.new_version - 1} meanwhile: read the new plan below, then publish again"
+            f"someone published version {state.plan.new_version - 1} "
+            "meanwhile: read the new plan below, then publish again"
         ]
     if not state.publishable:
         raise InputError("the files match the published version: there is nothing to publish")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, Unpack
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -147,7 +147,7 @@ def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     returning: Sequence[Column[Any]] = (),
-) -> list[Row[Unpack[tuple[Any, ...]]]]:
+) -> list[Row[*tuple[Any, ...]]]:
     """Insert many rows (all with the same keys); return the `returning` columns, in no set order.
 
     On PostgreSQL each column travels as one array parameter and the rows come out of
@@ -166,7 +166,7 @@ def insert_rows(
         session.execute(table.insert(), list(rows))
         return []
     names = list(rows[0])
-    found: list[Row[Unpack[tuple[Any, ...]]]] = []
+    found: list[Row[*tuple[Any, ...]]] = []
     for start in range(0, len(rows), PG_INSERT_CHUNK):
         chunk = rows[start : start + PG_INSERT_CHUNK]
         arrays = [
@@ -226,7 +226,8 @@ class BulkInsert:
             raise ValueError(f"BulkInsert writes qmark SQL; {dialect.name} uses {dialect.paramstyle}")
         quote = dialect.identifier_preparer.quote
         self.names = tuple(names)
-        self.statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' * len(names))})"
+        columns = ", ".join(map(quote, names))
+        self.statement = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join('?' * len(names))})"
         self._processors = {
             name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
         }

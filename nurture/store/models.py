@@ -83,7 +83,8 @@ SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    # A subscriber-time newsletter claims one zone at a time, in id order (nurture/sending/newsletter_zones.py).
+    # A subscriber-time newsletter claims one zone at a time, in id order
+    # (nurture/sending/newsletter_zones.py).
     __table_args__ = (Index("ix_subscribers_status_timezone_id", "status", "timezone", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

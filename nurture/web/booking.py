@@ -120,7 +120,8 @@ def verify_booking(secret: str | None, body: bytes, headers: Mapping[str, str], 
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
         raise WebhookRejected(
             403,
-            f"the signature does not match (check {BOOKING_SECRET_ENV} against the booking system's signing key)",
+            f"the signature does not match (check {BOOKING_SECRET_ENV} "
+            "against the booking system's signing key)",
         )
     return header
 

@@ -69,8 +69,7 @@ class Pages:
         self.css = _asset("style.css")
         self.script = _asset("timezone.js")
         self.csp = (
-            "default-src 'none'; "
-            f"style-src {_csp_hash(self.css)}; "
+            f"default-src 'none'; style-src {_csp_hash(self.css)}; "
             f"script-src {_csp_hash(self.script)}; "
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
@@ -145,7 +144,8 @@ def _check_inbox(pages: Pages) -> HTMLResponse:
 def _confirm_failed(pages: Pages) -> HTMLResponse:
     return pages.message(
         "This link has expired or no longer works",
-        "Confirmation links work for 7 days, and only the newest one counts. You are welcome to sign up again.",
+        "Confirmation links work for 7 days, and only the "
+        "newest one counts. You are welcome to sign up again.",
         status=400,
         link=(links.signup_url(pages.config), "Sign up again"),
     )
@@ -213,7 +213,8 @@ async def subscribe_page(request: Request) -> Response:
         errors["timezone"] = "This is not a time zone we know. Correct it, or leave it empty."
     if version != pages.config.consent.version:
         errors["consent"] = (
-            "The wording above has changed since this page was opened. Please read it, then press Subscribe again."
+            "The wording above has changed since this page was "
+            "opened. Please read it, then press Subscribe again."
         )
     if errors:
         return _signup_form(pages, values, errors, status=400)
@@ -262,7 +263,8 @@ async def unsubscribe_page(request: Request) -> Response:
     if links.is_test_copy(claim.subscriber_id, claim.stream):
         return pages.message(
             "This is a test copy",
-            "This link comes from a test copy of a newsletter, so it unsubscribes nobody and nothing was changed.",
+            "This link comes from a test copy of a newsletter, "
+            "so it unsubscribes nobody and nothing was changed.",
             "In the newsletter as sent, this link unsubscribes its reader with one click.",
         )
     if request.method != "POST":

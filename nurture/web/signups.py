@@ -17,6 +17,7 @@ accepted at once, without the delay, before the thread ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -96,10 +97,8 @@ class SignupQueue:
         if thread is None or not thread.is_alive():
             return
         self._hurry.set()
-        try:
+        with contextlib.suppress(queue.Full):  # still working through a full queue: the join below reports it
             self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass  # still working through a full queue: the join below reports it
         thread.join(timeout)
         if thread.is_alive():
             log.error(

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def handle_sendgrid(app: App, body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookReport:
-    """One POST from SendGrid: verify, parse, store. Raises WebhookRejected (403/400) before storing anything."""
+    """One POST from SendGrid: verify, parse, store. Raises WebhookRejected (403/400) before
+    storing anything."""
     payload = event_webhook.verify_request(app.config, body, headers, now)
     report = process_sendgrid_events(app, event_webhook.parse_batch(payload), now)
     log.info("%s", report.line())

@@ -101,7 +101,8 @@ def encode_request_body(batch: Batch, *, sandbox_mode: bool = False, tracking: T
         raise ValueError("a batch needs at least one envelope")
     if len(envelopes) > MAX_PERSONALIZATIONS:
         raise ValueError(
-            f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} recipients; this batch has {len(envelopes)}"
+            f"a SendGrid request takes at most {MAX_PERSONALIZATIONS} "
+            f"recipients; this batch has {len(envelopes)}"
         )
     shared = _shared(batch, sandbox_mode, tracking)
     # What every envelope has alike goes once at the top (SendGrid applies a message-level

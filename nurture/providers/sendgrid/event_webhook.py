@@ -119,7 +119,8 @@ def verify_request(config: Config, body: bytes, headers: Mapping[str, str], now:
     except (ValueError, TypeError):
         raise WebhookRejected(
             403,
-            f"{WEBHOOK_KEY_ENV} is not a valid public key: paste the base64 key from SendGrid's Signed Event Webhook settings",
+            f"{WEBHOOK_KEY_ENV} is not a valid public key: paste the "
+            "base64 key from SendGrid's Signed Event Webhook settings",
         ) from None
     signature = _header(headers, SIGNATURE_HEADER)
     stamp = _header(headers, TIMESTAMP_HEADER)

@@ -208,7 +208,8 @@ class SendGridTransport:
         self._closed = False
 
     def __repr__(self) -> str:  # never show the key
-        return f"SendGridTransport(host={self.host!r}, sandbox_mode={self.sandbox_mode}, tracking={self.tracking!r})"
+        settings = f"host={self.host!r}, sandbox_mode={self.sandbox_mode}, tracking={self.tracking!r}"
+        return f"SendGridTransport({settings})"
 
     def _api(self) -> SendGridAPIClient:
         api = getattr(self._local, "api", None)
@@ -246,7 +247,8 @@ class SendGridTransport:
                 if status in (401, 403):
                     log.error("SendGrid refused the API key (%s)", status)
                     raise FatalTransportError(
-                        f"SendGrid rejected the API key ({status}): {detail.rstrip('.')}. Check SENDGRID_API_KEY: "
+                        f"SendGrid rejected the API key ({status}): "
+                        f"{detail.rstrip('.')}. Check SENDGRID_API_KEY: "
                         "it must be a current API key of this SendGrid account with the Mail Send "
                         "permission (and, if IP access management is on, this machine's IP must be allowed).",
                         status=status,
@@ -309,7 +311,8 @@ class SendGridTransport:
                 return self._all(
                     ids,
                     "unknown",
-                    error=f"no answer from SendGrid within {self.timeout:g}s; the request may have been delivered",
+                    error=f"no answer from SendGrid within {self.timeout:g}s; "
+                    "the request may have been delivered",
                 )
             except (OSError, http.client.HTTPException) as exc:
                 # The connection broke after the request went out: same doubt as a timeout.
@@ -319,8 +322,8 @@ class SendGridTransport:
                 return self._all(
                     ids,
                     "unknown",
-                    error=f"the connection to SendGrid broke after the request was sent ({exc or type(exc).__name__}); "
-                    "the request may have been delivered",
+                    error="the connection to SendGrid broke after the request was sent "
+                    f"({exc or type(exc).__name__}); the request may have been delivered",
                 )
             message_id = response.headers.get("X-Message-Id")
             log.info("SendGrid accepted a batch of %d (%s)", count, response.status_code)

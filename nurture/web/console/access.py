@@ -81,7 +81,8 @@ def same_origin(headers: Headers, scheme: str, app: App) -> bool:
 
 def _forbidden() -> Response:
     return PlainTextResponse(
-        "Refused: this form did not come from the console page, or it has expired. Go back, reload the page and try again.",
+        "Refused: this form did not come from the console page, "
+        "or it has expired. Go back, reload the page and try again.",
         status_code=403,
     )
 
@@ -174,7 +175,8 @@ def _replay(body: bytes) -> Any:
 
 async def _console_off(scope: Any, receive: Any, send: Any) -> None:
     response = PlainTextResponse(
-        "The owner console is off until an owner account exists. On the server, run: nurture owner add YOUR@ADDRESS",
+        "The owner console is off until an owner account exists. "
+        "On the server, run: nurture owner add YOUR@ADDRESS",
         status_code=404,
     )
     await response(scope, receive, send)

@@ -60,7 +60,8 @@ def _clean_name(raw: str) -> str:
 
 
 def _same_day_series(app: App, day: str) -> int:
-    """People who also have a series email due on that day (practice time), so the daily cap moves one of the two."""
+    """People who also have a series email due on that day (practice time), so the daily cap moves
+    one of the two."""
     local = parse_local(day + " 00:00")
     tz = zone(app.config.delivery.default_timezone)
     start = at_local(local.date(), local.time(), tz)
@@ -140,8 +141,10 @@ async def newsletter_compose(request: Request) -> Response:
             same_day = await run_in_threadpool(_same_day_series, app, form["date"])
             if same_day and app.config.delivery.max_emails_per_day <= 1:
                 cap_warning = (
-                    f"{same_day} {'person also has' if same_day == 1 else 'people also have'} a series email due that day. "
-                    f"Each person gets at most {app.config.delivery.max_emails_per_day} email a day, so for them one of the two waits until the next day."
+                    f"{same_day} {'person also has' if same_day == 1 else 'people also have'} "
+                    "a series email due that day. "
+                    f"Each person gets at most {app.config.delivery.max_emails_per_day} "
+                    "email a day, so for them one of the two waits until the next day."
                 )
         if form["do"] == "test":
             if checked.prepared is None:

@@ -60,7 +60,8 @@ async def subscribers_page(request: Request) -> Response:
         tags=tags,
         problem=problem,
         searched=bool(q or status or tag),
-        flash="Erased: nothing about that person is left except a keyed hash that keeps them from being added again."
+        flash="Erased: nothing about that person is left except a keyed hash that keeps them "
+        "from being added again."
         if params.get("forgotten")
         else None,
     )
