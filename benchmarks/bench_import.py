@@ -26,11 +26,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
+
+from tests.support.factories import SECRET, write_project
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.support.factories import SECRET, write_project  # noqa: E402
-
 NOW = "2026-12-01T18:00:00+00:00"
 ZONES = ["", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "Europe/London"]
 
@@ -82,7 +82,9 @@ def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> 
 
 
 def scan_only(csv_path: str) -> None:
-    from nurture.audience.importer import scan_rows
+    from nurture.audience.importer import (
+        scan_rows,
+    )  # deferred: only the --scan child, whose memory is measured
 
     bad = sum(1 for row, _ in scan_rows(Path(csv_path), datetime.fromisoformat(NOW)) if row is None)
     print(f"{bad} invalid")
@@ -114,7 +116,7 @@ def main() -> int:
     server = None
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer
+        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
 
         server = PostgresServer(url) if url else PostgresServer.start()
     print(

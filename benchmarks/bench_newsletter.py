@@ -17,17 +17,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
+
+from sqlalchemy import update
+
+from benchmarks.harness import Run, Store, each_size, project, run_all, send_with_standin
+from nurture.config import load_config
+from nurture.store import models as m
+from nurture.store.db import transaction
+from tests.support.factories import active_subscribers, at, close_opened, open_app
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from sqlalchemy import update  # noqa: E402
-
-from benchmarks.harness import Run, Store, each_size, project, run_all, send_with_standin  # noqa: E402
-from nurture.config import load_config  # noqa: E402
-from nurture.store import models as m  # noqa: E402
-from nurture.store.db import transaction  # noqa: E402
-from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
-
 ZONES = ["Asia/Tokyo", "Asia/Kolkata", "Europe/London", "America/New_York", "America/Los_Angeles"]
 FIRST_ZONE = ZONES[0]
 START = at("2026-12-01 12:00")
@@ -172,7 +172,7 @@ def main() -> int:
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer
+        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
 
         server = PostgresServer(url) if url else PostgresServer.start()
     each_size(args.sizes, "nurture-bench-newsletter-", bench_size, args, server)

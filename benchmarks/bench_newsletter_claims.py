@@ -28,11 +28,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
+REPO = Path(__file__).resolve().parents[1]
 ZONES = ["Pacific/Auckland", "Asia/Kolkata", "Europe/London", "America/New_York", "America/Los_Angeles"]
 START = "2026-11-25T12:00:00+00:00"
 SEND_AT = "2026-12-01 10:00"
@@ -51,10 +52,8 @@ BATCH = 1000
 
 def fill(config_path: str, size: int, mode: str) -> None:
     """Subscribers in five zones (in no series), and one newsletter scheduled in `mode`."""
-    # Imported here, not at the top: the parent process stays small (its children's peak
+    # Deferred, heavy imports: the parent process stays small (its children's peak
     # memory starts from its own).
-    from datetime import datetime
-
     from nurture.config import load_config
     from nurture.newsletters import schedule
     from nurture.store import models as m

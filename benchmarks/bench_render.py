@@ -18,15 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from nurture import links  # noqa: E402
-from nurture.config import load_config  # noqa: E402
-from nurture.content.campaigns import load_campaigns  # noqa: E402
-from nurture.content.prepared import Recipient  # noqa: E402
-from nurture.content.rendering import Renderer  # noqa: E402
-from nurture.providers.base import apply_substitutions  # noqa: E402
+from nurture import links
+from nurture.config import load_config
+from nurture.content.campaigns import load_campaigns
+from nurture.content.prepared import Recipient
+from nurture.content.rendering import Renderer
+from nurture.providers.base import apply_substitutions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -24,13 +24,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
+
+from benchmarks.harness import Store, each_size, project, send_with_standin
+from nurture.config import load_config
+from tests.support.factories import active_subscribers, at, close_opened, open_app
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.harness import Store, each_size, project, send_with_standin  # noqa: E402
-from nurture.config import load_config  # noqa: E402
-from tests.support.factories import active_subscribers, at, close_opened, open_app  # noqa: E402
-
 START = at("2026-12-01 14:00")
 SEND_AT = "2026-12-01T15:00:00+00:00"
 MINIMAL = str(REPO / "benchmarks" / "minimal_send.py")
@@ -117,7 +117,7 @@ def main() -> int:
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer
+        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
 
         server = PostgresServer(url) if url else PostgresServer.start()
     args.workers = args.workers or ([1, 2, 4] if server else [1])

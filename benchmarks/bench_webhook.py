@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from nurture.sending.sendpass import send_due  # noqa: E402
-from nurture.store import models as m  # noqa: E402
-from nurture.store.db import transaction  # noqa: E402
-from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events  # noqa: E402
-from tests.support.factories import active_subscribers, at  # noqa: E402
-from tests.support.webserver import WebhookSigner, live_web, sg_event, webhook_body  # noqa: E402
+from nurture.sending.sendpass import send_due
+from nurture.store import models as m
+from nurture.store.db import transaction
+from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events
+from tests.support.factories import active_subscribers, at
+from tests.support.webserver import WebhookSigner, live_web, sg_event, webhook_body
 
 KINDS = ["processed", "delivered", "open", "click"]
 

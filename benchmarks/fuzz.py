@@ -37,21 +37,22 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from nurture import tokens
+from nurture.app import App
+from nurture.audience.importer import import_csv
+from nurture.config import load_config
+from nurture.content.checks import check_content
+from nurture.errors import NurtureError
+from nurture.store import models as m
+from nurture.store.db import transaction
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-from nurture import tokens  # noqa: E402 - after the path line above
-from nurture.app import App  # noqa: E402
-from nurture.audience.importer import import_csv  # noqa: E402
-from nurture.config import load_config  # noqa: E402
-from nurture.content.checks import check_content  # noqa: E402
-from nurture.errors import NurtureError  # noqa: E402
-from nurture.store import models as m  # noqa: E402
-from nurture.store.db import transaction  # noqa: E402
-
 SECRET = "fuzz-secret-key-0123456789abcdef"
 PERSON = "leaky.person@example.com"
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -390,10 +391,10 @@ def tokens_surface(rng: random.Random, work: Path) -> Outcome:
     subscriber_id = rng.randint(1, 2**40)
     if rng.random() < 0.5:
         token = tokens.make_unsubscribe_token(SECRET, subscriber_id, "kap-intro")
-        read: Callable[[str], object] = lambda t: tokens.read_unsubscribe_token(SECRET, t)  # noqa: E731
+        read: Callable[[str], object] = partial(tokens.read_unsubscribe_token, SECRET)
     else:
         token = tokens.make_confirm_token(SECRET, subscriber_id, rng.randint(1, 99), NOW)
-        read = lambda t: tokens.read_confirm_token(SECRET, t, NOW)  # noqa: E731
+        read = partial(tokens.read_confirm_token, SECRET, now=NOW)
     spelling = (
         respell(rng, token)
         if rng.random() < 0.9

@@ -46,15 +46,15 @@ from urllib.parse import quote, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+import httpx
+from sqlalchemy import func, select
 
-from nurture.app import App  # noqa: E402
-from nurture.store import models as m  # noqa: E402
-from nurture.store.db import transaction  # noqa: E402
-from nurture.web.site import create_app  # noqa: E402
-from tests.support.factories import make_app, signed_paths  # noqa: E402
-from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event  # noqa: E402
+from nurture.app import App
+from nurture.store import models as m
+from nurture.store.db import transaction
+from nurture.web.site import create_app
+from tests.support.factories import make_app, signed_paths
+from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
 
 MARK = "fz7"
 CONSENT_VERSION = "2026-11-v1"

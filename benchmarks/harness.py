@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from tests.support.factories import SECRET, write_project  # noqa: E402
+from tests.support.factories import SECRET, write_project
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def start_standin(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -132,7 +133,7 @@ class Store:
             for path in (self.folder / "base").glob("nurture.db*"):
                 shutil.copy(path, target / path.name)
             return f"sqlite:///{target / 'nurture.db'}"
-        from psycopg import sql
+        from psycopg import sql  # deferred: only a PostgreSQL store needs it
 
         database = f"nurture_bench_{os.getpid()}_{name}"
         self.databases.append(database)

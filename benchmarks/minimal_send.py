@@ -23,12 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
+
+from nurture.store import models as m
+from nurture.store.db import make_engine
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from nurture.store import models as m  # noqa: E402
-from nurture.store.db import make_engine  # noqa: E402
-
 BATCH = 1000
 STREAM = "minimal"
 
