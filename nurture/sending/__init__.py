@@ -1,1 +1,1 @@
-"""Sending: planning (windows, cap), claims, the pass, deliveries, streams, the daemon."""
+"""Sending: planning (windows, cap), claims, the pass and its outcomes, deliveries, streams, one email now."""
