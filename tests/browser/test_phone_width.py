@@ -11,7 +11,7 @@ import pytest
 from nurture.content.preview import write_preview
 from nurture.reporting.report import write_report
 from tests.support.factories import at, make_app, make_config
-from tests.unit.test_stats_report import build_dataset
+from tests.support.stats_dataset import build_dataset
 
 pytestmark = pytest.mark.browser
 

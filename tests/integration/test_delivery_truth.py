@@ -23,8 +23,8 @@ from nurture.config import load_config
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.integration.test_exactly_once import STEP_TIMES, Project, iso
 from tests.support.factories import active_subscribers, open_app
+from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.provider_events import events_for, post_events
 from tests.support.sendgrid_standin import SendGridStandIn
 from tests.support.webserver import WebhookSigner

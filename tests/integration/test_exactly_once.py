@@ -7,10 +7,7 @@ what it received; the store must agree with it.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,17 +15,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import REPO, SECRET, active_subscribers, at, open_app, write_project
+from tests.support.factories import active_subscribers, at
+from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
-# When each of the five steps is due (delays 0, 3, 4, 4, 5 days), at 10:00 New York time.
-STEP_TIMES = [at("2026-12-01 15:00"), at("2026-12-04 15:00"), at("2026-12-08 15:00"), at("2026-12-12 15:00"), at("2026-12-17 15:00")]
 
 
 def midday_zone(moment: datetime) -> str:
@@ -50,56 +45,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'nurture.db'}"
-
-
-class Project:
-    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn | None, **overrides: object) -> None:
-        settings: dict[str, object] = {"database.url": database_url, **overrides}
-        if standin is not None:
-            settings["delivery.transport"] = "sendgrid"
-        self.config_path = write_project(tmp_path, settings)
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "NURTURE_SECRET_KEY": SECRET,
-            "NURTURE_CONFIG": str(self.config_path),
-            "PYTHONPATH": str(REPO),
-        }
-        if standin is not None:
-            self.env |= {"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url}
-        self.app = open_app(load_config(self.config_path, environ=self.env))
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nurture", *args],
-            env=self.env,
-            cwd=self.config_path.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        process = self.start(*args)
-        out, err = process.communicate(timeout=120)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-    def statuses(self) -> Counter[str]:
-        with transaction(self.app.engine) as session:
-            return Counter(dict(session.execute(select(m.Delivery.status, func.count()).group_by(m.Delivery.status)).all()))
-
-    def claimed_subscribers(self) -> set[int]:
-        with transaction(self.app.engine) as session:
-            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)))
-
-    def emails(self, ids: list[int]) -> dict[int, str]:
-        with transaction(self.app.engine) as session:
-            return dict(session.execute(select(m.Subscriber.id, m.Subscriber.email).where(m.Subscriber.id.in_(ids))).all())
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat()
 
 
 @pytest.mark.parametrize("workers", [2, 4])

@@ -10,7 +10,7 @@ import pytest
 from nurture.app import App
 from nurture.audience import importer
 from tests.support.factories import make_app
-from tests.unit.test_import_streaming import check_repeats_across_chunks
+from tests.support.import_checks import check_repeats_across_chunks
 
 pytestmark = pytest.mark.postgres
 

@@ -1,5 +1,6 @@
-"""The Alembic migrations against a real PostgreSQL: exactly the models' schema,
-a clean downgrade, and a second upgrade that changes nothing."""
+"""The Alembic migrations against a real PostgreSQL: exactly the models' schema and a
+clean downgrade (the backend-neutral tests, a second upgrade that changes nothing among
+them, run on both stores in the migrations test module)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,7 @@ from sqlalchemy import Engine, text
 from nurture.store.db import make_engine
 from nurture.store.migrate import current_revision, head_revision, upgrade
 from nurture.store.models import Base
-# The backend-neutral tests run here too, against this module's PostgreSQL `engine`.
-from tests.unit.test_migrations import (  # noqa: F401 - imported tests are collected here
-    HEAD,
-    MODEL_TABLES,
-    downgrade_to_base,
-    schema_diff,
-    table_names,
-    triggers,
-    test_consent_events_are_append_only,
-    test_down_and_up_again_restores_the_schema_and_triggers,
-    test_upgrade_twice_is_a_no_op,
-)
+from tests.support.schema import HEAD, MODEL_TABLES, downgrade_to_base, schema_diff, table_names, triggers
 
 pytestmark = pytest.mark.postgres
 

@@ -15,8 +15,8 @@ from nurture.app import App
 from nurture.newsletters import schedule
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.integration.test_exactly_once import Project
 from tests.support.factories import at
+from tests.support.processes import Project
 from tests.support.sendgrid_standin import SendGridStandIn
 
 BEFORE = at("2026-11-25 12:00")

@@ -1,7 +1,6 @@
 """Replaying an owner's edit of a live series on subscribers at every position.
 
-Shared by tests/unit/test_series_versions.py (SQLite) and
-tests/integration/test_series_versions_postgres.py (PostgreSQL).
+Shared by the series versions tests on SQLite and on PostgreSQL.
 
 People are enrolled on a schedule such that, when the owner edits kap-intro, two
 of them have had 0, 1, 2, 3, 4 and all 5 emails. The sending pass runs twice a day
@@ -19,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from nurture.app import App
 from nurture.content.campaigns import load_campaign
@@ -27,12 +26,14 @@ from nurture.content.drafts import load_draft
 from nurture.providers.recording import RecordingTransport
 from nurture.sending.publish import PublishPlan, publish
 from nurture.sending.sendpass import send_due
-from nurture.store.db import make_engine
+from nurture.store import models as m
+from nurture.store.db import make_engine, transaction
 from nurture.store.migrate import upgrade
 from tests.support.factories import active_subscribers, at, make_app, write_project
 
 START = at("2026-12-01 14:00")  # 09:00 in New York
 EDIT_AT = START + timedelta(days=20) - timedelta(hours=2)
+AFTER = EDIT_AT + timedelta(days=40)  # every cohort has had every step by then
 KEYS = ["01-what-is-kap", "02-the-neuroscience", "03-is-kap-safe", "04-a-dosing-session", "05-next-steps"]
 DELAYS = [0, 3, 4, 4, 5]
 # Day each cohort is enrolled (at 14:00 UTC) so that by EDIT_AT it has had this many emails.
@@ -276,3 +277,19 @@ def legacy_store_then_upgrade(tmp_path: Path, database_url: str) -> Replay:
     state = Replay(app, transport, cohorts={2: [1]}, emails={1: "had2-0@example.com"}, clock=START + timedelta(days=3, hours=8))
     state.before["had2-0@example.com"] += [(START, "(sent before the upgrade)"), (START + timedelta(days=3), "(sent before the upgrade)")]
     return state
+
+
+def check_legacy_rows_adopted(tmp_path: Path, database_url: str) -> None:
+    state = legacy_store_then_upgrade(tmp_path, database_url)
+    with transaction(state.app.engine) as session:
+        rows = sorted(session.execute(select(m.Delivery.stream, m.Delivery.step, m.Delivery.step_key, m.Delivery.series_version)).all())
+        enrollment = session.execute(select(m.Enrollment.next_step, m.Enrollment.next_step_key, m.Enrollment.version)).one()
+    assert rows == [("kap-intro", 1, KEYS[0], 1), ("kap-intro", 2, KEYS[1], 1), ("newsletter:1", 1, "newsletter", None)]
+    assert tuple(enrollment) == (3, KEYS[2], 1)
+    # Then the owner inserts an email before step 2 and publishes: the person had steps
+    # 1 and 2 by position; they get the new email and steps 3-5, never 1 or 2 again.
+    EDITS["insert"](state.folder)
+    new = subjects_by_key(state.folder)
+    state.publish()
+    state.run_until(AFTER)
+    assert state.subjects_after(1) == [new[key] for key in ("02b-breathing", *KEYS[2:])]

@@ -6,75 +6,15 @@ line a mistake sits on and can check the message points there.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import time
-from pathlib import Path
 
 import pytest
 
 from nurture.config import load_config
 from nurture.errors import ConfigError
-
-SECRET = "test-secret-key-0123456789"
-
-VALID = """\
-practice:
-  name: Riverbend Integrative Therapy
-  postal_address: 120 Example Street, Portland, OR 97201, USA
-  website: https://www.example.com/articles
-  booking_url: https://www.example.com/book
-  reply_to: hello@example.com
-sender:
-  from_email: hello@example.com
-  from_name: Riverbend Integrative Therapy
-delivery:
-  transport: outbox
-  outbox_dir: outbox
-  batch_size: 500
-  send_window:
-    start: "09:00"
-    end: "17:00"
-  weekdays_only: false
-  default_timezone: America/Los_Angeles
-database:
-  url: sqlite:///nurture.db
-web:
-  public_base_url: https://mail.example.com
-consent:
-  version: "v1"
-  wording: Yes, send me emails about KAP. I can unsubscribe at any time.
-"""
-
-
-def line_of(text: str, needle: str) -> int:
-    """1-based number of the only line containing needle."""
-    hits = [number for number, line in enumerate(text.splitlines(), 1) if needle in line]
-    assert len(hits) == 1, f"{needle!r} is on lines {hits}"
-    return hits[0]
-
-
-def project(tmp_path: Path, text: str = VALID, name: str = "config.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def edited(old: str, new: str) -> tuple[str, int]:
-    """VALID with one line's text replaced; returns the text and that line's number."""
-    assert VALID.count(old) == 1, old
-    text = VALID.replace(old, new)
-    return text, line_of(text, new.strip().splitlines()[0])
-
-
-def config_error(path: Path, environ: dict[str, str] | None = None) -> str:
-    env = {"NURTURE_SECRET_KEY": SECRET, **(environ or {})}
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, environ=env)
-    assert caught.value.exit_code == 2
-    return str(caught.value)
-
+from tests.support.config_files import VALID, config_error, edited, line_of, project
+from tests.support.factories import SECRET
+from tests.support.processes import clean_env, run_nurture
 
 # ---------------------------------------------------------------- a good file
 
@@ -378,21 +318,6 @@ def test_secret_key_is_only_required_when_used(tmp_path):
 # ---------------------------------------------------------------- the real command
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_") and k != "SENDGRID_API_KEY"}
-    env.update(NURTURE_SECRET_KEY=SECRET, **extra)
-    return env
-
-
-def run_nurture(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nurture", *args],
-        cwd=cwd,
-        env=env or clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 BROKEN = {

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from nurture.app import App
 from nurture.config import load_config
 from nurture.errors import ConfigError
-from tests.unit.test_config import SECRET, VALID, config_error, edited, line_of, project
+from tests.support.config_files import VALID, config_error, edited, line_of, project
+from tests.support.factories import SECRET
 
 
 def window(tmp_path: Path, start: str, end: str = '"17:00"') -> Path:

@@ -18,8 +18,9 @@ from nurture.content.checks import check_content
 from nurture.content.rendering import Renderer
 from nurture.errors import ContentError
 from tests.support.factories import SECRET, make_config, write_project
-from tests.unit.test_checks import assert_finding, write_step
-from tests.unit.test_import import run_nurture, write_csv
+from tests.support.content_files import assert_finding, write_step
+from tests.support.csv_files import write_csv
+from tests.support.processes import run_nurture
 
 BODY_LINE = 6  # write_step: ---, subject, preheader, article, ---, then the body
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,10 +19,11 @@ from nurture.audience.importer import import_csv
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.audience.signup import confirm, subscribe, unsubscribe_email
-from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app, write_project
+from tests.support.factories import active_subscribers, at, consent_events, enrollments_of, make_app, write_project
+from tests.support.csv_files import HEADER, write_csv
+from tests.support.processes import run_nurture
 
 NOW = at("2026-12-01 18:00")  # Tuesday, 10:00 in Los Angeles
-HEADER = ["email", "first_name", "timezone", "consented_at", "consent_source"]
 ZONES = ["", "America/Chicago", "Europe/London", "Asia/Kolkata", "Australia/Sydney"]
 
 # 0-based data row -> (kind, the row's values). One problem per row.
@@ -104,15 +102,6 @@ def app(tmp_path: Path) -> Iterator[App]:
     app = make_app(tmp_path)
     yield app
     app.close()
-
-
-def write_csv(path: Path, rows: list[list[str]], *, header: list[str] = HEADER, encoding: str = "utf-8") -> Path:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    path.write_text(buffer.getvalue(), encoding=encoding, newline="")
-    return path
 
 
 def snapshot(app: App) -> dict[str, list[tuple[object, ...]]]:
@@ -451,12 +440,6 @@ def test_no_enroll(app: App, tmp_path: Path):
 # ---------------------------------------------------------------- through the real command
 
 
-def run_nurture(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_") and k != "SENDGRID_API_KEY"}
-    env["NURTURE_SECRET_KEY"] = SECRET
-    return subprocess.run(
-        [sys.executable, "-m", "nurture", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def test_cli_import_reports_line_numbers_and_exits_1(tmp_path: Path):

@@ -26,7 +26,7 @@ from nurture.store import models as m
 from nurture.store.db import stored_utc, transaction
 from nurture.tokens import address_hash, address_hasher
 from tests.support.factories import at, make_app
-from tests.unit.test_import_streaming import write_csv
+from tests.support.csv_files import write_csv_lf as write_csv
 
 NOW = at("2026-12-01 18:00")
 

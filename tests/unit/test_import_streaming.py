@@ -3,13 +3,9 @@ and the hostile inputs the hardening issue found (year-1 dates, named pipes, a h
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,16 +18,17 @@ from nurture.app import App
 from nurture.audience import importer
 from nurture.audience.importer import MAX_PROBLEMS, clean_email, import_csv
 from nurture.audience.addresses import normalize_email
-from nurture.audience.people import forget
-from nurture.audience.signup import confirm, subscribe, unsubscribe_email
+from nurture.audience.signup import confirm, subscribe
 from nurture.errors import InputError, NurtureError
 from nurture.store import db
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import SECRET, active_subscribers, at, consent_events, make_app, write_project
+from tests.support.factories import active_subscribers, at, make_app, write_project
+from tests.support.csv_files import write_csv_lf as write_csv
+from tests.support.import_checks import check_repeats_across_chunks
+from tests.support.processes import run_nurture
 
 NOW = at("2026-12-01 18:00")
-HEADER = ["email", "first_name", "timezone", "consented_at", "consent_source"]
 
 
 @pytest.fixture
@@ -41,24 +38,11 @@ def app(tmp_path: Path) -> Iterator[App]:
     app.close()
 
 
-def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HEADER)
-    writer.writerows(rows)
-    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
-    return path
-
-
 def subscriber_count(app: App) -> int:
     with transaction(app.engine) as session:
         return session.scalar(select(func.count()).select_from(m.Subscriber)) or 0
 
 
-def run_nurture(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_") and k != "SENDGRID_API_KEY"}
-    env["NURTURE_SECRET_KEY"] = SECRET
-    return subprocess.run([sys.executable, "-m", "nurture", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 # ---------------------------------------------------------------- dates, pipes, locks
@@ -192,45 +176,6 @@ def test_cli_lists_the_kept_problems_and_counts_the_rest(tmp_path: Path):
 def test_duplicates_merge_the_same_across_chunk_boundaries(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
     monkeypatch.setattr(importer, "CHUNK", chunk)
     check_repeats_across_chunks(app, tmp_path)
-
-
-def check_repeats_across_chunks(app: App, tmp_path: Path) -> None:
-    """Repeated, erased, unsubscribed and pending addresses, counted as a one-chunk import counts them
-    (also run against PostgreSQL by tests/integration/test_import_postgres.py)."""
-    subscribe(app, "gone@example.com", NOW - timedelta(days=3))
-    forget(app, "gone@example.com", NOW - timedelta(days=2))
-    left = subscribe(app, "left@example.com", NOW - timedelta(days=3)).subscriber_id
-    assert unsubscribe_email(app, "left@example.com", NOW - timedelta(days=1))
-    waiting = subscribe(app, "wait@example.com", NOW - timedelta(hours=1)).subscriber_id
-    path = write_csv(
-        tmp_path / "dupes.csv",
-        [
-            ["Sam@Example.com", "", "", "2025-01-01", "form A"],
-            ["gone@example.com", "", "", "2025-01-01", "form A"],
-            ["left@example.com", "", "", "2025-01-01", "form A"],
-            ["wait@example.com", "", "", "2025-01-02", "form A"],
-            ["sam@example.com", "Sam", "Europe/London", "2025-02-01", "form B"],
-            ["GONE@example.com", "", "", "2025-01-01", "form B"],
-            ["Left@example.com", "", "", "2025-01-01", "form B"],
-            ["WAIT@example.com", "Wai", "Asia/Tokyo", "2025-01-03", "form B"],
-            ["SAM@EXAMPLE.COM", "Samuel", "Asia/Tokyo", "2025-03-01", "form C"],
-        ],
-    )
-    report = import_csv(app, path, NOW)
-    # As in one chunk: each repeat is a merge; each address's fate is counted once.
-    assert (report.rows, report.created, report.activated, report.merged) == (9, 1, 1, 5)
-    assert (report.skipped_erased, report.skipped_unsubscribed, report.enrolled) == (1, 1, 2)
-    with transaction(app.engine) as session:
-        sam = session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "sam@example.com"))
-        wait = session.get(m.Subscriber, waiting)
-        assert sam is not None and wait is not None
-        assert (sam.email, sam.first_name, sam.timezone) == ("Sam@example.com", "Sam", "Europe/London")
-        assert (wait.status, wait.first_name, wait.timezone) == (m.SubscriberStatus.ACTIVE, "Wai", "Asia/Tokyo")
-        assert session.get(m.Subscriber, left).status == m.SubscriberStatus.UNSUBSCRIBED
-        assert session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "gone@example.com")) is None
-    [event] = consent_events(app, sam.id)
-    assert (event.source, event.occurred_at) == ("form A", at("2025-01-01 00:00"))
-    assert [(e.kind, e.source) for e in consent_events(app, waiting)] == [(m.ConsentKind.OPT_IN, "cli"), (m.ConsentKind.IMPORT, "form A")]
 
 
 def test_reimport_in_small_chunks_fills_blanks_of_existing_people(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

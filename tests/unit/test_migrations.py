@@ -1,119 +1,48 @@
-"""The Alembic migrations produce exactly the models' schema (SQLite here; PostgreSQL in
-tests/integration/test_migrations_postgres.py), downgrade cleanly, and re-run as no-ops."""
+"""The Alembic migrations produce exactly the models' schema (SQLite here, with the
+backend-neutral tests on PostgreSQL too), downgrade cleanly, and re-run as no-ops."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from nurture.store.db import make_engine
-from nurture.store.migrate import alembic_config, current_revision, ensure_schema, head_revision, upgrade
-from nurture.store.models import Base
+from nurture.store.migrate import current_revision, ensure_schema, head_revision, upgrade
 from tests.support.factories import SECRET, write_project
-
-HEAD = "0002v"
-MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
-
-
-# ---------------------------------------------------------------- helpers shared with the PostgreSQL test
-
-
-def schema_diff(engine: Engine) -> list[Any]:
-    """Alembic's autogenerate comparison of the live schema against the models."""
-    with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
-        )
-        return list(compare_metadata(context, Base.metadata))
-
-
-def downgrade(engine: Engine, revision: str = "base") -> None:
-    command.downgrade(alembic_config(engine), revision)
-
-
-def table_names(engine: Engine) -> set[str]:
-    return set(inspect(engine).get_table_names())
-
-
-def schema_snapshot(engine: Engine) -> dict[str, Any]:
-    """Tables, columns, keys, indexes and triggers, in a comparable form."""
-    inspector = inspect(engine)
-    snapshot: dict[str, Any] = {}
-    for name in sorted(inspector.get_table_names()):
-        snapshot[name] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(name)],
-            "pk": inspector.get_pk_constraint(name),
-            "fks": sorted(repr(fk) for fk in inspector.get_foreign_keys(name)),
-            "indexes": sorted(repr(ix) for ix in inspector.get_indexes(name)),
-            "uniques": sorted(repr(uq) for uq in inspector.get_unique_constraints(name)),
-        }
-    snapshot["triggers"] = triggers(engine)
-    return snapshot
-
-
-def triggers(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        if engine.dialect.name == "postgresql":
-            rows = connection.execute(
-                text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname")
-            ).scalars()
-        else:
-            rows = connection.execute(
-                text("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
-            ).scalars()
-        return list(rows)
-
-
-def version_rows(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
-
-
-def insert_consent_event(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, confirm_nonce) "
-                "VALUES (1, 'a@example.com', 'a@example.com', 'active', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at, recorded_at) "
-                "VALUES (1, 1, 'import', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
-            )
-        )
-
-
-def assert_append_only(engine: Engine) -> None:
-    with pytest.raises(DBAPIError, match="consent_events is append-only"):
-        with engine.begin() as connection:
-            connection.execute(text("UPDATE consent_events SET kind = 'confirm' WHERE id = 1"))
-    with engine.connect() as connection:
-        assert connection.execute(text("SELECT kind FROM consent_events WHERE id = 1")).scalar_one() == "import"
-    # Erasure must stay possible.
-    with engine.begin() as connection:
-        assert connection.execute(text("DELETE FROM subscribers WHERE id = 1")).rowcount == 1
-        assert connection.execute(text("SELECT count(*) FROM consent_events")).scalar_one() == 0  # cascaded
-
-
-# ---------------------------------------------------------------- SQLite
-
+from tests.support.schema import (
+    HEAD,
+    MODEL_TABLES,
+    assert_append_only,
+    downgrade,
+    downgrade_to_base,
+    insert_consent_event,
+    schema_diff,
+    schema_snapshot,
+    table_names,
+    triggers,
+    version_rows,
+)
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'migrations.db'}")
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file; PostgreSQL as well for the tests marked ON_BOTH_STORES."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        engine = make_engine(str(request.getfixturevalue("postgres_url")))
+        assert engine.dialect.name == "postgresql"
+    else:
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrations.db'}")
     yield engine
     engine.dispose()
+
+
+# The backend-neutral tests: on SQLite and on PostgreSQL (whose own tests are in the
+# migrations PostgreSQL module).
+ON_BOTH_STORES = pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
 
 def test_upgrade_empty_database_matches_the_models(engine: Engine):
@@ -149,6 +78,7 @@ def test_sqlite_store_settings(engine: Engine):
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+@ON_BOTH_STORES
 def test_consent_events_are_append_only(engine: Engine):
     upgrade(engine)
     insert_consent_event(engine)
@@ -167,16 +97,6 @@ def test_the_owner_audit_log_is_append_only(engine: Engine):
         assert connection.execute(text("SELECT action FROM owner_audit")).scalars().all() == ["login"]
 
 
-def downgrade_to_base(engine: Engine) -> None:
-    """Upgrade, downgrade to base, and check what every backend must show afterwards."""
-    upgrade(engine)
-    downgrade(engine)
-    assert table_names(engine) <= {"alembic_version"}
-    assert version_rows(engine) == []
-    assert current_revision(engine) is None
-    assert triggers(engine) == []
-
-
 def test_downgrade_to_base_leaves_no_tables(engine: Engine):
     downgrade_to_base(engine)
     with engine.connect() as connection:
@@ -186,6 +106,7 @@ def test_downgrade_to_base_leaves_no_tables(engine: Engine):
     assert leftovers == []
 
 
+@ON_BOTH_STORES
 def test_upgrade_twice_is_a_no_op(engine: Engine):
     upgrade(engine)
     insert_consent_event(engine)
@@ -200,6 +121,7 @@ def test_upgrade_twice_is_a_no_op(engine: Engine):
         assert connection.execute(text("SELECT count(*) FROM consent_events")).scalar_one() == 1
 
 
+@ON_BOTH_STORES
 def test_down_and_up_again_restores_the_schema_and_triggers(engine: Engine):
     upgrade(engine)
     first = schema_snapshot(engine)

@@ -19,7 +19,7 @@ from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import at
-from tests.unit.test_newsletters import BEFORE, add_people, deliveries, newsletter_file, recording_app, status_of
+from tests.support.newsletters import BEFORE, add_people, deliveries, newsletter_file, recording_app, status_of
 
 INDEX = "ix_subscribers_status_timezone_id"
 

@@ -22,21 +22,19 @@ from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, active_subscribers, open_app
 from tests.support.series_replay import (
+    AFTER,
     EDIT_AT,
     EDITED_SUBJECT,
     EDITS,
     KEYS,
     NEW_SUBJECT,
+    check_legacy_rows_adopted,
     check_replay,
-    legacy_store_then_upgrade,
     original_steps,
     replay,
     subjects_by_key,
     write_steps,
 )
-
-AFTER = EDIT_AT + timedelta(days=40)
-
 
 @pytest.mark.parametrize("name", sorted(EDITS))
 def test_an_edit_published_mid_series_sends_each_key_once_in_the_new_order(tmp_path: Path, name: str) -> None:
@@ -201,22 +199,6 @@ def test_a_duplicate_key_is_refused_with_its_line(tmp_path: Path) -> None:
     write_steps(state.folder, steps)
     code, output = nurture(state.app, "check")
     assert code == 1 and "campaign.yaml:" in output and "the key '02-the-neuroscience' is already used by steps[2]" in output
-
-
-def check_legacy_rows_adopted(tmp_path: Path, database_url: str) -> None:
-    state = legacy_store_then_upgrade(tmp_path, database_url)
-    with transaction(state.app.engine) as session:
-        rows = sorted(session.execute(select(m.Delivery.stream, m.Delivery.step, m.Delivery.step_key, m.Delivery.series_version)).all())
-        enrollment = session.execute(select(m.Enrollment.next_step, m.Enrollment.next_step_key, m.Enrollment.version)).one()
-    assert rows == [("kap-intro", 1, KEYS[0], 1), ("kap-intro", 2, KEYS[1], 1), ("newsletter:1", 1, "newsletter", None)]
-    assert tuple(enrollment) == (3, KEYS[2], 1)
-    # Then the owner inserts an email before step 2 and publishes: the person had steps
-    # 1 and 2 by position; they get the new email and steps 3-5, never 1 or 2 again.
-    EDITS["insert"](state.folder)
-    new = subjects_by_key(state.folder)
-    state.publish()
-    state.run_until(AFTER)
-    assert state.subjects_after(1) == [new[key] for key in ("02b-breathing", *KEYS[2:])]
 
 
 def test_rows_from_before_step_keys_are_adopted_by_version_1(tmp_path: Path) -> None:
