@@ -9,8 +9,10 @@ from typing import Any
 
 import yaml
 
+from nurture import links
 from nurture.app import App
 from nurture.config import Config, load_config
+from nurture.content.prepared import Recipient
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-key-0123456789"
@@ -62,6 +64,15 @@ def make_app(tmp_path: Path, *, database_url: str | None = None, environ: dict[s
     if database_url:
         overrides["database.url"] = database_url
     return open_app(make_config(tmp_path, environ=environ, **overrides))
+
+
+def recipient(config: Config, first_name: str | None = "Sam", subscriber_id: int = 7, stream: str = "kap-intro") -> Recipient:
+    """A recipient of `stream` with a real signed unsubscribe link."""
+    return Recipient(
+        email="sam@example.com",
+        first_name=first_name,
+        unsubscribe_url=links.unsubscribe_url(config, subscriber_id, stream),
+    )
 
 
 def at(text: str) -> datetime:

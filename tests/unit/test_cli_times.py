@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nurture.cli.main import cli
 from nurture.cli.times import parse_age, parse_now, parse_practice_time
 from nurture.errors import InputError
 from nurture.newsletters import parse_local
-from tests.support.factories import SECRET, make_app
 
 UTC = timezone.utc
 PRACTICE = "America/Chicago"  # UTC-6 in December; clocks jump from 02:00 to 03:00 on 2026-03-08
@@ -123,11 +119,3 @@ def test_a_mistake_is_one_line_naming_the_option(parse: Callable[[str], object],
     with pytest.raises(InputError) as caught:
         parse(text)
     assert str(caught.value) == message
-
-
-def test_the_command_prints_the_mistake_without_a_traceback(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    result = CliRunner().invoke(cli, ["--config", str(app.config.path), "stats", "--since", "9am"], env={"NURTURE_SECRET_KEY": SECRET})
-    zone = app.config.delivery.default_timezone
-    assert result.exit_code == 1
-    assert result.output == f"error: --since '9am': use YYYY-MM-DD HH:MM or YYYY-MM-DD (read in {zone}), for example 2026-12-08 10:00\n"
