@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,8 +12,9 @@ import yaml
 
 from nurture import links
 from nurture.app import App
-from nurture.config import Config, load_config
+from nurture.config import Config, Settings, load_config
 from nurture.content.prepared import Recipient
+from tests.support import io_guard
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-key-0123456789"
@@ -33,17 +35,21 @@ def close_opened() -> None:
         OPENED.pop().close()
 
 
-def write_project(tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True) -> Path:
-    """A project folder like the repo's: config.yaml (with dotted overrides), campaigns/, templates/."""
-    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
-    data["database"]["url"] = f"sqlite:///{tmp_path / 'nurture.db'}"
-    data["delivery"]["outbox_dir"] = str(tmp_path / "outbox")
-    for dotted, value in (overrides or {}).items():
+def _set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for dotted, value in overrides.items():
         node = data
         *parents, last = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
+
+
+def write_project(tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True) -> Path:
+    """A project folder like the repo's: config.yaml (with dotted overrides), campaigns/, templates/."""
+    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    data["database"]["url"] = f"sqlite:///{tmp_path / 'nurture.db'}"
+    data["delivery"]["outbox_dir"] = str(tmp_path / "outbox")
+    _set_dotted(data, overrides or {})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     if copy_content:
@@ -64,6 +70,25 @@ def make_app(tmp_path: Path, *, database_url: str | None = None, environ: dict[s
     if database_url:
         overrides["database.url"] = database_url
     return open_app(make_config(tmp_path, environ=environ, **overrides))
+
+
+MEMORY_DATABASE = "sqlite://"
+
+
+def memory_config(environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """The repo's own config.yaml, campaigns/ and templates/, read in place and never written,
+    with dotted overrides applied in memory and an in-memory SQLite database.url: the config
+    of a unit test (`memory_config(**{"practice.unsubscribe_mailto": "u@example.com"})`).
+
+    Only under the unit I/O guard: the folders are the repo's own, so a write would land there.
+    """
+    if io_guard.active() is None:
+        raise RuntimeError("memory_config() is for unit tests (tests/unit): only there does the I/O guard stop writes to the repo")
+    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    data["database"]["url"] = MEMORY_DATABASE
+    _set_dotted(data, overrides)
+    base = load_config(REPO / "config.yaml", environ={"NURTURE_SECRET_KEY": SECRET, **(environ or {})})
+    return dataclasses.replace(base, settings=Settings.model_validate(data))
 
 
 def recipient(config: Config, first_name: str | None = "Sam", subscriber_id: int = 7, stream: str = "kap-intro") -> Recipient:

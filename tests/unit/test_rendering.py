@@ -15,7 +15,7 @@ from nurture.content.prepared import SUBSTITUTION_TAGS, Recipient, clean_first_n
 from nurture.content.rendering import Renderer
 from nurture.providers.base import apply_substitutions
 from nurture.providers.outbox import build_message
-from tests.support.factories import make_config, recipient
+from tests.support.factories import memory_config, recipient
 
 HOSTILE_NAMES = [
     "<script>alert(1)</script>",
@@ -32,8 +32,8 @@ CRISIS = "If you are in crisis, call or text 988 in the US (Suicide &amp; Crisis
 
 
 @pytest.fixture
-def config(tmp_path):
-    return make_config(tmp_path)
+def config():
+    return memory_config()  # the repo's campaigns/ and templates/, read only
 
 
 @pytest.fixture
@@ -202,8 +202,8 @@ def test_mjml_compiles_once_per_step_not_per_recipient(config, renderer, campaig
     assert renderer.mjml_compilations == len(steps) + 1
 
 
-def test_list_unsubscribe_adds_mailto_when_configured(tmp_path):
-    config = make_config(tmp_path, **{"practice.unsubscribe_mailto": "unsubscribe@example.com"})
+def test_list_unsubscribe_adds_mailto_when_configured():
+    config = memory_config(**{"practice.unsubscribe_mailto": "unsubscribe@example.com"})
     campaign = load_campaigns(config.campaigns_dir)["kap-intro"]
     prepared = Renderer(config).prepare_step(campaign, campaign.steps[0])
     who = recipient(config)

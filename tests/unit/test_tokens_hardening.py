@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nurture import tokens
 from nurture.errors import ConfigError, TokenError
-from tests.support.factories import make_config
+from tests.support.factories import memory_config
 
 KEY = "current-key-0123456789abcdef"
 OLD = "previous-key-0123456789abcdef"
@@ -99,11 +99,11 @@ def test_tokens_signed_with_a_previous_key_verify_and_unknown_keys_do_not():
         tokens.read_unsubscribe_token((KEY, "another-key-0123456789abc"), old_token)
 
 
-def test_config_lists_the_current_key_first_then_the_previous_ones(tmp_path):
-    config = make_config(tmp_path, environ={"NURTURE_SECRET_KEY": KEY, "NURTURE_PREVIOUS_SECRET_KEYS": f" {OLD} , older-key-0123456789abc,"})
+def test_config_lists_the_current_key_first_then_the_previous_ones():
+    config = memory_config(environ={"NURTURE_SECRET_KEY": KEY, "NURTURE_PREVIOUS_SECRET_KEYS": f" {OLD} , older-key-0123456789abc,"})
     assert config.secrets.verification_keys() == (KEY, OLD, "older-key-0123456789abc")
 
 
-def test_a_short_previous_key_is_refused(tmp_path):
+def test_a_short_previous_key_is_refused():
     with pytest.raises(ConfigError, match="NURTURE_PREVIOUS_SECRET_KEYS"):
-        make_config(tmp_path, environ={"NURTURE_PREVIOUS_SECRET_KEYS": "short"})
+        memory_config(environ={"NURTURE_PREVIOUS_SECRET_KEYS": "short"})

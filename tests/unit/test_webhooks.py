@@ -14,7 +14,7 @@ from nurture.store import models as m
 from nurture.errors import MalformedEvent, WebhookRejected
 from nurture.providers.base import NormalizedEvent
 from nurture.redaction import scrub
-from tests.support.factories import SECRET, make_config
+from tests.support.factories import SECRET, memory_config
 from tests.support.webserver import WebhookSigner
 
 
@@ -202,27 +202,27 @@ def test_scrub_blanks_addresses_and_tokens():
 # ---------------------------------------------------------------- signature
 
 
-def config_with_key(tmp_path, key):
-    return make_config(tmp_path, environ={"NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY": key} if key else None)
+def config_with_key(key):
+    return memory_config(environ={"NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY": key} if key else None)
 
 
-def test_sendgrids_own_signed_payload_verifies(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_sendgrids_own_signed_payload_verifies():
+    config = config_with_key(SG_PUBLIC_KEY)
     assert wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(seconds=30)) == SG_PAYLOAD
     lower = {k.lower(): v for k, v in SG_HEADERS.items()}
     assert wh.verify_request(config, SG_PAYLOAD.encode(), lower, SG_SIGNED_AT) == SG_PAYLOAD
 
 
 @pytest.mark.parametrize("skew", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1), timedelta(days=1)])
-def test_a_timestamp_more_than_five_minutes_away_is_refused(tmp_path, skew):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_a_timestamp_more_than_five_minutes_away_is_refused(skew):
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + skew)
     assert caught.value.status == 403
 
 
-def test_five_minutes_exactly_is_still_accepted(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_five_minutes_exactly_is_still_accepted():
+    config = config_with_key(SG_PUBLIC_KEY)
     wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(minutes=5))
 
 
@@ -238,8 +238,8 @@ def test_five_minutes_exactly_is_still_accepted(tmp_path):
         (SG_PAYLOAD, {**SG_HEADERS, "X-Twilio-Email-Event-Webhook-Timestamp": "1600112502.5"}),
     ],
 )
-def test_bad_signatures_are_refused(tmp_path, body, headers):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_bad_signatures_are_refused(body, headers):
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, body.encode(), headers, SG_SIGNED_AT)
     assert caught.value.status == 403
@@ -249,30 +249,30 @@ def test_bad_signatures_are_refused(tmp_path, body, headers):
     "stamp",
     ["999999999999", "253402300800", "²", "٣٠", "１６００", "-1600112502", "0", "1e9", "", "   ", "1600112502\x00", "9" * 13, "0x5f5fc76c"],
 )
-def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(tmp_path, stamp):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(stamp):
+    config = config_with_key(SG_PUBLIC_KEY)
     headers = {**SG_HEADERS, "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), headers, SG_SIGNED_AT)
     assert caught.value.status == 403
 
 
-def test_a_body_that_is_not_utf8_is_refused(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_a_body_that_is_not_utf8_is_refused():
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected):
         wh.verify_request(config, b"\xff\xfe[]", SG_HEADERS, SG_SIGNED_AT)
 
 
-def test_a_signature_from_another_key_is_refused(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_a_signature_from_another_key_is_refused():
+    config = config_with_key(SG_PUBLIC_KEY)
     other = WebhookSigner()
     with pytest.raises(WebhookRejected):
         wh.verify_request(config, SG_PAYLOAD.encode(), other.headers(SG_PAYLOAD, timestamp=int(SG_TIMESTAMP)), SG_SIGNED_AT)
 
 
 @pytest.mark.parametrize("key", [None, "not a key", "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"])
-def test_without_a_usable_public_key_everything_is_refused(tmp_path, key):
-    config = config_with_key(tmp_path, key)
+def test_without_a_usable_public_key_everything_is_refused(key):
+    config = config_with_key(key)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT)
     assert caught.value.status == 403
