@@ -14,11 +14,6 @@ from tests.support.content_files import assert_finding, write_step
 from tests.support.factories import make_config
 
 
-@pytest.fixture
-def config(tmp_path):
-    return make_config(tmp_path)  # campaigns/ and templates/ are copies in tmp_path: safe to break
-
-
 def findings_for(config, path: Path) -> list[Finding]:
     report = check_content(config)
     return [finding for finding in report.findings if finding.path == path]

@@ -25,11 +25,6 @@ from tests.support.processes import run_nurture
 BODY_LINE = 6  # write_step: ---, subject, preheader, article, ---, then the body
 
 
-@pytest.fixture
-def config(tmp_path):
-    return make_config(tmp_path)
-
-
 def prepare_error(config, path: Path) -> str:
     campaign = load_campaign(path.parent)
     with pytest.raises(ContentError) as caught:

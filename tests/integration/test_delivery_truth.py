@@ -12,7 +12,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,12 +40,6 @@ class SignedProject(Project):
         super().__init__(tmp_path, database_url, standin, **SETTINGS)
         self.env |= signer.environ
         self.app = open_app(load_config(self.config_path, environ=self.env))
-
-
-@pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 def delivery_statuses(project: Project) -> dict[int, str]:

@@ -4,7 +4,6 @@ against the SendGrid stand-in (a real HTTP server) and signed events (a fresh EC
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ from tests.support.webserver import WebhookSigner
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York
 FIRST = at("2026-12-01 15:00")
-
-
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridStandIn]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,16 +34,9 @@ def midday_zone(moment: datetime) -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'nurture.db'}"
+def database_url(both_stores: str) -> str:
+    """Overlapping processes on both stores."""
+    return both_stores
 
 
 @pytest.mark.parametrize("workers", [2, 4])

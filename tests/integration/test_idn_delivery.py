@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -36,13 +35,6 @@ def test_import_names_the_line_and_field_of_a_non_ascii_local_part(tmp_path: Pat
         import_csv(app, path, NOW)
     message = str(caught.value)
     assert f"{path}, line 3: email:" in message and "josé@example.com" in message and "before the @" in message
-
-
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridStandIn]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 def test_sendgrid_gets_the_ascii_domain(tmp_path: Path, standin: SendGridStandIn) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from nurture.audience.importer import import_csv
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.audience.signup import confirm, subscribe, unsubscribe_email
-from tests.support.factories import active_subscribers, at, consent_events, enrollments_of, make_app, write_project
+from tests.support.factories import active_subscribers, at, consent_events, enrollments_of, write_project
 from tests.support.csv_files import HEADER, write_csv
 from tests.support.processes import run_nurture
 
@@ -95,13 +94,6 @@ def write_big_csv(path: Path, rows: int = 10_000) -> BigFile:
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory: pytest.TempPathFactory) -> BigFile:
     return write_big_csv(tmp_path_factory.mktemp("csv") / "people.csv")
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    app = make_app(tmp_path)
-    yield app
-    app.close()
 
 
 def snapshot(app: App) -> dict[str, list[tuple[object, ...]]]:
@@ -438,8 +430,6 @@ def test_no_enroll(app: App, tmp_path: Path):
 
 
 # ---------------------------------------------------------------- through the real command
-
-
 
 
 def test_cli_import_reports_line_numbers_and_exits_1(tmp_path: Path):

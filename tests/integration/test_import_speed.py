@@ -8,7 +8,6 @@ import csv
 import hashlib
 import hmac
 import random
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,17 +24,10 @@ from nurture.audience.signup import subscribe, unsubscribe_email
 from nurture.store import models as m
 from nurture.store.db import stored_utc, transaction
 from nurture.tokens import address_hash, address_hasher
-from tests.support.factories import at, make_app
+from tests.support.factories import at
 from tests.support.csv_files import write_csv_lf as write_csv
 
 NOW = at("2026-12-01 18:00")
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    app = make_app(tmp_path)
-    yield app
-    app.close()
 
 
 @pytest.mark.parametrize(

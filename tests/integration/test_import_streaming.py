@@ -7,7 +7,6 @@ import os
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,18 +30,9 @@ from tests.support.processes import run_nurture
 NOW = at("2026-12-01 18:00")
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    app = make_app(tmp_path)
-    yield app
-    app.close()
-
-
 def subscriber_count(app: App) -> int:
     with transaction(app.engine) as session:
         return session.scalar(select(func.count()).select_from(m.Subscriber)) or 0
-
-
 
 
 # ---------------------------------------------------------------- dates, pipes, locks

@@ -4,7 +4,6 @@ processes, on SQLite and PostgreSQL: everyone gets it once, in their own zone's 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -29,16 +28,9 @@ PER_ZONE = 250
 
 
 @pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'nurture.db'}"
+def database_url(both_stores: str) -> str:
+    """Each zone's claims on both stores."""
+    return both_stores
 
 
 def readers(app: App, zone_name: str | None, count: int, prefix: str) -> None:

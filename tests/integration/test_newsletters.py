@@ -31,12 +31,10 @@ from tests.support.newsletters import (
     status_of,
 )
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
-    """For the tests that should hold on both stores (None: the project's SQLite file)."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return None
+@pytest.fixture
+def database_url(both_stores: str) -> str:
+    """For the tests that should hold on both stores."""
+    return both_stores
 
 
 # ---------------------------------------------------------------- subscriber-local and practice time

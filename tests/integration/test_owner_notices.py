@@ -3,7 +3,6 @@ deliveries, consent records and provider events, and when they go out (once)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -21,7 +20,7 @@ from nurture.reporting.owner_summary import OwnerNumbers, SentLine, alert_reason
 from nurture.sending.deliveries import NO_WEBHOOK
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import SECRET, active_subscribers, at, make_app, write_project
+from tests.support.factories import SECRET, active_subscribers, at, write_project
 
 # Monday 30 November 2026, 08:00 in Los Angeles (the example config's default_timezone).
 MONDAY_8 = at("2026-11-30 16:00")
@@ -32,8 +31,8 @@ OWNER = {"practice.owner_email": "owner@example.com"}
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> App:
-    return make_app(tmp_path, **OWNER)
+def app_settings() -> dict[str, object]:
+    return OWNER
 
 
 def build_week(app: App) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -25,13 +24,6 @@ from tests.support.factories import active_subscribers, at, make_app, open_app
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York
-
-
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridStandIn]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 def sendgrid_app(tmp_path: Path, standin: SendGridStandIn, key: str = "SG.test", **overrides: object) -> App:

@@ -25,17 +25,15 @@ def counts(row: Row) -> tuple[int, ...]:
     return (row.sent, row.delivered, row.opened, row.clicked, row.bounced, row.complained, row.unsubscribed)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def database_url(both_stores: str) -> str:
     """Both stores: the per-day buckets are written differently for each dialect."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'nurture.db'}"
+    return both_stores
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str) -> App:
-    return make_app(tmp_path, database_url=database_url, **{"delivery.tracking": "per_person"})  # the data set ties opens to deliveries
+def app_settings() -> dict[str, object]:
+    return {"delivery.tracking": "per_person"}  # the data set ties opens to deliveries
 
 
 def test_stats_match_the_hand_built_set_exactly(app: App) -> None:

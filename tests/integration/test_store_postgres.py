@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -22,7 +21,7 @@ from nurture.store.db import transaction
 from nurture.audience.people import export, forget
 from nurture.audience.signup import confirm, subscribe, unsubscribe_email
 from nurture.tokens import address_hash
-from tests.support.factories import SECRET, at, make_app
+from tests.support.factories import SECRET, at
 
 pytestmark = pytest.mark.postgres
 
@@ -30,11 +29,8 @@ NOW = at("2026-12-01 18:00")  # 10:00 in Los Angeles
 
 
 @pytest.fixture
-def app(tmp_path: Path, postgres_url: str) -> Iterator[App]:
-    app = make_app(tmp_path, database_url=postgres_url)
-    assert app.engine.dialect.name == "postgresql"
-    yield app
-    app.close()
+def database_url(postgres_url: str) -> str:
+    return postgres_url  # `app` checks it opened PostgreSQL
 
 
 def token(app: App, subscriber_id: int, nonce: int) -> str:

@@ -7,7 +7,6 @@ import email
 import json
 import logging
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -40,13 +39,6 @@ STEP_SUBJECTS = [
     "What a first consultation about KAP looks like",
 ]
 NOT_VALID = "this link is not valid: it may have been cut short or changed"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    app = make_app(tmp_path)
-    yield app
-    app.close()
 
 
 # ---------------------------------------------------------------- helpers

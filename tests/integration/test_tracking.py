@@ -7,7 +7,6 @@ person only under per_person; stats and the report say which mode made their num
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from nurture.providers.sendgrid import events as wh
 from nurture.app import App
 from nurture.audience.people import tag
 from nurture.audience.signup import subscribe
@@ -43,13 +41,6 @@ ON = {
     "subscription_tracking": {"enable": False},
 }
 EXPECTED = {"off": OFF, "aggregate": ON, "per_person": ON}
-
-
-@pytest.fixture
-def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridStandIn]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 def sendgrid_app(tmp_path: Path, standin: SendGridStandIn, tracking: str | None) -> App:

@@ -43,13 +43,6 @@ def sent_deliveries(app, ids, now=NOW):
         return {subscriber_id: delivery_id for delivery_id, subscriber_id in result}
 
 
-@pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path)
-    yield app
-    app.close()
-
-
 def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
     ids = active_subscribers(app, 2, NOW)
     deliveries = sent_deliveries(app, ids)
