@@ -13,15 +13,20 @@ from tests.support import browser as _browser
 from tests.support import io_guard as _io_guard
 from tests.support import postgres as _pg
 
-
 # Property-based tests (hypothesis): in CI the same bounded set of examples every run
 # (derandomize: the seed comes from each test's name), so a red CI is reproducible and
 # its time is bounded; on a developer machine, fresh random examples each run.
 # HYPOTHESIS_PROFILE=thorough runs many more (benchmarks/fuzz.py is the longer campaign).
-settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True)
+settings.register_profile(
+    "ci", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True
+)
 settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 
 # -- Kinds of test ---------------------------------------------------------------
@@ -37,9 +42,15 @@ pytest_plugins = ["pytester"]  # the I/O guard's own tests run small suites thro
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "unit: no I/O beyond memory, enforced by the I/O guard; every test in tests/unit")
-    config.addinivalue_line("markers", "integration: files, databases, HTTP, subprocesses; every test in tests/integration")
-    config.addinivalue_line("markers", "browser: headless Chromium via Playwright (page fixture); every test in tests/browser")
+    config.addinivalue_line(
+        "markers", "unit: no I/O beyond memory, enforced by the I/O guard; every test in tests/unit"
+    )
+    config.addinivalue_line(
+        "markers", "integration: files, databases, HTTP, subprocesses; every test in tests/integration"
+    )
+    config.addinivalue_line(
+        "markers", "browser: headless Chromium via Playwright (page fixture); every test in tests/browser"
+    )
     config.addinivalue_line("markers", "postgres: needs a real PostgreSQL (postgres_url fixture)")
 
 
@@ -60,8 +71,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 # -- The unit tests' I/O guard (tests/support/io_guard.py) -----------------------
 
+
 def _guard(test_id: str) -> AbstractContextManager[_io_guard.Guard]:
-    return _io_guard.forbid_io(test_id, allowed_dirs=(hypothesis_storage(intent_to_write=False).home_directory,))
+    return _io_guard.forbid_io(
+        test_id, allowed_dirs=(hypothesis_storage(intent_to_write=False).home_directory,)
+    )
 
 
 def _fail_on(guard: _io_guard.Guard) -> None:
@@ -95,7 +109,9 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Iterator[object]:
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Iterator[object]:
     """A module- or session-scoped fixture is set up before the autouse guard: when a unit
     test is the first to need one, its setup runs under the guard too."""
     item = _SETTING_UP[-1] if _SETTING_UP else None
@@ -115,6 +131,7 @@ def _unavailable(what: str, reason: str, hint: str) -> None:
 
 
 # -- PostgreSQL ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def postgres_server():
@@ -138,6 +155,7 @@ def postgres_url(postgres_server, request) -> str:
 
 
 # -- Browser -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def browser():
@@ -176,6 +194,7 @@ def artifacts_dir(request) -> Path:
 
 
 # -- Apps opened through tests.support.factories ---------------------------------
+
 
 @pytest.fixture(autouse=True)
 def _close_test_apps():

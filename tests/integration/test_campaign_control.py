@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from nurture.app import App
-from nurture.sending.control import is_paused, pause, resume, start
+from nurture.audience.people import tag
 from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
+from nurture.providers.recording import RecordingTransport
+from nurture.sending.control import is_paused, pause, resume, start
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.people import tag
-from nurture.providers.recording import RecordingTransport
 from tests.support.factories import REPO, SECRET, active_subscribers, at, make_app
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York
@@ -38,7 +38,10 @@ def project_with_manual_series(tmp_path: Path) -> App:
         "title": "Winter series",
         "trigger": "manual",
         "stop_on_tags": ["booked"],
-        "steps": [{"file": "01-what-is-kap.md", "delay_days": 0}, {"file": "02-the-neuroscience.md", "delay_days": 2}],
+        "steps": [
+            {"file": "01-what-is-kap.md", "delay_days": 0},
+            {"file": "02-the-neuroscience.md", "delay_days": 2},
+        ],
     }
     (folder / "campaign.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
     app = make_app(tmp_path)
@@ -46,7 +49,15 @@ def project_with_manual_series(tmp_path: Path) -> App:
     return app
 
 
-def person(app: App, address: str, zone_name: str, now: datetime, *, status: str = m.SubscriberStatus.ACTIVE, tags: tuple[str, ...] = ()) -> int:
+def person(
+    app: App,
+    address: str,
+    zone_name: str,
+    now: datetime,
+    *,
+    status: str = m.SubscriberStatus.ACTIVE,
+    tags: tuple[str, ...] = (),
+) -> int:
     with transaction(app.engine) as session:
         row = m.Subscriber(
             email=address,
@@ -77,7 +88,10 @@ def deliveries(app: App, stream: str | None = None) -> list[m.Delivery]:
 
 def enrollments(app: App, campaign: str) -> dict[int, m.Enrollment]:
     with transaction(app.engine) as session:
-        return {row.subscriber_id: row for row in session.scalars(select(m.Enrollment).where(m.Enrollment.campaign == campaign))}
+        return {
+            row.subscriber_id: row
+            for row in session.scalars(select(m.Enrollment).where(m.Enrollment.campaign == campaign))
+        }
 
 
 def run(app: App, start_at: datetime, end: datetime, every: timedelta = timedelta(minutes=30)) -> None:
@@ -97,7 +111,7 @@ def test_start_enrolls_active_subscribers_from_that_moment_each_in_their_window(
     auckland = person(app, "kiwi@example.com", "Pacific/Auckland", now)
     person(app, "pending@example.com", "America/New_York", now, status=m.SubscriberStatus.PENDING)
     person(app, "gone@example.com", "America/New_York", now, status=m.SubscriberStatus.UNSUBSCRIBED)
-    booked = person(app, "booked@example.com", "America/New_York", now, tags=("booked",))
+    person(app, "booked@example.com", "America/New_York", now, tags=("booked",))
     begin = at("2026-12-03 14:00")  # 09:00 in New York; 03:00 on Dec 4 in Auckland (window closed)
 
     result = start(app, "winter-series", now=now, at=begin)
@@ -108,7 +122,9 @@ def test_start_enrolls_active_subscribers_from_that_moment_each_in_their_window(
     run(app, now, begin - timedelta(minutes=30))
     assert deliveries(app, "winter-series") == []  # nothing before the start
     run(app, begin, at("2026-12-04 23:30"))
-    first_steps = {row.subscriber_id: row.claimed_at for row in deliveries(app, "winter-series") if row.step == 1}
+    first_steps = {
+        row.subscriber_id: row.claimed_at for row in deliveries(app, "winter-series") if row.step == 1
+    }
     assert first_steps == {ny[0]: begin, ny[1]: begin, auckland: at("2026-12-03 20:00")}  # 09:00 NZDT Dec 4
     with transaction(app.engine) as session:
         assert session.get(m.CampaignState, "winter-series").started_at == begin  # type: ignore[union-attr]
@@ -117,7 +133,9 @@ def test_start_enrolls_active_subscribers_from_that_moment_each_in_their_window(
 def test_start_with_a_tag_enrolls_only_tagged_subscribers(tmp_path: Path) -> None:
     app = project_with_manual_series(tmp_path)
     now = at("2026-11-28 12:00")
-    tagged = [person(app, f"open-day{i}@example.com", "Europe/London", now, tags=("open-day",)) for i in range(2)]
+    tagged = [
+        person(app, f"open-day{i}@example.com", "Europe/London", now, tags=("open-day",)) for i in range(2)
+    ]
     person(app, "other@example.com", "Europe/London", now)
     result = start(app, "winter-series", now=now, tag="Open-Day")
     assert (result.matched, result.enrolled) == (2, 2)
@@ -203,21 +221,29 @@ def test_goal_exit_booked_never_gets_the_book_a_consultation_email(tmp_path: Pat
     booked_by_command, booked_elsewhere, reader = active_subscribers(app, 3, START)
     # Steps 1-4 arrive on days 0, 3, 7 and 11.
     run(app, START, at("2026-12-13 00:00"), timedelta(hours=1))
-    assert Counter(row.subscriber_id for row in deliveries(app)) == {booked_by_command: 4, booked_elsewhere: 4, reader: 4}
+    assert Counter(row.subscriber_id for row in deliveries(app)) == {
+        booked_by_command: 4,
+        booked_elsewhere: 4,
+        reader: 4,
+    }
 
     # `nurture subscribers tag EMAIL booked` ends the series at once...
     assert tag(app, "person0@example.com", "booked", at("2026-12-13 00:00")) == ["kap-intro"]
     assert enrollments(app, "kap-intro")[booked_by_command].status == m.EnrollmentStatus.STOPPED
     # ...and a tag written by another path (an import, the web) is honoured by the pass itself.
     with transaction(app.engine) as session:
-        session.add(m.SubscriberTag(subscriber_id=booked_elsewhere, tag="booked", created_at=at("2026-12-13 00:00")))
+        session.add(
+            m.SubscriberTag(subscriber_id=booked_elsewhere, tag="booked", created_at=at("2026-12-13 00:00"))
+        )
     assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.EnrollmentStatus.ACTIVE
 
     run(app, at("2026-12-13 00:00"), at("2026-12-30 00:00"), timedelta(hours=1))
     steps = Counter(row.subscriber_id for row in deliveries(app))
     assert steps == {booked_by_command: 4, booked_elsewhere: 4, reader: 5}
     assert enrollments(app, "kap-intro")[booked_elsewhere].status == m.EnrollmentStatus.STOPPED
-    to_booked = [r.subject for r in transport.sent if r.to_email in ("person0@example.com", "person1@example.com")]
+    to_booked = [
+        r.subject for r in transport.sent if r.to_email in ("person0@example.com", "person1@example.com")
+    ]
     assert BOOKING_SUBJECT not in to_booked and len(to_booked) == 8
     assert [r.subject for r in transport.sent if r.to_email == "person2@example.com"][-1] == BOOKING_SUBJECT
 
@@ -246,7 +272,9 @@ def test_campaign_commands(tmp_path: Path) -> None:
     code, out = invoke("campaign", "pause", "winter-series", "--now", "2026-12-01T14:00:00Z")
     assert (code, out.strip()) == (0, "winter-series: paused")
     # --at is read in the practice's zone (America/Los_Angeles): 09:00 PST is 17:00Z.
-    code, out = invoke("campaign", "start", "winter-series", "--at", "2026-12-02 09:00", "--now", "2026-12-01T14:00:00Z")
+    code, out = invoke(
+        "campaign", "start", "winter-series", "--at", "2026-12-02 09:00", "--now", "2026-12-01T14:00:00Z"
+    )
     assert code == 0, out
     assert "1 subscriber(s) enrolled from 2026-12-02 09:00 (America/Los_Angeles)" in out
     assert "is paused" in out

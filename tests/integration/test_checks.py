@@ -8,8 +8,8 @@ import pytest
 
 from nurture.content.campaigns import load_campaign, load_campaigns, load_email, newsletter_files
 from nurture.content.checks import CheckReport, check_content, check_email
-from nurture.content.rules import Finding
 from nurture.content.rendering import Renderer
+from nurture.content.rules import Finding
 from tests.support.content_files import assert_finding, write_step
 from tests.support.factories import make_config
 
@@ -49,8 +49,19 @@ def test_check_email_on_one_newsletter(config):
     renderer = Renderer(config)
     for path in newsletter_files(config.campaigns_dir):
         source = load_email(path)
-        assert check_email(config, renderer, source, renderer.prepare_newsletter(source, f"newsletter:{path.stem}")) == []
-    bad = write_step(config, "Read [this](http://insecure.example.com/x).\n", name="01-news.md", campaign="newsletters", subject="x" * 90)
+        assert (
+            check_email(
+                config, renderer, source, renderer.prepare_newsletter(source, f"newsletter:{path.stem}")
+            )
+            == []
+        )
+    bad = write_step(
+        config,
+        "Read [this](http://insecure.example.com/x).\n",
+        name="01-news.md",
+        campaign="newsletters",
+        subject="x" * 90,
+    )
     source = load_email(bad)
     found = check_email(config, renderer, source, renderer.prepare_newsletter(source, "newsletter:bad"))
     assert_finding(found, bad, 2, "subject is 90 characters")
@@ -105,7 +116,9 @@ def test_rule_mjml_error_names_template(config):
 
 def test_rule_unsubscribe_link_in_html(config):
     path = write_step(config, "Body.\n")
-    break_template(config, "partials/footer.mjml", '<a href="[[ unsubscribe_url ]]">Unsubscribe</a>', "Unsubscribe")
+    break_template(
+        config, "partials/footer.mjml", '<a href="[[ unsubscribe_url ]]">Unsubscribe</a>', "Unsubscribe"
+    )
     assert_finding(findings_for(config, path), path, 6, "HTML part has no unsubscribe link")
 
 
@@ -120,8 +133,16 @@ def test_rule_unsubscribe_link_in_text(config):
     [
         ("partials/footer.mjml", "<br>{{ postal_address }}", "HTML part has no postal address"),
         ("partials/footer.txt", "{{ postal_address }}", "plain-text part has no postal address"),
-        ("partials/footer.mjml", "<strong>This email is education, not medical advice.</strong>", 'HTML part has no "education, not medical advice"'),
-        ("partials/footer.txt", "This email is education, not medical advice.", 'plain-text part has no "education, not medical advice"'),
+        (
+            "partials/footer.mjml",
+            "<strong>This email is education, not medical advice.</strong>",
+            'HTML part has no "education, not medical advice"',
+        ),
+        (
+            "partials/footer.txt",
+            "This email is education, not medical advice.",
+            'plain-text part has no "education, not medical advice"',
+        ),
         ("partials/footer.mjml", "call or text 988 in the US", "HTML part has no crisis line"),
         ("partials/footer.txt", "call or text 988 in the US", "plain-text part has no crisis line"),
     ],
@@ -152,7 +173,10 @@ def test_rule_preheader_present(config):
 
 
 def test_rule_image_alt_text(config):
-    path = write_step(config, "Intro.\n\n![](https://www.example.com/photo.png)\n\n![A calm room](https://www.example.com/room.png)\n")
+    path = write_step(
+        config,
+        "Intro.\n\n![](https://www.example.com/photo.png)\n\n![A calm room](https://www.example.com/room.png)\n",
+    )
     found = findings_for(config, path)
     assert_finding(found, path, 8, "photo.png has no alt text")
     assert not any("room.png" in f.message for f in found)
@@ -160,8 +184,16 @@ def test_rule_image_alt_text(config):
 
 def test_rule_image_alt_text_in_template(config):
     path = write_step(config, "Body.\n")
-    break_template(config, "partials/header.mjml", '<mj-column>', '<mj-column><mj-image src="https://www.example.com/logo.png" />')
-    assert any("logo.png has no alt text" in f.message for f in findings_for(config, path) + check_content(config).findings)
+    break_template(
+        config,
+        "partials/header.mjml",
+        "<mj-column>",
+        '<mj-column><mj-image src="https://www.example.com/logo.png" />',
+    )
+    assert any(
+        "logo.png has no alt text" in f.message
+        for f in findings_for(config, path) + check_content(config).findings
+    )
 
 
 def test_rule_no_http_links(config):
@@ -177,15 +209,21 @@ def test_rule_no_http_cta(config):
 def test_rule_no_http_unsubscribe_from_config(tmp_path):
     config = make_config(tmp_path, **{"web.public_base_url": "http://mail.example.com"})
     report = check_content(config)
-    line = next(n for n, text in enumerate(config.path.read_text().splitlines(), 1) if "public_base_url" in text)
-    assert_finding(report.findings, config.path, line, "web.public_base_url is http://mail.example.com", "use https://")
+    line = next(
+        n for n, text in enumerate(config.path.read_text().splitlines(), 1) if "public_base_url" in text
+    )
+    assert_finding(
+        report.findings, config.path, line, "web.public_base_url is http://mail.example.com", "use https://"
+    )
     assert len(report.findings) == 1  # one finding, not one per email
 
 
 def test_rule_no_http_from_environment_override(tmp_path):
     config = make_config(tmp_path, environ={"NURTURE_WEB__PUBLIC_BASE_URL": "http://127.0.0.1:8000"})
     report = check_content(config)
-    assert [f.message for f in report.findings] == ["web.public_base_url is http://127.0.0.1:8000: links built from it use http://; use https://"]
+    assert [f.message for f in report.findings] == [
+        "web.public_base_url is http://127.0.0.1:8000: links built from it use http://; use https://"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -204,7 +242,12 @@ def test_rule_links_absolute_https(config, link, words):
 
 def test_rule_mailto_allowed_in_footer(config):
     path = write_step(config, "Body.\n")
-    break_template(config, "partials/footer.mjml", "<p>{{ practice_name }}<br>", '<p><a href="mailto:hello@example.com">Write to us</a></p><p>{{ practice_name }}<br>')
+    break_template(
+        config,
+        "partials/footer.mjml",
+        "<p>{{ practice_name }}<br>",
+        '<p><a href="mailto:hello@example.com">Write to us</a></p><p>{{ practice_name }}<br>',
+    )
     assert findings_for(config, path) == []
 
 
@@ -225,8 +268,13 @@ def test_rule_unrendered_syntax_in_subject(config):
 
 
 def test_rule_unrendered_in_template(config):
-    path = write_step(config, "Body.\n")
-    break_template(config, "partials/body.mjml", "<p>Hi [[ first_name ]],</p>", "<p>Hi {% raw %}{{ name }}{% endraw %},</p>")
+    write_step(config, "Body.\n")
+    break_template(
+        config,
+        "partials/body.mjml",
+        "<p>Hi [[ first_name ]],</p>",
+        "<p>Hi {% raw %}{{ name }}{% endraw %},</p>",
+    )
     partial = config.templates_dir / "partials" / "body.mjml"
     line = next(n for n, text in enumerate(partial.read_text().splitlines(), 1) if "{% raw %}" in text)
     assert_finding(check_content(config).findings, partial, line, "unrendered template syntax", "{{ name }}")
@@ -257,8 +305,14 @@ def test_broken_newsletter_is_reported(config):
 
 
 def test_finding_format():
-    assert str(Finding(Path("campaigns/a/01-x.md"), 3, "subject is too long")) == "campaigns/a/01-x.md:3: subject is too long"
-    assert str(Finding(Path("templates/layout.mjml"), None, "template not found")) == "templates/layout.mjml: template not found"
+    assert (
+        str(Finding(Path("campaigns/a/01-x.md"), 3, "subject is too long"))
+        == "campaigns/a/01-x.md:3: subject is too long"
+    )
+    assert (
+        str(Finding(Path("templates/layout.mjml"), None, "template not found"))
+        == "templates/layout.mjml: template not found"
+    )
     assert CheckReport(emails=2, passed=2).render() == "all 2 emails pass"
 
 

@@ -24,8 +24,17 @@ START = at("2026-12-01 14:00")
 
 def test_rows_in_one_step_equal_rows_one_by_one(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    values = [(1, "plain", None), (2**62 + 5, "é \u2028 \"quoted\" \\ back\nslash", "x"), (-3, "", "\U0001f600")]
-    parts = [select(literal(a, Integer()).label("a"), literal(b, String()).label("b"), literal(c, String()).label("c")) for a, b, c in values]
+    values = [
+        (1, "plain", None),
+        (2**62 + 5, 'é \u2028 "quoted" \\ back\nslash', "x"),
+        (-3, "", "\U0001f600"),
+    ]
+    parts = [
+        select(
+            literal(a, Integer()).label("a"), literal(b, String()).label("b"), literal(c, String()).label("c")
+        )
+        for a, b, c in values
+    ]
     query = union_all(*parts).subquery()
     ordered = select(query.c.a, query.c.b, query.c.c).order_by(query.c.a)
     with transaction(app.engine) as session:
@@ -52,16 +61,37 @@ def test_past_the_read_back_limit_the_insert_returns_its_rows(tmp_path: Path) ->
     app = make_app(tmp_path)
     active_subscribers(app, 25, START)
     # A delivery with the largest id SQLite allows: new ids are then picked at random.
-    deliveries = table("deliveries", column("id"), column("subscriber_id"), column("stream"), column("step"), column("step_key"), column("status"), column("worker"), column("claimed_at"))
+    deliveries = table(
+        "deliveries",
+        column("id"),
+        column("subscriber_id"),
+        column("stream"),
+        column("step"),
+        column("step_key"),
+        column("status"),
+        column("worker"),
+        column("claimed_at"),
+    )
     with transaction(app.engine) as session:
         session.execute(
             insert(deliveries).values(
-                id=2**63 - 1, subscriber_id=None, stream="old", step=1, step_key="old", status="sent", worker="test", claimed_at="2026-01-01 00:00:00.000000"
+                id=2**63 - 1,
+                subscriber_id=None,
+                stream="old",
+                step=1,
+                step_key="old",
+                status="sent",
+                worker="test",
+                claimed_at="2026-01-01 00:00:00.000000",
             )
         )
     assert claims_module.READ_BACK_LIMIT < 2**63 - 1
     summary = send_due(app, at("2026-12-01 15:00"))
     assert summary.sent == 25
     with transaction(app.engine) as session:
-        sent = session.execute(select(m.Delivery.subscriber_id).where(m.Delivery.stream != "old")).scalars().all()
+        sent = (
+            session.execute(select(m.Delivery.subscriber_id).where(m.Delivery.stream != "old"))
+            .scalars()
+            .all()
+        )
     assert sorted(sent) == sorted(set(sent)) and len(sent) == 25

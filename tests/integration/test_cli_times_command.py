@@ -12,7 +12,12 @@ from tests.support.factories import SECRET, make_app
 
 def test_the_command_prints_the_mistake_without_a_traceback(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    result = CliRunner().invoke(cli, ["--config", str(app.config.path), "stats", "--since", "9am"], env={"NURTURE_SECRET_KEY": SECRET})
+    result = CliRunner().invoke(
+        cli, ["--config", str(app.config.path), "stats", "--since", "9am"], env={"NURTURE_SECRET_KEY": SECRET}
+    )
     zone = app.config.delivery.default_timezone
     assert result.exit_code == 1
-    assert result.output == f"error: --since '9am': use YYYY-MM-DD HH:MM or YYYY-MM-DD (read in {zone}), for example 2026-12-08 10:00\n"
+    assert (
+        result.output == f"error: --since '9am': use YYYY-MM-DD HH:MM or YYYY-MM-DD (read in {zone}), "
+        "for example 2026-12-08 10:00\n"
+    )

@@ -105,7 +105,8 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
     path = project(tmp_path, text)
     message = config_error(path)
     assert message == (
-        f"{path}, line {line}: delivery.batchsize: unknown key; check the spelling against the example config.yaml"
+        f"{path}, line {line}: delivery.batchsize: unknown key; "
+        "check the spelling against the example config.yaml"
     )
 
 
@@ -137,7 +138,12 @@ def test_missing_required_key(tmp_path):
         ("  weekdays_only: false", "  weekdays_only: maybe", "delivery.weekdays_only", "valid boolean"),
         ("  transport: outbox", "  transport: smtp", "delivery.transport", "'outbox' or 'sendgrid'"),
         ('    start: "09:00"', '    start: "nine"', "delivery.send_window.start", "not a time of day"),
-        ("  website: https://www.example.com/articles", "  website: [a, b]", "practice.website", "valid string"),
+        (
+            "  website: https://www.example.com/articles",
+            "  website: [a, b]",
+            "practice.website",
+            "valid string",
+        ),
     ],
 )
 def test_wrong_type_names_file_line_key_and_value(tmp_path, old, new, key, problem):
@@ -180,7 +186,9 @@ def test_invalid_address(tmp_path, old, new, key):
 def test_http_website_is_refused(tmp_path):
     text, line = edited("  website: https://www.example.com/articles", "  website: http://www.example.com")
     path = project(tmp_path, text)
-    assert config_error(path).startswith(f"{path}, line {line}: practice.website: 'http://www.example.com' must be an https:// URL")
+    assert config_error(path).startswith(
+        f"{path}, line {line}: practice.website: 'http://www.example.com' must be an https:// URL"
+    )
 
 
 @pytest.mark.parametrize("size", [1001, 5000])
@@ -218,7 +226,9 @@ def test_several_problems_are_each_reported_on_their_own_line(tmp_path):
     lines = config_error(path).splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{path}, line {line_of(text, 'batch_size')}: delivery.batch_size:")
-    assert lines[1].startswith(f"{path}, line {line_of(text, 'default_timezone')}: delivery.default_timezone:")
+    assert lines[1].startswith(
+        f"{path}, line {line_of(text, 'default_timezone')}: delivery.default_timezone:"
+    )
 
 
 # ---------------------------------------------------------------- the environment
@@ -258,7 +268,9 @@ def test_bad_env_override_names_the_variable_not_the_file(tmp_path):
 
 def test_env_override_of_unknown_key(tmp_path):
     message = config_error(project(tmp_path), {"NURTURE_DELIVERY__BATCHSIZE": "10"})
-    assert message.startswith("environment variable NURTURE_DELIVERY__BATCHSIZE: delivery.batchsize: unknown key")
+    assert message.startswith(
+        "environment variable NURTURE_DELIVERY__BATCHSIZE: delivery.batchsize: unknown key"
+    )
 
 
 def test_nurture_config_names_the_file(tmp_path):
@@ -282,7 +294,8 @@ def test_nurture_database_url_overrides_the_file(tmp_path):
     assert config.database_url == url
     # ... and wins over NURTURE_DATABASE__URL too.
     config = load_config(
-        project(tmp_path), environ={"NURTURE_DATABASE_URL": url, "NURTURE_DATABASE__URL": "sqlite:///other.db"}
+        project(tmp_path),
+        environ={"NURTURE_DATABASE_URL": url, "NURTURE_DATABASE__URL": "sqlite:///other.db"},
     )
     assert config.database_url == url
 
@@ -302,7 +315,8 @@ def test_sendgrid_without_api_key(tmp_path):
 def test_sendgrid_from_env_without_api_key(tmp_path):
     message = config_error(project(tmp_path), {"NURTURE_DELIVERY__TRANSPORT": "sendgrid"})
     assert message.startswith(
-        "environment variable NURTURE_DELIVERY__TRANSPORT: delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set"
+        "environment variable NURTURE_DELIVERY__TRANSPORT: "
+        "delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set"
     )
 
 
@@ -318,15 +332,25 @@ def test_secret_key_is_only_required_when_used(tmp_path):
 # ---------------------------------------------------------------- the real command
 
 
-
-
 BROKEN = {
-    "batch_size": (("  batch_size: 500", "  batch_size: 5000"), "delivery.batch_size: Input should be less than or equal to 1000"),
+    "batch_size": (
+        ("  batch_size: 500", "  batch_size: 5000"),
+        "delivery.batch_size: Input should be less than or equal to 1000",
+    ),
     "unknown_key": (("  batch_size: 500", "  batchsize: 500"), "delivery.batchsize: unknown key"),
-    "time_zone": (("  default_timezone: America/Los_Angeles", "  default_timezone: Mars/Base"), "is not an IANA time zone"),
-    "address": (("  from_email: hello@example.com", "  from_email: nobody"), "sender.from_email: 'nobody' is not a valid email"),
+    "time_zone": (
+        ("  default_timezone: America/Los_Angeles", "  default_timezone: Mars/Base"),
+        "is not an IANA time zone",
+    ),
+    "address": (
+        ("  from_email: hello@example.com", "  from_email: nobody"),
+        "sender.from_email: 'nobody' is not a valid email",
+    ),
     "yaml": (("  from_name: Riverbend Integrative Therapy", "  from_name: a: b"), "YAML syntax error"),
-    "sendgrid_key": (("  transport: outbox", "  transport: sendgrid"), "delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set"),
+    "sendgrid_key": (
+        ("  transport: outbox", "  transport: sendgrid"),
+        "delivery.transport is 'sendgrid' but SENDGRID_API_KEY is not set",
+    ),
 }
 
 
@@ -375,7 +399,9 @@ def test_cli_config_option_and_nurture_config(tmp_path):
     by_env = run_nurture(tmp_path, "subscribers", "list", env=clean_env(NURTURE_CONFIG="broken.yaml"))
     for result in (by_option, by_env):
         assert result.returncode == 2
-        assert result.stderr.startswith(f"error: broken.yaml, line {line_of(VALID, 'batch_size')}: delivery.batch_size:")
+        assert result.stderr.startswith(
+            f"error: broken.yaml, line {line_of(VALID, 'batch_size')}: delivery.batch_size:"
+        )
         assert "Traceback" not in result.stderr
     good = run_nurture(tmp_path, "subscribers", "list")
     assert good.returncode == 0, good.stderr

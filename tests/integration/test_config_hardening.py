@@ -29,14 +29,19 @@ def window(tmp_path: Path, start: str, end: str = '"17:00"') -> Path:
 # -- (1) send-window times ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("written, expected", [("9:00", time(9)), ("09:00", time(9)), ('"9:30"', time(9, 30)), ("'09:05'", time(9, 5))])
+@pytest.mark.parametrize(
+    "written, expected",
+    [("9:00", time(9)), ("09:00", time(9)), ('"9:30"', time(9, 30)), ("'09:05'", time(9, 5))],
+)
 def test_unquoted_or_quoted_clock_times_mean_that_time_of_day(tmp_path, written, expected):
     config = load_config(window(tmp_path, written, "17:00"), environ={"NURTURE_SECRET_KEY": SECRET})
     assert config.delivery.send_window.start == expected
     assert config.delivery.send_window.end == time(17)
 
 
-@pytest.mark.parametrize("written", ["540", "25:00", "9:60", "9", "nine", "9:00pm", '"09:00+02:00"', "9.5", "[9, 0]"])
+@pytest.mark.parametrize(
+    "written", ["540", "25:00", "9:60", "9", "nine", "9:00pm", '"09:00+02:00"', "9.5", "[9, 0]"]
+)
 def test_anything_else_is_refused_naming_the_key_and_line(tmp_path, written):
     path = window(tmp_path, written)
     message = config_error(path)
@@ -48,7 +53,9 @@ def test_anything_else_is_refused_naming_the_key_and_line(tmp_path, written):
 @pytest.mark.parametrize("value", ["25:00", "540", "24:00", "09:00+02:00", "09:00:30"])
 def test_env_override_of_a_window_time_is_a_clear_config_error(tmp_path, value):
     message = config_error(project(tmp_path), {"NURTURE_DELIVERY__SEND_WINDOW__START": value})
-    assert message.startswith("environment variable NURTURE_DELIVERY__SEND_WINDOW__START: delivery.send_window.start: ")
+    assert message.startswith(
+        "environment variable NURTURE_DELIVERY__SEND_WINDOW__START: delivery.send_window.start: "
+    )
     assert "naive" not in message and "aware" not in message
 
 
@@ -68,14 +75,21 @@ def test_a_2000_deep_flow_list_is_refused_with_its_line(tmp_path):
 
 @pytest.mark.parametrize("value", ["/dev/null", "/proc/nope"])
 def test_an_unusable_outbox_dir_is_a_config_error_when_used(tmp_path, value):
-    config = load_config(project(tmp_path), environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DELIVERY__OUTBOX_DIR": value})
+    config = load_config(
+        project(tmp_path), environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DELIVERY__OUTBOX_DIR": value}
+    )
     with pytest.raises(ConfigError) as caught:
         config.prepare_outbox_dir()
-    assert str(caught.value).startswith("environment variable NURTURE_DELIVERY__OUTBOX_DIR: delivery.outbox_dir: ")
+    assert str(caught.value).startswith(
+        "environment variable NURTURE_DELIVERY__OUTBOX_DIR: delivery.outbox_dir: "
+    )
 
 
 def test_a_sqlite_file_in_an_impossible_folder_is_a_config_error(tmp_path):
-    config = load_config(project(tmp_path), environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DATABASE_URL": "sqlite:////proc/nope/x.db"})
+    config = load_config(
+        project(tmp_path),
+        environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DATABASE_URL": "sqlite:////proc/nope/x.db"},
+    )
     with pytest.raises(ConfigError) as caught:
         App.open(config)
     assert str(caught.value).startswith("environment variable NURTURE_DATABASE_URL: database.url: ")
@@ -84,17 +98,24 @@ def test_a_sqlite_file_in_an_impossible_folder_is_a_config_error(tmp_path):
 @pytest.mark.parametrize("character", ["\x01", "\x1b", "\r", "\n", "\u202e", "\u2028", "\x7f"])
 def test_control_characters_in_config_text_are_refused_naming_the_key(tmp_path, character):
     message = config_error(project(tmp_path), {"NURTURE_PRACTICE__NAME": f"x{character}y"})
-    assert message.startswith("environment variable NURTURE_PRACTICE__NAME: practice.name: holds the control character U+")
+    assert message.startswith(
+        "environment variable NURTURE_PRACTICE__NAME: practice.name: holds the control character U+"
+    )
 
 
 def test_line_breaks_stay_allowed_where_text_spans_lines(tmp_path):
-    config = load_config(project(tmp_path), environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_PRACTICE__POSTAL_ADDRESS": "1 Main St\nPortland OR"})
+    config = load_config(
+        project(tmp_path),
+        environ={"NURTURE_SECRET_KEY": SECRET, "NURTURE_PRACTICE__POSTAL_ADDRESS": "1 Main St\nPortland OR"},
+    )
     assert config.practice.postal_address == "1 Main St\nPortland OR"
 
 
 def test_a_control_character_in_the_file_names_its_line(tmp_path):
     text, line = edited("  from_name: Riverbend Integrative Therapy", "  from_name: Riverbend\x02")
-    assert config_error(project(tmp_path, text)).startswith(f"{tmp_path / 'config.yaml'}, line {line}: the character U+0002")
+    assert config_error(project(tmp_path, text)).startswith(
+        f"{tmp_path / 'config.yaml'}, line {line}: the character U+0002"
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +132,11 @@ def test_the_cli_exits_2_with_one_line_and_no_traceback(tmp_path, env, fragment)
     shutil.copytree(Path(__file__).resolve().parents[2] / "templates", tmp_path / "templates")
     result = subprocess.run(
         [sys.executable, "-m", "nurture", "--config", str(path), "subscribe", "sam@example.com"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "NURTURE_SECRET_KEY": SECRET, **env}, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "NURTURE_SECRET_KEY": SECRET, **env},
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -121,7 +146,7 @@ def test_the_cli_exits_2_with_one_line_and_no_traceback(tmp_path, env, fragment)
 # -- (7) anchors, aliases and nesting -------------------------------------------------
 
 
-BOMB = "".join(f'l{i}: &l{i} [{", ".join([f"*l{i - 1}"] * 9)}]\n' for i in range(1, 12))
+BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 12))
 
 
 def test_an_alias_bomb_is_refused_at_once(tmp_path):
@@ -140,7 +165,10 @@ def test_a_merge_key_is_refused(tmp_path):
 def test_a_key_written_twice_is_refused(tmp_path):
     text = VALID.replace("  batch_size: 500\n", "  batch_size: 500\n  batch_size: 20\n")
     message = config_error(project(tmp_path, text))
-    assert f"line {line_of(text, 'batch_size: 20')}: delivery.batch_size is written twice (first on line {line_of(text, 'batch_size: 500')})" in message
+    assert (
+        f"line {line_of(text, 'batch_size: 20')}: delivery.batch_size is written twice "
+        f"(first on line {line_of(text, 'batch_size: 500')})" in message
+    )
 
 
 # -- syntax errors point at the cause ------------------------------------------------------
@@ -221,7 +249,9 @@ def test_any_config_file_loads_or_is_one_config_error(tmp_path, text):
 @pytest.mark.parametrize("value", ["{{ (" * 1000, "[" * 50_000, "[a, " * 20_000])
 def test_deep_flow_nesting_is_refused_before_it_costs_time(tmp_path, value):
     started = clock.monotonic()
-    message = config_error(project(tmp_path), {"NURTURE_PRACTICE__WEBSITE": value}) if len(value) < 10_000 else None
+    message = (
+        config_error(project(tmp_path), {"NURTURE_PRACTICE__WEBSITE": value}) if len(value) < 10_000 else None
+    )
     path = project(tmp_path, VALID + f"extra: {value}\n")
     file_message = config_error(path)
     assert clock.monotonic() - started < 3

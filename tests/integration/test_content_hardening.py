@@ -13,13 +13,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nurture.content.campaigns import BodyEnvironment, EmailSource, FrontMatter, key_name, load_campaign, load_email
+from nurture.content.campaigns import (
+    BodyEnvironment,
+    EmailSource,
+    FrontMatter,
+    key_name,
+    load_campaign,
+    load_email,
+)
 from nurture.content.checks import check_content
 from nurture.content.rendering import Renderer
 from nurture.errors import ContentError
-from tests.support.factories import SECRET, make_config, write_project
 from tests.support.content_files import assert_finding, write_step
 from tests.support.csv_files import write_csv
+from tests.support.factories import SECRET, make_config, write_project
 from tests.support.processes import run_nurture
 
 BODY_LINE = 6  # write_step: ---, subject, preheader, article, ---, then the body
@@ -117,10 +124,18 @@ def test_an_alias_in_front_matter_is_refused_with_its_line(config):
 def test_steps_are_numbered_from_1_in_every_message(config):
     path = write_step(config, "Body.\n")
     spec = path.parent / "campaign.yaml"
-    spec.write_text("title: T\nsteps:\n  - file: 01-broken.md\n    delay_days: -1\n  - file: nowhere.md\n    delay_days: 1\n")
+    spec.write_text(
+        "title: T\nsteps:\n"
+        "  - file: 01-broken.md\n    delay_days: -1\n"
+        "  - file: nowhere.md\n    delay_days: 1\n"
+    )
     with pytest.raises(ContentError, match=r"steps\[1\]\.delay_days"):
         load_campaign(path.parent)
-    spec.write_text("title: T\nsteps:\n  - file: 01-broken.md\n    delay_days: 1\n  - file: nowhere.md\n    delay_days: 1\n")
+    spec.write_text(
+        "title: T\nsteps:\n"
+        "  - file: 01-broken.md\n    delay_days: 1\n"
+        "  - file: nowhere.md\n    delay_days: 1\n"
+    )
     with pytest.raises(ContentError, match=r":5: steps\[2\]\.file: nowhere\.md does not exist"):
         load_campaign(path.parent)
     assert key_name(("steps", 0, "file")) == "steps[1].file"
@@ -143,9 +158,23 @@ def test_a_yaml_syntax_error_in_front_matter_names_the_line_of_the_open_quote(co
 def test_at_in_words_is_explained_without_pydantic(tmp_path):
     config = make_config(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "nurture", "--config", str(config.path), "newsletter", "schedule",
-         str(config.campaigns_dir / "newsletters" / "2026-12-winter-note.md"), "--at", "9am"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "NURTURE_SECRET_KEY": SECRET}, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nurture",
+            "--config",
+            str(config.path),
+            "newsletter",
+            "schedule",
+            str(config.campaigns_dir / "newsletters" / "2026-12-winter-note.md"),
+            "--at",
+            "9am",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "NURTURE_SECRET_KEY": SECRET},
+        cwd=tmp_path,
+        timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: --at '9am': use YYYY-MM-DD HH:MM, for example")
@@ -154,14 +183,45 @@ def test_at_in_words_is_explained_without_pydantic(tmp_path):
 
 # -- properties ------------------------------------------------------------------------------------
 
-JINJA_BITS = st.sampled_from(["{{", "}}", "{%", "%}", "{#", "#}", "[[", "]]", "practice_name", "(", ")", "|", "1/0", "'", '"', "\n", "-", " ", "x", "include", "macro", "raw", "endraw"])
+JINJA_BITS = st.sampled_from(
+    [
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "#}",
+        "[[",
+        "]]",
+        "practice_name",
+        "(",
+        ")",
+        "|",
+        "1/0",
+        "'",
+        '"',
+        "\n",
+        "-",
+        " ",
+        "x",
+        "include",
+        "macro",
+        "raw",
+        "endraw",
+    ]
+)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(parts=st.lists(st.one_of(JINJA_BITS, st.text(max_size=8)), max_size=40))
 def test_any_body_renders_or_is_one_content_error_with_a_line(config, parts):
     body = "".join(parts) + "\n"
-    source = EmailSource(path=config.campaigns_dir / "x.md", front=FrontMatter(subject="S", preheader="P"), body=body, body_line=5)
+    source = EmailSource(
+        path=config.campaigns_dir / "x.md",
+        front=FrontMatter(subject="S", preheader="P"),
+        body=body,
+        body_line=5,
+    )
     renderer = Renderer(config)
     try:
         renderer.prepare_newsletter(source, "fuzz")
@@ -190,7 +250,7 @@ def test_the_body_environment_accepts_only_text_and_names(text):
         return
     try:
         template.render(practice_name="P")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the property: only Jinja's own undefined error comes out
         assert type(exc).__name__ == "UndefinedError", repr(exc)
 
 

@@ -30,13 +30,19 @@ from tests.support.webserver import WebhookSigner
 
 TRIALS = 20
 PEOPLE = 24
-SETTINGS: dict[str, object] = {"delivery.batch_size": 3, "delivery.concurrency": 2, "delivery.reconcile_after": "1h"}
+SETTINGS: dict[str, object] = {
+    "delivery.batch_size": 3,
+    "delivery.concurrency": 2,
+    "delivery.reconcile_after": "1h",
+}
 
 
 class SignedProject(Project):
     """A project whose processes and in-process app both hold the webhook's public key."""
 
-    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn, signer: WebhookSigner) -> None:
+    def __init__(
+        self, tmp_path: Path, database_url: str, standin: SendGridStandIn, signer: WebhookSigner
+    ) -> None:
         super().__init__(tmp_path, database_url, standin, **SETTINGS)
         self.env |= signer.environ
         self.app = open_app(load_config(self.config_path, environ=self.env))
@@ -51,7 +57,9 @@ def received_ids(standin: SendGridStandIn) -> set[int]:
     return {int(message.custom_args["delivery_id"]) for message in standin.messages()}
 
 
-def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner, rng: random.Random, workers: int) -> None:
+def run_trial(
+    project: Project, standin: SendGridStandIn, signer: WebhookSigner, rng: random.Random, workers: int
+) -> None:
     standin.latency = rng.uniform(0.02, 0.08)
     active_subscribers(project.app, PEOPLE, STEP_TIMES[0] - timedelta(hours=1))
     first = STEP_TIMES[0]
@@ -61,7 +69,11 @@ def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner,
     if target == 0:
         time.sleep(rng.uniform(0.2, 1.5))  # start-up, the first claims, or the first requests
     else:
-        while standin.request_count < target and time.monotonic() - started < 30 and any(p.poll() is None for p in processes):
+        while (
+            standin.request_count < target
+            and time.monotonic() - started < 30
+            and any(p.poll() is None for p in processes)
+        ):
             time.sleep(0.002)
         time.sleep(rng.uniform(0, 0.05))
     for process in processes:
@@ -99,14 +111,18 @@ def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner,
 
 
 @pytest.mark.parametrize("seed", range(TRIALS))
-def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_sqlite(tmp_path: Path, standin: SendGridStandIn, seed: int) -> None:
+def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_sqlite(
+    tmp_path: Path, standin: SendGridStandIn, seed: int
+) -> None:
     signer = WebhookSigner()
     project = SignedProject(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin, signer)
     run_trial(project, standin, signer, random.Random(seed), workers=2)
 
 
 @pytest.mark.parametrize("seed", range(TRIALS))
-def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_postgres(tmp_path: Path, postgres_url: str, standin: SendGridStandIn, seed: int) -> None:
+def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_postgres(
+    tmp_path: Path, postgres_url: str, standin: SendGridStandIn, seed: int
+) -> None:
     signer = WebhookSigner()
     project = SignedProject(tmp_path, postgres_url, standin, signer)
     run_trial(project, standin, signer, random.Random(1000 + seed), workers=3)

@@ -29,9 +29,20 @@ def signer() -> WebhookSigner:
     return WebhookSigner()
 
 
-def sendgrid_app(tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner | None, **overrides: object) -> App:
-    environ = {"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url, **(signer.environ if signer else {})}
-    settings = {"delivery.transport": "sendgrid", "delivery.batch_size": 5, "delivery.concurrency": 1, "delivery.request_timeout": 0.3}
+def sendgrid_app(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner | None, **overrides: object
+) -> App:
+    environ = {
+        "SENDGRID_API_KEY": "SG.test",
+        "NURTURE_SENDGRID_HOST": standin.url,
+        **(signer.environ if signer else {}),
+    }
+    settings = {
+        "delivery.transport": "sendgrid",
+        "delivery.batch_size": 5,
+        "delivery.concurrency": 1,
+        "delivery.request_timeout": 0.3,
+    }
     return make_app(tmp_path, environ=environ, **{**settings, **overrides})
 
 
@@ -62,13 +73,19 @@ def _wait(standin: SendGridStandIn, count: int) -> None:
     assert len(standin.messages()) == count
 
 
-def test_any_event_naming_a_stuck_delivery_settles_it_at_once(tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner) -> None:
+def test_any_event_naming_a_stuck_delivery_settles_it_at_once(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
     app = sendgrid_app(tmp_path, standin, signer)
     stuck = make_stuck(app, standin, 5, received=True)
     messages = sorted(standin.messages(), key=lambda message: int(message.custom_args["delivery_id"]))
     processed, delivered, dropped, deferred, silent = messages
     # (Opens and clicks name no delivery unless delivery.tracking is per_person: they settle nothing.)
-    events = events_for([processed]) + events_for([delivered], "delivered") + events_for([deferred], "deferred", response="try later")
+    events = (
+        events_for([processed])
+        + events_for([delivered], "delivered")
+        + events_for([deferred], "deferred", response="try later")
+    )
     events += events_for([dropped], "processed") + events_for([dropped], "dropped", reason="Bounced Address")
     report = post_events(app, signer, events)
     assert report.settled == 4
@@ -80,13 +97,17 @@ def test_any_event_naming_a_stuck_delivery_settles_it_at_once(tmp_path: Path, st
     assert table[ids[delivered]].error == "settled by provider event delivered"
     assert table[ids[deferred]].status == m.DeliveryStatus.SENT
     assert table[ids[dropped]].status == m.DeliveryStatus.FAILED
-    assert "dropped" in (table[ids[dropped]].error or "") and "Bounced Address" in (table[ids[dropped]].error or "")
+    assert "dropped" in (table[ids[dropped]].error or "") and "Bounced Address" in (
+        table[ids[dropped]].error or ""
+    )
     assert by_status(app, m.DeliveryStatus.CLAIMED) == {ids[silent]} and ids[silent] in stuck
 
     # The same events again (SendGrid retries): stored once, nothing changes.
     again = post_events(app, signer, events)
     assert (again.stored, again.settled) == (0, 0)
-    assert {i: (r.status, r.error) for i, r in rows(app).items()} == {i: (r.status, r.error) for i, r in table.items()}
+    assert {i: (r.status, r.error) for i, r in rows(app).items()} == {
+        i: (r.status, r.error) for i, r in table.items()
+    }
 
 
 class AnswerLost:
@@ -102,8 +123,15 @@ class AnswerLost:
         outcomes = self.inner.send(batch)
         assert {outcome.status for outcome in outcomes} == {"sent"}
         sent = {envelope.delivery_id for envelope in batch.envelopes}
-        post_events(self.app, self.signer, events_for(msg for msg in self.standin.messages() if msg.custom_args["delivery_id"] in sent))
-        return [Outcome(outcome.delivery_id, "unknown", error="no answer (the test dropped it)") for outcome in outcomes]
+        post_events(
+            self.app,
+            self.signer,
+            events_for(msg for msg in self.standin.messages() if msg.custom_args["delivery_id"] in sent),
+        )
+        return [
+            Outcome(outcome.delivery_id, "unknown", error="no answer (the test dropped it)")
+            for outcome in outcomes
+        ]
 
     def close(self) -> None:
         self.inner.close()
@@ -123,7 +151,9 @@ def test_an_event_that_arrives_before_the_outcome_is_recorded_still_settles_it(
     assert len(standin.messages()) == 7
 
 
-def test_with_the_webhook_silent_nothing_is_released(tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner) -> None:
+def test_with_the_webhook_silent_nothing_is_released(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
     app = sendgrid_app(tmp_path, standin, signer)
     stuck = make_stuck(app, standin, 4, received=False)
     later = send_due(app, FIRST.replace(hour=23))  # 8 hours on: past reconcile_after (6h)
@@ -135,7 +165,9 @@ def test_with_the_webhook_silent_nothing_is_released(tmp_path: Path, standin: Se
     assert standin.messages() == []
 
 
-def test_without_a_webhook_key_nothing_is_released_and_the_summary_says_why(tmp_path: Path, standin: SendGridStandIn) -> None:
+def test_without_a_webhook_key_nothing_is_released_and_the_summary_says_why(
+    tmp_path: Path, standin: SendGridStandIn
+) -> None:
     app = sendgrid_app(tmp_path, standin, None)
     stuck = make_stuck(app, standin, 3, received=False)
     later = send_due(app, FIRST.replace(hour=23))
@@ -144,7 +176,9 @@ def test_without_a_webhook_key_nothing_is_released_and_the_summary_says_why(tmp_
     assert by_status(app, m.DeliveryStatus.CLAIMED) == stuck
 
 
-def test_silence_after_reconcile_after_with_a_working_webhook_sends_once(tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner) -> None:
+def test_silence_after_reconcile_after_with_a_working_webhook_sends_once(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
     app = sendgrid_app(tmp_path, standin, signer)
     stuck = make_stuck(app, standin, 4, received=False)
     # Emails claimed later go out and SendGrid reports them: the webhook works.

@@ -24,21 +24,29 @@ def test_import_names_the_line_and_field_of_a_non_ascii_local_part(tmp_path: Pat
     app = make_app(tmp_path)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerows([
-        ["email", "first_name", "timezone", "consented_at", "consent_source"],
-        ["ok@example.com", "Ok", "", "2025-01-01", "web form"],
-        ["josé@example.com", "José", "", "2025-01-01", "web form"],
-    ])
+    writer.writerows(
+        [
+            ["email", "first_name", "timezone", "consented_at", "consent_source"],
+            ["ok@example.com", "Ok", "", "2025-01-01", "web form"],
+            ["josé@example.com", "José", "", "2025-01-01", "web form"],
+        ]
+    )
     path = tmp_path / "people.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     with pytest.raises(InputError) as caught:
         import_csv(app, path, NOW)
     message = str(caught.value)
-    assert f"{path}, line 3: email:" in message and "josé@example.com" in message and "before the @" in message
+    assert (
+        f"{path}, line 3: email:" in message and "josé@example.com" in message and "before the @" in message
+    )
 
 
 def test_sendgrid_gets_the_ascii_domain(tmp_path: Path, standin: SendGridStandIn) -> None:
-    app = make_app(tmp_path, environ={"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url}, **{"delivery.transport": "sendgrid"})
+    app = make_app(
+        tmp_path,
+        environ={"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url},
+        **{"delivery.transport": "sendgrid"},
+    )
     subscribe(app, "user@bücher.example", NOW, first_name="Uli", source="test")
     [request] = standin.requests
     assert request.status == 202

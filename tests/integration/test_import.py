@@ -6,20 +6,20 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from nurture.app import App
-from nurture.errors import InputError
 from nurture.audience.importer import import_csv
+from nurture.audience.signup import confirm, subscribe, unsubscribe_email
+from nurture.errors import InputError
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.signup import confirm, subscribe, unsubscribe_email
-from tests.support.factories import active_subscribers, at, consent_events, enrollments_of, write_project
 from tests.support.csv_files import HEADER, write_csv
+from tests.support.factories import active_subscribers, at, consent_events, enrollments_of, write_project
 from tests.support.processes import run_nurture
 
 NOW = at("2026-12-01 18:00")  # Tuesday, 10:00 in Los Angeles
@@ -32,7 +32,10 @@ BAD_ROWS: dict[int, tuple[str, list[str]]] = {
     3333: ("consent_source", ["missing.source@example.com", "Dee", "", "2025-03-01", ""]),
     5000: ("consented_at", ["future@example.com", "Eli", "", "2027-01-01", "web form"]),
     7777: ("timezone", ["bad.zone@example.com", "Fay", "Mars/Olympus_Mons", "2025-03-01", "web form"]),
-    9000: ("first_name", ["crlf@example.com", "Eve\r\nBcc: victim@example.com", "", "2025-03-01", "web form"]),
+    9000: (
+        "first_name",
+        ["crlf@example.com", "Eve\r\nBcc: victim@example.com", "", "2025-03-01", "web form"],
+    ),
     9500: ("first_name", ["lf@example.com", "Gus\nBcc: victim@example.com", "", "2025-03-01", "web form"]),
     9998: ("email", ["someone@", "Hal", "", "2025-03-01", "web form"]),
 }
@@ -40,8 +43,12 @@ BAD_ADDRESSES = [values[0] for _, values in BAD_ROWS.values()]
 
 
 def good_row(i: int) -> list[str]:
-    day = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=i % 700, minutes=i)
-    when = [day.date().isoformat(), day.strftime("%Y-%m-%dT%H:%M:%SZ"), day.astimezone(timezone(timedelta(hours=-5))).isoformat()][i % 3]
+    day = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=i % 700, minutes=i)
+    when = [
+        day.date().isoformat(),
+        day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        day.astimezone(timezone(timedelta(hours=-5))).isoformat(),
+    ][i % 3]
     source = "paper form, open day 2025" if i % 2 else "website signup"
     email = f"Person{i}@Example.COM" if i % 10 == 0 else f"person{i}@example.com"
     return [email, f"P{i}" if i % 7 else "", ZONES[i % len(ZONES)], when, source]
@@ -50,7 +57,7 @@ def good_row(i: int) -> list[str]:
 def consented_at(i: int) -> datetime:
     value = good_row(i)[3]
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -154,8 +161,8 @@ def test_bad_rows_without_skip_invalid_write_nothing(app: App, big_csv: BigFile)
     assert problem_lines(message) == big_csv.bad_lines
     assert message.startswith(f"{len(BAD_ROWS)} problem(s) in 10000 rows; nothing was imported:")
     assert f"{big_csv.path}, line 19: email: 'not-an-email' is not a valid email address" in message
-    assert f"line 1236: consented_at: missing" in message
-    assert f"line 3335: consent_source: missing" in message
+    assert "line 1236: consented_at: missing" in message
+    assert "line 3335: consent_source: missing" in message
     assert "line 5002: consented_at: 2027-01-01 is in the future" in message
     assert "line 7779: timezone: 'Mars/Olympus_Mons' is not an IANA time zone" in message
     assert "line 9002: first_name: first name contains a line break" in message
@@ -173,21 +180,34 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
     assert good == 10_000 - len(BAD_ROWS)
     assert report.rows == 10_000
     assert [problem.line for problem in report.invalid] == big_csv.bad_lines
-    assert [problem.column for problem in report.invalid] == [kind for _, (kind, _) in sorted(BAD_ROWS.items())]
+    assert [problem.column for problem in report.invalid] == [
+        kind for _, (kind, _) in sorted(BAD_ROWS.items())
+    ]
     assert (report.created, report.activated, report.merged) == (good, 0, 0)
     assert (report.skipped_erased, report.skipped_unsubscribed) == (0, 0)
     assert report.enrolled == good
 
     with transaction(app.engine) as session:
-        statuses = dict(session.execute(select(m.Subscriber.status, func.count()).group_by(m.Subscriber.status)).all())
+        statuses = dict(
+            session.execute(select(m.Subscriber.status, func.count()).group_by(m.Subscriber.status)).all()
+        )
         assert statuses == {m.SubscriberStatus.ACTIVE: good + 5}
         imported = session.execute(
-            select(m.ConsentEvent.kind, func.count()).where(m.ConsentEvent.detail == "imported from people.csv").group_by(m.ConsentEvent.kind)
+            select(m.ConsentEvent.kind, func.count())
+            .where(m.ConsentEvent.detail == "imported from people.csv")
+            .group_by(m.ConsentEvent.kind)
         ).all()
         assert imported == [(m.ConsentKind.IMPORT, good)]
         enrolled = session.execute(
-            select(m.Enrollment.campaign, m.Enrollment.status, m.Enrollment.next_step, m.Enrollment.next_due_at, func.count())
-            .group_by(m.Enrollment.campaign, m.Enrollment.status, m.Enrollment.next_step, m.Enrollment.next_due_at)
+            select(
+                m.Enrollment.campaign,
+                m.Enrollment.status,
+                m.Enrollment.next_step,
+                m.Enrollment.next_due_at,
+                func.count(),
+            ).group_by(
+                m.Enrollment.campaign, m.Enrollment.status, m.Enrollment.next_step, m.Enrollment.next_due_at
+            )
         ).all()
         assert enrolled == [("kap-intro", m.EnrollmentStatus.ACTIVE, 1, NOW, good + 5)]
         stored = set(session.scalars(select(m.Subscriber.email_key)))
@@ -199,7 +219,13 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
         stored_rows = {
             row.email_key: row
             for row in session.execute(
-                select(m.Subscriber.email_key, m.Subscriber.first_name, m.Subscriber.timezone, m.ConsentEvent.occurred_at, m.ConsentEvent.source)
+                select(
+                    m.Subscriber.email_key,
+                    m.Subscriber.first_name,
+                    m.Subscriber.timezone,
+                    m.ConsentEvent.occurred_at,
+                    m.ConsentEvent.source,
+                )
                 .join(m.ConsentEvent, m.ConsentEvent.subscriber_id == m.Subscriber.id)
                 .where(m.ConsentEvent.kind == m.ConsentKind.IMPORT, m.Subscriber.source == "import")
             )
@@ -215,7 +241,12 @@ def test_bad_rows_with_skip_invalid_import_the_good_ones(app: App, big_csv: BigF
     person = subscriber(app, "person4420@example.com")
     assert person is not None
     assert person.email == "Person4420@example.com"  # domain lower-cased, local part kept
-    assert (person.first_name, person.timezone, person.status, person.source) == ("P4420", None, m.SubscriberStatus.ACTIVE, "import")
+    assert (person.first_name, person.timezone, person.status, person.source) == (
+        "P4420",
+        None,
+        m.SubscriberStatus.ACTIVE,
+        "import",
+    )
     assert person.confirmed_at == NOW
     [event] = consent_events(app, person.id)
     assert event.kind == m.ConsentKind.IMPORT
@@ -270,7 +301,9 @@ def test_existing_active_subscriber_is_merged(app: App, tmp_path: Path):
     kim = subscribe(app, "kim@example.com", NOW - timedelta(days=2)).subscriber_id
     confirm(app, confirm_token(app, kim), NOW - timedelta(days=1))
     before_events = [(e.kind, e.occurred_at) for e in consent_events(app, kim)]
-    path = write_csv(tmp_path / "kim.csv", [["KIM@example.com", "Kim", "America/Denver", "2025-01-01", "paper form"]])
+    path = write_csv(
+        tmp_path / "kim.csv", [["KIM@example.com", "Kim", "America/Denver", "2025-01-01", "paper form"]]
+    )
 
     report = import_csv(app, path, NOW)
 
@@ -287,7 +320,11 @@ def test_existing_active_subscriber_is_merged(app: App, tmp_path: Path):
 def test_existing_names_are_not_overwritten(app: App, tmp_path: Path):
     kim = subscribe(app, "kim@example.com", NOW, first_name="Kimberly", timezone="Europe/Paris").subscriber_id
     confirm(app, confirm_token(app, kim), NOW)
-    import_csv(app, write_csv(tmp_path / "kim.csv", [["kim@example.com", "Kim", "America/Denver", "2025-01-01", "x"]]), NOW)
+    import_csv(
+        app,
+        write_csv(tmp_path / "kim.csv", [["kim@example.com", "Kim", "America/Denver", "2025-01-01", "x"]]),
+        NOW,
+    )
     person = subscriber(app, "kim@example.com")
     assert person is not None
     assert (person.first_name, person.timezone) == ("Kimberly", "Europe/Paris")
@@ -295,7 +332,10 @@ def test_existing_names_are_not_overwritten(app: App, tmp_path: Path):
 
 def test_pending_subscriber_is_activated_by_consent_evidence(app: App, tmp_path: Path):
     lee = subscribe(app, "lee@example.com", NOW - timedelta(hours=1)).subscriber_id
-    path = write_csv(tmp_path / "lee.csv", [["lee@example.com", "Lee", "", "2025-06-01T10:00:00+02:00", "clinic intake form"]])
+    path = write_csv(
+        tmp_path / "lee.csv",
+        [["lee@example.com", "Lee", "", "2025-06-01T10:00:00+02:00", "clinic intake form"]],
+    )
     report = import_csv(app, path, NOW)
     assert (report.created, report.activated, report.enrolled) == (0, 1, 1)
     person = subscriber(app, "lee@example.com")
@@ -321,7 +361,11 @@ def test_unsubscribed_subscriber_is_not_reactivated(app: App, tmp_path: Path):
     assert report.enrolled == 0
     person = subscriber(app, "ana@example.com")
     assert person is not None and person.status == m.SubscriberStatus.UNSUBSCRIBED
-    assert [e.kind for e in consent_events(app, ana)] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM, m.ConsentKind.UNSUBSCRIBE]
+    assert [e.kind for e in consent_events(app, ana)] == [
+        m.ConsentKind.OPT_IN,
+        m.ConsentKind.CONFIRM,
+        m.ConsentKind.UNSUBSCRIBE,
+    ]
     assert [e.status for e in enrollments_of(app, ana)] == [m.EnrollmentStatus.STOPPED]
     assert snapshot(app) == before
 
@@ -331,7 +375,7 @@ def test_quoted_fields_with_commas_and_quotes(app: App, tmp_path: Path):
     path.write_text(
         "email,first_name,timezone,consented_at,consent_source\n"
         '"jo@example.com","Mary, Jo",America/Chicago,2025-01-01,"paper form, ""Spring"" open day, 2025"\n'
-        'max@example.com,Max,,2025-01-02,plain\n',
+        "max@example.com,Max,,2025-01-02,plain\n",
         encoding="utf-8",
     )
     report = import_csv(app, path, NOW)
@@ -416,7 +460,11 @@ def test_empty_file_and_missing_file(app: App, tmp_path: Path):
 
 def test_not_utf8(app: App, tmp_path: Path):
     path = tmp_path / "latin1.csv"
-    path.write_bytes("email,first_name,timezone,consented_at,consent_source\nj@example.com,Jos\xe9,,2025-01-01,form\n".encode("latin-1"))
+    path.write_bytes(
+        "email,first_name,timezone,consented_at,consent_source\nj@example.com,Jos\xe9,,2025-01-01,form\n".encode(
+            "latin-1"
+        )
+    )
     with pytest.raises(InputError, match="not UTF-8 text; save the CSV as UTF-8"):
         import_csv(app, path, NOW)
     assert counts(app)["subscribers"] == 0
@@ -461,7 +509,8 @@ def test_cli_import_reports_line_numbers_and_exits_1(tmp_path: Path):
     assert problem_lines(result.stderr) == [3, 4, 6]
     assert all(line.startswith("skipped signups.csv, line ") for line in result.stderr.splitlines())
     assert result.stdout.strip() == (
-        "5 rows: 2 added, 0 activated, 0 merged, 3 invalid, 0 erased (refused), 0 unsubscribed (left alone); 2 enrolled"
+        "5 rows: 2 added, 0 activated, 0 merged, 3 invalid, 0 erased (refused), "
+        "0 unsubscribed (left alone); 2 enrolled"
     )
     listing = run_nurture(tmp_path, "subscribers", "list", "--status", "active")
     assert "ok1@example.com" in listing.stdout and "ok4@example.com" in listing.stdout

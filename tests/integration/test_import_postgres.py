@@ -19,6 +19,8 @@ def database_url(postgres_url: str) -> str:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1000])
-def test_repeats_across_chunks_on_postgres(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
+def test_repeats_across_chunks_on_postgres(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+):
     monkeypatch.setattr(importer, "CHUNK", chunk)
     check_repeats_across_chunks(app, tmp_path)

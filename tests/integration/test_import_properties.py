@@ -29,12 +29,26 @@ NOW = at("2026-12-01 18:00")
 HEADER = ["email", "first_name", "timezone", "consented_at", "consent_source"]
 
 EMAILS = st.one_of(
-    st.sampled_from(["sam@example.com", "SAM@Example.com", "ana@example.org", "user@bücher.example", "josé@example.com"]),
-    st.sampled_from(["", "not-an-address", "a@b", "@example.com", "x@example..com", "a b@example.com", "a@example.com\x00"]),
+    st.sampled_from(
+        ["sam@example.com", "SAM@Example.com", "ana@example.org", "user@bücher.example", "josé@example.com"]
+    ),
+    st.sampled_from(
+        [
+            "",
+            "not-an-address",
+            "a@b",
+            "@example.com",
+            "x@example..com",
+            "a b@example.com",
+            "a@example.com\x00",
+        ]
+    ),
     st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,5})?@[a-z]{2,8}\.(com|org|example)", fullmatch=True),
 )
 NAMES = st.one_of(st.sampled_from(["", "Sam", "Zoë", "x" * 101, "a\x01b", "Ana-María"]), st.text(max_size=12))
-ZONES = st.sampled_from(["", "America/Chicago", "Europe/Berlin", "Asia/Kolkata", "Mars/Olympus", "UTC", "+05:00"])
+ZONES = st.sampled_from(
+    ["", "America/Chicago", "Europe/Berlin", "Asia/Kolkata", "Mars/Olympus", "UTC", "+05:00"]
+)
 DATES = st.one_of(
     st.sampled_from(
         [
@@ -114,7 +128,9 @@ def test_any_file_gets_a_report_or_one_clear_error_and_a_refusal_writes_nothing(
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.binary(max_size=400))
-def test_arbitrary_bytes_are_refused_or_imported_never_a_traceback(workspace: tuple[App, Path], data: bytes) -> None:
+def test_arbitrary_bytes_are_refused_or_imported_never_a_traceback(
+    workspace: tuple[App, Path], data: bytes
+) -> None:
     app, folder = workspace
     path = folder / "bytes.csv"
     path.write_bytes(b"email,first_name,timezone,consented_at,consent_source\n" + data)

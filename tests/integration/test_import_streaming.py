@@ -15,15 +15,15 @@ from sqlalchemy import func, select
 
 from nurture.app import App
 from nurture.audience import importer
-from nurture.audience.importer import MAX_PROBLEMS, clean_email, import_csv
 from nurture.audience.addresses import normalize_email
+from nurture.audience.importer import MAX_PROBLEMS, clean_email, import_csv
 from nurture.audience.signup import confirm, subscribe
 from nurture.errors import InputError, NurtureError
 from nurture.store import db
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import active_subscribers, at, make_app, write_project
 from tests.support.csv_files import write_csv_lf as write_csv
+from tests.support.factories import active_subscribers, at, make_app, write_project
 from tests.support.import_checks import check_repeats_across_chunks
 from tests.support.processes import run_nurture
 
@@ -48,7 +48,10 @@ def subscriber_count(app: App) -> int:
     ],
 )
 def test_consent_dates_out_of_range_are_row_errors(app: App, tmp_path: Path, value: str, message: str):
-    path = write_csv(tmp_path / "dates.csv", [["ok@example.com", "", "", "2025-01-01", "form"], ["old@example.com", "", "", value, "form"]])
+    path = write_csv(
+        tmp_path / "dates.csv",
+        [["ok@example.com", "", "", "2025-01-01", "form"], ["old@example.com", "", "", value, "form"]],
+    )
     with pytest.raises(InputError) as caught:
         import_csv(app, path, NOW)
     assert f"{path}, line 3: consented_at: {message}" in str(caught.value)
@@ -66,7 +69,11 @@ def test_cli_year_one_date_gives_a_row_error_not_a_traceback(tmp_path: Path):
     result = run_nurture(tmp_path, "import", "old.csv", "--skip-invalid", "--now", "2026-12-01T18:00:00Z")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "Overflow" not in result.stderr
-    assert result.stderr.strip() == "skipped old.csv, line 2: consented_at: 0001-01-01T00:00:00+05:00 is before 2000; give the date this person actually consented"
+    assert (
+        result.stderr.strip()
+        == "skipped old.csv, line 2: consented_at: 0001-01-01T00:00:00+05:00 is before 2000; "
+        "give the date this person actually consented"
+    )
     assert result.stdout.startswith("1 row: 0 added")
 
 
@@ -75,7 +82,10 @@ def test_named_pipe_is_refused_without_waiting(app: App, tmp_path: Path):
     os.mkfifo(fifo)
     with pytest.raises(InputError) as caught:
         import_csv(app, fifo, NOW)  # opening it would block forever: nobody writes to it
-    assert str(caught.value) == f"{fifo}: not a regular file (a pipe, socket or device); give the path of a CSV file saved on disk"
+    assert (
+        str(caught.value)
+        == f"{fifo}: not a regular file (a pipe, socket or device); give the path of a CSV file saved on disk"
+    )
     with pytest.raises(InputError, match="a folder; give the path of a CSV file"):
         import_csv(app, tmp_path, NOW)
 
@@ -85,7 +95,10 @@ def test_cli_named_pipe_is_refused_at_once(tmp_path: Path):
     os.mkfifo(tmp_path / "fifo.csv")
     result = run_nurture(tmp_path, "import", "fifo.csv", timeout=30)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["error: fifo.csv: not a regular file (a pipe, socket or device); give the path of a CSV file saved on disk"]
+    assert result.stderr.splitlines() == [
+        "error: fifo.csv: not a regular file (a pipe, socket or device); "
+        "give the path of a CSV file saved on disk"
+    ]
 
 
 def test_held_write_lock_says_so_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -94,7 +107,9 @@ def test_held_write_lock_says_so_and_writes_nothing(tmp_path: Path, monkeypatch:
     app = make_app(tmp_path)
     try:
         active_subscribers(app, 3, NOW, prefix="seed")
-        path = write_csv(tmp_path / "people.csv", [[f"p{i}@example.com", "", "", "2025-01-01", "form"] for i in range(50)])
+        path = write_csv(
+            tmp_path / "people.csv", [[f"p{i}@example.com", "", "", "2025-01-01", "form"] for i in range(50)]
+        )
         other = sqlite3.connect(tmp_path / "nurture.db", isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")  # another process's import, mid-write
@@ -117,7 +132,9 @@ def test_held_write_lock_says_so_and_writes_nothing(tmp_path: Path, monkeypatch:
 def test_lock_released_while_waiting_lets_the_import_through(tmp_path: Path):
     app = make_app(tmp_path)
     try:
-        path = write_csv(tmp_path / "people.csv", [[f"p{i}@example.com", "", "", "2025-01-01", "form"] for i in range(20)])
+        path = write_csv(
+            tmp_path / "people.csv", [[f"p{i}@example.com", "", "", "2025-01-01", "form"] for i in range(20)]
+        )
         other = sqlite3.connect(tmp_path / "nurture.db", isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
@@ -136,7 +153,9 @@ def test_lock_released_while_waiting_lets_the_import_through(tmp_path: Path):
 
 def test_problems_beyond_the_limit_are_counted_not_kept(app: App, tmp_path: Path):
     bad = MAX_PROBLEMS + 500
-    rows = [[f"bad{i}", "", "", "2025-01-01", "form"] for i in range(bad)] + [["good@example.com", "", "", "2025-01-01", "form"]]
+    rows = [[f"bad{i}", "", "", "2025-01-01", "form"] for i in range(bad)] + [
+        ["good@example.com", "", "", "2025-01-01", "form"]
+    ]
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(InputError) as caught:
         import_csv(app, path, NOW)
@@ -146,7 +165,12 @@ def test_problems_beyond_the_limit_are_counted_not_kept(app: App, tmp_path: Path
     assert len(message.splitlines()) == 1 + 50 + 1 + 1
 
     report = import_csv(app, path, NOW, skip_invalid=True)
-    assert (report.rows, report.created, report.invalid_count, len(report.invalid)) == (bad + 1, 1, bad, MAX_PROBLEMS)
+    assert (report.rows, report.created, report.invalid_count, len(report.invalid)) == (
+        bad + 1,
+        1,
+        bad,
+        MAX_PROBLEMS,
+    )
     assert [problem.line for problem in report.invalid] == list(range(2, MAX_PROBLEMS + 2))
 
 
@@ -163,12 +187,16 @@ def test_cli_lists_the_kept_problems_and_counts_the_rest(tmp_path: Path):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
-def test_duplicates_merge_the_same_across_chunk_boundaries(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
+def test_duplicates_merge_the_same_across_chunk_boundaries(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+):
     monkeypatch.setattr(importer, "CHUNK", chunk)
     check_repeats_across_chunks(app, tmp_path)
 
 
-def test_reimport_in_small_chunks_fills_blanks_of_existing_people(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_reimport_in_small_chunks_fills_blanks_of_existing_people(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setattr(importer, "CHUNK", 2)
     kim = subscribe(app, "kim@example.com", NOW - timedelta(days=2)).subscriber_id
     with transaction(app.engine) as session:
@@ -176,7 +204,15 @@ def test_reimport_in_small_chunks_fills_blanks_of_existing_people(app: App, tmp_
     from nurture import links
 
     confirm(app, links.confirm_url(app.config, kim, nonce, NOW).rsplit("/", 1)[1], NOW - timedelta(days=1))
-    path = write_csv(tmp_path / "kim.csv", [["x@example.com", "", "", "2025-01-01", "f"], ["a@example.com", "", "", "2025-01-01", "f"], ["kim@example.com", "", "Europe/Paris", "2025-01-01", "f"], ["KIM@example.com", "Kim", "America/Denver", "2025-01-01", "f"]])
+    path = write_csv(
+        tmp_path / "kim.csv",
+        [
+            ["x@example.com", "", "", "2025-01-01", "f"],
+            ["a@example.com", "", "", "2025-01-01", "f"],
+            ["kim@example.com", "", "Europe/Paris", "2025-01-01", "f"],
+            ["KIM@example.com", "Kim", "America/Denver", "2025-01-01", "f"],
+        ],
+    )
     report = import_csv(app, path, NOW)
     assert (report.created, report.merged, report.activated) == (2, 2, 0)
     with transaction(app.engine) as session:
@@ -188,28 +224,94 @@ def test_reimport_in_small_chunks_fills_blanks_of_existing_people(app: App, tmp_
 
 
 TRICKY = [
-    "plain@example.com", "Mixed.Case@EXAMPLE.COM", "  spaced@example.com  ", "a.b.c+tag@sub.example.co.uk",
-    "o'neil@example.ie", "x@example", "x@localhost", "x@test", "x@foo.invalid", "x@example..com", "x@-example.com",
-    ".lead@example.com", "trail.@example.com", "dou..ble@example.com", "no-at-sign", "@example.com", "x@", "x@@example.com",
-    "Postmaster@Example.com", "ABUSE@example.com", "\"quoted\"@example.com", "Name <x@example.com>", "x@[127.0.0.1]",
-    "ü@example.com", "x@bücher.de", "x@xn--bcher-kva.de", "x@BÜCHER.DE", "x@exam ple.com", "x@example.com.",
-    "a" * 64 + "@example.com", "a" * 65 + "@example.com", "a" * 60 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".com",
-    "x@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 58 + ".com", "x@" + "b" * 64 + ".com",
-    "x@example.com\n", "x\u200b@example.com", "x@exa\u200bmple.com", "x@123.com", "x@1.2.3.4", "{}|~!#$%&*=?^`@example.org",
+    "plain@example.com",
+    "Mixed.Case@EXAMPLE.COM",
+    "  spaced@example.com  ",
+    "a.b.c+tag@sub.example.co.uk",
+    "o'neil@example.ie",
+    "x@example",
+    "x@localhost",
+    "x@test",
+    "x@foo.invalid",
+    "x@example..com",
+    "x@-example.com",
+    ".lead@example.com",
+    "trail.@example.com",
+    "dou..ble@example.com",
+    "no-at-sign",
+    "@example.com",
+    "x@",
+    "x@@example.com",
+    "Postmaster@Example.com",
+    "ABUSE@example.com",
+    '"quoted"@example.com',
+    "Name <x@example.com>",
+    "x@[127.0.0.1]",
+    "ü@example.com",
+    "x@bücher.de",
+    "x@xn--bcher-kva.de",
+    "x@BÜCHER.DE",
+    "x@exam ple.com",
+    "x@example.com.",
+    "a" * 64 + "@example.com",
+    "a" * 65 + "@example.com",
+    "a" * 60 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".com",
+    "x@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 58 + ".com",
+    "x@" + "b" * 64 + ".com",
+    "x@example.com\n",
+    "x\u200b@example.com",
+    "x@exa\u200bmple.com",
+    "x@123.com",
+    "x@1.2.3.4",
+    "{}|~!#$%&*=?^`@example.org",
 ]
 
 
 def random_addresses(count: int, seed: int) -> list[str]:
     """Addresses built from pieces that are often valid and sometimes subtly not."""
     chooser = random.Random(seed)
-    local_pieces = ["a", "Zed", "0", ".", "..", "-", "+", "_", "'", "~", "ü", "é", "\u0301", " ", '"', "POSTMASTER", "x" * 40]
-    label_pieces = ["example", "EXAMPLE", "b\u00fccher", "xn--bcher-kva", "-", "1", "ß", "co", "\u200b", "y" * 30, "_", "localhost"]
+    local_pieces = [
+        "a",
+        "Zed",
+        "0",
+        ".",
+        "..",
+        "-",
+        "+",
+        "_",
+        "'",
+        "~",
+        "ü",
+        "é",
+        "\u0301",
+        " ",
+        '"',
+        "POSTMASTER",
+        "x" * 40,
+    ]
+    label_pieces = [
+        "example",
+        "EXAMPLE",
+        "b\u00fccher",
+        "xn--bcher-kva",
+        "-",
+        "1",
+        "ß",
+        "co",
+        "\u200b",
+        "y" * 30,
+        "_",
+        "localhost",
+    ]
 
     def local() -> str:
         return "".join(chooser.choice(local_pieces) for _ in range(chooser.randint(1, 4)))
 
     def domain() -> str:
-        labels = ["".join(chooser.choice(label_pieces) for _ in range(chooser.randint(1, 2))) for _ in range(chooser.randint(1, 4))]
+        labels = [
+            "".join(chooser.choice(label_pieces) for _ in range(chooser.randint(1, 2)))
+            for _ in range(chooser.randint(1, 4))
+        ]
         return ".".join(labels + [chooser.choice(["com", "org", "de", "test", "invalid", ""])])
 
     return [f"{local()}{chooser.choice(['@', '@', '@', '@@', ''])}{domain()}" for _ in range(count)]

@@ -42,7 +42,12 @@ def test_a_write_the_code_catches_still_fails_the_unit_test(suite: pytest.Pytest
     )
     result = suite.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines([f"*unit test test_caught.py::test_swallows_the_refusal tried to open '{target}' for writing (mode 'w')*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*unit test test_caught.py::test_swallows_the_refusal "
+            f"tried to open '{target}' for writing (mode 'w')*"
+        ]
+    )
     assert not target.exists()
 
 
@@ -61,7 +66,9 @@ def test_a_socket_fails_the_unit_test_and_names_it(suite: pytest.Pytester) -> No
     )
     result = suite.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1, errors=1)
-    result.stdout.fnmatch_lines(["*UnitTestIOError: unit test test_socket.py::test_calls_out tried socket.create_connection(*"])
+    result.stdout.fnmatch_lines(
+        ["*UnitTestIOError: unit test test_socket.py::test_calls_out tried socket.create_connection(*"]
+    )
 
 
 def test_a_module_fixture_first_set_up_for_a_unit_test_is_guarded(suite: pytest.Pytester) -> None:
@@ -81,7 +88,12 @@ def test_a_module_fixture_first_set_up_for_a_unit_test_is_guarded(suite: pytest.
     )
     result = suite.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*unit test test_module_fixture.py::test_uses_a_folder (its module-scoped fixture folder) tried os.mkdir(*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*unit test test_module_fixture.py::test_uses_a_folder "
+            "(its module-scoped fixture folder) tried os.mkdir(*"
+        ]
+    )
 
 
 def test_without_the_unit_marker_the_same_write_passes(suite: pytest.Pytester) -> None:

@@ -3,7 +3,7 @@ new links use the new key, and suppressions hold."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from nurture import links, tokens
 from nurture.audience.addresses import normalize_email
@@ -16,7 +16,7 @@ from tests.support.factories import make_app
 
 KEY = "current-key-0123456789abcdef"
 OLD = "previous-key-0123456789abcdef"
-NOW = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
 def test_after_rotation_old_links_work_new_links_use_the_new_key_and_suppression_holds(tmp_path):

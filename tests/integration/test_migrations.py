@@ -28,6 +28,7 @@ from tests.support.schema import (
     version_rows,
 )
 
+
 @pytest.fixture
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A SQLite file; PostgreSQL as well for the tests marked ON_BOTH_STORES."""
@@ -42,7 +43,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 # The backend-neutral tests: on SQLite and on PostgreSQL (whose own tests are in the
 # migrations PostgreSQL module).
-ON_BOTH_STORES = pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+ON_BOTH_STORES = pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def test_upgrade_empty_database_matches_the_models(engine: Engine):
@@ -55,7 +58,11 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
     assert current_revision(engine) == HEAD
     assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_diff(engine) == []
-    assert triggers(engine) == ["consent_events_append_only", "owner_audit_no_delete", "owner_audit_no_update"]
+    assert triggers(engine) == [
+        "consent_events_append_only",
+        "owner_audit_no_delete",
+        "owner_audit_no_update",
+    ]
 
 
 def test_the_comparison_does_see_differences(engine: Engine):
@@ -67,7 +74,10 @@ def test_the_comparison_does_see_differences(engine: Engine):
     diff = schema_diff(engine)
     kinds = sorted(entry[0] if isinstance(entry, tuple) else entry[0][0] for entry in diff)
     assert kinds == ["add_index", "remove_column"]
-    assert any(isinstance(entry, tuple) and entry[0] == "remove_column" and entry[3].name == "shoe_size" for entry in diff)
+    assert any(
+        isinstance(entry, tuple) and entry[0] == "remove_column" and entry[3].name == "shoe_size"
+        for entry in diff
+    )
 
 
 def test_sqlite_store_settings(engine: Engine):
@@ -88,11 +98,18 @@ def test_consent_events_are_append_only(engine: Engine):
 def test_the_owner_audit_log_is_append_only(engine: Engine):
     upgrade(engine)
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO owner_audit (id, at, owner, action) VALUES (1, '2026-01-01 00:00:00', 'o@example.com', 'login')"))
-    for statement in ("UPDATE owner_audit SET action = 'nothing' WHERE id = 1", "DELETE FROM owner_audit WHERE id = 1"):
-        with pytest.raises(DBAPIError, match="owner_audit is append-only"):
-            with engine.begin() as connection:
-                connection.execute(text(statement))
+        connection.execute(
+            text(
+                "INSERT INTO owner_audit (id, at, owner, action) "
+                "VALUES (1, '2026-01-01 00:00:00', 'o@example.com', 'login')"
+            )
+        )
+    for statement in (
+        "UPDATE owner_audit SET action = 'nothing' WHERE id = 1",
+        "DELETE FROM owner_audit WHERE id = 1",
+    ):
+        with pytest.raises(DBAPIError, match="owner_audit is append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
     with engine.connect() as connection:
         assert connection.execute(text("SELECT action FROM owner_audit")).scalars().all() == ["login"]
 
@@ -101,7 +118,10 @@ def test_downgrade_to_base_leaves_no_tables(engine: Engine):
     downgrade_to_base(engine)
     with engine.connect() as connection:
         leftovers = connection.execute(
-            text("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND tbl_name != 'alembic_version'")
+            text(
+                "SELECT type, name FROM sqlite_master "
+                "WHERE name NOT LIKE 'sqlite_%' AND tbl_name != 'alembic_version'"
+            )
         ).all()
     assert leftovers == []
 
@@ -155,6 +175,8 @@ def test_the_head_constant_is_alembics_head(tmp_path: Path) -> None:
 
     engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
     try:
-        assert head_revision(engine) == HEAD, "update HEAD in nurture/store/migrate.py with each new migration"
+        assert head_revision(engine) == HEAD, (
+            "update HEAD in nurture/store/migrate.py with each new migration"
+        )
     finally:
         engine.dispose()

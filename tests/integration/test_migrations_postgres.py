@@ -43,7 +43,11 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
     assert current_revision(engine) == head_revision(engine) == HEAD
     assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_diff(engine) == []
-    assert triggers(engine) == ["consent_events_append_only", "owner_audit_no_delete", "owner_audit_no_update"]
+    assert triggers(engine) == [
+        "consent_events_append_only",
+        "owner_audit_no_delete",
+        "owner_audit_no_update",
+    ]
     assert functions(engine) == ["consent_events_append_only", "owner_audit_append_only"]
 
 
@@ -79,10 +83,14 @@ def test_downgrade_to_base_leaves_no_tables(engine: Engine):
     downgrade_to_base(engine)
     assert functions(engine) == []
     with engine.connect() as connection:
-        relations = connection.execute(
-            text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+        relations = (
+            connection.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert relations == []  # no tables, indexes or sequences left behind

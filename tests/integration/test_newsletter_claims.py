@@ -60,10 +60,18 @@ def test_overlapping_passes_send_a_subscriber_time_newsletter_once_to_each_reade
     tmp_path: Path, database_url: str, standin: SendGridStandIn
 ) -> None:
     workers = 3
-    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 40, "delivery.concurrency": 2})
+    project = Project(
+        tmp_path, database_url, standin, **{"delivery.batch_size": 40, "delivery.concurrency": 2}
+    )
     for number, zone_name in enumerate(ZONES):
         readers(project.app, zone_name, PER_ZONE, f"zone{number}-")
-    newsletter_id = schedule(project.app, project.app.config.campaigns_dir / "newsletters" / "2026-12-winter-note.md", "2026-12-01 09:00", "subscriber", BEFORE)
+    newsletter_id = schedule(
+        project.app,
+        project.app.config.campaigns_dir / "newsletters" / "2026-12-winter-note.md",
+        "2026-12-01 09:00",
+        "subscriber",
+        BEFORE,
+    )
     sent_before = 0
     for moment in [at("2026-11-30 19:30"), *ZONES.values(), at("2026-12-01 21:00")]:
         processes = [project.start("send-due", "--now", moment.isoformat()) for _ in range(workers)]
@@ -76,7 +84,13 @@ def test_overlapping_passes_send_a_subscriber_time_newsletter_once_to_each_reade
     received = Counter(message.to_email for message in standin.messages())
     assert len(received) == PER_ZONE * len(ZONES) and set(received.values()) == {1}
     with transaction(project.app.engine) as session:
-        claimed = set(session.execute(select(m.Subscriber.timezone, m.Delivery.claimed_at).join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)).all())
+        claimed = set(
+            session.execute(
+                select(m.Subscriber.timezone, m.Delivery.claimed_at).join(
+                    m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id
+                )
+            ).all()
+        )
         assert claimed == set(ZONES.items())  # every reader's email was claimed at their own zone's 09:00
         assert session.get(m.Newsletter, newsletter_id).status == m.NewsletterStatus.SENT  # type: ignore[union-attr]
         assert set(session.scalars(select(m.Delivery.status))) == {m.DeliveryStatus.SENT}

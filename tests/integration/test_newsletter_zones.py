@@ -19,7 +19,14 @@ from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import at
-from tests.support.newsletters import BEFORE, add_people, deliveries, newsletter_file, recording_app, status_of
+from tests.support.newsletters import (
+    BEFORE,
+    add_people,
+    deliveries,
+    newsletter_file,
+    recording_app,
+    status_of,
+)
 
 INDEX = "ix_subscribers_status_timezone_id"
 
@@ -46,20 +53,43 @@ def cohort_reads(seen: list[str]) -> list[str]:
 
 def finished(app: App, newsletter_id: int) -> set[str]:
     with transaction(app.engine) as session:
-        return set(session.scalars(select(m.NewsletterZone.timezone).where(m.NewsletterZone.newsletter_id == newsletter_id)))
+        return set(
+            session.scalars(
+                select(m.NewsletterZone.timezone).where(m.NewsletterZone.newsletter_id == newsletter_id)
+            )
+        )
 
 
 @pytest.mark.parametrize("no_zone", [False, True])
 @pytest.mark.parametrize("segment", [False, True])
-def test_sqlite_reads_zones_and_cohorts_through_the_zone_index(tmp_path: Path, no_zone: bool, segment: bool) -> None:
+def test_sqlite_reads_zones_and_cohorts_through_the_zone_index(
+    tmp_path: Path, no_zone: bool, segment: bool
+) -> None:
     app, _ = recording_app(tmp_path)
     add_people(app, "Europe/London", 3, BEFORE, prefix="london")
     add_people(app, None, 3, BEFORE, prefix="nozone")
-    for name, statement in [("zones", ACTIVE_ZONES), ("cohort", newsletter_cohort(no_zone=no_zone, segment=segment, lock=False))]:
+    for name, statement in [
+        ("zones", ACTIVE_ZONES),
+        ("cohort", newsletter_cohort(no_zone=no_zone, segment=segment, lock=False)),
+    ]:
         compiled = statement.compile(dialect=app.engine.dialect)
         with app.engine.connect() as connection:
-            params = compiled.construct_params({"zone": "Europe/London", "after": 0, "now": BEFORE, "stream": "newsletter:1", "room": 10, "tag": "x"})
-            plan = " | ".join(str(row[3]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(params[key] for key in compiled.positiontup or [])))
+            params = compiled.construct_params(
+                {
+                    "zone": "Europe/London",
+                    "after": 0,
+                    "now": BEFORE,
+                    "stream": "newsletter:1",
+                    "room": 10,
+                    "tag": "x",
+                }
+            )
+            plan = " | ".join(
+                str(row[3])
+                for row in connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {compiled}", tuple(params[key] for key in compiled.positiontup or [])
+                )
+            )
         assert f"INDEX {INDEX}" in plan, (name, plan)
         assert "SCAN subscribers" not in plan and "PRIMARY KEY" not in plan, (name, plan)
 
@@ -97,7 +127,9 @@ def test_a_finished_zone_is_written_down_and_not_read_again(tmp_path: Path) -> N
 
 def test_a_reader_over_the_daily_cap_keeps_the_zone_open_until_their_next_day(tmp_path: Path) -> None:
     app, _ = recording_app(tmp_path, **{"delivery.max_emails_per_day": 1})
-    add_people(app, "America/New_York", 1, at("2026-12-01 14:00"), prefix="reader", enroll_them=True)  # series step at 09:00 NY
+    add_people(
+        app, "America/New_York", 1, at("2026-12-01 14:00"), prefix="reader", enroll_them=True
+    )  # series step at 09:00 NY
     add_people(app, "America/New_York", 2, BEFORE, prefix="other")
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 08:00", "practice", BEFORE)  # 16:00Z
     send_due(app, at("2026-12-01 14:00"))

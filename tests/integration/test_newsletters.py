@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
 from nurture.newsletters import cancel, list_newsletters, schedule, send_test
+from nurture.providers.base import Batch, Outcome
 from nurture.sending.deliveries import release
 from nurture.sending.sendpass import send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.providers.base import Batch, Outcome
 from tests.support.factories import SECRET, at, make_app
 from tests.support.newsletters import (
     BEFORE,
@@ -30,6 +30,7 @@ from tests.support.newsletters import (
     recording_app,
     status_of,
 )
+
 
 @pytest.fixture
 def database_url(both_stores: str) -> str:
@@ -48,10 +49,16 @@ ZONES = {
 }
 
 
-def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(tmp_path: Path, database_url: str | None) -> None:
+def test_subscriber_local_time_lands_inside_the_right_hour_in_each_zone(
+    tmp_path: Path, database_url: str | None
+) -> None:
     app, transport = recording_app(tmp_path, database_url)
-    people = {zone_name: add_people(app, zone_name, 2, BEFORE, prefix=prefix) for zone_name, prefix in ZONES.items()}
-    no_zone = add_people(app, None, 1, BEFORE, prefix="default")  # read in delivery.default_timezone (Los Angeles)
+    people = {
+        zone_name: add_people(app, zone_name, 2, BEFORE, prefix=prefix) for zone_name, prefix in ZONES.items()
+    }
+    no_zone = add_people(
+        app, None, 1, BEFORE, prefix="default"
+    )  # read in delivery.default_timezone (Los Angeles)
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
     stream = newsletter_stream(newsletter_id)
 
@@ -117,7 +124,9 @@ def test_segment_sends_only_to_subscribers_with_the_tag(tmp_path: Path) -> None:
         for person in tagged:
             session.add(m.SubscriberTag(subscriber_id=person, tag="clients", created_at=BEFORE))
     path = newsletter_file(app, "clients-only.md")
-    text = newsletter_file(app).read_text(encoding="utf-8").replace("subject:", "segment: Clients\nsubject:", 1)
+    text = (
+        newsletter_file(app).read_text(encoding="utf-8").replace("subject:", "segment: Clients\nsubject:", 1)
+    )
     path.write_text(text, encoding="utf-8")
     newsletter_id = schedule(app, path, "2026-12-01 09:00", "practice", BEFORE)
     assert list_newsletters(app)[0].segment_tag == "clients"
@@ -131,7 +140,9 @@ def test_what_goes_out_is_what_was_approved_not_later_edits(tmp_path: Path) -> N
     add_people(app, "Europe/London", 1, BEFORE, prefix="reader")
     path = newsletter_file(app)
     schedule(app, path, "2026-12-01 09:00", "practice", BEFORE)
-    path.write_text(path.read_text(encoding="utf-8").replace(WINTER_SUBJECT, "Edited after approval"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(WINTER_SUBJECT, "Edited after approval"), encoding="utf-8"
+    )
     send_due(app, at("2026-12-01 17:00"))
     assert [record.subject for record in transport.sent] == [WINTER_SUBJECT]
 
@@ -227,11 +238,15 @@ def test_cancel_refuses_unknown_sent_and_already_cancelled(tmp_path: Path) -> No
 # ---------------------------------------------------------------- the daily cap, shared with the series
 
 
-def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_first(tmp_path: Path, database_url: str | None) -> None:
+def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_first(
+    tmp_path: Path, database_url: str | None
+) -> None:
     app, _ = recording_app(tmp_path, database_url, **{"delivery.max_emails_per_day": 1})
     newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)  # 17:00Z
     # Enrolled at 12:00 New York time: step 1 is due at once, inside the window.
-    person = add_people(app, "America/New_York", 1, at("2026-12-01 17:00"), prefix="reader", enroll_them=True)[0]
+    person = add_people(
+        app, "America/New_York", 1, at("2026-12-01 17:00"), prefix="reader", enroll_them=True
+    )[0]
     for _ in passes(app, at("2026-12-01 17:00"), at("2026-12-03 23:00")):
         pass
     rows = {row.stream: row for row in deliveries(app)}
@@ -242,11 +257,17 @@ def test_newsletter_and_series_step_due_the_same_day_share_the_cap_newsletter_fi
     assert all(row.subscriber_id == person for row in rows.values())
 
 
-def test_newsletter_held_by_the_cap_goes_out_in_the_next_days_window_not_at_midnight(tmp_path: Path, database_url: str | None) -> None:
+def test_newsletter_held_by_the_cap_goes_out_in_the_next_days_window_not_at_midnight(
+    tmp_path: Path, database_url: str | None
+) -> None:
     app, _ = recording_app(tmp_path, database_url, **{"delivery.max_emails_per_day": 1})
     ny = ZoneInfo("America/New_York")
-    add_people(app, "America/New_York", 1, at("2026-12-01 14:00"), prefix="reader", enroll_them=True)  # step 1 at 09:00 NY
-    newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 08:00", "practice", BEFORE)  # 16:00Z, 11:00 NY
+    add_people(
+        app, "America/New_York", 1, at("2026-12-01 14:00"), prefix="reader", enroll_them=True
+    )  # step 1 at 09:00 NY
+    newsletter_id = schedule(
+        app, newsletter_file(app), "2026-12-01 08:00", "practice", BEFORE
+    )  # 16:00Z, 11:00 NY
     for _ in passes(app, at("2026-12-01 14:00"), at("2026-12-03 04:00")):
         pass
     rows = {row.stream: row for row in deliveries(app)}
@@ -284,7 +305,9 @@ class Picky:
                 outcomes.append(Outcome(envelope.delivery_id, "unknown", error="read timeout"))
             else:
                 self.sent.append(envelope.to_email)
-                outcomes.append(Outcome(envelope.delivery_id, "sent", provider_message_id=f"id-{envelope.delivery_id}"))
+                outcomes.append(
+                    Outcome(envelope.delivery_id, "sent", provider_message_id=f"id-{envelope.delivery_id}")
+                )
         return outcomes
 
     def close(self) -> None:
@@ -300,8 +323,17 @@ def test_list_counts_sent_failed_and_claimed(tmp_path: Path) -> None:
     send_due(app, at("2026-12-01 17:00"))
     listed = {info.id: info for info in list_newsletters(app)}
     assert [info.id for info in list_newsletters(app)] == [later, first]  # newest first
-    assert (listed[first].sent, listed[first].failed, listed[first].claimed, listed[first].status) == (2, 1, 1, m.NewsletterStatus.SENT)
-    assert (listed[later].sent, listed[later].status, listed[later].timezone_mode) == (0, m.NewsletterStatus.SCHEDULED, "subscriber")
+    assert (listed[first].sent, listed[first].failed, listed[first].claimed, listed[first].status) == (
+        2,
+        1,
+        1,
+        m.NewsletterStatus.SENT,
+    )
+    assert (listed[later].sent, listed[later].status, listed[later].timezone_mode) == (
+        0,
+        m.NewsletterStatus.SCHEDULED,
+        "subscriber",
+    )
     assert listed[later].send_at_local == "2026-12-15 09:00"
 
 
@@ -331,7 +363,9 @@ def test_send_test_sends_one_marked_copy_and_records_nothing(tmp_path: Path) -> 
     result = send_test(app, newsletter_file(app), "Owner@Example.com")
     assert result.subject == f"[TEST] {WINTER_SUBJECT}"
     assert result.findings == []
-    assert [(r.to_email, r.subject) for r in transport.sent] == [("Owner@example.com", f"[TEST] {WINTER_SUBJECT}")]
+    assert [(r.to_email, r.subject) for r in transport.sent] == [
+        ("Owner@example.com", f"[TEST] {WINTER_SUBJECT}")
+    ]
     assert deliveries(app) == []
     with pytest.raises(InputError):
         send_test(app, newsletter_file(app), "not an address")
@@ -361,10 +395,23 @@ def test_commands_schedule_list_send_due_and_cancel(tmp_path: Path) -> None:
     add_people(app, "Europe/London", 2, BEFORE, prefix="reader")
     path = str(newsletter_file(app))
     now = "2026-11-25T12:00:00Z"
-    code, out = run_cli(tmp_path, "newsletter", "schedule", path, "--at", "2026-12-01 09:00", "--timezone", "subscriber", "--now", now)
+    code, out = run_cli(
+        tmp_path,
+        "newsletter",
+        "schedule",
+        path,
+        "--at",
+        "2026-12-01 09:00",
+        "--timezone",
+        "subscriber",
+        "--now",
+        now,
+    )
     assert code == 0, out
     assert "scheduled newsletter 1" in out
-    code, out = run_cli(tmp_path, "newsletter", "schedule", path, "--at", "2026-12-08 20:00", "--now", now, "--again")
+    code, out = run_cli(
+        tmp_path, "newsletter", "schedule", path, "--at", "2026-12-08 20:00", "--now", now, "--again"
+    )
     assert code == 0 and "outside the send window" in out
     code, out = run_cli(tmp_path, "send-due", "--now", "2026-12-01T09:00:00Z")
     assert code == 0 and out.startswith("sent 2,"), out
@@ -387,7 +434,9 @@ def test_scheduling_the_same_content_twice_is_refused_unless_again(tmp_path: Pat
     app, transport = recording_app(tmp_path)
     add_people(app, "Europe/London", 2, BEFORE, prefix="reader")
     first = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
-    with pytest.raises(InputError, match=rf"newsletter {first} \(scheduled, 2026-12-01 09:00\) has the same content.*--again"):
+    with pytest.raises(
+        InputError, match=rf"newsletter {first} \(scheduled, 2026-12-01 09:00\) has the same content.*--again"
+    ):
         schedule(app, newsletter_file(app), "2026-12-08 09:00", "practice", BEFORE)
     send_due(app, at("2026-12-01 17:00"))
     assert len(transport.take()) == 2
@@ -409,8 +458,22 @@ def test_the_schedule_command_names_the_existing_newsletter_and_takes_again(tmp_
 
     app, _ = recording_app(tmp_path)
     first = schedule(app, newsletter_file(app), "2026-12-01 09:00", "practice", BEFORE)
-    args = ["--config", str(app.config.path), "newsletter", "schedule", str(newsletter_file(app)), "--at", "2026-12-08 09:00", "--now", "2026-11-30T12:00:00Z"]
+    args = [
+        "--config",
+        str(app.config.path),
+        "newsletter",
+        "schedule",
+        str(newsletter_file(app)),
+        "--at",
+        "2026-12-08 09:00",
+        "--now",
+        "2026-11-30T12:00:00Z",
+    ]
     refused = CliRunner().invoke(cli, args, env={"NURTURE_SECRET_KEY": SECRET})
-    assert refused.exit_code == 1 and f"newsletter {first} (scheduled" in refused.output and "Traceback" not in refused.output
+    assert (
+        refused.exit_code == 1
+        and f"newsletter {first} (scheduled" in refused.output
+        and "Traceback" not in refused.output
+    )
     accepted = CliRunner().invoke(cli, [*args, "--again"], env={"NURTURE_SECRET_KEY": SECRET})
     assert accepted.exit_code == 0 and f"scheduled newsletter {first + 1}" in accepted.output

@@ -52,7 +52,9 @@ def test_every_line_of_a_pass_is_at_most_76_characters(tmp_path: Path) -> None:
         assert b"\n" not in data.replace(b"\r\n", b""), f"{path.name}: a bare line feed"
         assert not too_long(data), f"{path.name}: lines over {LIMIT}: {too_long(data)[:3]}"
         message = message_from_bytes(data, policy=default_policy)
-        assert {part.get("Content-Transfer-Encoding") for part in message.walk() if not part.is_multipart()} == {"quoted-printable"}
+        assert {
+            part.get("Content-Transfer-Encoding") for part in message.walk() if not part.is_multipart()
+        } == {"quoted-printable"}
         # The List-Unsubscribe URL survives folding as a plain <https://...>, not an encoded word.
         assert re.fullmatch(r"<https://\S+/unsubscribe/\S+>", str(message["List-Unsubscribe"]))
 
@@ -78,7 +80,13 @@ def test_the_outbox_date_is_the_pass_now_and_names_say_time_stream_step_delivery
 def test_a_delivery_written_twice_is_refused_even_at_another_time(tmp_path: Path) -> None:
     outbox = OutboxTransport(tmp_path / "outbox")
     envelope = Envelope("7", "sam@example.com", "Sam", "Hello", stream="kap-intro", step=1)
-    first = Batch(Sender("hello@example.com", "Practice"), "text", "<p>html</p>", (envelope,), sent_at=at("2026-12-01 15:00"))
+    first = Batch(
+        Sender("hello@example.com", "Practice"),
+        "text",
+        "<p>html</p>",
+        (envelope,),
+        sent_at=at("2026-12-01 15:00"),
+    )
     second = Batch(first.sender, first.text, first.html, first.envelopes, sent_at=at("2026-12-02 15:00"))
     assert [o.status for o in outbox.send(first)] == ["sent"]
     [refused] = outbox.send(second)
@@ -87,7 +95,13 @@ def test_a_delivery_written_twice_is_refused_even_at_another_time(tmp_path: Path
 
 
 def test_a_header_with_a_line_break_is_refused(tmp_path: Path) -> None:
-    envelope = Envelope("7", "sam@example.com", None, "Hello", headers={"List-Unsubscribe": "<https://x.example/u>\r\nBcc: a@b.example"})
+    envelope = Envelope(
+        "7",
+        "sam@example.com",
+        None,
+        "Hello",
+        headers={"List-Unsubscribe": "<https://x.example/u>\r\nBcc: a@b.example"},
+    )
     batch = Batch(Sender("hello@example.com", "Practice"), "text", "<p>html</p>", (envelope,))
     try:
         build_message(batch, envelope)

@@ -44,23 +44,47 @@ def build_week(app: App) -> None:
     old = active_subscribers(app, 2, NOW - 10 * day, prefix="old")
     with transaction(app.engine) as session:
         newsletter = m.Newsletter(
-            source_file="newsletters/2026-11.md", subject="November notes", content={}, send_at_local="2026-11-26 10:00:00",
-            timezone_mode="subscriber", first_due_at=NOW - 4 * day, status=m.NewsletterStatus.SENT, created_at=NOW - 5 * day, updated_at=NOW - 4 * day,
+            source_file="newsletters/2026-11.md",
+            subject="November notes",
+            content={},
+            send_at_local="2026-11-26 10:00:00",
+            timezone_mode="subscriber",
+            first_due_at=NOW - 4 * day,
+            status=m.NewsletterStatus.SENT,
+            created_at=NOW - 5 * day,
+            updated_at=NOW - 4 * day,
         )
         session.add(newsletter)
         session.flush()
 
-        def delivery(subscriber: int, stream: str, step: int, status: str, finished: datetime | None, newsletter_id: int | None = None) -> m.Delivery:
+        def delivery(
+            subscriber: int,
+            stream: str,
+            step: int,
+            status: str,
+            finished: datetime | None,
+            newsletter_id: int | None = None,
+        ) -> m.Delivery:
             row = m.Delivery(
-                subscriber_id=subscriber, stream=stream, step=step, newsletter_id=newsletter_id, status=status, worker="test",
-                claimed_at=(finished or NOW - timedelta(hours=2)), finished_at=finished, error=None,
+                subscriber_id=subscriber,
+                stream=stream,
+                step=step,
+                newsletter_id=newsletter_id,
+                status=status,
+                worker="test",
+                claimed_at=(finished or NOW - timedelta(hours=2)),
+                finished_at=finished,
+                error=None,
             )
             session.add(row)
             return row
 
         rows = [delivery(s, "kap-intro", 1, m.DeliveryStatus.SENT, NOW - 2 * day) for s in people[:8]]
         rows += [delivery(s, "kap-intro", 2, m.DeliveryStatus.SENT, NOW - day) for s in people[:3]]
-        rows += [delivery(s, f"newsletter:{newsletter.id}", 1, m.DeliveryStatus.SENT, NOW - 4 * day, newsletter.id) for s in people[:5]]
+        rows += [
+            delivery(s, f"newsletter:{newsletter.id}", 1, m.DeliveryStatus.SENT, NOW - 4 * day, newsletter.id)
+            for s in people[:5]
+        ]
         rows += [delivery(s, "kap-intro", 1, m.DeliveryStatus.SENT, NOW - 9 * day) for s in old]
         delivery(people[8], "kap-intro", 1, m.DeliveryStatus.FAILED, NOW - day)
         delivery(people[9], "kap-intro", 1, m.DeliveryStatus.CLAIMED, None)
@@ -69,8 +93,16 @@ def build_week(app: App) -> None:
         def event(n: int, kind: str, when: datetime, delivery_id: int) -> None:
             session.add(
                 m.ProviderEvent(
-                    provider="sendgrid", provider_event_id=f"e{n}", kind=kind, raw_event=kind, delivery_id=delivery_id,
-                    stream="kap-intro", step=1, occurred_at=when, received_at=when, detail=None,
+                    provider="sendgrid",
+                    provider_event_id=f"e{n}",
+                    kind=kind,
+                    raw_event=kind,
+                    delivery_id=delivery_id,
+                    stream="kap-intro",
+                    step=1,
+                    occurred_at=when,
+                    received_at=when,
+                    detail=None,
                 )
             )
 
@@ -91,7 +123,11 @@ def test_the_weeks_numbers(app: App) -> None:
     assert numbers.sent_total == 16
     with transaction(app.engine) as session:
         newsletter_id = session.scalar(select(m.Newsletter.id))
-    assert numbers.sent == [SentLine("kap-intro step 1", 8), SentLine("kap-intro step 2", 3), SentLine(f"newsletter {newsletter_id}: November notes", 5)]
+    assert numbers.sent == [
+        SentLine("kap-intro step 1", 8),
+        SentLine("kap-intro step 2", 3),
+        SentLine(f"newsletter {newsletter_id}: November notes", 5),
+    ]
     assert (numbers.unsubscribes, numbers.bounces, numbers.complaints, numbers.failed) == (2, 2, 1, 1)
     assert (numbers.stuck.stuck, numbers.stuck.blocked, numbers.stuck.reason) == (1, 1, NO_WEBHOOK)
     assert numbers.bounce_rate == 2 / 16 and numbers.complaint_rate == 1 / 16
@@ -108,12 +144,21 @@ def test_the_weeks_numbers(app: App) -> None:
     [(1000, 0, 1, ["spam"]), (1001, 0, 1, []), (1000, 20, 0, ["bounces"]), (1000, 19, 0, []), (0, 0, 0, [])],
 )
 def test_alert_thresholds(sent: int, bounces: int, complaints: int, alerts: list[str]) -> None:
-    numbers = OwnerNumbers(NOW - timedelta(days=7), NOW, sent=[SentLine("kap-intro step 1", sent)] if sent else [], bounces=bounces, complaints=complaints)
+    numbers = OwnerNumbers(
+        NOW - timedelta(days=7),
+        NOW,
+        sent=[SentLine("kap-intro step 1", sent)] if sent else [],
+        bounces=bounces,
+        complaints=complaints,
+    )
     assert [reason.split(" ")[0].rstrip(":") for reason in alert_reasons(numbers, NOW)] == alerts
 
 
 def outbox_messages(app: App) -> list[EmailMessage]:
-    return [message_from_bytes(path.read_bytes(), policy=default_policy) for path in sorted(app.config.outbox_dir.glob("*.eml"))]  # type: ignore[misc]
+    return [
+        message_from_bytes(path.read_bytes(), policy=default_policy)
+        for path in sorted(app.config.outbox_dir.glob("*.eml"))
+    ]  # type: ignore[misc]
 
 
 def body(message: EmailMessage) -> str:
@@ -130,8 +175,18 @@ def test_the_summary_email_renders_through_the_templates_and_goes_to_the_owner(a
     assert message["Subject"] == "Weekly summary: 16 emails sent, 10 new subscribers"
     assert "List-Unsubscribe" not in message
     text = body(message)
-    for line in ("New subscribers: 10", "kap-intro step 1: 8", "kap-intro step 2: 3", "November notes: 5", "Unsubscribes: 2",
-                 "Bounces: 2 (12.5% of sent)", "Spam complaints: 1 (6.25% of sent)", "Failed: 1", "Stuck now: 1", "Needs your attention"):
+    for line in (
+        "New subscribers: 10",
+        "kap-intro step 1: 8",
+        "kap-intro step 2: 3",
+        "November notes: 5",
+        "Unsubscribes: 2",
+        "Bounces: 2 (12.5% of sent)",
+        "Spam complaints: 1 (6.25% of sent)",
+        "Failed: 1",
+        "Stuck now: 1",
+        "Needs your attention",
+    ):
         assert line in text
     assert "example.com" not in text.replace("owner@example.com", ""), "no subscriber address in the summary"
     html = message.get_body(("html",))
@@ -150,12 +205,19 @@ def test_the_run_loop_sends_the_summary_from_monday_8_once_and_alerts_at_most_da
     subjects = [message["Subject"] for message in outbox_messages(app)]
     assert subjects.count("Action needed: your practice emails") == 4
     with transaction(app.engine) as session:
-        assert session.scalar(select(func.count()).select_from(m.OwnerNotice).where(m.OwnerNotice.kind == "summary")) == 2
+        assert (
+            session.scalar(
+                select(func.count()).select_from(m.OwnerNotice).where(m.OwnerNotice.kind == "summary")
+            )
+            == 2
+        )
 
 
 def test_a_quiet_week_sends_no_alert(app: App) -> None:
     active_subscribers(app, 2, NOW - timedelta(days=2))
-    assert send_due_notices(app, NOW - timedelta(days=4), weekly=True) == [], "a Thursday start waits for Monday"
+    assert send_due_notices(app, NOW - timedelta(days=4), weekly=True) == [], (
+        "a Thursday start waits for Monday"
+    )
     assert send_due_notices(app, NOW, weekly=False) == []
     assert send_due_notices(app, NOW, weekly=True) == ["summary"]
     [message] = outbox_messages(app)
@@ -168,7 +230,10 @@ def test_summary_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     config = write_project(tmp_path, OWNER)
     monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
     runner = CliRunner()
-    result = runner.invoke(cli, ["--config", str(config), "summary", "--now", "2026-11-30T16:00:00Z", "--to", "someone@example.org"])
+    result = runner.invoke(
+        cli,
+        ["--config", str(config), "summary", "--now", "2026-11-30T16:00:00Z", "--to", "someone@example.org"],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("summary sent: 0 emails sent, 0 new subscribers")
     [eml] = list((tmp_path / "outbox").glob("*.eml"))

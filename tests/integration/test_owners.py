@@ -40,7 +40,9 @@ def test_add_list_remove_and_reset(tmp_path: Path) -> None:
     reset_password(app, "anna@riverbend.example", "a brand new passphrase", NOW)
     assert current(app, session_id, NOW) is None  # a reset ends every session
     assert log_in(app, "anna@riverbend.example", PASSWORD, "", ip="10.0.0.1", now=NOW).session_id is None
-    session_id = log_in(app, "anna@riverbend.example", "a brand new passphrase", "", ip="10.0.0.1", now=NOW).session_id
+    session_id = log_in(
+        app, "anna@riverbend.example", "a brand new passphrase", "", ip="10.0.0.1", now=NOW
+    ).session_id
     assert session_id
     remove_owner(app, "anna@riverbend.example")
     assert current(app, session_id, NOW) is None and list_owners(app) == []
@@ -54,8 +56,12 @@ def test_totp_codes_are_checked_within_one_step(tmp_path: Path) -> None:
     secret, _ = enrol_totp(app, "anna@riverbend.example")
     totp = pyotp.TOTP(secret)
     with transaction(app.engine) as session:
+
         def works(code: str, password: str = PASSWORD) -> bool:
-            return verify(session, "anna@riverbend.example", password, code, require_totp=False, now=NOW) is not None
+            return (
+                verify(session, "anna@riverbend.example", password, code, require_totp=False, now=NOW)
+                is not None
+            )
 
         assert not works(totp.at(NOW), "wrong password!")
         assert not works(totp.at(NOW - timedelta(seconds=90)))  # three steps old
@@ -78,13 +84,20 @@ def test_owner_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert added.exit_code == 0, added.output
     assert "owner account created" in added.output and "/console/" in added.output
     short = run("add", "b@riverbend.example", "--password-stdin", stdin="short\n")
-    assert short.exit_code == 1 and "at least 12 characters" in short.output and "Traceback" not in short.output
+    assert (
+        short.exit_code == 1 and "at least 12 characters" in short.output and "Traceback" not in short.output
+    )
     totp = run("totp", "anna@riverbend.example")
     assert totp.exit_code == 0
     secret = totp.output.split("type this secret into the app: ")[1].split()[0]
     assert len(secret) >= 16 and "█" in totp.output  # the QR code
     assert "with a code app" in run("list").output
-    assert run("reset-password", "anna@riverbend.example", "--password-stdin", stdin="another long passphrase\n").exit_code == 0
+    assert (
+        run(
+            "reset-password", "anna@riverbend.example", "--password-stdin", stdin="another long passphrase\n"
+        ).exit_code
+        == 0
+    )
     assert run("remove", "anna@riverbend.example", "--yes").exit_code == 0
     assert "no owner accounts yet" in run("list").output
 
@@ -101,10 +114,28 @@ def test_each_sending_pass_is_recorded(tmp_path: Path) -> None:
 
 
 def test_the_rates_chart_draws_zero_rates_when_emails_were_sent() -> None:
-    svg = horizontal_bars("rates", "Rates", "desc", ["Email 1", "Email 2"], [Series("Unsubscribe rate", "#000", [0.0, 0.0])], percent=True, zeros_are_data=True)
+    svg = horizontal_bars(
+        "rates",
+        "Rates",
+        "desc",
+        ["Email 1", "Email 2"],
+        [Series("Unsubscribe rate", "#000", [0.0, 0.0])],
+        percent=True,
+        zeros_are_data=True,
+    )
     assert "Nothing to show yet" not in svg
     assert svg.count('class="bar"') == 2 and "0.0%" in svg
-    empty = horizontal_bars("rates", "Rates", "desc", [], [Series("Unsubscribe rate", "#000", [])], percent=True, zeros_are_data=True)
+    empty = horizontal_bars(
+        "rates",
+        "Rates",
+        "desc",
+        [],
+        [Series("Unsubscribe rate", "#000", [])],
+        percent=True,
+        zeros_are_data=True,
+    )
     assert "Nothing to show yet" in empty
     # Elsewhere (the funnel lists every step, sent or not) all zero still means nothing yet.
-    assert "Nothing to show yet" in horizontal_bars("funnel", "F", "d", ["Email 1"], [Series("Sent", "#000", [0])])
+    assert "Nothing to show yet" in horizontal_bars(
+        "funnel", "F", "d", ["Email 1"], [Series("Sent", "#000", [0])]
+    )

@@ -19,7 +19,9 @@ START = at("2026-12-01 14:00")
 
 
 def nurture(app: App, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(app.config.path), *args], env={"NURTURE_SECRET_KEY": SECRET})
+    result = CliRunner().invoke(
+        cli, ["--config", str(app.config.path), *args], env={"NURTURE_SECRET_KEY": SECRET}
+    )
     return result.exit_code, result.output
 
 
@@ -27,8 +29,16 @@ def snapshot(app: App) -> tuple[object, ...]:
     with transaction(app.engine) as session:
         return (
             session.scalar(select(func.count()).select_from(m.Delivery)),
-            tuple(session.execute(select(m.Enrollment.id, m.Enrollment.next_step, m.Enrollment.next_due_at, m.Enrollment.status).order_by(m.Enrollment.id))),
-            sorted(path.name for path in app.config.outbox_dir.glob("*")) if app.config.outbox_dir.exists() else [],
+            tuple(
+                session.execute(
+                    select(
+                        m.Enrollment.id, m.Enrollment.next_step, m.Enrollment.next_due_at, m.Enrollment.status
+                    ).order_by(m.Enrollment.id)
+                )
+            ),
+            sorted(path.name for path in app.config.outbox_dir.glob("*"))
+            if app.config.outbox_dir.exists()
+            else [],
         )
 
 
@@ -82,10 +92,18 @@ def test_stuck_claims_are_listed_then_released_by_age_and_sent_once(tmp_path: Pa
     ids = active_subscribers(app, 3, START)
     with transaction(app.engine) as session:
         # A sender died after claiming step 1 for the first person (kill -9 leaves exactly this).
-        session.add(m.Delivery(
-            subscriber_id=ids[0], stream="kap-intro", step=1, step_key="01-what-is-kap", series_version=1,
-            status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=at("2026-12-01 15:00"),
-        ))
+        session.add(
+            m.Delivery(
+                subscriber_id=ids[0],
+                stream="kap-intro",
+                step=1,
+                step_key="01-what-is-kap",
+                series_version=1,
+                status=m.DeliveryStatus.CLAIMED,
+                worker="dead:1",
+                claimed_at=at("2026-12-01 15:00"),
+            )
+        )
         enrollment = session.scalar(select(m.Enrollment).where(m.Enrollment.subscriber_id == ids[0]))
         enrollment.next_step = 2  # type: ignore[union-attr]
         enrollment.next_step_key = "02-the-neuroscience"  # type: ignore[union-attr]
@@ -94,14 +112,24 @@ def test_stuck_claims_are_listed_then_released_by_age_and_sent_once(tmp_path: Pa
     assert code == 0 and output.startswith("sent 2,") and "stuck 1" in output
     code, output = nurture(app, "deliveries", "--stuck", "--now", "2026-12-01T15:30:00Z")
     assert code == 0 and "kap-intro step 1" in output and "1 stuck delivery" in output
-    code, output = nurture(app, "deliveries", "release", "--older-than", "2h", "--now", "2026-12-01T15:30:00Z")
+    code, output = nurture(
+        app, "deliveries", "release", "--older-than", "2h", "--now", "2026-12-01T15:30:00Z"
+    )
     assert code == 0 and "released 0 deliveries" in output  # claimed 30 minutes ago: not old enough
-    code, output = nurture(app, "deliveries", "release", "--older-than", "20m", "--now", "2026-12-01T15:30:00Z")
+    code, output = nurture(
+        app, "deliveries", "release", "--older-than", "20m", "--now", "2026-12-01T15:30:00Z"
+    )
     assert code == 0 and "released 1 delivery" in output
     code, output = nurture(app, "send-due", "--now", "2026-12-01T15:31:00Z")
     assert code == 0 and output.startswith("sent 1,")
     with transaction(app.engine) as session:
-        sent = Counter(session.execute(select(m.Delivery.subscriber_id, m.Delivery.step).where(m.Delivery.status == m.DeliveryStatus.SENT)))
+        sent = Counter(
+            session.execute(
+                select(m.Delivery.subscriber_id, m.Delivery.step).where(
+                    m.Delivery.status == m.DeliveryStatus.SENT
+                )
+            )
+        )
     assert sent == Counter({(ids[0], 1): 1, (ids[1], 1): 1, (ids[2], 1): 1})
 
 
@@ -117,8 +145,26 @@ def test_releasing_a_sent_or_unknown_id_is_refused_and_releases_nothing(tmp_path
     app = make_app(tmp_path)
     ids = active_subscribers(app, 2, START)
     with transaction(app.engine) as session:
-        session.add(m.Delivery(subscriber_id=ids[0], stream="kap-intro", step=1, status=m.DeliveryStatus.CLAIMED, worker="dead:1", claimed_at=START))
-        session.add(m.Delivery(subscriber_id=ids[1], stream="kap-intro", step=1, status=m.DeliveryStatus.SENT, worker="w:1", claimed_at=START))
+        session.add(
+            m.Delivery(
+                subscriber_id=ids[0],
+                stream="kap-intro",
+                step=1,
+                status=m.DeliveryStatus.CLAIMED,
+                worker="dead:1",
+                claimed_at=START,
+            )
+        )
+        session.add(
+            m.Delivery(
+                subscriber_id=ids[1],
+                stream="kap-intro",
+                step=1,
+                status=m.DeliveryStatus.SENT,
+                worker="w:1",
+                claimed_at=START,
+            )
+        )
     with transaction(app.engine) as session:
         stuck_id, sent_id = session.scalars(select(m.Delivery.id).order_by(m.Delivery.id)).all()
     code, output = nurture(app, "deliveries", "release", str(stuck_id), str(sent_id), "999")

@@ -9,8 +9,8 @@ import pytest
 
 from nurture import links
 from nurture.content.campaigns import load_campaign
-from nurture.errors import ContentError
 from nurture.content.rendering import Renderer
+from nurture.errors import ContentError
 from tests.support.factories import make_config, recipient
 
 
@@ -32,7 +32,9 @@ def scratch(tmp_path):
 def prepare_scratch(config, body: str, **front: str):
     folder = config.campaigns_dir / "scratch"
     write_email(folder / "01-test.md", body, **front)
-    (folder / "campaign.yaml").write_text("title: Scratch\nsteps:\n  - file: 01-test.md\n    delay_days: 0\n", encoding="utf-8")
+    (folder / "campaign.yaml").write_text(
+        "title: Scratch\nsteps:\n  - file: 01-test.md\n    delay_days: 0\n", encoding="utf-8"
+    )
     campaign = load_campaign(folder)
     renderer = Renderer(config)
     return renderer, renderer.prepare_step(campaign, campaign.steps[0])
@@ -115,7 +117,9 @@ def test_mjml_error_names_the_template(scratch):
 
 def test_unknown_mjml_tag_is_an_error(scratch):
     layout = scratch.templates_dir / "layout.mjml"
-    layout.write_text(layout.read_text().replace("</mj-wrapper>", "<mj-bogus>x</mj-bogus></mj-wrapper>"), encoding="utf-8")
+    layout.write_text(
+        layout.read_text().replace("</mj-wrapper>", "<mj-bogus>x</mj-bogus></mj-wrapper>"), encoding="utf-8"
+    )
     with pytest.raises(ContentError, match="mj-bogus"):
         prepare_scratch(scratch, "Body.\n")
 

@@ -74,7 +74,7 @@ def batch(n: int = 3, *, start: int = 0, **kw: Any) -> Batch:
     values: dict[str, Any] = dict(
         sender=Sender("clinic@example.org", "The Clinic", reply_to="hello@example.org"),
         text="Hello -first_name-, unsubscribe: -unsub_url-",
-        html="<p>Hello -first_name-</p><a href=\"-unsub_url-\">unsubscribe</a>",
+        html='<p>Hello -first_name-</p><a href="-unsub_url-">unsubscribe</a>',
         envelopes=[envelope(i) for i in range(start, start + n)],
         categories=("nurture", "week-1"),
     )
@@ -120,7 +120,9 @@ def test_one_request_per_batch_with_one_personalization_per_envelope(standin, tr
     p = body["personalizations"][1]
     assert p["to"] == [{"email": "reader1@example.com", "name": "Reader 1"}]
     assert "subject" not in p
-    assert p["headers"] == {"List-Unsubscribe": "<https://example.org/u/tok1>, <mailto:unsub@example.org?subject=tok1>"}
+    assert p["headers"] == {
+        "List-Unsubscribe": "<https://example.org/u/tok1>, <mailto:unsub@example.org?subject=tok1>"
+    }
     message = standin.messages()[1]
     assert message.raw_subject == "Week 1, -first_name-"
     assert message.headers == {
@@ -257,7 +259,9 @@ def test_5xx_then_success_delivers_once(standin, transport, sleeps, status):
 
 
 def test_5xx_until_retries_run_out_fails_every_envelope(standin, sleeps):
-    t = SendGridTransport(KEY, host=standin.url, max_retries=3, backoff_base=1.0, backoff_cap=2.5, sleep=sleeps.append)
+    t = SendGridTransport(
+        KEY, host=standin.url, max_retries=3, backoff_base=1.0, backoff_cap=2.5, sleep=sleeps.append
+    )
     standin.fail_next(status=503, times=4)
     outcomes = t.send(batch(3))
     assert {o.status for o in outcomes} == {"failed"}
@@ -331,7 +335,9 @@ def test_real_validation_400_carries_every_message_and_field(standin, transport)
     envs = [envelope(0, headers={"Reply-To": "x@example.org"}), envelope(1, headers={"X-Ok": "1"})]
     outcomes = transport.send(batch(envelopes=envs))
     assert {o.status for o in outcomes} == {"failed"}
-    assert outcomes[0].error.startswith("SendGrid rejected the request (400): The header 'Reply-To' is reserved")
+    assert outcomes[0].error.startswith(
+        "SendGrid rejected the request (400): The header 'Reply-To' is reserved"
+    )
     assert "(field: personalizations.0.headers.Reply-To)" in outcomes[0].error
     assert standin.messages() == []
 
@@ -342,7 +348,9 @@ def test_413_html_answer_is_kept_raw_and_truncated(standin, transport):
     outcomes = transport.send(batch(1))
     assert outcomes[0].status == "failed"
     error = outcomes[0].error
-    assert error.startswith("SendGrid rejected the request (413): <html><body><h1>413 Request Entity Too Large")
+    assert error.startswith(
+        "SendGrid rejected the request (413): <html><body><h1>413 Request Entity Too Large"
+    )
     assert len(error) <= len("SendGrid rejected the request (413): ") + 503
 
 
@@ -354,7 +362,8 @@ def test_401_raises_fatal_with_a_clear_message(standin, sleeps):
     err = info.value
     assert err.status == 401
     assert str(err).startswith(
-        "SendGrid rejected the API key (401): The provided authorization grant is invalid, expired, or revoked."
+        "SendGrid rejected the API key (401): "
+        "The provided authorization grant is invalid, expired, or revoked."
     )
     assert "SENDGRID_API_KEY" in str(err)
     assert bad_key not in str(err) and bad_key not in (err.body or "")
@@ -540,7 +549,9 @@ def test_standin_keeps_connections_alive(standin):
         ids = []
         for _ in range(3):
             conn.request(
-                "POST", "/v3/mail/send", body=json.dumps(mail(1)).encode(),
+                "POST",
+                "/v3/mail/send",
+                body=json.dumps(mail(1)).encode(),
                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
             )
             resp = conn.getresponse()
@@ -560,7 +571,11 @@ def test_standin_401_on_missing_or_wrong_key(standin, key):
     assert status == 401
     assert answer == {
         "errors": [
-            {"message": "The provided authorization grant is invalid, expired, or revoked", "field": None, "help": None}
+            {
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+                "field": None,
+                "help": None,
+            }
         ]
     }
     assert standin.messages() == []
@@ -590,7 +605,8 @@ def test_standin_400_on_more_than_1000_personalizations(standin):
 def test_standin_400_on_more_than_1000_recipients(standin):
     body = mail(0)
     body["personalizations"] = [
-        {"to": [{"email": f"a{i}@example.com"}, {"email": f"b{i}@example.com"}], "subject": "S"} for i in range(500)
+        {"to": [{"email": f"a{i}@example.com"}, {"email": f"b{i}@example.com"}], "subject": "S"}
+        for i in range(500)
     ]
     body["personalizations"][0]["cc"] = [{"email": "cc@example.com"}]
     assert_400(standin, body, "total number of recipients")
@@ -761,8 +777,16 @@ def test_standin_count_only_counts_without_storing(monkeypatch):
 
 def test_standin_runs_as_a_separate_process():
     cmd = [
-        sys.executable, "-m", "tests.support.sendgrid_standin",
-        "--port", "0", "--latency", "0.01", "--api-key", "SG.x", "--count-only",
+        sys.executable,
+        "-m",
+        "tests.support.sendgrid_standin",
+        "--port",
+        "0",
+        "--latency",
+        "0.01",
+        "--api-key",
+        "SG.x",
+        "--count-only",
     ]
     with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
@@ -773,7 +797,9 @@ def test_standin_runs_as_a_separate_process():
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             try:
                 conn.request(
-                    "POST", "/v3/mail/send", body=json.dumps(mail(7)).encode(),
+                    "POST",
+                    "/v3/mail/send",
+                    body=json.dumps(mail(7)).encode(),
                     headers={"Authorization": "Bearer SG.x", "Content-Type": "application/json"},
                 )
                 resp = conn.getresponse()

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.app import App
+from nurture.audience.people import tag
+from nurture.audience.signup import unsubscribe
 from nurture.sending.deliveries import count_stuck, list_stuck, release
 from nurture.sending.sendpass import SendingPass, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.people import tag
-from nurture.audience.signup import unsubscribe
 from tests.support.factories import active_subscribers, at, make_app, open_app
 from tests.support.sendgrid_standin import SendGridStandIn
 
@@ -57,7 +57,7 @@ def test_whole_series_goes_out_once_in_order_inside_the_window(tmp_path: Path) -
     campaign = app.campaigns["kap-intro"]
     for sent in by_person.values():
         assert [row.step for row in sent] == [1, 2, 3, 4, 5]
-        for earlier, later in zip(sent, sent[1:]):
+        for earlier, later in zip(sent, sent[1:], strict=False):
             gap = later.claimed_at - earlier.claimed_at
             assert gap >= timedelta(days=campaign.step(later.step).delay_days)
         for row in sent:
@@ -71,7 +71,9 @@ def test_outbox_messages_carry_one_click_headers_and_both_parts(tmp_path: Path) 
     active_subscribers(app, 1, START)
     summary = send_due(app, at("2026-12-01 15:00"))
     assert summary.sent == 1
-    message = message_from_bytes(next(app.config.outbox_dir.glob("*.eml")).read_bytes(), policy=default_policy)
+    message = message_from_bytes(
+        next(app.config.outbox_dir.glob("*.eml")).read_bytes(), policy=default_policy
+    )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["List-Unsubscribe"].startswith("<https://mail.example.com/unsubscribe/")
     assert [part.get_content_type() for part in message.walk()][1:] == ["text/plain", "text/html"]
@@ -115,14 +117,20 @@ def test_only_active_subscribers_get_marketing_email(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     ids = active_subscribers(app, 4, START)
     with transaction(app.engine) as session:
-        for subscriber_id, status in zip(ids, [m.SubscriberStatus.PENDING, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED]):
+        for subscriber_id, status in zip(  # the fourth stays active
+            ids,
+            [m.SubscriberStatus.PENDING, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED],
+            strict=False,
+        ):
             session.get(m.Subscriber, subscriber_id).status = status  # type: ignore[union-attr]
     summary = send_due(app, at("2026-12-01 15:00"))
     assert summary.sent == 1
     assert [row.subscriber_id for row in deliveries(app)] == [ids[3]]
 
 
-def test_unsubscribe_between_claim_and_transport_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsubscribe_between_claim_and_transport_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tmp_path)
     ids = active_subscribers(app, 3, START)
     claim = SendingPass._claim
@@ -141,7 +149,9 @@ def test_unsubscribe_between_claim_and_transport_is_honoured(tmp_path: Path, mon
     assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
 
 
-def test_a_stop_tag_added_between_claim_and_transport_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stop_tag_added_between_claim_and_transport_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tmp_path)
     ids = active_subscribers(app, 3, START)
     with transaction(app.engine) as session:
@@ -162,7 +172,10 @@ def test_a_stop_tag_added_between_claim_and_transport_is_honoured(tmp_path: Path
     assert len(list(app.config.outbox_dir.glob("*.eml"))) == 2
     monkeypatch.setattr(SendingPass, "_claim", claim)
     run_days(app, at("2026-12-01 16:00"), 20)
-    assert Counter(row.subscriber_id for row in deliveries(app) if row.status == m.DeliveryStatus.SENT)[ids[2]] == 0
+    assert (
+        Counter(row.subscriber_id for row in deliveries(app) if row.status == m.DeliveryStatus.SENT)[ids[2]]
+        == 0
+    )
 
 
 def test_goal_tag_ends_the_series_before_the_booking_email(tmp_path: Path) -> None:
@@ -221,7 +234,9 @@ def test_sendgrid_batches_and_personalizes(tmp_path: Path, standin: SendGridStan
     assert {row.subscriber_id for row in by_delivery.values()} == set(ids)
 
 
-def test_sendgrid_429_and_5xx_are_retried_without_duplicates(tmp_path: Path, standin: SendGridStandIn) -> None:
+def test_sendgrid_429_and_5xx_are_retried_without_duplicates(
+    tmp_path: Path, standin: SendGridStandIn
+) -> None:
     app = sendgrid_app(tmp_path, standin, **{"delivery.batch_size": 50, "delivery.concurrency": 1})
     active_subscribers(app, 100, START)
     standin.fail_next(429, reset_in=0.2)
@@ -244,7 +259,9 @@ def test_sendgrid_400_fails_that_batch_only(tmp_path: Path, standin: SendGridSta
     assert send_due(app, at("2026-12-01 15:05")).sent == 0  # a refused batch is not resent by itself
 
 
-def test_sendgrid_bad_key_stops_the_run_and_releases_every_unsent_claim(tmp_path: Path, standin: SendGridStandIn) -> None:
+def test_sendgrid_bad_key_stops_the_run_and_releases_every_unsent_claim(
+    tmp_path: Path, standin: SendGridStandIn
+) -> None:
     app = sendgrid_app(tmp_path, standin, key="SG.wrong", **{"delivery.batch_size": 10})
     active_subscribers(app, 50, START)
     summary = send_due(app, at("2026-12-01 15:00"))
@@ -257,7 +274,11 @@ def test_sendgrid_bad_key_stops_the_run_and_releases_every_unsent_claim(tmp_path
 
 
 def test_no_answer_leaves_the_claim_stuck_and_never_resends(tmp_path: Path, standin: SendGridStandIn) -> None:
-    app = sendgrid_app(tmp_path, standin, **{"delivery.batch_size": 5, "delivery.concurrency": 1, "delivery.request_timeout": 0.5})
+    app = sendgrid_app(
+        tmp_path,
+        standin,
+        **{"delivery.batch_size": 5, "delivery.concurrency": 1, "delivery.request_timeout": 0.5},
+    )
     active_subscribers(app, 5, START)
     standin.fail_next(hang=2.0)
     summary = send_due(app, at("2026-12-01 15:00"))

@@ -36,6 +36,7 @@ from tests.support.series_replay import (
     write_steps,
 )
 
+
 @pytest.mark.parametrize("name", sorted(EDITS))
 def test_an_edit_published_mid_series_sends_each_key_once_in_the_new_order(tmp_path: Path, name: str) -> None:
     state = replay(tmp_path)
@@ -75,7 +76,9 @@ def test_only_ahead_lets_people_past_an_added_step_skip_it_for_good(tmp_path: Pa
     check_replay(state, old, new, skipped=past)
     # A later publish does not bring the skipped step back: the skip is stored.
     steps = original_steps()
-    write_steps(state.folder, [steps[0], ("02b-breathing.md", 1.0, None), *steps[1:]])  # only its delay changes
+    write_steps(
+        state.folder, [steps[0], ("02b-breathing.md", 1.0, None), *steps[1:]]
+    )  # only its delay changes
     assert state.publish().new_version == 3
     state.run_until(AFTER + timedelta(days=30))
     for had in past:
@@ -87,7 +90,9 @@ def test_the_plan_names_each_change_and_who_it_affects(tmp_path: Path) -> None:
     state = replay(tmp_path)
     EDITS["insert"](state.folder)
     shown = plan(state.app, load_draft(state.app.config, "kap-intro"))
-    assert [(impact.change.kind, impact.change.key, impact.affected) for impact in shown.impacts] == [("added", "02b-breathing", 12)]
+    assert [(impact.change.kind, impact.change.key, impact.affected) for impact in shown.impacts] == [
+        ("added", "02b-breathing", 12)
+    ]
     assert shown.impacts[0].groups == ("12 people get it (10 of them as their next email)",)
     new = repr(NEW_SUBJECT) + " [02b-breathing]"
     old = subjects_by_key(state.folder)
@@ -124,7 +129,9 @@ def test_a_renamed_file_is_the_same_email_only_when_it_keeps_its_key(tmp_path: P
     (state.folder / "03-safety.md").rename(state.folder / "03-is-kap-safe.md")
     EDITS["rename-keeping-key"](state.folder)
     shown = plan(state.app, load_draft(state.app.config, "kap-intro"))
-    assert [(impact.change.kind, impact.change.key) for impact in shown.impacts] == [("renamed", "03-is-kap-safe")]
+    assert [(impact.change.kind, impact.change.key) for impact in shown.impacts] == [
+        ("renamed", "03-is-kap-safe")
+    ]
     assert shown.next_moves == []
 
 
@@ -144,7 +151,9 @@ def test_an_edited_subject_keeps_past_sends_under_their_own_subject_in_stats(tmp
 
 
 def nurture(app: App, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(app.config.path), *args], env={"NURTURE_SECRET_KEY": SECRET}, input=stdin)
+    result = CliRunner().invoke(
+        cli, ["--config", str(app.config.path), *args], env={"NURTURE_SECRET_KEY": SECRET}, input=stdin
+    )
     return result.exit_code, result.output
 
 
@@ -156,9 +165,11 @@ def test_a_broken_draft_never_stops_or_changes_what_goes_out_and_check_names_it(
     safe.write_text("---\nsubject: [unclosed\n", encoding="utf-8")
     EDITS["edit"](state.folder)
     state.run_until(EDIT_AT + timedelta(days=30))
-    for had, ids in state.cohorts.items():
+    for ids in state.cohorts.values():
         for subscriber_id in ids:
-            assert state.subjects_before(subscriber_id) + state.subjects_after(subscriber_id) == [old[key] for key in KEYS]
+            assert state.subjects_before(subscriber_id) + state.subjects_after(subscriber_id) == [
+                old[key] for key in KEYS
+            ]
     code, output = nurture(state.app, "check")
     assert code == 1 and f"{safe}:1: front matter is not closed" in output
     code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
@@ -169,7 +180,10 @@ def test_a_broken_draft_never_stops_or_changes_what_goes_out_and_check_names_it(
 def test_publish_refuses_any_check_finding_and_keeps_the_live_version(tmp_path: Path) -> None:
     state = replay(tmp_path)
     path = state.folder / "02-the-neuroscience.md"
-    path.write_text(path.read_text(encoding="utf-8").replace("\n---\n", "\n---\nSee http://example.com for more.\n", 1), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("\n---\n", "\n---\nSee http://example.com for more.\n", 1),
+        encoding="utf-8",
+    )
     code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
     assert code == 1
     assert "02-the-neuroscience.md" in output and "http://" in output
@@ -180,11 +194,18 @@ def test_publish_shows_the_plan_asks_and_diff_changes_nothing(tmp_path: Path) ->
     state = replay(tmp_path)
     EDITS["remove"](state.folder)
     code, output = nurture(state.app, "campaign", "diff", "kap-intro")
-    assert code == 0 and "removed" in output and "02-the-neuroscience" in output and "Rule for people mid-series" in output
+    assert (
+        code == 0
+        and "removed" in output
+        and "02-the-neuroscience" in output
+        and "Rule for people mid-series" in output
+    )
     code, output = nurture(state.app, "campaign", "publish", "kap-intro", stdin="n\n")
     assert code == 1 and "version 1 -> 2" in output and "not published; version 1 stays live" in output
     assert state.app.catalog.refresh(state.app.engine)["kap-intro"].version == 1
-    code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--now", EDIT_AT.isoformat(), stdin="y\n")
+    code, output = nurture(
+        state.app, "campaign", "publish", "kap-intro", "--now", EDIT_AT.isoformat(), stdin="y\n"
+    )
     assert code == 0 and "published kap-intro version 2" in output
     code, output = nurture(state.app, "campaign", "publish", "kap-intro", "--yes")
     assert code == 0 and "the files match version 2; nothing to publish" in output
@@ -198,7 +219,11 @@ def test_a_duplicate_key_is_refused_with_its_line(tmp_path: Path) -> None:
     steps[2] = (steps[2][0], steps[2][1], "02-the-neuroscience")
     write_steps(state.folder, steps)
     code, output = nurture(state.app, "check")
-    assert code == 1 and "campaign.yaml:" in output and "the key '02-the-neuroscience' is already used by steps[2]" in output
+    assert (
+        code == 1
+        and "campaign.yaml:" in output
+        and "the key '02-the-neuroscience' is already used by steps[2]" in output
+    )
 
 
 def test_rows_from_before_step_keys_are_adopted_by_version_1(tmp_path: Path) -> None:
@@ -213,7 +238,11 @@ def test_the_report_names_past_sends_by_the_subject_they_went_out_with(tmp_path:
     write_steps(state.folder, [*steps[:2], *steps[3:]])  # ...and step 3 is removed
     state.publish()
     state.run_until(AFTER)
-    rows = {(row.key, row.subject): (row.sent, row.note) for row in step_stats(state.app) if row.stream == "kap-intro"}
+    rows = {
+        (row.key, row.subject): (row.sent, row.note)
+        for row in step_stats(state.app)
+        if row.stream == "kap-intro"
+    }
     assert rows[(KEYS[1], EDITED_SUBJECT)] == (4, "")  # had 0 or 1 email at the edit
     assert rows[(KEYS[1], old[KEYS[1]])] == (8, "earlier subject")
     assert rows[(KEYS[2], old[KEYS[2]])] == (6, "removed")  # had 3, 4 or 5 emails
@@ -234,8 +263,15 @@ def test_an_enrollment_made_from_an_older_version_is_placed_in_the_latest(tmp_pa
     late = active_subscribers(state.app, 1, state.clock, prefix="late")[0]
     with transaction(state.app.engine) as session:
         enrollment = session.scalars(select(m.Enrollment).where(m.Enrollment.subscriber_id == late)).one()
-        assert (enrollment.version, enrollment.next_step_key) == (2, KEYS[1])  # enrolling reads the latest version...
-        enrollment.version, enrollment.next_step, enrollment.next_step_key = 1, 1, KEYS[0]  # ...a stale process did not
+        assert (enrollment.version, enrollment.next_step_key) == (
+            2,
+            KEYS[1],
+        )  # enrolling reads the latest version...
+        enrollment.version, enrollment.next_step, enrollment.next_step_key = (
+            1,
+            1,
+            KEYS[0],
+        )  # ...a stale process did not
     state.emails[late] = "late0@example.com"
     state.run_until(AFTER)
     received = state.subjects_after(late)

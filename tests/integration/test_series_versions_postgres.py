@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.series_replay import AFTER, EDITS, check_legacy_rows_adopted, check_replay, replay, subjects_by_key
+from tests.support.series_replay import (
+    AFTER,
+    EDITS,
+    check_legacy_rows_adopted,
+    check_replay,
+    replay,
+    subjects_by_key,
+)
 
 pytestmark = pytest.mark.postgres
 
+
 @pytest.mark.parametrize("name", sorted(EDITS))
-def test_an_edit_published_mid_series_sends_each_key_once_on_postgresql(tmp_path: Path, postgres_url: str, name: str) -> None:
+def test_an_edit_published_mid_series_sends_each_key_once_on_postgresql(
+    tmp_path: Path, postgres_url: str, name: str
+) -> None:
     state = replay(tmp_path, postgres_url)
     old = subjects_by_key(state.folder)
     EDITS[name](state.folder)

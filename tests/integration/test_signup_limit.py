@@ -18,7 +18,12 @@ NOW = at("2026-12-01 15:00")
 
 def rows(app: App) -> list[tuple[str, int]]:
     with transaction(app.engine) as session:
-        return sorted((key, attempts) for key, attempts in session.execute(select(m.SignupAttempt.client_hash, m.SignupAttempt.attempts)))
+        return sorted(
+            (key, attempts)
+            for key, attempts in session.execute(
+                select(m.SignupAttempt.client_hash, m.SignupAttempt.attempts)
+            )
+        )
 
 
 def check_limit(app: App) -> None:
@@ -27,7 +32,9 @@ def check_limit(app: App) -> None:
     assert [v.allowed for v in verdicts] == [True, True, True, False, False]
     assert [v.retry_after for v in verdicts[3:]] == [597, 596]
     assert limit.attempt(app, "2001:db8::1", NOW).allowed  # another client, its own count
-    assert rows(app) == sorted([(client_key(SECRET, "198.51.100.7"), 5), (client_key(SECRET, "2001:db8::1"), 1)])
+    assert rows(app) == sorted(
+        [(client_key(SECRET, "198.51.100.7"), 5), (client_key(SECRET, "2001:db8::1"), 1)]
+    )
     assert all("198.51" not in key and "2001" not in key and len(key) == 64 for key, _ in rows(app))
 
     later = NOW + timedelta(seconds=600)  # the first window is over: a fresh count, the others pruned
@@ -53,5 +60,7 @@ def test_the_limit_on_postgresql(tmp_path, postgres_url):
 
 
 def test_the_key_depends_on_the_secret():
-    assert client_key("one-secret-0123456789abcdef", "203.0.113.9") != client_key("another-secret-0123456789abc", "203.0.113.9")
+    assert client_key("one-secret-0123456789abcdef", "203.0.113.9") != client_key(
+        "another-secret-0123456789abc", "203.0.113.9"
+    )
     assert client_key(SECRET, None) == client_key(SECRET, None)

@@ -20,7 +20,6 @@ from tests.support.factories import SECRET, at, make_app
 from tests.support.stats_dataset import KAP, WINTER_SUBJECT, build_dataset
 
 
-
 def counts(row: Row) -> tuple[int, ...]:
     return (row.sent, row.delivered, row.opened, row.clicked, row.bounced, row.complained, row.unsubscribed)
 
@@ -41,7 +40,11 @@ def test_stats_match_the_hand_built_set_exactly(app: App) -> None:
     rows = step_stats(app)
     by_label = {row.label: row for row in rows}
     assert [row.label for row in rows] == [
-        "kap-intro step 1", "kap-intro step 2", "kap-intro step 3", "kap-intro step 4", "kap-intro step 5",
+        "kap-intro step 1",
+        "kap-intro step 2",
+        "kap-intro step 3",
+        "kap-intro step 4",
+        "kap-intro step 5",
         f"newsletter {data.newsletter_id}",
     ]
     #                                                   sent deliv open click bounce compl unsub
@@ -52,11 +55,24 @@ def test_stats_match_the_hand_built_set_exactly(app: App) -> None:
     assert counts(by_label["kap-intro step 5"]) == (0, 0, 0, 0, 0, 0, 0)
     letter = by_label[f"newsletter {data.newsletter_id}"]
     assert counts(letter) == (3, 2, 2, 1, 1, 0, 1)
-    assert (letter.kind, letter.stream, letter.step, letter.subject) == ("newsletter", data.stream, 1, WINTER_SUBJECT)
+    assert (letter.kind, letter.stream, letter.step, letter.subject) == (
+        "newsletter",
+        data.stream,
+        1,
+        WINTER_SUBJECT,
+    )
     step1 = by_label["kap-intro step 1"]
     assert step1.subject == app.campaigns[KAP].step(1).email.subject
-    assert {name: step1.rate(name) for name in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")} == {
-        "delivered": 0.5, "opened": 0.5, "clicked": 0.25, "bounced": 0.5, "complained": 0.0, "unsubscribed": 0.25,
+    assert {
+        name: step1.rate(name)
+        for name in ("delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+    } == {
+        "delivered": 0.5,
+        "opened": 0.5,
+        "clicked": 0.25,
+        "bounced": 0.5,
+        "complained": 0.0,
+        "unsubscribed": 0.25,
     }
     assert by_label["kap-intro step 2"].rate("unsubscribed") == 1.0
     assert letter.rate("opened") == pytest.approx(2 / 3)
@@ -73,7 +89,11 @@ def test_stats_since_and_campaign_filters(app: App) -> None:
     assert since[f"newsletter {data.newsletter_id}"] == (3, 2, 2, 1, 1, 0, 1)
     only = step_stats(app, campaign=KAP, since=at("2026-12-04 00:00"))
     assert [(row.label, row.sent) for row in only] == [
-        ("kap-intro step 1", 0), ("kap-intro step 2", 2), ("kap-intro step 3", 0), ("kap-intro step 4", 0), ("kap-intro step 5", 0)
+        ("kap-intro step 1", 0),
+        ("kap-intro step 2", 2),
+        ("kap-intro step 3", 0),
+        ("kap-intro step 4", 0),
+        ("kap-intro step 5", 0),
     ]
     with pytest.raises(NotFound):
         step_stats(app, campaign="no-such-series")
@@ -81,7 +101,15 @@ def test_stats_since_and_campaign_filters(app: App) -> None:
 
 def test_history_of_a_removed_campaign_is_still_listed(app: App) -> None:
     with transaction(app.engine) as session:
-        session.add(m.Delivery(subscriber_id=None, stream="old-series", step=2, status=m.DeliveryStatus.SENT, claimed_at=at("2026-10-01 17:00")))
+        session.add(
+            m.Delivery(
+                subscriber_id=None,
+                stream="old-series",
+                step=2,
+                status=m.DeliveryStatus.SENT,
+                claimed_at=at("2026-10-01 17:00"),
+            )
+        )
     rows = step_stats(app)
     assert [(row.label, row.sent, row.subject) for row in rows if row.stream == "old-series"] == [
         ("old-series step 2", 1, "(no longer in campaigns/)")
@@ -107,21 +135,40 @@ def test_sends_per_day_splits_half_hour_zones_at_local_midnight(tmp_path: Path, 
     app = make_app(tmp_path, database_url=database_url, **{"delivery.default_timezone": "Asia/Kolkata"})
     with transaction(app.engine) as session:
         for when in ("2026-12-01 18:15", "2026-12-01 18:29", "2026-12-01 18:30", "2026-12-01 18:59"):
-            session.add(m.Delivery(subscriber_id=None, stream=KAP, step=1, status=m.DeliveryStatus.SENT, claimed_at=at(when)))
+            session.add(
+                m.Delivery(
+                    subscriber_id=None, stream=KAP, step=1, status=m.DeliveryStatus.SENT, claimed_at=at(when)
+                )
+            )
     # 18:30Z is midnight in India (UTC+5:30): the same UTC hour falls on two local days.
-    assert sends_per_day(app) == [DaySends(date(2026, 12, 1), series=2), DaySends(date(2026, 12, 2), series=2)]
+    assert sends_per_day(app) == [
+        DaySends(date(2026, 12, 1), series=2),
+        DaySends(date(2026, 12, 2), series=2),
+    ]
 
 
 # ---------------------------------------------------------------- the report
 
 
-EXTERNAL = re.compile(r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+EXTERNAL = re.compile(
+    r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE
+)
 
 
 def assert_self_contained(text: str) -> None:
     assert not EXTERNAL.search(text), EXTERNAL.search(text)
     lowered = text.lower()
-    for forbidden in ("<script", "<link", "<img", "<iframe", "@import", "url(", "@font-face", "http://", "https://"):
+    for forbidden in (
+        "<script",
+        "<link",
+        "<img",
+        "<iframe",
+        "@import",
+        "url(",
+        "@font-face",
+        "http://",
+        "https://",
+    ):
         assert forbidden not in lowered, forbidden
 
 
@@ -172,19 +219,46 @@ def test_stats_and_report_commands(app: App, tmp_path: Path) -> None:
     build_dataset(app)
     env = {"NURTURE_CONFIG": str(tmp_path / "config.yaml"), "NURTURE_SECRET_KEY": SECRET}
     runner = CliRunner()
-    result = runner.invoke(cli, ["stats", "--campaign", KAP, "--since", "2026-12-01"], env=env, prog_name="nurture")
+    result = runner.invoke(
+        cli, ["stats", "--campaign", KAP, "--since", "2026-12-01"], env=env, prog_name="nurture"
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["email", "sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"]
+    assert lines[0].split() == [
+        "email",
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "complained",
+        "unsubscribed",
+    ]
     step1 = next(line for line in lines if line.startswith("kap-intro step 1"))
-    assert step1.split()[-13:] == ["4", "2", "(50.0%)", "2", "(50.0%)", "1", "(25.0%)", "2", "(50.0%)", "0", "(0.0%)", "1", "(25.0%)"]
+    assert step1.split()[-13:] == [
+        "4",
+        "2",
+        "(50.0%)",
+        "2",
+        "(50.0%)",
+        "1",
+        "(25.0%)",
+        "2",
+        "(50.0%)",
+        "0",
+        "(0.0%)",
+        "1",
+        "(25.0%)",
+    ]
     assert lines[-1] == "6 email(s) sent since 2026-12-01"
     result = runner.invoke(cli, ["stats", "--json"], env=env, prog_name="nurture")
     assert result.exit_code == 0 and '"unsubscribed_rate": 0.25' in result.output
     result = runner.invoke(cli, ["stats", "--since", "last week"], env=env, prog_name="nurture")
     assert result.exit_code == 1 and result.output.startswith("error: --since")
     out = tmp_path / "r.html"
-    result = runner.invoke(cli, ["report", "--out", str(out), "--now", "2026-12-06T12:00:00Z"], env=env, prog_name="nurture")
+    result = runner.invoke(
+        cli, ["report", "--out", str(out), "--now", "2026-12-06T12:00:00Z"], env=env, prog_name="nurture"
+    )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"report written: open {out.resolve()}"
     assert_self_contained(out.read_text(encoding="utf-8"))

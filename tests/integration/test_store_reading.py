@@ -16,7 +16,12 @@ def test_a_read_runs_while_another_connection_holds_the_write_lock(tmp_path: Pat
     try:
         upgrade(engine)
         with engine.begin() as writer:  # BEGIN IMMEDIATE: a sending pass mid-claim holds the write lock
-            writer.execute(text("INSERT INTO campaign_states (campaign, paused, updated_at) VALUES ('x', 0, '2026-12-01 00:00:00')"))
+            writer.execute(
+                text(
+                    "INSERT INTO campaign_states (campaign, paused, updated_at) "
+                    "VALUES ('x', 0, '2026-12-01 00:00:00')"
+                )
+            )
             with reading(engine) as session:
                 # Under WAL a deferred reader sees the last committed state at once, without waiting.
                 assert session.scalar(select(func.count()).select_from(m.CampaignState)) == 0

@@ -18,14 +18,14 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from nurture.app import App
+from nurture.audience.importer import import_csv
+from nurture.audience.people import export, forget, tag
+from nurture.audience.signup import confirm, subscribe, unsubscribe, unsubscribe_email
 from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound, TokenError
-from nurture.audience.importer import import_csv
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.people import export, forget, tag
-from nurture.audience.signup import confirm, subscribe, unsubscribe, unsubscribe_email
 from nurture.tokens import address_hash, make_confirm_token, make_unsubscribe_token
 from tests.support.factories import SECRET, active_subscribers, at, consent_events, enrollments_of, make_app
 
@@ -53,7 +53,9 @@ def outbox(app: App) -> dict[str, EmailMessage]:
     if not folder.exists():
         return {}
     return {
-        CONFIRM_TAIL.sub(r"\1.eml", path.name): email.message_from_bytes(path.read_bytes(), policy=default_policy)  # type: ignore[misc]
+        CONFIRM_TAIL.sub(r"\1.eml", path.name): email.message_from_bytes(
+            path.read_bytes(), policy=default_policy
+        )  # type: ignore[misc]
         for path in sorted(folder.glob("*.eml"))
     }
 
@@ -102,15 +104,29 @@ def dump(app: App) -> dict[str, list[tuple[object, ...]]]:
 def rows_of(app: App, subscriber_id: int) -> dict[str, list[tuple[object, ...]]]:
     """One person's rows in every table that refers to them."""
     with transaction(app.engine) as session:
-        found = {"subscribers": [tuple(session.execute(select(m.Subscriber.__table__).where(m.Subscriber.id == subscriber_id)).one())]}
+        found = {
+            "subscribers": [
+                tuple(
+                    session.execute(
+                        select(m.Subscriber.__table__).where(m.Subscriber.id == subscriber_id)
+                    ).one()
+                )
+            ]
+        }
         for table in m.Base.metadata.sorted_tables:
             if "subscriber_id" in table.c:
-                found[table.name] = [tuple(row) for row in session.execute(select(table).where(table.c.subscriber_id == subscriber_id))]
+                found[table.name] = [
+                    tuple(row)
+                    for row in session.execute(select(table).where(table.c.subscriber_id == subscriber_id))
+                ]
         return found
 
 
 def write_csv(path: Path, *rows: str) -> Path:
-    path.write_text("email,first_name,timezone,consented_at,consent_source\n" + "".join(f"{row}\n" for row in rows), encoding="utf-8")
+    path.write_text(
+        "email,first_name,timezone,consented_at,consent_source\n" + "".join(f"{row}\n" for row in rows),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -184,11 +200,27 @@ def test_confirm_activates_records_and_enrolls(app: App):
     assert (result.status, result.subscriber_id, result.enrolled) == ("confirmed", sam, 1)
 
     person = get(app, sam)
-    assert (person.status, person.confirmed_at, person.status_changed_at) == (m.SubscriberStatus.ACTIVE, later, later)
+    assert (person.status, person.confirmed_at, person.status_changed_at) == (
+        m.SubscriberStatus.ACTIVE,
+        later,
+        later,
+    )
     opt_in, confirmation = consent_events(app, sam)
-    assert (opt_in.kind, opt_in.occurred_at, opt_in.wording_version) == (m.ConsentKind.OPT_IN, NOW, WORDING_VERSION)
-    assert (confirmation.kind, confirmation.occurred_at, confirmation.wording_version) == (m.ConsentKind.CONFIRM, later, WORDING_VERSION)
-    assert (confirmation.source, confirmation.ip, confirmation.user_agent) == ("web", "198.51.100.7", "Phone browser")
+    assert (opt_in.kind, opt_in.occurred_at, opt_in.wording_version) == (
+        m.ConsentKind.OPT_IN,
+        NOW,
+        WORDING_VERSION,
+    )
+    assert (confirmation.kind, confirmation.occurred_at, confirmation.wording_version) == (
+        m.ConsentKind.CONFIRM,
+        later,
+        WORDING_VERSION,
+    )
+    assert (confirmation.source, confirmation.ip, confirmation.user_agent) == (
+        "web",
+        "198.51.100.7",
+        "Phone browser",
+    )
     [enrollment] = enrollments_of(app, sam)
     assert (enrollment.campaign, enrollment.status, enrollment.next_step, enrollment.next_due_at) == (
         "kap-intro",
@@ -263,7 +295,11 @@ def test_a_second_subscribe_replaces_the_older_link(app: App):
         confirm(app, old, NOW + timedelta(hours=2))
     assert get(app, sam).status == m.SubscriberStatus.PENDING
     assert confirm(app, new, NOW + timedelta(hours=2)).status == "confirmed"
-    assert [e.kind for e in consent_events(app, sam)] == [m.ConsentKind.OPT_IN, m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
+    assert [e.kind for e in consent_events(app, sam)] == [
+        m.ConsentKind.OPT_IN,
+        m.ConsentKind.OPT_IN,
+        m.ConsentKind.CONFIRM,
+    ]
     assert get(app, sam).first_name == "Sam"
 
 
@@ -272,7 +308,9 @@ def test_subscribing_an_active_address_leaves_it_alone(app: App):
     confirm(app, confirmation_token(app, sam, 1), NOW)
     before, files = dump(app), list(outbox(app))
 
-    result = subscribe(app, "Sam@Example.com", NOW + timedelta(days=1), first_name="Samantha", timezone="Asia/Tokyo")
+    result = subscribe(
+        app, "Sam@Example.com", NOW + timedelta(days=1), first_name="Samantha", timezone="Asia/Tokyo"
+    )
 
     assert (result.status, result.subscriber_id) == ("already_active", sam)
     assert dump(app) == before
@@ -304,10 +342,18 @@ def test_resubscribe_after_unsubscribe_confirms_again_and_resumes(app: App):
     daily(app, confirmed_at, 25)
 
     sent = deliveries(app, sam)
-    assert [(d.step, d.status) for d in sent] == [(1, m.DeliveryStatus.SENT), (2, m.DeliveryStatus.SENT), (3, m.DeliveryStatus.SENT), (4, m.DeliveryStatus.SENT), (5, m.DeliveryStatus.SENT)]
+    assert [(d.step, d.status) for d in sent] == [
+        (1, m.DeliveryStatus.SENT),
+        (2, m.DeliveryStatus.SENT),
+        (3, m.DeliveryStatus.SENT),
+        (4, m.DeliveryStatus.SENT),
+        (5, m.DeliveryStatus.SENT),
+    ]
     assert sent[1].claimed_at == confirmed_at  # resumed at step 2 right away, step 1 not resent
     to_sam = [subject for address, subject in recipients(app) if address == "sam@example.com"]
-    assert sorted(to_sam) == sorted(["Please confirm your subscription to Riverbend Integrative Therapy"] * 2 + STEP_SUBJECTS)
+    assert sorted(to_sam) == sorted(
+        ["Please confirm your subscription to Riverbend Integrative Therapy"] * 2 + STEP_SUBJECTS
+    )
     assert [(e.kind, e.detail) for e in consent_events(app, sam)] == [
         (m.ConsentKind.OPT_IN, None),
         (m.ConsentKind.CONFIRM, None),
@@ -322,14 +368,21 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
     sam = subscribe(app, "sam@example.com", NOW).subscriber_id
     confirm(app, confirmation_token(app, sam, 1), NOW)
 
-    assert unsubscribe_email(app, "Sam@Example.com", NOW + timedelta(hours=1), reason="asked by phone") is True
+    assert (
+        unsubscribe_email(app, "Sam@Example.com", NOW + timedelta(hours=1), reason="asked by phone") is True
+    )
     assert unsubscribe_email(app, "sam@example.com", NOW + timedelta(hours=2), reason="again") is False
     assert unsubscribe(app, sam, NOW + timedelta(hours=3), source="link", stream="kap-intro") is False
 
     person = get(app, sam)
-    assert (person.status, person.status_changed_at) == (m.SubscriberStatus.UNSUBSCRIBED, NOW + timedelta(hours=1))
+    assert (person.status, person.status_changed_at) == (
+        m.SubscriberStatus.UNSUBSCRIBED,
+        NOW + timedelta(hours=1),
+    )
     leaving = [e for e in consent_events(app, sam) if e.kind == m.ConsentKind.UNSUBSCRIBE]
-    assert [(e.occurred_at, e.source, e.detail) for e in leaving] == [(NOW + timedelta(hours=1), "cli", "asked by phone")]
+    assert [(e.occurred_at, e.source, e.detail) for e in leaving] == [
+        (NOW + timedelta(hours=1), "cli", "asked by phone")
+    ]
     assert [e.status for e in enrollments_of(app, sam)] == [m.EnrollmentStatus.STOPPED]
     with pytest.raises(NotFound, match="no subscriber with that address"):
         unsubscribe_email(app, "nobody@example.com", NOW)
@@ -337,9 +390,16 @@ def test_unsubscribe_is_idempotent_and_recorded(app: App):
 
 def test_unsubscribe_from_a_link_notes_the_stream(app: App):
     [kim] = active_subscribers(app, 1, NOW, prefix="kim")
-    assert unsubscribe(app, kim, NOW, source="link", stream="kap-intro", ip="192.0.2.1", user_agent="Mail app")
+    assert unsubscribe(
+        app, kim, NOW, source="link", stream="kap-intro", ip="192.0.2.1", user_agent="Mail app"
+    )
     [event] = [e for e in consent_events(app, kim) if e.kind == m.ConsentKind.UNSUBSCRIBE]
-    assert (event.source, event.detail, event.ip, event.user_agent) == ("link", "from kap-intro", "192.0.2.1", "Mail app")
+    assert (event.source, event.detail, event.ip, event.user_agent) == (
+        "link",
+        "from kap-intro",
+        "192.0.2.1",
+        "Mail app",
+    )
 
 
 @pytest.mark.parametrize(
@@ -347,7 +407,10 @@ def test_unsubscribe_from_a_link_notes_the_stream(app: App):
     [
         ({"email": "not an address"}, "is not a valid email address"),
         ({"email": ""}, "email address is empty"),
-        ({"email": "ok@example.com", "first_name": "Eve\r\nBcc: x@example.com"}, "first name contains a line break"),
+        (
+            {"email": "ok@example.com", "first_name": "Eve\r\nBcc: x@example.com"},
+            "first name contains a line break",
+        ),
         ({"email": "ok@example.com", "timezone": "Moon/Base"}, "'Moon/Base' is not an IANA time zone"),
     ],
 )
@@ -365,11 +428,16 @@ def test_changed_wording_needs_a_new_version(tmp_path: Path):
     first.close()
     changed = make_app(tmp_path, **{"consent.wording": "Different words shown to people from now on."})
     try:
-        with pytest.raises(InputError, match="consent.wording changed but consent.version is still '2026-11-v1'"):
+        with pytest.raises(
+            InputError, match="consent.wording changed but consent.version is still '2026-11-v1'"
+        ):
             subscribe(changed, "b@example.com", NOW)
     finally:
         changed.close()
-    bumped = make_app(tmp_path, **{"consent.wording": "Different words shown to people from now on.", "consent.version": "v2"})
+    bumped = make_app(
+        tmp_path,
+        **{"consent.wording": "Different words shown to people from now on.", "consent.version": "v2"},
+    )
     try:
         result = subscribe(bumped, "b@example.com", NOW)
         assert [e.wording_version for e in consent_events(bumped, result.subscriber_id)] == ["v2"]
@@ -383,12 +451,13 @@ def test_changed_wording_needs_a_new_version(tmp_path: Path):
 
 def test_consent_events_refuse_update_on_sqlite(app: App):
     sam = subscribe(app, "sam@example.com", NOW, source="web form").subscriber_id
-    with pytest.raises(DBAPIError, match="consent_events is append-only"):
-        with app.engine.begin() as connection:  # type: ignore[union-attr]
-            connection.execute(text("UPDATE consent_events SET source = 'forged'"))
-    with pytest.raises(DBAPIError, match="consent_events is append-only"):
-        with transaction(app.engine) as session:
-            session.execute(update(m.ConsentEvent).values(occurred_at=NOW - timedelta(days=365)))
+    with (
+        pytest.raises(DBAPIError, match="consent_events is append-only"),
+        app.engine.begin() as connection,  # type: ignore[union-attr]
+    ):
+        connection.execute(text("UPDATE consent_events SET source = 'forged'"))
+    with pytest.raises(DBAPIError, match="consent_events is append-only"), transaction(app.engine) as session:
+        session.execute(update(m.ConsentEvent).values(occurred_at=NOW - timedelta(days=365)))
     [event] = consent_events(app, sam)
     assert (event.source, event.occurred_at) == ("web form", NOW)
 
@@ -410,7 +479,9 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
     with transaction(app.engine) as session:
         assert session.get(m.Subscriber, sam) is None
         for model in (m.ConsentEvent, m.Enrollment, m.SubscriberTag):
-            assert session.scalar(select(func.count()).select_from(model).where(model.subscriber_id == sam)) == 0
+            assert (
+                session.scalar(select(func.count()).select_from(model).where(model.subscriber_id == sam)) == 0
+            )
         [suppressed] = session.scalars(select(m.Suppression)).all()
     assert suppressed.address_hash == address_hash(SECRET, "sam@example.com")
     assert (suppressed.reason, suppressed.created_at) == ("erased", NOW + timedelta(days=1))
@@ -420,13 +491,19 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
     stored = repr(dump(app)).casefold()
     assert "sam@example.com" not in stored and "'sam'" not in stored
     assert rows_of(app, kim) == kim_before
-    assert [len(kim_before[name]) for name in ("subscribers", "consent_events", "enrollments", "deliveries")] == [1, 1, 1, 1]
+    assert [
+        len(kim_before[name]) for name in ("subscribers", "consent_events", "enrollments", "deliveries")
+    ] == [1, 1, 1, 1]
     with pytest.raises(NotFound):
         export(app, "sam@example.com")
     with pytest.raises(NotFound):
         forget(app, "sam@example.com", NOW + timedelta(days=1))
 
-    path = write_csv(tmp_path / "old-list.csv", "Sam@Example.com,Sam,,2025-01-01,old list", "new@example.com,New,,2025-01-01,old list")
+    path = write_csv(
+        tmp_path / "old-list.csv",
+        "Sam@Example.com,Sam,,2025-01-01,old list",
+        "new@example.com,New,,2025-01-01,old list",
+    )
     report = import_csv(app, path, NOW + timedelta(days=2))
     assert (report.rows, report.created, report.skipped_erased) == (2, 1, 1)
     with transaction(app.engine) as session:
@@ -437,7 +514,10 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
     result = subscribe(app, "sam@example.com", NOW + timedelta(days=3))
     assert result.status == "confirmation_sent"
     assert get(app, result.subscriber_id).status == m.SubscriberStatus.PENDING
-    assert confirm(app, confirmation_token(app, result.subscriber_id, 1), NOW + timedelta(days=3)).status == "confirmed"
+    assert (
+        confirm(app, confirmation_token(app, result.subscriber_id, 1), NOW + timedelta(days=3)).status
+        == "confirmed"
+    )
     assert get(app, result.subscriber_id).status == m.SubscriberStatus.ACTIVE
     with transaction(app.engine) as session:
         assert session.scalar(select(func.count()).select_from(m.Suppression)) == 0
@@ -448,11 +528,20 @@ def test_forget_then_reimport_is_refused_but_a_fresh_opt_in_works(app: App, tmp_
 
 def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
     sam = subscribe(
-        app, "sam@example.com", NOW, first_name="Sam", timezone="America/Chicago", source="web form", ip="203.0.113.9", user_agent="UA/1"
+        app,
+        "sam@example.com",
+        NOW,
+        first_name="Sam",
+        timezone="America/Chicago",
+        source="web form",
+        ip="203.0.113.9",
+        user_agent="UA/1",
     ).subscriber_id
     confirm(app, confirmation_token(app, sam, 1), NOW + timedelta(minutes=10))
     tag(app, "sam@example.com", "webinar-2026", NOW)
-    kim = subscribe(app, "kim@example.com", NOW, first_name="Kimberly", timezone="America/Denver").subscriber_id
+    kim = subscribe(
+        app, "kim@example.com", NOW, first_name="Kimberly", timezone="America/Denver"
+    ).subscriber_id
     confirm(app, confirmation_token(app, kim, 1), NOW)
     tag(app, "kim@example.com", "kims-own-tag", NOW)
     send_due(app, NOW + timedelta(minutes=10))
@@ -460,7 +549,14 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
 
     data = export(app, "SAM@example.com")
 
-    assert set(data) == {"subscriber", "tags", "consent_events", "enrollments", "deliveries", "provider_events"}
+    assert set(data) == {
+        "subscriber",
+        "tags",
+        "consent_events",
+        "enrollments",
+        "deliveries",
+        "provider_events",
+    }
     assert data["subscriber"] == {
         "email": "sam@example.com",
         "first_name": "Sam",
@@ -484,11 +580,22 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
         "wording": app.config.consent.wording,
         "detail": None,
     }
-    assert (confirmation["kind"], confirmation["wording"]) == (m.ConsentKind.CONFIRM, app.config.consent.wording)
+    assert (confirmation["kind"], confirmation["wording"]) == (
+        m.ConsentKind.CONFIRM,
+        app.config.consent.wording,
+    )
     [enrollment] = data["enrollments"]
-    assert (enrollment["campaign"], enrollment["status"], enrollment["next_step"]) == ("kap-intro", m.EnrollmentStatus.ACTIVE, 2)
+    assert (enrollment["campaign"], enrollment["status"], enrollment["next_step"]) == (
+        "kap-intro",
+        m.EnrollmentStatus.ACTIVE,
+        2,
+    )
     [delivery] = data["deliveries"]
-    assert (delivery["stream"], delivery["step"], delivery["status"]) == ("kap-intro", 1, m.DeliveryStatus.SENT)
+    assert (delivery["stream"], delivery["step"], delivery["status"]) == (
+        "kap-intro",
+        1,
+        m.DeliveryStatus.SENT,
+    )
     assert delivery["provider_message_id"]
     assert data["provider_events"] == []
 
@@ -504,19 +611,30 @@ def test_export_and_forget_from_the_command_line(app: App, monkeypatch: pytest.M
     runner = CliRunner()
     config = str(app.config.path)
 
-    result = runner.invoke(cli, ["--config", config, "subscribers", "export", "sam@example.com"], prog_name="nurture")
+    result = runner.invoke(
+        cli, ["--config", config, "subscribers", "export", "sam@example.com"], prog_name="nurture"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == export(app, "sam@example.com")
 
-    result = runner.invoke(cli, ["--config", config, "subscribers", "forget", "sam@example.com"], input="n\n", prog_name="nurture")
+    result = runner.invoke(
+        cli,
+        ["--config", config, "subscribers", "forget", "sam@example.com"],
+        input="n\n",
+        prog_name="nurture",
+    )
     assert result.exit_code == 1
     assert "error: not erased" in result.stderr
     assert get(app, sam).status == m.SubscriberStatus.ACTIVE
 
-    result = runner.invoke(cli, ["--config", config, "subscribers", "forget", "sam@example.com", "--yes"], prog_name="nurture")
+    result = runner.invoke(
+        cli, ["--config", config, "subscribers", "forget", "sam@example.com", "--yes"], prog_name="nurture"
+    )
     assert result.exit_code == 0, result.output
     assert "erased" in result.stdout
-    result = runner.invoke(cli, ["--config", config, "subscribers", "export", "sam@example.com"], prog_name="nurture")
+    result = runner.invoke(
+        cli, ["--config", config, "subscribers", "export", "sam@example.com"], prog_name="nurture"
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no subscriber with that address")
 
@@ -526,7 +644,9 @@ def test_subscribe_and_confirm_from_the_command_line(app: App, monkeypatch: pyte
     runner = CliRunner()
     base = ["--config", str(app.config.path)]
 
-    result = runner.invoke(cli, [*base, "subscribe", "sam@example.com", "--first-name", "Sam", "--now", "2026-12-01T18:00:00Z"])
+    result = runner.invoke(
+        cli, [*base, "subscribe", "sam@example.com", "--first-name", "Sam", "--now", "2026-12-01T18:00:00Z"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "pending: confirmation email sent through the outbox transport\n"
     [name] = outbox(app)
@@ -535,7 +655,9 @@ def test_subscribe_and_confirm_from_the_command_line(app: App, monkeypatch: pyte
 
     late = runner.invoke(cli, [*base, "confirm", token, "--now", "2026-12-09T18:00:01Z"])
     assert late.exit_code == 1
-    assert late.stderr == "error: this confirmation link has expired (links last 7 days): please sign up again\n"
+    assert (
+        late.stderr == "error: this confirmation link has expired (links last 7 days): please sign up again\n"
+    )
     bad = runner.invoke(cli, [*base, "confirm", token[:-3] + "xyz", "--now", "2026-12-01T19:00:00Z"])
     assert bad.exit_code == 1
     assert bad.stderr == f"error: {NOT_VALID}\n"
@@ -571,7 +693,8 @@ def test_no_address_is_logged(app: App, tmp_path: Path, caplog: pytest.LogCaptur
     unsubscribe_email(app, addresses[0], NOW)
 
     logged = "\n".join(
-        f"{record.name} {record.getMessage()} {record.args!r} {record.exc_text or ''}" for record in caplog.records
+        f"{record.name} {record.getMessage()} {record.args!r} {record.exc_text or ''}"
+        for record in caplog.records
     ).casefold()
     for address in [*addresses, "broken@"]:
         assert address.casefold() not in logged
@@ -588,7 +711,9 @@ def test_unsubscribing_after_a_bounce_keeps_the_bounce_and_records_the_withdrawa
     app = make_app(tmp_path)
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
     with transaction(app.engine) as session:
-        assert suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-02 10:00"), source="sendgrid") == 1
+        assert (
+            suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-02 10:00"), source="sendgrid") == 1
+        )
     assert unsubscribe(app, person, at("2026-12-03 10:00"), source="web") is True
     assert unsubscribe(app, person, at("2026-12-03 10:05"), source="web") is False  # idempotent
     with transaction(app.engine) as session:
@@ -603,8 +728,13 @@ def test_a_complaint_from_someone_who_already_left_is_recorded_and_wins(tmp_path
     [person] = active_subscribers(app, 1, at("2026-12-01 14:00"))
     unsubscribe(app, person, at("2026-12-02 10:00"), source="web")
     with transaction(app.engine) as session:
-        assert suppress(session, [person], m.ConsentKind.COMPLAINT, at("2026-12-03 10:00"), source="sendgrid") == 1
-        assert suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-03 10:01"), source="sendgrid") == 0
+        assert (
+            suppress(session, [person], m.ConsentKind.COMPLAINT, at("2026-12-03 10:00"), source="sendgrid")
+            == 1
+        )
+        assert (
+            suppress(session, [person], m.ConsentKind.BOUNCE, at("2026-12-03 10:01"), source="sendgrid") == 0
+        )
     with transaction(app.engine) as session:
         assert session.get(m.Subscriber, person).status == m.SubscriberStatus.COMPLAINED  # type: ignore[union-attr]
     assert _kinds(app, person) == [m.ConsentKind.IMPORT, m.ConsentKind.UNSUBSCRIBE, m.ConsentKind.COMPLAINT]

@@ -18,10 +18,22 @@ NOW = at("2026-12-01 15:00")  # 10:00 in New York: inside the send window
 
 def _events(app, kind, count, now):
     with reading(app.engine) as session:
-        delivery_ids = list(session.scalars(select(m.Delivery.id).where(m.Delivery.status == "sent").limit(count)))
+        delivery_ids = list(
+            session.scalars(select(m.Delivery.id).where(m.Delivery.status == "sent").limit(count))
+        )
     with transaction(app.engine) as session:
         for index, delivery_id in enumerate(delivery_ids):
-            session.add(m.ProviderEvent(provider="sendgrid", provider_event_id=f"{kind}-{index}", kind=kind, raw_event=kind, delivery_id=delivery_id, occurred_at=now, received_at=now))
+            session.add(
+                m.ProviderEvent(
+                    provider="sendgrid",
+                    provider_event_id=f"{kind}-{index}",
+                    kind=kind,
+                    raw_event=kind,
+                    delivery_id=delivery_id,
+                    occurred_at=now,
+                    received_at=now,
+                )
+            )
 
 
 def _warnings(app, now):
@@ -32,7 +44,9 @@ def test_upcoming_sends_and_the_pass_warnings(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     active_subscribers(app, 4, NOW)
     info = today(app, NOW)
-    assert [(item.what, item.count) for item in info.upcoming] == [("Series “Getting to know ketamine-assisted psychotherapy”, email 1", 4)]
+    assert [(item.what, item.count) for item in info.upcoming] == [
+        ("Series “Getting to know ketamine-assisted psychotherapy”, email 1", 4)
+    ]
     assert "No sending pass has ever run" in _warnings(app, NOW)
     send_due(app, NOW)
     info = today(app, NOW + timedelta(minutes=9))
@@ -55,5 +69,14 @@ def test_complaint_bounce_and_webhook_warnings(tmp_path: Path) -> None:
     assert "Spam complaints are at 1.00%" in _warnings(app, later)
     with transaction(app.engine) as session:
         for index in range(1, 3):
-            session.add(m.ProviderEvent(provider="sendgrid", provider_event_id=f"bounced-more-{index}", kind="bounced", raw_event="bounce", occurred_at=later, received_at=later))
+            session.add(
+                m.ProviderEvent(
+                    provider="sendgrid",
+                    provider_event_id=f"bounced-more-{index}",
+                    kind="bounced",
+                    raw_event="bounce",
+                    occurred_at=later,
+                    received_at=later,
+                )
+            )
     assert "Bounces are at 3.0%" in _warnings(app, later)

@@ -52,14 +52,18 @@ def sendgrid_app(tmp_path: Path, standin: SendGridStandIn, tracking: str | None)
 
 
 @pytest.mark.parametrize("tracking", [None, "off", "aggregate", "per_person"])
-def test_every_request_carries_the_configured_tracking_and_only_opaque_ids(tmp_path: Path, standin: SendGridStandIn, tracking: str | None) -> None:
+def test_every_request_carries_the_configured_tracking_and_only_opaque_ids(
+    tmp_path: Path, standin: SendGridStandIn, tracking: str | None
+) -> None:
     app = sendgrid_app(tmp_path, standin, tracking)
     ids = active_subscribers(app, 3, START)
     assert ids
     tag(app, "person0@example.com", "curious", START)  # a tag must never reach the provider
     subscribe(app, "new.reader@example.com", START, first_name="Ada", source="test")  # the confirmation
     send_due(app, at("2026-12-01 15:00"))  # a series step
-    send_test(app, REPO / "campaigns" / "newsletters" / "2026-12-winter-note.md", "owner@example.com")  # a test copy
+    send_test(
+        app, REPO / "campaigns" / "newsletters" / "2026-12-winter-note.md", "owner@example.com"
+    )  # a test copy
     assert len(standin.requests) == 3
     expected = EXPECTED[tracking or "off"]  # off unless configured otherwise
     for request in standin.requests:
@@ -94,11 +98,24 @@ def test_the_config_reads_a_bare_yaml_off(tmp_path: Path) -> None:
 
 def reading_events(app: App, delivery_ids: list[int]) -> list[dict[str, object]]:
     """Two opens and a click on the first delivery, one open on the second, plus a delivery event."""
+
     def event(name: str, number: int, delivery_id: int) -> dict[str, object]:
-        return {"event": name, "timestamp": 1764601200 + number, "sg_event_id": f"{name}-{number}", "delivery_id": str(delivery_id), "email": "x@example.com"}
+        return {
+            "event": name,
+            "timestamp": 1764601200 + number,
+            "sg_event_id": f"{name}-{number}",
+            "delivery_id": str(delivery_id),
+            "email": "x@example.com",
+        }
 
     first, second = delivery_ids
-    return [event("open", 1, first), event("open", 2, first), event("click", 3, first), event("open", 4, second), event("delivered", 5, first)]
+    return [
+        event("open", 1, first),
+        event("open", 2, first),
+        event("click", 3, first),
+        event("open", 4, second),
+        event("delivered", 5, first),
+    ]
 
 
 def sent_pass(tmp_path: Path, tracking: str) -> tuple[App, list[int]]:
@@ -131,7 +148,12 @@ def test_without_per_person_no_open_or_click_is_tied_to_a_delivery(tmp_path: Pat
 def test_per_person_ties_opens_and_clicks_to_their_delivery(tmp_path: Path) -> None:
     app, ids = sent_pass(tmp_path, "per_person")
     rows = stored(app)
-    assert [rows[name].delivery_id for name in ("open-1", "open-2", "click-3", "open-4")] == [ids[0], ids[0], ids[0], ids[1]]
+    assert [rows[name].delivery_id for name in ("open-1", "open-2", "click-3", "open-4")] == [
+        ids[0],
+        ids[0],
+        ids[0],
+        ids[1],
+    ]
     assert (rows["open-1"].stream, rows["open-1"].step) == ("kap-intro", 1)
     [step1] = [row for row in step_stats(app) if row.label == "kap-intro step 1"]
     assert (step1.opened, step1.clicked, step1.tracking) == (2, 1, "per_person")  # unique per delivery
@@ -154,7 +176,9 @@ def test_off_shows_not_tracked_instead_of_zero(tmp_path: Path) -> None:
     text = render_report(app, now=at("2026-12-06 12:00"))
     assert "Opens and clicks are not tracked (delivery.tracking: off)" in text
     assert "not tracked" in text and "0.0%" not in text.split('id="all-numbers"')[1].split("Opened")[0]
-    assert 'class="bar"' in text and ">Opened<" not in text.split('id="funnel-kap-intro"')[1].split("</svg>")[0]
+    assert (
+        'class="bar"' in text and ">Opened<" not in text.split('id="funnel-kap-intro"')[1].split("</svg>")[0]
+    )
     env = {"NURTURE_CONFIG": str(app.config.path), "NURTURE_SECRET_KEY": SECRET}
     result = CliRunner().invoke(cli, ["stats"], env=env, prog_name="nurture")
     assert result.exit_code == 0, result.output

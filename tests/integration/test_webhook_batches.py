@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,8 +30,10 @@ class Hook:
         self.signer = signer
 
     def post(self, body: str) -> wh.WebhookReport:
-        now = datetime.now(timezone.utc)
-        return handle_sendgrid(self.app, body.encode(), self.signer.headers(body, timestamp=int(now.timestamp())), now)
+        now = datetime.now(UTC)
+        return handle_sendgrid(
+            self.app, body.encode(), self.signer.headers(body, timestamp=int(now.timestamp())), now
+        )
 
     def post_events(self, events: list[Any]) -> wh.WebhookReport:
         return self.post(webhook_body(events))
@@ -60,7 +62,9 @@ def hook(tmp_path) -> Iterator[Hook]:
 
 
 def bounce(n: int = 1) -> dict[str, Any]:
-    return sg_event("bounce", n, delivery_id=None, email="person0@example.com", type="bounce", reason="550 unknown user")
+    return sg_event(
+        "bounce", n, delivery_id=None, email="person0@example.com", type="bounce", reason="550 unknown user"
+    )
 
 
 LONE = "\ud800"
@@ -68,7 +72,7 @@ LONE = "\ud800"
 
 @pytest.mark.parametrize("field", ["event", "sg_event_id", "reason", "campaign", "email", "url", "a key"])
 def test_a_lone_surrogate_skips_that_event_and_keeps_the_bounce(hook, field):
-    sid = active_subscribers(hook.app, 1, datetime.now(timezone.utc))[0]
+    sid = active_subscribers(hook.app, 1, datetime.now(UTC))[0]
     broken = sg_event("dropped", 2, reason="Bounced Address", url="https://x.example/")
     if field == "a key":
         broken["note" + LONE] = "x"
@@ -91,13 +95,25 @@ def test_a_body_nested_100000_deep_is_one_malformed_event_not_a_crash(hook):
 
 
 def test_oversized_numbers_and_nan_do_not_sink_the_batch(hook):
-    body = "[" + json.dumps(bounce()) + ',{"event":"open","timestamp":' + "9" * 5000 + ',"sg_event_id":"n1"},{"event":"open","timestamp":NaN,"sg_event_id":"n2"}]'
+    body = (
+        "["
+        + json.dumps(bounce())
+        + ',{"event":"open","timestamp":'
+        + "9" * 5000
+        + ',"sg_event_id":"n1"},{"event":"open","timestamp":NaN,"sg_event_id":"n2"}]'
+    )
     report = hook.post(body)
     assert (report.received, report.stored, report.malformed) == (3, 1, 2)
 
 
 def test_control_characters_in_stored_names_skip_the_event_and_leave_details_clean(hook):
-    report = hook.post_events([sg_event("open", 1, sg_event_id="a\x00b"), sg_event("open", 2, campaign="c\x00"), bounce(3) | {"reason": "550\x00 gone\x07"}])
+    report = hook.post_events(
+        [
+            sg_event("open", 1, sg_event_id="a\x00b"),
+            sg_event("open", 2, campaign="c\x00"),
+            bounce(3) | {"reason": "550\x00 gone\x07"},
+        ]
+    )
     assert (report.stored, report.malformed) == (1, 2)
     with transaction(hook.app.engine) as session:
         assert session.scalar(select(m.ProviderEvent.detail)) == "type=bounce; reason=550 gone"

@@ -3,18 +3,17 @@ the subscriber suppressed by a bounce or complaint; on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
+from nurture.errors import WebhookRejected
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.errors import WebhookRejected
 from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events
 from tests.support.factories import active_subscribers, at, make_app
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
-
 
 # ---------------------------------------------------------------- storing a batch
 
@@ -35,11 +34,23 @@ def statuses(app):
 def sent_deliveries(app, ids, now=NOW):
     """One sent delivery per subscriber (step 1 of kap-intro), by subscriber id."""
     rows = [
-        {"subscriber_id": sid, "stream": "kap-intro", "step": 1, "status": m.DeliveryStatus.SENT, "claimed_at": now, "finished_at": now}
+        {
+            "subscriber_id": sid,
+            "stream": "kap-intro",
+            "step": 1,
+            "status": m.DeliveryStatus.SENT,
+            "claimed_at": now,
+            "finished_at": now,
+        }
         for sid in ids
     ]
     with transaction(app.engine) as session:
-        result = session.execute(m.Delivery.__table__.insert().returning(m.Delivery.id, m.Delivery.subscriber_id, sort_by_parameter_order=True), rows)
+        result = session.execute(
+            m.Delivery.__table__.insert().returning(
+                m.Delivery.id, m.Delivery.subscriber_id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
         return {subscriber_id: delivery_id for delivery_id, subscriber_id in result}
 
 
@@ -49,7 +60,9 @@ def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
     events = [
         sg_event("delivered", 1, delivery_id=deliveries[ids[0]], response="250 OK"),
         sg_event("open", 2, delivery_id=deliveries[ids[1]]),
-        sg_event("click", 3, delivery_id=999_999, url="https://www.example.com/articles/x"),  # no such delivery
+        sg_event(
+            "click", 3, delivery_id=999_999, url="https://www.example.com/articles/x"
+        ),  # no such delivery
         sg_event("processed", 4, delivery_id=None),
     ]
     report = process_sendgrid_events(app, events, NOW)
@@ -58,8 +71,15 @@ def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
     assert rows["evt-delivered-1"].delivery_id == deliveries[ids[0]]
     assert rows["evt-delivered-1"].kind == "delivered" and rows["evt-delivered-1"].provider == "sendgrid"
     # delivery.tracking is off by default: an open is kept for its email, tied to no one.
-    assert rows["evt-open-2"].delivery_id is None and (rows["evt-open-2"].stream, rows["evt-open-2"].step) == ("kap-intro", 1)
-    assert rows["evt-click-3"].delivery_id is None and rows["evt-click-3"].stream == "kap-intro" and rows["evt-click-3"].step == 1
+    assert rows["evt-open-2"].delivery_id is None and (
+        rows["evt-open-2"].stream,
+        rows["evt-open-2"].step,
+    ) == ("kap-intro", 1)
+    assert (
+        rows["evt-click-3"].delivery_id is None
+        and rows["evt-click-3"].stream == "kap-intro"
+        and rows["evt-click-3"].step == 1
+    )
     assert rows["evt-processed-4"].received_at == NOW
 
     again = process_sendgrid_events(app, events + [events[0]], NOW)
@@ -82,21 +102,45 @@ def test_suppressing_events_stop_the_subscriber_through_the_delivery_or_the_addr
         sg_event("group_unsubscribe", 3, delivery_id=deliveries[ids[2]], asm_group_id=1),
         # No delivery id: found through the address (case-insensitively); the address is not stored.
         sg_event("dropped", 4, delivery_id=None, email="PERSON3@example.com", reason="Bounced Address"),
-        sg_event("bounce", 5, delivery_id=deliveries[ids[4]], type="blocked", reason="blocked"),  # blocked: stats only
-        sg_event("dropped", 6, delivery_id=deliveries[ids[5]], reason="Invalid SMTPAPI header"),  # our problem, not theirs
+        sg_event(
+            "bounce", 5, delivery_id=deliveries[ids[4]], type="blocked", reason="blocked"
+        ),  # blocked: stats only
+        sg_event(
+            "dropped", 6, delivery_id=deliveries[ids[5]], reason="Invalid SMTPAPI header"
+        ),  # our problem, not theirs
     ]
     report = process_sendgrid_events(app, events, NOW)
     assert report.suppressed == 4
-    assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.ACTIVE, m.SubscriberStatus.ACTIVE]
+    assert [statuses(app)[sid] for sid in ids] == [
+        m.SubscriberStatus.BOUNCED,
+        m.SubscriberStatus.COMPLAINED,
+        m.SubscriberStatus.UNSUBSCRIBED,
+        m.SubscriberStatus.BOUNCED,
+        m.SubscriberStatus.ACTIVE,
+        m.SubscriberStatus.ACTIVE,
+    ]
     with transaction(app.engine) as session:
-        consent = session.execute(select(m.ConsentEvent.subscriber_id, m.ConsentEvent.kind, m.ConsentEvent.source).where(m.ConsentEvent.kind != m.ConsentKind.IMPORT)).all()
+        consent = session.execute(
+            select(m.ConsentEvent.subscriber_id, m.ConsentEvent.kind, m.ConsentEvent.source).where(
+                m.ConsentEvent.kind != m.ConsentKind.IMPORT
+            )
+        ).all()
         enrollments = dict(session.execute(select(m.Enrollment.subscriber_id, m.Enrollment.status)).all())
     assert sorted(consent) == sorted(
-        [(ids[0], m.ConsentKind.BOUNCE, "sendgrid webhook"), (ids[1], m.ConsentKind.COMPLAINT, "sendgrid webhook"), (ids[2], m.ConsentKind.UNSUBSCRIBE, "sendgrid webhook"), (ids[3], m.ConsentKind.BOUNCE, "sendgrid webhook")]
+        [
+            (ids[0], m.ConsentKind.BOUNCE, "sendgrid webhook"),
+            (ids[1], m.ConsentKind.COMPLAINT, "sendgrid webhook"),
+            (ids[2], m.ConsentKind.UNSUBSCRIBE, "sendgrid webhook"),
+            (ids[3], m.ConsentKind.BOUNCE, "sendgrid webhook"),
+        ]
     )
-    assert [enrollments[sid] for sid in ids] == [m.EnrollmentStatus.STOPPED] * 4 + [m.EnrollmentStatus.ACTIVE] * 2
+    assert [enrollments[sid] for sid in ids] == [m.EnrollmentStatus.STOPPED] * 4 + [
+        m.EnrollmentStatus.ACTIVE
+    ] * 2
     for row in stored(app):
-        assert "@" not in " ".join(str(value) for value in (row.provider_event_id, row.detail, row.stream, row.raw_event))
+        assert "@" not in " ".join(
+            str(value) for value in (row.provider_event_id, row.detail, row.stream, row.raw_event)
+        )
 
 
 def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
@@ -116,7 +160,9 @@ def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
     bounce = [sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce")]
     process_sendgrid_events(app, bounce, NOW)
     with transaction(app.engine) as session:
-        session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.ACTIVE  # they signed up and confirmed again
+        session.get(
+            m.Subscriber, ids[0]
+        ).status = m.SubscriberStatus.ACTIVE  # they signed up and confirmed again
     assert process_sendgrid_events(app, bounce, NOW).suppressed == 0
     assert statuses(app)[ids[0]] == m.SubscriberStatus.ACTIVE
 
@@ -134,11 +180,13 @@ def test_handle_verifies_before_storing_anything(tmp_path):
     keyed = make_app(tmp_path, environ=signer.environ)
     try:
         body = webhook_body([sg_event("delivered", 1)])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with pytest.raises(WebhookRejected):
             handle_sendgrid(keyed, body.encode(), {}, now)
         assert stored(keyed) == []
-        report = handle_sendgrid(keyed, body.encode(), signer.headers(body, timestamp=int(now.timestamp())), now)
+        report = handle_sendgrid(
+            keyed, body.encode(), signer.headers(body, timestamp=int(now.timestamp())), now
+        )
         assert report.stored == 1
     finally:
         keyed.close()
@@ -149,7 +197,12 @@ def test_events_can_be_counted_by_kind(app):
     report = process_sendgrid_events(app, events, NOW)
     assert report.kinds == {"opened": 3, "clicked": 1}
     with transaction(app.engine) as session:
-        assert session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.kind == "opened")) == 3
+        assert (
+            session.scalar(
+                select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.kind == "opened")
+            )
+            == 3
+        )
 
 
 @pytest.mark.postgres
@@ -159,12 +212,19 @@ def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
         ids = active_subscribers(app, 3, NOW)
         deliveries = sent_deliveries(app, ids)
         events = [sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]]) for n in range(600)]
-        events += [sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"), sg_event("unsubscribe", 901, email="PERSON1@example.com")]
+        events += [
+            sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"),
+            sg_event("unsubscribe", 901, email="PERSON1@example.com"),
+        ]
         first = process_sendgrid_events(app, events, NOW)
         assert (first.stored, first.suppressed) == (602, 2)
         again = process_sendgrid_events(app, events, NOW)
         assert (again.stored, again.duplicates, again.suppressed) == (0, 602, 0)
-        assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.ACTIVE]
+        assert [statuses(app)[sid] for sid in ids] == [
+            m.SubscriberStatus.BOUNCED,
+            m.SubscriberStatus.UNSUBSCRIBED,
+            m.SubscriberStatus.ACTIVE,
+        ]
         assert len(stored(app)) == 602
     finally:
         app.close()

@@ -10,14 +10,18 @@ from nurture.config import Config
 from nurture.content.rules import Finding
 
 
-def write_step(config: Config, body: str, *, name: str = "01-broken.md", campaign: str = "broken", **front: str) -> Path:
+def write_step(
+    config: Config, body: str, *, name: str = "01-broken.md", campaign: str = "broken", **front: str
+) -> Path:
     """campaigns/<campaign>/<name> with the given front matter (subject/preheader defaulted) and body."""
     front = {"subject": "A fine subject", "preheader": "A fine preheader", "article": "some-article", **front}
     front = {key: value for key, value in front.items() if value is not None}
     folder = config.campaigns_dir / campaign
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text("\n".join(["---", *(f"{k}: {v}" for k, v in front.items()), "---", body]) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(["---", *(f"{k}: {v}" for k, v in front.items()), "---", body]) + "\n", encoding="utf-8"
+    )
     steps = sorted(p.name for p in folder.glob("*.md"))
     spec = "title: Broken\nsteps:\n" + "".join(f"  - file: {s}\n    delay_days: 1\n" for s in steps)
     (folder / "campaign.yaml").write_text(spec, encoding="utf-8")

@@ -9,7 +9,9 @@ from pathlib import Path
 HEADER = ["email", "first_name", "timezone", "consented_at", "consent_source"]
 
 
-def write_csv(path: Path, rows: list[list[str]], *, header: list[str] = HEADER, encoding: str = "utf-8") -> Path:
+def write_csv(
+    path: Path, rows: list[list[str]], *, header: list[str] = HEADER, encoding: str = "utf-8"
+) -> Path:
     """`rows` under `header`, lines ended with CRLF as a spreadsheet saves them."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")

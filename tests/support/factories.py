@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ def _set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> None:
         node[last] = value
 
 
-def write_project(tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True) -> Path:
+def write_project(
+    tmp_path: Path, overrides: dict[str, Any] | None = None, *, copy_content: bool = True
+) -> Path:
     """A project folder like the repo's: config.yaml (with dotted overrides), campaigns/, templates/."""
     data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     data["database"]["url"] = f"sqlite:///{tmp_path / 'nurture.db'}"
@@ -66,7 +68,13 @@ def make_config(tmp_path: Path, environ: dict[str, str] | None = None, **overrid
     return load_config(path, environ=env)
 
 
-def make_app(tmp_path: Path, *, database_url: str | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> App:
+def make_app(
+    tmp_path: Path,
+    *,
+    database_url: str | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> App:
     if database_url:
         overrides["database.url"] = database_url
     return open_app(make_config(tmp_path, environ=environ, **overrides))
@@ -83,7 +91,10 @@ def memory_config(environ: dict[str, str] | None = None, **overrides: Any) -> Co
     Only under the unit I/O guard: the folders are the repo's own, so a write would land there.
     """
     if io_guard.active() is None:
-        raise RuntimeError("memory_config() is for unit tests (tests/unit): only there does the I/O guard stop writes to the repo")
+        raise RuntimeError(
+            "memory_config() is for unit tests (tests/unit): "
+            "only there does the I/O guard stop writes to the repo"
+        )
     data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     data["database"]["url"] = MEMORY_DATABASE
     _set_dotted(data, overrides)
@@ -91,7 +102,9 @@ def memory_config(environ: dict[str, str] | None = None, **overrides: Any) -> Co
     return dataclasses.replace(base, settings=Settings.model_validate(data))
 
 
-def recipient(config: Config, first_name: str | None = "Sam", subscriber_id: int = 7, stream: str = "kap-intro") -> Recipient:
+def recipient(
+    config: Config, first_name: str | None = "Sam", subscriber_id: int = 7, stream: str = "kap-intro"
+) -> Recipient:
     """A recipient of `stream` with a real signed unsubscribe link."""
     return Recipient(
         email="sam@example.com",
@@ -102,18 +115,27 @@ def recipient(config: Config, first_name: str | None = "Sam", subscriber_id: int
 
 def at(text: str) -> datetime:
     """at("2026-12-01 09:30") -> aware UTC datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: str | None = "America/New_York", prefix: str = "person") -> list[int]:
+def active_subscribers(
+    app: App,
+    count: int,
+    now: datetime,
+    *,
+    timezone_name: str | None = "America/New_York",
+    prefix: str = "person",
+) -> list[int]:
     """Insert `count` confirmed subscribers enrolled in the confirmed-trigger campaigns, in bulk."""
+    from nurture.audience.enrollment import enroll
     from nurture.store import models as m
     from nurture.store.db import transaction
-    from nurture.audience.enrollment import enroll
 
     with transaction(app.engine) as session:
         rows = session.execute(
-            m.Subscriber.__table__.insert().returning(m.Subscriber.__table__.c.id, sort_by_parameter_order=True),
+            m.Subscriber.__table__.insert().returning(
+                m.Subscriber.__table__.c.id, sort_by_parameter_order=True
+            ),
             [
                 {
                     "email": f"{prefix}{i}@example.com",
@@ -133,7 +155,16 @@ def active_subscribers(app: App, count: int, now: datetime, *, timezone_name: st
         ids = [row[0] for row in rows]
         session.execute(
             m.ConsentEvent.__table__.insert(),
-            [{"subscriber_id": i, "kind": m.ConsentKind.IMPORT, "occurred_at": now, "recorded_at": now, "source": "test fixture"} for i in ids],
+            [
+                {
+                    "subscriber_id": i,
+                    "kind": m.ConsentKind.IMPORT,
+                    "occurred_at": now,
+                    "recorded_at": now,
+                    "source": "test fixture",
+                }
+                for i in ids
+            ],
         )
         enroll(session, app, ids, now)
     return ids
@@ -149,7 +180,10 @@ def signed_paths(app: App, count: int, now: datetime, *, source: str) -> tuple[l
     for n in range(count):
         subscriber_id = subscribe(app, f"pending{n}@example.com", now, source=source).subscriber_id
         confirm.append(f"/confirm/{tokens.make_confirm_token(SECRET, subscriber_id, 1, now)}")
-    unsubscribe = [f"/unsubscribe/{tokens.make_unsubscribe_token(SECRET, i, 'kap-intro')}" for i in active_subscribers(app, count, now)]
+    unsubscribe = [
+        f"/unsubscribe/{tokens.make_unsubscribe_token(SECRET, i, 'kap-intro')}"
+        for i in active_subscribers(app, count, now)
+    ]
     return confirm, unsubscribe
 
 
@@ -161,7 +195,13 @@ def consent_events(app: App, subscriber_id: int) -> list[Any]:
     from nurture.store.db import transaction
 
     with transaction(app.engine) as session:
-        return list(session.scalars(select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)))
+        return list(
+            session.scalars(
+                select(m.ConsentEvent)
+                .where(m.ConsentEvent.subscriber_id == subscriber_id)
+                .order_by(m.ConsentEvent.id)
+            )
+        )
 
 
 def enrollments_of(app: App, subscriber_id: int) -> list[Any]:

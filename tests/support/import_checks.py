@@ -50,9 +50,18 @@ def check_repeats_across_chunks(app: App, tmp_path: Path) -> None:
         wait = session.get(m.Subscriber, waiting)
         assert sam is not None and wait is not None
         assert (sam.email, sam.first_name, sam.timezone) == ("Sam@example.com", "Sam", "Europe/London")
-        assert (wait.status, wait.first_name, wait.timezone) == (m.SubscriberStatus.ACTIVE, "Wai", "Asia/Tokyo")
+        assert (wait.status, wait.first_name, wait.timezone) == (
+            m.SubscriberStatus.ACTIVE,
+            "Wai",
+            "Asia/Tokyo",
+        )
         assert session.get(m.Subscriber, left).status == m.SubscriberStatus.UNSUBSCRIBED
-        assert session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "gone@example.com")) is None
+        assert (
+            session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "gone@example.com")) is None
+        )
     [event] = consent_events(app, sam.id)
     assert (event.source, event.occurred_at) == ("form A", at("2025-01-01 00:00"))
-    assert [(e.kind, e.source) for e in consent_events(app, waiting)] == [(m.ConsentKind.OPT_IN, "cli"), (m.ConsentKind.IMPORT, "form A")]
+    assert [(e.kind, e.source) for e in consent_events(app, waiting)] == [
+        (m.ConsentKind.OPT_IN, "cli"),
+        (m.ConsentKind.IMPORT, "form A"),
+    ]

@@ -42,7 +42,19 @@ import psycopg
 
 WRITE_MODE_LETTERS = frozenset("wax+")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-PATH_CHANGES = ("mkdir", "rename", "replace", "remove", "unlink", "rmdir", "link", "symlink", "truncate", "mkfifo", "mknod")
+PATH_CHANGES = (
+    "mkdir",
+    "rename",
+    "replace",
+    "remove",
+    "unlink",
+    "rmdir",
+    "link",
+    "symlink",
+    "truncate",
+    "mkfifo",
+    "mknod",
+)
 EXECS = ("execv", "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe")
 
 _ACTIVE: list[Guard] = []
@@ -66,7 +78,10 @@ class Guard:
         self.violations: list[str] = []
 
     def trip(self, what: str) -> UnitTestIOError:
-        message = f"unit test {self.test_id} tried {what}: unit tests do no I/O beyond memory (move it to tests/integration)"
+        message = (
+            f"unit test {self.test_id} tried {what}: "
+            "unit tests do no I/O beyond memory (move it to tests/integration)"
+        )
         self.violations.append(message)
         return UnitTestIOError(message)
 
@@ -113,7 +128,8 @@ def forbid_io(test_id: str, *, allowed_dirs: tuple[Path, ...] = ()) -> Iterator[
 
     def guarded_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         if _opens_for_writing(mode) and not guard.allowed(file):
-            raise guard.trip(f"to open {os.fsdecode(file) if not isinstance(file, int) else file!r} for writing (mode {mode!r})")
+            shown = file if isinstance(file, int) else os.fsdecode(file)
+            raise guard.trip(f"to open {shown!r} for writing (mode {mode!r})")
         return real_open(file, mode, *args, **kwargs)
 
     def guarded_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
@@ -123,12 +139,16 @@ def forbid_io(test_id: str, *, allowed_dirs: tuple[Path, ...] = ()) -> Iterator[
 
     def guarded_sqlite_connect(database: Any, *args: Any, **kwargs: Any) -> Any:
         if not _sqlite_in_memory(database, bool(kwargs.get("uri"))):
-            raise guard.trip(f"to open the SQLite file database {os.fsdecode(database)!r} (use sqlite:// in memory)")
+            raise guard.trip(
+                f"to open the SQLite file database {os.fsdecode(database)!r} (use sqlite:// in memory)"
+            )
         return real_sqlite_connect(database, *args, **kwargs)
 
     def refuse(what: str) -> Callable[..., Any]:
         def refused(*args: Any, **kwargs: Any) -> Any:
-            shown = ", ".join(repr(a) for a in args if isinstance(a, (str, bytes, int, tuple, list, os.PathLike)))
+            shown = ", ".join(
+                repr(a) for a in args if isinstance(a, (str, bytes, int, tuple, list, os.PathLike))
+            )
             raise guard.trip(f"{what}({shown})")
 
         return refused

@@ -22,7 +22,9 @@ WINTER_SUBJECT = "A gentle note for the winter months"
 BEFORE = at("2026-11-25 12:00")  # when the owner schedules
 
 
-def add_people(app: App, zone_name: str | None, count: int, now: datetime, *, prefix: str, enroll_them: bool = False) -> list[int]:
+def add_people(
+    app: App, zone_name: str | None, count: int, now: datetime, *, prefix: str, enroll_them: bool = False
+) -> list[int]:
     """Active, confirmed subscribers in one zone; not in any series unless `enroll_them`."""
     with transaction(app.engine) as session:
         ids = []
@@ -42,7 +44,15 @@ def add_people(app: App, zone_name: str | None, count: int, now: datetime, *, pr
             )
             session.add(person)
             session.flush()
-            session.add(m.ConsentEvent(subscriber_id=person.id, kind=m.ConsentKind.IMPORT, occurred_at=now, recorded_at=now, source="test"))
+            session.add(
+                m.ConsentEvent(
+                    subscriber_id=person.id,
+                    kind=m.ConsentKind.IMPORT,
+                    occurred_at=now,
+                    recorded_at=now,
+                    source="test",
+                )
+            )
             ids.append(person.id)
         if enroll_them:
             enroll(session, app, ids, now)
@@ -66,7 +76,9 @@ def status_of(app: App, newsletter_id: int) -> str:
         return session.get(m.Newsletter, newsletter_id).status  # type: ignore[union-attr]
 
 
-def passes(app: App, start: datetime, end: datetime, every: timedelta = timedelta(minutes=15)) -> Iterable[datetime]:
+def passes(
+    app: App, start: datetime, end: datetime, every: timedelta = timedelta(minutes=15)
+) -> Iterable[datetime]:
     """Run send_due at start, start+every, ... up to end; yield each moment after its pass."""
     moment = start
     while moment <= end:
@@ -75,7 +87,9 @@ def passes(app: App, start: datetime, end: datetime, every: timedelta = timedelt
         moment += every
 
 
-def recording_app(tmp_path: Path, database_url: str | None = None, **overrides: object) -> tuple[App, RecordingTransport]:
+def recording_app(
+    tmp_path: Path, database_url: str | None = None, **overrides: object
+) -> tuple[App, RecordingTransport]:
     app = make_app(tmp_path, database_url=database_url, **overrides)
     transport = RecordingTransport()
     app.use_transport(transport)

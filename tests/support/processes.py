@@ -19,7 +19,13 @@ from tests.support.factories import REPO, SECRET, at, open_app, write_project
 from tests.support.sendgrid_standin import SendGridStandIn
 
 # When each of the five steps of kap-intro is due (delays 0, 3, 4, 4, 5 days), at 10:00 New York time.
-STEP_TIMES = [at("2026-12-01 15:00"), at("2026-12-04 15:00"), at("2026-12-08 15:00"), at("2026-12-12 15:00"), at("2026-12-17 15:00")]
+STEP_TIMES = [
+    at("2026-12-01 15:00"),
+    at("2026-12-04 15:00"),
+    at("2026-12-08 15:00"),
+    at("2026-12-12 15:00"),
+    at("2026-12-17 15:00"),
+]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -29,7 +35,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_nurture(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_nurture(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`python -m nurture ARGS` in `cwd`, its output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "nurture", *args],
@@ -48,7 +56,9 @@ def iso(moment: datetime) -> str:
 class Project:
     """A project folder whose `nurture` processes share one store (and the SendGrid stand-in, if given)."""
 
-    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn | None, **overrides: object) -> None:
+    def __init__(
+        self, tmp_path: Path, database_url: str, standin: SendGridStandIn | None, **overrides: object
+    ) -> None:
         settings: dict[str, object] = {"database.url": database_url, **overrides}
         if standin is not None:
             settings["delivery.transport"] = "sendgrid"
@@ -82,12 +92,24 @@ class Project:
 
     def statuses(self) -> Counter[str]:
         with transaction(self.app.engine) as session:
-            return Counter(dict(session.execute(select(m.Delivery.status, func.count()).group_by(m.Delivery.status)).all()))
+            return Counter(
+                dict(
+                    session.execute(select(m.Delivery.status, func.count()).group_by(m.Delivery.status)).all()
+                )
+            )
 
     def claimed_subscribers(self) -> set[int]:
         with transaction(self.app.engine) as session:
-            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)))
+            return set(
+                session.scalars(
+                    select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)
+                )
+            )
 
     def emails(self, ids: list[int]) -> dict[int, str]:
         with transaction(self.app.engine) as session:
-            return dict(session.execute(select(m.Subscriber.id, m.Subscriber.email).where(m.Subscriber.id.in_(ids))).all())
+            return dict(
+                session.execute(
+                    select(m.Subscriber.id, m.Subscriber.email).where(m.Subscriber.id.in_(ids))
+                ).all()
+            )

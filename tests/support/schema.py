@@ -18,7 +18,6 @@ HEAD = "0002v"
 MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
 
 
-
 def schema_diff(engine: Engine) -> list[Any]:
     """Alembic's autogenerate comparison of the live schema against the models."""
     with engine.connect() as connection:
@@ -42,7 +41,10 @@ def schema_snapshot(engine: Engine) -> dict[str, Any]:
     snapshot: dict[str, Any] = {}
     for name in sorted(inspector.get_table_names()):
         snapshot[name] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(name)],
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(name)
+            ],
             "pk": inspector.get_pk_constraint(name),
             "fks": sorted(repr(fk) for fk in inspector.get_foreign_keys(name)),
             "indexes": sorted(repr(ix) for ix in inspector.get_indexes(name)),
@@ -74,8 +76,10 @@ def insert_consent_event(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, confirm_nonce) "
-                "VALUES (1, 'a@example.com', 'a@example.com', 'active', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+                "INSERT INTO subscribers "
+                "(id, email, email_key, status, created_at, status_changed_at, confirm_nonce) "
+                "VALUES (1, 'a@example.com', 'a@example.com', 'active', "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
             )
         )
         connection.execute(
@@ -87,11 +91,12 @@ def insert_consent_event(engine: Engine) -> None:
 
 
 def assert_append_only(engine: Engine) -> None:
-    with pytest.raises(DBAPIError, match="consent_events is append-only"):
-        with engine.begin() as connection:
-            connection.execute(text("UPDATE consent_events SET kind = 'confirm' WHERE id = 1"))
+    with pytest.raises(DBAPIError, match="consent_events is append-only"), engine.begin() as connection:
+        connection.execute(text("UPDATE consent_events SET kind = 'confirm' WHERE id = 1"))
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT kind FROM consent_events WHERE id = 1")).scalar_one() == "import"
+        assert (
+            connection.execute(text("SELECT kind FROM consent_events WHERE id = 1")).scalar_one() == "import"
+        )
     # Erasure must stay possible.
     with engine.begin() as connection:
         assert connection.execute(text("DELETE FROM subscribers WHERE id = 1")).rowcount == 1

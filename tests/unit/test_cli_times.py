@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from nurture.cli.times import parse_age, parse_now, parse_practice_time
 from nurture.errors import InputError
 from nurture.newsletters import parse_local
 
-UTC = timezone.utc
+UTC = UTC
 PRACTICE = "America/Chicago"  # UTC-6 in December; clocks jump from 02:00 to 03:00 on 2026-03-08
 
 
@@ -100,8 +100,16 @@ WALL_CLOCK_HINT = "use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00"
         (lambda text: parse_now(text), "2026-12-01 25:00", f"--now '2026-12-01 25:00': {NOW_HINT}"),
         (lambda text: parse_now(text), "01/12/2026", f"--now '01/12/2026': {NOW_HINT}"),
         (lambda text: parse_practice_time(text, "--at", PRACTICE), "9am", f"--at '9am': {PRACTICE_HINT}"),
-        (lambda text: parse_practice_time(text, "--at", PRACTICE), "2026-12-08 10am", f"--at '2026-12-08 10am': {PRACTICE_HINT}"),
-        (lambda text: parse_practice_time(text, "--since", PRACTICE), "08/12/2026", f"--since '08/12/2026': {PRACTICE_HINT}"),
+        (
+            lambda text: parse_practice_time(text, "--at", PRACTICE),
+            "2026-12-08 10am",
+            f"--at '2026-12-08 10am': {PRACTICE_HINT}",
+        ),
+        (
+            lambda text: parse_practice_time(text, "--since", PRACTICE),
+            "08/12/2026",
+            f"--since '08/12/2026': {PRACTICE_HINT}",
+        ),
         (lambda text: parse_practice_time(text, "--since", PRACTICE), "", f"--since '': {PRACTICE_HINT}"),
         (lambda text: parse_age(text), "soon", f"--older-than 'soon': {AGE_HINT}"),
         (lambda text: parse_age(text), "2", f"--older-than '2': {AGE_HINT}"),
@@ -115,7 +123,9 @@ WALL_CLOCK_HINT = "use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00"
         (lambda text: parse_local(text), "2026-12-08T10:00Z", f"--at '2026-12-08T10:00Z': {WALL_CLOCK_HINT}"),
     ],
 )
-def test_a_mistake_is_one_line_naming_the_option(parse: Callable[[str], object], text: str, message: str) -> None:
+def test_a_mistake_is_one_line_naming_the_option(
+    parse: Callable[[str], object], text: str, message: str
+) -> None:
     with pytest.raises(InputError) as caught:
         parse(text)
     assert str(caught.value) == message

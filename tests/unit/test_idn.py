@@ -4,7 +4,6 @@ with a message that says why and what to do."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from nurture.audience.addresses import normalize_email

@@ -10,9 +10,9 @@ import pytest
 
 from nurture import links
 from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
-from nurture.errors import InputError
 from nurture.content.prepared import SUBSTITUTION_TAGS, Recipient, clean_first_name, header_text
 from nurture.content.rendering import Renderer
+from nurture.errors import InputError
 from nurture.providers.base import apply_substitutions
 from nurture.providers.outbox import build_message
 from tests.support.factories import memory_config, recipient
@@ -28,7 +28,10 @@ HOSTILE_NAMES = [
     "Sam",
 ]
 DISCLAIMER = "This email is education, not medical advice."
-CRISIS = "If you are in crisis, call or text 988 in the US (Suicide &amp; Crisis Lifeline), or call your local emergency number."
+CRISIS = (
+    "If you are in crisis, call or text 988 in the US (Suicide &amp; Crisis Lifeline), "
+    "or call your local emergency number."
+)
 
 
 @pytest.fixture
@@ -130,7 +133,9 @@ def test_hostile_first_name_is_escaped_in_html_and_kept_out_of_headers(config, r
     out = prepared.render(who)
     assert "<script>" not in out.html
     assert "Hi &lt;script&gt;alert(1)&lt;/script&gt; Bcc: victim@example.com," in out.html
-    assert "Hi <script>alert(1)</script> Bcc: victim@example.com," in out.text  # text is not HTML: no escaping
+    assert (
+        "Hi <script>alert(1)</script> Bcc: victim@example.com," in out.text
+    )  # text is not HTML: no escaping
     envelope = prepared.envelope("d-1", who, {"delivery_id": "d-1"})
     assert envelope.to_name == "<script>alert(1)</script> Bcc: victim@example.com"
     assert "script" not in envelope.subject
@@ -208,7 +213,10 @@ def test_list_unsubscribe_adds_mailto_when_configured():
     prepared = Renderer(config).prepare_step(campaign, campaign.steps[0])
     who = recipient(config)
     headers = prepared.render(who).headers
-    assert headers["List-Unsubscribe"] == f"<{who.unsubscribe_url}>, <mailto:unsubscribe@example.com?subject=unsubscribe>"
+    assert (
+        headers["List-Unsubscribe"]
+        == f"<{who.unsubscribe_url}>, <mailto:unsubscribe@example.com?subject=unsubscribe>"
+    )
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert dict(prepared.envelope("d", who, {}).headers) == headers
 
@@ -251,14 +259,20 @@ def test_marketing_needs_an_unsubscribe_url(renderer, campaigns):
     with pytest.raises(InputError):
         prepared.render(Recipient(email="a@example.com", first_name="A"))
     with pytest.raises(InputError):
-        prepared.envelope("d", Recipient(email="a@example.com", first_name="A", unsubscribe_url="https://x/u\r\nBcc: y"), {})
+        prepared.envelope(
+            "d", Recipient(email="a@example.com", first_name="A", unsubscribe_url="https://x/u\r\nBcc: y"), {}
+        )
 
 
-@pytest.mark.parametrize("address", ["a@example.com\r\nBcc: b@example.com", "no-at-sign", "", "a b@example.com"])
+@pytest.mark.parametrize(
+    "address", ["a@example.com\r\nBcc: b@example.com", "no-at-sign", "", "a b@example.com"]
+)
 def test_unusable_addresses_are_refused(config, renderer, campaigns, address):
     campaign = campaigns["kap-intro"]
     prepared = renderer.prepare_step(campaign, campaign.steps[0])
-    who = Recipient(email=address, first_name="A", unsubscribe_url=links.unsubscribe_url(config, 1, "kap-intro"))
+    who = Recipient(
+        email=address, first_name="A", unsubscribe_url=links.unsubscribe_url(config, 1, "kap-intro")
+    )
     with pytest.raises(InputError):
         prepared.envelope("d", who, {})
 

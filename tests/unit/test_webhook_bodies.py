@@ -27,7 +27,20 @@ def test_nesting_is_bounded_at_max_nesting_levels():
 
 @pytest.mark.parametrize(
     "body",
-    ["", "{}", "[", "]", "[1,]", "[,1]", "[1]]", "[1] x", '"[[["', "[" * 40 + "]" * 39, "[" * 40 + "]" * 41, '{"a":' + "[" * 40],
+    [
+        "",
+        "{}",
+        "[",
+        "]",
+        "[1,]",
+        "[,1]",
+        "[1]]",
+        "[1] x",
+        '"[[["',
+        "[" * 40 + "]" * 39,
+        "[" * 40 + "]" * 41,
+        '{"a":' + "[" * 40,
+    ],
 )
 def test_a_broken_or_non_array_body_is_a_bad_request_at_any_depth(body):
     with pytest.raises(WebhookRejected) as caught:

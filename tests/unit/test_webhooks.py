@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nurture.providers.sendgrid import events as wh
-from nurture.store import models as m
 from nurture.errors import MalformedEvent, WebhookRejected
 from nurture.providers.base import NormalizedEvent
+from nurture.providers.sendgrid import events as wh
 from nurture.redaction import scrub
+from nurture.store import models as m
 from tests.support.factories import SECRET, memory_config
 from tests.support.webserver import WebhookSigner
 
@@ -21,10 +21,16 @@ from tests.support.webserver import WebhookSigner
 def normalize(event: object) -> NormalizedEvent:
     return wh.normalize(event, SECRET)
 
+
 # SendGrid's own test vector (sendgrid-python test/unit/test_eventwebhook.py): a real
 # signature from SendGrid's key, over a body that ends in CRLF.
-SG_PUBLIC_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
-SG_SIGNATURE = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+SG_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw"
+    "+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+)
+SG_SIGNATURE = (
+    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+)
 SG_TIMESTAMP = "1600112502"
 SG_PAYLOAD = (
     json.dumps(
@@ -44,8 +50,11 @@ SG_PAYLOAD = (
     )
     + "\r\n"
 )
-SG_SIGNED_AT = datetime.fromtimestamp(int(SG_TIMESTAMP), timezone.utc)
-SG_HEADERS = {"X-Twilio-Email-Event-Webhook-Signature": SG_SIGNATURE, "X-Twilio-Email-Event-Webhook-Timestamp": SG_TIMESTAMP}
+SG_SIGNED_AT = datetime.fromtimestamp(int(SG_TIMESTAMP), UTC)
+SG_HEADERS = {
+    "X-Twilio-Email-Event-Webhook-Signature": SG_SIGNATURE,
+    "X-Twilio-Email-Event-Webhook-Timestamp": SG_TIMESTAMP,
+}
 
 
 def base(event: str, **fields):
@@ -73,28 +82,104 @@ def base(event: str, **fields):
     [
         ("processed", {}, "processed", None, None),
         ("delivered", {"response": "250 OK"}, "delivered", None, "response=250 OK"),
-        ("deferred", {"response": "400 try again later", "attempt": "5"}, "deferred", None, "response=400 try again later; attempt=5"),
+        (
+            "deferred",
+            {"response": "400 try again later", "attempt": "5"},
+            "deferred",
+            None,
+            "response=400 try again later; attempt=5",
+        ),
         (
             "bounce",
-            {"type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 The email account does not exist", "bounce_classification": "Invalid Address"},
+            {
+                "type": "bounce",
+                "status": "5.1.1",
+                "reason": "550 5.1.1 The email account does not exist",
+                "bounce_classification": "Invalid Address",
+            },
             "bounced",
             m.ConsentKind.BOUNCE,
-            "type=bounce; bounce_classification=Invalid Address; status=5.1.1; reason=550 5.1.1 The email account does not exist",
+            "type=bounce; bounce_classification=Invalid Address; status=5.1.1; "
+            "reason=550 5.1.1 The email account does not exist",
         ),
-        ("bounce", {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"}, "blocked", None, "type=blocked; status=5.7.1; reason=550 blocked by policy"),
+        (
+            "bounce",
+            {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"},
+            "blocked",
+            None,
+            "type=blocked; status=5.7.1; reason=550 blocked by policy",
+        ),
         ("blocked", {"reason": "blocked"}, "blocked", None, "reason=blocked"),
-        ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "dropped", m.ConsentKind.BOUNCE, "reason=Bounced Address; status=5.0.0"),
+        (
+            "dropped",
+            {"reason": "Bounced Address", "status": "5.0.0"},
+            "dropped",
+            m.ConsentKind.BOUNCE,
+            "reason=Bounced Address; status=5.0.0",
+        ),
         ("dropped", {"reason": "Invalid"}, "dropped", m.ConsentKind.BOUNCE, "reason=Invalid"),
-        ("dropped", {"reason": "Unsubscribed Address"}, "dropped", m.ConsentKind.UNSUBSCRIBE, "reason=Unsubscribed Address"),
-        ("dropped", {"reason": "Spam Reporting Address"}, "dropped", m.ConsentKind.COMPLAINT, "reason=Spam Reporting Address"),
+        (
+            "dropped",
+            {"reason": "Unsubscribed Address"},
+            "dropped",
+            m.ConsentKind.UNSUBSCRIBE,
+            "reason=Unsubscribed Address",
+        ),
+        (
+            "dropped",
+            {"reason": "Spam Reporting Address"},
+            "dropped",
+            m.ConsentKind.COMPLAINT,
+            "reason=Spam Reporting Address",
+        ),
         ("dropped", {"reason": "Invalid SMTPAPI header"}, "dropped", None, "reason=Invalid SMTPAPI header"),
-        ("dropped", {"reason": "Spam Content (if spam checker app enabled)"}, "dropped", None, "reason=Spam Content (if spam checker app enabled)"),
-        ("open", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "sg_machine_open": False}, "opened", None, None),
-        ("click", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "https://www.example.com/articles/what-is-kap", "url_offset": {"index": 0, "type": "html"}}, "clicked", None, "url=https://www.example.com/articles/what-is-kap"),
+        (
+            "dropped",
+            {"reason": "Spam Content (if spam checker app enabled)"},
+            "dropped",
+            None,
+            "reason=Spam Content (if spam checker app enabled)",
+        ),
+        (
+            "open",
+            {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "sg_machine_open": False},
+            "opened",
+            None,
+            None,
+        ),
+        (
+            "click",
+            {
+                "useragent": "Mozilla/4.0",
+                "ip": "255.255.255.255",
+                "url": "https://www.example.com/articles/what-is-kap",
+                "url_offset": {"index": 0, "type": "html"},
+            },
+            "clicked",
+            None,
+            "url=https://www.example.com/articles/what-is-kap",
+        ),
         ("spamreport", {}, "complained", m.ConsentKind.COMPLAINT, None),
         ("unsubscribe", {}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
-        ("group_unsubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "http://www.sendgrid.com/"}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
-        ("group_resubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255"}, "resubscribed", None, None),
+        (
+            "group_unsubscribe",
+            {
+                "asm_group_id": 10,
+                "useragent": "Mozilla/4.0",
+                "ip": "255.255.255.255",
+                "url": "http://www.sendgrid.com/",
+            },
+            "unsubscribed",
+            m.ConsentKind.UNSUBSCRIBE,
+            None,
+        ),
+        (
+            "group_resubscribe",
+            {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255"},
+            "resubscribed",
+            None,
+            None,
+        ),
         ("account_status_change", {"type": "compliance_suspend"}, "unknown", None, None),
     ],
 )
@@ -108,7 +193,7 @@ def test_every_sendgrid_event_normalizes_to_our_kind(event, fields, kind, suppre
     assert item.delivery_ref == 42
     assert item.stream == "kap-intro"
     assert item.step == 2
-    assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=timezone.utc)
+    assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=UTC)
     assert item.kind in tuple(m.EventKind)
 
 
@@ -135,7 +220,14 @@ def test_custom_args_are_parsed_or_dropped(custom, ref, stream, step):
 
 
 def test_details_never_hold_an_address_or_a_link_token():
-    bounce = normalize(base("bounce", type="bounce", reason="550 5.1.1 <Reader@Example.com>: Recipient address rejected", status="5.1.1"))
+    bounce = normalize(
+        base(
+            "bounce",
+            type="bounce",
+            reason="550 5.1.1 <Reader@Example.com>: Recipient address rejected",
+            status="5.1.1",
+        )
+    )
     assert "@" not in bounce.detail and "Reader" not in bounce.detail
     assert "[address]" in bounce.detail
     click = normalize(base("click", url="https://mail.example.com/unsubscribe/eyJhYmMi.c2ln?x=1"))
@@ -153,7 +245,13 @@ def test_long_details_are_truncated():
 
 
 def test_an_event_without_sg_event_id_gets_a_stable_keyed_id():
-    event = {"email": "reader@example.com", "smtp-id": "<4FB29F5D.5080404@sendgrid.com>", "timestamp": 1386636115, "reason": "Invalid", "event": "dropped"}
+    event = {
+        "email": "reader@example.com",
+        "smtp-id": "<4FB29F5D.5080404@sendgrid.com>",
+        "timestamp": 1386636115,
+        "reason": "Invalid",
+        "event": "dropped",
+    }
     first = normalize(event).provider_event_id
     reordered = dict(reversed(list(event.items())))
     assert normalize(reordered).provider_event_id == first
@@ -193,7 +291,7 @@ def test_malformed_events_are_refused_one_by_one(event):
 
 
 def test_scrub_blanks_addresses_and_tokens():
-    assert scrub('POST /unsubscribe/abc.def HTTP/1.1') == "POST /unsubscribe/… HTTP/1.1"
+    assert scrub("POST /unsubscribe/abc.def HTTP/1.1") == "POST /unsubscribe/… HTTP/1.1"
     assert scrub("/confirm/abc.def") == "/confirm/…"
     assert scrub("for sam.smith+kap@example.co.uk:") == "for [address]:"
     assert scrub("/subscribe") == "/subscribe"
@@ -208,12 +306,17 @@ def config_with_key(key):
 
 def test_sendgrids_own_signed_payload_verifies():
     config = config_with_key(SG_PUBLIC_KEY)
-    assert wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(seconds=30)) == SG_PAYLOAD
+    assert (
+        wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(seconds=30))
+        == SG_PAYLOAD
+    )
     lower = {k.lower(): v for k, v in SG_HEADERS.items()}
     assert wh.verify_request(config, SG_PAYLOAD.encode(), lower, SG_SIGNED_AT) == SG_PAYLOAD
 
 
-@pytest.mark.parametrize("skew", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1), timedelta(days=1)])
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1), timedelta(days=1)]
+)
 def test_a_timestamp_more_than_five_minutes_away_is_refused(skew):
     config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected) as caught:
@@ -247,7 +350,21 @@ def test_bad_signatures_are_refused(body, headers):
 
 @pytest.mark.parametrize(
     "stamp",
-    ["999999999999", "253402300800", "²", "٣٠", "１６００", "-1600112502", "0", "1e9", "", "   ", "1600112502\x00", "9" * 13, "0x5f5fc76c"],
+    [
+        "999999999999",
+        "253402300800",
+        "²",
+        "٣٠",
+        "１６００",
+        "-1600112502",
+        "0",
+        "1e9",
+        "",
+        "   ",
+        "1600112502\x00",
+        "9" * 13,
+        "0x5f5fc76c",
+    ],
 )
 def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(stamp):
     config = config_with_key(SG_PUBLIC_KEY)
@@ -267,7 +384,9 @@ def test_a_signature_from_another_key_is_refused():
     config = config_with_key(SG_PUBLIC_KEY)
     other = WebhookSigner()
     with pytest.raises(WebhookRejected):
-        wh.verify_request(config, SG_PAYLOAD.encode(), other.headers(SG_PAYLOAD, timestamp=int(SG_TIMESTAMP)), SG_SIGNED_AT)
+        wh.verify_request(
+            config, SG_PAYLOAD.encode(), other.headers(SG_PAYLOAD, timestamp=int(SG_TIMESTAMP)), SG_SIGNED_AT
+        )
 
 
 @pytest.mark.parametrize("key", [None, "not a key", "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"])
