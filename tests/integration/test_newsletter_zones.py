@@ -143,7 +143,7 @@ def test_a_reader_over_the_daily_cap_keeps_the_zone_open_until_their_next_day(tm
 
 def test_a_reader_who_joins_a_finished_zone_does_not_get_that_newsletter(tmp_path: Path) -> None:
     """The newsletter went out in that zone at its hour; later readers get the next one.
-    (A released claim reopens the zone: tests/unit/test_newsletters.py.)"""
+    (A released claim reopens the zone: tests/integration/test_newsletters.py.)"""
     app, _ = recording_app(tmp_path)
     add_people(app, "Europe/London", 2, BEFORE, prefix="london")
     add_people(app, "America/New_York", 2, BEFORE, prefix="ny")

@@ -1,4 +1,4 @@
-"""Versioned series on PostgreSQL: the same replays as tests/unit/test_series_versions.py
+"""Versioned series on PostgreSQL: the same replays as tests/integration/test_series_versions.py
 (insert, remove, reorder, edit, delay, renames; --only-ahead; rows from before keys)."""
 
 from __future__ import annotations
