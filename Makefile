@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 .PHONY: demo test lint install bench fuzz clean lock
 
 # What `make lint` checks. tests/ joins once its own reformatting has landed.
-LINT_PATHS := nurture benchmarks
+LINT_PATHS := nurture tests benchmarks
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -34,7 +34,9 @@ class Walk:
         self.outside: list[str] = []
         self.problems: list[str] = []
         self.checked: list[str] = []
-        page.on("console", lambda message: self.problems.append(message.text) if message.type == "error" else None)
+        page.on(
+            "console", lambda message: self.problems.append(message.text) if message.type == "error" else None
+        )
         page.on("pageerror", lambda error: self.problems.append(str(error)))
         page.route("**/*", self._only_ours)
 
@@ -63,7 +65,9 @@ class Walk:
         if not page.evaluate("typeof window.axe !== 'undefined'"):
             page.evaluate(AXE)
         result = page.evaluate("(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
-        violations = [(v["id"], v["help"], [node["target"] for node in v["nodes"]][:3]) for v in result["violations"]]
+        violations = [
+            (v["id"], v["help"], [node["target"] for node in v["nodes"]][:3]) for v in result["violations"]
+        ]
         assert violations == [], f"{name}: {json.dumps(violations, indent=1)}"
         page.screenshot(path=str(self.artifacts / f"{name}-1280.png"), full_page=True)
         page.set_viewport_size({"width": 375, "height": 800})
@@ -101,11 +105,15 @@ def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
         walk.check("series-email")
         source = page.locator("#source")
         original = source.input_value()
-        source.fill(original.replace("Safety is often", "Read http://example.com/safety first. Safety is often"))
+        source.fill(
+            original.replace("Safety is often", "Read http://example.com/safety first. Safety is often")
+        )
         walk.submit(page.get_by_role("button", name="Save as draft and check"))
         expect(page.get_by_text("uses http://").first).to_be_visible()
         walk.check("series-email-finding")
-        page.locator("#source").fill(page.locator("#source").input_value().replace("http://example.com", "https://example.com"))
+        page.locator("#source").fill(
+            page.locator("#source").input_value().replace("http://example.com", "https://example.com")
+        )
         walk.submit(page.get_by_role("button", name="Save as draft and check"))
         expect(page.get_by_text("No problems found")).to_be_visible()
         walk.submit(page.get_by_role("button", name="Send me a test copy"))

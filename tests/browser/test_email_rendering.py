@@ -20,7 +20,8 @@ CONTRAST_JS = """
 () => {
   const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
     const p = m[1].split(',').map(Number); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
-  const lum = ({r, g, b}) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = ({r, g, b}) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
   const background = (el) => { for (let e = el; e; e = e.parentElement) {
       const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
@@ -31,13 +32,16 @@ CONTRAST_JS = """
     if (!own) continue;
     const style = getComputedStyle(el);
     const box = el.getBoundingClientRect();
-    if (style.visibility === 'hidden' || style.display === 'none' || box.width === 0 || box.height === 0 || Number(style.opacity) === 0) continue;
+    if (style.visibility === 'hidden' || style.display === 'none') continue;
+    if (box.width === 0 || box.height === 0 || Number(style.opacity) === 0) continue;
     const fg = parse(style.color), bg = background(el);
     const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
     const ratio = (hi + 0.05) / (lo + 0.05);
     const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
     const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
-    if (ratio < need) bad.push(`${el.tagName} "${el.textContent.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1 (${style.color} on rgb(${bg.r}, ${bg.g}, ${bg.b}))`);
+    const text = el.textContent.trim().slice(0, 40);
+    const colours = `${style.color} on rgb(${bg.r}, ${bg.g}, ${bg.b})`;
+    if (ratio < need) bad.push(`${el.tagName} "${text}" ${ratio.toFixed(2)}:1 (${colours})`);
   }
   return bad;
 }
@@ -82,7 +86,9 @@ def test_every_email_fits_a_phone_and_has_alt_text(page, preview, artifacts_dir)
         page.goto(path.as_uri())
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= PHONE["width"], f"{name}: scrolls sideways ({scroll_width}px wide at 375px)"
-        missing = page.eval_on_selector_all("img", "els => els.filter(e => !(e.getAttribute('alt') || '').trim()).map(e => e.src)")
+        missing = page.eval_on_selector_all(
+            "img", "els => els.filter(e => !(e.getAttribute('alt') || '').trim()).map(e => e.src)"
+        )
         assert missing == [], f"{name}: images without alt text: {missing}"
         assert page.evaluate("document.documentElement.lang") == "en"
         page.screenshot(path=str(artifacts_dir / f"{name}-375.png"), full_page=True)
@@ -112,7 +118,9 @@ def test_gallery_is_self_contained_and_shows_both_widths(page, preview, artifact
     page.set_viewport_size({"width": 1280, "height": 900})
     outside = no_network(page)
     page.goto(preview.as_uri())
-    widths = page.eval_on_selector_all("iframe", "els => els.map(e => e.getBoundingClientRect().width - e.clientLeft * 2)")
+    widths = page.eval_on_selector_all(
+        "iframe", "els => els.map(e => e.getBoundingClientRect().width - e.clientLeft * 2)"
+    )
     assert len(widths) == 2 * len(email_files(preview))
     assert sorted(set(round(w) for w in widths)) == [375, 600]
     assert page.locator("text=Subject:").count() == len(email_files(preview))

@@ -11,7 +11,7 @@ import pytest
 from nurture.content.preview import write_preview
 from nurture.reporting.report import write_report
 from tests.support.factories import at, make_app, make_config
-from tests.unit.test_stats_report import build_dataset
+from tests.support.stats_dataset import build_dataset
 
 pytestmark = pytest.mark.browser
 
@@ -28,10 +28,17 @@ OUTSIDE_JS = """
     if (style.display === 'none' || style.visibility === 'hidden') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 && box.height === 0) continue;
-    const name = el.tagName + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className : '');
-    if (box.left < -0.5 || box.right > width + 0.5) out.push(`${name} spans ${box.left.toFixed(1)}..${box.right.toFixed(1)}`);
-    const screenReaderOnly = box.width <= 1 && box.height <= 1;  // e.g. the tables' visually hidden header row
-    if (!screenReaderOnly && ['auto', 'scroll', 'hidden'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) out.push(`${name} hides ${el.scrollWidth - el.clientWidth}px sideways`);
+    const classes = el.className && typeof el.className === 'string' ? '.' + el.className : '';
+    const name = el.tagName + (el.id ? '#' + el.id : '') + classes;
+    if (box.left < -0.5 || box.right > width + 0.5) {
+      out.push(`${name} spans ${box.left.toFixed(1)}..${box.right.toFixed(1)}`);
+    }
+    // e.g. the tables' visually hidden header row
+    const screenReaderOnly = box.width <= 1 && box.height <= 1;
+    const scrolls = ['auto', 'scroll', 'hidden'].includes(style.overflowX);
+    if (!screenReaderOnly && scrolls && el.scrollWidth > el.clientWidth + 1) {
+      out.push(`${name} hides ${el.scrollWidth - el.clientWidth}px sideways`);
+    }
   }
   return out;
 }
@@ -52,12 +59,16 @@ FRAMES_JS = """
 def fits_the_phone(page) -> None:  # type: ignore[no-untyped-def]
     assert page.evaluate("window.innerWidth") == PHONE["width"]
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= PHONE["width"], f"the page scrolls sideways: {scroll_width}px wide at {PHONE['width']}px"
+    assert scroll_width <= PHONE["width"], (
+        f"the page scrolls sideways: {scroll_width}px wide at {PHONE['width']}px"
+    )
     outside = page.evaluate(OUTSIDE_JS)
     assert outside == [], "cut off or outside the screen:\n" + "\n".join(outside[:20])
 
 
-def test_the_preview_gallery_fits_a_phone_with_every_email_whole(page, tmp_path: Path, artifacts_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_preview_gallery_fits_a_phone_with_every_email_whole(
+    page, tmp_path: Path, artifacts_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     index = write_preview(make_config(tmp_path), tmp_path / "preview", None)
     page.set_viewport_size(PHONE)
     page.goto(index.as_uri())
@@ -66,14 +77,20 @@ def test_the_preview_gallery_fits_a_phone_with_every_email_whole(page, tmp_path:
     frames = page.evaluate(FRAMES_JS)
     assert len(frames) >= 14  # 7 emails, two widths each
     for frame in frames:
-        assert abs(frame["inner"] - frame["labelled"]) <= 1, frame  # still laid out at 600 / 375 px (give or take zoom rounding), only scaled
-        assert frame["tall"] <= frame["shown"] + 1, f"{frame['title']}: cut off at the bottom ({frame['tall']} > {frame['shown']})"
+        assert abs(frame["inner"] - frame["labelled"]) <= 1, (
+            frame
+        )  # still laid out at 600 / 375 px (give or take zoom rounding), only scaled
+        assert frame["tall"] <= frame["shown"] + 1, (
+            f"{frame['title']}: cut off at the bottom ({frame['tall']} > {frame['shown']})"
+        )
         assert frame["wide"] <= frame["inner"], frame
     assert max(frame["tall"] for frame in frames) > 900  # the old fixed 900 px frame would have cut these
     page.screenshot(path=str(artifacts_dir / "gallery-375.png"), full_page=True)
 
 
-def test_the_report_fits_a_phone_with_charts_and_tables_whole(page, tmp_path: Path, artifacts_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_report_fits_a_phone_with_charts_and_tables_whole(
+    page, tmp_path: Path, artifacts_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     app = make_app(tmp_path, **{"delivery.tracking": "per_person"})
     build_dataset(app)
     report = write_report(app, artifacts_dir / "report.html", now=at("2026-12-06 12:00"))
@@ -87,7 +104,9 @@ def test_the_report_fits_a_phone_with_charts_and_tables_whole(page, tmp_path: Pa
         "svg.chart-svg",
         "els => els.filter(e => e.getBoundingClientRect().width > 0).map(e => e.closest('div').className)",
     )
-    assert shown and set(shown) == {"chart-narrow"}, shown  # the phone layout of each chart, not a shrunken wide one
+    assert shown and set(shown) == {"chart-narrow"}, (
+        shown
+    )  # the phone layout of each chart, not a shrunken wide one
     font = page.evaluate(
         "() => Math.min(...[...document.querySelectorAll('.chart-narrow svg text')]"
         ".filter(t => t.getBoundingClientRect().height > 0).map(t => t.getBoundingClientRect().height))"

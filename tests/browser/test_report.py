@@ -9,7 +9,7 @@ import pytest
 
 from nurture.reporting.report import write_report
 from tests.support.factories import at, make_app
-from tests.unit.test_stats_report import build_dataset
+from tests.support.stats_dataset import build_dataset
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,10 @@ CHART_FACTS_JS = """
   const svg = section && section.querySelector('svg');
   if (!svg) return {id, svg: false};
   const bars = [...svg.querySelectorAll('rect.bar')];
-  const drawn = bars.filter((bar) => { const box = bar.getBoundingClientRect(); return box.width > 0 && box.height > 0; });
+  const drawn = bars.filter((bar) => {
+    const box = bar.getBoundingClientRect();
+    return box.width > 0 && box.height > 0;
+  });
   const box = svg.getBoundingClientRect();
   return {
     id, svg: true, width: box.width, height: box.height, bars: bars.length, drawn: drawn.length,
@@ -69,7 +72,9 @@ def test_report_opens_offline_with_every_chart_drawn(page, artifacts_dir: Path, 
         assert chart["rows"] > 0, chart  # the data table behind it
     by_id = {chart["id"]: chart for chart in facts}
     assert by_id["per-day"]["drawn"] == 4  # Nov 20, Dec 1, Dec 3, Dec 4 have sends
-    assert by_id["newsletters"]["drawn"] == 5  # one newsletter: sent, delivered, opened, clicked, unsubscribed
+    assert (
+        by_id["newsletters"]["drawn"] == 5
+    )  # one newsletter: sent, delivered, opened, clicked, unsubscribed
     assert page.title() == "Riverbend Integrative Therapy: email report"
     page.screenshot(path=str(artifacts_dir / "report-desktop.png"), full_page=True)
 

@@ -1,4 +1,5 @@
-"""A real headless Chromium signs up, confirms from the outbox email, and unsubscribes from the first series email."""
+"""A real headless Chromium signs up, confirms from the outbox email, and unsubscribes from the
+first series email."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import email
 import email.policy
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -61,7 +62,9 @@ UNLABELLED_JS = """
 def check_phone_page(page, console_errors: list[str]) -> None:
     assert page.evaluate("window.innerWidth") == PHONE["width"]
     assert page.evaluate("document.documentElement.lang") == "en"
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "no horizontal scroll at 375 px"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (
+        "no horizontal scroll at 375 px"
+    )
     assert page.evaluate(UNLABELLED_JS) == [], "every input has a label"
     ratios = page.evaluate(CONTRAST_JS)
     assert ratios, "the page has text"
@@ -101,7 +104,7 @@ def inside_send_window(zone_name: str, after: datetime) -> datetime:
     noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
     if noon <= local:
         noon = (local + timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
-    return noon.astimezone(timezone.utc)
+    return noon.astimezone(UTC)
 
 
 def store(app):
@@ -117,7 +120,9 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
     context = browser.new_context(viewport=PHONE, timezone_id=BROWSER_ZONE)
     page = context.new_page()
     console_errors: list[str] = []
-    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
     try:
         with live_web(tmp_path) as web:
             app = web.app
@@ -143,8 +148,14 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             assert "List-Unsubscribe" not in confirmation  # transactional
             confirm_url = re.search(rf"{re.escape(web.url)}/confirm/\S+", text_part(confirmation)).group(0)
             person, consent, _, _ = store(app)
-            assert (person.status, person.first_name, person.timezone) == (m.SubscriberStatus.PENDING, "Robin", BROWSER_ZONE)
-            assert [(e.kind, e.source, e.wording_version, e.ip) for e in consent] == [(m.ConsentKind.OPT_IN, "web form", app.config.consent.version, "127.0.0.1")]
+            assert (person.status, person.first_name, person.timezone) == (
+                m.SubscriberStatus.PENDING,
+                "Robin",
+                BROWSER_ZONE,
+            )
+            assert [(e.kind, e.source, e.wording_version, e.ip) for e in consent] == [
+                (m.ConsentKind.OPT_IN, "web form", app.config.consent.version, "127.0.0.1")
+            ]
             assert "HeadlessChrome" in consent[0].user_agent or "Chrome" in consent[0].user_agent
 
             # 3. Following the link only shows a button; pressing it confirms.
@@ -160,13 +171,17 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             person, consent, enrollments, _ = store(app)
             assert person.status == m.SubscriberStatus.ACTIVE
             assert [e.kind for e in consent] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
-            assert [(e.campaign, e.status, e.next_step) for e in enrollments] == [("kap-intro", m.EnrollmentStatus.ACTIVE, 1)]
+            assert [(e.campaign, e.status, e.next_step) for e in enrollments] == [
+                ("kap-intro", m.EnrollmentStatus.ACTIVE, 1)
+            ]
 
             # 4. A sending pass inside their send window sends the first series email.
-            summary = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(timezone.utc)))
+            summary = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(UTC)))
             assert summary.sent == 1, summary.line()
             _, _, enrollments, deliveries = store(app)
-            assert [(d.stream, d.step, d.status) for d in deliveries] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
+            assert [(d.stream, d.step, d.status) for d in deliveries] == [
+                ("kap-intro", 1, m.DeliveryStatus.SENT)
+            ]
             assert enrollments[0].next_step == 2
             first = read_eml(wait_for_file(outbox, f"*-kap-intro-step1-{deliveries[0].id}.eml"))
             header = first["List-Unsubscribe"]
@@ -200,7 +215,7 @@ def test_signup_confirm_and_unsubscribe_in_a_real_browser(browser, artifacts_dir
             assert [d.status for d in deliveries] == [m.DeliveryStatus.SENT]
 
             # 6. And the next pass sends nothing.
-            later = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(timezone.utc) + timedelta(days=4)))
+            later = send_due(app, inside_send_window(BROWSER_ZONE, datetime.now(UTC) + timedelta(days=4)))
             assert later.sent == 0
     finally:
         context.close()

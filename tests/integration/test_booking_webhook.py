@@ -32,7 +32,9 @@ def web(tmp_path: Path) -> Iterator[LiveWeb]:
         yield site
 
 
-def signed(body: bytes, *, header: str = "X-Nurture-Signature", secret: str = SECRET, stamp: int | None = None) -> dict[str, str]:
+def signed(
+    body: bytes, *, header: str = "X-Nurture-Signature", secret: str = SECRET, stamp: int | None = None
+) -> dict[str, str]:
     t = str(int(time.time()) if stamp is None else stamp)
     digest = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
     return {"Content-Type": "application/json", header: f"t={t},v1={digest}"}
@@ -49,7 +51,9 @@ def calendly(email: str, event: str = "invitee.created") -> bytes:
         "payload": {
             "email": email,
             "name": "Robin Quintessa-Example",
-            "questions_and_answers": [{"question": "What brings you here?", "answer": "Sleepless-Zebra-Reason"}],
+            "questions_and_answers": [
+                {"question": "What brings you here?", "answer": "Sleepless-Zebra-Reason"}
+            ],
             "scheduled_event": {"start_time": "2026-12-09T17:00:00.000000Z", "name": "Consultation"},
         },
     }
@@ -65,7 +69,12 @@ def counts(web: LiveWeb) -> dict[str, int]:
     with transaction(web.app.engine) as session:
         return {
             name: int(session.scalar(select(func.count()).select_from(model)) or 0)
-            for name, model in (("subscribers", m.Subscriber), ("tags", m.SubscriberTag), ("consent", m.ConsentEvent), ("suppressions", m.Suppression))
+            for name, model in (
+                ("subscribers", m.Subscriber),
+                ("tags", m.SubscriberTag),
+                ("consent", m.ConsentEvent),
+                ("suppressions", m.Suppression),
+            )
         }
 
 
@@ -73,7 +82,9 @@ def booked(web: LiveWeb, email: str) -> tuple[bool, list[Any]]:
     with transaction(web.app.engine) as session:
         subscriber = session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == email))
         assert subscriber is not None
-        tags = set(session.scalars(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber.id)))
+        tags = set(
+            session.scalars(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber.id))
+        )
         records = list(
             session.execute(
                 select(m.ConsentEvent.kind, m.ConsentEvent.source, m.ConsentEvent.detail).where(
@@ -146,7 +157,10 @@ def test_a_replay_is_harmless(web: LiveWeb) -> None:
         pytest.param(lambda body: signed(body, stamp=int(time.time()) + 360), id="from-the-future"),
         pytest.param(lambda body: signed(body, secret="not-the-secret-at-all"), id="wrong-secret"),
         pytest.param(lambda body: signed(body + b" "), id="body-changed"),
-        pytest.param(lambda body: signed(body, header="Calendly-Webhook-Signature", stamp=int(time.time()) - 600), id="calendly-stale"),
+        pytest.param(
+            lambda body: signed(body, header="Calendly-Webhook-Signature", stamp=int(time.time()) - 600),
+            id="calendly-stale",
+        ),
         pytest.param(lambda body: {"Content-Type": "application/json"}, id="unsigned"),
         pytest.param(lambda body: {"X-Nurture-Signature": "v1=abc"}, id="no-timestamp"),
         pytest.param(lambda body: {"X-Nurture-Signature": "t=abc,v1=abc"}, id="garbage"),
@@ -170,7 +184,16 @@ def test_without_a_secret_every_booking_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"event": "booked"}', b'{"event": "booked", "email": 7}', b"[" * 60_000, b'{"event": "booked", "email": "a@b.c"'],
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"event": "booked"}',
+        b'{"event": "booked", "email": 7}',
+        b"[" * 60_000,
+        b'{"event": "booked", "email": "a@b.c"',
+    ],
 )
 def test_unusable_bodies_get_400_never_500(web: LiveWeb, body: bytes) -> None:
     response = post(web, body, signed(body))

@@ -16,10 +16,10 @@ from nurture.errors import InputError
 from nurture.owners.accounts import add_owner, enrol_totp
 from nurture.store import models as m
 from nurture.store.db import reading
-from nurture.web.site import create_app
 from nurture.web.console.access import LOGIN_CSRF_COOKIE, PUBLIC, SESSION_COOKIE
+from nurture.web.site import create_app
 from tests.support.console import OWNER, PASSWORD, console, csrf
-from tests.support.factories import active_subscribers, at
+from tests.support.factories import active_subscribers
 
 
 def _sessions(app):
@@ -29,12 +29,17 @@ def _sessions(app):
 
 def _tags(app, subscriber_id):
     with reading(app.engine) as session:
-        return list(session.scalars(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber_id)))
+        return list(
+            session.scalars(select(m.SubscriberTag.tag).where(m.SubscriberTag.subscriber_id == subscriber_id))
+        )
 
 
 def _audit(app):
     with reading(app.engine) as session:
-        return [(row.owner, row.action, row.detail) for row in session.scalars(select(m.OwnerAuditEntry).order_by(m.OwnerAuditEntry.id))]
+        return [
+            (row.owner, row.action, row.detail)
+            for row in session.scalars(select(m.OwnerAuditEntry).order_by(m.OwnerAuditEntry.id))
+        ]
 
 
 # ---------------------------------------------------------------- on and off
@@ -79,7 +84,9 @@ def test_every_console_route_redirects_to_login_without_a_session(tmp_path):
         for method, path in routes:
             if path in PUBLIC:
                 continue
-            answer = client.request(method, path, data={"csrf_token": "x", "tag": "booked"} if method == "POST" else None)
+            answer = client.request(
+                method, path, data={"csrf_token": "x", "tag": "booked"} if method == "POST" else None
+            )
             assert answer.status_code == 303, (method, path, answer.status_code)
             assert answer.headers["location"] == "/console/login", (method, path)
             checked += 1
@@ -117,7 +124,12 @@ def test_totp_when_enrolled_and_when_required(tmp_path):
         secret, uri = enrol_totp(site.app, OWNER)
         assert uri.startswith("otpauth://totp/")
         assert site.try_login(site.client()).status_code == 400  # no code
-        assert site.try_login(site.client(), code="000000" if pyotp.TOTP(secret).now() != "000000" else "111111").status_code == 400
+        assert (
+            site.try_login(
+                site.client(), code="000000" if pyotp.TOTP(secret).now() != "000000" else "111111"
+            ).status_code
+            == 400
+        )
         site.login(code=pyotp.TOTP(secret).at(site.clock.now))
     (tmp_path / "required").mkdir()
     with console(tmp_path / "required", **{"console.require_totp": True}) as site:
@@ -135,8 +147,12 @@ def test_cookie_flags_and_the_session_is_stored_as_a_hash(tmp_path):
     with console(tmp_path) as site:
         client = site.client()
         page = client.get("/console/login")
-        answer = client.post("/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD})
-        cookie = next(value for value in answer.headers.get_list("set-cookie") if value.startswith(SESSION_COOKIE + "="))
+        answer = client.post(
+            "/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD}
+        )
+        cookie = next(
+            value for value in answer.headers.get_list("set-cookie") if value.startswith(SESSION_COOKIE + "=")
+        )
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
         assert "Secure" not in cookie  # http here
         session_id = cookie.split(";")[0].split("=", 1)[1]
@@ -151,8 +167,15 @@ def test_cookies_are_secure_when_the_public_address_is_https(tmp_path):
         login_cookie = page.headers["set-cookie"]
         assert "Secure" in login_cookie
         # The test talks plain http, where a client keeps Secure cookies to itself: hand it over.
-        client.cookies.set(LOGIN_CSRF_COOKIE, login_cookie.split(";")[0].split("=", 1)[1], domain="127.0.0.1", path="/console")
-        answer = client.post("/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD})
+        client.cookies.set(
+            LOGIN_CSRF_COOKIE,
+            login_cookie.split(";")[0].split("=", 1)[1],
+            domain="127.0.0.1",
+            path="/console",
+        )
+        answer = client.post(
+            "/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD}
+        )
         assert answer.status_code == 303
         assert all("Secure" in value for value in answer.headers.get_list("set-cookie"))
 
@@ -168,7 +191,9 @@ def test_login_issues_a_new_session_id_session_fixation(tmp_path):
         again = site.client()
         page = again.get("/console/login")
         again.cookies.set(SESSION_COOKIE, first, domain="127.0.0.1", path="/console")
-        answer = again.post("/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD})
+        answer = again.post(
+            "/console/login", data={"csrf_token": csrf(page.text), "email": OWNER, "password": PASSWORD}
+        )
         assert answer.status_code == 303
         second = again.cookies.get(SESSION_COOKIE)
         assert second and second != first
@@ -231,12 +256,18 @@ def test_a_post_without_csrf_token_or_with_a_foreign_origin_is_refused_and_chang
         for data, headers in attempts:
             assert client.post(url, data=data, headers=headers).status_code == 403, (data, headers)
         no_origin = site.client(cookies=client.cookies, headers={})
-        assert no_origin.post(url, data={"tag": "booked", "csrf_token": token}).status_code == 403  # neither Origin nor Referer
+        assert (
+            no_origin.post(url, data={"tag": "booked", "csrf_token": token}).status_code == 403
+        )  # neither Origin nor Referer
         assert _tags(site.app, subscriber_id) == []
         referer = site.client(cookies=client.cookies, headers={"Referer": site.web.url + "/console/"})
         assert referer.post(url, data={"tag": "booked", "csrf_token": token}).status_code == 303
         assert _tags(site.app, subscriber_id) == ["booked"]
-        assert ("anna@riverbend.example", "tagged a subscriber", f"subscriber {subscriber_id}: booked") in _audit(site.app)
+        assert (
+            "anna@riverbend.example",
+            "tagged a subscriber",
+            f"subscriber {subscriber_id}: booked",
+        ) in _audit(site.app)
 
 
 def test_publishing_a_series_without_csrf_token_or_origin_is_refused_and_publishes_nothing(tmp_path):
@@ -245,8 +276,15 @@ def test_publishing_a_series_without_csrf_token_or_origin_is_refused_and_publish
         client = site.login()
         folder = site.app.config.campaigns_dir / "kap-intro"
         page = client.get("/console/series/kap-intro/3").text
-        edited = (folder / "03-is-kap-safe.md").read_text().replace("Safety is often", "Safety, we find, is often")
-        assert client.post("/console/series/kap-intro/3/draft", data={"csrf_token": csrf(page), "source": edited}).status_code == 303
+        edited = (
+            (folder / "03-is-kap-safe.md").read_text().replace("Safety is often", "Safety, we find, is often")
+        )
+        assert (
+            client.post(
+                "/console/series/kap-intro/3/draft", data={"csrf_token": csrf(page), "source": edited}
+            ).status_code
+            == 303
+        )
         series = client.get("/console/series/kap-intro").text
         token = csrf(series)
         url = "/console/series/kap-intro/publish"
@@ -259,11 +297,19 @@ def test_publishing_a_series_without_csrf_token_or_origin_is_refused_and_publish
         for data, headers in attempts:
             assert client.post(url, data=data, headers=headers).status_code == 403, (data, headers)
         no_origin = site.client(cookies=client.cookies, headers={})
-        assert no_origin.post(url, data={**form, "csrf_token": token}).status_code == 403  # neither Origin nor Referer
+        assert (
+            no_origin.post(url, data={**form, "csrf_token": token}).status_code == 403
+        )  # neither Origin nor Referer
         with reading(site.app.engine) as session:
-            assert list(session.scalars(select(m.SeriesVersion.version).where(m.SeriesVersion.campaign == "kap-intro"))) == [1]
+            assert list(
+                session.scalars(
+                    select(m.SeriesVersion.version).where(m.SeriesVersion.campaign == "kap-intro")
+                )
+            ) == [1]
         assert "published a series" not in [action for _, action, _ in _audit(site.app)]
-        assert client.post(url, data={**form, "csrf_token": token}).status_code == 303  # the same form, from the console itself
+        assert (
+            client.post(url, data={**form, "csrf_token": token}).status_code == 303
+        )  # the same form, from the console itself
 
 
 def test_the_login_form_needs_its_token_too(tmp_path):
@@ -306,15 +352,31 @@ def test_every_console_page_has_a_strict_csp_and_no_framing(tmp_path):
     with console(tmp_path) as site:
         (subscriber_id,) = active_subscribers(site.app, 1, site.clock.now)
         client = site.login()
-        pages = ["/console/", "/console/subscribers", f"/console/subscribers/{subscriber_id}", "/console/deliveries", "/console/results",
-                 "/console/audit", "/console/newsletters", "/console/series", "/console/series/kap-intro", "/console/series/kap-intro/1"]
+        pages = [
+            "/console/",
+            "/console/subscribers",
+            f"/console/subscribers/{subscriber_id}",
+            "/console/deliveries",
+            "/console/results",
+            "/console/audit",
+            "/console/newsletters",
+            "/console/series",
+            "/console/series/kap-intro",
+            "/console/series/kap-intro/1",
+        ]
         for path in pages + ["/console/login"]:
             answer = (site.client() if path == "/console/login" else client).get(path)
             assert answer.status_code == 200, (path, answer.text[:500])
             assert answer.headers["x-frame-options"] == "DENY"
             csp = answer.headers["content-security-policy"]
-            assert "unsafe-inline" not in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp, path
-            assert "<script" not in answer.text and "http://" not in answer.text.replace(site.web.url, "") or path.startswith("/console/series/kap-intro"), path  # email previews and check findings quote http:// links
+            assert (
+                "unsafe-inline" not in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+            ), path
+            assert (
+                "<script" not in answer.text
+                and "http://" not in answer.text.replace(site.web.url, "")
+                or path.startswith("/console/series/kap-intro")
+            ), path  # email previews and check findings quote http:// links
 
 
 def test_no_console_data_in_the_logs(tmp_path, caplog):
@@ -335,7 +397,9 @@ def test_no_console_data_in_the_logs(tmp_path, caplog):
             for logger in attached:
                 logger.removeHandler(caplog.handler)
     # The server's logs only: the test's own HTTP client logs what it asked for.
-    server = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith(("uvicorn", "nurture")))
+    server = "\n".join(
+        record.getMessage() for record in caplog.records if record.name.startswith(("uvicorn", "nurture"))
+    )
     assert "/console/subscribers" in server  # the access log was captured
     for secret in ("P0", "zebedee", OWNER, PASSWORD, "a wrong password here"):
         assert secret not in server
@@ -348,7 +412,10 @@ def test_sessions_throttling_and_search_on_postgresql(tmp_path, postgres_url):
         client = site.login()
         assert "person1@example.com" in client.get("/console/subscribers", params={"q": "P1"}).text
         token = csrf(client.get("/console/subscribers/1").text)
-        assert client.post("/console/subscribers/1/tag", data={"csrf_token": token, "tag": "booked"}).status_code == 303
+        assert (
+            client.post("/console/subscribers/1/tag", data={"csrf_token": token, "tag": "booked"}).status_code
+            == 303
+        )
         assert _tags(site.app, 1) == ["booked"]
         for _ in range(10):
             site.try_login(site.client(), password="wrong wrong wrong")

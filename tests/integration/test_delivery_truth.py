@@ -12,7 +12,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,30 +22,30 @@ from nurture.config import load_config
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.integration.test_exactly_once import STEP_TIMES, Project, iso
 from tests.support.factories import active_subscribers, open_app
+from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.provider_events import events_for, post_events
 from tests.support.sendgrid_standin import SendGridStandIn
 from tests.support.webserver import WebhookSigner
 
 TRIALS = 20
 PEOPLE = 24
-SETTINGS: dict[str, object] = {"delivery.batch_size": 3, "delivery.concurrency": 2, "delivery.reconcile_after": "1h"}
+SETTINGS: dict[str, object] = {
+    "delivery.batch_size": 3,
+    "delivery.concurrency": 2,
+    "delivery.reconcile_after": "1h",
+}
 
 
 class SignedProject(Project):
     """A project whose processes and in-process app both hold the webhook's public key."""
 
-    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn, signer: WebhookSigner) -> None:
+    def __init__(
+        self, tmp_path: Path, database_url: str, standin: SendGridStandIn, signer: WebhookSigner
+    ) -> None:
         super().__init__(tmp_path, database_url, standin, **SETTINGS)
         self.env |= signer.environ
         self.app = open_app(load_config(self.config_path, environ=self.env))
-
-
-@pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
 
 
 def delivery_statuses(project: Project) -> dict[int, str]:
@@ -58,7 +57,9 @@ def received_ids(standin: SendGridStandIn) -> set[int]:
     return {int(message.custom_args["delivery_id"]) for message in standin.messages()}
 
 
-def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner, rng: random.Random, workers: int) -> None:
+def run_trial(
+    project: Project, standin: SendGridStandIn, signer: WebhookSigner, rng: random.Random, workers: int
+) -> None:
     standin.latency = rng.uniform(0.02, 0.08)
     active_subscribers(project.app, PEOPLE, STEP_TIMES[0] - timedelta(hours=1))
     first = STEP_TIMES[0]
@@ -68,7 +69,11 @@ def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner,
     if target == 0:
         time.sleep(rng.uniform(0.2, 1.5))  # start-up, the first claims, or the first requests
     else:
-        while standin.request_count < target and time.monotonic() - started < 30 and any(p.poll() is None for p in processes):
+        while (
+            standin.request_count < target
+            and time.monotonic() - started < 30
+            and any(p.poll() is None for p in processes)
+        ):
             time.sleep(0.002)
         time.sleep(rng.uniform(0, 0.05))
     for process in processes:
@@ -106,14 +111,18 @@ def run_trial(project: Project, standin: SendGridStandIn, signer: WebhookSigner,
 
 
 @pytest.mark.parametrize("seed", range(TRIALS))
-def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_sqlite(tmp_path: Path, standin: SendGridStandIn, seed: int) -> None:
+def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_sqlite(
+    tmp_path: Path, standin: SendGridStandIn, seed: int
+) -> None:
     signer = WebhookSigner()
     project = SignedProject(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin, signer)
     run_trial(project, standin, signer, random.Random(seed), workers=2)
 
 
 @pytest.mark.parametrize("seed", range(TRIALS))
-def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_postgres(tmp_path: Path, postgres_url: str, standin: SendGridStandIn, seed: int) -> None:
+def test_kill_9_then_events_leave_exactly_the_unreceived_stuck_postgres(
+    tmp_path: Path, postgres_url: str, standin: SendGridStandIn, seed: int
+) -> None:
     signer = WebhookSigner()
     project = SignedProject(tmp_path, postgres_url, standin, signer)
     run_trial(project, standin, signer, random.Random(1000 + seed), workers=3)

@@ -7,111 +7,50 @@ what it received; the store must agree with it.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import REPO, SECRET, active_subscribers, at, open_app, write_project
+from tests.support.factories import active_subscribers, at
+from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
-# When each of the five steps is due (delays 0, 3, 4, 4, 5 days), at 10:00 New York time.
-STEP_TIMES = [at("2026-12-01 15:00"), at("2026-12-04 15:00"), at("2026-12-08 15:00"), at("2026-12-12 15:00"), at("2026-12-17 15:00")]
 
 
 def midday_zone(moment: datetime) -> str:
     """A fixed-offset zone in which `moment` falls near local noon. The daemon tests run
     on the real clock, so their subscribers live where the send window is wide open,
     whatever time of day the suite happens to run."""
-    offset = 12 - moment.astimezone(timezone.utc).hour  # -11 .. +12 hours, all valid zones
+    offset = 12 - moment.astimezone(UTC).hour  # -11 .. +12 hours, all valid zones
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT signs are inverted
 
 
 @pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'nurture.db'}"
-
-
-class Project:
-    def __init__(self, tmp_path: Path, database_url: str, standin: SendGridStandIn | None, **overrides: object) -> None:
-        settings: dict[str, object] = {"database.url": database_url, **overrides}
-        if standin is not None:
-            settings["delivery.transport"] = "sendgrid"
-        self.config_path = write_project(tmp_path, settings)
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "NURTURE_SECRET_KEY": SECRET,
-            "NURTURE_CONFIG": str(self.config_path),
-            "PYTHONPATH": str(REPO),
-        }
-        if standin is not None:
-            self.env |= {"SENDGRID_API_KEY": "SG.test", "NURTURE_SENDGRID_HOST": standin.url}
-        self.app = open_app(load_config(self.config_path, environ=self.env))
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nurture", *args],
-            env=self.env,
-            cwd=self.config_path.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        process = self.start(*args)
-        out, err = process.communicate(timeout=120)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-    def statuses(self) -> Counter[str]:
-        with transaction(self.app.engine) as session:
-            return Counter(dict(session.execute(select(m.Delivery.status, func.count()).group_by(m.Delivery.status)).all()))
-
-    def claimed_subscribers(self) -> set[int]:
-        with transaction(self.app.engine) as session:
-            return set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)))
-
-    def emails(self, ids: list[int]) -> dict[int, str]:
-        with transaction(self.app.engine) as session:
-            return dict(session.execute(select(m.Subscriber.id, m.Subscriber.email).where(m.Subscriber.id.in_(ids))).all())
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat()
+def database_url(both_stores: str) -> str:
+    """Overlapping processes on both stores."""
+    return both_stores
 
 
 @pytest.mark.parametrize("workers", [2, 4])
 def test_overlapping_send_due_processes_send_each_step_exactly_once(
     tmp_path: Path, database_url: str, standin: SendGridStandIn, workers: int
 ) -> None:
-    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 100, "delivery.concurrency": 2})
+    project = Project(
+        tmp_path, database_url, standin, **{"delivery.batch_size": 100, "delivery.concurrency": 2}
+    )
     ids = active_subscribers(project.app, 2000, START)
     for step_time in STEP_TIMES:
         processes = [project.start("send-due", "--now", iso(step_time)) for _ in range(workers)]
         results = [process.communicate(timeout=300) for process in processes]
-        for process, (out, err) in zip(processes, results):
+        for process, (_out, err) in zip(processes, results, strict=True):
             assert process.returncode == 0, err
             assert "Traceback" not in err
     received = Counter((message.to_email, message.raw_subject) for message in standin.messages())
@@ -126,11 +65,15 @@ def test_kill_9_mid_run_never_duplicates_and_loses_only_reported_stuck(
     tmp_path: Path, database_url: str, standin: SendGridStandIn, kill_after_requests: int
 ) -> None:
     standin.latency = 0.15
-    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 20, "delivery.concurrency": 2})
+    project = Project(
+        tmp_path, database_url, standin, **{"delivery.batch_size": 20, "delivery.concurrency": 2}
+    )
     ids = active_subscribers(project.app, 400, START)
     first = project.start("send-due", "--now", iso(STEP_TIMES[0]))
     deadline = time.monotonic() + 60
-    while standin.request_count < kill_after_requests and time.monotonic() < deadline and first.poll() is None:
+    while (
+        standin.request_count < kill_after_requests and time.monotonic() < deadline and first.poll() is None
+    ):
         time.sleep(0.005)
     if kill_after_requests == 0:
         time.sleep(0.9)  # somewhere between start-up, the first claim and the first request
@@ -187,7 +130,9 @@ def test_daemon_stops_on_sigterm_mid_pass_leaving_no_claim(tmp_path: Path, stand
     assert len(received) == 300 and set(received.values()) == {1}
 
 
-def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(tmp_path: Path, standin: SendGridStandIn) -> None:
+def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(
+    tmp_path: Path, standin: SendGridStandIn
+) -> None:
     project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", standin)
     project.env["SENDGRID_API_KEY"] = "SG.revoked"
     active_subscribers(project.app, 30, START)
@@ -198,7 +143,9 @@ def test_bad_api_key_exits_non_zero_with_a_clear_message_and_claims_nothing(tmp_
     assert project.statuses() == Counter()
 
 
-def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path, postgres_url: str, standin: SendGridStandIn) -> None:
+def test_two_daemons_share_one_postgres_and_send_each_email_once(
+    tmp_path: Path, postgres_url: str, standin: SendGridStandIn
+) -> None:
     standin.latency = 0.1  # a first pass of over a second: the second daemon is up well before it ends
     window = {"delivery.weekdays_only": False, "delivery.batch_size": 25, "delivery.concurrency": 2}
     project = Project(tmp_path, postgres_url, standin, **window)
@@ -211,7 +158,7 @@ def test_two_daemons_share_one_postgres_and_send_each_email_once(tmp_path: Path,
     for daemon in daemons:
         daemon.send_signal(signal.SIGTERM)
     outputs = [daemon.communicate(timeout=30) for daemon in daemons]
-    for daemon, (_, err) in zip(daemons, outputs):
+    for daemon, (_, err) in zip(daemons, outputs, strict=True):
         assert daemon.returncode == 0, err
     received = Counter(message.to_email for message in standin.messages())
     assert len(received) == 600 and set(received.values()) == {1}

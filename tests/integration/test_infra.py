@@ -15,7 +15,9 @@ def test_postgres_url_is_a_fresh_database(postgres_url):
             assert conn.execute(text("select 1")).scalar_one() == 1
             version = conn.execute(text("SHOW server_version")).scalar_one()
             assert version and version[0].isdigit()
-            assert conn.execute(text("select current_database()")).scalar_one() == postgres_url.rsplit("/", 1)[1]
+            assert (
+                conn.execute(text("select current_database()")).scalar_one() == postgres_url.rsplit("/", 1)[1]
+            )
             tables = conn.execute(
                 text("select count(*) from information_schema.tables where table_schema = 'public'")
             ).scalar_one()

@@ -1,5 +1,6 @@
-"""The Alembic migrations against a real PostgreSQL: exactly the models' schema,
-a clean downgrade, and a second upgrade that changes nothing."""
+"""The Alembic migrations against a real PostgreSQL: exactly the models' schema and a
+clean downgrade (the backend-neutral tests, a second upgrade that changes nothing among
+them, run on both stores in the migrations test module)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,7 @@ from sqlalchemy import Engine, text
 from nurture.store.db import make_engine
 from nurture.store.migrate import current_revision, head_revision, upgrade
 from nurture.store.models import Base
-# The backend-neutral tests run here too, against this module's PostgreSQL `engine`.
-from tests.unit.test_migrations import (  # noqa: F401 - imported tests are collected here
-    HEAD,
-    MODEL_TABLES,
-    downgrade_to_base,
-    schema_diff,
-    table_names,
-    triggers,
-    test_consent_events_are_append_only,
-    test_down_and_up_again_restores_the_schema_and_triggers,
-    test_upgrade_twice_is_a_no_op,
-)
+from tests.support.schema import HEAD, MODEL_TABLES, downgrade_to_base, schema_diff, table_names, triggers
 
 pytestmark = pytest.mark.postgres
 
@@ -53,7 +43,11 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
     assert current_revision(engine) == head_revision(engine) == HEAD
     assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_diff(engine) == []
-    assert triggers(engine) == ["consent_events_append_only", "owner_audit_no_delete", "owner_audit_no_update"]
+    assert triggers(engine) == [
+        "consent_events_append_only",
+        "owner_audit_no_delete",
+        "owner_audit_no_update",
+    ]
     assert functions(engine) == ["consent_events_append_only", "owner_audit_append_only"]
 
 
@@ -89,10 +83,14 @@ def test_downgrade_to_base_leaves_no_tables(engine: Engine):
     downgrade_to_base(engine)
     assert functions(engine) == []
     with engine.connect() as connection:
-        relations = connection.execute(
-            text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+        relations = (
+            connection.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert relations == []  # no tables, indexes or sequences left behind

@@ -4,7 +4,6 @@ processes, on SQLite and PostgreSQL: everyone gets it once, in their own zone's 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from nurture.app import App
 from nurture.newsletters import schedule
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.integration.test_exactly_once import Project
 from tests.support.factories import at
+from tests.support.processes import Project
 from tests.support.sendgrid_standin import SendGridStandIn
 
 BEFORE = at("2026-11-25 12:00")
@@ -29,16 +28,9 @@ PER_ZONE = 250
 
 
 @pytest.fixture
-def standin() -> Iterator[SendGridStandIn]:
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'nurture.db'}"
+def database_url(both_stores: str) -> str:
+    """Each zone's claims on both stores."""
+    return both_stores
 
 
 def readers(app: App, zone_name: str | None, count: int, prefix: str) -> None:
@@ -68,10 +60,18 @@ def test_overlapping_passes_send_a_subscriber_time_newsletter_once_to_each_reade
     tmp_path: Path, database_url: str, standin: SendGridStandIn
 ) -> None:
     workers = 3
-    project = Project(tmp_path, database_url, standin, **{"delivery.batch_size": 40, "delivery.concurrency": 2})
+    project = Project(
+        tmp_path, database_url, standin, **{"delivery.batch_size": 40, "delivery.concurrency": 2}
+    )
     for number, zone_name in enumerate(ZONES):
         readers(project.app, zone_name, PER_ZONE, f"zone{number}-")
-    newsletter_id = schedule(project.app, project.app.config.campaigns_dir / "newsletters" / "2026-12-winter-note.md", "2026-12-01 09:00", "subscriber", BEFORE)
+    newsletter_id = schedule(
+        project.app,
+        project.app.config.campaigns_dir / "newsletters" / "2026-12-winter-note.md",
+        "2026-12-01 09:00",
+        "subscriber",
+        BEFORE,
+    )
     sent_before = 0
     for moment in [at("2026-11-30 19:30"), *ZONES.values(), at("2026-12-01 21:00")]:
         processes = [project.start("send-due", "--now", moment.isoformat()) for _ in range(workers)]
@@ -84,7 +84,13 @@ def test_overlapping_passes_send_a_subscriber_time_newsletter_once_to_each_reade
     received = Counter(message.to_email for message in standin.messages())
     assert len(received) == PER_ZONE * len(ZONES) and set(received.values()) == {1}
     with transaction(project.app.engine) as session:
-        claimed = set(session.execute(select(m.Subscriber.timezone, m.Delivery.claimed_at).join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)).all())
+        claimed = set(
+            session.execute(
+                select(m.Subscriber.timezone, m.Delivery.claimed_at).join(
+                    m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id
+                )
+            ).all()
+        )
         assert claimed == set(ZONES.items())  # every reader's email was claimed at their own zone's 09:00
         assert session.get(m.Newsletter, newsletter_id).status == m.NewsletterStatus.SENT  # type: ignore[union-attr]
         assert set(session.scalars(select(m.Delivery.status))) == {m.DeliveryStatus.SENT}

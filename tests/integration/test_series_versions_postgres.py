@@ -1,23 +1,28 @@
-"""Versioned series on PostgreSQL: the same replays as tests/unit/test_series_versions.py
+"""Versioned series on PostgreSQL: the same replays as tests/integration/test_series_versions.py
 (insert, remove, reorder, edit, delay, renames; --only-ahead; rows from before keys)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.support.series_replay import EDIT_AT, EDITS, check_replay, replay, subjects_by_key
-from tests.unit.test_series_versions import check_legacy_rows_adopted
+from tests.support.series_replay import (
+    AFTER,
+    EDITS,
+    check_legacy_rows_adopted,
+    check_replay,
+    replay,
+    subjects_by_key,
+)
 
 pytestmark = pytest.mark.postgres
 
-AFTER = EDIT_AT + timedelta(days=40)
-
 
 @pytest.mark.parametrize("name", sorted(EDITS))
-def test_an_edit_published_mid_series_sends_each_key_once_on_postgresql(tmp_path: Path, postgres_url: str, name: str) -> None:
+def test_an_edit_published_mid_series_sends_each_key_once_on_postgresql(
+    tmp_path: Path, postgres_url: str, name: str
+) -> None:
     state = replay(tmp_path, postgres_url)
     old = subjects_by_key(state.folder)
     EDITS[name](state.folder)

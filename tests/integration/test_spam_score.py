@@ -37,9 +37,12 @@ def spamassassin() -> str:
 
 
 def score(program: str, message: Message) -> tuple[float, str]:
-    done = subprocess.run([program, "-L", "-t"], input=message.data, capture_output=True, timeout=120, check=True)
+    done = subprocess.run(
+        [program, "-L", "-t"], input=message.data, capture_output=True, timeout=120, check=True
+    )
     found = SCORE.search(done.stdout)
-    assert found, f"{message.name}: no X-Spam-Status in spamassassin's answer: {done.stderr.decode(errors='replace')[:300]}"
+    stderr = done.stderr.decode(errors="replace")[:300]
+    assert found, f"{message.name}: no X-Spam-Status in spamassassin's answer: {stderr}"
     rules = RULES.search(done.stdout)
     return float(found.group(1)), " ".join(rules.group(1).decode().split()) if rules else ""
 
@@ -52,7 +55,7 @@ def test_every_email_scores_zero_or_below(tmp_path):
     assert sum(name.startswith("kap-intro/") for name in names) == 5
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda message: score(program, message), messages))
-    over = {name: result for name, result in zip(names, results) if result[0] > 0}
+    over = {name: result for name, result in zip(names, results, strict=True) if result[0] > 0}
     assert not over, f"spamassassin scores above 0 (score, rules hit): {over}"
 
 
@@ -62,7 +65,9 @@ def test_the_check_catches_a_hidden_preheader(tmp_path):
     [message] = [m for m in every_email(make_config(tmp_path)) if m.name == "confirmation"]
     hidden = (
         '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
-        'max-width:0px;opacity:0;overflow:hidden;">' + "Confirm now and see what is inside for you. " * 8 + "</div>"
+        'max-width:0px;opacity:0;overflow:hidden;">'
+        + "Confirm now and see what is inside for you. " * 8
+        + "</div>"
     )
     parsed = email.message_from_bytes(message.data, policy=POLICY)
     assert isinstance(parsed, EmailMessage)

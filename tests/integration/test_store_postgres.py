@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -14,15 +13,15 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from nurture.app import App
-from nurture.errors import InputError, NotFound, TokenError
 from nurture.audience.importer import import_csv
+from nurture.audience.people import export, forget
+from nurture.audience.signup import confirm, subscribe, unsubscribe_email
+from nurture.errors import InputError, NotFound, TokenError
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.audience.people import export, forget
-from nurture.audience.signup import confirm, subscribe, unsubscribe_email
 from nurture.tokens import address_hash
-from tests.support.factories import SECRET, at, make_app
+from tests.support.factories import SECRET, at
 
 pytestmark = pytest.mark.postgres
 
@@ -30,11 +29,8 @@ NOW = at("2026-12-01 18:00")  # 10:00 in Los Angeles
 
 
 @pytest.fixture
-def app(tmp_path: Path, postgres_url: str) -> Iterator[App]:
-    app = make_app(tmp_path, database_url=postgres_url)
-    assert app.engine.dialect.name == "postgresql"
-    yield app
-    app.close()
+def database_url(postgres_url: str) -> str:
+    return postgres_url  # `app` checks it opened PostgreSQL
 
 
 def token(app: App, subscriber_id: int, nonce: int) -> str:
@@ -54,7 +50,9 @@ def kinds(app: App, subscriber_id: int) -> list[str]:
     with transaction(app.engine) as session:
         return list(
             session.scalars(
-                select(m.ConsentEvent.kind).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)
+                select(m.ConsentEvent.kind)
+                .where(m.ConsentEvent.subscriber_id == subscriber_id)
+                .order_by(m.ConsentEvent.id)
             )
         )
 
@@ -66,7 +64,9 @@ def count(app: App, model: type[m.Base]) -> int:
 
 def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     # Double opt-in.
-    sam = subscribe(app, "Sam@Example.com", NOW, first_name="Sam", ip="203.0.113.9", user_agent="UA").subscriber_id
+    sam = subscribe(
+        app, "Sam@Example.com", NOW, first_name="Sam", ip="203.0.113.9", user_agent="UA"
+    ).subscriber_id
     assert status(app, "sam@example.com") == m.SubscriberStatus.PENDING
     assert send_due(app, NOW).sent == 0
     with pytest.raises(TokenError, match="expired"):
@@ -88,22 +88,36 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
         "cy@example.com,Cy,,2025-03-01,web\n",
         encoding="utf-8",
     )
-    before = {model.__tablename__: count(app, model) for model in (m.Subscriber, m.ConsentEvent, m.Enrollment)}
+    before = {
+        model.__tablename__: count(app, model) for model in (m.Subscriber, m.ConsentEvent, m.Enrollment)
+    }
     with pytest.raises(InputError) as caught:
         import_csv(app, path, NOW)
     assert re.findall(r", line (\d+): ", str(caught.value)) == ["5"]
-    assert {model.__tablename__: count(app, model) for model in (m.Subscriber, m.ConsentEvent, m.Enrollment)} == before
+    assert {
+        model.__tablename__: count(app, model) for model in (m.Subscriber, m.ConsentEvent, m.Enrollment)
+    } == before
 
     # ... unless told to skip them.
     report = import_csv(app, path, NOW, skip_invalid=True)
-    assert (report.rows, report.created, report.merged, len(report.invalid), report.enrolled) == (5, 2, 2, 1, 2)
+    assert (report.rows, report.created, report.merged, len(report.invalid), report.enrolled) == (
+        5,
+        2,
+        2,
+        1,
+        2,
+    )
     assert status(app, "ann@example.com") == m.SubscriberStatus.ACTIVE
     assert status(app, "bob@example.com") is None
     with transaction(app.engine) as session:
         ann = session.scalar(select(m.Subscriber).where(m.Subscriber.email_key == "ann@example.com"))
         assert ann is not None and ann.first_name == "Ann, Jr."
         [event] = session.scalars(select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == ann.id)).all()
-        assert (event.kind, event.source, event.occurred_at) == (m.ConsentKind.IMPORT, "open day, 2025", at("2025-02-01 10:00"))
+        assert (event.kind, event.source, event.occurred_at) == (
+            m.ConsentKind.IMPORT,
+            "open day, 2025",
+            at("2025-02-01 10:00"),
+        )
         sam_row = session.get(m.Subscriber, sam)
         assert sam_row is not None and sam_row.first_name == "Sam"
 
@@ -115,28 +129,49 @@ def test_subscribe_confirm_import_forget_on_postgres(app: App, tmp_path: Path):
     assert status(app, "cy@example.com") == m.SubscriberStatus.UNSUBSCRIBED
 
     # Consent records are append-only on PostgreSQL too.
-    with pytest.raises(DBAPIError, match="consent_events is append-only"):
-        with transaction(app.engine) as session:
-            session.execute(update(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == sam).values(source="forged"))
+    with pytest.raises(DBAPIError, match="consent_events is append-only"), transaction(app.engine) as session:
+        session.execute(
+            update(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == sam).values(source="forged")
+        )
     assert kinds(app, sam) == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
 
     # Export, then forget.
     data = export(app, "sam@example.com")
-    assert [event["kind"] for event in data["consent_events"]] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
+    assert [event["kind"] for event in data["consent_events"]] == [
+        m.ConsentKind.OPT_IN,
+        m.ConsentKind.CONFIRM,
+    ]
     assert data["consent_events"][0]["wording"] == app.config.consent.wording
-    assert [(d["stream"], d["step"], d["status"]) for d in data["deliveries"]] == [("kap-intro", 1, m.DeliveryStatus.SENT)]
+    assert [(d["stream"], d["step"], d["status"]) for d in data["deliveries"]] == [
+        ("kap-intro", 1, m.DeliveryStatus.SENT)
+    ]
     assert "ann@example.com" not in repr(data)
 
     forget(app, "sam@example.com", NOW + timedelta(days=1))
     assert status(app, "sam@example.com") is None
     with transaction(app.engine) as session:
-        assert session.scalar(select(func.count()).select_from(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == sam)) == 0
-        assert session.scalar(select(func.count()).select_from(m.Enrollment).where(m.Enrollment.subscriber_id == sam)) == 0
-        assert list(session.scalars(select(m.Suppression.address_hash))) == [address_hash(SECRET, "sam@example.com")]
-        orphans = session.execute(select(m.Delivery.stream, m.Delivery.step).where(m.Delivery.subscriber_id.is_(None))).all()
+        assert (
+            session.scalar(
+                select(func.count()).select_from(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == sam)
+            )
+            == 0
+        )
+        assert (
+            session.scalar(
+                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.subscriber_id == sam)
+            )
+            == 0
+        )
+        assert list(session.scalars(select(m.Suppression.address_hash))) == [
+            address_hash(SECRET, "sam@example.com")
+        ]
+        orphans = session.execute(
+            select(m.Delivery.stream, m.Delivery.step).where(m.Delivery.subscriber_id.is_(None))
+        ).all()
         assert orphans == [("kap-intro", 1)]
         dumped = " ".join(
-            repr(session.execute(text(f"SELECT * FROM {table.name}")).all()) for table in m.Base.metadata.sorted_tables
+            repr(session.execute(text(f"SELECT * FROM {table.name}")).all())
+            for table in m.Base.metadata.sorted_tables
         ).casefold()
     assert "sam@example.com" not in dumped
     with pytest.raises(NotFound):
@@ -170,9 +205,9 @@ def test_bulk_import_on_postgres(app: App, tmp_path: Path):
     assert dict(pairs) == {f"person{i}@example.com": f"bulk list row {i}" for i in range(2500)}
     with transaction(app.engine) as session:
         due = session.execute(
-            select(m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at, func.count()).group_by(
-                m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at
-            )
+            select(
+                m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at, func.count()
+            ).group_by(m.Enrollment.campaign, m.Enrollment.next_step, m.Enrollment.next_due_at)
         ).all()
         times = session.execute(select(m.Subscriber.created_at, m.Subscriber.confirmed_at).distinct()).all()
     assert due == [("kap-intro", 1, NOW, 2500)]

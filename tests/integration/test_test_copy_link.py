@@ -23,10 +23,28 @@ def test_the_test_copy_unsubscribe_link_says_it_is_a_test(tmp_path):
         message = message_from_bytes(path.read_bytes(), policy=default_policy)
         url = re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
         path_only = url.removeprefix(web.url)
-        for answer in (client.get(path_only), client.post(path_only), client.post(path_only, data={"List-Unsubscribe": "One-Click"})):
+        for answer in (
+            client.get(path_only),
+            client.post(path_only),
+            client.post(path_only, data={"List-Unsubscribe": "One-Click"}),
+        ):
             assert answer.status_code == 200
             assert "This is a test copy" in answer.text and "nothing was changed" in answer.text
             assert "You are unsubscribed" not in answer.text
         with transaction(web.app.engine) as session:
-            assert session.scalar(select(func.count()).select_from(m.ConsentEvent).where(m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE)) == 0
-            assert session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)) == 1
+            assert (
+                session.scalar(
+                    select(func.count())
+                    .select_from(m.ConsentEvent)
+                    .where(m.ConsentEvent.kind == m.ConsentKind.UNSUBSCRIBE)
+                )
+                == 0
+            )
+            assert (
+                session.scalar(
+                    select(func.count())
+                    .select_from(m.Subscriber)
+                    .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+                )
+                == 1
+            )

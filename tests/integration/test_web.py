@@ -8,24 +8,24 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from uvicorn.logging import AccessFormatter
 from sqlalchemy import func, select
 from starlette.routing import Mount, Route
+from uvicorn.logging import AccessFormatter
 
 from nurture import tokens
 from nurture.app import App
+from nurture.audience.signup import subscribe
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.web.logs import UNKNOWN_PATH, route_template
-from nurture.audience.signup import subscribe
 from tests.support.factories import SECRET, active_subscribers, at
 from tests.support.webserver import LiveWeb, WebhookSigner, live_web, sg_event, webhook_body
 
@@ -70,7 +70,11 @@ def subscriber(app: App, subscriber_id: int) -> m.Subscriber:
 
 def consent_events(app: App, subscriber_id: int) -> list[m.ConsentEvent]:
     with transaction(app.engine) as session:
-        return session.scalars(select(m.ConsentEvent).where(m.ConsentEvent.subscriber_id == subscriber_id).order_by(m.ConsentEvent.id)).all()
+        return session.scalars(
+            select(m.ConsentEvent)
+            .where(m.ConsentEvent.subscriber_id == subscriber_id)
+            .order_by(m.ConsentEvent.id)
+        ).all()
 
 
 def count(app: App, model: Any) -> int:
@@ -87,11 +91,18 @@ def confirm_path(subscriber_id: int, nonce: int, issued: datetime, secret: str =
 
 
 def pending(app: App, email: str = "sam@example.com", now: datetime | None = None) -> int:
-    return subscribe(app, email, now or datetime.now(timezone.utc), first_name="Sam", source="test").subscriber_id
+    return subscribe(app, email, now or datetime.now(UTC), first_name="Sam", source="test").subscriber_id
 
 
 def form(**values: str) -> dict[str, str]:
-    return {"email": "", "first_name": "", "timezone": "", "consent_version": "2026-11-v1", "website": "", **values}
+    return {
+        "email": "",
+        "first_name": "",
+        "timezone": "",
+        "consent_version": "2026-11-v1",
+        "website": "",
+        **values,
+    }
 
 
 def main_text(html: str) -> str:
@@ -102,13 +113,19 @@ def main_text(html: str) -> str:
 
 def post_events(site: Site, events: list[Any], *, timestamp: int | None = None) -> httpx.Response:
     body = webhook_body(events)
-    return site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body, timestamp=timestamp))
+    return site.client.post(
+        "/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body, timestamp=timestamp)
+    )
 
 
 def one_click(client: httpx.Client, path: str, encoding: str) -> httpx.Response:
     if encoding == "multipart":
         return client.post(path, files={"List-Unsubscribe": (None, "One-Click")})
-    return client.post(path, content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
 
 
 # ---------------------------------------------------------------- what is exposed
@@ -134,13 +151,21 @@ def test_healthz_answers_503_when_the_database_does_not(site, monkeypatch, caplo
 @pytest.mark.postgres
 def test_the_same_endpoints_on_postgresql(tmp_path, postgres_url):
     signer = WebhookSigner()
-    with live_web(tmp_path, environ=signer.environ, **{"database.url": postgres_url}) as web, web.client() as client:
+    with (
+        live_web(tmp_path, environ=signer.environ, **{"database.url": postgres_url}) as web,
+        web.client() as client,
+    ):
         assert client.get("/healthz").json() == {"status": "ok"}
         sid = active_subscribers(web.app, 1, NOW)[0]
         assert one_click(client, unsubscribe_path(sid), "urlencoded").status_code == 200
         assert subscriber(web.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
         body = webhook_body([sg_event("open", 1), sg_event("open", 1)])
-        assert client.post("/webhooks/sendgrid", content=body.encode(), headers=signer.headers(body)).json()["stored"] == 1
+        assert (
+            client.post("/webhooks/sendgrid", content=body.encode(), headers=signer.headers(body)).json()[
+                "stored"
+            ]
+            == 1
+        )
 
 
 @pytest.mark.parametrize(
@@ -163,7 +188,11 @@ def test_nothing_else_is_exposed(site, method, path, status):
 
 def test_pages_are_plain_private_and_self_contained(site):
     sid = active_subscribers(site.app, 1, NOW)[0]
-    for path in ("/subscribe", unsubscribe_path(sid), confirm_path(pending(site.app, "ana@example.com"), 1, datetime.now(timezone.utc))):
+    for path in (
+        "/subscribe",
+        unsubscribe_path(sid),
+        confirm_path(pending(site.app, "ana@example.com"), 1, datetime.now(UTC)),
+    ):
         response = site.client.get(path)
         assert response.status_code == 200, path
         page = response.text
@@ -174,7 +203,9 @@ def test_pages_are_plain_private_and_self_contained(site):
         assert response.headers["x-frame-options"] == "DENY"
         assert "default-src 'none'" in response.headers["content-security-policy"]
         assert "set-cookie" not in response.headers
-        assert not re.search(r"<(link|img|iframe)\b|\bsrc=|https?://", page), "no external resources, no tracking"
+        assert not re.search(r"<(link|img|iframe)\b|\bsrc=|https?://", page), (
+            "no external resources, no tracking"
+        )
         # Practice name and postal address in the footer.
         footer = page.split("<footer>", 1)[1]
         assert site.app.config.practice.name in footer and site.app.config.practice.postal_address in footer
@@ -198,9 +229,16 @@ def test_one_click_unsubscribe_in_both_encodings(site, encoding):
     assert "You are unsubscribed" in response.text
     assert subscriber(site.app, sid).status == m.SubscriberStatus.UNSUBSCRIBED
     last = consent_events(site.app, sid)[-1]
-    assert (last.kind, last.source, last.ip, last.detail) == (m.ConsentKind.UNSUBSCRIBE, "one-click (List-Unsubscribe-Post)", "127.0.0.1", "from kap-intro")
+    assert (last.kind, last.source, last.ip, last.detail) == (
+        m.ConsentKind.UNSUBSCRIBE,
+        "one-click (List-Unsubscribe-Post)",
+        "127.0.0.1",
+        "from kap-intro",
+    )
     with transaction(site.app.engine) as session:
-        assert set(session.scalars(select(m.Enrollment.status).where(m.Enrollment.subscriber_id == sid))) == {m.EnrollmentStatus.STOPPED}
+        assert set(session.scalars(select(m.Enrollment.status).where(m.Enrollment.subscriber_id == sid))) == {
+            m.EnrollmentStatus.STOPPED
+        }
 
     again = one_click(site.client, unsubscribe_path(sid), encoding)
     assert again.status_code == 200 and "You are unsubscribed" in again.text
@@ -237,7 +275,11 @@ def test_the_unsubscribe_holds_for_the_very_next_send(site):
     one_click(site.client, unsubscribe_path(ids[0]), "multipart")
     send_due(site.app, NOW)
     with transaction(site.app.engine) as session:
-        got = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.SENT)))
+        got = set(
+            session.scalars(
+                select(m.Delivery.subscriber_id).where(m.Delivery.status == m.DeliveryStatus.SENT)
+            )
+        )
     assert got == {ids[1]}
 
 
@@ -248,7 +290,7 @@ def bad_tokens(sid: int) -> dict[str, str]:
     return {
         "tampered mac": f"{body}.{flipped}",
         "tampered body": f"{tokens.make_unsubscribe_token(SECRET, sid + 1, 'kap-intro').split('.')[0]}.{mac}",
-        "confirm token": tokens.make_confirm_token(SECRET, sid, 1, datetime.now(timezone.utc)),
+        "confirm token": tokens.make_confirm_token(SECRET, sid, 1, datetime.now(UTC)),
         "another key": tokens.make_unsubscribe_token("another-secret-key-0123456789", sid, "kap-intro"),
         "garbage": "not-a-token",
         "empty parts": "a.",
@@ -267,7 +309,10 @@ def test_tampered_and_foreign_unsubscribe_tokens_are_refused_without_saying_why(
         ):
             assert response.status_code == 400, name
             text = main_text(response.text).lower()
-            assert not any(word in text for word in ("signature", "tamper", "expired", "key", "forged", "hmac", "confirm")), name
+            assert not any(
+                word in text
+                for word in ("signature", "tamper", "expired", "key", "forged", "hmac", "confirm")
+            ), name
             bodies.add(response.text)
     assert len(bodies) == 1, "every bad link gets the same page"
     assert all(subscriber(site.app, i).status == m.SubscriberStatus.ACTIVE for i in (sid, sid + 1))
@@ -278,7 +323,7 @@ def test_tampered_and_foreign_unsubscribe_tokens_are_refused_without_saying_why(
 
 
 def test_confirm_get_shows_a_button_and_only_post_confirms(site):
-    issued = datetime.now(timezone.utc)
+    issued = datetime.now(UTC)
     sid = pending(site.app, now=issued)
     path = confirm_path(sid, 1, issued)
     for _ in range(3):
@@ -294,17 +339,30 @@ def test_confirm_get_shows_a_button_and_only_post_confirms(site):
     person = subscriber(site.app, sid)
     assert person.status == m.SubscriberStatus.ACTIVE
     confirm_event = consent_events(site.app, sid)[-1]
-    assert (confirm_event.kind, confirm_event.source, confirm_event.ip, confirm_event.user_agent) == (m.ConsentKind.CONFIRM, "web", "127.0.0.1", UA)
+    assert (confirm_event.kind, confirm_event.source, confirm_event.ip, confirm_event.user_agent) == (
+        m.ConsentKind.CONFIRM,
+        "web",
+        "127.0.0.1",
+        UA,
+    )
     with transaction(site.app.engine) as session:
-        assert session.scalar(select(func.count()).select_from(m.Enrollment).where(m.Enrollment.subscriber_id == sid)) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(m.Enrollment).where(m.Enrollment.subscriber_id == sid)
+            )
+            == 1
+        )
 
     twice = site.client.post(path)
     assert twice.status_code == 200 and "You are subscribed" in twice.text
-    assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN, m.ConsentKind.CONFIRM]
+    assert [event.kind for event in consent_events(site.app, sid)] == [
+        m.ConsentKind.OPT_IN,
+        m.ConsentKind.CONFIRM,
+    ]
 
 
 def test_expired_replaced_and_foreign_confirm_tokens_get_a_friendly_page(site):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sid = pending(site.app, now=now)
     subscribe(site.app, "sam@example.com", now, source="test")  # nonce 2: the first link is replaced
     cases = {
@@ -346,7 +404,11 @@ def test_the_signup_form_shows_the_versioned_consent_wording(site):
 
 def test_signup_gives_the_same_answer_for_new_pending_and_active_addresses(site):
     answers = []
-    post = lambda: site.client.post("/subscribe", data=form(email="Sam@Example.com", first_name="Sam", timezone="Europe/London"))  # noqa: E731
+
+    def post():
+        return site.client.post(
+            "/subscribe", data=form(email="Sam@Example.com", first_name="Sam", timezone="Europe/London")
+        )
 
     answers.append(post())  # new
     assert wait_for(lambda: len(outbox(site.app)) == 1)
@@ -365,7 +427,9 @@ def test_signup_gives_the_same_answer_for_new_pending_and_active_addresses(site)
     assert count(site.app, m.Subscriber) == 1
     opt_ins = [event for event in consent_events(site.app, person.id) if event.kind == m.ConsentKind.OPT_IN]
     assert len(opt_ins) == 2
-    assert {(e.source, e.ip, e.user_agent, e.wording_version) for e in opt_ins} == {("web form", "127.0.0.1", UA, "2026-11-v1")}
+    assert {(e.source, e.ip, e.user_agent, e.wording_version) for e in opt_ins} == {
+        ("web form", "127.0.0.1", UA, "2026-11-v1")
+    }
     stored = subscriber(site.app, person.id)
     assert (stored.email, stored.first_name, stored.timezone) == ("Sam@example.com", "Sam", "Europe/London")
 
@@ -374,7 +438,9 @@ def test_without_a_browser_time_zone_the_default_applies(site):
     site.client.post("/subscribe", data=form(email="ana@example.com"))
     assert wait_for(lambda: len(outbox(site.app)) == 1)
     with transaction(site.app.engine) as session:
-        assert session.scalar(select(m.Subscriber.timezone)) is None  # the sending pass reads delivery.default_timezone
+        assert (
+            session.scalar(select(m.Subscriber.timezone)) is None
+        )  # the sending pass reads delivery.default_timezone
 
 
 @pytest.mark.parametrize(
@@ -382,21 +448,37 @@ def test_without_a_browser_time_zone_the_default_applies(site):
     [
         ({"email": "not-an-address"}, "email", "Enter an email address like name@example.com."),
         ({"email": ""}, "email", "Enter an email address like name@example.com."),
-        ({"email": "josé@example.com"}, "email", "Our mail provider cannot deliver to an address with letters such as é before the @."),
-        ({"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"}, "timezone", "This is not a time zone we know."),
-        ({"email": "ana@example.com", "first_name": "Ana\nBcc: x"}, "first_name", "Please fix the first name"),
+        (
+            {"email": "josé@example.com"},
+            "email",
+            "Our mail provider cannot deliver to an address with letters such as é before the @.",
+        ),
+        (
+            {"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"},
+            "timezone",
+            "This is not a time zone we know.",
+        ),
+        (
+            {"email": "ana@example.com", "first_name": "Ana\nBcc: x"},
+            "first_name",
+            "Please fix the first name",
+        ),
     ],
 )
 def test_a_bad_field_reshows_the_form_with_the_error_next_to_it(site, values, field, message):
     response = site.client.post("/subscribe", data=form(**values))
     assert response.status_code == 400
     page = response.text
-    field_html = re.search(rf'<input id="{field}"[^>]*>\s*<span class="error" id="{field}-error">([^<]*)</span>', page)
+    field_html = re.search(
+        rf'<input id="{field}"[^>]*>\s*<span class="error" id="{field}-error">([^<]*)</span>', page
+    )
     assert field_html, page
     assert field_html.group(1).startswith(message)
-    assert 'aria-invalid="true"' in field_html.group(0) and f'aria-describedby="{field}-error"' in field_html.group(0)
+    assert 'aria-invalid="true"' in field_html.group(
+        0
+    ) and f'aria-describedby="{field}-error"' in field_html.group(0)
     if field == "timezone":
-        assert f'<label for="timezone">' in page  # shown as a visible, labelled field so it can be fixed
+        assert '<label for="timezone">' in page  # shown as a visible, labelled field so it can be fixed
     time.sleep(0.2)
     assert count(site.app, m.Subscriber) == 0 and outbox(site.app) == []
 
@@ -409,7 +491,9 @@ def test_what_was_typed_comes_back_escaped(site):
 
 
 def test_a_changed_consent_wording_must_be_read_again(site):
-    response = site.client.post("/subscribe", data=form(email="ana@example.com", consent_version="2025-01-v0"))
+    response = site.client.post(
+        "/subscribe", data=form(email="ana@example.com", consent_version="2025-01-v0")
+    )
     assert response.status_code == 400
     assert "wording above has changed" in response.text
     time.sleep(0.2)
@@ -419,7 +503,9 @@ def test_a_changed_consent_wording_must_be_read_again(site):
 def test_the_honeypot_answers_like_a_signup_and_does_nothing(site):
     normal = site.client.post("/subscribe", data=form(email="ana@example.com"))
     assert wait_for(lambda: len(outbox(site.app)) == 1)
-    trapped = site.client.post("/subscribe", data=form(email="bot@example.com", website="https://spam.example"))
+    trapped = site.client.post(
+        "/subscribe", data=form(email="bot@example.com", website="https://spam.example")
+    )
     time.sleep(0.3)
     assert trapped.status_code == 200 and trapped.text == normal.text
     assert count(site.app, m.Subscriber) == 1 and len(outbox(site.app)) == 1
@@ -427,19 +513,28 @@ def test_the_honeypot_answers_like_a_signup_and_does_nothing(site):
 
 def test_signups_are_rate_limited_per_ip(site):
     for n in range(5):
-        assert site.client.post("/subscribe", data=form(email=f"p{n}@example.com", website="x" if n % 2 else "")).status_code == 200
+        assert (
+            site.client.post(
+                "/subscribe", data=form(email=f"p{n}@example.com", website="x" if n % 2 else "")
+            ).status_code
+            == 200
+        )
     refused = site.client.post("/subscribe", data=form(email="p9@example.com"))
     assert refused.status_code == 429
     assert "Too many attempts" in refused.text and "<html" in refused.text
     assert 0 < int(refused.headers["retry-after"]) <= 600
     assert site.client.get("/subscribe").status_code == 200  # reading the form is not limited
     # Another client address (through the trusted local proxy) has its own allowance.
-    other = site.client.post("/subscribe", data=form(email="q@example.com"), headers={"X-Forwarded-For": "203.0.113.9"})
+    other = site.client.post(
+        "/subscribe", data=form(email="q@example.com"), headers={"X-Forwarded-For": "203.0.113.9"}
+    )
     assert other.status_code == 200
 
 
 def test_the_client_address_comes_from_the_trusted_local_proxy(site):
-    site.client.post("/subscribe", data=form(email="ana@example.com"), headers={"X-Forwarded-For": "198.51.100.7"})
+    site.client.post(
+        "/subscribe", data=form(email="ana@example.com"), headers={"X-Forwarded-For": "198.51.100.7"}
+    )
     assert wait_for(lambda: len(outbox(site.app)) == 1)
     with transaction(site.app.engine) as session:
         assert session.scalar(select(m.ConsentEvent.ip)) == "198.51.100.7"
@@ -462,20 +557,25 @@ def test_oversized_form_bodies_are_refused(site):
 def big_body(size: int, chunked: bool) -> dict[str, Any]:
     data = b"List-Unsubscribe=One-Click&pad=" + b"x" * size
     if chunked:  # no Content-Length: the limit must hold for what arrives, too
-        return {"content": iter([data[i : i + 8192] for i in range(0, len(data), 8192)]), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+        return {
+            "content": iter([data[i : i + 8192] for i in range(0, len(data), 8192)]),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        }
     return {"content": data, "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_an_oversized_confirm_is_refused_before_anything_is_written(site, chunked):
-    issued = datetime.now(timezone.utc)
+    issued = datetime.now(UTC)
     sid = pending(site.app, now=issued)
     response = site.client.post(confirm_path(sid, 1, issued), **big_body(70_000, chunked))
     assert response.status_code == 413
     assert "Too large" in response.text and response.headers["x-frame-options"] == "DENY"
     assert subscriber(site.app, sid).status == m.SubscriberStatus.PENDING
     assert [event.kind for event in consent_events(site.app, sid)] == [m.ConsentKind.OPT_IN]
-    assert site.client.post(confirm_path(sid, 1, issued)).status_code == 200  # the connection and the link still work
+    assert (
+        site.client.post(confirm_path(sid, 1, issued)).status_code == 200
+    )  # the connection and the link still work
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
@@ -508,11 +608,20 @@ def test_a_signed_batch_is_stored(site):
 
 @pytest.mark.parametrize(
     "attack",
-    ["replayed", "from the future", "unsigned", "signed with another key", "body changed after signing", "timestamp changed after signing"],
+    [
+        "replayed",
+        "from the future",
+        "unsigned",
+        "signed with another key",
+        "body changed after signing",
+        "timestamp changed after signing",
+    ],
 )
 def test_bad_webhooks_get_403_and_nothing_is_stored(site, attack):
     sid = active_subscribers(site.app, 1, NOW)[0]
-    body = webhook_body([sg_event("bounce", 1, email="person0@example.com", type="bounce"), sg_event("delivered", 2)])
+    body = webhook_body(
+        [sg_event("bounce", 1, email="person0@example.com", type="bounce"), sg_event("delivered", 2)]
+    )
     # Well outside the five-minute window: the exact boundary is a unit test with a fixed
     # clock, while here the server's clock keeps moving between signing and checking.
     now = int(time.time())
@@ -559,7 +668,9 @@ def test_without_a_public_key_every_webhook_is_refused_and_the_owner_is_told(tmp
 
 def test_a_signed_body_that_is_not_a_list_is_a_bad_request(site):
     body = json.dumps({"event": "open"})
-    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    response = site.client.post(
+        "/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body)
+    )
     assert response.status_code == 400
     assert count(site.app, m.ProviderEvent) == 0
 
@@ -577,7 +688,13 @@ def test_duplicate_events_are_stored_once(site):
 
 
 def test_one_malformed_event_does_not_lose_the_batch(site):
-    events = [sg_event("delivered", 1), "not an object", {"timestamp": 1}, {"event": "open", "timestamp": "soon"}, sg_event("open", 2)]
+    events = [
+        sg_event("delivered", 1),
+        "not an object",
+        {"timestamp": 1},
+        {"event": "open", "timestamp": "soon"},
+        sg_event("open", 2),
+    ]
     response = post_events(site, events)
     assert response.status_code == 200
     assert response.json() == {"received": 5, "stored": 2, "duplicates": 0, "malformed": 3, "suppressed": 0}
@@ -585,8 +702,14 @@ def test_one_malformed_event_does_not_lose_the_batch(site):
 
 def test_a_lone_surrogate_or_deep_nesting_costs_only_that_event(site):
     broken = {**sg_event("dropped", 3), "reason": "\ud800"}
-    body = "[" + ",".join([json.dumps(sg_event("delivered", 1)), json.dumps(broken), "[" * 100_000 + "]" * 100_000]) + "]"
-    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    body = (
+        "["
+        + ",".join([json.dumps(sg_event("delivered", 1)), json.dumps(broken), "[" * 100_000 + "]" * 100_000])
+        + "]"
+    )
+    response = site.client.post(
+        "/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body)
+    )
     assert response.status_code == 200
     assert response.json() == {"received": 3, "stored": 1, "duplicates": 0, "malformed": 2, "suppressed": 0}
 
@@ -599,7 +722,14 @@ def test_a_bounce_suppresses_before_the_next_send_due(site):
         deliveries = dict(session.execute(select(m.Delivery.subscriber_id, m.Delivery.id)).all())
     events = [
         sg_event("delivered", 1, delivery_id=deliveries[ids[0]]),
-        sg_event("bounce", 2, delivery_id=deliveries[ids[0]], type="bounce", status="5.1.1", reason="550 5.1.1 <person0@example.com> unknown"),
+        sg_event(
+            "bounce",
+            2,
+            delivery_id=deliveries[ids[0]],
+            type="bounce",
+            status="5.1.1",
+            reason="550 5.1.1 <person0@example.com> unknown",
+        ),
         sg_event("spamreport", 3, delivery_id=deliveries[ids[1]]),
     ]
     assert post_events(site, events).json()["suppressed"] == 2
@@ -610,7 +740,10 @@ def test_a_bounce_suppresses_before_the_next_send_due(site):
         step_two = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.step == 2)))
         bounce = session.scalar(select(m.ProviderEvent).where(m.ProviderEvent.kind == "bounced"))
     assert step_two == {ids[2]}
-    assert (subscriber(site.app, ids[0]).status, subscriber(site.app, ids[1]).status) == (m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED)
+    assert (subscriber(site.app, ids[0]).status, subscriber(site.app, ids[1]).status) == (
+        m.SubscriberStatus.BOUNCED,
+        m.SubscriberStatus.COMPLAINED,
+    )
     assert bounce.delivery_id == deliveries[ids[0]] and (bounce.stream, bounce.step) == ("kap-intro", 1)
     assert "person0" not in bounce.detail
     assert [e.kind for e in consent_events(site.app, ids[0])] == [m.ConsentKind.IMPORT, m.ConsentKind.BOUNCE]
@@ -626,21 +759,45 @@ def test_a_signed_batch_of_1000_events_is_processed(site):
     for n in range(1000):
         sid = ids[n % 200]
         if n < 20:
-            events.append(sg_event("bounce", n, delivery_id=deliveries[sid], type="bounce", reason="550 unknown user"))
+            events.append(
+                sg_event("bounce", n, delivery_id=deliveries[sid], type="bounce", reason="550 unknown user")
+            )
         else:
-            events.append(sg_event(kinds[n % 4], n, delivery_id=deliveries[sid], url="https://www.example.com/articles/a"))
+            events.append(
+                sg_event(
+                    kinds[n % 4], n, delivery_id=deliveries[sid], url="https://www.example.com/articles/a"
+                )
+            )
     body = webhook_body(events)
     started = time.perf_counter()
-    response = site.client.post("/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body))
+    response = site.client.post(
+        "/webhooks/sendgrid", content=body.encode(), headers=site.signer.headers(body)
+    )
     elapsed = time.perf_counter() - started
     assert response.status_code == 200
-    assert response.json() == {"received": 1000, "stored": 1000, "duplicates": 0, "malformed": 0, "suppressed": 20}
+    assert response.json() == {
+        "received": 1000,
+        "stored": 1000,
+        "duplicates": 0,
+        "malformed": 0,
+        "suppressed": 20,
+    }
     with transaction(site.app.engine) as session:
-        by_kind = dict(session.execute(select(m.ProviderEvent.kind, func.count()).group_by(m.ProviderEvent.kind)).all())
-        untied = session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.delivery_id.is_(None)))
-        bounced = session.scalar(select(func.count()).select_from(m.Subscriber).where(m.Subscriber.status == m.SubscriberStatus.BOUNCED))
+        by_kind = dict(
+            session.execute(select(m.ProviderEvent.kind, func.count()).group_by(m.ProviderEvent.kind)).all()
+        )
+        untied = session.scalar(
+            select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.delivery_id.is_(None))
+        )
+        bounced = session.scalar(
+            select(func.count())
+            .select_from(m.Subscriber)
+            .where(m.Subscriber.status == m.SubscriberStatus.BOUNCED)
+        )
     assert by_kind == {"bounced": 20, "processed": 245, "delivered": 245, "opened": 245, "clicked": 245}
-    assert untied == 490 and bounced == 20  # delivery.tracking is off: the 490 opens and clicks are tied to no delivery
+    assert (
+        untied == 490 and bounced == 20
+    )  # delivery.tracking is off: the 490 opens and clicks are tied to no delivery
     print(f"1,000 signed events over HTTP: {elapsed * 1000:.0f} ms (timed in benchmarks/bench_webhook.py)")
 
 
@@ -674,7 +831,10 @@ def test_no_address_name_or_token_reaches_the_logs(site, server_logs):
     site.client.get(f"/unsubscribe/{unsubscribe_token}")
     one_click(site.client, f"/unsubscribe/{unsubscribe_token}", "multipart")
     site.client.get(f"/unsubscribe/{unsubscribe_token}x")  # a bad one
-    post_events(site, [sg_event("bounce", 1, email=email, type="bounce", reason=f"550 <{email}> unknown"), "malformed"])
+    post_events(
+        site,
+        [sg_event("bounce", 1, email=email, type="bounce", reason=f"550 <{email}> unknown"), "malformed"],
+    )
     site.client.post("/webhooks/sendgrid", content=b"[]")  # refused
     site.client.post("/subscribe", data=form(email=f"{email}x", website="bot"))
 
@@ -684,7 +844,15 @@ def test_no_address_name_or_token_reaches_the_logs(site, server_logs):
     assert "/confirm/{token}" in text and "/unsubscribe/{token}" in text
     assert "sendgrid webhook: 2 received, 1 stored" in text
     assert "sendgrid webhook refused (403)" in text
-    for secret in (email, email.lower(), name, token, unsubscribe_token, token.split(".")[0], unsubscribe_token.split(".")[0]):
+    for secret in (
+        email,
+        email.lower(),
+        name,
+        token,
+        unsubscribe_token,
+        token.split(".")[0],
+        unsubscribe_token.split(".")[0],
+    ):
         assert secret not in text, secret
 
 
@@ -695,7 +863,7 @@ def access_lines(server_logs) -> list[str]:
 def test_access_lines_name_the_route_never_the_path_or_query(site, server_logs):
     sid = active_subscribers(site.app, 1, NOW)[0]
     token = unsubscribe_path(sid).rsplit("/", 1)[1]
-    issued = datetime.now(timezone.utc)
+    issued = datetime.now(UTC)
     confirm_token = confirm_path(pending(site.app, "ana@example.com", issued), 1, issued).rsplit("/", 1)[1]
     requests = [
         ("GET", "/subscribe?first_name=Zebedee&email=zeb%40example.org", 200, "/subscribe"),
@@ -712,14 +880,24 @@ def test_access_lines_name_the_route_never_the_path_or_query(site, server_logs):
         assert site.client.request(method, path).status_code == status, path
     lines = access_lines(server_logs)
     assert len(lines) == len(requests)
-    for line, (method, _, status, template) in zip(lines, requests):
+    for line, (method, _, status, template) in zip(lines, requests, strict=True):
         assert line == f'- - "{method} {template} HTTP/1.1" {status}', line
     # As uvicorn prints them (its formatter unpacks the same five arguments).
-    formatter = AccessFormatter(fmt='%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    formatter = AccessFormatter(
+        fmt='%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False
+    )
     printed = [formatter.format(record) for record in server_logs.records if record.name == "uvicorn.access"]
     assert printed[1] == 'INFO:     - - "GET /unsubscribe/{token} HTTP/1.1" 200 OK'
     everything = "\n".join(lines + printed) + server_logs.text
-    for secret in ("Zebedee", "zeb", token, token.split(".")[1], confirm_token, confirm_token.split(".")[1], "127.0.0.1"):
+    for secret in (
+        "Zebedee",
+        "zeb",
+        token,
+        token.split(".")[1],
+        confirm_token,
+        confirm_token.split(".")[1],
+        "127.0.0.1",
+    ):
         assert secret not in everything, secret
 
 
@@ -742,7 +920,9 @@ def test_the_redacting_filter_covers_tracebacks(site):
     except ValueError:
         import sys
 
-        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "failed %s", ("/confirm/xyz.uvw",), sys.exc_info())
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "failed %s", ("/confirm/xyz.uvw",), sys.exc_info()
+        )
     assert redact_filter().filter(record)
     formatted = logging.Formatter().format(record)
     assert "failed /confirm/…" in formatted

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -66,7 +66,9 @@ class Live:
 
     def snapshot(self) -> tuple[Any, ...]:
         with transaction(self.app.engine) as session:
-            people = tuple(session.execute(select(m.Subscriber.id, m.Subscriber.status).order_by(m.Subscriber.id)))
+            people = tuple(
+                session.execute(select(m.Subscriber.id, m.Subscriber.status).order_by(m.Subscriber.id))
+            )
             consent = session.scalar(select(func.count()).select_from(m.ConsentEvent))
             enrollments = session.scalar(select(func.count()).select_from(m.Enrollment))
         return people, consent, enrollments
@@ -77,7 +79,11 @@ def live(tmp_path_factory) -> Iterator[Live]:
     signer = WebhookSigner()
     sock = bind_socket()
     port = sock.getsockname()[1]
-    app = make_app(tmp_path_factory.mktemp("web-properties"), environ=signer.environ, **{"web.public_base_url": f"http://127.0.0.1:{port}"})
+    app = make_app(
+        tmp_path_factory.mktemp("web-properties"),
+        environ=signer.environ,
+        **{"web.public_base_url": f"http://127.0.0.1:{port}"},
+    )
     site = create_app(app, rate_limit=(10**9, 600.0), signup_delay=0.0)
     logs = Lines()
     watched = [logging.getLogger(name) for name in ("uvicorn.access", "uvicorn.error", "nurture")]
@@ -88,7 +94,9 @@ def live(tmp_path_factory) -> Iterator[Live]:
     try:
         with running(site, sock) as url, httpx.Client(base_url=url, trust_env=False, timeout=20) as client:
             live = Live(url, app, site, signer, client, logs)
-            live.confirm_paths, live.unsubscribe_paths = signed_paths(app, 3, datetime.now(timezone.utc), source="test")
+            live.confirm_paths, live.unsubscribe_paths = signed_paths(
+                app, 3, datetime.now(UTC), source="test"
+            )
             yield live
     finally:
         for logger in watched:
@@ -99,21 +107,41 @@ def live(tmp_path_factory) -> Iterator[Live]:
 
 # ---------------------------------------------------------------- form posts
 
-FIELD_NAMES = st.sampled_from(["email", "first_name", "timezone", "consent_version", "website", "List-Unsubscribe"]) | st.text(max_size=20)
+FIELD_NAMES = st.sampled_from(
+    ["email", "first_name", "timezone", "consent_version", "website", "List-Unsubscribe"]
+) | st.text(max_size=20)
 FIELD_VALUES = (
-    st.sampled_from(["One-Click", "ana@example.com", CONSENT_VERSION, "Europe/London", "", "x" * 5000, "x" * 70_000])
+    st.sampled_from(
+        ["One-Click", "ana@example.com", CONSENT_VERSION, "Europe/London", "", "x" * 5000, "x" * 70_000]
+    )
     | st.emails()
     | st.text(max_size=300)
 )
 SIGNUP_FIELDS = st.fixed_dictionaries(
-    {"email": st.emails() | st.text(max_size=80), "consent_version": st.just(CONSENT_VERSION) | st.text(max_size=20)},
-    optional={"first_name": st.text(max_size=250), "timezone": st.sampled_from(["Europe/Paris", "Mars/Base", ""]) | st.text(max_size=40), "website": st.just("") | st.text(max_size=10)},
+    {
+        "email": st.emails() | st.text(max_size=80),
+        "consent_version": st.just(CONSENT_VERSION) | st.text(max_size=20),
+    },
+    optional={
+        "first_name": st.text(max_size=250),
+        "timezone": st.sampled_from(["Europe/Paris", "Mars/Base", ""]) | st.text(max_size=40),
+        "website": st.just("") | st.text(max_size=10),
+    },
 )
 CONTENT_TYPES = st.sampled_from(
-    ["application/x-www-form-urlencoded", "multipart/form-data", "multipart/form-data; boundary=zz", "text/plain", "application/json", "application/x-www-form-urlencoded; charset=latin-1"]
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "multipart/form-data; boundary=zz",
+        "text/plain",
+        "application/json",
+        "application/x-www-form-urlencoded; charset=latin-1",
+    ]
 ) | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
 # What a client can send at all: printable ASCII, no space at either end.
-HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(lambda text: text.strip() or "x")
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(
+    lambda text: text.strip() or "x"
+)
 
 
 @st.composite
@@ -121,27 +149,51 @@ def form_requests(draw: st.DrawFn) -> dict[str, Any]:
     """A random request as httpx keyword arguments (path chosen later)."""
     headers: dict[str, str] = {}
     if draw(st.booleans()):
-        headers["X-Forwarded-For"] = draw(st.sampled_from(["203.0.113.9", "2001:db8::1", "fe80::1%" + "e" * 60]) | HEADER_TEXT)
+        headers["X-Forwarded-For"] = draw(
+            st.sampled_from(["203.0.113.9", "2001:db8::1", "fe80::1%" + "e" * 60]) | HEADER_TEXT
+        )
     if draw(st.booleans()):
         headers["User-Agent"] = draw(HEADER_TEXT)
     kind = draw(st.sampled_from(["urlencoded", "multipart", "raw", "empty", "signup"]))
     if kind == "signup":
         fields = draw(SIGNUP_FIELDS)
-        return {"content": urlencode(fields).encode(), "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"}}
+        return {
+            "content": urlencode(fields).encode(),
+            "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        }
     fields = draw(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8))
     if kind == "urlencoded":
-        return {"content": urlencode(fields).encode("utf-8", "surrogatepass"), "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"}}
+        return {
+            "content": urlencode(fields).encode("utf-8", "surrogatepass"),
+            "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        }
     if kind == "multipart":
-        return {"files": {name: (None, value.encode("utf-8", "surrogatepass")) for name, value in fields.items()} or {"x": (None, b"")}, "headers": headers}
+        return {
+            "files": {name: (None, value.encode("utf-8", "surrogatepass")) for name, value in fields.items()}
+            or {"x": (None, b"")},
+            "headers": headers,
+        }
     if kind == "raw":
-        return {"content": draw(st.binary(max_size=3000)), "headers": {**headers, "Content-Type": draw(CONTENT_TYPES)}}
+        return {
+            "content": draw(st.binary(max_size=3000)),
+            "headers": {**headers, "Content-Type": draw(CONTENT_TYPES)},
+        }
     return {"headers": headers}
 
 
 @SETTINGS
-@given(target=st.sampled_from(["subscribe", "confirm", "unsubscribe"]), which=st.integers(0, 2), method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]), request=form_requests())
+@given(
+    target=st.sampled_from(["subscribe", "confirm", "unsubscribe"]),
+    which=st.integers(0, 2),
+    method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
+    request=form_requests(),
+)
 def test_form_posts_never_fail_and_a_refusal_writes_nothing(live, target, which, method, request):
-    path = {"subscribe": "/subscribe", "confirm": live.confirm_paths[which], "unsubscribe": live.unsubscribe_paths[which]}[target]
+    path = {
+        "subscribe": "/subscribe",
+        "confirm": live.confirm_paths[which],
+        "unsubscribe": live.unsubscribe_paths[which],
+    }[target]
     live.settle()
     before = live.snapshot()
     response = live.client.request(method, path, **request)
@@ -158,7 +210,18 @@ TOKEN_TEXT = st.text(st.characters(exclude_categories=("Cs",)), min_size=0, max_
 
 @SETTINGS
 @given(
-    prefix=st.sampled_from(["/unsubscribe/", "/confirm/", "/UNSUBSCRIBE/", "/Confirm/", "/unsubscribe//", "/unsubscribe%2F", "/confirm/%2F", "//unsubscribe/"]),
+    prefix=st.sampled_from(
+        [
+            "/unsubscribe/",
+            "/confirm/",
+            "/UNSUBSCRIBE/",
+            "/Confirm/",
+            "/unsubscribe//",
+            "/unsubscribe%2F",
+            "/confirm/%2F",
+            "//unsubscribe/",
+        ]
+    ),
     rest=TOKEN_TEXT,
     safe=st.sampled_from(["", "/", ".-_~", "/?"]),
     real=st.booleans(),
@@ -173,7 +236,9 @@ def test_tokens_in_paths_never_fail_and_never_reach_a_log(live, prefix, rest, sa
     raw = prefix + quote(token, safe=safe) + query
     response = live.client.request(method, httpx.URL(live.url).copy_with(raw_path=raw.encode("ascii")))
     assert response.status_code < 500
-    assert response.status_code in (200, 307, 400, 404, 405), response.status_code  # 307: Starlette drops a trailing slash
+    assert response.status_code in (200, 307, 400, 404, 405), (
+        response.status_code
+    )  # 307: Starlette drops a trailing slash
     lines = "\n".join(live.logs.lines[start:])
     assert MARK not in lines.lower() and "zebedee" not in lines.lower(), lines
     assert live.unsubscribe_paths[0].rsplit(".", 1)[1] not in lines
@@ -189,8 +254,25 @@ JSON_LEAVES = (
     | st.text(max_size=40)
     | st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=3)
 )
-JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
-EVENT_NAMES = st.sampled_from(["bounce", "delivered", "open", "click", "dropped", "spamreport", "unsubscribe", "group_resubscribe", "deferred", "processed"]) | st.text(max_size=20)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+EVENT_NAMES = st.sampled_from(
+    [
+        "bounce",
+        "delivered",
+        "open",
+        "click",
+        "dropped",
+        "spamreport",
+        "unsubscribe",
+        "group_resubscribe",
+        "deferred",
+        "processed",
+    ]
+) | st.text(max_size=20)
 EVENTS = st.fixed_dictionaries(
     {},
     optional={
@@ -206,23 +288,40 @@ EVENTS = st.fixed_dictionaries(
         "url": st.text(max_size=300),
         "response": st.text(max_size=300),
     },
-).map(lambda event: {**event, **({"sg_event_id": f"rnd-{uuid.uuid4()}"} if "sg_event_id" not in event else {})})
+).map(
+    lambda event: {**event, **({"sg_event_id": f"rnd-{uuid.uuid4()}"} if "sg_event_id" not in event else {})}
+)
 DEEP = st.integers(33, 3000).map(lambda depth: "[" * depth + "]" * depth)
 
 
 @SETTINGS
-@given(events=st.lists(EVENTS | JSON_VALUES, max_size=12), deep=st.lists(DEEP, max_size=2), position=st.integers(0, 20))
+@given(
+    events=st.lists(EVENTS | JSON_VALUES, max_size=12),
+    deep=st.lists(DEEP, max_size=2),
+    position=st.integers(0, 20),
+)
 def test_a_signed_bounce_is_stored_whatever_batch_it_comes_in(live, events, deep, position):
     event_id = f"bounce-{uuid.uuid4()}"
-    bounce = sg_event("bounce", 1, sg_event_id=event_id, email="person0@example.com", type="bounce", reason="550 unknown user")
+    bounce = sg_event(
+        "bounce",
+        1,
+        sg_event_id=event_id,
+        email="person0@example.com",
+        type="bounce",
+        reason="550 unknown user",
+    )
     items = [json.dumps(event) for event in events]
     items.insert(min(position, len(items)), json.dumps(bounce))
     items += deep
     body = "[" + ",".join(items) + "]"
-    response = live.client.post("/webhooks/sendgrid", content=body.encode(), headers=live.signer.headers(body))
+    response = live.client.post(
+        "/webhooks/sendgrid", content=body.encode(), headers=live.signer.headers(body)
+    )
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["received"] == len(items)
     with transaction(live.app.engine) as session:
-        assert session.scalar(select(m.ProviderEvent.kind).where(m.ProviderEvent.provider_event_id == event_id)) == "bounced"
-
+        assert (
+            session.scalar(select(m.ProviderEvent.kind).where(m.ProviderEvent.provider_event_id == event_id))
+            == "bounced"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,10 @@ from sqlalchemy import event, func, select
 from nurture.app import App
 from nurture.store import models as m
 from nurture.store.db import transaction
-from nurture.web.site import create_app
 from nurture.web.signups import DELAY as SIGNUP_DELAY
+from nurture.web.site import create_app
 from tests.support.factories import open_app
 from tests.support.webserver import bind_socket, live_web, running
-
 
 
 def form(email: str) -> dict[str, str]:
@@ -80,7 +79,7 @@ def test_stopping_the_server_does_the_signups_already_accepted_at_once(tmp_path)
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -93,16 +92,24 @@ def two_processes(tmp_path) -> Iterator[tuple[httpx.Client, httpx.Client, App, C
     with live_web(tmp_path, app_options={"clock": clock, "rate_limit": (4, 600.0)}) as first:
         second_app = open_app(first.app.config)
         try:
-            with running(create_app(second_app, clock=clock, rate_limit=(4, 600.0)), bind_socket()) as second_url:
-                with first.client() as one, httpx.Client(base_url=second_url, trust_env=False) as two:
-                    yield one, two, first.app, clock
+            with (
+                running(
+                    create_app(second_app, clock=clock, rate_limit=(4, 600.0)), bind_socket()
+                ) as second_url,
+                first.client() as one,
+                httpx.Client(base_url=second_url, trust_env=False) as two,
+            ):
+                yield one, two, first.app, clock
         finally:
             second_app.close()
 
 
 def test_the_rate_limit_is_shared_by_every_process_and_keyed_by_a_hash(two_processes):
     one, two, app, clock = two_processes
-    answers = [client.post("/subscribe", data=form(f"p{n}@example.com")).status_code for n, client in enumerate([one, two, one, two])]
+    answers = [
+        client.post("/subscribe", data=form(f"p{n}@example.com")).status_code
+        for n, client in enumerate([one, two, one, two])
+    ]
     assert answers == [200] * 4
     for client in (one, two):
         refused = client.post("/subscribe", data=form("late@example.com"))

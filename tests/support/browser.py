@@ -52,7 +52,7 @@ def find_chromium() -> str | None:
 
 def browser_available() -> tuple[bool, str]:
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:
         return False, f"python package playwright is not installed ({HINT})"
     exe = find_chromium()

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ class Clock:
     """The console's clock, moved by tests (sessions time out by it)."""
 
     # A Tuesday, 10:00 in New York: inside the send window, so a sending pass sends.
-    now: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 15, 0, tzinfo=UTC))
 
     def __call__(self) -> datetime:
         return self.now
@@ -54,16 +54,28 @@ class Console:
         self.clients.append(client)
         return client
 
-    def login(self, client: httpx.Client | None = None, *, email: str = OWNER, password: str = PASSWORD, code: str = "") -> httpx.Client:
+    def login(
+        self,
+        client: httpx.Client | None = None,
+        *,
+        email: str = OWNER,
+        password: str = PASSWORD,
+        code: str = "",
+    ) -> httpx.Client:
         client = client or self.client()
         answer = self.try_login(client, email=email, password=password, code=code)
         assert answer.status_code == 303, answer.text
         assert answer.headers["location"] == "/console/"
         return client
 
-    def try_login(self, client: httpx.Client, *, email: str = OWNER, password: str = PASSWORD, code: str = "") -> httpx.Response:
+    def try_login(
+        self, client: httpx.Client, *, email: str = OWNER, password: str = PASSWORD, code: str = ""
+    ) -> httpx.Response:
         page = client.get("/console/login")
-        return client.post("/console/login", data={"csrf_token": csrf(page.text), "email": email, "password": password, "code": code})
+        return client.post(
+            "/console/login",
+            data={"csrf_token": csrf(page.text), "email": email, "password": password, "code": code},
+        )
 
 
 def _keep_secure_cookies(client: httpx.Client, response: httpx.Response) -> None:
@@ -86,7 +98,9 @@ def csrf(html: str) -> str:
 
 
 @contextmanager
-def console(tmp_path: Path, *, with_owner: bool = True, https: bool = False, **overrides: Any) -> Iterator[Console]:
+def console(
+    tmp_path: Path, *, with_owner: bool = True, https: bool = False, **overrides: Any
+) -> Iterator[Console]:
     """A served project with an owner account. `https`: web.public_base_url is https (so
     the links in emails pass `nurture check`), the server itself plain http."""
     clock = Clock()

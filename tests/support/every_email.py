@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from nurture import links
 from nurture.config import Config
@@ -27,13 +27,16 @@ def every_email(config: Config) -> list[Message]:
         for campaign in load_campaigns(config.campaigns_dir).values()
         for step in campaign.steps
     ]
-    prepared += [renderer.prepare_newsletter(load_email(path), f"newsletters/{path.stem}") for path in newsletter_files(config.campaigns_dir)]
+    prepared += [
+        renderer.prepare_newsletter(load_email(path), f"newsletters/{path.stem}")
+        for path in newsletter_files(config.campaigns_dir)
+    ]
     prepared.append(renderer.prepare_confirmation())
     recipient = Recipient(
         email="sam.rivera@example.com",
         first_name="Sam",
         unsubscribe_url=links.unsubscribe_url(config, 7, "kap-intro"),
-        confirm_url=links.confirm_url(config, 7, 1, datetime(2026, 11, 26, 14, 0, tzinfo=timezone.utc)),
+        confirm_url=links.confirm_url(config, 7, 1, datetime(2026, 11, 26, 14, 0, tzinfo=UTC)),
     )
     messages = []
     for email in prepared:

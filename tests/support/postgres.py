@@ -70,9 +70,7 @@ def find_pg_bindir() -> Path | None:
         if pg_ctl and Path(pg_ctl).parent == Path(initdb).parent:
             return Path(initdb).parent
     for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True):
-        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(
-            os.path.join(d, "pg_ctl"), os.X_OK
-        ):
+        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(os.path.join(d, "pg_ctl"), os.X_OK):
             return Path(d)
     return None
 
@@ -85,7 +83,7 @@ def postgres_available() -> tuple[bool, str]:
     if os.environ.get(ENV_URL):
         return True, ""
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:
         return False, "python package psycopg is not installed (pip install 'psycopg[binary]')"
     if find_pg_bindir() is None:
@@ -114,9 +112,20 @@ def _user_exists(name: str) -> bool:
 def _ensure_test_user() -> pwd.struct_passwd:
     if not _user_exists(TEST_USER):
         proc = subprocess.run(
-            [_which_sbin("useradd") or "useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", "--user-group", TEST_USER],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            [
+                _which_sbin("useradd") or "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                TEST_USER,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
         # A concurrent run (e.g. another xdist worker) may have won the race.
         if proc.returncode != 0 and not _user_exists(TEST_USER):
@@ -153,9 +162,7 @@ def _libpq_url(sqlalchemy_url: str) -> str:
     """postgresql+psycopg://... -> postgresql://... (what psycopg.connect takes)."""
     from sqlalchemy.engine import make_url
 
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
-    )
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _with_database(sqlalchemy_url: str, dbname: str) -> str:
@@ -178,8 +185,15 @@ class PostgresServer:
     (a no-op for an external server). Also usable as a context manager.
     """
 
-    def __init__(self, url: str, *, tmpdir: Path | None = None, bindir: Path | None = None,
-                 run_as: str | None = None, startup_seconds: float = 0.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        tmpdir: Path | None = None,
+        bindir: Path | None = None,
+        run_as: str | None = None,
+        startup_seconds: float = 0.0,
+    ):
         self.url = url
         self.tmpdir = tmpdir
         self.bindir = bindir
@@ -191,7 +205,7 @@ class PostgresServer:
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def start(cls) -> "PostgresServer":
+    def start(cls) -> PostgresServer:
         external = os.environ.get(ENV_URL)
         if external:
             server = cls(external)
@@ -207,7 +221,7 @@ class PostgresServer:
         return self.tmpdir is not None
 
     @classmethod
-    def _start_cluster(cls) -> "PostgresServer":
+    def _start_cluster(cls) -> PostgresServer:
         t0 = time.monotonic()
         bindir = find_pg_bindir()
         assert bindir is not None
@@ -230,18 +244,42 @@ class PostgresServer:
             sockdir = tmpdir / "sock"
             datadir = tmpdir / "data"
             server._run(["mkdir", "-m", "700", str(sockdir)])
-            server._run([str(bindir / "initdb"), "-D", str(datadir), "-A", "trust",
-                         "-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync"])
+            server._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(datadir),
+                    "-A",
+                    "trust",
+                    "-U",
+                    SUPERUSER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
             last_error = ""
             for _attempt in range(3):  # the free port can be taken in between
                 port = _free_port()
-                settings = dict(_SETTINGS, port=str(port),
-                                unix_socket_directories=f"'{sockdir}'")
+                settings = dict(_SETTINGS, port=str(port), unix_socket_directories=f"'{sockdir}'")
                 with open(datadir / "postgresql.auto.conf", "w") as f:
                     f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
                 proc = server._run(
-                    [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(tmpdir / "postgres.log"),
-                     "-w", "-t", "60", "-s", "start"], check=False)
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(datadir),
+                        "-l",
+                        str(tmpdir / "postgres.log"),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-s",
+                        "start",
+                    ],
+                    check=False,
+                )
                 if proc.returncode == 0:
                     server.url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/postgres"
                     server.startup_seconds = time.monotonic() - t0
@@ -258,11 +296,13 @@ class PostgresServer:
         # cwd: postgres complains if it cannot access the current directory.
         # stdin/stdout are never inherited by the postmaster (pg_ctl -l redirects),
         # so capturing output does not hang.
-        proc = subprocess.run(argv, cwd=self.tmpdir, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, env=self._env())
+        proc = subprocess.run(
+            argv, cwd=self.tmpdir, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self._env()
+        )
         if check and proc.returncode != 0:
             raise PostgresUnavailable(
-                f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+                f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
         return proc
 
     @staticmethod
@@ -288,11 +328,24 @@ class PostgresServer:
         self._stopped = True
         datadir = self.tmpdir / "data"
         if (datadir / "postmaster.pid").exists():
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(datadir), "-s",
-                       "-m", "immediate", "-w", "-t", "30", "stop"], check=False)
+            self._run(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(datadir),
+                    "-s",
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                ],
+                check=False,
+            )
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -332,5 +385,4 @@ class PostgresServer:
         from psycopg import sql
 
         with self._connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from nurture.app import App
@@ -13,7 +13,9 @@ from tests.support.sendgrid_standin import StandInMessage
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
 
 
-def events_for(messages: Iterable[StandInMessage], kind: str = "processed", **fields: Any) -> list[dict[str, Any]]:
+def events_for(
+    messages: Iterable[StandInMessage], kind: str = "processed", **fields: Any
+) -> list[dict[str, Any]]:
     """One event of `kind` per message, naming its delivery the way SendGrid echoes custom_args."""
     events = []
     for message in messages:
@@ -34,4 +36,4 @@ def events_for(messages: Iterable[StandInMessage], kind: str = "processed", **fi
 def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -> WebhookReport:
     """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
     body = webhook_body(events)
-    return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(timezone.utc))
+    return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(UTC))

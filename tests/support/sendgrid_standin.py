@@ -39,10 +39,11 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 MAIL_SEND_PATH = "/v3/mail/send"
 STATS_PATH = "/_standin/stats"
@@ -268,7 +269,9 @@ def _check_tracking_settings(settings: Any, errors: list[dict[str, Any]]) -> Non
     if settings is None:
         return
     if not isinstance(settings, dict):
-        errors.append(_err(f"Invalid type. Expected: object, given: {_type_name(settings)}.", "tracking_settings"))
+        errors.append(
+            _err(f"Invalid type. Expected: object, given: {_type_name(settings)}.", "tracking_settings")
+        )
         return
     for name, value in settings.items():
         where = f"tracking_settings.{name}"
@@ -279,7 +282,9 @@ def _check_tracking_settings(settings: Any, errors: list[dict[str, Any]]) -> Non
             if key not in TRACKING_SETTINGS[name]:
                 errors.append(_err(f"{where}.{key} is not a known field.", f"{where}.{key}"))
             elif key.startswith("enable") and not isinstance(flag, bool):
-                errors.append(_err(f"Invalid type. Expected: boolean, given: {_type_name(flag)}.", f"{where}.{key}"))
+                errors.append(
+                    _err(f"Invalid type. Expected: boolean, given: {_type_name(flag)}.", f"{where}.{key}")
+                )
 
 
 def validate_mail_send(body: Any) -> list[dict[str, Any]]:
@@ -336,7 +341,10 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
             value = block.get("value")
             if not isinstance(value, str) or not value:
                 errors.append(
-                    _err("The content value must be a string at least one character in length.", f"content.{i}.value")
+                    _err(
+                        "The content value must be a string at least one character in length.",
+                        f"content.{i}.value",
+                    )
                 )
         order_ok = True
         if "text/plain" in types and types.index("text/plain") != 0:
@@ -366,7 +374,9 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
     categories = body.get("categories")
     if categories is not None:
         if not isinstance(categories, list):
-            errors.append(_err(f"Invalid type. Expected: array, given: {_type_name(categories)}.", "categories"))
+            errors.append(
+                _err(f"Invalid type. Expected: array, given: {_type_name(categories)}.", "categories")
+            )
         else:
             if len(categories) > MAX_CATEGORIES:
                 errors.append(_err("You may not have more than 10 categories per request.", "categories"))
@@ -421,7 +431,9 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
             if people is None:
                 continue
             if not isinstance(people, list):
-                errors.append(_err(f"Invalid type. Expected: array, given: {_type_name(people)}.", f"{where}.{kind}"))
+                errors.append(
+                    _err(f"Invalid type. Expected: array, given: {_type_name(people)}.", f"{where}.{kind}")
+                )
                 continue
             for j, person in enumerate(people):
                 path = f"{where}.{kind}.{j}.email"
@@ -453,21 +465,25 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
             if merged and _json_size(merged) > MAX_CUSTOM_ARGS_BYTES:
                 errors.append(
                     _err(
-                        "The custom_args (top-level and personalization together) must be 10,000 bytes or fewer.",
+                        "The custom_args (top-level and personalization together) "
+                        "must be 10,000 bytes or fewer.",
                         f"{where}.custom_args",
                         f"{HELP_URL}#message.custom_args",
                     )
                 )
         subs = p.get("substitutions")
-        if _check_string_map(subs, f"{where}.substitutions", errors) and subs:
-            if _json_size(subs) > MAX_SUBSTITUTIONS_BYTES:
-                errors.append(
-                    _err(
-                        "The substitutions of a personalization must be 10,000 bytes or fewer.",
-                        f"{where}.substitutions",
-                        f"{HELP_URL}#message.personalizations.substitutions",
-                    )
+        if (
+            _check_string_map(subs, f"{where}.substitutions", errors)
+            and subs
+            and _json_size(subs) > MAX_SUBSTITUTIONS_BYTES
+        ):
+            errors.append(
+                _err(
+                    "The substitutions of a personalization must be 10,000 bytes or fewer.",
+                    f"{where}.substitutions",
+                    f"{HELP_URL}#message.personalizations.substitutions",
                 )
+            )
         if len(errors) >= MAX_ERRORS_REPORTED:
             break
 
@@ -506,7 +522,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     allow_reuse_address = True
-    standin: "SendGridStandIn"
+    standin: SendGridStandIn
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
@@ -530,7 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # an idle keep-alive connection is dropped after this
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler names it so
         if self.server.standin.verbose:
             sys.stderr.write("standin: " + (format % args) + "\n")
 
@@ -582,7 +598,7 @@ class SendGridStandIn:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> "SendGridStandIn":
+    def start(self) -> SendGridStandIn:
         if self._server is not None:
             return self
         self._closing.clear()
@@ -591,7 +607,10 @@ class SendGridStandIn:
         self._server = server
         self._thread = threading.Thread(
             # shutdown() waits up to one poll interval: keep it short so tests stop fast.
-            target=server.serve_forever, kwargs={"poll_interval": 0.005}, name="sendgrid-standin", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.005},
+            name="sendgrid-standin",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -609,7 +628,7 @@ class SendGridStandIn:
 
     close = stop
 
-    def __enter__(self) -> "SendGridStandIn":
+    def __enter__(self) -> SendGridStandIn:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -820,9 +839,7 @@ class SendGridStandIn:
             if step is not None:
                 self._answer_scripted(handler, step)
                 return
-            self._reject(
-                handler, 400, [_err("Bad Request: the request body is not valid JSON.", None, None)]
-            )
+            self._reject(handler, 400, [_err("Bad Request: the request body is not valid JSON.", None, None)])
             return
 
         errors = validate_mail_send(body)
@@ -871,7 +888,11 @@ class SendGridStandIn:
                 headers.setdefault("X-RateLimit-Reset", str(math.ceil(time.time() + step.reset_in)))
         if step.body is not None:
             self._respond(
-                handler, step.status, step.body, content_type=step.content_type or "text/html", headers=headers
+                handler,
+                step.status,
+                step.body,
+                content_type=step.content_type or "text/html",
+                headers=headers,
             )
             return
         message = step.message or {

@@ -1,7 +1,6 @@
 """Replaying an owner's edit of a live series on subscribers at every position.
 
-Shared by tests/unit/test_series_versions.py (SQLite) and
-tests/integration/test_series_versions_postgres.py (PostgreSQL).
+Shared by the series versions tests on SQLite and on PostgreSQL.
 
 People are enrolled on a schedule such that, when the owner edits kap-intro, two
 of them have had 0, 1, 2, 3, 4 and all 5 emails. The sending pass runs twice a day
@@ -19,21 +18,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from nurture.app import App
 from nurture.content.campaigns import load_campaign
-from nurture.series.drafts import load_draft
 from nurture.providers.recording import RecordingTransport
+from nurture.sending.sendpass import send_due
+from nurture.series.drafts import load_draft
 from nurture.series.plan import PublishPlan
 from nurture.series.publish import publish
-from nurture.sending.sendpass import send_due
-from nurture.store.db import make_engine
+from nurture.store import models as m
+from nurture.store.db import make_engine, transaction
 from nurture.store.migrate import upgrade
 from tests.support.factories import active_subscribers, at, make_app, write_project
 
 START = at("2026-12-01 14:00")  # 09:00 in New York
 EDIT_AT = START + timedelta(days=20) - timedelta(hours=2)
+AFTER = EDIT_AT + timedelta(days=40)  # every cohort has had every step by then
 KEYS = ["01-what-is-kap", "02-the-neuroscience", "03-is-kap-safe", "04-a-dosing-session", "05-next-steps"]
 DELAYS = [0, 3, 4, 4, 5]
 # Day each cohort is enrolled (at 14:00 UTC) so that by EDIT_AT it has had this many emails.
@@ -47,19 +48,25 @@ Step = tuple[str, float, str | None]  # file, delay_days, key
 def write_steps(folder: Path, steps: list[Step]) -> None:
     path = folder / "campaign.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["steps"] = [{"file": file, "delay_days": delay, **({"key": key} if key else {})} for file, delay, key in steps]
+    data["steps"] = [
+        {"file": file, "delay_days": delay, **({"key": key} if key else {})} for file, delay, key in steps
+    ]
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def original_steps() -> list[Step]:
-    return [(f"{key}.md", float(delay), None) for key, delay in zip(KEYS, DELAYS)]
+    return [(f"{key}.md", float(delay), None) for key, delay in zip(KEYS, DELAYS, strict=True)]
 
 
 def new_email(folder: Path, name: str, subject: str) -> None:
     text = (folder / "03-is-kap-safe.md").read_text(encoding="utf-8")
     head, body = text.split("\n---\n", 1)
-    head = "\n".join(f"subject: {subject}" if line.startswith("subject:") else line for line in head.splitlines())
-    (folder / name).write_text(head + "\n---\nA short practice to try before a session.\n\n" + body, encoding="utf-8")
+    head = "\n".join(
+        f"subject: {subject}" if line.startswith("subject:") else line for line in head.splitlines()
+    )
+    (folder / name).write_text(
+        head + "\n---\nA short practice to try before a session.\n\n" + body, encoding="utf-8"
+    )
 
 
 # ---------------------------------------------------------------- the edits
@@ -84,7 +91,9 @@ def reorder(folder: Path) -> None:
 def edit(folder: Path) -> None:
     path = folder / "02-the-neuroscience.md"
     text = path.read_text(encoding="utf-8")
-    lines = [f"subject: {EDITED_SUBJECT}" if line.startswith("subject:") else line for line in text.splitlines()]
+    lines = [
+        f"subject: {EDITED_SUBJECT}" if line.startswith("subject:") else line for line in text.splitlines()
+    ]
     path.write_text("\n".join(lines) + "\nOne more paragraph, added later.\n", encoding="utf-8")
 
 
@@ -147,7 +156,9 @@ class Replay:
                 if self.clock < moment <= end:
                     send_due(self.app, moment)
                     for record in self.transport.take():
-                        (self.after if self.published else self.before)[record.to_email].append((moment, record.subject))
+                        (self.after if self.published else self.before)[record.to_email].append(
+                            (moment, record.subject)
+                        )
             day += timedelta(days=1)
         self.clock = max(self.clock, end)
 
@@ -197,24 +208,40 @@ def subjects_by_key(folder: Path) -> dict[str, str]:
 
 
 def expected_after(had: int, new_keys: list[str], skipped: set[str]) -> list[str]:
-    """The default rule: every step of the new version not had yet, in the new order (minus --only-ahead skips)."""
+    """The default rule: every step of the new version not had yet, in the new order
+    (minus --only-ahead skips)."""
     return [key for key in new_keys if key not in KEYS[:had] and key not in skipped]
 
 
-def check_replay(replay: Replay, old_subjects: dict[str, str], new_subjects: dict[str, str], skipped: dict[int, set[str]] | None = None) -> None:
-    """Nobody gets a key twice; everyone gets each step of the new version they lacked, once, in order, spaced by its delay."""
+def check_replay(
+    replay: Replay,
+    old_subjects: dict[str, str],
+    new_subjects: dict[str, str],
+    skipped: dict[int, set[str]] | None = None,
+) -> None:
+    """Nobody gets a key twice; everyone gets each step of the new version they lacked, once,
+    in order, spaced by its delay."""
     new_keys = list(new_subjects)
     key_of = {subject: key for key, subject in new_subjects.items()}
-    assert len(key_of) == len(new_subjects), "each step of the new version needs its own subject for this check"
+    assert len(key_of) == len(new_subjects), (
+        "each step of the new version needs its own subject for this check"
+    )
     delays = {step.step_key: step.delay_days for step in load_campaign(replay.folder).steps}
     for had, ids in replay.cohorts.items():
         for subscriber_id in ids:
             assert replay.subjects_before(subscriber_id) == [old_subjects[key] for key in KEYS[:had]]
-            received = [key_of.get(subject, f"unknown subject {subject!r}") for subject in replay.subjects_after(subscriber_id)]
-            assert received == expected_after(had, new_keys, (skipped or {}).get(had, set())), f"had {had} before the edit"
+            received = [
+                key_of.get(subject, f"unknown subject {subject!r}")
+                for subject in replay.subjects_after(subscriber_id)
+            ]
+            assert received == expected_after(had, new_keys, (skipped or {}).get(had, set())), (
+                f"had {had} before the edit"
+            )
             previous = replay.last_before(subscriber_id) or EDIT_AT
             for when, subject in replay.sends_after(subscriber_id):
-                assert when >= previous + timedelta(days=delays[key_of[subject]]), f"{subject!r} came early for had {had}"
+                assert when >= previous + timedelta(days=delays[key_of[subject]]), (
+                    f"{subject!r} came early for had {had}"
+                )
                 previous = when
 
 
@@ -231,36 +258,43 @@ def legacy_store_then_upgrade(tmp_path: Path, database_url: str) -> Replay:
         with engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO subscribers (id, email, email_key, timezone, status, created_at, confirmed_at, status_changed_at, confirm_nonce) "
-                    "VALUES (1, 'had2-0@example.com', 'had2-0@example.com', 'America/New_York', 'active', :t, :t, :t, 0)"
+                    "INSERT INTO subscribers (id, email, email_key, timezone, status, "
+                    "created_at, confirmed_at, status_changed_at, confirm_nonce) "
+                    "VALUES (1, 'had2-0@example.com', 'had2-0@example.com', 'America/New_York', "
+                    "'active', :t, :t, :t, 0)"
                 ),
                 {"t": START.replace(tzinfo=None)},
             )
             connection.execute(
                 text(
-                    "INSERT INTO enrollments (id, subscriber_id, campaign, next_step, next_due_at, status, enrolled_at, updated_at) "
+                    "INSERT INTO enrollments "
+                    "(id, subscriber_id, campaign, next_step, next_due_at, status, enrolled_at, updated_at) "
                     "VALUES (1, 1, 'kap-intro', 3, :due, 'active', :t, :t)"
                 ),
                 {"t": START.replace(tzinfo=None), "due": (START + timedelta(days=7)).replace(tzinfo=None)},
             )
             connection.execute(
                 text(
-                    "INSERT INTO newsletters (id, source_file, subject, content, send_at_local, timezone_mode, first_due_at, status, created_at, updated_at) "
-                    "VALUES (1, 'n.md', 'A note', '{}', '2026-12-02T09:00:00', 'practice', :t, 'sent', :t, :t)"
+                    "INSERT INTO newsletters (id, source_file, subject, content, send_at_local, "
+                    "timezone_mode, first_due_at, status, created_at, updated_at) "
+                    "VALUES (1, 'n.md', 'A note', '{}', '2026-12-02T09:00:00', 'practice', "
+                    ":t, 'sent', :t, :t)"
                 ),
                 {"t": START.replace(tzinfo=None)},
             )
             for step, days in ((1, 0), (2, 3)):
                 connection.execute(
                     text(
-                        "INSERT INTO deliveries (subscriber_id, stream, step, status, claimed_at, finished_at) "
+                        "INSERT INTO deliveries "
+                        "(subscriber_id, stream, step, status, claimed_at, finished_at) "
                         "VALUES (1, 'kap-intro', :step, 'sent', :t, :t)"
                     ),
                     {"step": step, "t": (START + timedelta(days=days)).replace(tzinfo=None)},
                 )
             connection.execute(
                 text(
-                    "INSERT INTO deliveries (subscriber_id, stream, step, newsletter_id, status, claimed_at, finished_at) "
+                    "INSERT INTO deliveries "
+                    "(subscriber_id, stream, step, newsletter_id, status, claimed_at, finished_at) "
                     "VALUES (1, 'newsletter:1', 1, 1, 'sent', :t, :t)"
                 ),
                 {"t": (START + timedelta(days=1)).replace(tzinfo=None)},
@@ -274,6 +308,41 @@ def legacy_store_then_upgrade(tmp_path: Path, database_url: str) -> Replay:
     app = make_app(tmp_path, database_url=database_url)  # opening it creates version 1 and adopts the rows
     transport = RecordingTransport()
     app.use_transport(transport)
-    state = Replay(app, transport, cohorts={2: [1]}, emails={1: "had2-0@example.com"}, clock=START + timedelta(days=3, hours=8))
-    state.before["had2-0@example.com"] += [(START, "(sent before the upgrade)"), (START + timedelta(days=3), "(sent before the upgrade)")]
+    state = Replay(
+        app,
+        transport,
+        cohorts={2: [1]},
+        emails={1: "had2-0@example.com"},
+        clock=START + timedelta(days=3, hours=8),
+    )
+    state.before["had2-0@example.com"] += [
+        (START, "(sent before the upgrade)"),
+        (START + timedelta(days=3), "(sent before the upgrade)"),
+    ]
     return state
+
+
+def check_legacy_rows_adopted(tmp_path: Path, database_url: str) -> None:
+    state = legacy_store_then_upgrade(tmp_path, database_url)
+    with transaction(state.app.engine) as session:
+        rows = sorted(
+            session.execute(
+                select(m.Delivery.stream, m.Delivery.step, m.Delivery.step_key, m.Delivery.series_version)
+            ).all()
+        )
+        enrollment = session.execute(
+            select(m.Enrollment.next_step, m.Enrollment.next_step_key, m.Enrollment.version)
+        ).one()
+    assert rows == [
+        ("kap-intro", 1, KEYS[0], 1),
+        ("kap-intro", 2, KEYS[1], 1),
+        ("newsletter:1", 1, "newsletter", None),
+    ]
+    assert tuple(enrollment) == (3, KEYS[2], 1)
+    # Then the owner inserts an email before step 2 and publishes: the person had steps
+    # 1 and 2 by position; they get the new email and steps 3-5, never 1 or 2 again.
+    EDITS["insert"](state.folder)
+    new = subjects_by_key(state.folder)
+    state.publish()
+    state.run_until(AFTER)
+    assert state.subjects_after(1) == [new[key] for key in ("02b-breathing", *KEYS[2:])]

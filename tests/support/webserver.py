@@ -76,7 +76,13 @@ class LiveWeb:
 
 
 @contextmanager
-def live_web(tmp_path: Path, *, environ: dict[str, str] | None = None, app_options: dict[str, Any] | None = None, **overrides: Any) -> Iterator[LiveWeb]:
+def live_web(
+    tmp_path: Path,
+    *,
+    environ: dict[str, str] | None = None,
+    app_options: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Iterator[LiveWeb]:
     """A project in tmp_path whose web.public_base_url is this server, served for the duration."""
     from nurture.web.site import create_app
 
@@ -130,7 +136,16 @@ def webhook_body(events: Sequence[Any]) -> str:
     return json.dumps(list(events)) + "\r\n"
 
 
-def sg_event(event: str, n: int, *, delivery_id: int | None = None, campaign: str | None = "kap-intro", step: int | None = 1, email: str | None = None, **fields: Any) -> dict[str, Any]:
+def sg_event(
+    event: str,
+    n: int,
+    *,
+    delivery_id: int | None = None,
+    campaign: str | None = "kap-intro",
+    step: int | None = 1,
+    email: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """One SendGrid event with our custom args as top-level keys."""
     data: dict[str, Any] = {
         "email": email or f"person{n}@example.com",

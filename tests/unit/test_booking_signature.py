@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from nurture.errors import WebhookRejected
 from nurture.web.booking import verify_booking
 
 SECRET = "booking-secret-0123456789"
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BODY = b'{"email": "sam@example.com", "event": "booked"}'
 
 
@@ -29,7 +29,10 @@ def at(offset: timedelta) -> str:
 @pytest.mark.parametrize("offset", [timedelta(0), timedelta(minutes=5), -timedelta(minutes=5)])
 def test_within_five_minutes_is_accepted(offset: timedelta) -> None:
     assert verify_booking(SECRET, BODY, headers(at(offset)), NOW) == "x-nurture-signature"
-    assert verify_booking(SECRET, BODY, headers(at(offset), "Calendly-Webhook-Signature"), NOW) == "calendly-webhook-signature"
+    assert (
+        verify_booking(SECRET, BODY, headers(at(offset), "Calendly-Webhook-Signature"), NOW)
+        == "calendly-webhook-signature"
+    )
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=5, seconds=1), -timedelta(minutes=5, seconds=1)])

@@ -10,19 +10,39 @@ from nurture.sending.decision import Decision, decide
 
 FACTS = ("paused", "due", "series_exists", "subscribed", "stop_tag", "steps_left", "in_window", "cap_full")
 # The facts of a row nothing stands in the way of.
-CLEAR = {"paused": False, "due": True, "series_exists": True, "subscribed": True, "stop_tag": False, "steps_left": True, "in_window": True, "cap_full": False}
+CLEAR = {
+    "paused": False,
+    "due": True,
+    "series_exists": True,
+    "subscribed": True,
+    "stop_tag": False,
+    "steps_left": True,
+    "in_window": True,
+    "cap_full": False,
+}
 
 Y, N = True, False
 
 
 @pytest.mark.parametrize(
-    ("paused", "due", "series_exists", "subscribed", "stop_tag", "steps_left", "in_window", "cap_full", "expected"),
+    (
+        "paused",
+        "due",
+        "series_exists",
+        "subscribed",
+        "stop_tag",
+        "steps_left",
+        "in_window",
+        "cap_full",
+        "expected",
+    ),
     [
         # paused due    series subscr stoptag left   window cap_full
         (N, Y, Y, Y, N, Y, Y, N, Decision.CLAIM),
         (N, Y, Y, Y, N, Y, N, N, Decision.WAIT_FOR_WINDOW),
         (N, Y, Y, Y, N, Y, Y, Y, Decision.NEXT_DAY),
-        # Outside the window and over the cap: the window comes first (the cap is counted per local day there).
+        # Outside the window and over the cap: the window comes first (the cap is counted
+        # per local day there).
         (N, Y, Y, Y, N, Y, N, Y, Decision.WAIT_FOR_WINDOW),
         (N, Y, Y, Y, Y, Y, Y, N, Decision.STOP),  # a goal tag such as "booked"
         (N, Y, Y, N, N, Y, Y, N, Decision.STOP),  # unsubscribed or bounced
@@ -70,4 +90,3 @@ def test_decision_table(
 def test_claims_only_when_nothing_stands_in_the_way(values: tuple[bool, ...]) -> None:
     facts = dict(zip(FACTS, values, strict=True))
     assert (decide(**facts) is Decision.CLAIM) == (facts == CLEAR)
-

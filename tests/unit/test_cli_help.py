@@ -78,7 +78,9 @@ def test_help_runs_and_shows_an_example(path):
     # The heading must stand on its own line: a docstring without \b before it gets
     # rewrapped by click into one paragraph, and then this finds nothing.
     examples = example_lines(result.output)
-    assert examples, f"`{label(path)} --help` has no 'Example:' block (\\b on the line before it):\n{result.output}"
+    assert examples, (
+        f"`{label(path)} --help` has no 'Example:' block (\\b on the line before it):\n{result.output}"
+    )
     # The example shows this very command being run.
     word = path[-1] if path else "nurture"
     assert any("nurture" in line and word in line for line in examples), (

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from nurture.content.campaigns import load_campaigns, newsletter_files, load_email
+from nurture.content.campaigns import load_campaigns, load_email, newsletter_files
 from tests.support.copycheck import fk_grade, shingles, words
 from tests.support.factories import REPO
 
 CANDIDATES = [REPO.parent / "shared" / "articles", Path("/work/shared/articles")]
 EMAILS = [step.email for campaign in load_campaigns(REPO / "campaigns").values() for step in campaign.steps]
 NEWSLETTERS = [load_email(path) for path in newsletter_files(REPO / "campaigns")]
-PATIENT_PHRASES = re.compile(r"\byour (depression|anxiety|ptsd|trauma|treatment|sessions?|diagnosis|condition|symptoms)\b", re.I)
+PATIENT_PHRASES = re.compile(
+    r"\byour (depression|anxiety|ptsd|trauma|treatment|sessions?|diagnosis|condition|symptoms)\b", re.I
+)
 
 
 def sources() -> Path:
@@ -30,7 +32,13 @@ def sources() -> Path:
 
 def test_the_series_has_the_five_topics_in_order() -> None:
     names = [email.path.stem for email in EMAILS[:5]]
-    assert names == ["01-what-is-kap", "02-the-neuroscience", "03-is-kap-safe", "04-a-dosing-session", "05-next-steps"]
+    assert names == [
+        "01-what-is-kap",
+        "02-the-neuroscience",
+        "03-is-kap-safe",
+        "04-a-dosing-session",
+        "05-next-steps",
+    ]
 
 
 @pytest.mark.parametrize("email", EMAILS + NEWSLETTERS, ids=lambda email: email.path.stem)

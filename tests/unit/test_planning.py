@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import pytest
 
-from nurture.sending.planning import Window, at_local, in_window, local_date, next_day_open, next_window_open, zone
+from nurture.sending.planning import (
+    Window,
+    at_local,
+    in_window,
+    local_date,
+    next_day_open,
+    next_window_open,
+    zone,
+)
 
-UTC = timezone.utc
+UTC = UTC
 NINE_TO_FIVE = Window(time(9), time(17))
 
 
@@ -30,7 +38,9 @@ def utc(text: str) -> datetime:
         ("Asia/Kolkata", "2026-12-01 05:00", "2026-12-01 05:00"),  # 10:30 local: inside
     ],
 )
-def test_next_window_open_in_zones_ahead_and_behind_utc(zone_name: str, moment: str, expected_open: str) -> None:
+def test_next_window_open_in_zones_ahead_and_behind_utc(
+    zone_name: str, moment: str, expected_open: str
+) -> None:
     tz = zone(zone_name)
     opens = next_window_open(utc(moment), tz, NINE_TO_FIVE)
     assert opens == utc(expected_open)
@@ -85,4 +95,7 @@ def test_next_day_open_is_tomorrows_window_in_local_terms() -> None:
     tz = zone("Pacific/Auckland")
     moment = utc("2026-12-01 21:00")  # Dec 2 10:00 NZDT
     assert local_date(moment, tz).isoformat() == "2026-12-02"
-    assert next_day_open(moment, tz, NINE_TO_FIVE).astimezone(tz).strftime("%Y-%m-%d %H:%M") == "2026-12-03 09:00"
+    assert (
+        next_day_open(moment, tz, NINE_TO_FIVE).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        == "2026-12-03 09:00"
+    )

@@ -22,11 +22,17 @@ def test_the_series_is_there() -> None:
 @pytest.mark.parametrize("email", EMAILS, ids=lambda email: email.path.stem)
 def test_each_series_email_reads_at_grade_8_or_below(email: object) -> None:
     grade = email_grade(email.body)  # type: ignore[attr-defined]
-    assert grade <= MAX_GRADE, f"{email.path}: Flesch-Kincaid grade {grade:.1f} (at most {MAX_GRADE}): shorter sentences, plainer words"  # type: ignore[attr-defined]
+    assert grade <= MAX_GRADE, (
+        f"{email.path}: Flesch-Kincaid grade {grade:.1f} (at most {MAX_GRADE}): "  # type: ignore[attr-defined]
+        "shorter sentences, plainer words"
+    )
 
 
 def test_prose_keeps_link_labels_and_drops_urls_and_code() -> None:
-    text = prose("Read [the article](https://example.com/a-very-long-address) now.\n\n```\ncode here\n```\n\n- one\n- two\n")
+    text = prose(
+        "Read [the article](https://example.com/a-very-long-address) now.\n\n"
+        "```\ncode here\n```\n\n- one\n- two\n"
+    )
     assert text == "Read the article now. one two"
 
 
@@ -40,6 +46,7 @@ def test_the_grade_follows_the_formula() -> None:
 def test_a_hard_text_scores_above_8() -> None:
     hard = (
         "Ketamine-assisted psychotherapy integrates pharmacological neuroplasticity facilitation with "
-        "psychotherapeutic integration, potentially ameliorating treatment-resistant depressive symptomatology."
+        "psychotherapeutic integration, potentially ameliorating treatment-resistant "
+        "depressive symptomatology."
     )
     assert fk_grade(hard) > MAX_GRADE

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import example, given, settings
@@ -27,7 +27,9 @@ ATEXT = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~."
 QTEXT = "".join(ch for ch in string.printable if ch not in '"\\\r\n\t\x0b\x0c') + " "
 # Surrounding text never holds the marks' first letter, so a surviving mark can only be a leak.
 AROUND = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)).filter(lambda ch: "q" not in unicodedata.normalize("NFKC", ch).casefold()),
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)).filter(
+        lambda ch: "q" not in unicodedata.normalize("NFKC", ch).casefold()
+    ),
     max_size=30,
 )
 SEPARATORS = st.sampled_from([" ", "\n", "<", ">", "(", ")", ",", ";", ": ", "\t", " to "])
@@ -101,15 +103,24 @@ def test_no_spelling_of_an_address_survives(case):
 @st.composite
 def token_paths(draw: st.DrawFn) -> tuple[str, str]:
     if draw(st.booleans()):
-        token = make_unsubscribe_token(SECRET, draw(st.integers(1, 10**12)), draw(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True)))
+        token = make_unsubscribe_token(
+            SECRET, draw(st.integers(1, 10**12)), draw(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True))
+        )
     else:
-        token = make_confirm_token(SECRET, draw(st.integers(1, 10**12)), draw(st.integers(1, 99)), datetime(2026, 12, 1, tzinfo=timezone.utc))
+        token = make_confirm_token(
+            SECRET,
+            draw(st.integers(1, 10**12)),
+            draw(st.integers(1, 99)),
+            datetime(2026, 12, 1, tzinfo=UTC),
+        )
     word = draw(st.sampled_from(["unsubscribe", "confirm"]))
     word = "".join(ch.upper() if draw(st.booleans()) else ch for ch in word)
     before = draw(st.sampled_from(["/", "//", "\\", "%2F", "%2f", "%252F"]))
     after = draw(st.sampled_from(["/", "//", "\\", "%2F", "%2f", "%252F"]))
     tail = draw(st.sampled_from(["", "?x=1", "#top", "/", " HTTP/1.1", '"']))
-    return draw(st.sampled_from(["", "https://example.com", "GET "])) + before + word + after + draw(spelled(token)) + tail, token
+    return draw(st.sampled_from(["", "https://example.com", "GET "])) + before + word + after + draw(
+        spelled(token)
+    ) + tail, token
 
 
 @settings(max_examples=300, deadline=None)

@@ -44,7 +44,9 @@ def reference(batch: Batch, tracking: Any = "off", sandbox_mode: bool = False) -
     body: dict[str, Any] = {
         "personalizations": personalizations,
         "from": sender,
-        "content": [{"type": t, "value": v} for t, v in (("text/plain", batch.text), ("text/html", batch.html)) if v],
+        "content": [
+            {"type": t, "value": v} for t, v in (("text/plain", batch.text), ("text/html", batch.html)) if v
+        ],
         "tracking_settings": tracking_settings(tracking),
     }
     if batch.sender.reply_to:
@@ -67,12 +69,16 @@ def batches(draw: st.DrawFn) -> Batch:
             subject=draw(text),
             headers=draw(values),
             substitutions=draw(values),
-            custom_args=draw(st.dictionaries(st.sampled_from(["delivery_id", "campaign", "email"]), some_text, max_size=3)),
+            custom_args=draw(
+                st.dictionaries(st.sampled_from(["delivery_id", "campaign", "email"]), some_text, max_size=3)
+            ),
         )
         for number in range(count)
     ]
     return Batch(
-        sender=Sender(draw(some_text) + "@example.org", draw(text), reply_to=draw(st.one_of(st.none(), some_text))),
+        sender=Sender(
+            draw(some_text) + "@example.org", draw(text), reply_to=draw(st.one_of(st.none(), some_text))
+        ),
         text=draw(some_text),
         html=draw(text),
         envelopes=envelopes,
@@ -106,7 +112,13 @@ def test_encoded_body_equals_the_reference(batch: Batch, tracking: Any, sandbox:
 
 
 def test_only_the_delivery_id_leaves_in_custom_args() -> None:
-    envelope = Envelope("7", "a@example.org", None, "Hi", custom_args={"delivery_id": "7", "campaign": "kap-intro", "email": "a@example.org"})
+    envelope = Envelope(
+        "7",
+        "a@example.org",
+        None,
+        "Hi",
+        custom_args={"delivery_id": "7", "campaign": "kap-intro", "email": "a@example.org"},
+    )
     body = build_request_body(Batch(Sender("x@example.org", "X"), "t", "", [envelope]))
     assert body["personalizations"][0]["custom_args"] == {"delivery_id": "7"}
 
@@ -121,12 +133,20 @@ def test_a_none_value_is_refused_naming_the_delivery_not_the_address() -> None:
 def test_what_every_envelope_shares_is_written_once_at_the_top() -> None:
     one_click = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     envelopes = [
-        Envelope(str(n), f"r{n}@example.org", None, "Week 1", headers={"List-Unsubscribe": f"<https://x.example/u/{n}>", **one_click})
+        Envelope(
+            str(n),
+            f"r{n}@example.org",
+            None,
+            "Week 1",
+            headers={"List-Unsubscribe": f"<https://x.example/u/{n}>", **one_click},
+        )
         for n in range(3)
     ]
     body = build_request_body(Batch(Sender("x@example.org", "X"), "t", "", envelopes))
     assert body["subject"] == "Week 1" and body["headers"] == one_click
-    assert [p["headers"] for p in body["personalizations"]] == [{"List-Unsubscribe": f"<https://x.example/u/{n}>"} for n in range(3)]
+    assert [p["headers"] for p in body["personalizations"]] == [
+        {"List-Unsubscribe": f"<https://x.example/u/{n}>"} for n in range(3)
+    ]
     assert all("subject" not in p for p in body["personalizations"])
     # Subjects that differ stay with their personalization.
     mixed = [envelopes[0], envelopes[1]._replace(subject="Week 2")]

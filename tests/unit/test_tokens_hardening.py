@@ -4,25 +4,20 @@ links signed with a previous secret key keep working after the key is rotated.""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+import contextlib
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nurture import links, tokens
-from nurture.addresses import normalize_email
-from nurture.audience.consent import is_suppressed
-from nurture.audience.people import forget
-from nurture.audience.signup import confirm, subscribe
+from nurture import tokens
 from nurture.errors import ConfigError, TokenError
-from nurture.store import models as m
-from nurture.store.db import transaction
-from tests.support.factories import make_app, make_config
+from tests.support.factories import memory_config
 
 KEY = "current-key-0123456789abcdef"
 OLD = "previous-key-0123456789abcdef"
-NOW = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
 def spellings(token: str) -> list[str]:
@@ -47,7 +42,9 @@ def spellings(token: str) -> list[str]:
     last = mac[-1]
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     for other in alphabet:
-        if other != last and base64.urlsafe_b64decode(mac[:-1] + other + "==") == base64.urlsafe_b64decode(mac + "=="):
+        if other != last and base64.urlsafe_b64decode(mac[:-1] + other + "==") == base64.urlsafe_b64decode(
+            mac + "=="
+        ):
             variants.append(f"{body}.{mac[:-1]}{other}")
     return variants
 
@@ -63,7 +60,9 @@ def test_the_canonical_spelling_verifies_and_no_other_does():
             tokens.read_unsubscribe_token(KEY, variant)
 
 
-@given(subscriber_id=st.integers(min_value=1, max_value=2**62), nonce=st.integers(min_value=1, max_value=10**9))
+@given(
+    subscriber_id=st.integers(min_value=1, max_value=2**62), nonce=st.integers(min_value=1, max_value=10**9)
+)
 def test_confirm_tokens_round_trip_and_every_other_spelling_fails(subscriber_id, nonce):
     token = tokens.make_confirm_token(KEY, subscriber_id, nonce, NOW)
     claim = tokens.read_confirm_token(KEY, token, NOW)
@@ -75,18 +74,19 @@ def test_confirm_tokens_round_trip_and_every_other_spelling_fails(subscriber_id,
 
 @given(st.text(max_size=200))
 def test_any_text_is_a_claim_or_a_token_error(text):
-    for read in (lambda t: tokens.read_unsubscribe_token(KEY, t), lambda t: tokens.read_confirm_token(KEY, t, NOW)):
-        try:
+    for read in (
+        lambda t: tokens.read_unsubscribe_token(KEY, t),
+        lambda t: tokens.read_confirm_token(KEY, t, NOW),
+    ):
+        with contextlib.suppress(TokenError):
             read(text)
-        except TokenError:
-            pass
 
 
 @given(position=st.integers(min_value=0, max_value=200), character=st.characters())
 def test_changing_one_character_never_verifies(position, character):
     token = tokens.make_unsubscribe_token(KEY, 77, "newsletter")
     index = position % len(token)
-    changed = token[:index] + character + token[index + 1:]
+    changed = token[:index] + character + token[index + 1 :]
     if changed == token:
         return
     with pytest.raises(TokenError):
@@ -105,31 +105,16 @@ def test_tokens_signed_with_a_previous_key_verify_and_unknown_keys_do_not():
         tokens.read_unsubscribe_token((KEY, "another-key-0123456789abc"), old_token)
 
 
-def test_config_lists_the_current_key_first_then_the_previous_ones(tmp_path):
-    config = make_config(tmp_path, environ={"NURTURE_SECRET_KEY": KEY, "NURTURE_PREVIOUS_SECRET_KEYS": f" {OLD} , older-key-0123456789abc,"})
+def test_config_lists_the_current_key_first_then_the_previous_ones():
+    config = memory_config(
+        environ={
+            "NURTURE_SECRET_KEY": KEY,
+            "NURTURE_PREVIOUS_SECRET_KEYS": f" {OLD} , older-key-0123456789abc,",
+        }
+    )
     assert config.secrets.verification_keys() == (KEY, OLD, "older-key-0123456789abc")
 
 
-def test_a_short_previous_key_is_refused(tmp_path):
+def test_a_short_previous_key_is_refused():
     with pytest.raises(ConfigError, match="NURTURE_PREVIOUS_SECRET_KEYS"):
-        make_config(tmp_path, environ={"NURTURE_PREVIOUS_SECRET_KEYS": "short"})
-
-
-def test_after_rotation_old_links_work_new_links_use_the_new_key_and_suppression_holds(tmp_path):
-    before = make_app(tmp_path, environ={"NURTURE_SECRET_KEY": OLD})
-    sid = subscribe(before, "sam@example.com", NOW).subscriber_id
-    subscribe(before, "kim@example.com", NOW)
-    forget(before, "kim@example.com", NOW)
-    with transaction(before.engine) as session:
-        nonce = session.get(m.Subscriber, sid).confirm_nonce
-    old_link = tokens.make_confirm_token(OLD, sid, nonce, NOW)
-
-    after = make_app(
-        tmp_path,
-        environ={"NURTURE_SECRET_KEY": KEY, "NURTURE_PREVIOUS_SECRET_KEYS": OLD},
-    )
-    assert confirm(after, old_link, NOW + timedelta(hours=1)).status == "confirmed"
-    new_link = links.unsubscribe_url(after.config, sid, "kap-intro").rsplit("/", 1)[1]
-    assert tokens.read_unsubscribe_token(KEY, new_link).subscriber_id == sid
-    with transaction(after.engine) as session:
-        assert is_suppressed(session, after, normalize_email("kim@example.com")[1])
+        memory_config(environ={"NURTURE_PREVIOUS_SECRET_KEYS": "short"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -20,7 +20,7 @@ from nurture import tokens
 from nurture.errors import TokenError
 
 SECRET = "known-answer-secret-key-0123456789abcdef"
-ISSUED = datetime(2026, 11, 26, 4, 0, tzinfo=timezone.utc)
+ISSUED = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 
 UNSUBSCRIBE = [
     (42, "welcome", "NDJ8d2VsY29tZQ.CS7B4b9F2dfbu2gIN_-4_A"),
@@ -30,7 +30,9 @@ UNSUBSCRIBE = [
 
 
 @pytest.mark.parametrize(("subscriber_id", "stream", "token"), UNSUBSCRIBE)
-def test_unsubscribe_tokens_are_spelled_as_they_always_were(subscriber_id: int, stream: str, token: str) -> None:
+def test_unsubscribe_tokens_are_spelled_as_they_always_were(
+    subscriber_id: int, stream: str, token: str
+) -> None:
     assert tokens.make_unsubscribe_token(SECRET, subscriber_id, stream) == token
     assert tokens.unsubscribe_token_signer(SECRET)(subscriber_id, stream) == token
     assert tokens.read_unsubscribe_token(SECRET, token) == tokens.UnsubscribeClaim(subscriber_id, stream)

@@ -1,32 +1,36 @@
-"""nurture.providers.sendgrid.event_webhook and nurture.provider_events: signature checks, normalization of every SendGrid event, storing a batch."""
+"""nurture.providers.sendgrid.event_webhook: signature checks and normalization of every SendGrid event
+(storing a batch: the webhook store tests)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
 
-from nurture.providers.sendgrid import event_webhook as wh
-from nurture.store import models as m
-from nurture.store.db import transaction
 from nurture.errors import MalformedEvent, WebhookRejected
 from nurture.providers.base import NormalizedEvent
+from nurture.providers.sendgrid import event_webhook as wh
 from nurture.redaction import scrub
-from nurture.web.webhooks import handle_sendgrid, process_sendgrid_events
-from tests.support.factories import SECRET, active_subscribers, at, make_app, make_config
-from tests.support.webserver import WebhookSigner, sg_event, webhook_body
+from nurture.store import models as m
+from tests.support.factories import SECRET, memory_config
+from tests.support.webserver import WebhookSigner
 
 
 def normalize(event: object) -> NormalizedEvent:
     return wh.normalize(event, SECRET)
 
+
 # SendGrid's own test vector (sendgrid-python test/unit/test_eventwebhook.py): a real
 # signature from SendGrid's key, over a body that ends in CRLF.
-SG_PUBLIC_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
-SG_SIGNATURE = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+SG_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw"
+    "+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+)
+SG_SIGNATURE = (
+    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+)
 SG_TIMESTAMP = "1600112502"
 SG_PAYLOAD = (
     json.dumps(
@@ -46,8 +50,11 @@ SG_PAYLOAD = (
     )
     + "\r\n"
 )
-SG_SIGNED_AT = datetime.fromtimestamp(int(SG_TIMESTAMP), timezone.utc)
-SG_HEADERS = {"X-Twilio-Email-Event-Webhook-Signature": SG_SIGNATURE, "X-Twilio-Email-Event-Webhook-Timestamp": SG_TIMESTAMP}
+SG_SIGNED_AT = datetime.fromtimestamp(int(SG_TIMESTAMP), UTC)
+SG_HEADERS = {
+    "X-Twilio-Email-Event-Webhook-Signature": SG_SIGNATURE,
+    "X-Twilio-Email-Event-Webhook-Timestamp": SG_TIMESTAMP,
+}
 
 
 def base(event: str, **fields):
@@ -75,28 +82,104 @@ def base(event: str, **fields):
     [
         ("processed", {}, "processed", None, None),
         ("delivered", {"response": "250 OK"}, "delivered", None, "response=250 OK"),
-        ("deferred", {"response": "400 try again later", "attempt": "5"}, "deferred", None, "response=400 try again later; attempt=5"),
+        (
+            "deferred",
+            {"response": "400 try again later", "attempt": "5"},
+            "deferred",
+            None,
+            "response=400 try again later; attempt=5",
+        ),
         (
             "bounce",
-            {"type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 The email account does not exist", "bounce_classification": "Invalid Address"},
+            {
+                "type": "bounce",
+                "status": "5.1.1",
+                "reason": "550 5.1.1 The email account does not exist",
+                "bounce_classification": "Invalid Address",
+            },
             "bounced",
             m.ConsentKind.BOUNCE,
-            "type=bounce; bounce_classification=Invalid Address; status=5.1.1; reason=550 5.1.1 The email account does not exist",
+            "type=bounce; bounce_classification=Invalid Address; status=5.1.1; "
+            "reason=550 5.1.1 The email account does not exist",
         ),
-        ("bounce", {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"}, "blocked", None, "type=blocked; status=5.7.1; reason=550 blocked by policy"),
+        (
+            "bounce",
+            {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"},
+            "blocked",
+            None,
+            "type=blocked; status=5.7.1; reason=550 blocked by policy",
+        ),
         ("blocked", {"reason": "blocked"}, "blocked", None, "reason=blocked"),
-        ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, "dropped", m.ConsentKind.BOUNCE, "reason=Bounced Address; status=5.0.0"),
+        (
+            "dropped",
+            {"reason": "Bounced Address", "status": "5.0.0"},
+            "dropped",
+            m.ConsentKind.BOUNCE,
+            "reason=Bounced Address; status=5.0.0",
+        ),
         ("dropped", {"reason": "Invalid"}, "dropped", m.ConsentKind.BOUNCE, "reason=Invalid"),
-        ("dropped", {"reason": "Unsubscribed Address"}, "dropped", m.ConsentKind.UNSUBSCRIBE, "reason=Unsubscribed Address"),
-        ("dropped", {"reason": "Spam Reporting Address"}, "dropped", m.ConsentKind.COMPLAINT, "reason=Spam Reporting Address"),
+        (
+            "dropped",
+            {"reason": "Unsubscribed Address"},
+            "dropped",
+            m.ConsentKind.UNSUBSCRIBE,
+            "reason=Unsubscribed Address",
+        ),
+        (
+            "dropped",
+            {"reason": "Spam Reporting Address"},
+            "dropped",
+            m.ConsentKind.COMPLAINT,
+            "reason=Spam Reporting Address",
+        ),
         ("dropped", {"reason": "Invalid SMTPAPI header"}, "dropped", None, "reason=Invalid SMTPAPI header"),
-        ("dropped", {"reason": "Spam Content (if spam checker app enabled)"}, "dropped", None, "reason=Spam Content (if spam checker app enabled)"),
-        ("open", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "sg_machine_open": False}, "opened", None, None),
-        ("click", {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "https://www.example.com/articles/what-is-kap", "url_offset": {"index": 0, "type": "html"}}, "clicked", None, "url=https://www.example.com/articles/what-is-kap"),
+        (
+            "dropped",
+            {"reason": "Spam Content (if spam checker app enabled)"},
+            "dropped",
+            None,
+            "reason=Spam Content (if spam checker app enabled)",
+        ),
+        (
+            "open",
+            {"useragent": "Mozilla/4.0", "ip": "255.255.255.255", "sg_machine_open": False},
+            "opened",
+            None,
+            None,
+        ),
+        (
+            "click",
+            {
+                "useragent": "Mozilla/4.0",
+                "ip": "255.255.255.255",
+                "url": "https://www.example.com/articles/what-is-kap",
+                "url_offset": {"index": 0, "type": "html"},
+            },
+            "clicked",
+            None,
+            "url=https://www.example.com/articles/what-is-kap",
+        ),
         ("spamreport", {}, "complained", m.ConsentKind.COMPLAINT, None),
         ("unsubscribe", {}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
-        ("group_unsubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255", "url": "http://www.sendgrid.com/"}, "unsubscribed", m.ConsentKind.UNSUBSCRIBE, None),
-        ("group_resubscribe", {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255"}, "resubscribed", None, None),
+        (
+            "group_unsubscribe",
+            {
+                "asm_group_id": 10,
+                "useragent": "Mozilla/4.0",
+                "ip": "255.255.255.255",
+                "url": "http://www.sendgrid.com/",
+            },
+            "unsubscribed",
+            m.ConsentKind.UNSUBSCRIBE,
+            None,
+        ),
+        (
+            "group_resubscribe",
+            {"asm_group_id": 10, "useragent": "Mozilla/4.0", "ip": "255.255.255.255"},
+            "resubscribed",
+            None,
+            None,
+        ),
         ("account_status_change", {"type": "compliance_suspend"}, "unknown", None, None),
     ],
 )
@@ -110,7 +193,7 @@ def test_every_sendgrid_event_normalizes_to_our_kind(event, fields, kind, suppre
     assert item.delivery_ref == 42
     assert item.stream == "kap-intro"
     assert item.step == 2
-    assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=timezone.utc)
+    assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=UTC)
     assert item.kind in tuple(m.EventKind)
 
 
@@ -137,7 +220,14 @@ def test_custom_args_are_parsed_or_dropped(custom, ref, stream, step):
 
 
 def test_details_never_hold_an_address_or_a_link_token():
-    bounce = normalize(base("bounce", type="bounce", reason="550 5.1.1 <Reader@Example.com>: Recipient address rejected", status="5.1.1"))
+    bounce = normalize(
+        base(
+            "bounce",
+            type="bounce",
+            reason="550 5.1.1 <Reader@Example.com>: Recipient address rejected",
+            status="5.1.1",
+        )
+    )
     assert "@" not in bounce.detail and "Reader" not in bounce.detail
     assert "[address]" in bounce.detail
     click = normalize(base("click", url="https://mail.example.com/unsubscribe/eyJhYmMi.c2ln?x=1"))
@@ -155,7 +245,13 @@ def test_long_details_are_truncated():
 
 
 def test_an_event_without_sg_event_id_gets_a_stable_keyed_id():
-    event = {"email": "reader@example.com", "smtp-id": "<4FB29F5D.5080404@sendgrid.com>", "timestamp": 1386636115, "reason": "Invalid", "event": "dropped"}
+    event = {
+        "email": "reader@example.com",
+        "smtp-id": "<4FB29F5D.5080404@sendgrid.com>",
+        "timestamp": 1386636115,
+        "reason": "Invalid",
+        "event": "dropped",
+    }
     first = normalize(event).provider_event_id
     reordered = dict(reversed(list(event.items())))
     assert normalize(reordered).provider_event_id == first
@@ -195,7 +291,7 @@ def test_malformed_events_are_refused_one_by_one(event):
 
 
 def test_scrub_blanks_addresses_and_tokens():
-    assert scrub('POST /unsubscribe/abc.def HTTP/1.1') == "POST /unsubscribe/… HTTP/1.1"
+    assert scrub("POST /unsubscribe/abc.def HTTP/1.1") == "POST /unsubscribe/… HTTP/1.1"
     assert scrub("/confirm/abc.def") == "/confirm/…"
     assert scrub("for sam.smith+kap@example.co.uk:") == "for [address]:"
     assert scrub("/subscribe") == "/subscribe"
@@ -204,27 +300,32 @@ def test_scrub_blanks_addresses_and_tokens():
 # ---------------------------------------------------------------- signature
 
 
-def config_with_key(tmp_path, key):
-    return make_config(tmp_path, environ={"NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY": key} if key else None)
+def config_with_key(key):
+    return memory_config(environ={"NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY": key} if key else None)
 
 
-def test_sendgrids_own_signed_payload_verifies(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
-    assert wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(seconds=30)) == SG_PAYLOAD
+def test_sendgrids_own_signed_payload_verifies():
+    config = config_with_key(SG_PUBLIC_KEY)
+    assert (
+        wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(seconds=30))
+        == SG_PAYLOAD
+    )
     lower = {k.lower(): v for k, v in SG_HEADERS.items()}
     assert wh.verify_request(config, SG_PAYLOAD.encode(), lower, SG_SIGNED_AT) == SG_PAYLOAD
 
 
-@pytest.mark.parametrize("skew", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1), timedelta(days=1)])
-def test_a_timestamp_more_than_five_minutes_away_is_refused(tmp_path, skew):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+@pytest.mark.parametrize(
+    "skew", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1), timedelta(days=1)]
+)
+def test_a_timestamp_more_than_five_minutes_away_is_refused(skew):
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + skew)
     assert caught.value.status == 403
 
 
-def test_five_minutes_exactly_is_still_accepted(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_five_minutes_exactly_is_still_accepted():
+    config = config_with_key(SG_PUBLIC_KEY)
     wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT + timedelta(minutes=5))
 
 
@@ -240,8 +341,8 @@ def test_five_minutes_exactly_is_still_accepted(tmp_path):
         (SG_PAYLOAD, {**SG_HEADERS, "X-Twilio-Email-Event-Webhook-Timestamp": "1600112502.5"}),
     ],
 )
-def test_bad_signatures_are_refused(tmp_path, body, headers):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_bad_signatures_are_refused(body, headers):
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, body.encode(), headers, SG_SIGNED_AT)
     assert caught.value.status == 403
@@ -249,32 +350,48 @@ def test_bad_signatures_are_refused(tmp_path, body, headers):
 
 @pytest.mark.parametrize(
     "stamp",
-    ["999999999999", "253402300800", "²", "٣٠", "１６００", "-1600112502", "0", "1e9", "", "   ", "1600112502\x00", "9" * 13, "0x5f5fc76c"],
+    [
+        "999999999999",
+        "253402300800",
+        "²",
+        "٣٠",
+        "１６００",
+        "-1600112502",
+        "0",
+        "1e9",
+        "",
+        "   ",
+        "1600112502\x00",
+        "9" * 13,
+        "0x5f5fc76c",
+    ],
 )
-def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(tmp_path, stamp):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_an_unparsable_or_absurd_timestamp_is_refused_before_the_signature(stamp):
+    config = config_with_key(SG_PUBLIC_KEY)
     headers = {**SG_HEADERS, "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), headers, SG_SIGNED_AT)
     assert caught.value.status == 403
 
 
-def test_a_body_that_is_not_utf8_is_refused(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_a_body_that_is_not_utf8_is_refused():
+    config = config_with_key(SG_PUBLIC_KEY)
     with pytest.raises(WebhookRejected):
         wh.verify_request(config, b"\xff\xfe[]", SG_HEADERS, SG_SIGNED_AT)
 
 
-def test_a_signature_from_another_key_is_refused(tmp_path):
-    config = config_with_key(tmp_path, SG_PUBLIC_KEY)
+def test_a_signature_from_another_key_is_refused():
+    config = config_with_key(SG_PUBLIC_KEY)
     other = WebhookSigner()
     with pytest.raises(WebhookRejected):
-        wh.verify_request(config, SG_PAYLOAD.encode(), other.headers(SG_PAYLOAD, timestamp=int(SG_TIMESTAMP)), SG_SIGNED_AT)
+        wh.verify_request(
+            config, SG_PAYLOAD.encode(), other.headers(SG_PAYLOAD, timestamp=int(SG_TIMESTAMP)), SG_SIGNED_AT
+        )
 
 
 @pytest.mark.parametrize("key", [None, "not a key", "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"])
-def test_without_a_usable_public_key_everything_is_refused(tmp_path, key):
-    config = config_with_key(tmp_path, key)
+def test_without_a_usable_public_key_everything_is_refused(key):
+    config = config_with_key(key)
     with pytest.raises(WebhookRejected) as caught:
         wh.verify_request(config, SG_PAYLOAD.encode(), SG_HEADERS, SG_SIGNED_AT)
     assert caught.value.status == 403
@@ -288,164 +405,3 @@ def test_a_signed_body_that_is_not_an_array_is_a_bad_request(payload):
     with pytest.raises(WebhookRejected) as caught:
         wh.parse_batch(payload)
     assert caught.value.status == 400
-
-
-# ---------------------------------------------------------------- storing a batch
-
-
-NOW = at("2026-12-01 15:00")
-
-
-def stored(app):
-    with transaction(app.engine) as session:
-        return session.scalars(select(m.ProviderEvent).order_by(m.ProviderEvent.id)).all()
-
-
-def statuses(app):
-    with transaction(app.engine) as session:
-        return dict(session.execute(select(m.Subscriber.id, m.Subscriber.status)).all())
-
-
-def sent_deliveries(app, ids, now=NOW):
-    """One sent delivery per subscriber (step 1 of kap-intro), by subscriber id."""
-    rows = [
-        {"subscriber_id": sid, "stream": "kap-intro", "step": 1, "status": m.DeliveryStatus.SENT, "claimed_at": now, "finished_at": now}
-        for sid in ids
-    ]
-    with transaction(app.engine) as session:
-        result = session.execute(m.Delivery.__table__.insert().returning(m.Delivery.id, m.Delivery.subscriber_id, sort_by_parameter_order=True), rows)
-        return {subscriber_id: delivery_id for delivery_id, subscriber_id in result}
-
-
-@pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path)
-    yield app
-    app.close()
-
-
-def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
-    ids = active_subscribers(app, 2, NOW)
-    deliveries = sent_deliveries(app, ids)
-    events = [
-        sg_event("delivered", 1, delivery_id=deliveries[ids[0]], response="250 OK"),
-        sg_event("open", 2, delivery_id=deliveries[ids[1]]),
-        sg_event("click", 3, delivery_id=999_999, url="https://www.example.com/articles/x"),  # no such delivery
-        sg_event("processed", 4, delivery_id=None),
-    ]
-    report = process_sendgrid_events(app, events, NOW)
-    assert report.as_dict() == {"received": 4, "stored": 4, "duplicates": 0, "malformed": 0, "suppressed": 0}
-    rows = {row.provider_event_id: row for row in stored(app)}
-    assert rows["evt-delivered-1"].delivery_id == deliveries[ids[0]]
-    assert rows["evt-delivered-1"].kind == "delivered" and rows["evt-delivered-1"].provider == "sendgrid"
-    # delivery.tracking is off by default: an open is kept for its email, tied to no one.
-    assert rows["evt-open-2"].delivery_id is None and (rows["evt-open-2"].stream, rows["evt-open-2"].step) == ("kap-intro", 1)
-    assert rows["evt-click-3"].delivery_id is None and rows["evt-click-3"].stream == "kap-intro" and rows["evt-click-3"].step == 1
-    assert rows["evt-processed-4"].received_at == NOW
-
-    again = process_sendgrid_events(app, events + [events[0]], NOW)
-    assert again.as_dict() == {"received": 5, "stored": 0, "duplicates": 5, "malformed": 0, "suppressed": 0}
-    assert len(stored(app)) == 4
-
-
-def test_one_malformed_event_does_not_stop_the_others(app):
-    events = [sg_event("delivered", 1), "garbage", {"event": "open"}, {"timestamp": 1}, sg_event("open", 2)]
-    report = process_sendgrid_events(app, events, NOW)
-    assert (report.received, report.stored, report.malformed) == (5, 2, 3)
-
-
-def test_suppressing_events_stop_the_subscriber_through_the_delivery_or_the_address(app):
-    ids = active_subscribers(app, 6, NOW)
-    deliveries = sent_deliveries(app, ids)
-    events = [
-        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce", reason="550 unknown user"),
-        sg_event("spamreport", 2, delivery_id=deliveries[ids[1]]),
-        sg_event("group_unsubscribe", 3, delivery_id=deliveries[ids[2]], asm_group_id=1),
-        # No delivery id: found through the address (case-insensitively); the address is not stored.
-        sg_event("dropped", 4, delivery_id=None, email="PERSON3@example.com", reason="Bounced Address"),
-        sg_event("bounce", 5, delivery_id=deliveries[ids[4]], type="blocked", reason="blocked"),  # blocked: stats only
-        sg_event("dropped", 6, delivery_id=deliveries[ids[5]], reason="Invalid SMTPAPI header"),  # our problem, not theirs
-    ]
-    report = process_sendgrid_events(app, events, NOW)
-    assert report.suppressed == 4
-    assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.COMPLAINED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.BOUNCED, m.SubscriberStatus.ACTIVE, m.SubscriberStatus.ACTIVE]
-    with transaction(app.engine) as session:
-        consent = session.execute(select(m.ConsentEvent.subscriber_id, m.ConsentEvent.kind, m.ConsentEvent.source).where(m.ConsentEvent.kind != m.ConsentKind.IMPORT)).all()
-        enrollments = dict(session.execute(select(m.Enrollment.subscriber_id, m.Enrollment.status)).all())
-    assert sorted(consent) == sorted(
-        [(ids[0], m.ConsentKind.BOUNCE, "sendgrid webhook"), (ids[1], m.ConsentKind.COMPLAINT, "sendgrid webhook"), (ids[2], m.ConsentKind.UNSUBSCRIBE, "sendgrid webhook"), (ids[3], m.ConsentKind.BOUNCE, "sendgrid webhook")]
-    )
-    assert [enrollments[sid] for sid in ids] == [m.EnrollmentStatus.STOPPED] * 4 + [m.EnrollmentStatus.ACTIVE] * 2
-    for row in stored(app):
-        assert "@" not in " ".join(str(value) for value in (row.provider_event_id, row.detail, row.stream, row.raw_event))
-
-
-def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
-    ids = active_subscribers(app, 1, NOW)
-    deliveries = sent_deliveries(app, ids)
-    events = [
-        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce"),
-        sg_event("spamreport", 2, delivery_id=deliveries[ids[0]]),
-    ]
-    assert process_sendgrid_events(app, events, NOW).suppressed == 1
-    assert statuses(app)[ids[0]] == m.SubscriberStatus.COMPLAINED
-
-
-def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
-    ids = active_subscribers(app, 1, NOW)
-    deliveries = sent_deliveries(app, ids)
-    bounce = [sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce")]
-    process_sendgrid_events(app, bounce, NOW)
-    with transaction(app.engine) as session:
-        session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.ACTIVE  # they signed up and confirmed again
-    assert process_sendgrid_events(app, bounce, NOW).suppressed == 0
-    assert statuses(app)[ids[0]] == m.SubscriberStatus.ACTIVE
-
-
-def test_a_resubscribe_event_changes_nobody(app):
-    ids = active_subscribers(app, 1, NOW)
-    with transaction(app.engine) as session:
-        session.get(m.Subscriber, ids[0]).status = m.SubscriberStatus.UNSUBSCRIBED
-    process_sendgrid_events(app, [sg_event("group_resubscribe", 1, email="person0@example.com")], NOW)
-    assert statuses(app)[ids[0]] == m.SubscriberStatus.UNSUBSCRIBED
-
-
-def test_handle_verifies_before_storing_anything(tmp_path):
-    signer = WebhookSigner()
-    keyed = make_app(tmp_path, environ=signer.environ)
-    try:
-        body = webhook_body([sg_event("delivered", 1)])
-        now = datetime.now(timezone.utc)
-        with pytest.raises(WebhookRejected):
-            handle_sendgrid(keyed, body.encode(), {}, now)
-        assert stored(keyed) == []
-        report = handle_sendgrid(keyed, body.encode(), signer.headers(body, timestamp=int(now.timestamp())), now)
-        assert report.stored == 1
-    finally:
-        keyed.close()
-
-
-def test_events_can_be_counted_by_kind(app):
-    events = [sg_event("open", n) for n in range(3)] + [sg_event("click", 10, url="https://x.example/")]
-    report = process_sendgrid_events(app, events, NOW)
-    assert report.kinds == {"opened": 3, "clicked": 1}
-    with transaction(app.engine) as session:
-        assert session.scalar(select(func.count()).select_from(m.ProviderEvent).where(m.ProviderEvent.kind == "opened")) == 3
-
-
-@pytest.mark.postgres
-def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
-    app = make_app(tmp_path, database_url=postgres_url)
-    try:
-        ids = active_subscribers(app, 3, NOW)
-        deliveries = sent_deliveries(app, ids)
-        events = [sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]]) for n in range(600)]
-        events += [sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"), sg_event("unsubscribe", 901, email="PERSON1@example.com")]
-        first = process_sendgrid_events(app, events, NOW)
-        assert (first.stored, first.suppressed) == (602, 2)
-        again = process_sendgrid_events(app, events, NOW)
-        assert (again.stored, again.duplicates, again.suppressed) == (0, 602, 0)
-        assert [statuses(app)[sid] for sid in ids] == [m.SubscriberStatus.BOUNCED, m.SubscriberStatus.UNSUBSCRIBED, m.SubscriberStatus.ACTIVE]
-        assert len(stored(app)) == 602
-    finally:
-        app.close()

@@ -1,0 +1,182 @@
+"""The Alembic migrations produce exactly the models' schema (SQLite here, with the
+backend-neutral tests on PostgreSQL too), downgrade cleanly, and re-run as no-ops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from nurture.store.db import make_engine
+from nurture.store.migrate import current_revision, ensure_schema, head_revision, upgrade
+from tests.support.factories import SECRET, write_project
+from tests.support.schema import (
+    HEAD,
+    MODEL_TABLES,
+    assert_append_only,
+    downgrade,
+    downgrade_to_base,
+    insert_consent_event,
+    schema_diff,
+    schema_snapshot,
+    table_names,
+    triggers,
+    version_rows,
+)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file; PostgreSQL as well for the tests marked ON_BOTH_STORES."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        engine = make_engine(str(request.getfixturevalue("postgres_url")))
+        assert engine.dialect.name == "postgresql"
+    else:
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrations.db'}")
+    yield engine
+    engine.dispose()
+
+
+# The backend-neutral tests: on SQLite and on PostgreSQL (whose own tests are in the
+# migrations PostgreSQL module).
+ON_BOTH_STORES = pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def test_upgrade_empty_database_matches_the_models(engine: Engine):
+    assert table_names(engine) == set()
+    assert current_revision(engine) is None
+
+    upgrade(engine)
+
+    assert head_revision(engine) == HEAD
+    assert current_revision(engine) == HEAD
+    assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
+    assert schema_diff(engine) == []
+    assert triggers(engine) == [
+        "consent_events_append_only",
+        "owner_audit_no_delete",
+        "owner_audit_no_update",
+    ]
+
+
+def test_the_comparison_does_see_differences(engine: Engine):
+    """Guard against a comparison that finds nothing whatever the schema."""
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE subscribers ADD COLUMN shoe_size INTEGER"))
+        connection.execute(text("DROP INDEX ix_subscribers_status"))
+    diff = schema_diff(engine)
+    kinds = sorted(entry[0] if isinstance(entry, tuple) else entry[0][0] for entry in diff)
+    assert kinds == ["add_index", "remove_column"]
+    assert any(
+        isinstance(entry, tuple) and entry[0] == "remove_column" and entry[3].name == "shoe_size"
+        for entry in diff
+    )
+
+
+def test_sqlite_store_settings(engine: Engine):
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+@ON_BOTH_STORES
+def test_consent_events_are_append_only(engine: Engine):
+    upgrade(engine)
+    insert_consent_event(engine)
+    assert_append_only(engine)
+
+
+def test_the_owner_audit_log_is_append_only(engine: Engine):
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO owner_audit (id, at, owner, action) "
+                "VALUES (1, '2026-01-01 00:00:00', 'o@example.com', 'login')"
+            )
+        )
+    for statement in (
+        "UPDATE owner_audit SET action = 'nothing' WHERE id = 1",
+        "DELETE FROM owner_audit WHERE id = 1",
+    ):
+        with pytest.raises(DBAPIError, match="owner_audit is append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT action FROM owner_audit")).scalars().all() == ["login"]
+
+
+def test_downgrade_to_base_leaves_no_tables(engine: Engine):
+    downgrade_to_base(engine)
+    with engine.connect() as connection:
+        leftovers = connection.execute(
+            text(
+                "SELECT type, name FROM sqlite_master "
+                "WHERE name NOT LIKE 'sqlite_%' AND tbl_name != 'alembic_version'"
+            )
+        ).all()
+    assert leftovers == []
+
+
+@ON_BOTH_STORES
+def test_upgrade_twice_is_a_no_op(engine: Engine):
+    upgrade(engine)
+    insert_consent_event(engine)
+    before = schema_snapshot(engine)
+
+    upgrade(engine)
+    ensure_schema(engine)
+
+    assert schema_snapshot(engine) == before
+    assert version_rows(engine) == [HEAD]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM consent_events")).scalar_one() == 1
+
+
+@ON_BOTH_STORES
+def test_down_and_up_again_restores_the_schema_and_triggers(engine: Engine):
+    upgrade(engine)
+    first = schema_snapshot(engine)
+    downgrade(engine)
+    upgrade(engine)
+    assert schema_snapshot(engine) == first
+    assert schema_diff(engine) == []
+    insert_consent_event(engine)
+    assert_append_only(engine)
+
+
+def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from nurture.cli.main import cli
+
+    config = write_project(tmp_path, copy_content=False)
+    monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
+    result = CliRunner().invoke(cli, ["--config", str(config), "db", "upgrade"], prog_name="nurture")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"schema is at revision {HEAD}\n"
+    engine = make_engine(f"sqlite:///{tmp_path / 'nurture.db'}")
+    try:
+        assert current_revision(engine) == HEAD
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_head_constant_is_alembics_head(tmp_path: Path) -> None:
+    from nurture.store.db import make_engine
+    from nurture.store.migrate import HEAD, head_revision
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    try:
+        assert head_revision(engine) == HEAD, (
+            "update HEAD in nurture/store/migrate.py with each new migration"
+        )
+    finally:
+        engine.dispose()
