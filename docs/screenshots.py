@@ -39,7 +39,13 @@ DEMO = ROOT / "demo"
 IMAGES = ROOT / "docs" / "images"
 OWNER = ("owner@example.com", "demo-console-password")  # the demo's throwaway account
 DEMO_SECRET = "demo-only-secret-key-do-not-use-in-production"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 
 
 def free_port() -> int:
@@ -73,10 +79,14 @@ def prepare_demo(env: dict[str, str]) -> None:
     people = DEMO / "people.csv"
     people.write_text(PEOPLE, encoding="utf-8")
     nurture = ROOT / ".venv" / "bin" / "nurture"
-    subprocess.run([str(nurture), "--config", "demo/config.yaml", "import", str(people)], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [str(nurture), "--config", "demo/config.yaml", "import", str(people)], cwd=ROOT, env=env, check=True
+    )
     series = DEMO / "campaigns" / "kap-intro"
     spec = series / "campaign.yaml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("delay_days: 5", "delay_days: 4", 1), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("delay_days: 5", "delay_days: 4", 1), encoding="utf-8"
+    )
     email = series / "03-is-kap-safe.md"
     head, body = email.read_text(encoding="utf-8").split("---\n", 2)[1:]
     email.write_text(f"---\n{head}---\nRead http://example.com/safety first. {body}", encoding="utf-8")
@@ -86,7 +96,10 @@ def fix_link() -> None:
     """Mend the draft's http:// link (as the owner would after the check), so the plan can be published."""
     email = DEMO / "campaigns" / "kap-intro" / "03-is-kap-safe.md"
     text = email.read_text(encoding="utf-8")
-    email.write_text(text.replace("Read http://example.com/safety first. ", "A short answer first: it depends. "), encoding="utf-8")
+    email.write_text(
+        text.replace("Read http://example.com/safety first. ", "A short answer first: it depends. "),
+        encoding="utf-8",
+    )
 
 
 def settle(page: Page) -> None:
@@ -109,7 +122,9 @@ def main() -> int:
     nurture = ROOT / ".venv" / "bin" / "nurture"
     command = [str(nurture), "--config", "demo/config.yaml", "serve", "--port", str(port)]
     prepare_demo(env)
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for(f"{base}/healthz", server)
         with sync_playwright() as playwright:

@@ -34,7 +34,16 @@ IMAGE_MAX_BYTES = 256 * 1024
 PAGE_TIMEOUT = 600  # seconds for all the blocks of one page (the README runs `make demo`)
 
 # Made by running the project, never part of a fresh copy (only at the top level).
-NOT_COPIED_AT_TOP = {".git", ".venv", ".venv-lock", "demo", "outbox", "preview", "test-artifacts", "report.html"}
+NOT_COPIED_AT_TOP = {
+    ".git",
+    ".venv",
+    ".venv-lock",
+    "demo",
+    "outbox",
+    "preview",
+    "test-artifacts",
+    "report.html",
+}
 NOT_COPIED_ANYWHERE = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 # Variables that would make a block depend on this machine rather than on the docs.
 HIDDEN_ENV_PREFIXES = ("NURTURE_", "SENDGRID_", "VIRTUAL_ENV")
@@ -138,7 +147,12 @@ RUNNABLE_PAGES = [page for page in DOC_PAGES if any(block.runnable for block in 
 
 def test_runnable_blocks_are_marked_the_documented_way() -> None:
     """A marker with another language (or a typo of one) would be silently skipped."""
-    wrong = [f"{block.where()}: ```{block.info}" for page in DOC_PAGES for block in fenced_blocks(page) if block.runnable and block.words[0] != "sh"]
+    wrong = [
+        f"{block.where()}: ```{block.info}"
+        for page in DOC_PAGES
+        for block in fenced_blocks(page)
+        if block.runnable and block.words[0] != "sh"
+    ]
     assert not wrong, "runnable blocks must open with ```sh runnable:\n" + "\n".join(wrong)
     assert README in RUNNABLE_PAGES, "the README's tour must have runnable blocks"
     assert sum(block.runnable for page in DOC_PAGES for block in fenced_blocks(page)) >= 10
@@ -211,7 +225,9 @@ def test_runnable_blocks_run_as_written(page: Path, tmp_path: Path) -> None:
 
 def test_readme_is_under_200_lines() -> None:
     count = len(README.read_text(encoding="utf-8").splitlines())
-    assert count < README_MAX_LINES, f"README.md has {count} lines; keep it under {README_MAX_LINES} and move detail to docs/"
+    assert count < README_MAX_LINES, (
+        f"README.md has {count} lines; keep it under {README_MAX_LINES} and move detail to docs/"
+    )
 
 
 def test_readme_links_every_docs_page() -> None:
@@ -239,8 +255,15 @@ def test_relative_links_resolve(page: Path) -> None:
 
 
 def test_images_are_used_and_small() -> None:
-    used = {(page.parent / target).resolve() for page in LINKED_PAGES for _, target in links(page) if target.endswith(".png")}
+    used = {
+        (page.parent / target).resolve()
+        for page in LINKED_PAGES
+        for _, target in links(page)
+        if target.endswith(".png")
+    }
     for image in sorted((DOCS / "images").glob("*")):
         assert image.suffix == ".png", f"{image.relative_to(REPO)}: docs images are PNG"
         assert image.resolve() in used, f"{image.relative_to(REPO)} is not shown on any page"
-        assert image.stat().st_size <= IMAGE_MAX_BYTES, f"{image.relative_to(REPO)} is over {IMAGE_MAX_BYTES // 1024} KiB"
+        assert image.stat().st_size <= IMAGE_MAX_BYTES, (
+            f"{image.relative_to(REPO)} is over {IMAGE_MAX_BYTES // 1024} KiB"
+        )
