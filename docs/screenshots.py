@@ -1,0 +1,164 @@
+"""Remake the screenshots in docs/images/ from the demo, in a real headless Chromium.
+
+    make demo
+    .venv/bin/python docs/screenshots.py
+
+Needs Playwright (installed with the test extras) and Debian's chromium
+(/usr/bin/chromium, or NURTURE_TEST_CHROMIUM); it never downloads a browser.
+It starts `nurture --config demo/config.yaml serve` on a free local port, signs in
+as the demo owner, and photographs:
+
+  console-today.png         the console's Today page
+  console-email-check.png   an edited email's page: its check finding and its changes
+  console-series-plan.png   the series page with that draft: the publish plan
+  email.png                 the first email of the series, as a reader sees it
+
+To have something to show, it changes the demo's own throwaway copy first: three
+example.com people are imported (so emails are due in the next 24 hours), and the
+series gets a draft (an http:// link in email 3, a shorter wait before email 5).
+Run `make demo` again afterwards for the demo as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demo"
+IMAGES = ROOT / "docs" / "images"
+OWNER = ("owner@example.com", "demo-console-password")  # the demo's throwaway account
+DEMO_SECRET = "demo-only-secret-key-do-not-use-in-production"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"nurture serve stopped (exit {server.returncode})")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"nurture serve did not answer {url} within 30 s")
+
+
+PEOPLE = """email,first_name,timezone,consented_at,consent_source
+noa@example.com,Noa,America/Denver,2026-11-28T18:00:00Z,open day sign-up sheet
+raj@example.com,Raj,America/Chicago,2026-11-28T18:05:00Z,open day sign-up sheet
+lou@example.com,,Europe/Dublin,2026-11-28T18:10:00Z,open day sign-up sheet
+"""
+
+
+def prepare_demo(env: dict[str, str]) -> None:
+    """Import a few people into the demo store and leave a draft in its copy of the series."""
+    people = DEMO / "people.csv"
+    people.write_text(PEOPLE, encoding="utf-8")
+    nurture = ROOT / ".venv" / "bin" / "nurture"
+    subprocess.run(
+        [str(nurture), "--config", "demo/config.yaml", "import", str(people)], cwd=ROOT, env=env, check=True
+    )
+    series = DEMO / "campaigns" / "kap-intro"
+    spec = series / "campaign.yaml"
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("delay_days: 5", "delay_days: 4", 1), encoding="utf-8"
+    )
+    email = series / "03-is-kap-safe.md"
+    head, body = email.read_text(encoding="utf-8").split("---\n", 2)[1:]
+    email.write_text(f"---\n{head}---\nRead http://example.com/safety first. {body}", encoding="utf-8")
+
+
+def fix_link() -> None:
+    """Mend the draft's http:// link (as the owner would after the check), so the plan can be published."""
+    email = DEMO / "campaigns" / "kap-intro" / "03-is-kap-safe.md"
+    text = email.read_text(encoding="utf-8")
+    email.write_text(
+        text.replace("Read http://example.com/safety first. ", "A short answer first: it depends. "),
+        encoding="utf-8",
+    )
+
+
+def settle(page: Page) -> None:
+    """Let the sandboxed email frames (srcdoc) finish painting."""
+    for frame in page.frames:
+        frame.wait_for_load_state("load")
+    page.wait_for_timeout(300)
+
+
+def main() -> int:
+    if not (DEMO / "config.yaml").is_file():
+        raise SystemExit("no demo/ here: run `make demo` first")
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("NURTURE_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "NURTURE_SECRET_KEY": DEMO_SECRET}
+    nurture = ROOT / ".venv" / "bin" / "nurture"
+    command = [str(nurture), "--config", "demo/config.yaml", "serve", "--port", str(port)]
+    prepare_demo(env)
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(f"{base}/healthz", server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 720})
+            page.goto(f"{base}/console/login")
+            page.fill("#email", OWNER[0])
+            page.fill("#password", OWNER[1])
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/console/")
+            page.screenshot(path=IMAGES / "console-today.png")
+
+            page.goto(f"{base}/console/series/kap-intro/3")
+            settle(page)
+            page.locator("h2", has_text="Check").first.evaluate("node => node.scrollIntoView()")
+            page.screenshot(path=IMAGES / "console-email-check.png")
+
+            fix_link()
+            page.goto(f"{base}/console/series/kap-intro")
+            page.locator("h2", has_text="Publishing").first.evaluate("node => node.scrollIntoView()")
+            page.screenshot(path=IMAGES / "console-series-plan.png")
+
+            email = browser.new_page(viewport={"width": 640, "height": 800})
+            email.goto((DEMO / "preview" / "kap-intro" / "01-what-is-kap.html").as_uri())
+            settle(email)
+            email.screenshot(path=IMAGES / "email.png", full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    for image in sorted(IMAGES.glob("*.png")):
+        print(f"{image.relative_to(ROOT)}: {image.stat().st_size // 1024} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
