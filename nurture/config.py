@@ -196,7 +196,7 @@ class Delivery(_Section):
     max_emails_per_day: int = Field(default=1, ge=1, le=10)
     sandbox_mode: bool = False
     # off: SendGrid tracks no open or click; aggregate: it does, and only per-email totals
-    # are kept; per_person: each open and click is stored against its delivery (README, Health privacy).
+    # are kept; per_person: each open and click is stored against its delivery (docs/privacy.md).
     tracking: Literal["off", "aggregate", "per_person"] = "off"
     # How long a claim with an unknown outcome waits for a provider event before silence
     # (with the webhook proven to work) counts as "never reached the provider".
@@ -270,7 +270,8 @@ class Secrets:
     sendgrid_host: str
     webhook_public_key: str | None
     booking_webhook_secret: str | None = None
-    # Keys used before the current one: links they signed still verify (see README, rotation).
+    # Keys used before the current one: links they signed still verify
+    # (docs/deploy.md, rotating the secret key).
     previous_secret_keys: tuple[str, ...] = ()
 
     def require_secret_key(self) -> str:

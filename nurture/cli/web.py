@@ -21,8 +21,8 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
 
     Run it behind a TLS reverse proxy on the same machine, reachable at
     web.public_base_url. Exposes only /subscribe, /confirm/..., /unsubscribe/...
-    (with RFC 8058 one-click), /webhooks/sendgrid, /healthz and the owner console under
-    /console/ (off until `nurture owner add`). Stops on Ctrl-C or SIGTERM.
+    (with RFC 8058 one-click), /webhooks/sendgrid, /webhooks/booking, /healthz and the
+    owner console under /console/ (off until `nurture owner add`). Stops on Ctrl-C or SIGTERM.
 
     \b
     Example:

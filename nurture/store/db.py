@@ -249,7 +249,7 @@ class BulkInsert:
 def stored_utc(when: datetime) -> str:
     """An aware datetime as SQLite stores it through UtcDateTime (naive UTC, microseconds
     always written): the same text as the column's bind processor, from C calls instead
-    of a Python format per value. tests/unit/test_import_speed.py compares the two."""
+    of a Python format per value. tests/integration/test_import_speed.py compares the two."""
     if when.tzinfo is UTC:  # most are: the text is followed by "+00:00", cut off
         return when.isoformat(" ", "microseconds")[:26]
     return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
