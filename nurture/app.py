@@ -32,7 +32,7 @@ class App:
         except OSError as exc:  # the folder of a SQLite file could not be created
             raise config.database_folder_error(exc) from None
         if migrate:
-            ensure_schema(engine)
+            ensure_schema(engine, secret_keys=config.secrets.store_keys())
         app = cls(config=config, engine=engine)
         # Read (and, for a series used for the first time, create) the published versions
         # now, before any command opens a write transaction that would need them: on

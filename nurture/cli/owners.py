@@ -152,20 +152,37 @@ def owner_totp(obj: Context, email: str) -> None:
     Example:
       nurture owner totp anna@riverbend.example
     """
-    import qrcode  # deferred: only this command draws a QR code (~20 ms to import)
+    import segno  # deferred: only this command draws a QR code
 
-    from nurture.owners.accounts import enrol_totp  # deferred, heavy: see the module docstring
+    from nurture.owners.codeapp import enrol_totp  # deferred, heavy: see the module docstring
 
     secret, uri = enrol_totp(obj.app, email)
     record_now(obj.app, Actor("(command line)", None), "set up a code app for an owner", _now())
-    code = qrcode.QRCode(border=2)
-    code.add_data(uri)
     drawing = io.StringIO()
-    code.print_ascii(out=drawing, invert=True)
+    segno.make(uri, error="m").terminal(out=drawing, compact=True, border=2)
     click.echo("Scan this with the code app on your phone:\n")
     click.echo(drawing.getvalue())
     click.echo(f"Or type this secret into the app: {secret}")
     click.echo("The console now asks for the app's six-digit code at every sign-in.")
+
+
+@owner.command("reseal")
+@pass_context
+def owner_reseal(obj: Context) -> None:
+    """Encrypt every code app secret again with the current NURTURE_SECRET_KEY.
+
+    Run it after rotating the key (docs/deploy.md): until then the old key must stay in
+    NURTURE_PREVIOUS_SECRET_KEYS, since secrets sealed with it need it to open. Each
+    owner's secret is also sealed again at her next sign-in.
+
+    \b
+    Example:
+      nurture owner reseal
+    """
+    from nurture.owners.codeapp import reseal_all  # deferred, heavy: see the module docstring
+
+    count = reseal_all(obj.app)
+    click.echo(f"{count} code app secret(s) sealed again with the current key")
 
 
 def register(cli: click.Group) -> None:

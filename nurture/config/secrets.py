@@ -51,6 +51,11 @@ class Secrets:
         """The current key first, then the previous ones: every key a link may have been signed with."""
         return (self.require_secret_key(), *self.previous_secret_keys)
 
+    def store_keys(self) -> tuple[str, ...]:
+        """The keys that seal secrets kept in the store (nurture.at_rest), current first;
+        empty when NURTURE_SECRET_KEY is not set (only a store holding such secrets needs one)."""
+        return (self.secret_key, *self.previous_secret_keys) if self.secret_key else ()
+
     def require_sendgrid_key(self) -> str:
         if not self.sendgrid_api_key:
             raise ConfigError(

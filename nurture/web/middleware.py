@@ -25,7 +25,9 @@ class BodyLimit:
     """Reads each request's whole body before any handler runs, so a refusal comes first.
 
     A body over its path's limit (a declared Content-Length, or what arrives in chunks)
-    is answered 413 by `too_large` and the handler never runs: nothing is written. Paths
+    is answered 413 by `too_large` and the handler never runs: nothing is written. A path
+    has the limit named for it in `limits`, else that of the first of `prefix_limits` it
+    starts with, else `limit`. Paths
     starting with one of `acts_anyway` are requests that must be honoured whatever came
     with them (RFC 8058 one-click unsubscribe): their handler runs with an empty body
     and `scope[BODY_DROPPED]` set. Starlette's own limit answers 413 only when the
@@ -39,11 +41,13 @@ class BodyLimit:
         limit: int,
         too_large: Callable[[Request, Exception], Awaitable[Response]],
         limits: Mapping[str, int] | None = None,
+        prefix_limits: Mapping[str, int] | None = None,
         acts_anyway: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limit = limit
         self.limits = dict(limits or {})
+        self.prefix_limits = dict(prefix_limits or {})
         self.acts_anyway = acts_anyway
         self.too_large = too_large
 
@@ -52,7 +56,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        body, complete = await self._read(scope, receive, self.limits.get(path, self.limit))
+        body, complete = await self._read(scope, receive, self.limit_of(path))
         if body is None:
             return  # the client went away
         if not complete:
@@ -73,6 +77,15 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def limit_of(self, path: str) -> int:
+        """The path's own limit, else that of the prefix it starts with, else the default."""
+        if path in self.limits:
+            return self.limits[path]
+        for prefix, limit in self.prefix_limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.limit
 
     @staticmethod
     async def _read(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, bool]:

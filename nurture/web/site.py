@@ -36,6 +36,9 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
+from nurture.web.console.access import FORM_LIMIT as CONSOLE_FORM_LIMIT
+from nurture.web.console.access import PREFIX as CONSOLE_PREFIX
+from nurture.web.console.render import error_page, is_console_path
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
@@ -93,12 +96,17 @@ def create_app(
                 BodyLimit,
                 limit=FORM_BODY_LIMIT,
                 limits={"/webhooks/sendgrid": WEBHOOK_BODY_LIMIT, "/webhooks/booking": BOOKING_BODY_LIMIT},
+                # The console's forms have their own, larger limit (its guard says why).
+                prefix_limits={CONSOLE_PREFIX + "/": CONSOLE_FORM_LIMIT},
                 acts_anyway=("/unsubscribe/",),
                 too_large=http_error,
             ),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    # A path that misses only by a slash gets a 404, not Starlette's redirect, which would
+    # name whatever site the Host header says (the console redirects such paths itself).
+    site.router.redirect_slashes = False
     # What the handlers read from request.app.state.
     site.state.app = app
     site.state.clock = clock
@@ -110,8 +118,15 @@ def create_app(
     return site
 
 
+def _in_console(request: Request) -> bool:
+    app: App = request.app.state.app
+    return app.config.console.enabled and is_console_path(request.url.path)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if _in_console(request):
+        return error_page(request, status)
     if request.url.path in _JSON_PATHS:
         return JSONResponse({"error": "request failed"}, status_code=status)
     pages: Pages = request.app.state.pages
@@ -124,6 +139,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     # Never the exception text: it could name an address. The type is enough to start from.
     log.error("%s %s failed: %s", request.method, route_template(request.url.path), type(exc).__name__)
+    if _in_console(request):
+        return error_page(request, 500)
     pages: Pages = request.app.state.pages
     return pages.message(
         "Something went wrong",

@@ -4,8 +4,13 @@ nothing changes.
 
 Sessions: the cookie `SESSION_COOKIE` holds a random id (see nurture.owners.sessions),
 HttpOnly, SameSite=Strict, Path=/console, Secure when web.public_base_url is https.
-The login form, which comes before any session, uses a double-submit token: the
-same random value in a cookie and in the form.
+The forms that come before any session (signing in, accepting an invitation) use a
+double-submit token: the same random value in a cookie and in the form.
+
+A form larger than FORM_LIMIT is refused before anything else, with the console's own
+page; any form the browser lets her fill stays far below it (an email's text is at
+most 200,000 characters, each at most 9 bytes once form-encoded), so what she typed
+always reaches the page that says what is wrong with it, and comes back in the form.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from nurture.app import App
@@ -29,10 +34,21 @@ LOGIN = PREFIX + "/login"
 SESSION_COOKIE = "nurture_console"
 LOGIN_CSRF_COOKIE = "nurture_console_login"
 CSRF_FIELD = "csrf_token"
-# Reachable without a session: the way in, and its style sheet.
+JOIN = PREFIX + "/join/"
+# Reachable without a session: the way in, its style sheet, and invitation links.
 PUBLIC = {LOGIN, PREFIX + "/static/console.css"}
-FORM_LIMIT = 512 * 1024  # a newsletter's Markdown fits many times over
+PUBLIC_PREFIXES = (JOIN,)
+FORM_LIMIT = 2 * 1024 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
+
+
+def before_a_session(path: str) -> bool:
+    """A form posted before any session: its CSRF token is the double-submit cookie's."""
+    return path == LOGIN or path.startswith(JOIN)
 
 
 def secure_cookies(app: App) -> bool:
@@ -104,6 +120,12 @@ class ConsoleGuard:
         if not await run_in_threadpool(owner_count, nurture_app):
             await _console_off(scope, receive, send)
             return
+        if scope["method"] in ("GET", "HEAD") and scope["path"].endswith("/") and path != PREFIX:
+            # /console/audit/ -> /console/audit: a path of our own, never the Host header's site.
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = path + ("?" + query if query else "")
+            await RedirectResponse(target, status_code=308)(scope, receive, send)
+            return
         post = scope["method"] == "POST"
         if post and not same_origin(headers, scope.get("scheme", "http"), nurture_app):
             await _forbidden()(scope, receive, send)
@@ -116,19 +138,23 @@ class ConsoleGuard:
         scope.setdefault("state", {})
         scope["state"]["owner"] = owner
         scope["state"]["session_id"] = session_id if owner else None
-        if owner is None and path not in PUBLIC:
+        if owner is None and not is_public(path):
             await RedirectResponse(LOGIN, status_code=303)(scope, receive, send)
             return
         if post:
             body = await _read_body(receive)
-            if body is None or headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+            if body is None:
+                return  # the client went away
+            if isinstance(body, TooLarge):
+                await _too_large(scope, receive, send)
+                return
+            if headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
                 await _forbidden()(scope, receive, send)
                 return
             sent = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD, [""])[0]
-            # The login form comes before any session: its token is the double-submit cookie's.
             expected = (
                 cookies.get(LOGIN_CSRF_COOKIE, "")
-                if path == LOGIN
+                if before_a_session(path)
                 else owner.csrf_token
                 if owner is not None
                 else ""
@@ -144,7 +170,11 @@ def _cookies(headers: Headers) -> dict[str, str]:
     return cookie_parser(headers.get("cookie", ""))
 
 
-async def _read_body(receive: Any) -> bytes | None:
+class TooLarge:
+    """A body over FORM_LIMIT (not kept)."""
+
+
+async def _read_body(receive: Any) -> bytes | TooLarge | None:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -154,7 +184,7 @@ async def _read_body(receive: Any) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > FORM_LIMIT:
-            return None
+            return TooLarge()
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -173,10 +203,17 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
+async def _too_large(scope: Any, receive: Any, send: Any) -> None:
+    # Deferred: the console's pages import this module (the guard is theirs), not the other way.
+    from nurture.web.console.render import error_page
+
+    await error_page(Request(scope), 413)(scope, receive, send)
+
+
 async def _console_off(scope: Any, receive: Any, send: Any) -> None:
     response = PlainTextResponse(
-        "The owner console is off until an owner account exists. "
-        "On the server, run: nurture owner add YOUR@ADDRESS",
+        "The owner console is not open yet: it opens once the first owner account "
+        "has been made on the server.",
         status_code=404,
     )
     await response(scope, receive, send)

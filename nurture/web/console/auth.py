@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from nurture.app import App
 from nurture.owners.accounts import any_owner_has_totp
 from nurture.owners.sessions import log_in, log_out
-from nurture.web.client import client_ip
+from nurture.web.client import client_ip, user_agent
 from nurture.web.console.access import (
     LOGIN,
     LOGIN_CSRF_COOKIE,
@@ -25,7 +25,17 @@ from nurture.web.console.render import pages_of
 
 # The same words for a wrong address, a wrong password and a wrong code: none says which.
 NO_MATCH = "That did not work: the address, the password or the code is not right. Check them and try again."
-THROTTLED = "Too many attempts. For safety, signing in is paused for 15 minutes; please try again after that."
+THROTTLED = (
+    "Too many attempts. For safety, signing in is paused for now; please try again in 15 minutes. "
+    "If you have a recovery code, it works in the code field meanwhile."
+)
+
+
+SIGNED_OUT = {
+    "signed-out": "You are signed out.",
+    "joined": "Your owner account is ready: sign in with your address and the password you chose.",
+    "removed": "Your owner account has been removed, and you are signed out.",
+}
 
 
 async def _login_form(
@@ -58,7 +68,7 @@ async def login_page(request: Request) -> Response:
     if request.method != "POST":
         if request.state.owner is not None:
             return RedirectResponse(PREFIX + "/", status_code=303)
-        flash = "You are signed out." if request.query_params.get("signed-out") else None
+        flash = SIGNED_OUT.get(next(iter(request.query_params), ""))
         return await _login_form(request, flash=flash)
     app: App = request.app.state.app
     form = await request.form()
@@ -75,12 +85,16 @@ async def login_page(request: Request) -> Response:
         ip=client_ip(request) or "unknown",
         now=now,
         old_session_id=request.cookies.get(SESSION_COOKIE),
+        user_agent=user_agent(request),
     )
     if result.throttled:
         return await _login_form(request, problem=THROTTLED, email=email, status=429)
     if result.session_id is None:
         return await _login_form(request, problem=NO_MATCH, email=email, status=400)
-    response = RedirectResponse(PREFIX + "/", status_code=303)
+    target = PREFIX + "/"
+    if result.used_recovery_code:
+        target = PREFIX + "/account?done=recovery-used"
+    response = RedirectResponse(target, status_code=303)
     set_cookie(response, app, SESSION_COOKIE, result.session_id)
     clear_cookie(response, app, LOGIN_CSRF_COOKIE)
     return response

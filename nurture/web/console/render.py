@@ -28,6 +28,8 @@ NAV = (
     ("Deliveries", PREFIX + "/deliveries"),
     ("Results", PREFIX + "/results"),
     ("Audit log", PREFIX + "/audit"),
+    ("Owners", PREFIX + "/owners"),
+    ("Your account", PREFIX + "/account"),
 )
 
 
@@ -63,12 +65,17 @@ class ConsolePages:
         email_styles: list[str] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        owner: OwnerSessionInfo | None = request.state.owner
+        # Error pages can come before the console's guard has looked for a session.
+        owner: OwnerSessionInfo | None = getattr(request.state, "owner", None)
+        # Forms that come before a session (sign in, accept an invitation) carry the double-submit
+        # token as `login_csrf`; every other form the session's token.
+        login_csrf = context.pop("login_csrf", "")
         page = self.env.get_template(template).render(
             practice=self.config.practice,
             owner=owner,
             csrf_field=CSRF_FIELD,
-            csrf_token=owner.csrf_token if owner else context.pop("login_csrf", ""),
+            csrf_token=owner.csrf_token if owner else login_csrf,
+            login_csrf=login_csrf,
             nav=NAV,
             here=request.url.path,
             zone_name=self.tz.key,
@@ -92,6 +99,35 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 def pages_of(request: Request) -> ConsolePages:
     pages: ConsolePages = request.app.state.console_pages
     return pages
+
+
+ERRORS = {
+    404: ("Page not found", "There is no such page in the console. Pick one from the menu."),
+    405: ("Not allowed", "This page cannot be used that way. Go back and use the page's own buttons."),
+    413: (
+        "Too large to take",
+        "The form you sent holds more than 2 MB, so nothing was saved or changed. What you typed "
+        "is still in the form: use your browser's Back button, make it shorter, and send it again.",
+    ),
+    500: (
+        "Something went wrong",
+        "Sorry, that did not work, and nothing was changed. Try again in a minute; if it keeps "
+        "happening, tell whoever looks after the server what you were doing and when.",
+    ),
+}
+
+
+def error_page(request: Request, status: int) -> HTMLResponse:
+    """The console's own page for an error answer: its look, its menu (when signed in), its words."""
+    title, paragraph = ERRORS.get(status, ERRORS[500])
+    back = PREFIX + "/" if getattr(request.state, "owner", None) is not None else None
+    return pages_of(request).render(
+        request, "message.html", status=status, title=title, paragraphs=[paragraph], back=back
+    )
+
+
+def is_console_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 def css_response() -> Response:
