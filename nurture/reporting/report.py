@@ -58,7 +58,9 @@ def _table(
         ]
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f'<div class="table-wrap"><table><caption>{esc(caption)}</caption>'
+        # Focusable and named: on a narrow screen the table scrolls, and a keyboard must reach it.
+        f'<div class="table-wrap" tabindex="0" role="region" aria-label="{esc(caption)}">'
+        f"<table><caption>{esc(caption)}</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 

@@ -8,7 +8,7 @@ schedule`: the file is written to campaigns/newsletters/<name>.md first.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from nurture.web.client import client_ip
 from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
+from nurture.web.console.words import in_her_words
 
 BASE = "/console/newsletters"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
@@ -57,6 +58,20 @@ def _clean_name(raw: str) -> str:
             "the file name may hold only small letters, digits and dashes (for example 2026-12-winter-note)"
         )
     return name
+
+
+LATEST_YEARS = 5
+
+
+def check_date(text: str, now: datetime) -> None:
+    """The date field holds a real date within the next LATEST_YEARS years (the date field of a
+    browser allows up to 9999-12-31, past what the store's times can be moved by a day)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError("the date is not a date: pick it with the date field (year, month, day)") from None
+    if day.year > now.year + LATEST_YEARS:
+        raise InputError(f"the date is too far ahead: pick one within the next {LATEST_YEARS} years")
 
 
 def _same_day_series(app: App, day: str) -> int:
@@ -138,6 +153,7 @@ async def newsletter_compose(request: Request) -> Response:
         checked = await run_in_threadpool(lambda: email_edits.check(app.config, draft, live))
         cap_warning = None
         if form["date"]:
+            check_date(form["date"], now)
             same_day = await run_in_threadpool(_same_day_series, app, form["date"])
             if same_day and app.config.delivery.max_emails_per_day <= 1:
                 cap_warning = (
@@ -193,7 +209,7 @@ async def newsletter_compose(request: Request) -> Response:
         return await newsletters_page(
             request,
             form=form,
-            flash=f"Nothing was sent or scheduled: {exc}",
+            flash=f"Nothing was sent or scheduled: {in_her_words(exc)}",
             flash_kind="warning",
             status=400,
         )
@@ -207,7 +223,7 @@ async def newsletter_cancel(request: Request) -> Response:
         await run_in_threadpool(cancel, app, newsletter_id, now)
     except NurtureError as exc:
         return await newsletters_page(
-            request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400
+            request, flash=f"Nothing changed: {in_her_words(exc)}", flash_kind="warning", status=400
         )
     await run_in_threadpool(
         record_now,

@@ -23,6 +23,7 @@ from nurture.owners.audit import record_now
 from nurture.store.models import SUBSCRIBER_STATUSES
 from nurture.web.client import client_ip
 from nurture.web.console.render import pages_of
+from nurture.web.console.words import in_her_words
 
 BASE = "/console/subscribers"
 DONE = {
@@ -46,8 +47,19 @@ async def subscribers_page(request: Request) -> Response:
     try:
         found = await run_in_threadpool(lambda: search(app, q, status=status, tag=tag))
     except NurtureError as exc:
-        found, problem = [], str(exc)
+        found, problem = [], in_her_words(exc)
     tags = await run_in_threadpool(all_tags, app)
+    if q or status or tag:
+        # Who looked for whom is logged, but not what was typed: a name or an address must not
+        # outlive the person's erasure in a log that cannot be changed.
+        await run_in_threadpool(
+            record_now,
+            app,
+            _actor(request),
+            "searched subscribers",
+            request.app.state.clock(),
+            _search_words(q, status, tag, len(found)),
+        )
     return pages_of(request).render(
         request,
         "subscribers.html",
@@ -65,6 +77,24 @@ async def subscribers_page(request: Request) -> Response:
         if params.get("forgotten")
         else None,
     )
+
+
+def _search_words(q: str, status: str, tag: str, found: int) -> str:
+    by = [
+        *(["by address or name"] if q.strip() else []),
+        *([f"status {status}"] if status in SUBSCRIBER_STATUSES else []),
+        *(["by tag"] if tag else []),
+    ]
+    return f"{', '.join(by) or 'everyone'}: {found} found"
+
+
+def _tag_in_audit(app: App, name: str) -> str:
+    """A tag as the audit log may name it: a tag the series stop on is the practice's own word
+    (like "booked"); any other was typed for one person and could say something about them,
+    and the audit log outlives their erasure, so it is not written."""
+    tag = name.strip().lower()
+    series_tags = {word for campaign in app.campaigns.values() for word in campaign.stop_on_tags}
+    return tag if tag in series_tags else "a tag of the owner's own"
 
 
 async def _person(request: Request) -> tuple[App, int, str]:
@@ -149,7 +179,7 @@ async def person_action(request: Request) -> Response:
                 actor,
                 "tagged a subscriber",
                 now,
-                f"subscriber {subscriber_id}: {name.strip().lower()}",
+                f"subscriber {subscriber_id}: {_tag_in_audit(app, name)}",
             )
             return _back(subscriber_id, "tagged" + ("-stopped" if stopped else ""))
         if action == "untag":
@@ -161,7 +191,7 @@ async def person_action(request: Request) -> Response:
                 actor,
                 "untagged a subscriber",
                 now,
-                f"subscriber {subscriber_id}: {name.strip().lower()}",
+                f"subscriber {subscriber_id}: {_tag_in_audit(app, name)}",
             )
             return _back(subscriber_id, "untagged")
         if action == "unsubscribe":
@@ -197,5 +227,5 @@ async def person_action(request: Request) -> Response:
             )
             return RedirectResponse(f"{BASE}?forgotten=1", status_code=303)
     except NurtureError as exc:
-        return await person_page(request, flash=f"Nothing changed: {exc}", status=400)
+        return await person_page(request, flash=f"Nothing changed: {in_her_words(exc)}.", status=400)
     return _gone(request)

@@ -31,6 +31,7 @@ from nurture.web.client import client_ip
 from nurture.web.console import email_edits
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
+from nurture.web.console.words import in_her_words
 
 BASE = "/console/series"
 DONE = {
@@ -63,7 +64,12 @@ def _broken(request: Request, exc: Exception) -> Response:
         "message.html",
         status=500,
         title="A series file has a problem",
-        paragraphs=[str(exc), "Fix the file named above (or run `nurture check`), then reload."],
+        paragraphs=[
+            "One of this series' files has a mistake, so the series cannot be shown or published "
+            "here. The emails already published keep going out meanwhile.",
+            "Whoever looks after the practice's email files can find the mistake with the check "
+            "that comes with nurture; then reload this page.",
+        ],
         back=None,
     )
 
@@ -171,14 +177,22 @@ def _relative(app: App, step: Any) -> str:
 
 
 async def step_page(
-    request: Request, *, flash: str | None = None, flash_kind: str = "ok", status: int = 200
+    request: Request,
+    *,
+    flash: str | None = None,
+    flash_kind: str = "ok",
+    status: int = 200,
+    typed: str | None = None,
 ) -> Response:
+    """`typed`: what she sent, shown in the form instead of the file when it was refused."""
     app: App = request.app.state.app
     found = await _located(request, email=True)
     if isinstance(found, Response):
         return found
     state, number = found
     view = await run_in_threadpool(_step_view, app, state, number)
+    if typed is not None:
+        view["source"] = typed
     if flash is None and request.query_params.get("done") in DONE:
         flash, flash_kind = DONE[request.query_params["done"]]
     rendered = view["checked"].rendered
@@ -231,7 +245,13 @@ async def step_action(request: Request) -> Response:
             await run_in_threadpool(record_now, app, actor, "sent a test copy", now, where)
             return RedirectResponse(back + "?done=tested", status_code=303)
     except NurtureError as exc:
-        return await step_page(request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400)
+        return await step_page(
+            request,
+            flash=f"Nothing changed: {in_her_words(exc)}.",
+            flash_kind="warning",
+            status=400,
+            typed=str(form.get("source")) if action == "draft" and form.get("source") is not None else None,
+        )
     return _missing(request)
 
 
@@ -256,7 +276,9 @@ async def series_publish(request: Request) -> Response:
             lambda: publish_series(app, slug, now, only_ahead=only_ahead, expected_version=expected)
         )
     except NurtureError as exc:
-        return await series_page(request, flash=f"Nothing changed: {exc}", flash_kind="warning", status=400)
+        return await series_page(
+            request, flash=f"Nothing changed: {in_her_words(exc)}.", flash_kind="warning", status=400
+        )
     if result is None:
         return await series_page(
             request,
