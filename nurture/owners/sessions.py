@@ -23,7 +23,7 @@ from nurture.config import Console
 from nurture.errors import InputError
 from nurture.owners import audit
 from nurture.owners.accounts import find_owner, password_matches, set_password
-from nurture.owners.codeapp import Factor, check_code
+from nurture.owners.codeapp import Factor, check_code, looks_like_recovery_code
 from nurture.owners.throttle import account_key, network_of, record_attempt, throttle_state
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
@@ -99,13 +99,13 @@ def log_in(
         if throttle.refused:
             _audit_failure(session, email, ip, now, "sign-in refused: too many attempts")
             return LoginResult(None, throttled=True)
+        if throttle.codes_locked and not looks_like_recovery_code(code):
+            # Refused before the password is checked: the answer must not tell whether it was right.
+            _audit_failure(session, email, ip, now, "sign-in refused: too many wrong codes")
+            return LoginResult(None, throttled=True)
         owner, outcome, factor = _check(
             session, app, email, password, code, now, codes_locked=throttle.codes_locked
         )
-        if factor is Factor.LOCKED:
-            # Said like any other refusal: the answer must not tell that the password was right.
-            _audit_failure(session, email, ip, now, "sign-in refused: too many wrong codes")
-            return LoginResult(None, throttled=True)
         record_attempt(session, account, network, now, outcome)
         if owner is None:
             _audit_failure(session, email, ip, now, "sign-in failed")

@@ -61,20 +61,30 @@ class Console:
         email: str = OWNER,
         password: str = PASSWORD,
         code: str = "",
+        ip: str | None = None,
     ) -> httpx.Client:
         client = client or self.client()
-        answer = self.try_login(client, email=email, password=password, code=code)
+        answer = self.try_login(client, email=email, password=password, code=code, ip=ip)
         assert answer.status_code == 303, answer.text
         assert answer.headers["location"] == "/console/"
         return client
 
     def try_login(
-        self, client: httpx.Client, *, email: str = OWNER, password: str = PASSWORD, code: str = ""
+        self,
+        client: httpx.Client,
+        *,
+        email: str = OWNER,
+        password: str = PASSWORD,
+        code: str = "",
+        ip: str | None = None,
     ) -> httpx.Response:
-        page = client.get("/console/login")
+        """`ip`: the address the request comes from, as the proxy in front says (X-Forwarded-For)."""
+        headers = {"X-Forwarded-For": ip} if ip else None
+        page = client.get("/console/login", headers=headers)
         return client.post(
             "/console/login",
             data={"csrf_token": csrf(page.text), "email": email, "password": password, "code": code},
+            headers=headers,
         )
 
 
@@ -115,3 +125,53 @@ def console(
         finally:
             for client in site.clients:
                 client.close()
+
+
+# ---------------------------------------------------------------- the owner's account
+
+_SECRET = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
+_RECOVERY = re.compile(r"<li><code>([0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4})</code></li>")
+_JOIN = re.compile(r"/console/join/([A-Za-z0-9_-]+)")
+
+
+def code_app_secret(html: str) -> str:
+    found = _SECRET.search(html)
+    assert found, "no code app key on the page"
+    return found.group(1).replace(" ", "")
+
+
+def recovery_codes(html: str) -> list[str]:
+    return _RECOVERY.findall(html)
+
+
+def set_up_code_app(site: Console, client: httpx.Client) -> tuple[str, list[str]]:
+    """Through the console as she would: start, read the key off the page, confirm with a code.
+    Returns the secret and the recovery codes shown."""
+    import pyotp
+
+    token = csrf(client.get("/console/account").text)
+    started = client.post("/console/account/code-app/start", data={"csrf_token": token})
+    assert started.status_code == 303 and started.headers["location"] == "/console/account/code-app"
+    page = client.get("/console/account/code-app")
+    assert page.status_code == 200, page.text
+    secret = code_app_secret(page.text)
+    code = pyotp.TOTP(secret).at(site.clock.now)
+    done = client.post("/console/account/code-app/confirm", data={"csrf_token": token, "code": code})
+    assert done.status_code == 200, done.text
+    codes = recovery_codes(done.text)
+    assert len(codes) == 10
+    return secret, codes
+
+
+def invitation_links(app: Any) -> list[str]:
+    """The join links in the invitation emails in the outbox, oldest first (as tokens)."""
+    from email import message_from_bytes, policy
+
+    tokens = []
+    for path in sorted(app.config.outbox_dir.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if "invited" not in str(message["subject"]):
+            continue
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        tokens += _JOIN.findall(text)
+    return tokens
