@@ -119,16 +119,22 @@ def invite_owner(app: App, inviter: str, email: str, now: datetime) -> Invitatio
             expires_at=expires_at,
         ),
     )
-    send_now(
-        app.transport,
-        prepared,
-        Recipient(email=address, first_name=None),
-        kind=NAME,
-        label=NAME,
-        what="the invitation",
-        error=InputError,
-        ledger=record,
-    )
+    try:
+        send_now(
+            app.transport,
+            prepared,
+            Recipient(email=address, first_name=None),
+            kind=NAME,
+            label=NAME,
+            what="the invitation",
+            error=InputError,
+            ledger=record,
+        )
+    except OSError:  # the outbox could not be written; send_now has removed the invitation
+        raise InputError(
+            "the invitation email could not be sent from the server. Try again later; "
+            "if it keeps failing, ask whoever looks after the server"
+        ) from None
     assert record.invite_id is not None
     return Invitation(record.invite_id, address, inviter, now, expires_at)
 

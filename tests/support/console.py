@@ -168,7 +168,7 @@ def invitation_links(app: Any) -> list[str]:
     from email import message_from_bytes, policy
 
     tokens = []
-    for path in sorted(app.config.outbox_dir.glob("*.eml")):
+    for path in sorted(app.config.outbox_dir.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns):
         message = message_from_bytes(path.read_bytes(), policy=policy.default)
         if "invited" not in str(message["subject"]):
             continue
