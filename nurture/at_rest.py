@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 PREFIX = "v1."
 NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
 class SealError(Exception):
@@ -77,6 +78,8 @@ def open_sealed(keys: Sequence[str], purpose: str, text: str, *, bound_to: str) 
     except (binascii.Error, ValueError):
         raise SealError("not a sealed value") from None
     nonce, sealed = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+    if len(nonce) < NONCE_BYTES or len(sealed) < TAG_BYTES:
+        raise SealError("not a sealed value")
     for position, key in enumerate(keys):
         try:
             plain = _cipher(key, purpose).decrypt(nonce, sealed, _associated(purpose, bound_to))
