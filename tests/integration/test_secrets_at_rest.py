@@ -56,7 +56,8 @@ def _owner_before_0007a(engine: Engine) -> None:
         connection.execute(
             text(
                 "INSERT INTO login_attempts (at, account, ip, succeeded) VALUES "
-                "('2026-11-30 00:00:00', 'a', '192.0.2.1', :yes), ('2026-11-30 00:00:00', 'a', '192.0.2.1', :no)"
+                "('2026-11-30 00:00:00', 'a', '192.0.2.1', :yes), "
+                "('2026-11-30 00:00:00', 'a', '192.0.2.1', :no)"
             ),
             {"yes": True, "no": False},
         )
