@@ -139,7 +139,7 @@ def invite_owner(app: App, inviter: str, email: str, now: datetime) -> Invitatio
     return Invitation(record.invite_id, address, inviter, now, expires_at)
 
 
-def _open_invites(now: datetime) -> Select[tuple[m.OwnerInvite]]:
+def _open_invites(now: datetime) -> Select[m.OwnerInvite]:
     return select(m.OwnerInvite).where(m.OwnerInvite.used_at.is_(None), m.OwnerInvite.expires_at > now)
 
 

@@ -24,7 +24,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.addresses import normalize_email
@@ -79,7 +79,7 @@ class Throttle:
         return self.network_locked or (self.account_locked and not self.known_network)
 
 
-def _known(account: str, now: datetime) -> object:
+def _known(account: str, now: datetime) -> Select[str]:
     return select(m.LoginAttempt.ip).where(
         m.LoginAttempt.account == account,
         m.LoginAttempt.outcome == m.LoginOutcome.SIGNED_IN.value,

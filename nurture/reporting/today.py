@@ -164,8 +164,8 @@ def today(app: App, now: datetime) -> Today:
     if info.last_pass is None or info.last_pass.finished_at < now - PASS_SILENCE:
         when = "has ever run" if info.last_pass is None else "has run in the last 10 minutes"
         info.warnings.append(
-            f"No sending pass {when}: nothing goes out until one does. Is nurture "
-            "run (or a cron job running nurture send-due) running on the server?"
+            f"No sending pass {when}: nothing goes out until one does. Sending runs on the "
+            "server every minute once it is switched on: ask whoever looks after the server."
         )
     elif info.last_pass.outcome != "ok":
         info.warnings.append(f"The last sending pass stopped early: {info.last_pass.outcome}")

@@ -40,6 +40,7 @@ from nurture.owners.sessions import (
 from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
+from nurture.web.console.access import read_form
 from nurture.web.console.agents import describe_agent
 from nurture.web.console.render import pages_of
 
@@ -101,7 +102,7 @@ def _form_text(form: FormData, name: str, limit: int = 1024) -> str:
 async def change_password_page(request: Request) -> Response:
     app: App = request.app.state.app
     owner = _owner(request)
-    form = await request.form()
+    form = await read_form(request)
     now: datetime = request.app.state.clock()
     new, again = _form_text(form, "new_password"), _form_text(form, "new_password_again")
     if new != again:
@@ -131,7 +132,7 @@ async def change_password_page(request: Request) -> Response:
 async def end_sessions_page(request: Request) -> Response:
     app: App = request.app.state.app
     owner = _owner(request)
-    form = await request.form()
+    form = await read_form(request)
     which = _form_text(form, "session", 64)
     handle = None if which == "others" else which
     ended = await run_in_threadpool(
@@ -190,7 +191,7 @@ def _codes_page(request: Request, codes: list[str], *, title: str, lead: str) ->
 async def code_app_confirm(request: Request) -> Response:
     app: App = request.app.state.app
     owner = _owner(request)
-    form = await request.form()
+    form = await read_form(request)
     now: datetime = request.app.state.clock()
     try:
         codes = await run_in_threadpool(confirm_setup, app, owner.owner_id, _form_text(form, "code", 20), now)
@@ -212,7 +213,7 @@ async def code_app_confirm(request: Request) -> Response:
 async def _with_password(request: Request) -> str | None:
     """None when the password typed is hers; else what to tell her."""
     app: App = request.app.state.app
-    form = await request.form()
+    form = await read_form(request)
     try:
         await run_in_threadpool(
             check_password_again,

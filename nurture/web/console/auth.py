@@ -19,6 +19,7 @@ from nurture.web.console.access import (
     SESSION_COOKIE,
     clear_cookie,
     new_token,
+    read_form,
     set_cookie,
 )
 from nurture.web.console.render import pages_of
@@ -71,7 +72,7 @@ async def login_page(request: Request) -> Response:
         flash = SIGNED_OUT.get(next(iter(request.query_params), ""))
         return await _login_form(request, flash=flash)
     app: App = request.app.state.app
-    form = await request.form()
+    form = await read_form(request)
     email = str(form.get("email") or "")[:320]
     password = str(form.get("password") or "")
     code = str(form.get("code") or "")[:20]

@@ -28,6 +28,7 @@ from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
 from nurture.web.console import email_edits
+from nurture.web.console.access import read_form
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
 from nurture.web.console.words import in_her_words
@@ -142,7 +143,7 @@ async def newsletters_page(
 async def newsletter_compose(request: Request) -> Response:
     """One form, three buttons: preview and check, send a test copy, schedule."""
     app: App = request.app.state.app
-    raw = await request.form()
+    raw = await read_form(request)
     form = {key: str(raw.get(key) or "") for key in ("name", "source", "date", "time", "mode", "do")}
     now: datetime = request.app.state.clock()
     actor = request.state.owner.actor(client_ip(request))

@@ -20,6 +20,7 @@ from nurture.sending.deliveries import list_stuck, release
 from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
+from nurture.web.console.access import read_form
 from nurture.web.console.render import pages_of
 
 PERIODS = {
@@ -118,7 +119,7 @@ async def deliveries_page(request: Request) -> Response:
 async def release_deliveries(request: Request) -> Response:
     app: App = request.app.state.app
     now: datetime = request.app.state.clock()
-    form = await request.form()
+    form = await read_form(request)
     chosen = [whole_number(value) if isinstance(value, str) else None for value in form.getlist("id")]
     ids = [number for number in chosen if number is not None]
     if not chosen:

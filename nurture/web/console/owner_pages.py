@@ -32,6 +32,7 @@ from nurture.web.console.access import (
     SESSION_COOKIE,
     clear_cookie,
     new_token,
+    read_form,
     set_cookie,
 )
 from nurture.web.console.render import pages_of
@@ -75,7 +76,7 @@ async def owners_page(
 async def invite_page(request: Request) -> Response:
     app: App = request.app.state.app
     owner = _owner(request)
-    form = await request.form()
+    form = await read_form(request)
     email = str(form.get("email") or "")[:320].strip()
     now: datetime = request.app.state.clock()
     try:
@@ -181,7 +182,7 @@ async def join_page(request: Request) -> Response:
         return _unusable(request, exc)
     if request.method != "POST":
         return await _join_form(request, token, invitation.email)
-    form = await request.form()
+    form = await read_form(request)
     password, again = str(form.get("password") or ""), str(form.get("password_again") or "")
     if password != again:
         return await _join_form(

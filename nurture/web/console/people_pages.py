@@ -22,6 +22,7 @@ from nurture.errors import NotFound, NurtureError
 from nurture.owners.audit import record_now
 from nurture.store.models import SUBSCRIBER_STATUSES
 from nurture.web.client import client_ip
+from nurture.web.console.access import read_form
 from nurture.web.console.render import pages_of
 from nurture.web.console.words import in_her_words
 
@@ -166,7 +167,7 @@ async def person_action(request: Request) -> Response:
     except _Gone:
         return _gone(request)
     action = request.path_params["action"]
-    form = await request.form()
+    form = await read_form(request)
     now: datetime = request.app.state.clock()
     actor = _actor(request)
     try:

@@ -15,6 +15,7 @@ from nurture.app import App
 from nurture.owners.sessions import OwnerSessionInfo
 from nurture.sending.planning import zone
 from nurture.web.console.access import CSRF_FIELD, PREFIX
+from nurture.web.console.words import in_her_words
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
@@ -49,6 +50,7 @@ class ConsolePages:
         )
         self.env.filters["local"] = self.local
         self.env.filters["plural"] = plural
+        self.env.filters["her_words"] = in_her_words
 
     def local(self, value: datetime | None, pattern: str = "%d %b %Y, %H:%M") -> str:
         """A time in the practice's zone, as people write it."""
@@ -102,6 +104,10 @@ def pages_of(request: Request) -> ConsolePages:
 
 
 ERRORS = {
+    400: (
+        "That did not work",
+        "The form that was sent could not be read, so nothing was changed. Reload the page and try again.",
+    ),
     404: ("Page not found", "There is no such page in the console. Pick one from the menu."),
     405: ("Not allowed", "This page cannot be used that way. Go back and use the page's own buttons."),
     413: (

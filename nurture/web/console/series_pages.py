@@ -29,6 +29,7 @@ from nurture.series.review import (
 )
 from nurture.web.client import client_ip
 from nurture.web.console import email_edits
+from nurture.web.console.access import read_form
 from nurture.web.console.email_view import style_hashes
 from nurture.web.console.render import pages_of
 from nurture.web.console.words import in_her_words
@@ -217,7 +218,7 @@ async def step_action(request: Request) -> Response:
         return found
     state, number = found
     action = request.path_params["action"]
-    form = await request.form()
+    form = await read_form(request)
     now = request.app.state.clock()
     actor = request.state.owner.actor(client_ip(request))
     where = f"{state.slug} email {number}"
@@ -259,7 +260,7 @@ async def series_publish(request: Request) -> Response:
     """Publish the series' files as its next version, with the same checks as `nurture campaign publish`."""
     app: App = request.app.state.app
     slug = request.path_params["slug"]
-    form = await request.form()
+    form = await read_form(request)
     only_ahead = form.get("who") == ONLY_AHEAD
     try:
         expected = int(str(form.get("version") or ""))
