@@ -3,16 +3,15 @@ check finding, fix it, publish; compose, test and schedule a newsletter in subsc
 time; find a subscriber and tag them booked, unsubscribe another, export a third; open
 results, deliveries and the audit log; sign out.
 
-Every page: axe-core (from the axe-playwright-python package, injected offline) finds no
-WCAG violation, nothing is fetched from outside the server, the CSP blocks nothing, the
-page fits a 375 px screen; screenshots at 1280 and 375 px go to test-artifacts/.
+Every page is checked by tests.support.walk: axe-core at 1280 and 375 px, nothing fetched
+from outside the server, the CSP blocks nothing, the page fits a 375 px screen without
+splitting a word; screenshots at both widths go to test-artifacts/.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +20,9 @@ from playwright.sync_api import expect
 
 from tests.support.console import OWNER, PASSWORD, console
 from tests.support.factories import active_subscribers
+from tests.support.walk import Walk
 
 pytestmark = pytest.mark.browser
-
-AXE = files("axe_playwright_python").joinpath("axe.min.js").read_text(encoding="utf-8")
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-
-
-class Walk:
-    def __init__(self, page: Any, base: str, artifacts: Path) -> None:
-        self.page, self.base, self.artifacts = page, base, artifacts
-        self.outside: list[str] = []
-        self.problems: list[str] = []
-        self.checked: list[str] = []
-        page.on(
-            "console", lambda message: self.problems.append(message.text) if message.type == "error" else None
-        )
-        page.on("pageerror", lambda error: self.problems.append(str(error)))
-        page.route("**/*", self._only_ours)
-
-    def _only_ours(self, route: Any) -> None:
-        url = route.request.url
-        if url.startswith(self.base) or url.startswith(("about:", "data:")):
-            route.continue_()
-        else:
-            self.outside.append(url)
-            route.abort()
-
-    def submit(self, button: Any) -> None:
-        """Press a button that posts a form, and wait for the page that answers.
-
-        Scrolled into view first and given a moment: the email preview frames above
-        the forms settle their height late, and a click aimed before that misses."""
-        button.scroll_into_view_if_needed()
-        self.page.wait_for_timeout(200)
-        with self.page.expect_navigation():
-            button.click()
-
-    def check(self, name: str) -> None:
-        """axe-core on the page as it is, then screenshots at 1280 and 375 px."""
-        page = self.page
-        page.wait_for_load_state("load")
-        if not page.evaluate("typeof window.axe !== 'undefined'"):
-            page.evaluate(AXE)
-        result = page.evaluate("(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
-        violations = [
-            (v["id"], v["help"], [node["target"] for node in v["nodes"]][:3]) for v in result["violations"]
-        ]
-        assert violations == [], f"{name}: {json.dumps(violations, indent=1)}"
-        page.screenshot(path=str(self.artifacts / f"{name}-1280.png"), full_page=True)
-        page.set_viewport_size({"width": 375, "height": 800})
-        width = page.evaluate("document.documentElement.scrollWidth")
-        page.screenshot(path=str(self.artifacts / f"{name}-375.png"), full_page=True)
-        page.set_viewport_size({"width": 1280, "height": 800})
-        assert width <= 375, f"{name} is {width} px wide on a 375 px screen"
-        self.checked.append(name)
 
 
 def test_the_owners_day(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
