@@ -18,6 +18,7 @@ from tests.support.console import OWNER, console, csrf
 from tests.support.factories import active_subscribers
 
 HUGE = "9" * 20  # past any 64-bit id
+NOTE = "---\nsubject: A note\npreheader: A short note.\ncta: Book\ncta_target: booking\n---\nHello.\n"
 CONSOLE_LOOK = '<link rel="stylesheet" href="/console/static/console.css">'
 
 
@@ -208,7 +209,7 @@ def test_console_messages_name_no_command_path_or_exception(tmp_path):
                 data={
                     **compose,
                     "date": "2020-01-01",
-                    "source": "---\nsubject: A note\npreheader: A short note.\ncta: Book\ncta_target: booking\n---\nHello.\n",
+                    "source": NOTE,
                 },
             ),
         )
@@ -220,7 +221,7 @@ def test_console_messages_name_no_command_path_or_exception(tmp_path):
                     **compose,
                     "date": "2026-12-20",
                     "time": "",
-                    "source": "---\nsubject: A note\npreheader: A short note.\ncta: Book\ncta_target: booking\n---\nHello.\n",
+                    "source": NOTE,
                 },
             ),
         )
@@ -345,7 +346,7 @@ def test_a_tag_typed_for_one_person_does_not_outlive_her_erasure(tmp_path):
         ) in audit
 
 
-# ---------------------------------------------------------------- 15: the console's 404, and whom a delivery is for
+# -------------------------------------------------------- 15: the console's 404; a delivery's recipient
 
 
 def test_the_consoles_404_is_its_own_page(tmp_path):

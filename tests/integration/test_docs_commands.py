@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 DOC_PAGES = [README, *sorted(DOCS.glob("*.md"))]
-LINKED_PAGES = [*DOC_PAGES, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
+# The owner's guides to the console, one task a page, linked from docs/console.md.
+CONSOLE_GUIDES = sorted((DOCS / "console").glob("*.md"))
+LINKED_PAGES = [*DOC_PAGES, *CONSOLE_GUIDES, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
 README_MAX_LINES = 200
 IMAGE_MAX_BYTES = 256 * 1024
 PAGE_TIMEOUT = 600  # seconds for all the blocks of one page (the README runs `make demo`)
@@ -235,6 +237,12 @@ def test_readme_links_every_docs_page() -> None:
     wanted = [*sorted(DOCS.glob("*.md")), REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
     missing = [str(page.relative_to(REPO)) for page in wanted if page.resolve() not in linked]
     assert not missing, f"README.md does not link: {', '.join(missing)}"
+
+
+def test_the_console_page_links_every_owners_guide() -> None:
+    linked = {(DOCS / target.partition("#")[0]).resolve() for _, target in links(DOCS / "console.md")}
+    missing = [str(guide.relative_to(REPO)) for guide in CONSOLE_GUIDES if guide.resolve() not in linked]
+    assert CONSOLE_GUIDES and not missing, f"docs/console.md does not link: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("page", LINKED_PAGES, ids=lambda page: str(page.relative_to(REPO)))

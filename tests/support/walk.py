@@ -24,7 +24,8 @@ SPLIT_WORDS = r"""
 () => {
   const skip = "code, pre, textarea, input, select, svg, script, style, .addr, iframe";
   const split = [];
-  const walker = document.createTreeWalker(document.querySelector("main") || document.body, NodeFilter.SHOW_TEXT);
+  const root = document.querySelector("main") || document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const parent = node.parentElement;
     if (!parent || parent.closest(skip) || !parent.offsetParent) continue;
