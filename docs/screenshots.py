@@ -12,6 +12,12 @@ as the demo owner, and photographs:
   console-email-check.png   an edited email's page: its check finding and its changes
   console-series-plan.png   the series page with that draft: the publish plan
   email.png                 the first email of the series, as a reader sees it
+  console-code-app.png      setting up the code app: the QR code, the key, the confirming code
+  console-recovery-codes.png  the recovery codes, shown once
+  console-account.png       her account page with the code app on
+  console-owners.png        the Owners page with an invitation sent
+
+(After it, the demo owner has a code app: sign in to the demo again after `make demo`.)
 
 To have something to show, it changes the demo's own throwaway copy first: three
 example.com people are imported (so emails are due in the next 24 hours), and the
@@ -109,6 +115,28 @@ def settle(page: Page) -> None:
     page.wait_for_timeout(300)
 
 
+def account_pages(page: Page, base: str) -> None:
+    """Set up the demo owner's code app and invite a second owner, photographing each step."""
+    import pyotp  # deferred: only these screenshots compute a code
+
+    page.goto(f"{base}/console/account")
+    page.click("button:has-text('Set up a code app')")
+    page.wait_for_url(f"{base}/console/account/code-app")
+    page.screenshot(path=IMAGES / "console-code-app.png", full_page=True)
+    secret = page.inner_text("code.secret").replace(" ", "")
+    page.fill("#code", pyotp.TOTP(secret).now())
+    page.click("button:has-text('Confirm')")
+    page.wait_for_selector("ul.codes")
+    page.screenshot(path=IMAGES / "console-recovery-codes.png")
+    page.goto(f"{base}/console/account")
+    page.screenshot(path=IMAGES / "console-account.png")
+    page.goto(f"{base}/console/owners")
+    page.fill("#invite-email", "noor@example.com")
+    page.click("button:has-text('Send the invitation')")
+    page.wait_for_selector("text=Invitation sent")
+    page.screenshot(path=IMAGES / "console-owners.png")
+
+
 def main() -> int:
     if not (DEMO / "config.yaml").is_file():
         raise SystemExit("no demo/ here: run `make demo` first")
@@ -146,6 +174,8 @@ def main() -> int:
             page.goto(f"{base}/console/series/kap-intro")
             page.locator("h2", has_text="Publishing").first.evaluate("node => node.scrollIntoView()")
             page.screenshot(path=IMAGES / "console-series-plan.png")
+
+            account_pages(page, base)
 
             email = browser.new_page(viewport={"width": 640, "height": 800})
             email.goto((DEMO / "preview" / "kap-intro" / "01-what-is-kap.html").as_uri())

@@ -9,7 +9,6 @@ from elsewhere, no word split at 375 px, screenshots in test-artifacts/).
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.browser
 
 GUEST = "sam@riverbend.example"
 NEW_PASSWORD = "a different long passphrase"
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def _sign_in(page: Any, walk: Walk, email: str, password: str, code: str | None = None) -> None:
@@ -168,6 +166,3 @@ def test_her_account_and_the_owners(page: Any, browser: Any, tmp_path: Path, art
 
         assert walk.outside == [] and walk.problems == []
         assert len(walk.checked) == 11
-        if DOCS_IMAGES.is_dir():  # the screenshots the owner's guide shows (docs/console/)
-            for name in ("account", "code-app", "recovery-codes", "owners-invited"):
-                shutil.copy(artifacts_dir / f"{name}-1280.png", artifacts_dir / f"docs-{name}.png")
