@@ -30,7 +30,6 @@ from nurture.store.db import reading, transaction
 
 # A session's last_seen_at is written at most this often: one write per click is wasted lock time.
 TOUCH_EVERY = timedelta(seconds=60)
-NOT_AN_OWNER = "(not an owner)"  # the audit log's "who" for a failed sign-in with an unknown address
 
 
 def session_handle(session_id: str) -> str:
@@ -89,26 +88,22 @@ def log_in(
     old_session_id: str | None = None,
     user_agent: str | None = None,
 ) -> LoginResult:
-    """Check throttling, then the credentials; on success a brand-new session (any old one ends).
-
-    Every failure is in the audit log, named by the address only when it is an owner's
-    (what strangers type stays out of a log that cannot be erased)."""
+    """Check throttling, then the credentials; on success a brand-new session (any old one ends)."""
     account, network = account_key(email), network_of(ip)
     with transaction(app.engine) as session:
         throttle = throttle_state(session, account, network, now)
+        # Refusals are not in the audit log: they cost an attacker nothing, and that log is never pruned.
         if throttle.refused:
-            _audit_failure(session, email, ip, now, "sign-in refused: too many attempts")
             return LoginResult(None, throttled=True)
         if throttle.codes_locked and not looks_like_recovery_code(code):
             # Refused before the password is checked: the answer must not tell whether it was right.
-            _audit_failure(session, email, ip, now, "sign-in refused: too many wrong codes")
             return LoginResult(None, throttled=True)
         owner, outcome, factor = _check(
             session, app, email, password, code, now, codes_locked=throttle.codes_locked
         )
         record_attempt(session, account, network, now, outcome)
         if owner is None:
-            _audit_failure(session, email, ip, now, "sign-in failed")
+            _audit_failure(session, email, ip, now)
             return LoginResult(None)
         if old_session_id:
             session.execute(
@@ -137,9 +132,13 @@ def log_in(
         return LoginResult(session_id, used_recovery_code=recovery)
 
 
-def _audit_failure(session: Session, email: str, ip: str, now: datetime, action: str) -> None:
+def _audit_failure(session: Session, email: str, ip: str, now: datetime) -> None:
+    """A failed sign-in to an owner's account goes in the audit log (throttling bounds how many);
+    one for an address that is no owner's does not: what strangers type stays out of a log that
+    is never pruned, and they cannot fill it."""
     owner = find_owner(session, email)
-    audit.record(session, audit.Actor(owner.email if owner else NOT_AN_OWNER, ip), action, now)
+    if owner is not None:
+        audit.record(session, audit.Actor(owner.email, ip), "sign-in failed", now)
 
 
 def current(app: App, session_id: str, now: datetime) -> OwnerSessionInfo | None:

@@ -294,9 +294,7 @@ def test_failed_sign_ins_are_in_the_audit_log_without_what_strangers_typed(tmp_p
         site.try_login(site.client(), password="not her password")
         site.try_login(site.client(), email="zebedee@elsewhere.example")
         audit = _audit(site.app)
-        assert (OWNER, "sign-in failed", None) in audit
-        assert ("(not an owner)", "sign-in failed", None) in audit
-        assert "zebedee" not in repr(audit)
+        assert audit == [(OWNER, "sign-in failed", None)]  # no entry for the address of nobody's account
 
 
 def test_searches_are_in_the_audit_log_without_the_words_searched(tmp_path):
