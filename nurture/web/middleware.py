@@ -5,9 +5,11 @@ in `nurture.web.client`; the signup rate limit lives in the store: `nurture.web.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -123,3 +125,21 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class FreshSettings:
+    """Before a request, the settings saved in the console as the store has them now, read at
+    most every `interval` seconds: another process, or another owner, may have changed them.
+    `refresh` is App.refresh_settings (one small query)."""
+
+    def __init__(self, app: ASGIApp, *, refresh: Callable[[], object], interval: float = 2.0) -> None:
+        self.app = app
+        self.refresh = refresh
+        self.interval = interval
+        self._next = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            await run_in_threadpool(self.refresh)
+        await self.app(scope, receive, send)

@@ -38,7 +38,13 @@ from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
-from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
+from nurture.web.middleware import (
+    FORM_BODY_LIMIT,
+    WEBHOOK_BODY_LIMIT,
+    BodyLimit,
+    FreshSettings,
+    SecurityHeaders,
+)
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.ratelimit import RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
@@ -87,6 +93,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(FreshSettings, refresh=app.refresh_settings),
             # One-click unsubscribe acts whatever the body (RFC 8058); everything else over
             # its limit is refused before its handler runs.
             Middleware(

@@ -15,7 +15,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from nurture.app import App
 from nurture.web.console.access import PREFIX, ConsoleGuard
 from nurture.web.console.auth import login_page, logout_page
-from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
+from nurture.web.console.newsletter_one import (
+    newsletter_cancel,
+    newsletter_edit,
+    newsletter_page,
+    newsletter_reschedule,
+)
+from nurture.web.console.newsletter_pages import draft_discard, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
 from nurture.web.console.render import ConsolePages, css_response
@@ -26,6 +32,7 @@ from nurture.web.console.series_pages import (
     step_action,
     step_page,
 )
+from nurture.web.console.settings_pages import settings_page, settings_save
 from nurture.web.console.today_page import today_page
 
 
@@ -47,12 +54,18 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/audit", audit_page, methods=["GET"]),
     Route("/newsletters", newsletters_page, methods=["GET"]),
     Route("/newsletters/compose", newsletter_compose, methods=["POST"]),
+    Route("/newsletters/drafts/discard", draft_discard, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:int}", newsletter_page, methods=["GET"]),
     Route("/newsletters/{newsletter_id:int}/cancel", newsletter_cancel, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:int}/reschedule", newsletter_reschedule, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:int}/edit", newsletter_edit, methods=["POST"]),
     Route("/series", series_list_page, methods=["GET"]),
     Route("/series/{slug:str}", series_page, methods=["GET"]),
     Route("/series/{slug:str}/publish", series_publish, methods=["POST"]),
     Route("/series/{slug:str}/{step:int}", step_page, methods=["GET"]),
     Route("/series/{slug:str}/{step:int}/{action:str}", step_action, methods=["POST"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings", settings_save, methods=["POST"]),
 ]
 
 

@@ -145,7 +145,7 @@ def _step_view(app: App, state: SeriesState, number: int) -> dict[str, Any]:
     path = step.email.path
     if path.exists():
         source = path.read_text(encoding="utf-8")
-        checked = email_edits.check(app.config, path, path, campaign=state.campaign, step=step)
+        checked = email_edits.check(app.config, source, path, campaign=state.campaign, step=step)
     else:
         source = ""
         checked = email_edits.Checked(
