@@ -26,7 +26,7 @@ from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
 from nurture.web.console.newsletter_pages import BASE, plain_words
-from nurture.web.console.render import pages_of
+from nurture.web.console.render import pages_of, plural
 
 MAX_ID = 2**63 - 1
 
@@ -93,8 +93,9 @@ def _confirmation(done: str, letter: Letter, results: NewsletterResults) -> str 
     if done == "cancelled" and letter.status == m.NewsletterStatus.CANCELLED:
         if results.total.sent or results.in_flight:
             return (
-                f"Stopped: nobody else will get it. {results.total.sent} people got it before; "
-                "an email being handed over at this very moment may still arrive."
+                f"Stopped: nobody else will get it. {plural(results.total.sent, 'person', 'people')} "
+                "got it before;"
+                " an email being handed over at this very moment may still arrive."
             )
         return "Cancelled: it will not go out."
     return None
