@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from nurture.app import App
 from nurture.config import Config
 from nurture.content.campaigns import Campaign, EmailSource, Step, email_from_text
 from nurture.content.checks import check_email, findings_from_error
@@ -63,3 +64,13 @@ def check(
     except ContentError as exc:
         return Checked(prepared, None, findings or findings_from_error(exc))
     return Checked(prepared, rendered, findings)
+
+
+def test_copy_words(app: App, address: str) -> str:
+    """What became of a test copy: the outbox keeps files on the server, it sends nothing."""
+    if app.transport.name == "outbox":
+        return (
+            "Test copy made. This installation does not send real email yet: it keeps each email "
+            "as a file on the server, so nothing reaches your inbox."
+        )
+    return f"Test copy sent to {address}."

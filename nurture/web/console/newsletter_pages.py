@@ -111,15 +111,6 @@ def plain_words(exc: NurtureError, app: App) -> str:
     return str(exc)
 
 
-def _test_copy_words(app: App, address: str) -> str:
-    if app.transport.name == "outbox":
-        return (
-            "Test copy made. This installation does not send real email yet: it keeps each email "
-            "as a file on the server, so nothing reaches your inbox."
-        )
-    return f"Test copy sent to {address}."
-
-
 async def newsletters_page(
     request: Request,
     *,
@@ -233,7 +224,7 @@ async def newsletter_compose(request: Request) -> Response:
                 request,
                 form=form,
                 checked=checked,
-                flash=_test_copy_words(app, owner_email) + " The draft is saved.",
+                flash=email_edits.test_copy_words(app, owner_email) + " The draft is saved.",
                 cap_warning=cap_warning,
             )
         if day is None or not form["time"]:

@@ -32,6 +32,13 @@ from nurture.web.console.series_pages import (
     step_action,
     step_page,
 )
+from nurture.web.console.series_shape_pages import (
+    series_add,
+    series_create,
+    series_discard,
+    series_shape,
+    series_switch,
+)
 from nurture.web.console.settings_pages import settings_page, settings_save
 from nurture.web.console.today_page import today_page
 
@@ -60,7 +67,13 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/newsletters/{newsletter_id:int}/reschedule", newsletter_reschedule, methods=["POST"]),
     Route("/newsletters/{newsletter_id:int}/edit", newsletter_edit, methods=["POST"]),
     Route("/series", series_list_page, methods=["GET"]),
+    Route("/series/create", series_create, methods=["POST"]),
     Route("/series/{slug:str}", series_page, methods=["GET"]),
+    Route("/series/{slug:str}/shape", series_shape, methods=["POST"]),
+    Route("/series/{slug:str}/add", series_add, methods=["POST"]),
+    Route("/series/{slug:str}/pause", series_switch, methods=["POST"]),
+    Route("/series/{slug:str}/resume", series_switch, methods=["POST"]),
+    Route("/series/{slug:str}/discard", series_discard, methods=["POST"]),
     Route("/series/{slug:str}/publish", series_publish, methods=["POST"]),
     Route("/series/{slug:str}/{step:int}", step_page, methods=["GET"]),
     Route("/series/{slug:str}/{step:int}/{action:str}", step_action, methods=["POST"]),
