@@ -120,6 +120,9 @@ class ConsentKind(StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     BOOKED = "booked"  # the booking webhook ended the series; no booking details are kept
+    # The owner added the person in the console, with the evidence of a consent given elsewhere
+    # (where, when, and the words they agreed to).
+    ADDED = "added"
 
 
 class ConsentEvent(Base):

@@ -31,7 +31,8 @@ class BodyLimit:
     starting with one of `acts_anyway` are requests that must be honoured whatever came
     with them (RFC 8058 one-click unsubscribe): their handler runs with an empty body
     and `scope[BODY_DROPPED]` set. Starlette's own limit answers 413 only when the
-    handler reads the body, after a handler that does not has already acted.
+    handler reads the body, after a handler that does not has already acted. Paths in
+    `streamed` (file uploads) are passed on unread: their handler enforces its own limit.
     """
 
     def __init__(
@@ -42,11 +43,13 @@ class BodyLimit:
         too_large: Callable[[Request, Exception], Awaitable[Response]],
         limits: Mapping[str, int] | None = None,
         acts_anyway: tuple[str, ...] = (),
+        streamed: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limit = limit
         self.limits = dict(limits or {})
         self.acts_anyway = acts_anyway
+        self.streamed = streamed
         self.too_large = too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,6 +57,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path in self.streamed:
+            # A file upload: its handler reads it as it arrives and enforces its own limit.
+            await self.app(scope, receive, send)
+            return
         body, complete = await self._read(scope, receive, self.limits.get(path, self.limit))
         if body is None:
             return  # the client went away

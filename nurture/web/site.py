@@ -36,6 +36,8 @@ from starlette.routing import Route
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
+from nurture.web.console.access import UPLOADS
+from nurture.web.console.import_jobs import ImportJobs
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.middleware import (
@@ -87,6 +89,7 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(signups.stop)  # finishes the signups already accepted
+            site.state.console_imports.close()  # uploads not imported are deleted
 
     site = Starlette(
         routes=[*ROUTES, *console_routes(app)],
@@ -101,6 +104,7 @@ def create_app(
                 limit=FORM_BODY_LIMIT,
                 limits={"/webhooks/sendgrid": WEBHOOK_BODY_LIMIT, "/webhooks/booking": BOOKING_BODY_LIMIT},
                 acts_anyway=("/unsubscribe/",),
+                streamed=tuple(UPLOADS),
                 too_large=http_error,
             ),
         ],
@@ -114,6 +118,7 @@ def create_app(
     site.state.signups = signups
     know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
     site.state.console_pages = console_state(app)
+    site.state.console_imports = ImportJobs()
     return site
 
 

@@ -27,6 +27,7 @@ NAV = (
     ("Subscribers", PREFIX + "/subscribers"),
     ("Newsletters", PREFIX + "/newsletters"),
     ("Series", PREFIX + "/series"),
+    ("Drafts", PREFIX + "/drafts"),
     ("Deliveries", PREFIX + "/deliveries"),
     ("Results", PREFIX + "/results"),
     ("Settings", PREFIX + "/settings"),

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from nurture.app import App
 from nurture.web.console.access import PREFIX, ConsoleGuard
 from nurture.web.console.auth import login_page, logout_page
+from nurture.web.console.drafts_page import drafts_page
 from nurture.web.console.newsletter_one import (
     newsletter_cancel,
     newsletter_edit,
@@ -23,6 +24,7 @@ from nurture.web.console.newsletter_one import (
 )
 from nurture.web.console.newsletter_pages import draft_discard, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
+from nurture.web.console.people_add_pages import add_one, add_page, import_act, import_page, upload
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
 from nurture.web.console.render import ConsolePages, css_response
 from nurture.web.console.series_pages import (
@@ -53,6 +55,11 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/logout", logout_page, methods=["POST"]),
     Route("/static/console.css", stylesheet, methods=["GET"]),
     Route("/subscribers", subscribers_page, methods=["GET"]),
+    Route("/subscribers/add", add_page, methods=["GET"]),
+    Route("/subscribers/add", add_one, methods=["POST"]),
+    Route("/subscribers/import", upload, methods=["POST"]),
+    Route("/subscribers/import/{token:str}", import_page, methods=["GET"]),
+    Route("/subscribers/import/{token:str}/{action:str}", import_act, methods=["POST"]),
     Route("/subscribers/{subscriber_id:int}", person_page, methods=["GET"]),
     Route("/subscribers/{subscriber_id:int}/{action:str}", person_action, methods=["POST"]),
     Route("/deliveries", deliveries_page, methods=["GET"]),
@@ -77,6 +84,7 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/series/{slug:str}/publish", series_publish, methods=["POST"]),
     Route("/series/{slug:str}/{step:int}", step_page, methods=["GET"]),
     Route("/series/{slug:str}/{step:int}/{action:str}", step_action, methods=["POST"]),
+    Route("/drafts", drafts_page, methods=["GET"]),
     Route("/settings", settings_page, methods=["GET"]),
     Route("/settings", settings_save, methods=["POST"]),
 ]
