@@ -341,8 +341,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
         assert '<th scope="row">America/New_York</th><td class="num">3</td>' in rows
         assert (
             '<th scope="row">Europe/London</th><td class="num">2</td>'
-            '<td class="num">1</td><td class="num">1</td>'
-            in rows
+            '<td class="num">1</td><td class="num">1</td>' in rows
         )
         with transaction(site.app.engine) as session:
             assert (

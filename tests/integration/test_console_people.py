@@ -202,8 +202,7 @@ def test_a_file_that_is_not_a_list_says_why_without_server_paths(tmp_path):
         page = client.get(uploaded.headers["location"]).text
         assert (
             "Nothing was imported: contacts.csv, line 1: "
-            "missing column(s) email, consented_at, consent_source"
-            in page
+            "missing column(s) email, consented_at, consent_source" in page
         )
         assert "/tmp" not in page and "nurture-uploads" not in page
         gone = client.post(uploaded.headers["location"] + "/discard", data={"csrf_token": csrf(page)})
