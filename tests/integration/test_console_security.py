@@ -67,7 +67,14 @@ def _console_routes(app):
     site = create_app(app)
     mounts = [route for route in site.routes if isinstance(route, Mount) and route.path == "/console"]
     assert len(mounts) == 1
-    samples = {"subscriber_id": "1", "newsletter_id": "1", "slug": "kap-intro", "step": "1", "action": "tag"}
+    samples = {
+        "subscriber_id": "1",
+        "newsletter_id": "1",
+        "slug": "kap-intro",
+        "step": "1",
+        "action": "tag",
+        "token": "an-upload",
+    }
     for route in mounts[0].routes:
         path = "/console" + re.sub(r"\{(\w+)(:\w+)?\}", lambda found: samples[found.group(1)], route.path)
         for method in sorted(route.methods - {"HEAD"}):
