@@ -179,3 +179,57 @@ def test_the_results_page_shows_each_chart_once_at_both_widths(page: Any, tmp_pa
                 figure = charts.nth(index)
                 assert figure.locator(shown).is_visible(), (width, index)
                 assert not figure.locator(hidden).is_visible(), (width, index)
+
+
+def test_refusals_are_clear_and_accessible(page: Any, tmp_path: Path, artifacts_dir: Path) -> None:
+    """The pages that say no: each message in the owner's words, each page passing axe."""
+    with console(tmp_path, https=True) as site:
+        walk = ConsoleWalk(page, site.web.url, artifacts_dir)
+        _sign_in(walk, page)
+
+        walk.go("/console/settings")
+        page.get_by_label("Sending stops at").fill("07:00")
+        walk.submit(page.get_by_role("button", name="Save settings"))
+        expect(page.get_by_text("Nothing was saved: fix what is marked below.")).to_be_visible()
+        expect(page.get_by_text("must be later than start").first).to_be_visible()
+        walk.check("settings-refused")
+
+        walk.go("/console/subscribers/add")
+        page.get_by_label("Email address").fill("kim@example.com")
+        # The browser asks for a required field itself; spaces get past it to the server's check.
+        page.get_by_label("Where they agreed").fill("   ")
+        walk.submit(page.get_by_role("button", name="Add this person"))
+        expect(page.get_by_text("Nobody was added: say where this person agreed")).to_be_visible()
+        walk.check("add-person-refused")
+
+        bad = tmp_path / "contacts.csv"
+        bad.write_text("name,phone\nKim,555\n", encoding="utf-8")
+        page.get_by_label("The CSV file").set_input_files(str(bad))
+        walk.submit(page.get_by_role("button", name="Upload and check it"))
+        expect(
+            page.get_by_text("Nothing was imported: contacts.csv, line 1: missing column(s)")
+        ).to_be_visible(timeout=20_000)
+        walk.check("import-refused")
+
+        walk.go("/console/series/kap-intro")
+        page.get_by_label("Email 3: days after the one before").fill("-2")
+        walk.submit(page.get_by_role("button", name="Save the delays"))
+        expect(
+            page.get_by_text("Nothing changed: email 3: the delay must be from 0 to 365 days")
+        ).to_be_visible()
+        walk.check("series-refused")
+
+        walk.go("/console/newsletters")
+        page.locator("#name").fill("2026-12-link")
+        page.get_by_label("The newsletter").fill(
+            "---\nsubject: A link\npreheader: See this.\ncta: Read\ncta_target: url\n"
+            "cta_url: javascript:alert(1)\n---\nHello.\n"
+        )
+        walk.submit(page.get_by_role("button", name="Send me a test copy"))
+        expect(page.get_by_text("No test copy was made: fix what the check found first")).to_be_visible()
+        walk.check("newsletter-refused")
+        # Each refusal answers 400 (or 413), which the browser notes; nothing else may go wrong.
+        assert walk.outside == []
+        assert [
+            problem for problem in walk.problems if "server responded with a status of 4" not in problem
+        ] == []
