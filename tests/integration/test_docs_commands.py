@@ -27,7 +27,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
-DOC_PAGES = [README, *sorted(DOCS.glob("*.md"))]
+# A docs page may have pages of its own in a folder of its name (docs/console.md: docs/console/).
+SUB_PAGES = sorted(DOCS.glob("*/*.md"))
+DOC_PAGES = [README, *sorted(DOCS.glob("*.md")), *SUB_PAGES]
 LINKED_PAGES = [*DOC_PAGES, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
 README_MAX_LINES = 200
 IMAGE_MAX_BYTES = 256 * 1024
@@ -235,6 +237,20 @@ def test_readme_links_every_docs_page() -> None:
     wanted = [*sorted(DOCS.glob("*.md")), REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
     missing = [str(page.relative_to(REPO)) for page in wanted if page.resolve() not in linked]
     assert not missing, f"README.md does not link: {', '.join(missing)}"
+
+
+def test_each_sub_page_is_linked_from_its_page() -> None:
+    missing = []
+    for sub_page in SUB_PAGES:
+        parent = DOCS / f"{sub_page.parent.name}.md"
+        linked = (
+            {(parent.parent / target.split("#")[0]).resolve() for _, target in links(parent)}
+            if parent.is_file()
+            else set()
+        )
+        if sub_page.resolve() not in linked:
+            missing.append(f"{sub_page.relative_to(REPO)} (from {parent.relative_to(REPO)})")
+    assert not missing, "not linked: " + ", ".join(missing)
 
 
 @pytest.mark.parametrize("page", LINKED_PAGES, ids=lambda page: str(page.relative_to(REPO)))
