@@ -222,6 +222,14 @@ def test_an_upload_needs_the_csrf_token_first_and_a_session(tmp_path):
             files=[("file", ("people.csv", text.encode(), "text/csv")), ("csrf_token", (None, csrf(page)))],
         )
         assert late.status_code == 403
+        # A body that is not a form at all, or a first part with no name: refused, never a crash.
+        for body in (b"--b\r\n\r\nx\r\n--b--\r\n", b"--b\r\nX: y\r\n\r\nx\r\n--b--\r\n", b"junk"):
+            odd = client.post(
+                "/console/subscribers/import",
+                content=body,
+                headers={"Content-Type": "multipart/form-data; boundary=b"},
+            )
+            assert odd.status_code == 403, body
         stranger = site.client()
         answer = stranger.post(
             "/console/subscribers/import",

@@ -199,7 +199,8 @@ async def _first_field(receive: Any, headers: Headers) -> tuple[str | None, Any]
         end = rest.find(b"\r\n" + delimiter)
         if found and end >= 0:
             named = b'name="' + CSRF_FIELD.encode() + b'"'
-            if head.startswith(delimiter) and named in head.split(b"\r\n", 2)[1]:
+            lines = head.split(b"\r\n")
+            if lines[0] == delimiter and len(lines) > 1 and named in lines[1]:
                 token = rest[:end].decode("utf-8", "replace")
             break
     replayed = False

@@ -25,7 +25,7 @@ from nurture.reporting.newsletter_results import NewsletterResults, newsletter_r
 from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
-from nurture.web.console.newsletter_pages import BASE, plain_words
+from nurture.web.console.newsletter_pages import BASE, parse_day, plain_words
 from nurture.web.console.render import pages_of, plural
 
 MAX_ID = 2**63 - 1
@@ -146,24 +146,23 @@ async def _act(request: Request, action: str) -> Response:
                 record_now, app, actor, "reopened a newsletter", now, f"newsletter {newsletter_id}"
             )
             return RedirectResponse(f"{BASE}?draft={name}#write", status_code=303)
-        day, clock = str(form.get("date") or "").strip(), str(form.get("time") or "").strip()
+        day = parse_day(str(form.get("date") or ""), now)
+        clock = str(form.get("time") or "").strip()
         mode = "subscriber" if form.get("mode") == "subscriber" else "practice"
-        if not day or not clock:
+        if day is None or not clock:
             raise InputError("choose the date and the time to send it")
         try:
-            datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M")
+            datetime.strptime(clock, "%H:%M")
         except ValueError:
-            raise InputError("the date or the time is not one the calendar has: pick them again") from None
-        if day > f"{now.year + 2:04d}-12-31":
-            raise InputError("that date is more than two years away: pick a nearer one")
-        await run_in_threadpool(reschedule, app, newsletter_id, f"{day} {clock}", mode, now)
+            raise InputError("the time is not one the clock has: pick it again") from None
+        await run_in_threadpool(reschedule, app, newsletter_id, f"{day:%Y-%m-%d} {clock}", mode, now)
         await run_in_threadpool(
             record_now,
             app,
             actor,
             "moved a newsletter",
             now,
-            f"newsletter {newsletter_id} to {day} {clock} {mode} time",
+            f"newsletter {newsletter_id} to {day:%Y-%m-%d} {clock} {mode} time",
         )
         return RedirectResponse(f"{BASE}/{newsletter_id}?done=moved", status_code=303)
     except NurtureError as exc:

@@ -75,7 +75,7 @@ def _same_day_series(app: App, day: date) -> int:
         )
 
 
-def _day(raw: str, now: datetime) -> date | None:
+def parse_day(raw: str, now: datetime) -> date | None:
     """The date field, or InputError in her words."""
     if not raw:
         return None
@@ -191,7 +191,7 @@ async def newsletter_compose(request: Request) -> Response:
     doing = form["do"] if form["do"] in ("test", "schedule") else "preview"
     try:
         name = clean_name(form["name"])
-        day = _day(form["date"], now)
+        day = parse_day(form["date"], now)
         live = live_path(app.config, name)
         checked = await run_in_threadpool(email_edits.check, app.config, form["source"], live)
         cap_warning = await run_in_threadpool(_cap_warning, app, day)
