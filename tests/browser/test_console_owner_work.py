@@ -59,6 +59,7 @@ def test_the_owners_first_week_without_a_terminal(page: Any, tmp_path: Path, art
 
         # People: a list from a file, its report, then the import.
         walk.submit(page.get_by_role("link", name="Subscribers"))
+        walk.check("subscribers")
         walk.submit(page.get_by_role("link", name="Add people", exact=True))
         walk.check("add-people")
         people = tmp_path / "open-day.csv"
@@ -157,7 +158,7 @@ def test_the_owners_first_week_without_a_terminal(page: Any, tmp_path: Path, art
         walk.submit(page.get_by_role("button", name="Sign out"))
         expect(page.get_by_text("You are signed out.")).to_be_visible()
         assert walk.outside == [] and walk.problems == []
-        assert len(walk.checked) == 15
+        assert len(walk.checked) == 16
 
 
 def test_the_results_page_shows_each_chart_once_at_both_widths(page: Any, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Through HTTP against a real server."""
 from __future__ import annotations
 
 import html
+import re
 import sys
 import threading
 from datetime import timedelta
@@ -338,10 +339,11 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
         assert '<h3>Clicks</h3><p class="big">1</p>' in results  # unique per reader
         rows = results[results.index("<tbody>") : results.index("</tbody>")]
         assert rows.index("America/New_York") < rows.index("Europe/London")  # the larger group first
-        assert '<th scope="row">America/New_York</th><td class="num">3</td>' in rows
+        cells = re.sub(r' data-label="[^"]*"', "", rows)
+        assert '<th scope="row">America/New_York</th><td class="num">3</td>' in cells
         assert (
             '<th scope="row">Europe/London</th><td class="num">2</td>'
-            '<td class="num">1</td><td class="num">1</td>' in rows
+            '<td class="num">1</td><td class="num">1</td>' in cells
         )
         with transaction(site.app.engine) as session:
             assert (
