@@ -79,6 +79,19 @@ def _segment(source: EmailSource) -> str | None:
         raise InputError(f"{source.path}: segment: {exc}") from None
 
 
+class ChecksFailed(InputError):
+    """A `nurture check` rule found a problem in the newsletter."""
+
+    def __init__(self, path: Path, findings: list[Finding]) -> None:
+        self.findings = findings
+        listed = "\n".join(f"  {finding}" for finding in findings)
+        count = len(findings)
+        super().__init__(
+            f"{path} was not scheduled: {count} problem{'s' if count != 1 else ''} to fix first "
+            f"(the same as `nurture check` reports):\n{listed}"
+        )
+
+
 class TooLate(InputError):
     """The time asked for has already passed: in the practice's zone, or where some readers live."""
 
@@ -217,12 +230,7 @@ def schedule(
     path = Path(path)
     source, prepared, findings = _prepare_and_check(app, path, text)
     if findings:
-        listed = "\n".join(f"  {finding}" for finding in findings)
-        count = len(findings)
-        raise InputError(
-            f"{path} was not scheduled: {count} problem{'s' if count != 1 else ''} to fix first "
-            f"(the same as `nurture check` reports):\n{listed}"
-        )
+        raise ChecksFailed(path, findings)
     segment = _segment(source)
     first_due = first_due_at(app, local, timezone_mode, now)
     content = stored_content(source)

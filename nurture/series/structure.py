@@ -74,9 +74,12 @@ def read_shape(folder: Path) -> Shape:
         text = path.read_text(encoding="utf-8")
         data = read_owner_yaml(text).data
         spec = CampaignFile.model_validate(data)
-    except (OSError, UnicodeDecodeError, OwnerYamlError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, OwnerYamlError, ValueError):
         # A hand edit broke it: the console changes nothing until the file is fixed.
-        raise ContentError(f"{path}: cannot be changed here until it loads ({exc})") from None
+        raise ContentError(
+            "the series' settings file has a mistake made outside the console, so the series "
+            "cannot be changed here until whoever edited it fixes it"
+        ) from None
     header = []
     for line in text.splitlines():
         if not line.startswith("#"):

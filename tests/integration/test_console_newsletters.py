@@ -276,6 +276,16 @@ def test_move_a_scheduled_newsletter_and_a_time_gone_by_is_refused_in_her_words(
         assert "--at" not in refused.text and "nurture" not in refused.text.lower().replace(
             "nurture_console", ""
         )
+        odd = client.post(
+            url + "/reschedule",
+            data={
+                "csrf_token": csrf(client.get(url).text),
+                "date": later,
+                "time": "25:61",
+                "mode": "practice",
+            },
+        )
+        assert odd.status_code == 400 and "the time is not one the clock has" in odd.text
         far = client.post(
             url + "/reschedule",
             data={

@@ -242,3 +242,17 @@ def test_an_unpublished_series_made_here_can_be_deleted(tmp_path):
             _post(client, "/console/series/kap-intro", "/console/series/kap-intro/discard").status_code == 303
         )
         assert (site.app.config.campaigns_dir / "kap-intro").is_dir()
+
+
+def test_a_settings_file_broken_by_hand_is_left_alone_and_the_page_says_so_plainly(tmp_path):
+    with console(tmp_path, https=True) as site:
+        client = site.login()
+        url = "/console/series/kap-intro"
+        form = {f"delay-{key}": value for key, value in _delays(client.get(url).text).items()}
+        spec = site.app.config.campaigns_dir / "kap-intro" / "campaign.yaml"
+        spec.write_text(spec.read_text() + "steps_typo: [\n")
+        before = spec.read_text()
+        answer = _post(client, url, url + "/shape", {**form, "do": "save"})
+        assert answer.status_code == 400 and spec.read_text() == before
+        assert "has a mistake made outside the console" in html.unescape(answer.text)
+        assert "campaign.yaml" not in answer.text.split('id="main"')[1].split("The files of this series")[0]

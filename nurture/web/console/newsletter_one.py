@@ -25,7 +25,7 @@ from nurture.reporting.newsletter_results import NewsletterResults, newsletter_r
 from nurture.store import models as m
 from nurture.store.db import reading
 from nurture.web.client import client_ip
-from nurture.web.console.newsletter_pages import BASE, parse_day, plain_words
+from nurture.web.console.newsletter_pages import BASE, parse_clock, parse_day, plain_words
 from nurture.web.console.render import pages_of, plural
 
 MAX_ID = 2**63 - 1
@@ -151,10 +151,7 @@ async def _act(request: Request, action: str) -> Response:
         mode = "subscriber" if form.get("mode") == "subscriber" else "practice"
         if day is None or not clock:
             raise InputError("choose the date and the time to send it")
-        try:
-            datetime.strptime(clock, "%H:%M")
-        except ValueError:
-            raise InputError("the time is not one the clock has: pick it again") from None
+        clock = parse_clock(clock)
         await run_in_threadpool(reschedule, app, newsletter_id, f"{day:%Y-%m-%d} {clock}", mode, now)
         await run_in_threadpool(
             record_now,

@@ -29,7 +29,14 @@ from nurture.newsletter_drafts import (
     save_draft,
     schedule_text,
 )
-from nurture.newsletters import NameTaken, NotScheduledAnyMore, SameContent, TooLate, list_newsletters
+from nurture.newsletters import (
+    ChecksFailed,
+    NameTaken,
+    NotScheduledAnyMore,
+    SameContent,
+    TooLate,
+    list_newsletters,
+)
 from nurture.owners.audit import record_now
 from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local, zone
@@ -88,6 +95,15 @@ def parse_day(raw: str, now: datetime) -> date | None:
     return day
 
 
+def parse_clock(raw: str) -> str:
+    """The time field as HH:MM, or InputError in her words."""
+    text = raw.strip()
+    try:
+        return datetime.strptime(text, "%H:%M").strftime("%H:%M")
+    except ValueError:
+        raise InputError("the time is not one the clock has: pick it again") from None
+
+
 def plain_words(exc: NurtureError, app: App) -> str:
     """What a refused newsletter action means, in the owner's words (no commands, no paths)."""
     if isinstance(exc, TooLate):
@@ -105,6 +121,8 @@ def plain_words(exc: NurtureError, app: App) -> str:
     if isinstance(exc, NameTaken):
         whose = f"newsletter {exc.owner_id}" if exc.owner_id is not None else "another newsletter's file"
         return f"this name is already used by {whose}: choose another name"
+    if isinstance(exc, ChecksFailed):
+        return "the check found something to fix first: press Preview and check to see it"
     if isinstance(exc, NotScheduledAnyMore):
         state = "no longer exists" if exc.status is None else f"is now {exc.status}"
         return f"newsletter {exc.newsletter_id} {state}, so it can no longer be changed"
@@ -227,8 +245,9 @@ async def newsletter_compose(request: Request) -> Response:
                 flash=email_edits.test_copy_words(app, owner_email) + " The draft is saved.",
                 cap_warning=cap_warning,
             )
-        if day is None or not form["time"]:
+        if day is None or not form["time"].strip():
             raise InputError("choose the date and the time to send it")
+        form["time"] = parse_clock(form["time"])
         mode = "subscriber" if form["mode"] == "subscriber" else "practice"
         try:
             replaces = (await run_in_threadpool(read_draft, app.config, name)).replaces
