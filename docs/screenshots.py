@@ -12,6 +12,12 @@ as the demo owner, and photographs:
   console-email-check.png   an edited email's page: its check finding and its changes
   console-series-plan.png   the series page with that draft: the publish plan
   email.png                 the first email of the series, as a reader sees it
+  console-settings.png      Settings, with the sending hours changed there
+  console-add-people.png    Add people: one by hand, or a list from a file
+  console-import-report.png an uploaded list's report, before it is imported
+  console-series-shape.png  a series' emails: delays, order, adding one
+  console-newsletter.png    a sent newsletter's page: its results by time zone
+  console-drafts.png        Drafts, with their age
   console-code-app.png      setting up the code app: the QR code, the key, the confirming code
   console-recovery-codes.png  the recovery codes, shown once
   console-account.png       her account page with the code app on
@@ -20,8 +26,9 @@ as the demo owner, and photographs:
 (After it, the demo owner has a code app: sign in to the demo again after `make demo`.)
 
 To have something to show, it changes the demo's own throwaway copy first: three
-example.com people are imported (so emails are due in the next 24 hours), and the
-series gets a draft (an http:// link in email 3, a shorter wait before email 5).
+example.com people are imported (so emails are due in the next 24 hours), the series
+gets a draft (an http:// link in email 3, a shorter wait before email 5), and the
+shipped winter newsletter is scheduled and sent.
 Run `make demo` again afterwards for the demo as it was.
 """
 
@@ -96,6 +103,24 @@ def prepare_demo(env: dict[str, str]) -> None:
     email = series / "03-is-kap-safe.md"
     head, body = email.read_text(encoding="utf-8").split("---\n", 2)[1:]
     email.write_text(f"---\n{head}---\nRead http://example.com/safety first. {body}", encoding="utf-8")
+    demo = [str(nurture), "--config", "demo/config.yaml"]
+    newsletter = "demo/campaigns/newsletters/2026-12-winter-note.md"
+    at = ["--at", "2026-12-23 10:00", "--timezone", "subscriber", "--now", "2026-12-22T12:00:00Z"]
+    subprocess.run([*demo, "newsletter", "schedule", newsletter, *at], cwd=ROOT, env=env, check=True)
+    for hour in range(0, 48, 2):  # a pass every two hours while it is 10:00 somewhere
+        day, clock = divmod(20 + hour, 24)
+        moment = f"2026-12-{22 + day:02d}T{clock:02d}:00:00Z"
+        subprocess.run(
+            [*demo, "send-due", "--now", moment], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+
+
+BAD_ROW_LIST = """email,first_name,timezone,consented_at,consent_source
+ivy@example.com,Ivy,America/Denver,2026-11-28,open day sign-up sheet
+ola@example.com,Ola,Europe/Oslo,2026-11-28,open day sign-up sheet
+ana@example.com,Ana,,2026-11-28,open day sign-up sheet
+kim@example,Kim,,2026-11-28,open day sign-up sheet
+"""
 
 
 def fix_link() -> None:
@@ -174,6 +199,36 @@ def main() -> int:
             page.goto(f"{base}/console/series/kap-intro")
             page.locator("h2", has_text="Publishing").first.evaluate("node => node.scrollIntoView()")
             page.screenshot(path=IMAGES / "console-series-plan.png")
+
+            page.goto(f"{base}/console/series/kap-intro")
+            page.screenshot(path=IMAGES / "console-series-shape.png")
+
+            page.goto(f"{base}/console/settings")
+            page.fill("#delivery\\.send_window\\.start", "08:30")
+            page.click("text=Save settings")
+            page.wait_for_load_state("load")
+            page.locator("legend", has_text="When emails go out").evaluate("node => node.scrollIntoView()")
+            page.screenshot(path=IMAGES / "console-settings.png")
+
+            page.goto(f"{base}/console/subscribers/add")
+            page.screenshot(path=IMAGES / "console-add-people.png")
+            listed = DEMO / "open-day.csv"
+            listed.write_text(BAD_ROW_LIST, encoding="utf-8")
+            page.set_input_files("#file", str(listed))
+            page.click("text=Upload and check it")
+            page.wait_for_selector("text=What importing it would do", timeout=30_000)
+            page.screenshot(path=IMAGES / "console-import-report.png", full_page=True)
+
+            page.goto(f"{base}/console/newsletters/1")
+            page.locator("h2", has_text="Results").first.evaluate("node => node.scrollIntoView()")
+            page.screenshot(path=IMAGES / "console-newsletter.png")
+
+            page.goto(f"{base}/console/newsletters")
+            page.fill("#name", "2027-01-new-year")
+            page.click("text=Preview and check")
+            page.wait_for_load_state("load")
+            page.goto(f"{base}/console/drafts")
+            page.screenshot(path=IMAGES / "console-drafts.png")
 
             account_pages(page, base)
 

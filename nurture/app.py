@@ -1,7 +1,15 @@
-"""What every command needs, built once: config, store engine, transport, content."""
+"""What every command needs, built once: config, store engine, transport, content.
+
+`App.config` is the configuration in effect: config.yaml and the environment with the
+settings the owner saved in the console laid over them (nurture.config.overrides).
+`refresh_settings` reads the saved ones again; the sending pass calls it before each
+pass and `nurture serve` every few seconds, so a change made in the console reaches
+every process without any caller having to know where a value came from.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,6 +18,7 @@ from functools import cached_property
 from sqlalchemy import Connection, Engine
 
 from nurture.config import Config
+from nurture.config.overrides import SettingProblem, apply_saved
 from nurture.content.campaigns import Campaign
 from nurture.content.rendering import Renderer
 from nurture.providers.base import Transport
@@ -17,6 +26,9 @@ from nurture.providers.outbox import OutboxTransport
 from nurture.series.catalog import SeriesCatalog
 from nurture.store.db import make_engine
 from nurture.store.migrate import ensure_schema
+from nurture.store.saved_settings import Saved, read_saved
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +36,11 @@ class App:
     config: Config
     engine: Engine | Connection
     _transport: Transport | None = field(default=None, repr=False)
+    # config.yaml and the environment alone (None: `config` is that, nothing saved applied).
+    file_config: Config | None = field(default=None, repr=False)
+    # Saved settings not in use, and why (nurture.config.overrides).
+    settings_problems: list[SettingProblem] = field(default_factory=list, repr=False)
+    _saved: dict[str, Saved] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, config: Config, *, migrate: bool = True) -> App:
@@ -34,11 +51,32 @@ class App:
         if migrate:
             ensure_schema(engine, secret_keys=config.secrets.store_keys())
         app = cls(config=config, engine=engine)
+        app.refresh_settings()
         # Read (and, for a series used for the first time, create) the published versions
         # now, before any command opens a write transaction that would need them: on
         # SQLite a second writer inside one would wait for itself.
         app.catalog.refresh(engine)
         return app
+
+    def refresh_settings(self) -> bool:
+        """Apply the settings saved in the console as the store has them now. True if they changed.
+
+        A saved value that cannot be used falls back to config.yaml's, and is named in
+        `settings_problems` and the log (by key only: a value may be an address)."""
+        saved = read_saved(self.engine)
+        if saved == self._saved:
+            return False
+        base = self.file_config or self.config
+        applied = apply_saved(base, {key: item.value for key, item in saved.items()})
+        self.file_config = base
+        self._saved = saved
+        self.config = applied.config
+        self.settings_problems = applied.problems
+        # Built from the config: the sender and postal address are in every email.
+        self.__dict__.pop("renderer", None)
+        for problem in applied.problems:
+            log.warning("the saved setting %s is not used; config.yaml's value is used instead", problem.key)
+        return True
 
     @property
     def transport(self) -> Transport:
@@ -77,7 +115,10 @@ class App:
         with self.engine.connect() as connection:
             outer = connection.begin()
             try:
-                rehearsal = App(config=self.config, engine=connection, _transport=transport)
+                rehearsal = App(
+                    config=self.config, engine=connection, _transport=transport, file_config=self.file_config
+                )
+                rehearsal._saved = self._saved
                 rehearsal.__dict__["renderer"] = self.renderer
                 # Its own catalog: a version 1 created inside the rehearsal is rolled back with it.
                 rehearsal.catalog.refresh(connection)

@@ -19,13 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from nurture.addresses import clean_tag, normalize_email
 from nurture.app import App
 from nurture.content.approved import stored_content
-from nurture.content.campaigns import EmailSource, load_email
+from nurture.content.campaigns import EmailSource, email_from_text, load_email
 from nurture.content.checks import check_email
 from nurture.content.prepared import PreparedEmail
 from nurture.content.preview import newsletter_name
@@ -35,13 +37,14 @@ from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local as local_instant
 from nurture.sending.planning import zone
 from nurture.store import models as m
-from nurture.store.db import transaction
+from nurture.store.db import is_postgres, reading, transaction
 
 TIMEZONE_MODES: tuple[str, ...] = ("practice", "subscriber")
 # The first place on Earth to reach a given wall-clock time (Kiribati, UTC+14).
 # POSIX-style names invert the sign: Etc/GMT-14 is UTC+14.
 EARLIEST_ZONE = "Etc/GMT-14"
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
+NEWSLETTER_LOCK = 7_311_001  # PostgreSQL advisory lock: one scheduling transaction at a time
 
 
 # ---------------------------------------------------------------- scheduling
@@ -58,8 +61,11 @@ def parse_local(text: str) -> datetime:
     raise InputError(f"--at {text!r}: use YYYY-MM-DD HH:MM, for example 2026-12-08 10:00")
 
 
-def _prepare_and_check(app: App, path: Path) -> tuple[EmailSource, PreparedEmail, list[Finding]]:
-    source = load_email(path)
+def _prepare_and_check(
+    app: App, path: Path, text: str | None = None
+) -> tuple[EmailSource, PreparedEmail, list[Finding]]:
+    """The newsletter in the file `path` (or in `text`, as if it were that file), prepared and checked."""
+    source = load_email(path) if text is None else email_from_text(path, text)
     prepared = app.renderer.prepare_newsletter(source, newsletter_name(path))
     return source, prepared, check_email(app.config, app.renderer, source, prepared)
 
@@ -73,30 +79,137 @@ def _segment(source: EmailSource) -> str | None:
         raise InputError(f"{source.path}: segment: {exc}") from None
 
 
-def same_content_as(app: App, source: EmailSource) -> m.Newsletter | None:
-    """A scheduled, sending or sent newsletter with exactly this subject, front matter and text, if any."""
-    content = stored_content(source)
-    with transaction(app.engine) as session:
-        query = (
-            select(m.Newsletter)
-            .where(
-                m.Newsletter.status.in_(
-                    [m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING, m.NewsletterStatus.SENT]
-                )
-            )
-            .order_by(m.Newsletter.id)
+class ChecksFailed(InputError):
+    """A `nurture check` rule found a problem in the newsletter."""
+
+    def __init__(self, path: Path, findings: list[Finding]) -> None:
+        self.findings = findings
+        listed = "\n".join(f"  {finding}" for finding in findings)
+        count = len(findings)
+        super().__init__(
+            f"{path} was not scheduled: {count} problem{'s' if count != 1 else ''} to fix first "
+            f"(the same as `nurture check` reports):\n{listed}"
         )
-        for newsletter in session.scalars(query):
-            if (
-                newsletter.content.get("front") == content["front"]
-                and newsletter.content.get("body") == content["body"]
-            ):
-                return newsletter
+
+
+class TooLate(InputError):
+    """The time asked for has already passed: in the practice's zone, or where some readers live."""
+
+    def __init__(self, local: datetime, zones: list[str], practice: bool) -> None:
+        self.local, self.zones, self.practice = local, zones, practice
+        if practice:
+            message = (
+                f"--at {local:%Y-%m-%d %H:%M} has already passed in "
+                f"{zones[0]} (the practice's zone): pick a later time"
+            )
+        else:
+            message = (
+                f"--at {local:%Y-%m-%d %H:%M} has already passed for subscribers in {', '.join(zones)}: "
+                "pick a later time, or use --timezone practice to send at one instant"
+            )
+        super().__init__(message)
+
+
+class SameContent(InputError):
+    """Another newsletter, scheduled or sent, has exactly this content: everyone would get it twice."""
+
+    def __init__(self, path: Path, existing: m.Newsletter) -> None:
+        self.existing_id, self.existing_status = existing.id, existing.status
+        self.existing_when = existing.send_at_local.replace("T", " ")[:16]
+        super().__init__(
+            f"{path} was not scheduled: newsletter {existing.id} "
+            f"({existing.status}, {self.existing_when}) "
+            "has the same content, so everyone would get it twice. "
+            "To send it again anyway, add --again; to change the time, "
+            f"cancel it first: nurture newsletter cancel {existing.id}"
+        )
+
+
+class NameTaken(InputError):
+    """Another newsletter keeps its file under this name (the console never overwrites one)."""
+
+    def __init__(self, path: Path, owner_id: int | None) -> None:
+        self.owner_id = owner_id
+        whose = f"newsletter {owner_id}" if owner_id is not None else "another file"
+        super().__init__(f"{path.name} is already used by {whose}: choose another name")
+
+
+class NotScheduledAnyMore(InputError):
+    """The newsletter to replace or move has started going out, or was cancelled, meanwhile."""
+
+    def __init__(self, newsletter_id: int, status: str | None) -> None:
+        self.newsletter_id, self.status = newsletter_id, status
+        state = "no longer exists" if status is None else f"is {status} now"
+        super().__init__(f"newsletter {newsletter_id} {state}: only a scheduled newsletter can be changed")
+
+
+def _one_at_a_time(session: Session) -> None:
+    """Hold the newsletters for this transaction, so that two scheduling at once see each other.
+    SQLite's write transactions already take the one write lock (BEGIN IMMEDIATE)."""
+    if is_postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(NEWSLETTER_LOCK)))
+
+
+def _same_content(session: Session, content: dict[str, Any], but: int | None) -> m.Newsletter | None:
+    query = (
+        select(m.Newsletter)
+        .where(
+            m.Newsletter.status.in_(
+                [m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING, m.NewsletterStatus.SENT]
+            )
+        )
+        .order_by(m.Newsletter.id)
+    )
+    for newsletter in session.scalars(query):
+        if newsletter.id == but:
+            continue
+        if (
+            newsletter.content.get("front") == content["front"]
+            and newsletter.content.get("body") == content["body"]
+        ):
+            return newsletter
     return None
 
 
+def same_content_as(app: App, source: EmailSource) -> m.Newsletter | None:
+    """A scheduled, sending or sent newsletter with exactly this subject, front matter and text, if any."""
+    with reading(app.engine) as session:
+        return _same_content(session, stored_content(source), None)
+
+
+def first_due_at(app: App, local: datetime, timezone_mode: str, now: datetime) -> datetime:
+    """The first instant the newsletter may go out; TooLate if `local` has passed where it counts."""
+    practice_zone = app.config.delivery.default_timezone
+    if timezone_mode == "practice":
+        first_due = local_instant(local.date(), local.time(), zone(practice_zone))
+        if first_due <= now:
+            raise TooLate(local, [practice_zone], practice=True)
+        return first_due
+    passed = _zones_already_past(app, local, now)
+    if passed:
+        raise TooLate(local, passed, practice=False)
+    return local_instant(local.date(), local.time(), zone(EARLIEST_ZONE))
+
+
+def _check_mode(timezone_mode: str) -> None:
+    if timezone_mode not in TIMEZONE_MODES:
+        raise InputError(
+            f"--timezone {timezone_mode!r}: use 'practice' (one "
+            "instant) or 'subscriber' (each person's local time)"
+        )
+
+
 def schedule(
-    app: App, path: Path, at_local: str, timezone_mode: str, now: datetime, *, again: bool = False
+    app: App,
+    path: Path,
+    at_local: str,
+    timezone_mode: str,
+    now: datetime,
+    *,
+    again: bool = False,
+    text: str | None = None,
+    replaces: int | None = None,
+    new_file: bool = False,
 ) -> int:
     """Render and lint the newsletter, then store it as scheduled. Returns its id.
 
@@ -105,54 +218,48 @@ def schedule(
     in the practice's zone; in subscriber mode: in any zone where a subscriber lives),
     or when a newsletter with the same content is already scheduled or sent, unless
     `again` (a newsletter is a new stream: everyone would get it a second time).
+
+    The console's options: `text` is the newsletter as typed, scheduled as the file `path`
+    it is then written to; `replaces` is a scheduled newsletter this one
+    takes the place of, in the same transaction; `new_file` refuses a `path` that another
+    newsletter, not cancelled, already names. The checks that depend on other newsletters
+    run inside the transaction that stores it, so of two scheduling at once one is refused.
     """
-    if timezone_mode not in TIMEZONE_MODES:
-        raise InputError(
-            f"--timezone {timezone_mode!r}: use 'practice' (one "
-            "instant) or 'subscriber' (each person's local time)"
-        )
+    _check_mode(timezone_mode)
     local = parse_local(at_local)
     path = Path(path)
-    source, prepared, findings = _prepare_and_check(app, path)
+    source, prepared, findings = _prepare_and_check(app, path, text)
     if findings:
-        listed = "\n".join(f"  {finding}" for finding in findings)
-        count = len(findings)
-        raise InputError(
-            f"{path} was not scheduled: {count} problem{'s' if count != 1 else ''} to fix first "
-            f"(the same as `nurture check` reports):\n{listed}"
-        )
+        raise ChecksFailed(path, findings)
     segment = _segment(source)
-    practice_zone = app.config.delivery.default_timezone
-    if timezone_mode == "practice":
-        first_due = local_instant(local.date(), local.time(), zone(practice_zone))
-        if first_due <= now:
-            raise InputError(
-                f"--at {local:%Y-%m-%d %H:%M} has already passed in "
-                f"{practice_zone} (the practice's zone): pick a later time"
-            )
-    else:
-        first_due = local_instant(local.date(), local.time(), zone(EARLIEST_ZONE))
-        passed = _zones_already_past(app, local, now)
-        if passed:
-            raise InputError(
-                f"--at {local:%Y-%m-%d %H:%M} has already passed for subscribers in {', '.join(passed)}: "
-                "pick a later time, or use --timezone practice to send at one instant"
-            )
-    if not again:
-        existing = same_content_as(app, source)
-        if existing is not None:
-            raise InputError(
-                f"{path} was not scheduled: newsletter {existing.id} "
-                f"({existing.status}, {existing.send_at_local.replace('T', ' ')[:16]}) "
-                "has the same content, so everyone would get it twice. "
-                "To send it again anyway, add --again; to change the time, "
-                f"cancel it first: nurture newsletter cancel {existing.id}"
-            )
+    first_due = first_due_at(app, local, timezone_mode, now)
+    content = stored_content(source)
     with transaction(app.engine) as session:
+        _one_at_a_time(session)
+        replaced = session.get(m.Newsletter, replaces) if replaces is not None else None
+        if replaces is not None and (replaced is None or replaced.status != m.NewsletterStatus.SCHEDULED):
+            raise NotScheduledAnyMore(replaces, replaced.status if replaced is not None else None)
+        if new_file:
+            holder = session.scalar(
+                select(m.Newsletter.id).where(
+                    m.Newsletter.source_file == str(path),
+                    m.Newsletter.status != m.NewsletterStatus.CANCELLED,
+                    m.Newsletter.id != (replaces or 0),
+                )
+            )
+            if holder is not None:
+                raise NameTaken(path, holder)
+        if not again:
+            existing = _same_content(session, content, replaces)
+            if existing is not None:
+                raise SameContent(path, existing)
+        if replaced is not None:
+            replaced.status = m.NewsletterStatus.CANCELLED
+            replaced.updated_at = now
         newsletter = m.Newsletter(
             source_file=str(path),
             subject=prepared.subject[:200],
-            content=stored_content(source),
+            content=content,
             segment_tag=segment,
             send_at_local=local.strftime("%Y-%m-%dT%H:%M:%S"),
             timezone_mode=timezone_mode,
@@ -166,9 +273,25 @@ def schedule(
         return newsletter.id
 
 
+def reschedule(app: App, newsletter_id: int, at_local: str, timezone_mode: str, now: datetime) -> None:
+    """Move a scheduled newsletter to another time (or reading of it); its content stays as approved."""
+    _check_mode(timezone_mode)
+    local = parse_local(at_local)
+    first_due = first_due_at(app, local, timezone_mode, now)
+    with transaction(app.engine) as session:
+        _one_at_a_time(session)
+        newsletter = session.get(m.Newsletter, newsletter_id)
+        if newsletter is None or newsletter.status != m.NewsletterStatus.SCHEDULED:
+            raise NotScheduledAnyMore(newsletter_id, newsletter.status if newsletter is not None else None)
+        newsletter.send_at_local = local.strftime("%Y-%m-%dT%H:%M:%S")
+        newsletter.timezone_mode = timezone_mode
+        newsletter.first_due_at = first_due
+        newsletter.updated_at = now
+
+
 def _zones_already_past(app: App, local: datetime, now: datetime) -> list[str]:
     """The zones of active subscribers (and the default zone) where `local` is not in the future."""
-    with transaction(app.engine) as session:
+    with reading(app.engine) as session:
         zones = set(
             session.scalars(
                 select(m.Subscriber.timezone)

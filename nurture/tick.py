@@ -48,6 +48,7 @@ def tick(
     progress: Callable[[int], None] | None = None,
 ) -> Tick:
     """One sending pass at `now`, then the owner's notices (with `weekly`, the Monday summary too)."""
+    app.refresh_settings()  # what the owner saved in the console since the last tick counts now
     summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
     if summary.fatal:
         return Tick(summary)

@@ -230,8 +230,15 @@ def scan_rows(path: Path, now: datetime) -> Iterator[tuple[CleanRow | None, list
             raise InputError(f"{path}, line {reader.line_num}: {exc}") from None
 
 
-def _spool_valid_rows(path: Path, now: datetime, spool: IO[bytes], report: ImportReport) -> None:
-    """Pass 1: count rows and problems into the report, and write the good rows to spool in chunks."""
+def _spool_valid_rows(
+    path: Path,
+    now: datetime,
+    spool: IO[bytes],
+    report: ImportReport,
+    checked: Callable[[int], None] | None = None,
+) -> None:
+    """Pass 1: count rows and problems into the report, and write the good rows to spool in chunks.
+    `checked` hears of each CHUNK rows read (and of the rest at the end)."""
     batch: list[SpooledRow] = []
     # Consent times as stored, per chunk: a file repeats its dates (often a day, no time).
     stored: dict[datetime, str] = {}
@@ -247,6 +254,8 @@ def _spool_valid_rows(path: Path, now: datetime, spool: IO[bytes], report: Impor
                 pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
                 batch = []
                 stored.clear()
+                if checked:
+                    checked(report.rows)
         else:
             report.invalid_count += len(problems)
             room = MAX_PROBLEMS - len(report.invalid)
@@ -254,6 +263,8 @@ def _spool_valid_rows(path: Path, now: datetime, spool: IO[bytes], report: Impor
                 report.invalid.extend(problems[:room])
     if batch:
         pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
+    if checked:
+        checked(report.rows)
     spool.flush()
     spool.seek(0)
 
@@ -288,10 +299,15 @@ def import_csv(
     skip_invalid: bool = False,
     enroll_subscribers: bool = True,
     progress: Callable[[int], None] | None = None,
+    checked: Callable[[int], None] | None = None,
+    note: str | None = None,
 ) -> ImportReport:
+    """Import the people in the CSV file `path` (see the module docstring). `checked` hears how
+    many rows the first pass has read, `progress` how many more the second has written; `note`
+    is the consent records' detail (default: "imported from <file name>")."""
     report = ImportReport()
     with _long_lived_objects_frozen(), tempfile.TemporaryFile(prefix="nurture-import-") as spool:
-        _spool_valid_rows(path, now, spool, report)
+        _spool_valid_rows(path, now, spool, report, checked)
         if report.invalid_count and not skip_invalid:
             shown = "\n".join(f"  {path}, {problem}" for problem in report.invalid[:SHOWN_PROBLEMS])
             hidden = report.invalid_count - min(len(report.invalid), SHOWN_PROBLEMS)
@@ -325,7 +341,7 @@ def import_csv(
                         session,
                         report,
                         now,
-                        f"imported from {path.name}",
+                        note or f"imported from {path.name}",
                         campaigns,
                         secrets,
                         has_suppressions,

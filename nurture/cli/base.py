@@ -32,6 +32,9 @@ class Context:
     def app(self) -> App:
         if self._app is None:
             self._app = App.open(self.config)
+            for problem in self._app.settings_problems:
+                # A setting saved in the console that no longer validates: sending goes on with the file's.
+                click.echo(f"warning: {problem.brief()}", err=True)
         return self._app
 
     def close(self) -> None:

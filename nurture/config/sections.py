@@ -153,6 +153,8 @@ class Console(Section):
     require_totp: bool = False
     idle_timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
     absolute_timeout_hours: float = Field(default=12, gt=0, le=7 * 24)
+    # The largest CSV file the console takes, in megabytes (about 12,000 people a megabyte).
+    import_max_mb: int = Field(default=20, ge=1, le=500)
 
 
 class Settings(Section):

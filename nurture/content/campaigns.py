@@ -203,6 +203,11 @@ def load_email(path: Path) -> EmailSource:
         raise ContentError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError(f"{path}: cannot read ({exc})") from None
+    return email_from_text(path, text)
+
+
+def email_from_text(path: Path, text: str) -> EmailSource:
+    """The email in `text`, as if read from the file `path` (which need not exist)."""
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         raise ContentError(

@@ -134,7 +134,7 @@ class DaySends:
         return self.series + self.newsletters
 
 
-def _event_flags() -> Any:
+def event_flags() -> Any:
     """Per delivery: 1/0 for each kind of event it has (so repeats count once)."""
     event = m.ProviderEvent
 
@@ -157,7 +157,7 @@ def _event_flags() -> Any:
     )
 
 
-def _web_unsubscribes() -> Any:
+def web_unsubscribes() -> Any:
     """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it."""
     delivery = aliased(m.Delivery, name="credited")
     later = aliased(m.Delivery, name="later")
@@ -206,8 +206,8 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         known = ", ".join(sorted(app.campaigns)) or "none"
         raise NotFound(f"no campaign {campaign!r} (campaigns: {known})")
     delivery = m.Delivery
-    flags = _event_flags()
-    web = _web_unsubscribes()
+    flags = event_flags()
+    web = web_unsubscribes()
     unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
     query = (
         select(
@@ -238,7 +238,7 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         found = session.execute(query).all()
         newsletter_ids = [row.newsletter_id for row in found if row.newsletter_id is not None]
         subjects = _newsletter_subjects(session, newsletter_ids)
-        totals_read = _reading_totals(session, campaign, since) if tracking == "aggregate" else {}
+        totals_read = reading_totals(session, campaign, since) if tracking == "aggregate" else {}
     sent_steps = _SentSteps(app)
     letters: dict[str, Any] = {}
     for row in found:
@@ -379,7 +379,7 @@ class _SentSteps:
         return rows + later
 
 
-def _reading_totals(
+def reading_totals(
     session: Session, campaign: str | None, since: datetime | None
 ) -> dict[tuple[str, int, str], int]:
     """Every open and click event per (stream, step, kind): the aggregate mode's per-email totals."""

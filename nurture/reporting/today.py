@@ -174,4 +174,5 @@ def today(app: App, now: datetime) -> Today:
             "Emails went out in the last 24 hours but no delivery events came back from the email provider: "
             "check the Event Webhook settings (bounces and complaints are not being recorded)."
         )
+    info.warnings.extend(str(problem) for problem in app.settings_problems)
     return info

@@ -32,6 +32,9 @@ from nurture.store.db import reading, transaction
 log = logging.getLogger(__name__)
 
 LEGACY_KEY_PREFIX = "#"  # see the migration 0002v
+# A series made in the console carries this file until it is first published: the folder
+# is a draft, not a series to publish as it is (nurture.series.structure).
+NEW_SERIES = ".unpublished"
 
 
 def latest_numbers(session: Session) -> dict[str, int]:
@@ -170,6 +173,7 @@ class SeriesCatalog:
             and folder.name != NEWSLETTERS_DIR
             and not folder.name.startswith(".")
             and folder.name not in latest
+            and not (folder / NEW_SERIES).is_file()
         ]
 
     def _load_draft(self, folder: Path) -> Campaign | None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from nurture.content.campaigns import Campaign
 from nurture.errors import InputError
-from nurture.series.catalog import SeriesStore, insert_version
+from nurture.series.catalog import NEW_SERIES, SeriesStore, insert_version
 from nurture.series.plan import PublishPlan, plan_in
 from nurture.store import models as m
 from nurture.store.db import chunks, insert_rows, transaction
@@ -40,6 +40,8 @@ def publish(app: SeriesStore, draft: Campaign, now: datetime, *, only_ahead: boo
         if result.old_version is not None:
             _apply(session, draft, result, now)
     app.catalog.forget()
+    # A series made in the console is a series to send from now on.
+    (draft.path / NEW_SERIES).unlink(missing_ok=True)
     return result
 
 

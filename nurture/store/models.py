@@ -120,6 +120,9 @@ class ConsentKind(StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     BOOKED = "booked"  # the booking webhook ended the series; no booking details are kept
+    # The owner added the person in the console, with the evidence of a consent given elsewhere
+    # (where, when, and the words they agreed to).
+    ADDED = "added"
 
 
 class ConsentEvent(Base):
@@ -492,3 +495,16 @@ class SendPassRecord(Base):
     failed: Mapped[int] = mapped_column(Integer)
     stuck: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(300))  # "ok" or what went wrong, in words
+
+
+class SavedSetting(Base):
+    """A setting the owner changed on the console's Settings page, by its dotted key
+    ("delivery.send_window.start"). It overrides config.yaml; an environment variable
+    overrides both (nurture.config.overrides says how they are combined)."""
+
+    __tablename__ = "saved_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    saved_at: Mapped[datetime]
+    saved_by: Mapped[str] = mapped_column(String(320))  # the owner's address at the time

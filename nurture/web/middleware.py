@@ -5,9 +5,11 @@ in `nurture.web.client`; the signup rate limit lives in the store: `nurture.web.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,7 +33,8 @@ class BodyLimit:
     starting with one of `acts_anyway` are requests that must be honoured whatever came
     with them (RFC 8058 one-click unsubscribe): their handler runs with an empty body
     and `scope[BODY_DROPPED]` set. Starlette's own limit answers 413 only when the
-    handler reads the body, after a handler that does not has already acted.
+    handler reads the body, after a handler that does not has already acted. Paths in
+    `streamed` (file uploads) are passed on unread: their handler enforces its own limit.
     """
 
     def __init__(
@@ -43,12 +46,14 @@ class BodyLimit:
         limits: Mapping[str, int] | None = None,
         prefix_limits: Mapping[str, int] | None = None,
         acts_anyway: tuple[str, ...] = (),
+        streamed: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limit = limit
         self.limits = dict(limits or {})
         self.prefix_limits = dict(prefix_limits or {})
         self.acts_anyway = acts_anyway
+        self.streamed = streamed
         self.too_large = too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,6 +61,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path in self.streamed:
+            # A file upload: its handler reads it as it arrives and enforces its own limit.
+            await self.app(scope, receive, send)
+            return
         body, complete = await self._read(scope, receive, self.limit_of(path))
         if body is None:
             return  # the client went away
@@ -136,3 +145,21 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class FreshSettings:
+    """Before a request, the settings saved in the console as the store has them now, read at
+    most every `interval` seconds: another process, or another owner, may have changed them.
+    `refresh` is App.refresh_settings (one small query)."""
+
+    def __init__(self, app: ASGIApp, *, refresh: Callable[[], object], interval: float = 2.0) -> None:
+        self.app = app
+        self.refresh = refresh
+        self.interval = interval
+        self._next = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            await run_in_threadpool(self.refresh)
+        await self.app(scope, receive, send)

@@ -33,6 +33,7 @@ from nurture import links
 from nurture.addresses import clean_first_name, clean_timezone, normalize_email
 from nurture.app import App
 from nurture.audience.signup import confirm, unsubscribe
+from nurture.config import Config
 from nurture.errors import InputError, TokenError
 from nurture.tokens import read_confirm_token, read_unsubscribe_token
 from nurture.web.client import client_ip, user_agent
@@ -59,7 +60,7 @@ class Pages:
     """Jinja2 (autoescaped) templates with the inline CSS and script, and a CSP that allows only those."""
 
     def __init__(self, app: App) -> None:
-        self.config = app.config
+        self.app = app
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("nurture.web", "templates"),
             autoescape=True,
@@ -73,6 +74,11 @@ class Pages:
             f"script-src {_csp_hash(self.script)}; "
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
+
+    @property
+    def config(self) -> Config:
+        # Read at each use: settings saved in the console (the consent wording) apply at once.
+        return self.app.config
 
     def render(
         self, template: str, status: int = 200, headers: Mapping[str, str] | None = None, **context: Any

@@ -38,10 +38,18 @@ from nurture.config import WEBHOOK_KEY_ENV
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.console.access import FORM_LIMIT as CONSOLE_FORM_LIMIT
 from nurture.web.console.access import PREFIX as CONSOLE_PREFIX
+from nurture.web.console.access import UPLOADS
+from nurture.web.console.import_jobs import ImportJobs
 from nurture.web.console.render import error_page, is_console_path
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
-from nurture.web.middleware import FORM_BODY_LIMIT, WEBHOOK_BODY_LIMIT, BodyLimit, SecurityHeaders
+from nurture.web.middleware import (
+    FORM_BODY_LIMIT,
+    WEBHOOK_BODY_LIMIT,
+    BodyLimit,
+    FreshSettings,
+    SecurityHeaders,
+)
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
 from nurture.web.ratelimit import RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
@@ -84,12 +92,14 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(signups.stop)  # finishes the signups already accepted
+            site.state.console_imports.close()  # uploads not imported are deleted
 
     site = Starlette(
         routes=[*ROUTES, *console_routes(app)],
         lifespan=lifespan,
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(FreshSettings, refresh=app.refresh_settings),
             # One-click unsubscribe acts whatever the body (RFC 8058); everything else over
             # its limit is refused before its handler runs.
             Middleware(
@@ -99,6 +109,7 @@ def create_app(
                 # The console's forms have their own, larger limit (its guard says why).
                 prefix_limits={CONSOLE_PREFIX + "/": CONSOLE_FORM_LIMIT},
                 acts_anyway=("/unsubscribe/",),
+                streamed=tuple(UPLOADS),
                 too_large=http_error,
             ),
         ],
@@ -115,6 +126,7 @@ def create_app(
     site.state.signups = signups
     know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
     site.state.console_pages = console_state(app)
+    site.state.console_imports = ImportJobs()
     return site
 
 

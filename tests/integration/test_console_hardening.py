@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from nurture.newsletter_drafts import MAX_SOURCE
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 from nurture.web.console.access import FORM_LIMIT
-from nurture.web.console.email_edits import MAX_SOURCE
 from tests.support.console import OWNER, console, csrf
 from tests.support.factories import active_subscribers
 
@@ -90,7 +90,10 @@ def test_the_date_9999_12_31_is_refused_with_words(tmp_path):
             "time": "10:00",
             "mode": "subscriber",
         }
-        for day, words in (("9999-12-31", "too far ahead"), ("2026-02-30", "not a date")):
+        for day, words in (
+            ("9999-12-31", "more than two years away"),
+            ("2026-02-30", "not one the calendar has"),
+        ):
             for do in ("preview", "schedule"):
                 answer = client.post("/console/newsletters/compose", data={**form, "date": day, "do": do})
                 assert answer.status_code == 400 and words in answer.text, (day, do)

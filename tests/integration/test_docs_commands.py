@@ -27,10 +27,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
-DOC_PAGES = [README, *sorted(DOCS.glob("*.md"))]
+# A docs page may have pages of its own in a folder of its name (docs/console.md: docs/console/).
+SUB_PAGES = sorted(DOCS.glob("*/*.md"))
 # The owner's guides to the console, one task a page, linked from docs/console.md.
-CONSOLE_GUIDES = sorted((DOCS / "console").glob("*.md"))
-LINKED_PAGES = [*DOC_PAGES, *CONSOLE_GUIDES, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
+CONSOLE_GUIDES = [page for page in SUB_PAGES if page.parent.name == "console"]
+DOC_PAGES = [README, *sorted(DOCS.glob("*.md")), *SUB_PAGES]
+LINKED_PAGES = [*DOC_PAGES, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md"]
 README_MAX_LINES = 200
 IMAGE_MAX_BYTES = 256 * 1024
 PAGE_TIMEOUT = 600  # seconds for all the blocks of one page (the README runs `make demo`)
@@ -243,6 +245,20 @@ def test_the_console_page_links_every_owners_guide() -> None:
     linked = {(DOCS / target.partition("#")[0]).resolve() for _, target in links(DOCS / "console.md")}
     missing = [str(guide.relative_to(REPO)) for guide in CONSOLE_GUIDES if guide.resolve() not in linked]
     assert CONSOLE_GUIDES and not missing, f"docs/console.md does not link: {', '.join(missing)}"
+
+
+def test_each_sub_page_is_linked_from_its_page() -> None:
+    missing = []
+    for sub_page in SUB_PAGES:
+        parent = DOCS / f"{sub_page.parent.name}.md"
+        linked = (
+            {(parent.parent / target.split("#")[0]).resolve() for _, target in links(parent)}
+            if parent.is_file()
+            else set()
+        )
+        if sub_page.resolve() not in linked:
+            missing.append(f"{sub_page.relative_to(REPO)} (from {parent.relative_to(REPO)})")
+    assert not missing, "not linked: " + ", ".join(missing)
 
 
 @pytest.mark.parametrize("page", LINKED_PAGES, ids=lambda page: str(page.relative_to(REPO)))

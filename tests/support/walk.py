@@ -1,10 +1,11 @@
 """Walking the console in a real Chromium: every page checked the same way.
 
-`Walk.check(name)`, on the page as it is: axe-core (from the axe-playwright-python
-package, injected offline) finds no WCAG violation at 1280 px nor at 375 px; at 375 px
-the page fits the screen and no word is split in the middle; screenshots at both widths
-go to test-artifacts/. Meanwhile nothing may be fetched from outside the server, and the
-browser may log no error (a CSP refusal is one).
+`Walk.go(path)` opens a console page, `Walk.submit(button)` presses a button or link and
+waits for the page that answers; `Walk.check(name)`, on the page as it is: axe-core (from
+the axe-playwright-python package, injected offline) finds no WCAG violation at 1280 px
+nor at 375 px; at 375 px the page fits the screen and no word is split in the middle;
+screenshots at both widths go to test-artifacts/. Meanwhile nothing may be fetched from
+outside the server, and the browser may log no error (a CSP refusal is one).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class Walk:
             self.outside.append(url)
             route.abort()
 
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+        self.page.wait_for_load_state("load")
+
     def submit(self, button: Any) -> None:
         """Press a button that posts a form, and wait for the page that answers.
 
@@ -85,6 +90,7 @@ class Walk:
         self.page.wait_for_timeout(200)
         with self.page.expect_navigation():
             button.click()
+        self.page.wait_for_load_state("load")
 
     def _axe(self, name: str, width: str) -> None:
         page = self.page
@@ -102,6 +108,7 @@ class Walk:
         self._axe(name, "1280 px")
         page.screenshot(path=str(self.artifacts / f"{name}-1280.png"), full_page=True)
         page.set_viewport_size(NARROW)
+        page.wait_for_timeout(100)  # a moment for the narrow layout (stacked tables) to settle
         try:
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= NARROW["width"], f"{name} is {width} px wide on a 375 px screen"

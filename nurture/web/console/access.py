@@ -40,6 +40,11 @@ PUBLIC = {LOGIN, PREFIX + "/static/console.css"}
 PUBLIC_PREFIXES = (JOIN,)
 FORM_LIMIT = 2 * 1024 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
+# Forms that upload a file: multipart, streamed to their handler (which enforces its own size
+# limit). Their first field must be the CSRF token, which is checked before the file is read.
+UPLOADS = {PREFIX + "/subscribers/import"}
+UPLOAD_TYPE = "multipart/form-data"
+FIRST_FIELD_LIMIT = 16 * 1024
 
 
 async def read_form(request: Request) -> FormData:
@@ -147,7 +152,13 @@ class ConsoleGuard:
         if owner is None and not is_public(path):
             await RedirectResponse(LOGIN, status_code=303)(scope, receive, send)
             return
-        if post:
+        if post and path in UPLOADS:
+            sent, receive = await _first_field(receive, headers)
+            expected = owner.csrf_token if owner is not None else ""
+            if sent is None or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+                await _forbidden()(scope, receive, send)
+                return
+        elif post:
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away
@@ -194,6 +205,51 @@ async def _read_body(receive: Any) -> bytes | TooLarge | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _first_field(receive: Any, headers: Headers) -> tuple[str | None, Any]:
+    """The CSRF token a multipart form sends as its first field (None if it does not), and a
+    `receive` that hands on the body from its start, the rest still streamed."""
+    kind, _, params = headers.get("content-type", "").partition(";")
+    boundary = next(
+        (
+            value.strip().strip('"')
+            for name, _, value in (part.strip().partition("=") for part in params.split(";"))
+            if name.lower() == "boundary"
+        ),
+        "",
+    )
+    if kind.strip().lower() != UPLOAD_TYPE or not boundary:
+        return None, receive
+    delimiter = b"--" + boundary.encode("latin-1")
+    buffered = b""
+    more = True
+    token: str | None = None
+    while more and len(buffered) <= FIRST_FIELD_LIMIT:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, receive
+        buffered += message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        head, found, rest = buffered.partition(b"\r\n\r\n")
+        end = rest.find(b"\r\n" + delimiter)
+        if found and end >= 0:
+            named = b'name="' + CSRF_FIELD.encode() + b'"'
+            lines = head.split(b"\r\n")
+            if lines[0] == delimiter and len(lines) > 1 and named in lines[1]:
+                token = rest[:end].decode("utf-8", "replace")
+            break
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": buffered, "more_body": more}
+        message: dict[str, Any] = await receive()
+        return message
+
+    return token, replay
 
 
 def _replay(body: bytes) -> Any:

@@ -1,15 +1,15 @@
-"""/console/newsletters: write one in Markdown with a preview and the checks, send a test
-copy, schedule it (date, time and whose clock, in plain words), cancel, and results.
+"""/console/newsletters: the newsletters and drafts, and writing one in Markdown with a preview
+and the checks, a test copy, and scheduling it (date, time and whose clock, in plain words).
 
-Scheduling goes through nurture.newsletters.schedule, exactly as `nurture newsletter
-schedule`: the file is written to campaigns/newsletters/<name>.md first.
+Scheduling goes through nurture.newsletter_drafts.schedule_text: every check first, then the
+store, then the file; a refused schedule changes nothing. The draft is saved when she
+previews or sends herself a test copy. One newsletter's page (its results, moving it,
+editing or cancelling it) is nurture.web.console.newsletter_one.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,9 +18,25 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nurture.app import App
-from nurture.content.campaigns import NEWSLETTERS_DIR
-from nurture.errors import InputError, NurtureError
-from nurture.newsletters import cancel, list_newsletters, parse_local, schedule
+from nurture.errors import InputError, NotFound, NurtureError
+from nurture.newsletter_drafts import (
+    Draft,
+    clean_name,
+    discard_draft,
+    list_drafts,
+    live_path,
+    read_draft,
+    save_draft,
+    schedule_text,
+)
+from nurture.newsletters import (
+    ChecksFailed,
+    NameTaken,
+    NotScheduledAnyMore,
+    SameContent,
+    TooLate,
+    list_newsletters,
+)
 from nurture.owners.audit import record_now
 from nurture.sending.one_email import send_test_copy
 from nurture.sending.planning import at_local, zone
@@ -34,7 +50,7 @@ from nurture.web.console.render import pages_of
 from nurture.web.console.words import in_her_words
 
 BASE = "/console/newsletters"
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+FURTHEST = timedelta(days=2 * 366)  # a newsletter is planned weeks ahead, not years
 STARTER = """---
 subject: A note from the practice
 preheader: One line that shows beside the subject in the inbox.
@@ -48,39 +64,11 @@ Write the newsletter here. Leave an empty line between paragraphs.
 """
 
 
-def _folder(app: App) -> Path:
-    return app.config.campaigns_dir / NEWSLETTERS_DIR
-
-
-def _clean_name(raw: str) -> str:
-    name = raw.strip().lower().removesuffix(".md")
-    if not NAME.match(name):
-        raise InputError(
-            "the file name may hold only small letters, digits and dashes (for example 2026-12-winter-note)"
-        )
-    return name
-
-
-LATEST_YEARS = 5
-
-
-def check_date(text: str, now: datetime) -> None:
-    """The date field holds a real date within the next LATEST_YEARS years (the date field of a
-    browser allows up to 9999-12-31, past what the store's times can be moved by a day)."""
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError("the date is not a date: pick it with the date field (year, month, day)") from None
-    if day.year > now.year + LATEST_YEARS:
-        raise InputError(f"the date is too far ahead: pick one within the next {LATEST_YEARS} years")
-
-
-def _same_day_series(app: App, day: str) -> int:
+def _same_day_series(app: App, day: date) -> int:
     """People who also have a series email due on that day (practice time), so the daily cap moves
     one of the two."""
-    local = parse_local(day + " 00:00")
     tz = zone(app.config.delivery.default_timezone)
-    start = at_local(local.date(), local.time(), tz)
+    start = at_local(day, datetime.min.time(), tz)
     with reading(app.engine) as session:
         return int(
             session.scalar(
@@ -96,6 +84,53 @@ def _same_day_series(app: App, day: str) -> int:
         )
 
 
+def parse_day(raw: str, now: datetime) -> date | None:
+    """The date field, or InputError in her words."""
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw.strip())
+    except ValueError:
+        raise InputError("the date is not one the calendar has: pick it again") from None
+    if day > (now + FURTHEST).date():
+        raise InputError("that date is more than two years away: pick a nearer one")
+    return day
+
+
+def parse_clock(raw: str) -> str:
+    """The time field as HH:MM, or InputError in her words."""
+    text = raw.strip()
+    try:
+        return datetime.strptime(text, "%H:%M").strftime("%H:%M")
+    except ValueError:
+        raise InputError("the time is not one the clock has: pick it again") from None
+
+
+def plain_words(exc: NurtureError, app: App) -> str:
+    """What a refused newsletter action means, in the owner's words (no commands, no paths)."""
+    if isinstance(exc, TooLate):
+        if exc.practice:
+            return "that time has already passed in the practice's time zone: pick a later time"
+        return (
+            f"that time has already passed for readers in {', '.join(exc.zones)}: pick a later time, "
+            "or send it at that time in the practice's time zone instead"
+        )
+    if isinstance(exc, SameContent):
+        return (
+            f"newsletter {exc.existing_id} ({exc.existing_status}, {exc.existing_when}) has exactly this "
+            "text, so everyone would get it twice. To change its time, open it from the list above"
+        )
+    if isinstance(exc, NameTaken):
+        whose = f"newsletter {exc.owner_id}" if exc.owner_id is not None else "another newsletter's file"
+        return f"this name is already used by {whose}: choose another name"
+    if isinstance(exc, ChecksFailed):
+        return "the check found something to fix first: press Preview and check to see it"
+    if isinstance(exc, NotScheduledAnyMore):
+        state = "no longer exists" if exc.status is None else f"is now {exc.status}"
+        return f"newsletter {exc.newsletter_id} {state}, so it can no longer be changed"
+    return in_her_words(exc)
+
+
 async def newsletters_page(
     request: Request,
     *,
@@ -107,7 +142,9 @@ async def newsletters_page(
     cap_warning: str | None = None,
 ) -> Response:
     app: App = request.app.state.app
+    now: datetime = request.app.state.clock()
     letters = await run_in_threadpool(list_newsletters, app)
+    drafts = await run_in_threadpool(list_drafts, app.config)
     values = {
         "name": "",
         "source": STARTER,
@@ -116,12 +153,21 @@ async def newsletters_page(
         "mode": "subscriber",
         **(form or {}),
     }
-    if flash is None:
-        done = request.query_params.get("done", "")
-        flash = {
-            "scheduled": "Scheduled. It goes out at the chosen time; you can cancel it here until then.",
-            "cancelled": "Cancelled: it will not go out (emails already sent stay sent).",
-        }.get(done)
+    opened: Draft | None = None
+    wanted = request.query_params.get("draft", "")
+    if form is None and wanted:
+        try:
+            opened = await run_in_threadpool(read_draft, app.config, clean_name(wanted))
+            values.update(name=opened.name, source=opened.text)
+        except InputError:
+            flash, flash_kind = "That draft is not here any more (it was scheduled or discarded).", "warning"
+    elif values["name"]:
+        try:
+            opened = await run_in_threadpool(read_draft, app.config, clean_name(values["name"]))
+        except InputError:
+            opened = None
+    if flash is None and request.query_params.get("done") == "discarded":
+        flash = "Draft discarded."
     rendered = checked.rendered if checked is not None else None
     return pages_of(request).render(
         request,
@@ -129,109 +175,127 @@ async def newsletters_page(
         status=status,
         title="Newsletters",
         letters=letters,
+        drafts=drafts,
+        now=now,
         values=values,
+        replaces=opened.replaces if opened is not None else None,
         checked=checked,
         flash=flash,
         flash_kind=flash_kind,
         cap_warning=cap_warning,
         practice_zone=app.config.delivery.default_timezone,
-        max_per_day=app.config.delivery.max_emails_per_day,
         email_styles=style_hashes(rendered.html) if rendered else None,
     )
 
 
+def _cap_warning(app: App, day: date | None) -> str | None:
+    if day is None or app.config.delivery.max_emails_per_day > 1:
+        return None
+    same_day = _same_day_series(app, day)
+    if not same_day:
+        return None
+    return (
+        f"{same_day} {'person also has' if same_day == 1 else 'people also have'} "
+        "a series email due that day. Each person gets at most one email a day, "
+        "so for them one of the two waits until the next day."
+    )
+
+
 async def newsletter_compose(request: Request) -> Response:
-    """One form, three buttons: preview and check, send a test copy, schedule."""
+    """One form, three buttons: preview and check (saves the draft), send a test copy, schedule."""
     app: App = request.app.state.app
     raw = await read_form(request)
     form = {key: str(raw.get(key) or "") for key in ("name", "source", "date", "time", "mode", "do")}
     now: datetime = request.app.state.clock()
     actor = request.state.owner.actor(client_ip(request))
+    doing = form["do"] if form["do"] in ("test", "schedule") else "preview"
     try:
-        name = _clean_name(form["name"])
-        live = _folder(app) / f"{name}.md"
-        draft = await run_in_threadpool(email_edits.write_draft, live, form["source"])
-        checked = await run_in_threadpool(lambda: email_edits.check(app.config, draft, live))
-        cap_warning = None
-        if form["date"]:
-            check_date(form["date"], now)
-            same_day = await run_in_threadpool(_same_day_series, app, form["date"])
-            if same_day and app.config.delivery.max_emails_per_day <= 1:
-                cap_warning = (
-                    f"{same_day} {'person also has' if same_day == 1 else 'people also have'} "
-                    "a series email due that day. "
-                    f"Each person gets at most {app.config.delivery.max_emails_per_day} "
-                    "email a day, so for them one of the two waits until the next day."
-                )
-        if form["do"] == "test":
-            if checked.prepared is None:
-                raise InputError("the newsletter cannot be built yet: fix the findings below")
-            copy = await run_in_threadpool(
-                send_test_copy, app.transport, app.config, checked.prepared, request.state.owner.email
+        name = clean_name(form["name"])
+        day = parse_day(form["date"], now)
+        live = live_path(app.config, name)
+        checked = await run_in_threadpool(email_edits.check, app.config, form["source"], live)
+        cap_warning = await run_in_threadpool(_cap_warning, app, day)
+        if doing == "preview":
+            await run_in_threadpool(save_draft, app.config, name, form["source"])
+            return await newsletters_page(
+                request,
+                form=form,
+                checked=checked,
+                flash="Draft saved and checked. Nothing goes out until you schedule it.",
+                cap_warning=cap_warning,
             )
+        if checked.findings or checked.prepared is None:
+            what = "No test copy was made" if doing == "test" else "Not scheduled"
+            return await newsletters_page(
+                request,
+                form=form,
+                checked=checked,
+                flash=f"{what}: fix what the check found first (listed below). Nothing was saved.",
+                flash_kind="warning",
+                status=400,
+                cap_warning=cap_warning,
+            )
+        if doing == "test":
+            await run_in_threadpool(save_draft, app.config, name, form["source"])
+            owner_email = request.state.owner.email
+            await run_in_threadpool(send_test_copy, app.transport, app.config, checked.prepared, owner_email)
             await run_in_threadpool(record_now, app, actor, "sent a newsletter test copy", now, name)
             return await newsletters_page(
                 request,
                 form=form,
                 checked=checked,
-                flash=f"Test copy sent to {copy.to}.",
+                flash=email_edits.test_copy_words(app, owner_email) + " The draft is saved.",
                 cap_warning=cap_warning,
             )
-        if form["do"] == "schedule":
-            if checked.findings:
-                return await newsletters_page(
-                    request,
-                    form=form,
-                    checked=checked,
-                    flash="Not scheduled: fix the findings below first.",
-                    flash_kind="warning",
-                    status=400,
-                    cap_warning=cap_warning,
-                )
-            if not form["date"] or not form["time"]:
-                raise InputError("choose the date and the time to send it")
-            mode = "subscriber" if form["mode"] == "subscriber" else "practice"
-            await run_in_threadpool(live.write_text, (draft.read_text(encoding="utf-8")), "utf-8")
-            newsletter_id = await run_in_threadpool(
-                schedule, app, live, f"{form['date']} {form['time']}", mode, now
+        if day is None or not form["time"].strip():
+            raise InputError("choose the date and the time to send it")
+        form["time"] = parse_clock(form["time"])
+        mode = "subscriber" if form["mode"] == "subscriber" else "practice"
+        try:
+            replaces = (await run_in_threadpool(read_draft, app.config, name)).replaces
+        except NotFound:
+            replaces = None
+        newsletter_id = await run_in_threadpool(
+            lambda: schedule_text(
+                app, name, form["source"], f"{day:%Y-%m-%d} {form['time']}", mode, now, replaces=replaces
             )
-            email_edits.discard_draft(live)
-            await run_in_threadpool(
-                record_now,
-                app,
-                actor,
-                "scheduled a newsletter",
-                now,
-                f"newsletter {newsletter_id} ({name}) at {form['date']} {form['time']} {mode} time",
-            )
-            return RedirectResponse(BASE + "?done=scheduled", status_code=303)
-        return await newsletters_page(request, form=form, checked=checked, cap_warning=cap_warning)
+        )
+        detail = f"newsletter {newsletter_id} ({name}) at {day:%Y-%m-%d} {form['time']} {mode} time"
+        if replaces is not None:
+            detail += f", in place of newsletter {replaces}"
+        await run_in_threadpool(record_now, app, actor, "scheduled a newsletter", now, detail)
+        return RedirectResponse(f"{BASE}/{newsletter_id}?done=scheduled", status_code=303)
     except NurtureError as exc:
+        nothing = "Nothing was saved or scheduled" if doing == "schedule" else "Nothing was done"
         return await newsletters_page(
             request,
             form=form,
-            flash=f"Nothing was sent or scheduled: {in_her_words(exc)}",
+            flash=f"{nothing}: {plain_words(exc, app)}.",
             flash_kind="warning",
             status=400,
         )
 
 
-async def newsletter_cancel(request: Request) -> Response:
+async def draft_discard(request: Request) -> Response:
     app: App = request.app.state.app
-    newsletter_id = int(request.path_params["newsletter_id"])
+    form = await read_form(request)
     now: datetime = request.app.state.clock()
     try:
-        await run_in_threadpool(cancel, app, newsletter_id, now)
-    except NurtureError as exc:
+        name = clean_name(str(form.get("name") or ""))
+    except InputError:
         return await newsletters_page(
-            request, flash=f"Nothing changed: {in_her_words(exc)}", flash_kind="warning", status=400
+            request, flash="There is no such draft.", flash_kind="warning", status=400
         )
-    await run_in_threadpool(
-        record_now,
-        app,
-        request.state.owner.actor(client_ip(request)),
-        "cancelled a newsletter",
-        now,
-        f"newsletter {newsletter_id}",
+    if not await run_in_threadpool(discard_draft, app.config, name):
+        return await newsletters_page(
+            request,
+            flash="That draft was not there any more: it was scheduled or discarded meanwhile.",
+            flash_kind="warning",
+            status=400,
+        )
+    actor = request.state.owner.actor(client_ip(request))
+    await run_in_threadpool(record_now, app, actor, "discarded a newsletter draft", now, name)
+    back = str(form.get("back") or "")
+    return RedirectResponse(
+        "/console/drafts?done=discarded" if back == "drafts" else BASE + "?done=discarded", status_code=303
     )
-    return RedirectResponse(BASE + "?done=cancelled", status_code=303)

@@ -33,6 +33,10 @@ DONE = {
     "untagged": "Tag removed.",
     "unsubscribed": "Unsubscribed: this person gets no more emails.",
     "already-unsubscribed": "This person was already unsubscribed; nothing changed.",
+    "added-added": "Added: this person is subscribed, with the evidence of their consent below.",
+    "added-confirmed": "This person had signed up without confirming: they are subscribed now, "
+    "with the evidence of their consent below.",
+    "added-already": "This person was already subscribed: nothing changed.",
 }
 
 

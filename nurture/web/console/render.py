@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from nurture.app import App
+from nurture.config import Config
 from nurture.owners.sessions import OwnerSessionInfo
 from nurture.sending.planning import zone
 from nurture.web.console.access import CSRF_FIELD, PREFIX
@@ -26,8 +28,10 @@ NAV = (
     ("Subscribers", PREFIX + "/subscribers"),
     ("Newsletters", PREFIX + "/newsletters"),
     ("Series", PREFIX + "/series"),
+    ("Drafts", PREFIX + "/drafts"),
     ("Deliveries", PREFIX + "/deliveries"),
     ("Results", PREFIX + "/results"),
+    ("Settings", PREFIX + "/settings"),
     ("Audit log", PREFIX + "/audit"),
     ("Owners", PREFIX + "/owners"),
     ("Your account", PREFIX + "/account"),
@@ -41,8 +45,6 @@ def stylesheet() -> str:
 class ConsolePages:
     def __init__(self, app: App) -> None:
         self.app = app
-        self.config = app.config
-        self.tz = zone(app.config.delivery.default_timezone)
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("nurture.web.console", "templates"),
             autoescape=True,
@@ -51,6 +53,16 @@ class ConsolePages:
         self.env.filters["local"] = self.local
         self.env.filters["plural"] = plural
         self.env.filters["her_words"] = in_her_words
+        self.env.filters["age"] = age
+
+    @property
+    def config(self) -> Config:
+        # Read at each use: a setting saved in the console (the practice's zone) applies at once.
+        return self.app.config
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return zone(self.config.delivery.default_timezone)
 
     def local(self, value: datetime | None, pattern: str = "%d %b %Y, %H:%M") -> str:
         """A time in the practice's zone, as people write it."""
@@ -96,6 +108,18 @@ def page_headers(email_styles: list[str] | None = None) -> dict[str, str]:
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def age(elapsed: timedelta) -> str:
+    """How long ago, as people say it."""
+    minutes = int(elapsed.total_seconds() // 60)
+    if minutes < 2:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} minutes ago"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} hours ago"
+    return f"{minutes // (24 * 60)} days ago"
 
 
 def pages_of(request: Request) -> ConsolePages:

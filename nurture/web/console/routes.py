@@ -26,7 +26,14 @@ from nurture.web.console.account_pages import (
     recovery_codes_page,
 )
 from nurture.web.console.auth import login_page, logout_page
-from nurture.web.console.newsletter_pages import newsletter_cancel, newsletter_compose, newsletters_page
+from nurture.web.console.drafts_page import drafts_page
+from nurture.web.console.newsletter_one import (
+    newsletter_cancel,
+    newsletter_edit,
+    newsletter_page,
+    newsletter_reschedule,
+)
+from nurture.web.console.newsletter_pages import draft_discard, newsletter_compose, newsletters_page
 from nurture.web.console.ops_pages import audit_page, deliveries_page, release_deliveries, results_page
 from nurture.web.console.owner_pages import (
     cancel_invite_page,
@@ -35,6 +42,7 @@ from nurture.web.console.owner_pages import (
     owners_page,
     remove_owner_page,
 )
+from nurture.web.console.people_add_pages import add_one, add_page, import_act, import_page, upload
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
 from nurture.web.console.render import ConsolePages, css_response
 from nurture.web.console.series_pages import (
@@ -44,6 +52,14 @@ from nurture.web.console.series_pages import (
     step_action,
     step_page,
 )
+from nurture.web.console.series_shape_pages import (
+    series_add,
+    series_create,
+    series_discard,
+    series_shape,
+    series_switch,
+)
+from nurture.web.console.settings_pages import settings_page, settings_save
 from nurture.web.console.today_page import today_page
 
 
@@ -77,6 +93,11 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/logout", logout_page, methods=["POST"]),
     Route("/static/console.css", stylesheet, methods=["GET"]),
     Route("/subscribers", subscribers_page, methods=["GET"]),
+    Route("/subscribers/add", add_page, methods=["GET"]),
+    Route("/subscribers/add", add_one, methods=["POST"]),
+    Route("/subscribers/import", upload, methods=["POST"]),
+    Route("/subscribers/import/{token:str}", import_page, methods=["GET"]),
+    Route("/subscribers/import/{token:str}/{action:str}", import_act, methods=["POST"]),
     Route("/subscribers/{subscriber_id:id}", person_page, methods=["GET"]),
     Route("/subscribers/{subscriber_id:id}/{action:str}", person_action, methods=["POST"]),
     Route("/deliveries", deliveries_page, methods=["GET"]),
@@ -85,12 +106,25 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/audit", audit_page, methods=["GET"]),
     Route("/newsletters", newsletters_page, methods=["GET"]),
     Route("/newsletters/compose", newsletter_compose, methods=["POST"]),
+    Route("/newsletters/drafts/discard", draft_discard, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:id}", newsletter_page, methods=["GET"]),
     Route("/newsletters/{newsletter_id:id}/cancel", newsletter_cancel, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:id}/reschedule", newsletter_reschedule, methods=["POST"]),
+    Route("/newsletters/{newsletter_id:id}/edit", newsletter_edit, methods=["POST"]),
     Route("/series", series_list_page, methods=["GET"]),
+    Route("/series/create", series_create, methods=["POST"]),
     Route("/series/{slug:str}", series_page, methods=["GET"]),
+    Route("/series/{slug:str}/shape", series_shape, methods=["POST"]),
+    Route("/series/{slug:str}/add", series_add, methods=["POST"]),
+    Route("/series/{slug:str}/pause", series_switch, methods=["POST"]),
+    Route("/series/{slug:str}/resume", series_switch, methods=["POST"]),
+    Route("/series/{slug:str}/discard", series_discard, methods=["POST"]),
     Route("/series/{slug:str}/publish", series_publish, methods=["POST"]),
     Route("/series/{slug:str}/{step:int}", step_page, methods=["GET"]),
     Route("/series/{slug:str}/{step:int}/{action:str}", step_action, methods=["POST"]),
+    Route("/drafts", drafts_page, methods=["GET"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings", settings_save, methods=["POST"]),
     Route("/account", account_page, methods=["GET"]),
     Route("/account/password", change_password_page, methods=["POST"]),
     Route("/account/sessions/end", end_sessions_page, methods=["POST"]),

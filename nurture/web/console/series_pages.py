@@ -7,6 +7,7 @@ What a series is under versioned series, and publishing it, is in nurture.series
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from nurture.content.rules import Finding
 from nurture.errors import NurtureError
 from nurture.owners.audit import record_now
 from nurture.sending.one_email import send_test_copy
+from nurture.series.control import is_paused
 from nurture.series.review import (
     SeriesState,
     email_changes,
@@ -27,6 +29,7 @@ from nurture.series.review import (
     series_state,
     waiting_by_key,
 )
+from nurture.series.structure import is_new_series
 from nurture.web.client import client_ip
 from nurture.web.console import email_edits
 from nurture.web.console.access import read_form
@@ -37,8 +40,13 @@ from nurture.web.console.words import in_her_words
 BASE = "/console/series"
 DONE = {
     "saved": ("Draft saved. Nothing goes out until you publish the series.", "ok"),
-    "tested": ("Test copy sent to your address.", "ok"),
     "published": ("Published: from the next sending pass on, this series sends the new version.", "ok"),
+    "shaped": ("Saved as a draft. The plan below shows what publishing it would change.", "ok"),
+    "added": ("Email added to the draft with a starter text: write it below, then publish the series.", "ok"),
+    "paused": ("Paused: nobody gets an email of this series until you resume it.", "ok"),
+    "resumed": ("Resumed: emails that fell due meanwhile go out at the next sending pass.", "ok"),
+    "discarded": ("Draft thrown away: the emails are back as the published version has them.", "ok"),
+    "created": ("Series made, as a draft: write its emails, then publish it. Nothing goes out before.", "ok"),
 }
 EVERYONE, ONLY_AHEAD = "everyone", "ahead"
 
@@ -53,10 +61,27 @@ def _series_list(app: App) -> list[Any]:
     return list({**published, **files}.values())
 
 
+def _series_states(app: App, campaigns: list[Any]) -> dict[str, str]:
+    published = app.catalog.current(app.engine)
+    states = {}
+    for campaign in campaigns:
+        if campaign.slug not in published:
+            states[campaign.slug] = "a draft, not published yet"
+        elif is_paused(app, campaign.slug):
+            states[campaign.slug] = "paused"
+        else:
+            states[campaign.slug] = f"version {published[campaign.slug].version} going out"
+    return states
+
+
 async def series_list_page(request: Request) -> Response:
     app: App = request.app.state.app
     campaigns = await run_in_threadpool(_series_list, app)
-    return pages_of(request).render(request, "series_list.html", title="Series", campaigns=campaigns)
+    states = await run_in_threadpool(_series_states, app, campaigns)
+    flash = "The unpublished series was deleted." if request.query_params.get("done") == "removed" else None
+    return pages_of(request).render(
+        request, "series_list.html", title="Series", campaigns=campaigns, states=states, flash=flash
+    )
 
 
 def _broken(request: Request, exc: Exception) -> Response:
@@ -125,6 +150,7 @@ async def series_page(
     waiting = await run_in_threadpool(waiting_by_key, app, state.slug)
     if flash is None and request.query_params.get("done") in DONE:
         flash, flash_kind = DONE[request.query_params["done"]]
+    shape = await run_in_threadpool(_shape_facts, app, state)
     changed = (
         {change.key for change in state.plan.diff.changes}
         if state.plan and state.plan.old_version is not None
@@ -144,7 +170,20 @@ async def series_page(
         flash_kind=flash_kind,
         everyone=EVERYONE,
         only_ahead=ONLY_AHEAD,
+        now=request.app.state.clock(),
+        **shape,
     )
+
+
+def _shape_facts(app: App, state: SeriesState) -> dict[str, Any]:
+    """Paused or not, made here and never published, and when its files last changed."""
+    folder = app.config.campaigns_dir / state.slug
+    times = [path.stat().st_mtime for path in folder.iterdir() if path.is_file()] if folder.is_dir() else []
+    return {
+        "paused": state.published is not None and is_paused(app, state.slug),
+        "new_series": is_new_series(folder),
+        "draft_saved_at": datetime.fromtimestamp(max(times), UTC) if times else None,
+    }
 
 
 def _step_view(app: App, state: SeriesState, number: int) -> dict[str, Any]:
@@ -152,7 +191,7 @@ def _step_view(app: App, state: SeriesState, number: int) -> dict[str, Any]:
     path = step.email.path
     if path.exists():
         source = path.read_text(encoding="utf-8")
-        checked = email_edits.check(app.config, path, path, campaign=state.campaign, step=step)
+        checked = email_edits.check(app.config, source, path, campaign=state.campaign, step=step)
     else:
         source = ""
         checked = email_edits.Checked(
@@ -194,6 +233,8 @@ async def step_page(
     view = await run_in_threadpool(_step_view, app, state, number)
     if typed is not None:
         view["source"] = typed
+    if flash is None and request.query_params.get("done") == "tested":
+        flash = email_edits.test_copy_words(app, request.state.owner.email)
     if flash is None and request.query_params.get("done") in DONE:
         flash, flash_kind = DONE[request.query_params["done"]]
     rendered = view["checked"].rendered
@@ -233,10 +274,10 @@ async def step_action(request: Request) -> Response:
         if action == "test":
             view = await run_in_threadpool(_step_view, app, state, number)
             prepared = view["checked"].prepared
-            if prepared is None:
+            if prepared is None or view["checked"].findings:
                 return await step_page(
                     request,
-                    flash="No test copy: the email cannot be built yet (see the findings).",
+                    flash="No test copy was made: fix what the check found first (listed below).",
                     flash_kind="warning",
                     status=400,
                 )
