@@ -157,3 +157,26 @@ def test_reseal_moves_every_secret_to_the_current_key(
     assert (
         failed.exit_code == 1 and "cannot be decrypted" in failed.output and "Traceback" not in failed.output
     )
+
+
+def test_the_migration_keeps_every_row_that_refers_to_an_owner(engine: Engine) -> None:
+    """0007a changes owners' columns in place: Alembic's batch copy of a table on SQLite drops
+    it, and with foreign keys on, dropping owners would cascade to every owner's sessions."""
+    _owner_before_0007a(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO owner_sessions (id_hash, owner_id, csrf_token, created_at, last_seen_at) "
+                "VALUES (:hash, 7, 'c', '2026-11-30 00:00:00', '2026-11-30 00:00:00')"
+            ),
+            {"hash": "a" * 64},
+        )
+
+    def sessions() -> list[int]:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT owner_id FROM owner_sessions")).scalars())
+
+    upgrade(engine, secret_keys=[SECRET])
+    assert sessions() == [7]
+    command.downgrade(alembic_config(engine, [SECRET]), "0002v")
+    assert sessions() == [7]

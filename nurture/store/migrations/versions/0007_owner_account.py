@@ -80,16 +80,16 @@ def _open_existing() -> None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("owners", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("totp_sealed", sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column("totp_pending_sealed", sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column("totp_pending_at", sa.DateTime(), nullable=True))
-        batch_op.add_column(
-            sa.Column("totp_pending_misses", sa.Integer(), server_default="0", nullable=False)
-        )
+    # Plain ADD and DROP COLUMN on owners, never Alembic's batch copy: on SQLite the copy drops
+    # the table, and with foreign keys on, the drop cascades to every owner's sessions.
+    op.add_column("owners", sa.Column("totp_sealed", sa.String(length=255), nullable=True))
+    op.add_column("owners", sa.Column("totp_pending_sealed", sa.String(length=255), nullable=True))
+    op.add_column("owners", sa.Column("totp_pending_at", sa.DateTime(), nullable=True))
+    op.add_column(
+        "owners", sa.Column("totp_pending_misses", sa.Integer(), server_default="0", nullable=False)
+    )
     _seal_existing()
-    with op.batch_alter_table("owners", schema=None) as batch_op:
-        batch_op.drop_column("totp_secret")
+    op.drop_column("owners", "totp_secret")
 
     with op.batch_alter_table("owner_sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("user_agent", sa.String(length=200), nullable=True))
@@ -155,11 +155,8 @@ def downgrade() -> None:
     with op.batch_alter_table("owner_sessions", schema=None) as batch_op:
         batch_op.drop_column("user_agent")
 
-    with op.batch_alter_table("owners", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("totp_secret", sa.String(length=64), nullable=True))
+    # Plain columns on owners, for the reason given in upgrade() (DROP COLUMN: SQLite 3.35 on).
+    op.add_column("owners", sa.Column("totp_secret", sa.String(length=64), nullable=True))
     _open_existing()
-    with op.batch_alter_table("owners", schema=None) as batch_op:
-        batch_op.drop_column("totp_pending_misses")
-        batch_op.drop_column("totp_pending_at")
-        batch_op.drop_column("totp_pending_sealed")
-        batch_op.drop_column("totp_sealed")
+    for column in ("totp_pending_misses", "totp_pending_at", "totp_pending_sealed", "totp_sealed"):
+        op.drop_column("owners", column)
