@@ -53,6 +53,7 @@ def main() -> None:
             email=f"person{i}@example.com",
             first_name=None if i % 10 == 0 else f"Person <{i}> & co",
             unsubscribe_url=links.unsubscribe_url(config, i, campaign.slug),
+            preferences_url=links.preferences_url(config, i),
         )
         for i in range(args.count)
     ]

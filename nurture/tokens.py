@@ -1,4 +1,4 @@
-"""Signed tokens for confirmation and unsubscribe links.
+"""Signed tokens for confirmation, unsubscribe and preference-center links.
 
 A token is `base64url(payload) "." base64url(hmac)`, with a key derived per
 purpose from NURTURE_SECRET_KEY so a confirmation token can never be used as an
@@ -180,6 +180,58 @@ def read_unsubscribe_token(secrets: str | Sequence[str], token: str) -> Unsubscr
     if len(fields) != 2 or not fields[0].isascii() or not fields[0].isdigit():
         raise TokenError(_INVALID)
     return UnsubscribeClaim(int(fields[0]), fields[1])
+
+
+def make_preferences_token(secret: str, subscriber_id: int) -> str:
+    # No expiry, like an unsubscribe link: the preference link of any old email keeps working.
+    return _sign(secret, "preferences", str(subscriber_id))
+
+
+def preferences_token_signer(secret: str) -> Callable[[int], str]:
+    """`make_preferences_token` with the key looked up once, for a pass that signs one per email."""
+    keyed = _keyed_mac(secret, "preferences")
+
+    def sign(subscriber_id: int) -> str:
+        return _sign_keyed(keyed, str(subscriber_id))
+
+    return sign
+
+
+def read_preferences_token(secrets: str | Sequence[str], token: str) -> int:
+    """The subscriber id a preference-center link was made for; TokenError for anything else."""
+    fields = _verify(secrets, "preferences", token)
+    if len(fields) != 1 or not fields[0].isascii() or not fields[0].isdigit() or len(fields[0]) > 19:
+        raise TokenError(_INVALID)
+    return int(fields[0])
+
+
+PREFERENCES_FORM_TTL = timedelta(hours=12)
+
+
+def make_preferences_form_token(secret: str, link_token: str, issued_at: datetime) -> str:
+    """The hidden field of a preference-center form: bound to its page's link and to the time
+    the page was shown, so a form cannot be forged without the page, nor kept for long."""
+    return _sign(secret, "preferences-form", f"{int(issued_at.timestamp())}|{_link_digest(link_token)}")
+
+
+def check_preferences_form_token(
+    secrets: str | Sequence[str], form_token: str, link_token: str, now: datetime
+) -> None:
+    """TokenError unless `form_token` came from the page of `link_token` within PREFERENCES_FORM_TTL."""
+    fields = _verify(secrets, "preferences-form", form_token)
+    try:
+        issued, digest = fields
+        issued_at = datetime.fromtimestamp(int(issued), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise TokenError(_INVALID) from None
+    if not hmac.compare_digest(digest, _link_digest(link_token)):
+        raise TokenError(_INVALID)
+    if not timedelta(minutes=-5) <= now - issued_at <= PREFERENCES_FORM_TTL:
+        raise TokenError("this page was open too long: reload it and try again")
+
+
+def _link_digest(link_token: str) -> str:
+    return _b64(hashlib.sha256(link_token.encode("utf-8", "surrogatepass")).digest()[:_MAC_BYTES])
 
 
 def address_hash(secret: str, email_key: str) -> str:

@@ -145,6 +145,15 @@ def export(app: App, email: str) -> dict[str, Any]:
                 "created_at": _iso(subscriber.created_at),
                 "confirmed_at": _iso(subscriber.confirmed_at),
                 "status_changed_at": _iso(subscriber.status_changed_at),
+                # The reader's own choices (the preference center); each change is also
+                # in the consent history below.
+                "preferences": {
+                    "series": not subscriber.series_off,
+                    "newsletter": not subscriber.newsletter_off,
+                    "frequency": subscriber.frequency,
+                    "paused_until": _iso(subscriber.paused_until),
+                },
+                "preferences_seen_at": _iso(subscriber.preferences_seen_at),
             },
             "tags": sorted(tags),
             "consent_events": [

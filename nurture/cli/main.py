@@ -13,6 +13,7 @@ from nurture.cli import (
     campaigns,
     content,
     db,
+    inbox,
     newsletters,
     owners,
     reports,
@@ -59,6 +60,7 @@ for commands in (
     reports,
     summary,
     owners,
+    inbox,
 ):
     commands.register(cli)
 

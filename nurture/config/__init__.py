@@ -19,11 +19,13 @@ from nurture.config.sections import (
     Consent,
     Console,
     Database,
+    Deliverability,
     Delivery,
     Practice,
     Sender,
     SendWindow,
     Settings,
+    Sunset,
     Web,
 )
 
@@ -38,12 +40,14 @@ __all__ = [
     "Consent",
     "Console",
     "Database",
+    "Deliverability",
     "Delivery",
     "Practice",
     "SendWindow",
     "Sender",
     "Secrets",
     "Settings",
+    "Sunset",
     "Web",
     "load_config",
 ]

@@ -27,7 +27,17 @@ from nurture.config.secrets import (
     WEBHOOK_KEY_ENV,
     Secrets,
 )
-from nurture.config.sections import Consent, Console, Delivery, Practice, Sender, Settings, Web
+from nurture.config.sections import (
+    Consent,
+    Console,
+    Deliverability,
+    Delivery,
+    Practice,
+    Sender,
+    Settings,
+    Sunset,
+    Web,
+)
 from nurture.errors import ConfigError
 from nurture.yaml_lines import OwnerYamlError, read_owner_yaml
 
@@ -89,6 +99,14 @@ class Config:
     @property
     def console(self) -> Console:
         return self.settings.console
+
+    @property
+    def sunset(self) -> Sunset:
+        return self.settings.sunset
+
+    @property
+    def deliverability(self) -> Deliverability:
+        return self.settings.deliverability
 
     @property
     def database_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -157,6 +158,63 @@ class Console(Section):
     import_max_mb: int = Field(default=20, ge=1, le=500)
 
 
+class Sunset(Section):
+    """Re-permission of quiet readers instead of tracking-based sunsetting (docs/inbox.md).
+
+    Off by default. A reader is quiet when nurture has had no sign of life from them
+    (a preference-center visit or change, a tag in `life_tags`, a click where
+    `delivery.tracking: per_person` ties it to them) for `quiet_for`, while at least
+    `min_emails` emails went to them. Quiet readers get one "still want these?" email;
+    whoever does not answer within `answer_within` is paused or unsubscribed (`then`).
+    """
+
+    enabled: bool = False
+    quiet_for: timedelta = Field(default=timedelta(days=180), ge=timedelta(days=30), le=timedelta(days=1095))
+    min_emails: int = Field(default=5, ge=1, le=100)
+    answer_within: timedelta = Field(default=timedelta(days=30), ge=timedelta(days=7), le=timedelta(days=90))
+    then: Literal["pause", "unsubscribe"] = "pause"
+    life_tags: tuple[str, ...] = ("booked", "replied")
+
+    @field_validator("quiet_for", "answer_within", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return check_duration(value)
+
+    @field_validator("life_tags")
+    @classmethod
+    def _tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(tag.strip().lower() for tag in value if tag.strip())
+
+
+class Deliverability(Section):
+    """What `nurture doctor` expects of the sending domain's DNS (docs/inbox.md)."""
+
+    # DKIM selectors to look up under <selector>._domainkey.<from domain>; empty: the
+    # provider's usual ones (nurture.deliverability.provider_dns).
+    dkim_selectors: tuple[str, ...] = ()
+    # The MAIL FROM / Return-Path domain the provider shows once the domain is
+    # authenticated (SendGrid: em1234.example.com); empty: not checked.
+    return_path_domain: str | None = None
+
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selectors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for selector in value:
+            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", selector):
+                raise ValueError(f"{selector!r} is not a DKIM selector (letters, digits, '.', '-', '_')")
+        return value
+
+    @field_validator("return_path_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        domain = value.strip().rstrip(".").lower()
+        if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", domain):
+            raise ValueError(f"{value!r} is not a domain name (like em1234.example.com)")
+        return domain
+
+
 class Settings(Section):
     practice: Practice
     sender: Sender
@@ -165,3 +223,5 @@ class Settings(Section):
     web: Web = Web()
     consent: Consent
     console: Console = Console()
+    sunset: Sunset = Sunset()
+    deliverability: Deliverability = Deliverability()

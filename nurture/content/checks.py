@@ -166,6 +166,7 @@ def check_content(config: Config) -> CheckReport:
                 continue
             lint(email, lambda e=email, p=path: renderer.prepare_newsletter(e, newsletter_name(p)))
     lint(None, renderer.prepare_confirmation)
+    lint(None, renderer.prepare_repermission)
 
     unique: list[Finding] = []
     for finding in findings:

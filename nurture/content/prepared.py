@@ -37,7 +37,7 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 
 # Per-recipient placeholders (stage-2 variables) and the substitution tag each becomes
 # in a Batch, per part. URLs get an HTML and a text tag too: the HTML value is escaped.
-PLACEHOLDERS = ("first_name", "unsubscribe_url", "confirm_url")
+PLACEHOLDERS = ("first_name", "unsubscribe_url", "preferences_url", "confirm_url")
 HTML_TAGS = {name: f"-{name}_html-" for name in PLACEHOLDERS}
 TEXT_TAGS = {name: f"-{name}_text-" for name in PLACEHOLDERS}
 SUBSTITUTION_TAGS = tuple(HTML_TAGS.values()) + tuple(TEXT_TAGS.values())
@@ -54,6 +54,7 @@ class Recipient:
     first_name: str | None
     unsubscribe_url: str | None = None  # marketing emails
     confirm_url: str | None = None  # the confirmation email
+    preferences_url: str | None = None  # marketing emails: the reader's preference center
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class PreparedEmail:
         used = parts.tags_used
         self._wants_unsubscribe = kind == "marketing" or "unsubscribe_url" in used
         self._wants_confirm = "confirm_url" in used
+        self._wants_preferences = "preferences_url" in used
         self._mailto_target = (
             f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>" if unsubscribe_mailto else ""
         )
@@ -206,7 +208,11 @@ class PreparedEmail:
         return self._parts.text_tagged
 
     def _values(
-        self, first_name: str | None, unsubscribe_url: str | None, confirm_url: str | None
+        self,
+        first_name: str | None,
+        unsubscribe_url: str | None,
+        confirm_url: str | None,
+        preferences_url: str | None = None,
     ) -> tuple[str | None, dict[str, str]]:
         """The cleaned first name (None if absent) and the raw per-recipient values."""
         first = clean_first_name(first_name)
@@ -215,6 +221,8 @@ class PreparedEmail:
             values["unsubscribe_url"] = _checked_url("unsubscribe_url", unsubscribe_url)
         if self._wants_confirm:
             values["confirm_url"] = _checked_url("confirm_url", confirm_url)
+        if self._wants_preferences:
+            values["preferences_url"] = _checked_url("preferences_url", preferences_url)
         return first, values
 
     def _headers(self, values: Mapping[str, str]) -> dict[str, str]:
@@ -229,7 +237,9 @@ class PreparedEmail:
     def render(self, recipient: Recipient) -> RenderedEmail:
         """This email for one recipient (preview, check, tests)."""
         _checked_email(recipient.email)
-        _, values = self._values(recipient.first_name, recipient.unsubscribe_url, recipient.confirm_url)
+        _, values = self._values(
+            recipient.first_name, recipient.unsubscribe_url, recipient.confirm_url, recipient.preferences_url
+        )
         context = {name: values.get(name, "") for name in PLACEHOLDERS}
         return RenderedEmail(
             subject=self.subject,
@@ -260,6 +270,7 @@ class PreparedEmail:
             stream=stream,
             step=step,
             confirm_url=recipient.confirm_url,
+            preferences_url=recipient.preferences_url,
         )
 
     def envelope_for(
@@ -273,11 +284,12 @@ class PreparedEmail:
         step: int | None = None,
         *,
         confirm_url: str | None = None,
+        preferences_url: str | None = None,
     ) -> Envelope:
         """`envelope()` from the values themselves, with `custom_args` kept as given (not
         copied): what a sending pass calls once per email, with no Recipient to build."""
         email = _checked_email(email)
-        first, values = self._values(first_name, unsubscribe_url, confirm_url)
+        first, values = self._values(first_name, unsubscribe_url, confirm_url, preferences_url)
         substitutions: dict[str, str] = {}
         for name, html_tag, text_tag in self._tags:  # the used placeholders, in PLACEHOLDERS order
             value = values[name]

@@ -31,6 +31,7 @@ SAMPLE_SUBSCRIBER_ID = 0
 PREVIEW_SECRET = "nurture-preview-only-key-never-used-for-sending"
 NEWSLETTERS = "newsletters"
 CONFIRMATION = "confirmation"
+REPERMISSION = "repermission"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def sample_recipient(config: Config, stream: str, *, now: datetime | None = None
         email=SAMPLE_EMAIL,
         first_name=SAMPLE_FIRST_NAME,
         unsubscribe_url=links.unsubscribe_url(signing, SAMPLE_SUBSCRIBER_ID, stream),
+        preferences_url=links.preferences_url(signing, SAMPLE_SUBSCRIBER_ID),
         confirm_url=links.confirm_url(signing, SAMPLE_SUBSCRIBER_ID, 0, issued),
     )
     return Sample(recipient, real)
@@ -89,7 +91,7 @@ def write_preview(config: Config, out_dir: Path, campaign: str | None) -> Path:
     out_dir = Path(out_dir)
     renderer = Renderer(config)
     campaigns = load_campaigns(config.campaigns_dir)
-    known = [*campaigns, NEWSLETTERS, CONFIRMATION]
+    known = [*campaigns, NEWSLETTERS, CONFIRMATION, REPERMISSION]
     if campaign is not None and campaign not in known:
         raise InputError(f"no campaign named {campaign!r}; choose one of: {', '.join(known)}")
     entries: list[_Entry] = []
@@ -113,6 +115,8 @@ def write_preview(config: Config, out_dir: Path, campaign: str | None) -> Path:
             add(NEWSLETTERS, path.stem, renderer.prepare_newsletter(load_email(path), name), name)
     if campaign in (None, CONFIRMATION):
         add(CONFIRMATION, CONFIRMATION, renderer.prepare_confirmation(), CONFIRMATION)
+    if campaign in (None, REPERMISSION):
+        add(REPERMISSION, REPERMISSION, renderer.prepare_repermission(), REPERMISSION)
 
     index = out_dir / "index.html"
     out_dir.mkdir(parents=True, exist_ok=True)

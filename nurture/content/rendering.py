@@ -56,11 +56,19 @@ CONFIRMATION_PREHEADER = (
     "One click to confirm. If you did not sign up, ignore this email and nothing will be sent."
 )
 
+REPERMISSION_NAME = "repermission"
+REPERMISSION_SUBJECT = "Still want emails from {practice}?"
+REPERMISSION_PREHEADER = {
+    "pause": "One click keeps you on the list. No answer is fine too: we will simply pause these emails.",
+    "unsubscribe": "One click keeps you on the list. No answer is fine too: we will simply stop.",
+}
+
 TEMPLATES = {
     "step": ("layout.mjml", "layout.txt"),
     "newsletter": ("newsletter.mjml", "newsletter.txt"),
     "confirmation": ("confirmation.mjml", "confirmation.txt"),
     "notice": ("notice.mjml", "notice.txt"),
+    "repermission": ("repermission.mjml", "repermission.txt"),
 }
 DEFAULT_CTA_LABELS = {
     "article": "Read the full article",
@@ -185,6 +193,32 @@ class Renderer:
                 template="confirmation",
                 values=values,
                 categories=["confirmation"],
+                source=None,
+            )
+        return self._cache[key]
+
+    def prepare_repermission(self) -> PreparedEmail:
+        """The "still want these?" email to a quiet reader (sunset: settings): marketing, so it
+        carries the footer and List-Unsubscribe; its button opens the reader's preference center."""
+        sunset = self.config.sunset
+        key = ("repermission", sunset.answer_within, sunset.then)
+        if key not in self._cache:
+            values = {
+                "subject": header_text(REPERMISSION_SUBJECT.format(practice=self.config.practice.name)),
+                "preheader": REPERMISSION_PREHEADER[sunset.then],
+                "answer_days": max(1, round(sunset.answer_within.total_seconds() / 86400)),
+                "then": sunset.then,
+                "body_html": Markup(""),
+                "body_text": "",
+                "cta_url": None,
+                "cta_label": None,
+            }
+            self._cache[key] = self._build(
+                kind="marketing",
+                name=REPERMISSION_NAME,
+                template="repermission",
+                values=values,
+                categories=["repermission"],
                 source=None,
             )
         return self._cache[key]

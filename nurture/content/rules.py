@@ -261,6 +261,24 @@ def unsubscribe_link(email: EmailFacts) -> Iterator[Finding]:
         )
 
 
+def preferences_link(email: EmailFacts) -> Iterator[Finding]:
+    """Every marketing email lets its reader choose fewer emails or a pause, not only leave."""
+    if email.prepared.kind != "marketing":
+        return
+    preferences, layout = email.sample.preferences_url or "", email.layout
+    if preferences not in email.html.hrefs:
+        yield _at(
+            email.locate.default,
+            f"the HTML part has no preference-center link (layout {layout} must include the footer)",
+        )
+    if preferences not in email.rendered.text:
+        yield _at(
+            email.locate.default,
+            f"the plain-text part has no preference-center link "
+            f"(layout {layout[:-5]}.txt must include the footer)",
+        )
+
+
 def footer_lines(email: EmailFacts) -> Iterator[Finding]:
     if email.prepared.kind != "marketing":
         return
@@ -403,6 +421,7 @@ RULES: tuple[Rule, ...] = (
     parts_not_empty,
     subject_and_preheader,
     unsubscribe_link,
+    preferences_link,
     footer_lines,
     list_unsubscribe_headers,
     confirmation_link,

@@ -13,9 +13,14 @@ sends then takes one write transaction for its record (two if it must be removed
 - The summary: `nurture summary` sends it on demand; `nurture run` sends it each
   Monday from 08:00 practice time (delivery.default_timezone), once per week (a
   Monday the daemon was down all day is skipped, not made up later in the week).
-- An alert: after any pass, when complaints or bounces cross their limits over the
-  last 7 days, or emails are stuck for an hour with no way to settle them; at most
-  one a day.
+- An alert: after any pass, when complaints or bounces cross their lines over the
+  last 7 days (nurture.reporting.owner_summary), or emails are stuck for an hour with
+  no way to settle them. Each alert goes out once, one email each, saying what to do:
+  a warning at most once a week, the stuck alert at most once a day. An alert that
+  stops something (spam complaints past 0.3%: newsletters; bounces past 5%: all
+  sending) first places a hold (nurture.sending.holds), whether or not the owner has
+  an address set, and its email goes out once per hold. Once the owner lifts a hold,
+  its family is judged on what came after.
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ from nurture.errors import ConfigError, ContentError, NurtureError
 from nurture.providers.base import Transport
 from nurture.reporting.owner_summary import (
     ALERT_WINDOW,
+    Alert,
     OwnerNumbers,
     action_items,
-    alert_reasons,
+    alerts,
     count_owner_numbers,
+    rate_alerts,
 )
+from nurture.sending.holds import active_holds, last_lifted, place
 from nurture.sending.one_email import send_now
 from nurture.sending.planning import at_local, zone
 from nurture.store import models as m
@@ -53,7 +61,17 @@ SUMMARY = "summary"
 ALERT = "alert"
 SUMMARY_WEEKDAY = 0  # Monday
 SUMMARY_TIME = time(8, 0)
-ALERT_EVERY = timedelta(days=1)
+# The alerts' window ends at now, included: an event recorded this instant counts.
+UP_TO_NOW = timedelta(microseconds=1)
+# Each alert family, and the hold its stop line places.
+FAMILIES = (("complaints", m.HoldKind.NEWSLETTERS), ("bounces", m.HoldKind.ALL))
+ALERT_SUBJECTS = {
+    "complaints-warn": "Action needed: spam complaints are rising",
+    "complaints-stop": "Newsletters held: too many spam complaints",
+    "bounces-warn": "Action needed: many emails bounce",
+    "bounces-pause": "Sending paused: too many emails bounce",
+    "stuck": "Action needed: emails are stuck",
+}
 
 
 @dataclass(frozen=True)
@@ -108,13 +126,20 @@ def summary_notice(config: Config, numbers: OwnerNumbers, now: datetime) -> Noti
     )
 
 
-def alert_notice(reasons: list[str]) -> Notice:
-    lines = ["nurture noticed something that needs you soon:", "", *[f"- {reason}" for reason in reasons], ""]
-    lines.append("Sending goes on meanwhile; this alert is sent at most once a day.")
+def alert_notice(alert: Alert) -> Notice:
+    lines = ["nurture noticed something that needs you:", "", alert.text, ""]
+    if alert.action:
+        lines += [f"**What to do:** {alert.action}", ""]
+    if alert.hold is None:
+        lines.append(
+            "Sending goes on meanwhile. You get this alert once; nurture tells you again if it goes on."
+        )
+    else:
+        lines.append("The console's Today page shows this too, with the button that ends the hold.")
     return Notice(
         name="owner-alert",
-        subject="Action needed: your practice emails",
-        preheader=reasons[0][:120],
+        subject=ALERT_SUBJECTS.get(alert.key, "Action needed: your practice emails"),
+        preheader=alert.text[:120],
         body="\n".join(lines),
     )
 
@@ -225,29 +250,71 @@ def _recorded(
     return session.scalar(query.limit(1)) is not None
 
 
+def _alerted(session: Session, key: str, since: datetime) -> bool:
+    """An alert of `key` went out after `since` (its periods are "<key>:<day or hold>")."""
+    query = select(m.OwnerNotice.id).where(
+        m.OwnerNotice.kind == ALERT, m.OwnerNotice.period.startswith(f"{key}:"), m.OwnerNotice.sent_at > since
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+def current_alerts(session: Session, config: Config, numbers: OwnerNumbers, now: datetime) -> list[Alert]:
+    """The alerts of `numbers` (the last 7 days), each family judged only on what came after
+    the owner last lifted its hold, when she did so within the window."""
+    found = alerts(numbers, now)
+    for family, kind in FAMILIES:
+        lifted = last_lifted(session, kind)
+        if lifted is not None and lifted > numbers.start:
+            later = count_owner_numbers(session, config, lifted, now + UP_TO_NOW)
+            found = [alert for alert in found if not alert.key.startswith(family)]
+            found += rate_alerts(later, family=family)
+    return found
+
+
+def place_holds(app: App, found: list[Alert], now: datetime) -> dict[str, int]:
+    """Place the holds these alerts call for (one per kind at a time); alert key -> its hold's id."""
+    wanted = [alert for alert in found if alert.hold is not None]
+    if not wanted:
+        return {}
+    holds: dict[str, int] = {}
+    with transaction(app.engine) as session:
+        for alert in wanted:
+            assert alert.hold is not None
+            placed = place(session, alert.hold, alert.text, now)
+            if placed is None:
+                placed = next(hold.id for hold in active_holds(session) if hold.kind == alert.hold)
+            else:
+                log.warning("sending hold placed: %s (%s)", alert.hold, alert.key)
+            holds[alert.key] = placed
+    return holds
+
+
 def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
-    """After a pass: an alert if one is called for (at most daily), and with `weekly` the
-    Monday summary once it is due. Returns what was sent; never raises for a notice
-    that could not go out (the pass's own work is done), it logs it instead."""
+    """After a pass: the holds and alerts called for (each alert once), and with `weekly` the
+    Monday summary once it is due. Returns what was sent; never raises for a notice that
+    could not go out (the pass's own work is done), it logs it instead."""
     config = app.config
-    if not config.practice.owner_email:
-        return []
-    address = owner_address(config)
     days = practice_days(config, now)
     sent: list[str] = []
     try:
         with reading(app.engine) as session:
-            numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now)
-            alerted = _recorded(session, ALERT, since=now - ALERT_EVERY) or _recorded(
-                session, ALERT, period=days.today
-            )
-            summarized = _recorded(session, SUMMARY, period=days.monday)
+            numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now + UP_TO_NOW)
+            found = current_alerts(session, config, numbers, now)
+        holds = place_holds(app, found, now)  # whether or not anyone can be told
+        if not config.practice.owner_email:
+            return []
+        address = owner_address(config)
         due: list[tuple[NoticeRecord, Notice]] = []
-        reasons = alert_reasons(numbers, now)
-        if reasons and not alerted:
-            due.append(
-                (NoticeRecord(app.engine, ALERT, days.today, now, " | ".join(reasons)), alert_notice(reasons))
-            )
+        with reading(app.engine) as session:
+            for alert in found:
+                hold = holds.get(alert.key)
+                period = f"{alert.key}:hold-{hold}" if hold is not None else f"{alert.key}:{days.today}"
+                if _recorded(session, ALERT, period=period) or (
+                    hold is None and _alerted(session, alert.key, now - alert.repeat)
+                ):
+                    continue
+                due.append((NoticeRecord(app.engine, ALERT, period, now, alert.text), alert_notice(alert)))
+            summarized = _recorded(session, SUMMARY, period=days.monday)
         # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
         if weekly and now >= days.summary_due_at and days.today == days.monday and not summarized:
             due.append(
@@ -255,7 +322,9 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
             )
         for record, notice in due:
             if send_notice(app.transport, prepare_notice(config, app.renderer, notice), address, record):
-                sent.append(record.kind)
+                sent.append(
+                    record.kind if record.kind == SUMMARY else f"alert ({record.period.split(':')[0]})"
+                )
     except NurtureError as exc:
         log.warning("owner notice not sent: %s", exc)
     return sent

@@ -9,9 +9,11 @@ Over a window [start, end):
 - failed: deliveries that failed in the window; stuck: claims whose outcome is unknown
   now, with the reason any of them cannot be settled automatically.
 
-Alerts look at the last 7 days: complaints at 0.1% of sent or more, bounces at 2% or
-more (the thresholds mailbox providers hold senders to), and deliveries stuck for an
-hour with no way to settle them (no webhook key, or a silent webhook).
+Alerts (`alerts`) look at the last 7 days: spam complaints at 0.1% of sent or more
+(warn) and at 0.3% (newsletters stop until the owner confirms), bounces at 2% (warn)
+and at 5% (all sending pauses): the lines Gmail and Yahoo hold bulk senders to. And
+deliveries stuck for an hour with no way to settle them (no webhook key, or a silent
+webhook). nurture.reporting.notices sends each alert once and places the holds.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from nurture.store import models as m
 from nurture.store.db import reading
 
 ALERT_WINDOW = timedelta(days=7)
-COMPLAINT_ALERT = 0.001
-BOUNCE_ALERT = 0.02
+COMPLAINT_ALERT = 0.001  # warn
+COMPLAINT_STOP = 0.003  # newsletters stop until the owner confirms
+BOUNCE_ALERT = 0.02  # warn
+BOUNCE_PAUSE = 0.05  # all sending pauses until the owner confirms
 STUCK_ALERT_AFTER = timedelta(hours=1)
 BOUNCE_EVENT_KINDS = (m.EventKind.BOUNCED, m.EventKind.BLOCKED)
 
@@ -140,32 +144,109 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
     return numbers
 
 
-def alert_reasons(numbers: OwnerNumbers, now: datetime) -> list[str]:
-    """What needs the owner now, from numbers over the last 7 days; empty when all is well."""
-    reasons = []
-    if numbers.sent_total and numbers.complaint_rate >= COMPLAINT_ALERT:
-        reasons.append(
-            f"spam complaints: {numbers.complaints} of {numbers.sent_total} "
-            f"emails sent in 7 days ({numbers.complaint_rate:.2%}; "
-            f"the limit is {COMPLAINT_ALERT:.1%}). Look at which emails drew them and who is on the list."
+@dataclass(frozen=True)
+class Alert:
+    """Something the owner must know now, and what to do about it."""
+
+    key: str  # complaints-warn, complaints-stop, bounces-warn, bounces-pause, stuck
+    text: str  # what happened, with the numbers
+    action: str  # what to do
+    hold: m.HoldKind | None = None  # what the alert stops until the owner confirms
+    repeat: timedelta = ALERT_WINDOW  # sent again only this long after (a hold's: once per hold)
+
+    @property
+    def reason(self) -> str:
+        return f"{self.text} {self.action}"
+
+
+def rate_alerts(numbers: OwnerNumbers, *, family: str | None = None) -> list[Alert]:
+    """The complaint and bounce alerts the numbers call for: per family the stronger one only.
+
+    `family` ("complaints" or "bounces") keeps one family's alerts."""
+    found: list[Alert] = []
+    sent = numbers.sent_total
+    if sent and numbers.complaint_rate >= COMPLAINT_ALERT and family in (None, "complaints"):
+        said = (
+            f"spam complaints: {numbers.complaints} of {sent} emails sent in 7 days "
+            f"({numbers.complaint_rate:.2%}; the limit is {COMPLAINT_ALERT:.1%})."
         )
-    if numbers.sent_total and numbers.bounce_rate >= BOUNCE_ALERT:
-        reasons.append(
-            f"bounces: {numbers.bounces} of {numbers.sent_total} "
-            f"emails sent in 7 days ({numbers.bounce_rate:.1%}; "
-            f"the limit is {BOUNCE_ALERT:.0%}). Check recent imports for old or mistyped addresses."
+        if numbers.complaint_rate >= COMPLAINT_STOP:
+            found.append(
+                Alert(
+                    "complaints-stop",
+                    f"{said} That is past {COMPLAINT_STOP:.1%}, the line Gmail and Yahoo hold senders to: "
+                    "newsletters are held, and none goes out until you say so. The series go on.",
+                    "Look at which emails drew the complaints (Results) and take off the list anyone who "
+                    "did not sign up themselves; then press “Send newsletters again” on the console's "
+                    "Today page.",
+                    hold=m.HoldKind.NEWSLETTERS,
+                )
+            )
+        else:
+            found.append(
+                Alert(
+                    "complaints-warn",
+                    f"{said} Past {COMPLAINT_ALERT:.1%} mailbox providers start to file the practice's "
+                    f"mail as spam; at {COMPLAINT_STOP:.1%} nurture holds newsletters.",
+                    "Look at which emails drew them and who is on the list (Results); "
+                    "send less often if readers seem tired of the emails.",
+                )
+            )
+    if sent and numbers.bounce_rate >= BOUNCE_ALERT and family in (None, "bounces"):
+        said = (
+            f"bounces: {numbers.bounces} of {sent} emails sent in 7 days "
+            f"({numbers.bounce_rate:.1%}; the limit is {BOUNCE_ALERT:.0%})."
         )
+        if numbers.bounce_rate >= BOUNCE_PAUSE:
+            found.append(
+                Alert(
+                    "bounces-pause",
+                    f"{said} That is past {BOUNCE_PAUSE:.0%}: all sending is paused, so that the "
+                    "practice's address keeps its good name; nothing goes out until you say so.",
+                    "Check recent imports for old or mistyped addresses and remove them, run "
+                    "`nurture doctor`, then press “Resume sending” on the console's Today page.",
+                    hold=m.HoldKind.ALL,
+                )
+            )
+        else:
+            found.append(
+                Alert(
+                    "bounces-warn",
+                    f"{said} Past {BOUNCE_ALERT:.0%} mailbox providers start to distrust the sender; "
+                    f"at {BOUNCE_PAUSE:.0%} nurture pauses all sending.",
+                    "Check recent imports for old or mistyped addresses.",
+                )
+            )
+    return found
+
+
+def stuck_alert(numbers: OwnerNumbers, now: datetime) -> Alert | None:
     stuck = numbers.stuck
     if (
         stuck.blocked
         and stuck.oldest_claimed_at is not None
         and stuck.oldest_claimed_at <= now - STUCK_ALERT_AFTER
     ):
-        reasons.append(
+        return Alert(
+            "stuck",
             f"{stuck.blocked} emails have been stuck for over an hour "
-            f"and cannot be settled automatically: {stuck.reason}."
+            f"and cannot be settled automatically: {stuck.reason}.",
+            "",
+            repeat=timedelta(days=1),
         )
-    return reasons
+    return None
+
+
+def alerts(numbers: OwnerNumbers, now: datetime) -> list[Alert]:
+    """Every alert the numbers over the last 7 days call for."""
+    found = rate_alerts(numbers)
+    stuck = stuck_alert(numbers, now)
+    return [*found, stuck] if stuck is not None else found
+
+
+def alert_reasons(numbers: OwnerNumbers, now: datetime) -> list[str]:
+    """What needs the owner now, from numbers over the last 7 days; empty when all is well."""
+    return [alert.reason.strip() for alert in alerts(numbers, now)]
 
 
 def action_items(numbers: OwnerNumbers, now: datetime) -> list[str]:

@@ -95,6 +95,8 @@ def _reading_series(rows: Sequence[Row]) -> list[Series]:
 def _email_name(row: Row) -> str:
     if row.kind == "newsletter":
         return f"Newsletter: {row.subject}"
+    if row.kind == "repermission":
+        return f"Re-permission: {row.subject}"
     # A removed step, or sends under an earlier subject, keep their own subject (see reporting.stats).
     return f"{row.step}. {row.subject}" + (f" ({row.note})" if row.note else "")
 

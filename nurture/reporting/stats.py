@@ -44,9 +44,10 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
+from nurture.content.rendering import REPERMISSION_SUBJECT
 from nurture.errors import NotFound
 from nurture.sending.planning import zone
-from nurture.sending.streams import is_newsletter_stream
+from nurture.sending.streams import REPERMISSION_STREAM, is_newsletter_stream, is_repermission_stream
 from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.store import models as m
 from nurture.store.db import is_postgres, reading
@@ -241,10 +242,14 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         totals_read = reading_totals(session, campaign, since) if tracking == "aggregate" else {}
     sent_steps = _SentSteps(app)
     letters: dict[str, Any] = {}
+    asks: dict[str, int] = {name: 0 for name in COUNTS}  # the re-permission emails, every round as one
     for row in found:
         if is_newsletter_stream(row.stream):
             if row.newsletter_id is not None:
                 letters[row.stream] = row
+        elif is_repermission_stream(row.stream):
+            for name, value in _counts(row).items():
+                asks[name] += value
         else:
             sent_steps.add(row)
 
@@ -274,6 +279,9 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
             key="newsletter",
         )
         rows.append(as_tracked(letter))
+    if asks["sent"] and campaign is None:
+        subject = REPERMISSION_SUBJECT.format(practice=app.config.practice.name)
+        rows.append(as_tracked(_row("repermission", REPERMISSION_STREAM, 1, subject, asks, key="ask")))
     return rows
 
 

@@ -1,21 +1,24 @@
 """What the console's first page shows: the next 24 hours, the last sending pass,
-deliveries that need the owner, warnings, and the week's signups."""
+deliveries that need the owner, holds and warnings (the same alerts the owner is
+emailed, from nurture.reporting.notices), and the week's signups."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from nurture.app import App
+from nurture.reporting.notices import UP_TO_NOW, current_alerts
+from nurture.reporting.owner_summary import ALERT_WINDOW, count_owner_numbers
 from nurture.sending.deliveries import count_stuck
+from nurture.sending.holds import Hold, active_holds
 from nurture.sending.passlog import last_pass
 from nurture.store import models as m
 from nurture.store.db import reading
 
-COMPLAINT_LIMIT = 0.001  # 0.1 %: mailbox providers start filtering above this
-BOUNCE_LIMIT = 0.02
 PASS_SILENCE = timedelta(minutes=10)
 WEBHOOK_SILENCE = timedelta(hours=24)
 WEEK = timedelta(days=7)
@@ -36,9 +39,20 @@ class Today:
     stuck: int = 0
     failed_week: int = 0
     warnings: list[str] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)  # sending an alert stopped until the owner says so
+    paused_readers: int = 0  # of `active`: readers who paused their mail (or whom sunset paused)
     active: int = 0
     new_this_week: int = 0
     sent_week: int = 0
+
+
+def _receiving(now: datetime, *, series: bool) -> tuple[Any, ...]:
+    """Readers who get this kind of email now: not paused, and not turned off."""
+    turned_off = m.Subscriber.series_off if series else m.Subscriber.newsletter_off
+    return (
+        turned_off.is_(False),
+        or_(m.Subscriber.paused_until.is_(None), m.Subscriber.paused_until <= now),
+    )
 
 
 def _upcoming(app: App, now: datetime) -> list[Upcoming]:
@@ -49,7 +63,7 @@ def _upcoming(app: App, now: datetime) -> list[Upcoming]:
             select(m.Enrollment.campaign, m.Enrollment.next_step, func.count())
             .join(m.Subscriber, m.Subscriber.id == m.Enrollment.subscriber_id)
             .where(m.Enrollment.status == m.EnrollmentStatus.ACTIVE, m.Enrollment.next_due_at <= horizon)
-            .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+            .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE, *_receiving(now, series=True))
             .group_by(m.Enrollment.campaign, m.Enrollment.next_step)
             .order_by(m.Enrollment.campaign, m.Enrollment.next_step)
         ).all()
@@ -64,7 +78,7 @@ def _upcoming(app: App, now: datetime) -> list[Upcoming]:
             query = (
                 select(func.count())
                 .select_from(m.Subscriber)
-                .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE)
+                .where(m.Subscriber.status == m.SubscriberStatus.ACTIVE, *_receiving(now, series=False))
             )
             if letter.segment_tag:
                 query = query.join(m.SubscriberTag).where(m.SubscriberTag.tag == letter.segment_tag)
@@ -127,15 +141,17 @@ def today(app: App, now: datetime) -> Today:
             .select_from(m.Delivery)
             .where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= week_ago)
         )
-        events = dict(
-            session.execute(
-                select(m.ProviderEvent.kind, func.count())
-                .where(
-                    m.ProviderEvent.occurred_at >= week_ago,
-                    m.ProviderEvent.kind.in_([m.EventKind.COMPLAINED, m.EventKind.BOUNCED]),
-                )
-                .group_by(m.ProviderEvent.kind)
-            ).all()
+        numbers = count_owner_numbers(session, app.config, now - ALERT_WINDOW, now + UP_TO_NOW)
+        found = current_alerts(session, app.config, numbers, now)
+        info.holds = active_holds(session)
+        info.paused_readers = count(
+            select(func.count())
+            .select_from(m.Subscriber)
+            .where(
+                m.Subscriber.status == m.SubscriberStatus.ACTIVE,
+                m.Subscriber.paused_until.is_not(None),
+                m.Subscriber.paused_until > now,
+            )
         )
         sent_day = count(
             select(func.count())
@@ -147,20 +163,11 @@ def today(app: App, now: datetime) -> Today:
             .select_from(m.ProviderEvent)
             .where(m.ProviderEvent.received_at >= now - WEBHOOK_SILENCE)
         )
-    complaints, bounces = int(events.get(m.EventKind.COMPLAINED, 0)), int(events.get(m.EventKind.BOUNCED, 0))
-    if info.sent_week and complaints / info.sent_week >= COMPLAINT_LIMIT:
-        info.warnings.append(
-            f"Spam complaints are at {complaints / info.sent_week:.2%} "
-            f"of the {info.sent_week} emails sent in the last 7 days "
-            "(0.1% or more makes mailbox providers filter the practice's "
-            "mail). Look at Results for the email that caused them."
-        )
-    if info.sent_week and bounces / info.sent_week >= BOUNCE_LIMIT:
-        info.warnings.append(
-            f"Bounces are at {bounces / info.sent_week:.1%} of the "
-            "emails sent in the last 7 days (2% or more hurts delivery). "
-            "Check recent imports for old or mistyped addresses."
-        )
+    held = {hold.kind for hold in info.holds}
+    for alert in found:
+        if alert.key == "stuck" or alert.hold in held:
+            continue  # stuck deliveries have their own card; a hold in place is shown as the hold
+        info.warnings.append(f"{alert.text[:1].upper()}{alert.text[1:]} {alert.action}")
     if info.last_pass is None or info.last_pass.finished_at < now - PASS_SILENCE:
         when = "has ever run" if info.last_pass is None else "has run in the last 10 minutes"
         info.warnings.append(

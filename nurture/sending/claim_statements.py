@@ -9,11 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, exists, func, literal, select
+from sqlalchemy import Integer, String, bindparam, case, cast, exists, false, func, literal, or_, select
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
-from nurture.sending.streams import NEWSLETTER_STEP_KEY
+from nurture.sending.streams import NEWSLETTER_STEP_KEY, REPERMISSION_STREAM
 from nurture.store import models as m
 from nurture.store.db import insert_on_conflict
 from nurture.store.statements import IdStatements
@@ -28,6 +28,7 @@ _TAGS = m.SubscriberTag.__table__
 _CAMPAIGN_STATES = m.CampaignState.__table__
 _NEWSLETTERS = m.Newsletter.__table__
 _NEWSLETTER_ZONES = m.NewsletterZone.__table__
+_ASKS = m.RepermissionAsk.__table__
 
 NEWSLETTER_DUE = (
     select(_NEWSLETTERS.c.id)
@@ -39,6 +40,11 @@ NEWSLETTER_DUE = (
 )
 
 PAUSED_QUERY = select(_CAMPAIGN_STATES.c.campaign).where(_CAMPAIGN_STATES.c.paused.is_(True))
+
+# The pass's instant, shared by every clause of a statement that compares with it.
+_NOW = bindparam("now", type_=_SUBSCRIBERS.c.paused_until.type)
+# A reader who paused their mail (or whom sunset paused) gets nothing until the pause ends.
+NOT_PAUSED = or_(_SUBSCRIBERS.c.paused_until.is_(None), _SUBSCRIBERS.c.paused_until <= _NOW)
 
 # Due enrollments of series not paused, with what claiming and rendering need; LIMIT
 # and FOR UPDATE (PostgreSQL) are added per query. A paused series is left out here,
@@ -57,12 +63,17 @@ DUE_QUERY = (
         _SUBSCRIBERS.c.first_name,
         ENROLLMENTS.c.next_step_key,
         ENROLLMENTS.c.version,
+        _SUBSCRIBERS.c.frequency,
     )
     .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == ENROLLMENTS.c.subscriber_id)
     .where(
         ENROLLMENTS.c.status == m.EnrollmentStatus.ACTIVE,
-        ENROLLMENTS.c.next_due_at <= bindparam("now", type_=ENROLLMENTS.c.next_due_at.type),
+        ENROLLMENTS.c.next_due_at <= _NOW,
         ENROLLMENTS.c.campaign.not_in(PAUSED_QUERY.scalar_subquery()),
+        # The reader's choices: series off, or a pause. Their rows stay due and are left
+        # as they are, so each series goes on from the same email once they are back.
+        _SUBSCRIBERS.c.series_off == false(),
+        NOT_PAUSED,
     )
     .order_by(ENROLLMENTS.c.next_due_at, ENROLLMENTS.c.id)
 )
@@ -83,19 +94,33 @@ def cap_query(statements: IdStatements) -> Any:
     )
 
 
-def active_query(statements: IdStatements) -> Any:
-    return select(_SUBSCRIBERS.c.id).where(
-        statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE
+def recheck_query(statements: IdStatements) -> Any:
+    """Those of the ids still subscribed, each with any of the `:tags` it carries (NULL if none),
+    and their choices as plain values: series off, newsletter off (1/0), paused at `:now` (1/0),
+    frequency."""
+    tags = _TAGS.c.tag.in_(bindparam("tags", expanding=True))
+    return (
+        select(
+            _SUBSCRIBERS.c.id,
+            _TAGS.c.tag,
+            case((_SUBSCRIBERS.c.series_off == false(), 0), else_=1),
+            case((_SUBSCRIBERS.c.newsletter_off == false(), 0), else_=1),
+            case((NOT_PAUSED, 0), else_=1),
+            _SUBSCRIBERS.c.frequency,
+        )
+        .outerjoin(_TAGS, (_TAGS.c.subscriber_id == _SUBSCRIBERS.c.id) & tags)
+        .where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
     )
 
 
-def recheck_query(statements: IdStatements) -> Any:
-    """Those of the ids still subscribed, each with any of the `:tags` it carries (NULL if none)."""
-    tags = _TAGS.c.tag.in_(bindparam("tags", expanding=True))
-    return (
-        select(_SUBSCRIBERS.c.id, _TAGS.c.tag)
-        .outerjoin(_TAGS, (_TAGS.c.subscriber_id == _SUBSCRIBERS.c.id) & tags)
-        .where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
+def recent_query(statements: IdStatements) -> Any:
+    """Deliveries to the ids claimed or sent since `:since`, other than those of `:exclude`
+    (the claims being sent): who already had an email in their weekly limit."""
+    return select(_DELIVERIES.c.subscriber_id).where(
+        statements.in_ids(_DELIVERIES.c.subscriber_id),
+        _DELIVERIES.c.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
+        _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
+        _DELIVERIES.c.id.not_in(bindparam("exclude", expanding=True)),
     )
 
 
@@ -229,7 +254,8 @@ FINISHED_ZONES = select(_NEWSLETTER_ZONES.c.newsletter_id, _NEWSLETTER_ZONES.c.t
 @lru_cache(maxsize=16)
 def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
     """Active, confirmed subscribers of one zone (`:zone`, or none given) after id `:after`
-    with no delivery of `:stream`, in id order, at most `:room`; tagged `:tag` for a segment.
+    with no delivery of `:stream`, in id order, at most `:room`; tagged `:tag` for a segment;
+    leaving out readers who turned newsletters off or paused their mail.
 
     Reads ix_subscribers_status_timezone_id from (status, zone, after) onwards, with one
     lookup in the deliveries' unique key per subscriber. `lock`: FOR UPDATE SKIP LOCKED
@@ -237,12 +263,14 @@ def newsletter_cohort(*, no_zone: bool, segment: bool, lock: bool) -> Any:
     """
     sub = _SUBSCRIBERS
     query = (
-        select(sub.c.id, sub.c.email, sub.c.first_name)
+        select(sub.c.id, sub.c.email, sub.c.first_name, sub.c.frequency)
         .where(
             sub.c.status == m.SubscriberStatus.ACTIVE,
+            sub.c.newsletter_off == false(),  # the reader turned newsletters off
+            NOT_PAUSED,  # a newsletter sent during a pause is skipped, not kept for later
             sub.c.timezone.is_(None) if no_zone else sub.c.timezone == bindparam("zone", type_=String()),
             sub.c.id > bindparam("after", type_=Integer()),
-            sub.c.confirmed_at <= bindparam("now", type_=sub.c.confirmed_at.type),
+            sub.c.confirmed_at <= _NOW,
             ~exists().where(
                 _DELIVERIES.c.subscriber_id == sub.c.id,
                 _DELIVERIES.c.stream == bindparam("stream", type_=String()),
@@ -273,3 +301,55 @@ def received_query(statements: IdStatements) -> Any:
         statements.in_ids(_DELIVERIES.c.subscriber_id),
         _DELIVERIES.c.stream.in_(bindparam("streams", expanding=True)),
     )
+
+
+# ---------------------------------------------------------------- re-permission emails
+
+
+def _ask_key() -> Any:
+    """An ask's step key in SQL: "ask-" and its round (nurture.sending.streams.ask_step_key)."""
+    return literal("ask-", String()) + cast(_ASKS.c.round, String())
+
+
+# Open asks whose email has no delivery yet, for active, unpaused readers, oldest first.
+ASKS_DUE = (
+    select(
+        _ASKS.c.id,
+        _ASKS.c.subscriber_id,
+        _SUBSCRIBERS.c.timezone,
+        _SUBSCRIBERS.c.email,
+        _SUBSCRIBERS.c.first_name,
+        _SUBSCRIBERS.c.frequency,
+    )
+    .join(_SUBSCRIBERS, _SUBSCRIBERS.c.id == _ASKS.c.subscriber_id)
+    .where(
+        _ASKS.c.outcome.is_(None),
+        _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE,
+        NOT_PAUSED,
+        ~exists().where(
+            _DELIVERIES.c.subscriber_id == _ASKS.c.subscriber_id,
+            _DELIVERIES.c.stream == REPERMISSION_STREAM,
+            _DELIVERIES.c.step_key == _ask_key(),
+        ),
+    )
+    .order_by(_ASKS.c.id)
+)
+
+
+def ask_claims(statements: IdStatements, returning: bool = True) -> Any:
+    """INSERT ... SELECT of the re-permission email of asks, by ask id."""
+    source = (
+        select(
+            _ASKS.c.subscriber_id,
+            literal(REPERMISSION_STREAM, String()),
+            _ASKS.c.round,
+            _ask_key(),
+            literal(m.DeliveryStatus.CLAIMED, String()),
+            bindparam("worker", type_=String()),
+            bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type),
+        )
+        .where(statements.in_ids(_ASKS.c.id))
+        .order_by(_ASKS.c.id)
+    )
+    columns = ["subscriber_id", "stream", "step", "step_key", "status", "worker", "claimed_at"]
+    return _insert_claims(statements, source, columns, returning)

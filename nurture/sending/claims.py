@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 from nurture.config import Delivery
 from nurture.content.campaigns import Campaign
 from nurture.sending.claim_statements import (
+    ASKS_DUE,
     CLAIMED_SINCE,
     DUE_QUERY,
     ENROLLMENTS,
     LAST_DELIVERY,
     NEWSLETTER_DUE,
+    ask_claims,
     drip_claims,
     newsletter_claims,
     newsletter_cohort,
@@ -82,9 +84,13 @@ class Claimer:
         bind: Engine | Connection,
         now: datetime,
         worker: str,
+        *,
+        newsletters: bool = True,
+        asks: bool = False,
     ) -> None:
         """`campaigns`: the latest published versions; `catalog` and `bind` read any newer one a
-        claim names."""
+        claim names. `newsletters`: False while a hold stops them; `asks`: claim re-permission
+        emails (sunset: enabled)."""
         self.now = now
         self.worker = worker
         self.campaigns = campaigns
@@ -103,13 +109,16 @@ class Claimer:
         self._zones_held: set[tuple[int, str | None]] = set()  # someone there was over the daily cap
         self._in_window_cache: dict[str, bool] = {}
         self._values_cache: dict[Any, Values] = {}
-        self._newsletter_due = True  # until a look finds none due
+        self._newsletter_due = newsletters  # until a look finds none due
+        self._asks_due = asks  # until a read finds no more to claim in this pass
 
     def claim(self, session: Session, room: int) -> list[Claim]:
         """Claim up to `room` emails in this transaction."""
         claims = self._claim_newsletters(session, room)
         if len(claims) < room:
             claims.extend(self._claim_drip(session, room - len(claims)))
+        if len(claims) < room and self._asks_due:
+            claims.extend(self._claim_asks(session, room - len(claims)))
         return claims
 
     def _zones(self, timezones: dict[int, str | None]) -> dict[int, str]:
@@ -131,7 +140,8 @@ class Claimer:
             if not rows:
                 break
             zones = self._zones({row[1]: row[5] for row in rows})
-            cap = DailyCap(session, zones, now, self.max_per_day)
+            weekly = {row[1] for row in rows if row[10] == m.Frequency.WEEKLY}
+            cap = DailyCap(session, zones, now, self.max_per_day, weekly)
             tagged = stop_tags(session, self.campaigns, [row[1] for row in rows])
             updates: dict[Values, list[int]] = defaultdict(list)
             wanted: list[int] = []  # enrollment ids to claim, in query order
@@ -152,6 +162,7 @@ class Claimer:
                     first_name,
                     step_key,
                     version,
+                    _,
                 ) = row
                 campaign = self._latest(slug, version)
                 zone_name = zones[subscriber_id]
@@ -187,7 +198,7 @@ class Claimer:
                     updates[self._window_values(zone_name)].append(enrollment_id)
                     self.rescheduled += 1
                 elif decision is Decision.NEXT_DAY:
-                    updates[self._next_day_values(zone_name)].append(enrollment_id)
+                    updates[self._cap_values(zone_name, cap.reopens(subscriber_id))].append(enrollment_id)
                     self.rescheduled += 1
             self._plan_advances(session, advancing, updates)
             self._place_in_latest(session, stale, updates)
@@ -236,6 +247,14 @@ class Claimer:
             due = next_day_open(self.now, zone(zone_name), self.window)
             values = self._values_cache[key] = (("next_due_at", due), ("updated_at", self.now))
         return values
+
+    def _cap_values(self, zone_name: str, reopens: datetime | None) -> Values:
+        """Over the limit: the next local day's window, or for a weekly reader the window after
+        seven days from their last email."""
+        if reopens is None:
+            return self._next_day_values(zone_name)
+        due = next_window_open(max(reopens, self.now), zone(zone_name), self.window)
+        return (("next_due_at", due), ("updated_at", self.now))
 
     def _latest(self, slug: str, row_version: int | None) -> Campaign | None:
         """The series as published: the pass's latest version, or the row's if a publish made a
@@ -426,7 +445,11 @@ class Claimer:
             if rows:
                 self._zone_cursor[key] = rows[-1][0]
                 cap = DailyCap(
-                    session, dict.fromkeys([row[0] for row in rows], zone_name), now, self.max_per_day
+                    session,
+                    dict.fromkeys([row[0] for row in rows], zone_name),
+                    now,
+                    self.max_per_day,
+                    {row[0] for row in rows if row[3] == m.Frequency.WEEKLY},
                 )
                 wanted: list[int] = []
                 by_id: dict[int, tuple[Any, ...]] = {}
@@ -452,7 +475,7 @@ class Claimer:
                 for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(
                     session, newsletter.id, stream, wanted
                 ):
-                    _, email, first_name = by_id[subscriber_id]
+                    _, email, first_name, _ = by_id[subscriber_id]
                     claims.append(
                         Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id)
                     )
@@ -469,4 +492,41 @@ class Claimer:
                 ):
                     mark_finished(connection, newsletter.id, value, now)
                 break
+        return claims
+
+    def _claim_asks(self, session: Session, room: int) -> list[Claim]:
+        """Claim re-permission emails of open asks, under the send window and the reader's cap."""
+        connection = session.connection()
+        statements = statements_for(connection)
+        rows = statements.rows(connection, ASKS_DUE.limit(room), {"now": self.now})
+        zones = self._zones({row[1]: row[2] for row in rows})
+        weekly = {row[1] for row in rows if row[5] == m.Frequency.WEEKLY}
+        cap = DailyCap(session, zones, self.now, self.max_per_day, weekly)
+        wanted: list[int] = []
+        names: dict[int, tuple[str, str | None]] = {}
+        for ask_id, subscriber_id, _, email, first_name, _ in rows:
+            decision = decide(
+                paused=False,
+                due=True,
+                series_exists=True,
+                subscribed=True,  # the query reads active, unpaused readers only
+                stop_tag=False,
+                steps_left=True,
+                in_window=self._in_window(zones[subscriber_id]),
+                cap_full=cap.full(subscriber_id),
+            )
+            if decision is Decision.CLAIM and subscriber_id not in names:
+                cap.take(subscriber_id)
+                names[subscriber_id] = (email, first_name)
+                wanted.append(ask_id)
+            else:
+                self.rescheduled += 1  # waits for their window or their limit: a later pass
+        # Read again in a later round of this pass only while every row read was claimed.
+        self._asks_due = bool(rows) and len(wanted) == room
+        claims: list[Claim] = []
+        for delivery_id, subscriber_id, stream, step, step_key, _ in self._insert_claims(
+            session, "ask claims", ask_claims, wanted, {}
+        ):
+            email, first_name = names[subscriber_id]
+            claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key))
         return claims

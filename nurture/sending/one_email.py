@@ -97,10 +97,13 @@ def send_test_copy(
 ) -> SentCopy:
     """One copy of a series email or newsletter to `to_address` (the owner's), subject prefixed "[TEST] ".
 
-    Its unsubscribe link opens a page saying it is a test copy, and unsubscribes nobody."""
+    Its unsubscribe and preference links open pages saying it is a test copy, and change nothing."""
     address, _ = normalize_email(to_address)
     recipient = Recipient(
-        email=address, first_name=None, unsubscribe_url=links.test_copy_unsubscribe_url(config)
+        email=address,
+        first_name=None,
+        unsubscribe_url=links.test_copy_unsubscribe_url(config),
+        preferences_url=links.test_copy_preferences_url(config),
     )
     outcome = send_now(
         transport,

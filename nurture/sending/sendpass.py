@@ -11,7 +11,12 @@ Exactly once rests on three things:
 - Claims known not to have gone out (a fatal provider error, a stop signal) are
   released at once, so the next run picks them up.
 
-Consent is checked twice: when claiming, and again right before the transport.
+Consent and the reader's choices (series or newsletter off, a pause, at most one a
+week) are checked twice: when claiming, and again right before the transport.
+A hold placed by an alert (nurture.sending.holds) keeps newsletters, or everything,
+from being claimed at all. With `sunset.enabled`, the first pass of each practice
+day first reviews quiet readers (nurture.audience.repermission); their
+"still want these?" emails then go out like any other email.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from sqlalchemy import Connection, Engine
 
 from nurture import links
 from nurture.app import App
+from nurture.audience.repermission import review_due, review_once
 from nurture.content.approved import source_from_stored
 from nurture.content.prepared import PreparedEmail
 from nurture.content.rendering import Renderer
@@ -39,10 +45,11 @@ from nurture.providers.base import Batch, Outcome
 from nurture.sending.claims import Claim, Claimer
 from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, stuck_status
 from nurture.sending.eligibility import recheck
+from nurture.sending.holds import Hold, holds_everything, holds_newsletters, read_holds
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.outcomes import PendingOutcomes
 from nurture.sending.passlog import record_pass
-from nurture.sending.streams import newsletter_stream
+from nurture.sending.streams import REPERMISSION_STREAM, newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
@@ -62,6 +69,8 @@ class PassSummary:
     settled: int = 0  # stuck claims settled by provider events
     reconciled: int = 0  # stuck claims with no provider record, released and claimed again
     fatal: str | None = None
+    held: list[str] = field(default_factory=list)  # what a hold kept back, and why
+    asked: int = 0  # quiet readers the day's re-permission review found (their emails follow)
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     stuck_status: ReconcileStatus = field(default_factory=ReconcileStatus)
 
@@ -76,6 +85,10 @@ class PassSummary:
             text += f", settled {self.settled} stuck by provider events"
         if self.reconciled:
             text += f", {self.reconciled} stuck with no provider record released to send again"
+        for hold in self.held:
+            text += f"; held: {hold}"
+        if self.asked:
+            text += f"; {self.asked} quiet readers to ask if they still want these emails"
         if self.stuck:
             text += " (see: nurture deliveries --stuck)"
             if self.stuck_status.blocked:
@@ -116,8 +129,16 @@ class SendingPass:
         self.claim_round = self.batch_size * CLAIM_ROUND_BATCHES
         # What goes out is what was published: the latest versions, read afresh for each pass.
         self.campaigns = self.catalog.refresh(self.engine, now)
+        self.holds: list[Hold] = read_holds(self.engine)
         self.claimer = Claimer(
-            self.config.delivery, self.campaigns, self.catalog, self.engine, now, worker or worker_name()
+            self.config.delivery,
+            self.campaigns,
+            self.catalog,
+            self.engine,
+            now,
+            worker or worker_name(),
+            newsletters=not holds_newsletters(self.holds),
+            asks=self.config.sunset.enabled,
         )
         self.claimed_total = 0
         self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
@@ -158,6 +179,14 @@ class SendingPass:
     def _run(self) -> PassSummary:
         reconciled = reconcile(self.engine, self.config, self.now)
         self.summary.settled, self.summary.reconciled = reconciled.settled, reconciled.released
+        self.summary.held = [f"{hold.what} ({hold.reason})" for hold in self.holds]
+        if holds_everything(self.holds):
+            # Sending is paused by an alert until the owner lifts the hold: nothing is claimed.
+            with reading(self.engine) as session:
+                self.summary.stuck_status = stuck_status(session, self.config, self.now)
+            self.summary.stuck = self.summary.stuck_status.stuck
+            return self.summary
+        self._review()
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
         # The next batch is claimed in a thread of its own while this one prepares the
@@ -203,6 +232,16 @@ class SendingPass:
             self.summary.stuck_status = stuck_status(session, self.config, self.now)
         self.summary.stuck = self.summary.stuck_status.stuck
         return self.summary
+
+    def _review(self) -> None:
+        """The day's re-permission review, when sunset is on and no pass has run it today."""
+        if not self.config.sunset.enabled:
+            return
+        with reading(self.engine) as session:
+            due = review_due(session, self.config, self.now)
+        if due:
+            with transaction(self.engine) as session:
+                self.summary.asked = review_once(session, self.config, self.now).asked
 
     def _claim_ahead(self, claiming: ThreadPoolExecutor) -> Future[list[Claim]] | None:
         """Start claiming the next batch, unless the pass is stopping or has its fill."""
@@ -281,50 +320,77 @@ class SendingPass:
         ]
 
     def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
-        """Check consent (and a series' stop tags) once more, right before sending, then build the batch."""
+        """Check consent, the reader's choices (and a series' stop tags) once more, right before
+        sending, then build the batch."""
         ids = [claim.subscriber_id for claim in group]
+        stream = group[0].stream
+        kind = (
+            "newsletter"
+            if group[0].newsletter_id is not None
+            else "ask"
+            if stream == REPERMISSION_STREAM
+            else "series"
+        )
         # A goal tag ("booked") added since the claim ends the series now, not after one more email.
-        campaign = self.campaigns.get(group[0].stream) if group[0].newsletter_id is None else None
+        campaign = self.campaigns.get(stream) if kind == "series" else None
         with reading(self.engine) as session:
-            active, stopped = recheck(session, ids, campaign.stop_on_tags if campaign is not None else ())
-        if len(active) == len(group) and not stopped:
-            ready = group  # the usual case: everyone still subscribed, nobody with a stop tag
+            found = recheck(
+                session,
+                ids,
+                campaign.stop_on_tags if campaign is not None else (),
+                now=self.now,
+                kind=kind,
+                delivery_ids=[claim.delivery_id for claim in group],
+            )
+        active = found.active
+        if len(active) == len(group) and not (found.tagged or found.declined or found.held):
+            ready = group  # the usual case: everyone still subscribed, nothing changed since the claim
         else:
+            skip = {
+                "skipped: no longer subscribed": [c for c in group if c.subscriber_id not in active],
+                "skipped: has a stop tag of this series": [
+                    c for c in group if c.subscriber_id in found.tagged
+                ],
+                "skipped: the reader turned these emails off or paused them": [
+                    c
+                    for c in group
+                    if c.subscriber_id in found.declined and c.subscriber_id not in found.tagged
+                ],
+            }
+            for error, claims in skip.items():
+                if claims:
+                    self.outcomes.add(
+                        claims,
+                        [Outcome(str(c.delivery_id), "failed", error=error) for c in claims],
+                        skipped=True,
+                    )
+            # Paused, series off, or at the weekly limit since the claim: given back, sent later.
+            held = [
+                c
+                for c in group
+                if c.subscriber_id in found.held
+                and c.subscriber_id in active
+                and c.subscriber_id not in found.tagged
+                and c.subscriber_id not in found.declined
+            ]
+            self._release(held)
             ready = [
                 claim
                 for claim in group
-                if claim.subscriber_id in active and claim.subscriber_id not in stopped
+                if claim.subscriber_id in active
+                and claim.subscriber_id not in found.tagged
+                and claim.subscriber_id not in found.declined
+                and claim.subscriber_id not in found.held
             ]
-            gone = [claim for claim in group if claim.subscriber_id not in active]
-            if gone:
-                self.outcomes.add(
-                    gone,
-                    [
-                        Outcome(str(c.delivery_id), "failed", error="skipped: no longer subscribed")
-                        for c in gone
-                    ],
-                    skipped=True,
-                )
-            tagged = [
-                claim for claim in group if claim.subscriber_id in active and claim.subscriber_id in stopped
-            ]
-            if tagged:
-                self.outcomes.add(
-                    tagged,
-                    [
-                        Outcome(str(c.delivery_id), "failed", error="skipped: has a stop tag of this series")
-                        for c in tagged
-                    ],
-                    skipped=True,
-                )
             if not ready:
                 return None, []
         prepared = self._prepared(ready[0])
         envelopes = []
         unusable: list[tuple[Claim, str]] = []
         seen: set[str] = set()
-        stream, step = ready[0].stream, ready[0].step  # one email: a group shares stream, version and step
+        step = ready[0].step  # one email: a group shares stream, version and step
         unsubscribe_url = links.unsubscribe_urls(self.config, stream)
+        preferences_url = links.preferences_urls(self.config)
         envelope_for = prepared.envelope_for
         for claim in ready:
             delivery, subscriber_id, email, first_name = claim[:4]
@@ -344,6 +410,7 @@ class SendingPass:
                         {"delivery_id": delivery_id},
                         stream,
                         step,
+                        preferences_url=preferences_url(subscriber_id),
                     )
                 )
             except NurtureError as exc:
@@ -361,6 +428,8 @@ class SendingPass:
         return replace(prepared.batch(envelopes), sent_at=self.now), ready
 
     def _prepared(self, claim: Claim) -> PreparedEmail:
+        if claim.stream == REPERMISSION_STREAM:
+            return self.renderer.prepare_repermission()
         if claim.newsletter_id is None:
             # The version the claim was taken from, which a publish since then does not change.
             assert claim.series_version is not None  # every series claim names its version

@@ -1,7 +1,8 @@
 """What a stream name means.
 
-Every delivery belongs to a stream: a series' campaign slug, or `newsletter:<id>` for
-a stored newsletter. The name travels in the delivery row, the unsubscribe token and
+Every delivery belongs to a stream: a series' campaign slug, `newsletter:<id>` for
+a stored newsletter, or `repermission:ask` for the re-permission emails (sunset:).
+The name travels in the delivery row, the unsubscribe token and
 the provider's custom args, so it is built and read only here.
 """
 
@@ -21,3 +22,16 @@ def newsletter_stream(newsletter_id: int) -> str:
 def is_newsletter_stream(stream: str) -> bool:
     """Whether `stream` names a newsletter (a stored one or a test copy), not a series."""
     return stream.startswith(NEWSLETTER_PREFIX)
+
+
+# The re-permission email to a quiet reader: one stream, one step key per round of asking,
+# so each round's email goes out at most once. A slug never holds ":", so no series is named so.
+REPERMISSION_STREAM = "repermission:ask"
+
+
+def ask_step_key(round_number: int) -> str:
+    return f"ask-{round_number}"
+
+
+def is_repermission_stream(stream: str) -> bool:
+    return stream == REPERMISSION_STREAM

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,6 +101,23 @@ class Subscriber(Base):
     status_changed_at: Mapped[datetime]
     # Bumped on every new opt-in so that an older confirmation link stops working.
     confirm_nonce: Mapped[int] = mapped_column(Integer, default=0)
+    # The reader's own choices, from the preference center (nurture.audience.preferences).
+    # Server defaults too, so that rows written by any statement get "everything, as it comes".
+    series_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    newsletter_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    frequency: Mapped[str] = mapped_column(String(10), default="daily", server_default="daily")
+    # Nothing is sent before this instant (a pause); the sending pass reads it at claim and at send.
+    paused_until: Mapped[datetime | None]
+    # The last visit to the preference center: a sign of life for re-permission
+    # (nurture.audience.repermission).
+    preferences_seen_at: Mapped[datetime | None]
+
+
+class Frequency(StrEnum):
+    """How often at most a reader wants marketing email."""
+
+    DAILY = "daily"  # as it comes, up to delivery.max_emails_per_day
+    WEEKLY = "weekly"  # at most one in any seven days
 
 
 class SubscriberTag(Base):
@@ -123,6 +141,9 @@ class ConsentKind(StrEnum):
     # The owner added the person in the console, with the evidence of a consent given elsewhere
     # (where, when, and the words they agreed to).
     ADDED = "added"
+    PREFERENCE = "preference"  # the reader changed a choice in the preference center (detail: what)
+    RECONFIRM = "reconfirm"  # the reader answered a re-permission email: keep me on the list
+    SUNSET_PAUSE = "sunset_pause"  # no answer to a re-permission email: paused (sunset.then: pause)
 
 
 class ConsentEvent(Base):
@@ -365,6 +386,64 @@ class OwnerNotice(Base):
     )  # the summary's Monday, or the alert's day (practice time)
     sent_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(500))  # what an alert was about; never an address
+
+
+class AskOutcome(StrEnum):
+    """How a re-permission ask ended (NULL while it is open)."""
+
+    KEPT = "kept"  # the reader pressed "keep me on the list", or showed another sign of life
+    PAUSED = "paused"  # no answer in time: paused (sunset.then: pause)
+    UNSUBSCRIBED = "unsubscribed"  # no answer in time: unsubscribed with reason sunset
+    LEFT = "left"  # unsubscribed, bounced or paused by themselves before the answer was due
+    NOT_SENT = "not sent"  # the email could not be delivered (failed or skipped)
+
+
+class RepermissionAsk(Base):
+    """One "still want these?" question to a quiet reader (nurture.audience.repermission).
+
+    The email itself is a delivery of stream "repermission:ask" with step key "ask-<round>",
+    so it goes out at most once per round, like any email; this row says whom to ask and
+    how it ended."""
+
+    __tablename__ = "repermission_asks"
+    __table_args__ = (UniqueConstraint("subscriber_id", "round"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    round: Mapped[int] = mapped_column(Integer)  # 1 for the first ask of this person, then 2, ...
+    created_at: Mapped[datetime]  # when the review found them quiet
+    quiet_since: Mapped[datetime]  # their last sign of life then
+    outcome: Mapped[str | None] = mapped_column(String(20), index=True)
+    decided_at: Mapped[datetime | None]
+
+
+class SunsetReview(Base):
+    """The day (practice time) of each re-permission review, so that it runs once a day."""
+
+    __tablename__ = "sunset_reviews"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    ran_at: Mapped[datetime]
+
+
+class HoldKind(StrEnum):
+    NEWSLETTERS = "newsletters"  # spam complaints past the stop line: newsletters wait
+    ALL = "all"  # bounces past the pause line: the sending pass sends nothing
+
+
+class SendingHold(Base):
+    """Sending stopped by an alert until the owner says to go on (nurture.reporting.holds)."""
+
+    __tablename__ = "sending_holds"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500))  # in words, with the numbers; never an address
+    placed_at: Mapped[datetime]
+    lifted_at: Mapped[datetime | None] = mapped_column(index=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(320))  # the owner's address at the time
 
 
 class SignupAttempt(Base):

@@ -157,7 +157,7 @@ def _confirm_failed(pages: Pages) -> HTMLResponse:
     )
 
 
-def _bad_link(pages: Pages) -> HTMLResponse:
+def bad_link(pages: Pages) -> HTMLResponse:
     reply = pages.config.practice.reply_to
     paragraphs = ["Please check that you opened the whole link from the email."]
     if reply:
@@ -246,7 +246,7 @@ async def confirm_page(request: Request) -> Response:
         )
     now: datetime = request.app.state.clock()
     try:
-        await run_in_threadpool(
+        confirmed = await run_in_threadpool(
             confirm, app, token, now, ip=client_ip(request), user_agent=user_agent(request), source="web"
         )
     except TokenError:
@@ -254,7 +254,9 @@ async def confirm_page(request: Request) -> Response:
     return pages.message(
         "You are subscribed",
         "Thank you for confirming. The first email will arrive soon.",
-        "Every email has a link at the bottom to unsubscribe with one click.",
+        "Every email has a link at the bottom to unsubscribe with one click, and one to choose "
+        "what you get: fewer emails, only some of them, or a pause.",
+        link=(links.preferences_url(app.config, confirmed.subscriber_id), "Choose what you get"),
     )
 
 
@@ -265,7 +267,7 @@ async def unsubscribe_page(request: Request) -> Response:
     try:
         claim = read_unsubscribe_token(app.config.secrets.verification_keys(), token)
     except TokenError:
-        return _bad_link(pages)
+        return bad_link(pages)
     if links.is_test_copy(claim.subscriber_id, claim.stream):
         return pages.message(
             "This is a test copy",

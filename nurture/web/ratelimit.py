@@ -25,6 +25,8 @@ from nurture.store import models as m
 from nurture.store.db import dialect_name, insert_on_conflict, transaction
 
 RATE_LIMIT = (5, 600.0)  # signups per client per 10 minutes
+PREFERENCES_RATE_LIMIT = (40, 600.0)  # preference-center requests per client per 10 minutes
+PREFERENCES_PURPOSE = b"nurture/preferences-rate-limit"
 
 _PURPOSE = b"nurture/signup-rate-limit"
 
@@ -35,23 +37,27 @@ class Verdict:
     retry_after: int  # seconds until the window ends; 0 when allowed
 
 
-def client_key(secret: str, ip: str | None) -> str:
-    key = hmac.digest(secret.encode("utf-8"), _PURPOSE, "sha256")
+def client_key(secret: str, ip: str | None, purpose: bytes = _PURPOSE) -> str:
+    key = hmac.digest(secret.encode("utf-8"), purpose, "sha256")
     return hmac.new(key, (ip or "unknown").encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 class SignupLimit:
-    """At most `limit` signup attempts per client in a `window` of seconds."""
+    """At most `limit` signup attempts per client in a `window` of seconds.
 
-    def __init__(self, limit: int, window: float) -> None:
+    `purpose` keeps another page's counters apart in the same table (the preference
+    center's): the same client gets a different key under each purpose."""
+
+    def __init__(self, limit: int, window: float, purpose: bytes = _PURPOSE) -> None:
         self.limit = limit
         self.window = timedelta(seconds=window)
+        self.purpose = purpose
 
     def attempt(self, app: App, ip: str | None, now: datetime) -> Verdict:
         """Count one attempt from `ip` (blocking database work: call it from a worker thread)."""
         table = m.SignupAttempt.__table__
         cutoff = now - self.window
-        client = client_key(app.config.secrets.require_secret_key(), ip)
+        client = client_key(app.config.secrets.require_secret_key(), ip, self.purpose)
         with transaction(app.engine) as session:
             session.execute(delete(table).where(table.c.window_start <= cutoff))
             proposed = insert_on_conflict(table, dialect_name(session)).values(

@@ -5,6 +5,8 @@ Routes (nothing else is exposed):
     GET  POST /subscribe              signup form (honeypot, per-client rate limit in the store)
     GET  POST /confirm/{token}        GET shows a button, only POST confirms
     GET  POST /unsubscribe/{token}    GET shows a button, POST unsubscribes (also RFC 8058 one-click)
+    GET  POST /preferences/{token}    the reader's preference center (see preferences); /pause,
+              /preferences/{token}/…  /resume, /unsubscribe (POST) and /keep (GET shows, POST acts)
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.event_webhook)
     POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
@@ -35,6 +37,7 @@ from starlette.routing import Route
 
 from nurture.app import App
 from nurture.config import WEBHOOK_KEY_ENV
+from nurture.deliverability.doctor import DoctorOptions
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.console.access import FORM_LIMIT as CONSOLE_FORM_LIMIT
 from nurture.web.console.access import PREFIX as CONSOLE_PREFIX
@@ -51,7 +54,8 @@ from nurture.web.middleware import (
     SecurityHeaders,
 )
 from nurture.web.pages import Pages, confirm_page, healthz, subscribe_page, unsubscribe_page
-from nurture.web.ratelimit import RATE_LIMIT, SignupLimit
+from nurture.web.preferences import preferences_action, preferences_page
+from nurture.web.ratelimit import PREFERENCES_PURPOSE, PREFERENCES_RATE_LIMIT, RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
 from nurture.web.signups import SignupQueue
 from nurture.web.webhooks import sendgrid_webhook
@@ -64,6 +68,8 @@ ROUTES = (
     Route("/subscribe", subscribe_page, methods=["GET", "POST"]),
     Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET", "POST"]),
+    Route("/preferences/{token}", preferences_page, methods=["GET", "POST"]),
+    Route("/preferences/{token}/{action}", preferences_action, methods=["GET", "POST"]),
     Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
     Route("/webhooks/booking", booking_webhook, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
@@ -81,8 +87,10 @@ def create_app(
     clock: Clock = _utc_now,
     rate_limit: tuple[int, float] = RATE_LIMIT,
     signup_delay: float = SIGNUP_DELAY,
+    preference_limit: tuple[int, float] = PREFERENCES_RATE_LIMIT,
+    doctor: DoctorOptions | None = None,
 ) -> Starlette:
-    """The ASGI app serving `app`'s store. `clock`, `rate_limit` and `signup_delay` are for tests."""
+    """The ASGI app serving `app`'s store. `clock`, the limits and `signup_delay` are for tests."""
     signups = SignupQueue(app, delay=signup_delay)
 
     @asynccontextmanager
@@ -123,10 +131,13 @@ def create_app(
     site.state.clock = clock
     site.state.pages = Pages(app)
     site.state.limiter = SignupLimit(*rate_limit)
+    site.state.preference_limiter = SignupLimit(*preference_limit, purpose=PREFERENCES_PURPOSE)
     site.state.signups = signups
     know_routes(site.routes)  # the access log's allow-list (the live list: later routes count too)
     site.state.console_pages = console_state(app)
     site.state.console_imports = ImportJobs()
+    # The console's Inbox page runs the doctor's checks; a page load waits for them, so briefly.
+    site.state.doctor_options = doctor or DoctorOptions(timeout=3.0)
     return site
 
 

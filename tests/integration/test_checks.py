@@ -33,7 +33,7 @@ def test_shipped_content_passes(config):
     report = check_content(config)
     assert report.findings == [], report.render()
     steps = sum(len(c.steps) for c in load_campaigns(config.campaigns_dir).values())
-    expected = steps + len(newsletter_files(config.campaigns_dir)) + 1  # + the confirmation
+    expected = steps + len(newsletter_files(config.campaigns_dir)) + 2  # + confirmation, re-permission
     assert report.emails == report.passed == expected
     assert report.ok and report.exit_code == 0
     assert report.render() == f"all {expected} emails pass"

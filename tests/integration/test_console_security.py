@@ -76,6 +76,7 @@ def _console_routes(app):
         "action": "tag",
         "owner_id": "1",
         "invite_id": "1",
+        "hold_id": "1",
         "token": "x" * 43,
     }
     for route in mounts[0].routes:

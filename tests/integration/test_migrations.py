@@ -180,3 +180,57 @@ def test_the_head_constant_is_alembics_head(tmp_path: Path) -> None:
         )
     finally:
         engine.dispose()
+
+
+@ON_BOTH_STORES
+def test_upgrading_to_reader_choices_keeps_every_row_that_refers_to_a_subscriber(engine: Engine):
+    """0007r adds columns to subscribers in place: a copy of the table (Alembic's batch mode on
+    SQLite) would drop it, and with foreign keys on the drop cascades to every child row."""
+    upgrade(engine, "0002v")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, "
+                "confirm_nonce) VALUES (1, 'a@example.com', 'a@example.com', 'active', "
+                "'2026-11-01 09:00:00', '2026-11-01 09:00:00', 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO enrollments "
+                "(subscriber_id, campaign, next_step, status, enrolled_at, updated_at) "
+                "VALUES (1, 'kap-intro', 2, 'active', '2026-11-01 09:00:00', '2026-11-01 09:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, claimed_at) "
+                "VALUES (1, 'kap-intro', 1, '01-what-is-kap', 'sent', '2026-11-01 09:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO consent_events (subscriber_id, kind, occurred_at, recorded_at) "
+                "VALUES (1, 'import', '2026-11-01 09:00:00', '2026-11-01 09:00:00')"
+            )
+        )
+
+    def rows() -> tuple[int, int, int]:
+        with engine.connect() as connection:
+            return (
+                connection.execute(text("SELECT count(*) FROM enrollments")).scalar_one(),
+                connection.execute(text("SELECT count(*) FROM consent_events")).scalar_one(),
+                connection.execute(
+                    text("SELECT count(*) FROM deliveries WHERE subscriber_id = 1")
+                ).scalar_one(),
+            )
+
+    upgrade(engine)
+    assert rows() == (1, 1, 1)
+    with engine.connect() as connection:
+        choices = connection.execute(
+            text("SELECT series_off, newsletter_off, frequency FROM subscribers")
+        ).one()
+    assert (bool(choices[0]), bool(choices[1]), choices[2]) == (False, False, "daily")
+    downgrade(engine, "0002v")
+    assert rows() == (1, 1, 1)

@@ -193,17 +193,25 @@ def test_the_summary_email_renders_through_the_templates_and_goes_to_the_owner(a
     assert html is not None and "kap-intro step 1: 8" in html.get_content()
 
 
-def test_the_run_loop_sends_the_summary_from_monday_8_once_and_alerts_at_most_daily(app: App) -> None:
+def test_the_run_loop_sends_the_summary_from_monday_8_once_and_each_alert_once(app: App) -> None:
     build_week(app)
-    assert send_due_notices(app, NOW - timedelta(minutes=1), weekly=True) == ["alert"]
+    # 6.25% complaints and 12.5% bounces: past both stop lines, so two holds and their alerts;
+    # and the stuck email's alert, which (unlike the others) comes back daily while it lasts.
+    assert send_due_notices(app, NOW - timedelta(minutes=1), weekly=True) == [
+        "alert (complaints-stop)",
+        "alert (bounces-pause)",
+        "alert (stuck)",
+    ]
     assert send_due_notices(app, NOW, weekly=True) == ["summary"]
     assert send_due_notices(app, NOW + timedelta(hours=3), weekly=True) == []
-    assert send_due_notices(app, NOW + timedelta(days=1), weekly=True) == ["alert"]
-    assert send_due_notices(app, NOW + timedelta(days=6), weekly=True) == ["alert"]
+    assert send_due_notices(app, NOW + timedelta(days=1), weekly=True) == ["alert (stuck)"]
+    assert send_due_notices(app, NOW + timedelta(days=6), weekly=True) == ["alert (stuck)"]
     # A week on, the rates have left the window, but the stuck email is still stuck.
-    assert send_due_notices(app, NOW + timedelta(days=7), weekly=True) == ["alert", "summary"]
+    assert send_due_notices(app, NOW + timedelta(days=7), weekly=True) == ["alert (stuck)", "summary"]
     subjects = [message["Subject"] for message in outbox_messages(app)]
-    assert subjects.count("Action needed: your practice emails") == 4
+    assert subjects.count("Action needed: emails are stuck") == 4
+    assert subjects.count("Newsletters held: too many spam complaints") == 1
+    assert subjects.count("Sending paused: too many emails bounce") == 1
     with transaction(app.engine) as session:
         assert (
             session.scalar(

@@ -566,6 +566,8 @@ def test_export_holds_everything_about_one_person_and_nobody_else(app: App):
         "created_at": NOW.isoformat(),
         "confirmed_at": (NOW + timedelta(minutes=10)).isoformat(),
         "status_changed_at": (NOW + timedelta(minutes=10)).isoformat(),
+        "preferences": {"series": True, "newsletter": True, "frequency": "daily", "paused_until": None},
+        "preferences_seen_at": None,
     }
     assert data["tags"] == ["webinar-2026"]
     opt_in, confirmation = data["consent_events"]

@@ -66,7 +66,7 @@ def test_complaint_bounce_and_webhook_warnings(tmp_path: Path) -> None:
     _events(app, "bounced", 1, later)
     assert _warnings(app, later) == ""  # 1% bounces, no complaints
     _events(app, "complained", 1, later)
-    assert "Spam complaints are at 1.00%" in _warnings(app, later)
+    assert "Spam complaints: 1 of 100 emails sent in 7 days (1.00%" in _warnings(app, later)
     with transaction(app.engine) as session:
         for index in range(1, 3):
             session.add(
@@ -79,4 +79,4 @@ def test_complaint_bounce_and_webhook_warnings(tmp_path: Path) -> None:
                     received_at=later,
                 )
             )
-    assert "Bounces are at 3.0%" in _warnings(app, later)
+    assert "Bounces: 3 of 100 emails sent in 7 days (3.0%" in _warnings(app, later)

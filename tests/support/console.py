@@ -109,14 +109,20 @@ def csrf(html: str) -> str:
 
 @contextmanager
 def console(
-    tmp_path: Path, *, with_owner: bool = True, https: bool = False, **overrides: Any
+    tmp_path: Path,
+    *,
+    with_owner: bool = True,
+    https: bool = False,
+    app_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Iterator[Console]:
     """A served project with an owner account. `https`: web.public_base_url is https (so
-    the links in emails pass `nurture check`), the server itself plain http."""
+    the links in emails pass `nurture check`), the server itself plain http. `app_options`:
+    more arguments of create_app (the doctor's name servers, say)."""
     clock = Clock()
     if https:
         overrides.setdefault("web.public_base_url", "https://mail.riverbend.example")
-    with live_web(tmp_path, app_options={"clock": clock}, **overrides) as web:
+    with live_web(tmp_path, app_options={"clock": clock, **(app_options or {})}, **overrides) as web:
         if with_owner:
             add_owner(web.app, OWNER, PASSWORD, clock.now)
         site = Console(web, clock, https=https)

@@ -36,6 +36,7 @@ def every_email(config: Config) -> list[Message]:
         email="sam.rivera@example.com",
         first_name="Sam",
         unsubscribe_url=links.unsubscribe_url(config, 7, "kap-intro"),
+        preferences_url=links.preferences_url(config, 7),
         confirm_url=links.confirm_url(config, 7, 1, datetime(2026, 11, 26, 14, 0, tzinfo=UTC)),
     )
     messages = []

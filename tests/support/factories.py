@@ -105,11 +105,12 @@ def memory_config(environ: dict[str, str] | None = None, **overrides: Any) -> Co
 def recipient(
     config: Config, first_name: str | None = "Sam", subscriber_id: int = 7, stream: str = "kap-intro"
 ) -> Recipient:
-    """A recipient of `stream` with a real signed unsubscribe link."""
+    """A recipient of `stream` with real signed unsubscribe and preference links."""
     return Recipient(
         email="sam@example.com",
         first_name=first_name,
         unsubscribe_url=links.unsubscribe_url(config, subscriber_id, stream),
+        preferences_url=links.preferences_url(config, subscriber_id),
     )
 
 

@@ -1,4 +1,4 @@
-"""Walking the console in a real Chromium: every page checked the same way.
+"""Walking the console (and the reader's pages) in a real Chromium: every page checked the same way.
 
 `Walk.go(path)` opens a console page, `Walk.submit(button)` presses a button or link and
 waits for the page that answers; `Walk.check(name)`, on the page as it is: axe-core (from

@@ -81,18 +81,22 @@ def live_web(
     *,
     environ: dict[str, str] | None = None,
     app_options: dict[str, Any] | None = None,
+    tls: tuple[Path, Path] | None = None,
     **overrides: Any,
 ) -> Iterator[LiveWeb]:
-    """A project in tmp_path whose web.public_base_url is this server, served for the duration."""
+    """A project in tmp_path whose web.public_base_url is this server, served for the duration;
+    over https with `tls` (certificate file, key file: tests.support.tls)."""
     from nurture.web.site import create_app
 
     sock = bind_socket()
     port = sock.getsockname()[1]
-    overrides.setdefault("web.public_base_url", f"http://127.0.0.1:{port}")
+    scheme = "https" if tls else "http"
+    overrides.setdefault("web.public_base_url", f"{scheme}://127.0.0.1:{port}")
     app = make_app(tmp_path, environ=environ, **overrides)
+    served = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
     try:
-        with running(create_app(app, **(app_options or {})), sock) as url:
-            yield LiveWeb(url, app)
+        with running(create_app(app, **(app_options or {})), sock, **served) as url:
+            yield LiveWeb(url.replace("http://", f"{scheme}://", 1), app)
     finally:
         app.close()
 

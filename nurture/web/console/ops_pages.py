@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nurture.app import App
+from nurture.audience.preferences import choice_counts
 from nurture.errors import InputError, NurtureError
 from nurture.owners.audit import read_audit, record_now
 from nurture.reporting.report import report_sections
@@ -157,6 +158,7 @@ async def results_page(request: Request) -> Response:
     words, days = PERIODS[period]
     since = now - timedelta(days=days) if days else None
     sections = await run_in_threadpool(lambda: report_sections(app, since=since))
+    choices = await run_in_threadpool(choice_counts, app, now, since)
     return pages_of(request).render(
         request,
         "results.html",
@@ -165,6 +167,7 @@ async def results_page(request: Request) -> Response:
         period=period,
         periods=PERIODS,
         words=words,
+        choices=choices,
     )
 
 

@@ -153,6 +153,7 @@ async def person_page(request: Request, flash: str | None = None, status: int = 
         record=record,
         flash=flash,
         when=_parse_iso,
+        now=request.app.state.clock(),
     )
 
 

@@ -32,6 +32,7 @@ NAV = (
     ("Deliveries", PREFIX + "/deliveries"),
     ("Results", PREFIX + "/results"),
     ("Settings", PREFIX + "/settings"),
+    ("Inbox", PREFIX + "/inbox"),
     ("Audit log", PREFIX + "/audit"),
     ("Owners", PREFIX + "/owners"),
     ("Your account", PREFIX + "/account"),

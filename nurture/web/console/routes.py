@@ -27,6 +27,7 @@ from nurture.web.console.account_pages import (
 )
 from nurture.web.console.auth import login_page, logout_page
 from nurture.web.console.drafts_page import drafts_page
+from nurture.web.console.inbox_pages import inbox_page, lift_hold, quiet_page
 from nurture.web.console.newsletter_one import (
     newsletter_cancel,
     newsletter_edit,
@@ -104,6 +105,9 @@ CONSOLE_ROUTES: list[BaseRoute] = [
     Route("/deliveries/release", release_deliveries, methods=["POST"]),
     Route("/results", results_page, methods=["GET"]),
     Route("/audit", audit_page, methods=["GET"]),
+    Route("/inbox", inbox_page, methods=["GET"]),
+    Route("/quiet", quiet_page, methods=["GET"]),
+    Route("/holds/{hold_id:id}/lift", lift_hold, methods=["POST"]),
     Route("/newsletters", newsletters_page, methods=["GET"]),
     Route("/newsletters/compose", newsletter_compose, methods=["POST"]),
     Route("/newsletters/drafts/discard", draft_discard, methods=["POST"]),

@@ -12,4 +12,9 @@ from nurture.web.console.render import pages_of
 
 async def today_page(request: Request) -> Response:
     info = await run_in_threadpool(today, request.app.state.app, request.app.state.clock())
-    return pages_of(request).render(request, "today.html", title="Today", info=info)
+    flash = (
+        "Hold lifted: from the next sending pass on."
+        if request.query_params.get("done") == "lifted"
+        else None
+    )
+    return pages_of(request).render(request, "today.html", title="Today", info=info, flash=flash)
