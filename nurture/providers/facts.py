@@ -1,0 +1,44 @@
+"""What the rest of nurture may know about a provider, in one place per provider.
+
+Settling and releasing stuck deliveries depend on how a provider reports back: how
+long it keeps retrying an event post (so how long silence proves nothing) and
+whether it reports events at all. Those facts live here, keyed by the transport's
+name (`delivery.transport`, also stored on each delivery), so the reconciliation
+code never branches on a provider's name.
+
+A provider's folder adds its entry to `FACTS`; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class ProviderFacts:
+    name: str
+    # Reports what happened to each email (a webhook, a queue, bounce mail). Without
+    # events, an unknown outcome can only be settled by the owner.
+    reports_events: bool
+    # The longest a provider keeps retrying one event delivery to us. Silence about
+    # an email proves nothing until this long after the email was handed over.
+    event_retry_window: timedelta
+
+
+FACTS: dict[str, ProviderFacts] = {
+    # SendGrid retries a failing Event Webhook post for up to 24 hours.
+    "sendgrid": ProviderFacts("sendgrid", reports_events=True, event_retry_window=timedelta(hours=24)),
+    # Files on disk: an email is either written or not; there are no events.
+    "outbox": ProviderFacts("outbox", reports_events=False, event_retry_window=timedelta(0)),
+}
+
+# An unknown name gets the most careful facts: events may come, and late.
+_CAREFUL = ProviderFacts("unknown", reports_events=True, event_retry_window=timedelta(hours=72))
+
+
+def facts_for(transport: str | None) -> ProviderFacts:
+    """The facts for a transport name; unknown names get conservative facts."""
+    if transport is None:
+        return _CAREFUL
+    return FACTS.get(transport, _CAREFUL)
