@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from nurture.addresses import normalize_email
 from nurture.app import App
 from nurture.audience.consent import suppress
+from nurture.audience.soft_bounces import SOFT_BOUNCE_KINDS, suppress_repeated_soft_bounces
 from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
@@ -180,6 +181,17 @@ def store_events(
         # undo a later, deliberate re-subscription.
         fresh = [item for item in items if item.suppress and item.provider_event_id in stored]
         report.suppressed = _suppress(session, report.provider, fresh, owners, now)
+        soft = {
+            owner
+            for item in items
+            if item.kind in SOFT_BOUNCE_KINDS
+            and item.provider_event_id in stored
+            and item.delivery_ref is not None
+            and (owner := owners.get(item.delivery_ref)) is not None
+        }
+        report.suppressed += suppress_repeated_soft_bounces(
+            session, soft, app.config.bounces, now, source=f"{report.provider} webhook"
+        )
         named = [
             item.delivery_ref
             for item in items

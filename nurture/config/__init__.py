@@ -16,6 +16,7 @@ from nurture.config.secrets import (
     Secrets,
 )
 from nurture.config.sections import (
+    Bounces,
     Consent,
     Console,
     Database,
@@ -48,6 +49,7 @@ __all__ = [
     "Secrets",
     "Settings",
     "Sunset",
+    "Bounces",
     "Web",
     "load_config",
 ]

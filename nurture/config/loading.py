@@ -28,6 +28,7 @@ from nurture.config.secrets import (
     Secrets,
 )
 from nurture.config.sections import (
+    Bounces,
     Consent,
     Console,
     Deliverability,
@@ -103,6 +104,10 @@ class Config:
     @property
     def sunset(self) -> Sunset:
         return self.settings.sunset
+
+    @property
+    def bounces(self) -> Bounces:
+        return self.settings.bounces
 
     @property
     def deliverability(self) -> Deliverability:

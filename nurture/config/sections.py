@@ -186,6 +186,23 @@ class Sunset(Section):
         return tuple(tag.strip().lower() for tag in value if tag.strip())
 
 
+class Bounces(Section):
+    """When repeated soft bounces count as a bounce (docs/inbox.md#bounces).
+
+    A hard bounce stops mail to that person at once. A soft one (a full mailbox, a server
+    refusing for now, a block) may clear by itself, so it takes `soft_limit` emails that
+    soft-bounced within `soft_window`; an undetermined bounce counts as soft.
+    """
+
+    soft_limit: int = Field(default=3, ge=1, le=50)
+    soft_window: timedelta = Field(default=timedelta(days=15), ge=timedelta(days=1), le=timedelta(days=90))
+
+    @field_validator("soft_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return check_duration(value)
+
+
 class Deliverability(Section):
     """What `nurture doctor` expects of the sending domain's DNS (docs/inbox.md)."""
 
@@ -224,4 +241,5 @@ class Settings(Section):
     consent: Consent
     console: Console = Console()
     sunset: Sunset = Sunset()
+    bounces: Bounces = Bounces()
     deliverability: Deliverability = Deliverability()

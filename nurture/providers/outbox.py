@@ -14,32 +14,17 @@ the confirmation, are `20261126T140000Z-confirm-....eml`). The names sort by tim
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
+from nurture.providers.mime_writer import POLICY, BatchWriter, fold_list_header
 
-# Quoted-printable lines may not exceed 76 characters (RFC 2045 6.7); headers fold at 76 too.
-# refold_source="none" leaves the headers this module folds itself (set_raw) as they are.
-POLICY = SMTP.clone(max_line_length=76, refold_source="none")
-LINE_LIMIT = 76
-
-
-def _folded_list(name: str, value: str) -> str:
-    """A list header (`<url>, <mailto:...>`) with one item a line once it is too long for one.
-
-    The email package would otherwise turn an unbreakable URL into an RFC 2047
-    encoded word, which no mail client reads as a List-Unsubscribe link.
-    """
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"header {name} holds a line break")
-    if len(name) + 2 + len(value) <= LINE_LIMIT:
-        return value
-    return ",\r\n ".join(item.strip() for item in value.split(","))
+__all__ = ["POLICY", "OutboxTransport", "build_message"]
 
 
 def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = None) -> EmailMessage:
@@ -54,7 +39,7 @@ def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = 
     message["Message-ID"] = message_id or make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
     for name, value in envelope.headers.items():
         if name.lower().startswith("list-"):
-            message.set_raw(name, _folded_list(name, value))
+            message.set_raw(name, fold_list_header(name, value))
         else:
             message[name] = value
     # text/plain first, then text/html: clients show the last part they can.
@@ -93,10 +78,16 @@ class OutboxTransport:
     def send(self, batch: Batch) -> list[Outcome]:
         outcomes = []
         sent_at = batch.sent_at or datetime.now(UTC)
+        writer = BatchWriter(batch if batch.sent_at else replace(batch, sent_at=sent_at))
+        # One key per batch, as SendGrid gives one X-Message-Id per request: the ledger then
+        # records each batch's outcome in one statement instead of one per email. Each
+        # file's Message-ID is that key and its delivery id, so it is still unique.
+        batch_key = make_msgid(domain=batch.sender.from_email.rpartition("@")[2]).strip("<>")
+        key_local, _, key_domain = batch_key.rpartition("@")
         for envelope in batch.envelopes:
             target = self.path_for(envelope, sent_at)
-            message_id = make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
-            data = build_message(batch, envelope, message_id=message_id).as_bytes()
+            message_id = f"<{key_local}.{_safe(envelope.delivery_id)}@{key_domain}>"
+            data = writer.message(envelope, message_id)
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             temp.write_bytes(data)
             try:
@@ -114,7 +105,7 @@ class OutboxTransport:
                 continue
             finally:
                 temp.unlink(missing_ok=True)
-            outcomes.append(Outcome(envelope.delivery_id, "sent", provider_message_id=message_id.strip("<>")))
+            outcomes.append(Outcome(envelope.delivery_id, "sent", provider_message_id=batch_key))
         return outcomes
 
     def close(self) -> None:

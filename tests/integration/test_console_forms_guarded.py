@@ -25,6 +25,7 @@ SAMPLES = {
     "token": "an-upload",
     "owner_id": "1",
     "invite_id": "1",
+    "hold_id": "1",
 }
 # Form fields enough for each form to act, were it let through.
 FIELDS = {

@@ -1,0 +1,120 @@
+"""The outbox's fast writer (nurture.providers.mime_writer) writes the same message as the
+reference built with the email package (outbox.build_message): every header and both bodies
+parse to the same values, lines stay within 76 characters, line ends are CRLF."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nurture.providers.base import Batch, Envelope, Sender
+from nurture.providers.mime_writer import BatchWriter
+from nurture.providers.outbox import build_message
+from tests.support.factories import at
+
+HEADERS = (
+    "From",
+    "To",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
+MESSAGE_ID = "<171.42.99@example.com>"
+
+names = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["Sam", "Dr. Amy O'Neil", 'Jo "JJ" Smith', "Zoë Ødegaard", "Lee, Pat", "  spaced  ", "李"]
+    ),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
+)
+subjects = st.one_of(
+    st.sampled_from(["What a dosing session is like", "Ketamine & you: safety first — part 2"]),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=150),
+)
+bodies = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=600)
+
+
+def parsed(data: bytes) -> EmailMessage:
+    message = message_from_bytes(data, policy=default_policy)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def both(batch: Batch, envelope: Envelope) -> tuple[bytes, bytes]:
+    reference = build_message(batch, envelope, message_id=MESSAGE_ID).as_bytes()
+    fast = BatchWriter(batch).message(envelope, MESSAGE_ID)
+    return reference, fast
+
+
+def assert_same(reference: bytes, fast: bytes) -> None:
+    want, got = parsed(reference), parsed(fast)
+    for name in HEADERS:
+        assert str(got[name]) == str(want[name]), name
+    want_parts = [part for part in want.walk() if not part.is_multipart()]
+    got_parts = [part for part in got.walk() if not part.is_multipart()]
+    assert [p.get_content_type() for p in got_parts] == ["text/plain", "text/html"]
+    for want_part, got_part in zip(want_parts, got_parts, strict=True):
+        assert got_part.get_content() == want_part.get_content()
+        assert got_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert b"\n" not in fast.replace(b"\r\n", b"")
+    body = fast.split(b"\r\n\r\n", 1)[1]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+
+
+@given(name=names, subject=subjects, text=bodies, html=bodies, first=st.text(max_size=30))
+def test_the_fast_writer_writes_what_the_email_package_writes(
+    name: str | None, subject: str, text: str, html: str, first: str
+) -> None:
+    unsubscribe = "https://practice.example/unsubscribe/" + "t" * 90
+    envelope = Envelope(
+        "42",
+        "reader@bücher.example",
+        name,
+        subject,
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>, <mailto:unsubscribe@practice.example>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        substitutions={"-first-": first},
+    )
+    batch = Batch(
+        Sender("hello@practice.example", "Riverside Practice", reply_to="care@practice.example"),
+        text + "\nHi -first-",
+        "<p>" + html + "</p><p>-first-</p>",
+        (envelope,),
+        sent_at=at("2026-12-01 15:00"),
+    )
+    assert_same(*both(batch, envelope))
+
+
+def test_a_long_list_header_is_folded_one_url_a_line_and_a_line_break_refused() -> None:
+    long_url = "https://practice.example/unsubscribe/" + "x" * 120
+    envelope = Envelope(
+        "7",
+        "sam@example.com",
+        "Sam",
+        "Hi",
+        headers={"List-Unsubscribe": f"<{long_url}>, <mailto:u@x.example>"},
+    )
+    batch = Batch(
+        Sender("a@x.example", "A"), "text", "<p>html</p>", (envelope,), sent_at=at("2026-12-01 15:00")
+    )
+    reference, fast = both(batch, envelope)
+    assert_same(reference, fast)
+    assert f"List-Unsubscribe: <{long_url}>,\r\n <mailto:u@x.example>\r\n".encode() in fast
+
+    bad = envelope._replace(headers={"List-Unsubscribe": "<https://x.example/u>\r\nBcc: a@b.example"})
+    try:
+        BatchWriter(batch).message(bad, MESSAGE_ID)
+    except ValueError as exc:
+        assert "line break" in str(exc)
+    else:
+        raise AssertionError("a header with CR/LF was written")
