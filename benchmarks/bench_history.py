@@ -1,0 +1,210 @@
+"""Does a year of history slow anything down? The same work on an empty store and on one
+holding a long history, side by side (SQLite).
+
+    .venv/bin/python benchmarks/bench_history.py                       # 50k people, 2M past emails
+    .venv/bin/python benchmarks/bench_history.py --past 10000000       # 10M past emails, 20M events
+
+Both stores hold `--people` active readers due for the first email of the series. The
+history store also holds `--past` earlier deliveries to them spread over 400 days (an
+old series and weekly newsletters) and two provider events for each (processed and
+delivered), as a practice would after a year or two of sending. Then, on each store:
+
+- the console's pages an owner opens most (Today, Results, a person, Deliveries, a search),
+  each fetched `--repeat` times over HTTP with a signed-in session: median and 95th percentile;
+- the export of one person (a subject access request);
+- `nurture summary --to` (the weekly summary) and `nurture send-due` sending the series step
+  to everyone, then an idle pass right after, each as its own process.
+
+The goal (issue 25): each pass within 1.2x of the empty store's, each page under 300 ms at
+the 95th percentile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
+
+from sqlalchemy import text
+
+from nurture.audience import people
+from nurture.config import load_config
+from tests.support.console import console
+from tests.support.factories import SECRET, active_subscribers, at, close_opened, open_app, write_project
+
+START = at("2026-12-01 14:00")
+SEND_AT = "2026-12-01T15:00:00+00:00"
+DAY_SECONDS = 86_400
+HISTORY_DAYS = 400
+
+
+def fill(config_path: str, people_count: int, past: int) -> None:
+    """Readers due now, and `past` earlier emails to them with two events each (in SQL, in slices)."""
+    app = open_app(load_config(Path(config_path), environ=dict(os.environ)))
+    for start in range(0, people_count, 100_000):
+        active_subscribers(app, min(100_000, people_count - start), START, prefix=f"p{start}-")
+    first = START - timedelta(days=HISTORY_DAYS)
+    per_person = past // people_count
+    with app.engine.begin() as connection:
+        low, high = connection.execute(text("SELECT min(id), max(id) FROM subscribers")).one()
+    # Email k to each person: the first 6 are an old series, the rest weekly newsletters.
+    for k in range(per_person):
+        stream = "old-series" if k < 6 else f"newsletter:{k}"
+        day = (k * HISTORY_DAYS) // per_person
+        with app.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, claimed_at,"
+                    " finished_at, provider_message_id)"
+                    " SELECT id, :stream, :step, :key, 'sent', :at, :at, 'hist-' || :k FROM subscribers"
+                    " WHERE id BETWEEN :low AND :high"
+                ),
+                {
+                    "stream": stream,
+                    "step": k + 1 if k < 6 else 1,
+                    "key": f"s{k + 1}" if k < 6 else "newsletter",
+                    "at": first + timedelta(days=day, seconds=k),
+                    "k": k,
+                    "low": low,
+                    "high": high,
+                },
+            )
+            for kind in ("processed", "delivered"):
+                connection.execute(
+                    text(
+                        "INSERT INTO provider_events (provider, provider_event_id, kind, raw_event,"
+                        " delivery_id, stream, step, occurred_at, received_at)"
+                        " SELECT 'sendgrid', :kind || '-' || id, :kind, :kind, id, stream, step,"
+                        " claimed_at, claimed_at FROM deliveries WHERE provider_message_id = 'hist-' || :k"
+                    ),
+                    {"kind": kind, "k": k},
+                )
+    with app.engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
+    close_opened()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def spread(name: str, times: list[float]) -> str:
+    median, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
+    return f"  {name:<12} median {median:7.1f} ms  p95 {p95:7.1f} ms"
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - began, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def measure(label: str, folder: Path, people_count: int, past: int, repeat: int) -> dict[str, float]:
+    (folder / "fill").mkdir(parents=True)
+    url = f"sqlite:///{folder / 'nurture.db'}"
+    config_path = write_project(folder / "fill", {"database.url": url})
+    env = {**os.environ, "NURTURE_SECRET_KEY": SECRET, "NURTURE_CONFIG": str(config_path)}
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, __file__, "--fill", str(config_path), str(people_count), str(past)],
+        env=env,
+        check=True,
+    )
+    with open_app(load_config(config_path, environ=env)).engine.begin() as connection:
+        rows = connection.execute(
+            text("SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM provider_events)")
+        ).one()
+    close_opened()
+    print(
+        f"{label}: {people_count:,} people, {rows[0]:,} deliveries, {rows[1]:,} events "
+        f"(filled in {time.perf_counter() - began:.0f} s)",
+        flush=True,
+    )
+    figures: dict[str, float] = {}
+    with (
+        tempfile.TemporaryDirectory() as served,
+        console(Path(served), https=True, **{"database.url": url}) as site,
+    ):
+        client = site.login()
+        person = (
+            site.app.engine.connect()
+            .execute(text("SELECT id, email FROM subscribers ORDER BY id LIMIT 1 OFFSET 777"))
+            .one()
+        )
+        pages = {
+            "today": "/console/",
+            "results": "/console/results",
+            "person": f"/console/subscribers/{person[0]}",
+            "deliveries": "/console/deliveries",
+            "search": "/console/subscribers?q=p0-777",
+        }
+        for name, path in pages.items():
+            times = []
+            for _ in range(repeat):
+                began = time.perf_counter()
+                answer = client.get(path)
+                times.append(time.perf_counter() - began)
+                if answer.status_code != 200:
+                    raise SystemExit(f"{path} answered {answer.status_code}")
+            figures[f"page {name} p95"] = percentile(times, 0.95)
+            print(spread(name, times), flush=True)
+        times = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            people.export(site.app, person[1])
+            times.append(time.perf_counter() - began)
+        figures["export p95"] = percentile(times, 0.95)
+        print(spread("export", times), flush=True)
+    run_dir = folder / "fill"
+    nurture = [sys.executable, "-m", "nurture"]
+    for name, command in (
+        ("summary", [*nurture, "summary", "--to", "owner@example.com"]),
+        ("series step", [*nurture, "send-due", "--now", SEND_AT]),
+        ("idle pass", [*nurture, "send-due", "--now", SEND_AT]),
+    ):
+        seconds, last = timed(command, env, run_dir)
+        figures[name] = seconds
+        print(f"  {name:<12} {seconds:7.2f} s  [{last}]", flush=True)
+    return figures
+
+
+def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--fill":
+        fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--people", type=int, default=50_000)
+    parser.add_argument("--past", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    print(
+        f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-history-") as name:
+        empty = measure("empty history", Path(name) / "empty", args.people, 0, args.repeat)
+        full = measure("long history", Path(name) / "full", args.people, args.past, args.repeat)
+    print("long history / empty:")
+    for key, value in full.items():
+        print(
+            f"  {key:<20} {value / empty[key]:5.2f}x"
+            + ("  (over 300 ms)" if "p95" in key and value > 0.3 else "")
+        )
+    print(f"load average after: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
