@@ -22,7 +22,6 @@ the 95th percentile.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import subprocess
