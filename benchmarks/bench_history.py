@@ -87,8 +87,6 @@ def fill(config_path: str, people_count: int, past: int) -> None:
                     ),
                     {"kind": kind, "k": k},
                 )
-    with app.engine.begin() as connection:
-        connection.execute(text("ANALYZE"))
     close_opened()
 
 

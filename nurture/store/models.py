@@ -264,6 +264,8 @@ class Delivery(Base):
         UniqueConstraint("subscriber_id", "stream", "step_key"),
         Index("ix_deliveries_status_claimed_at", "status", "claimed_at"),
         Index("ix_deliveries_subscriber_claimed_at", "subscriber_id", "claimed_at"),
+        # The week's and the day's counts (Today, alerts, the summary) without reading all history.
+        Index("ix_deliveries_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -344,7 +346,12 @@ class NewsletterZone(Base):
 
 class ProviderEvent(Base):
     __tablename__ = "provider_events"
-    __table_args__ = (Index("ix_provider_events_delivery_kind", "delivery_id", "kind"),)
+    __table_args__ = (
+        Index("ix_provider_events_delivery_kind", "delivery_id", "kind"),
+        # "Has the webhook been heard from today?" and the alert rates over 7 days.
+        Index("ix_provider_events_received_at", "received_at"),
+        Index("ix_provider_events_kind_occurred_at", "kind", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))
