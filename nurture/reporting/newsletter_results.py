@@ -52,8 +52,9 @@ class NewsletterResults:
 
 def newsletter_results(app: App, newsletter_id: int) -> NewsletterResults:
     delivery = m.Delivery
-    flags = event_flags()
-    web = web_unsubscribes()
+    among = select(delivery.id).where(delivery.newsletter_id == newsletter_id)
+    flags = event_flags(among)
+    web = web_unsubscribes(among)
     unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
     practice_zone = app.config.delivery.default_timezone
     where = case(

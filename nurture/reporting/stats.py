@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
@@ -135,8 +135,11 @@ class DaySends:
         return self.series + self.newsletters
 
 
-def event_flags() -> Any:
-    """Per delivery: 1/0 for each kind of event it has (so repeats count once)."""
+def event_flags(among: Any | None = None) -> Any:
+    """Per delivery: 1/0 for each kind of event it has (so repeats count once).
+
+    `among`: a query of the delivery ids wanted. Without it every stored event is
+    grouped, which after a year of history takes seconds (benchmarks/bench_history.py)."""
     event = m.ProviderEvent
 
     def flag(condition: Any, name: str) -> Any:
@@ -152,14 +155,16 @@ def event_flags() -> Any:
             flag(event.kind == "complained", "complained"),
             flag(event.kind == "unsubscribed", "unsubscribed"),
         )
-        .where(event.delivery_id.is_not(None))
+        .where(event.delivery_id.is_not(None) if among is None else event.delivery_id.in_(among))
         .group_by(event.delivery_id)
         .subquery("flags")
     )
 
 
-def web_unsubscribes() -> Any:
-    """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it."""
+def web_unsubscribes(among: Any | None = None) -> Any:
+    """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it.
+
+    `among`: a query of the delivery ids wanted (as for `event_flags`)."""
     delivery = aliased(m.Delivery, name="credited")
     later = aliased(m.Delivery, name="later")
     consent = m.ConsentEvent
@@ -181,6 +186,7 @@ def web_unsubscribes() -> Any:
         )
         .where(
             delivery.status == m.DeliveryStatus.SENT,
+            true() if among is None else delivery.id.in_(among),
             ~exists().where(
                 later.subscriber_id == delivery.subscriber_id,
                 later.stream == delivery.stream,
@@ -207,8 +213,15 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
         known = ", ".join(sorted(app.campaigns)) or "none"
         raise NotFound(f"no campaign {campaign!r} (campaigns: {known})")
     delivery = m.Delivery
-    flags = event_flags()
-    web = web_unsubscribes()
+    among = None
+    if since is not None or campaign is not None:
+        among = select(delivery.id).where(delivery.status == m.DeliveryStatus.SENT)
+        if since is not None:
+            among = among.where(delivery.claimed_at >= since)
+        if campaign is not None:
+            among = among.where(delivery.stream == campaign)
+    flags = event_flags(among)
+    web = web_unsubscribes(among)
     unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
     query = (
         select(

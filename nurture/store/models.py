@@ -266,6 +266,8 @@ class Delivery(Base):
         Index("ix_deliveries_subscriber_claimed_at", "subscriber_id", "claimed_at"),
         # The week's and the day's counts (Today, alerts, the summary) without reading all history.
         Index("ix_deliveries_status_finished_at", "status", "finished_at"),
+        # One newsletter's results and audience without reading every delivery.
+        Index("ix_deliveries_newsletter_id", "newsletter_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

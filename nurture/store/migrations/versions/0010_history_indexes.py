@@ -19,6 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_deliveries_status_finished_at", "deliveries", ["status", "finished_at"])
+    op.create_index("ix_deliveries_newsletter_id", "deliveries", ["newsletter_id"])
     op.create_index("ix_provider_events_received_at", "provider_events", ["received_at"])
     op.create_index("ix_provider_events_kind_occurred_at", "provider_events", ["kind", "occurred_at"])
 
@@ -26,4 +27,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_provider_events_kind_occurred_at", table_name="provider_events")
     op.drop_index("ix_provider_events_received_at", table_name="provider_events")
+    op.drop_index("ix_deliveries_newsletter_id", table_name="deliveries")
     op.drop_index("ix_deliveries_status_finished_at", table_name="deliveries")
