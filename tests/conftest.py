@@ -11,6 +11,7 @@ from hypothesis.configuration import storage_directory as hypothesis_storage
 
 from tests.support import browser as _browser
 from tests.support import io_guard as _io_guard
+from tests.support import pgbouncer as _pgbouncer
 from tests.support import postgres as _pg
 
 # Property-based tests (hypothesis): in CI the same bounded set of examples every run
@@ -152,6 +153,21 @@ def postgres_url(postgres_server, request) -> str:
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_server, postgres_url) -> Iterator[str]:
+    """`postgres_url`'s database through a PgBouncer in transaction pooling mode."""
+    run_as = postgres_server.run_as or (_pg.TEST_USER if os.geteuid() == 0 else None)
+    try:
+        served = _pgbouncer.pgbouncer_in_front_of(postgres_url, run_as=run_as)
+        url = served.__enter__()
+    except _pgbouncer.PgBouncerUnavailable as exc:
+        _unavailable("PgBouncer", str(exc), _pgbouncer.HINT)
+    try:
+        yield url
+    finally:
+        served.__exit__(None, None, None)
 
 
 # -- Browser -------------------------------------------------------------------

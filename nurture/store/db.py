@@ -71,6 +71,8 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
+        # No prepared statements: through PgBouncer in transaction mode each transaction may
+        # run on another server connection (tests/integration/test_pgbouncer.py).
         return create_engine(
             parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"prepare_threshold": None}
         )
