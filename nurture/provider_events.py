@@ -40,6 +40,7 @@ from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
 from nurture.store.db import chunks, dialect_name, insert_on_conflict, transaction
 from nurture.store.models import ConsentKind, EventKind
+from nurture.store.summaries import mark_days_dirty
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,19 @@ def store_events(
         wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
         owners: dict[int, int | None] = {}
         emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
+        sent_at: dict[int, datetime] = {}
         for chunk in chunks(wanted, _CHUNK):
-            found = select(m.Delivery.id, m.Delivery.subscriber_id, m.Delivery.stream, m.Delivery.step).where(
-                m.Delivery.id.in_(chunk)
-            )
-            for delivery_id, subscriber_id, stream, step in session.execute(found):
+            found = select(
+                m.Delivery.id,
+                m.Delivery.subscriber_id,
+                m.Delivery.stream,
+                m.Delivery.step,
+                m.Delivery.claimed_at,
+            ).where(m.Delivery.id.in_(chunk))
+            for delivery_id, subscriber_id, stream, step, claimed_at in session.execute(found):
                 owners[delivery_id] = subscriber_id
                 emails[delivery_id] = (stream, step)
+                sent_at[delivery_id] = claimed_at
         per_person = app.config.delivery.tracking == "per_person"
 
         def delivery_of(item: NormalizedEvent) -> int | None:
@@ -198,6 +205,8 @@ def store_events(
             if item.delivery_ref is not None and item.delivery_ref in owners
         ]
         report.settled = settle_from_events(session, named, now) if named else 0
+        # A late event changes its email's numbers: a summarized day of Results is read live again.
+        mark_days_dirty(session, (sent_at[ref] for ref in named if ref is not None and ref in sent_at))
     return report
 
 

@@ -1,7 +1,8 @@
 """The tick: what cron's `nurture send-due` runs once, and `nurture run` every minute.
 
 A tick is a sending pass, then the owner's notices (an alert when one is called
-for; under `nurture run`, the Monday summary too). The notices are left out when
+for; under `nurture run`, the Monday summary too), then the daily summaries of the
+Results pages for days that have settled (nurture.reporting.result_days). The notices are left out when
 the pass stopped on a fatal provider error: they would go through the same provider.
 
 `nurture run` ticks under APScheduler until SIGTERM/SIGINT. The job store is
@@ -27,6 +28,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from nurture.app import App
 from nurture.errors import FatalTransportError
 from nurture.reporting.notices import send_due_notices
+from nurture.reporting.result_days import summarize_days
 from nurture.sending.sendpass import PassSummary, SendingPass
 
 log = logging.getLogger("nurture.tick")
@@ -52,7 +54,10 @@ def tick(
     summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
     if summary.fatal:
         return Tick(summary)
-    return Tick(summary, send_due_notices(app, now, weekly=weekly))
+    notices = send_due_notices(app, now, weekly=weekly)
+    if stop is None or not stop.is_set():
+        summarize_days(app, now)  # settled days of Results, a slice at a time
+    return Tick(summary, notices)
 
 
 def run_daemon(

@@ -14,6 +14,7 @@ from nurture.errors import NotFound
 from nurture.series.enrollment import stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
+from nurture.store.summaries import mark_days_dirty
 from nurture.tokens import address_hash
 
 
@@ -40,6 +41,12 @@ def forget(app: App, email: str, now: datetime) -> None:
         digest = address_hash(secret, subscriber.email_key)
         if session.get(m.Suppression, digest) is None:
             session.add(m.Suppression(address_hash=digest, reason="erased", created_at=now))
+        # Results credit web unsubscribes through the person's consent record, which goes:
+        # the days of their emails are counted live again (then summarized without it).
+        mark_days_dirty(
+            session,
+            session.scalars(select(m.Delivery.claimed_at).where(m.Delivery.subscriber_id == subscriber.id)),
+        )
         # Deliveries keep anonymous counts for stats (subscriber_id set NULL); the rest cascades.
         session.execute(
             update(m.Delivery).where(m.Delivery.subscriber_id == subscriber.id).values(subscriber_id=None)

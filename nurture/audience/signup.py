@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from nurture import links
 from nurture.addresses import clean_first_name, clean_timezone, normalize_email
@@ -18,6 +18,7 @@ from nurture.sending.one_email import send_now
 from nurture.series.enrollment import enroll, stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.store.summaries import mark_days_dirty
 from nurture.tokens import address_hash, read_confirm_token
 
 
@@ -216,6 +217,17 @@ def unsubscribe(
             detail=detail,
         )
         stop_enrollments(session, [subscriber.id], now)
+        if stream:
+            # Results credit a web unsubscribe to the person's latest email of that stream.
+            credited = session.scalar(
+                select(func.max(m.Delivery.claimed_at)).where(
+                    m.Delivery.subscriber_id == subscriber.id,
+                    m.Delivery.stream == stream,
+                    m.Delivery.status == m.DeliveryStatus.SENT,
+                    m.Delivery.claimed_at <= now,
+                )
+            )
+            mark_days_dirty(session, [credited])
         return True
 
 

@@ -9,8 +9,9 @@ import click
 
 from nurture.cli.base import Context, now_option, pass_context
 from nurture.cli.times import parse_now, parse_practice_time
+from nurture.reporting.email_counts import COUNTS
 from nurture.reporting.report import write_report
-from nurture.reporting.stats import COUNTS, RATES, TRACKING_NOTES, step_stats
+from nurture.reporting.stats import RATES, TRACKING_NOTES, step_stats
 
 
 @click.command()

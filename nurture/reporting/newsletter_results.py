@@ -16,7 +16,8 @@ from sqlalchemy import case, func, or_, select
 
 from nurture.app import App
 from nurture.errors import NotFound
-from nurture.reporting.stats import event_flags, reading_totals, web_unsubscribes
+from nurture.reporting.email_counts import event_flags, web_unsubscribes
+from nurture.reporting.stats import reading_totals
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading

@@ -40,20 +40,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.content.rendering import REPERMISSION_SUBJECT
 from nurture.errors import NotFound
+from nurture.reporting.email_counts import COUNTS, counts_query, sends_query
+from nurture.reporting.result_days import merged, split_period
 from nurture.sending.planning import zone
 from nurture.sending.streams import REPERMISSION_STREAM, is_newsletter_stream, is_repermission_stream
 from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.store import models as m
-from nurture.store.db import is_postgres, reading
+from nurture.store.db import reading
 
-BOUNCE_KINDS = ("bounced", "blocked", "dropped")
-COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 RATES = COUNTS[1:]
 UNKNOWN_SUBJECT = "(no longer in campaigns/)"  # sends of a series no version of which is in the store
 READING = ("opened", "clicked")  # what delivery.tracking governs
@@ -135,71 +135,6 @@ class DaySends:
         return self.series + self.newsletters
 
 
-def event_flags(among: Any | None = None) -> Any:
-    """Per delivery: 1/0 for each kind of event it has (so repeats count once).
-
-    `among`: a query of the delivery ids wanted. Without it every stored event is
-    grouped, which after a year of history takes seconds (benchmarks/bench_history.py)."""
-    event = m.ProviderEvent
-
-    def flag(condition: Any, name: str) -> Any:
-        return func.max(case((condition, 1), else_=0)).label(name)
-
-    return (
-        select(
-            event.delivery_id.label("delivery_id"),
-            flag(event.kind == "delivered", "delivered"),
-            flag(event.kind == "opened", "opened"),
-            flag(event.kind == "clicked", "clicked"),
-            flag(event.kind.in_(BOUNCE_KINDS), "bounced"),
-            flag(event.kind == "complained", "complained"),
-            flag(event.kind == "unsubscribed", "unsubscribed"),
-        )
-        .where(event.delivery_id.is_not(None) if among is None else event.delivery_id.in_(among))
-        .group_by(event.delivery_id)
-        .subquery("flags")
-    )
-
-
-def web_unsubscribes(among: Any | None = None) -> Any:
-    """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it.
-
-    `among`: a query of the delivery ids wanted (as for `event_flags`)."""
-    delivery = aliased(m.Delivery, name="credited")
-    later = aliased(m.Delivery, name="later")
-    consent = m.ConsentEvent
-    named = literal("from ") + delivery.stream
-    detail_matches = or_(
-        consent.detail == named,
-        func.substr(consent.detail, 1, func.length(delivery.stream) + 6) == named + literal(";"),
-    )
-    return (
-        select(delivery.id.label("delivery_id"))
-        .join(
-            consent,
-            and_(
-                consent.subscriber_id == delivery.subscriber_id,
-                consent.kind == m.ConsentKind.UNSUBSCRIBE,
-                consent.occurred_at >= delivery.claimed_at,
-                detail_matches,
-            ),
-        )
-        .where(
-            delivery.status == m.DeliveryStatus.SENT,
-            true() if among is None else delivery.id.in_(among),
-            ~exists().where(
-                later.subscriber_id == delivery.subscriber_id,
-                later.stream == delivery.stream,
-                later.status == m.DeliveryStatus.SENT,
-                later.claimed_at > delivery.claimed_at,
-                later.claimed_at <= consent.occurred_at,
-            ),
-        )
-        .distinct()
-        .subquery("web_unsubscribes")
-    )
-
-
 def step_stats(app: App, campaign: str | None = None, since: datetime | None = None) -> list[Row]:
     """One Row per series step and per newsletter (see the module docstring for each count).
 
@@ -212,44 +147,11 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
     if campaign is not None and campaign not in app.campaigns and not _stream_exists(app, campaign):
         known = ", ".join(sorted(app.campaigns)) or "none"
         raise NotFound(f"no campaign {campaign!r} (campaigns: {known})")
-    delivery = m.Delivery
-    among = None
-    if since is not None or campaign is not None:
-        among = select(delivery.id).where(delivery.status == m.DeliveryStatus.SENT)
-        if since is not None:
-            among = among.where(delivery.claimed_at >= since)
-        if campaign is not None:
-            among = among.where(delivery.stream == campaign)
-    flags = event_flags(among)
-    web = web_unsubscribes(among)
-    unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
-    query = (
-        select(
-            delivery.stream,
-            delivery.step_key,
-            delivery.series_version,
-            func.max(delivery.step).label("step"),
-            func.max(delivery.newsletter_id).label("newsletter_id"),
-            func.count(delivery.id).label("sent"),
-            func.coalesce(func.sum(flags.c.delivered), 0).label("delivered"),
-            func.coalesce(func.sum(flags.c.opened), 0).label("opened"),
-            func.coalesce(func.sum(flags.c.clicked), 0).label("clicked"),
-            func.coalesce(func.sum(flags.c.bounced), 0).label("bounced"),
-            func.coalesce(func.sum(flags.c.complained), 0).label("complained"),
-            func.coalesce(func.sum(unsubscribed), 0).label("unsubscribed"),
-        )
-        .outerjoin(flags, flags.c.delivery_id == delivery.id)
-        .outerjoin(web, web.c.delivery_id == delivery.id)
-        .where(delivery.status == m.DeliveryStatus.SENT)
-        .group_by(delivery.stream, delivery.step_key, delivery.series_version)
-    )
-    if campaign is not None:
-        query = query.where(delivery.stream == campaign)
-    if since is not None:
-        query = query.where(delivery.claimed_at >= since)
     tracking = app.config.delivery.tracking
     with reading(app.engine) as session:
-        found = session.execute(query).all()
+        # Settled days come from their daily summaries; the rest is counted from the deliveries.
+        period = split_period(session, since, campaign)
+        found = merged(session.execute(counts_query(period.live)).all(), period.counts)
         newsletter_ids = [row.newsletter_id for row in found if row.newsletter_id is not None]
         subjects = _newsletter_subjects(session, newsletter_ids)
         totals_read = reading_totals(session, campaign, since) if tracking == "aggregate" else {}
@@ -447,19 +349,6 @@ def totals(rows: list[Row]) -> dict[str, int]:
 # ---------------------------------------------------------------- sends per day
 
 
-def _quarter_hours(session: Session) -> tuple[Any, Any]:
-    """(hour bucket, quarter of the hour) of claimed_at, in SQL, per dialect.
-
-    Days are counted in the practice's zone. The store keeps UTC, and every real
-    zone's offset is a multiple of 15 minutes, so UTC quarter-hours map exactly
-    onto local days (half-hour zones such as Asia/Kolkata included).
-    """
-    column = m.Delivery.claimed_at
-    if is_postgres(session):
-        return func.date_trunc("hour", column), cast(func.extract("minute", column), Integer).op("/")(15)
-    return func.strftime("%Y-%m-%d %H", column), cast(func.strftime("%M", column), Integer).op("/")(15)
-
-
 def _bucket_start(hour: Any, quarter: int) -> datetime:
     if isinstance(hour, datetime):
         start = hour.replace(minute=0, second=0, microsecond=0)
@@ -472,29 +361,17 @@ def sends_per_day(app: App, since: datetime | None = None, campaign: str | None 
     """Sent emails per day in the practice's zone, series and newsletters apart; days without
     sends included."""
     tz = zone(app.config.delivery.default_timezone)
-    delivery = m.Delivery
     with reading(app.engine) as session:
-        hour, quarter = _quarter_hours(session)
-        is_newsletter = case((delivery.newsletter_id.is_(None), 0), else_=1)
-        query = (
-            select(
-                hour.label("hour"),
-                quarter.label("quarter"),
-                is_newsletter.label("newsletter"),
-                func.count(delivery.id),
-            )
-            .where(delivery.status == m.DeliveryStatus.SENT)
-            .group_by(hour, quarter, is_newsletter)
-        )
-        if since is not None:
-            query = query.where(delivery.claimed_at >= since)
-        if campaign is not None:
-            query = query.where(delivery.stream == campaign)
-        buckets = session.execute(query).all()
+        period = split_period(session, since, campaign)
+        buckets = [
+            (_bucket_start(hour, quarter), newsletter, sent)
+            for hour, quarter, newsletter, _stream, sent in session.execute(sends_query(session, period.live))
+        ]
+    buckets += [(start, newsletter, sent) for start, newsletter, _stream, sent in period.sends]
     series: dict[date, int] = defaultdict(int)
     letters: dict[date, int] = defaultdict(int)
-    for bucket_hour, bucket_quarter, newsletter, count in buckets:
-        day = _bucket_start(bucket_hour, bucket_quarter).astimezone(tz).date()
+    for start, newsletter, count in buckets:
+        day = start.astimezone(tz).date()
         (letters if newsletter else series)[day] += int(count)
     days = sorted(set(series) | set(letters))
     if not days:
