@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nurture.errors import InputError
@@ -58,8 +59,12 @@ def place(session: Session, kind: m.HoldKind, reason: str, now: datetime) -> int
     if any(hold.kind == kind for hold in active_holds(session)):
         return None
     row = m.SendingHold(kind=kind, reason=reason[:500], placed_at=now)
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None  # another worker placed it at the same moment (one in place per kind)
     return row.id
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -443,9 +444,19 @@ class HoldKind(StrEnum):
 
 
 class SendingHold(Base):
-    """Sending stopped by an alert until the owner says to go on (nurture.reporting.holds)."""
+    """Sending stopped by an alert until the owner says to go on (nurture.sending.holds)."""
 
     __tablename__ = "sending_holds"
+    __table_args__ = (
+        # One hold of a kind in place at a time, even when several workers' alerts race.
+        Index(
+            "uq_sending_holds_kind_in_place",
+            "kind",
+            unique=True,
+            sqlite_where=text("lifted_at IS NULL"),
+            postgresql_where=text("lifted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))

@@ -3,6 +3,7 @@ deliveries, consent records and provider events, and when they go out (once)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -20,7 +21,7 @@ from nurture.reporting.owner_summary import OwnerNumbers, SentLine, alert_reason
 from nurture.sending.deliveries import NO_WEBHOOK
 from nurture.store import models as m
 from nurture.store.db import transaction
-from tests.support.factories import SECRET, active_subscribers, at, write_project
+from tests.support.factories import SECRET, active_subscribers, at, make_app, open_app, write_project
 
 # Monday 30 November 2026, 08:00 in Los Angeles (the example config's default_timezone).
 MONDAY_8 = at("2026-11-30 16:00")
@@ -252,3 +253,27 @@ def test_summary_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     result = runner.invoke(cli, ["--config", str(unset), "summary"])
     assert result.exit_code != 0
     assert "practice.owner_email is not set" in result.stderr and "Traceback" not in result.output
+
+
+def test_several_machines_send_each_notice_once(tmp_path: Path, both_stores: str) -> None:
+    """Four workers (each its own engine, as on four machines) run the notices at the same
+    moment: one summary and one email per alert, however the race falls."""
+    app = make_app(tmp_path, database_url=both_stores, **OWNER)
+    build_week(app)
+    machines = [open_app(app.config) for _ in range(4)]
+    sent: list[list[str]] = []
+    start = threading.Barrier(len(machines))
+
+    def worker(machine: App) -> None:
+        start.wait()
+        sent.append(send_due_notices(machine, NOW, weekly=True))
+
+    threads = [threading.Thread(target=worker, args=(machine,)) for machine in machines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = sorted(notice for notices in sent for notice in notices)
+    assert every == ["alert (bounces-pause)", "alert (complaints-stop)", "alert (stuck)", "summary"]
+    subjects = sorted(str(message["Subject"]) for message in outbox_messages(app))
+    assert len(subjects) == 4 and len(set(subjects)) == 4

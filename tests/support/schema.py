@@ -35,6 +35,12 @@ def table_names(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
+def _index(index: Any) -> str:
+    """An index as text; a partial index's WHERE clause by its SQL, not its object's address."""
+    options = {key: str(value) for key, value in index.get("dialect_options", {}).items()}
+    return repr({**index, "dialect_options": options})
+
+
 def schema_snapshot(engine: Engine) -> dict[str, Any]:
     """Tables, columns, keys, indexes and triggers, in a comparable form."""
     inspector = inspect(engine)
@@ -47,7 +53,7 @@ def schema_snapshot(engine: Engine) -> dict[str, Any]:
             ],
             "pk": inspector.get_pk_constraint(name),
             "fks": sorted(repr(fk) for fk in inspector.get_foreign_keys(name)),
-            "indexes": sorted(repr(ix) for ix in inspector.get_indexes(name)),
+            "indexes": sorted(_index(ix) for ix in inspector.get_indexes(name)),
             "uniques": sorted(repr(uq) for uq in inspector.get_unique_constraints(name)),
         }
     snapshot["triggers"] = triggers(engine)

@@ -1,5 +1,5 @@
-"""Years of history without slow pages: indexes for the day's and week's counts, and
-results kept summarized per day.
+"""Years of history without slow pages (indexes for the day's and week's counts, results
+kept summarized per day), and one hold of a kind in place at a time.
 
 Revision ID: 0007h
 Revises: 0007r
@@ -24,6 +24,15 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # Two workers' alerts racing on PostgreSQL each placed a hold (and sent its alert).
+    op.create_index(
+        "uq_sending_holds_kind_in_place",
+        "sending_holds",
+        ["kind"],
+        unique=True,
+        sqlite_where=sa.text("lifted_at IS NULL"),
+        postgresql_where=sa.text("lifted_at IS NULL"),
+    )
     op.create_index("ix_deliveries_status_finished_at", "deliveries", ["status", "finished_at"])
     op.create_index("ix_deliveries_newsletter_id", "deliveries", ["newsletter_id"])
     op.create_index("ix_provider_events_received_at", "provider_events", ["received_at"])
@@ -66,6 +75,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("uq_sending_holds_kind_in_place", table_name="sending_holds")
     op.drop_index(op.f("ix_result_sends_day"), table_name="result_sends")
     op.drop_table("result_sends")
     op.drop_index(op.f("ix_result_counts_day"), table_name="result_counts")
