@@ -40,9 +40,9 @@ from nurture.config import WEBHOOK_KEY_ENV
 from nurture.deliverability.doctor import DoctorOptions
 from nurture.web.booking import BOOKING_BODY_LIMIT, booking_webhook
 from nurture.web.console.access import FORM_LIMIT as CONSOLE_FORM_LIMIT
-from nurture.web.console.access import PREFIX as CONSOLE_PREFIX
 from nurture.web.console.access import UPLOADS
 from nurture.web.console.import_jobs import ImportJobs
+from nurture.web.console.paths import PREFIX as CONSOLE_PREFIX
 from nurture.web.console.render import error_page, is_console_path
 from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs

@@ -28,12 +28,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from nurture.app import App
 from nurture.owners.accounts import owner_count
 from nurture.owners.sessions import current
+from nurture.web.console.paths import CSRF_FIELD, PREFIX
+from nurture.web.console.render import error_page
 
-PREFIX = "/console"
 LOGIN = PREFIX + "/login"
 SESSION_COOKIE = "nurture_console"
 LOGIN_CSRF_COOKIE = "nurture_console_login"
-CSRF_FIELD = "csrf_token"
 JOIN = PREFIX + "/join/"
 # Reachable without a session: the way in, its style sheet, and invitation links.
 PUBLIC = {LOGIN, PREFIX + "/static/console.css"}
@@ -266,9 +266,6 @@ def _replay(body: bytes) -> Any:
 
 
 async def _too_large(scope: Any, receive: Any, send: Any) -> None:
-    # Deferred: the console's pages import this module (the guard is theirs), not the other way.
-    from nurture.web.console.render import error_page
-
     await error_page(Request(scope), 413)(scope, receive, send)
 
 

@@ -15,13 +15,13 @@ from nurture.web.client import client_ip, user_agent
 from nurture.web.console.access import (
     LOGIN,
     LOGIN_CSRF_COOKIE,
-    PREFIX,
     SESSION_COOKIE,
     clear_cookie,
     new_token,
     read_form,
     set_cookie,
 )
+from nurture.web.console.paths import PREFIX
 from nurture.web.console.render import pages_of
 
 # The same words for a wrong address, a wrong password and a wrong code: none says which.

@@ -16,7 +16,7 @@ from nurture.app import App
 from nurture.config import Config
 from nurture.owners.sessions import OwnerSessionInfo
 from nurture.sending.planning import zone
-from nurture.web.console.access import CSRF_FIELD, PREFIX
+from nurture.web.console.paths import CSRF_FIELD, PREFIX
 from nurture.web.console.words import in_her_words
 
 CSP = (

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from nurture.app import App
-from nurture.web.console.access import PREFIX, ConsoleGuard
+from nurture.web.console.access import ConsoleGuard
 from nurture.web.console.account_pages import (
     account_page,
     change_password_page,
@@ -43,6 +43,7 @@ from nurture.web.console.owner_pages import (
     owners_page,
     remove_owner_page,
 )
+from nurture.web.console.paths import PREFIX
 from nurture.web.console.people_add_pages import add_one, add_page, import_act, import_page, upload
 from nurture.web.console.people_pages import person_action, person_page, subscribers_page
 from nurture.web.console.render import ConsolePages, css_response
