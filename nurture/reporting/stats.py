@@ -11,7 +11,7 @@ counted, and neither are their events):
 - delivered:    of those, how many have a "delivered" provider event;
 - opened:       how many have at least one "opened" event (unique: two opens count once);
 - clicked:      how many have at least one "clicked" event (unique);
-- bounced:      how many have a "bounced", "blocked" or "dropped" event;
+- bounced:      how many have a bounce (hard, soft or undetermined) or "rejected" event;
 - complained:   how many have a "complained" (spam report) event;
 - unsubscribed: how many led to an unsubscribe, from either door:
     * a provider "unsubscribed" event on that delivery, or
@@ -52,7 +52,7 @@ from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.store import models as m
 from nurture.store.db import is_postgres, reading
 
-BOUNCE_KINDS = ("bounced", "blocked", "dropped")
+BOUNCE_KINDS = m.BOUNCE_KINDS
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 RATES = COUNTS[1:]
 UNKNOWN_SUBJECT = "(no longer in campaigns/)"  # sends of a series no version of which is in the store
@@ -145,12 +145,12 @@ def event_flags() -> Any:
     return (
         select(
             event.delivery_id.label("delivery_id"),
-            flag(event.kind == "delivered", "delivered"),
-            flag(event.kind == "opened", "opened"),
-            flag(event.kind == "clicked", "clicked"),
+            flag(event.kind == m.EventKind.DELIVERED, "delivered"),
+            flag(event.kind == m.EventKind.OPENED, "opened"),
+            flag(event.kind == m.EventKind.CLICKED, "clicked"),
             flag(event.kind.in_(BOUNCE_KINDS), "bounced"),
-            flag(event.kind == "complained", "complained"),
-            flag(event.kind == "unsubscribed", "unsubscribed"),
+            flag(event.kind == m.EventKind.COMPLAINED, "complained"),
+            flag(event.kind == m.EventKind.UNSUBSCRIBED, "unsubscribed"),
         )
         .where(event.delivery_id.is_not(None))
         .group_by(event.delivery_id)
