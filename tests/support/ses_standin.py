@@ -249,9 +249,7 @@ class SesStandIn:
         self._answer(handler, 200, {"MessageId": message.message_id})
 
     @staticmethod
-    def _message(
-        body: dict[str, Any], to_email: str, to_header: str, simple: dict[str, Any]
-    ) -> SesMessage:
+    def _message(body: dict[str, Any], to_email: str, to_header: str, simple: dict[str, Any]) -> SesMessage:
         parts = simple.get("Body") or {}
         return SesMessage(
             message_id=f"0100{secrets.token_hex(12)}-{secrets.token_hex(4)}-000000",
