@@ -24,6 +24,8 @@ from nurture.provider_events import WebhookReport, store_events
 from nurture.providers.base import NormalizedEvent
 from nurture.providers.ses import events as ses_events
 from nurture.providers.ses import queue as ses_queue
+from nurture.providers.smtp import bounces as smtp_bounces
+from nurture.providers.smtp.mailbox import BounceBox, ImapBox, MaildirBox
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,73 @@ def poll_ses_queue(
     if report.received or report.malformed:
         log.info("%s", report.line().replace("webhook", "queue"))
     return report
+
+
+def open_bounce_box(app: App) -> BounceBox:
+    smtp = app.config.smtp
+    if smtp.bounces_maildir is not None:
+        path = smtp.bounces_maildir
+        return MaildirBox(path if path.is_absolute() else app.config.base_dir / path)
+    if smtp.bounces_imap_host:
+        password = app.config.secrets.bounces_imap_password
+        if not smtp.bounces_imap_username or not password:
+            raise ConfigError(
+                f"{app.config.where('smtp', 'bounces_imap_host')}: the bounce mailbox needs "
+                "smtp.bounces_imap_username and NURTURE_BOUNCES_IMAP_PASSWORD"
+            )
+        return ImapBox(
+            smtp.bounces_imap_host,
+            smtp.bounces_imap_port,
+            smtp.bounces_imap_username,
+            password,
+            smtp.bounces_imap_folder,
+        )
+    raise ConfigError(
+        f"{app.config.where('smtp')}: set smtp.bounces_maildir (a local Maildir) or smtp.bounces_imap_host "
+        "(an IMAP mailbox over TLS) to read bounce mail (docs/providers.md)"
+    )
+
+
+def fetch_bounces(app: App, now: Callable[[], datetime], *, chunk: int = 200) -> WebhookReport:
+    """Apply every unseen bounce in the bounce mailbox, then mark those messages seen."""
+    keys = app.config.secrets.verification_keys()
+    box = open_bounce_box(app)
+    report = WebhookReport(smtp_bounces.PROVIDER)
+    try:
+        pending: list[str] = []
+        events: list[NormalizedEvent] = []
+        for key, raw in box.unseen():
+            report.received += 1
+            try:
+                events.extend(smtp_bounces.normalize_bounce(raw, keys, now()))
+            except MalformedEvent as exc:
+                report.malformed += 1
+                log.info("bounce mailbox: a message skipped: %s", exc)
+            pending.append(key)
+            if len(pending) >= chunk:
+                _apply(app, report, events, pending, box, now())
+                pending, events = [], []
+        _apply(app, report, events, pending, box, now())
+    finally:
+        box.close()
+    if report.received:
+        log.info("%s", report.line().replace("webhook", "bounce mail"))
+    return report
+
+
+def _apply(
+    app: App,
+    report: WebhookReport,
+    events: list[NormalizedEvent],
+    keys: list[str],
+    box: BounceBox,
+    now: datetime,
+) -> None:
+    # Stored (committed) first; marked seen only then.
+    if events:
+        _add(report, store_events(app, WebhookReport(smtp_bounces.PROVIDER), events, now))
+    if keys:
+        box.mark_seen(keys)
 
 
 def _add(total: WebhookReport, part: WebhookReport) -> None:
