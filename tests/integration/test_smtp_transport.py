@@ -18,7 +18,6 @@ from nurture.providers.smtp.transport import SmtpTransport, verp_address
 from tests.support.factories import SECRET
 from tests.support.smtp_server import PASSWORD, USERNAME, SmtpServer
 
-
 OPEN: list[SmtpTransport] = []
 
 
