@@ -23,7 +23,6 @@ from nurture.errors import ConfigError, MalformedEvent
 from nurture.provider_events import WebhookReport, store_events
 from nurture.providers.base import NormalizedEvent
 from nurture.providers.ses import events as ses_events
-from nurture.providers.ses import queue as ses_queue
 from nurture.providers.smtp import bounces as smtp_bounces
 from nurture.providers.smtp.mailbox import BounceBox, ImapBox, MaildirBox
 
@@ -47,6 +46,10 @@ def poll_ses_queue(
             "docs/providers.md)"
         )
     secret = app.config.secrets.require_secret_key()
+    # Deferred, a heavy import (boto3, ~200 ms): every `nurture run` imports this module,
+    # only the installs with an SES queue need it.
+    from nurture.providers.ses import queue as ses_queue
+
     sqs = ses_queue.client(settings.region, app.config.delivery.request_timeout)
     report = WebhookReport(ses_events.PROVIDER)
     rounds = 0

@@ -4,7 +4,8 @@ A tick is a sending pass, then the owner's notices (an alert when one is called
 for; under `nurture run`, the Monday summary too). The notices are left out when
 the pass stopped on a fatal provider error: they would go through the same provider.
 
-`nurture run` ticks under APScheduler until SIGTERM/SIGINT. The job store is
+`nurture run` ticks under APScheduler until SIGTERM/SIGINT; around each tick it reads
+the SES events queue and, once a day, applies retention (nurture.upkeep). The job store is
 APScheduler's in-memory one, private to this process; several daemons can share one
 PostgreSQL because the claims live in the database. On a signal the current pass
 stops claiming, finishes what is in flight, releases what it claimed but did not
@@ -28,6 +29,7 @@ from nurture.app import App
 from nurture.errors import FatalTransportError
 from nurture.reporting.notices import send_due_notices
 from nurture.sending.sendpass import PassSummary, SendingPass
+from nurture.upkeep import Upkeep
 
 log = logging.getLogger("nurture.tick")
 
@@ -67,14 +69,18 @@ def run_daemon(
     busy = threading.Lock()
     exit_code = 0
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+    upkeep = Upkeep()
 
     def job() -> None:
         nonlocal exit_code
         if stop.is_set():
             return
         with busy:
+            upkeep.before_pass(app, clock, stop)
             done = tick(app, clock(), weekly=True, stop=stop)
             report(done)
+            if not done.summary.fatal:
+                upkeep.after_pass(app, clock())
             if done.summary.fatal:
                 # A bad key will not get better by itself: stop rather than retry every minute.
                 exit_code = FatalTransportError.exit_code

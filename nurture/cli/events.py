@@ -1,5 +1,5 @@
 """`nurture events poll` (SES's queue), `nurture bounces fetch` (SMTP bounce mail) and
-`nurture retention apply`: for cron; `nurture run` does them by itself."""
+`nurture retention apply`: for cron; `nurture run` polls the queue and applies retention itself."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from nurture import event_feeds
 from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.times import parse_now
+from nurture.retention import apply_retention
 
 
 @click.group(cls=Group)
@@ -80,6 +81,33 @@ def bounces_fetch(obj: Context, now: str | None) -> None:
     )
 
 
+@click.group(cls=Group)
+def retention() -> None:
+    """Data kept no longer than needed (the retention: section of config.yaml).
+
+    \b
+    Example (crontab, daily at 03:00):
+      0 3 * * * cd /srv/nurture && .venv/bin/nurture retention apply >> retention.log 2>&1
+    """
+
+
+@retention.command("apply")
+@now_option
+@pass_context
+def retention_apply(obj: Context, now: str | None) -> None:
+    """Delete provider events older than retention.provider_events (each email keeps its counts
+    for the results pages) and clear provider ids and errors from deliveries older than
+    retention.deliveries. `nurture run` does this once a day.
+
+    \b
+    Example:
+      nurture retention apply
+    """
+    report = apply_retention(obj.app, parse_now(now))
+    click.echo(report.line())
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(events)
     cli.add_command(bounces)
+    cli.add_command(retention)

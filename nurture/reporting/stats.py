@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from nurture.app import App
@@ -136,24 +136,36 @@ class DaySends:
 
 
 def event_flags() -> Any:
-    """Per delivery: 1/0 for each kind of event it has (so repeats count once)."""
+    """Per delivery: 1/0 for each kind of event it has (so repeats count once), from its
+    stored events and from what the retention pass kept of deleted ones (retired_events)."""
     event = m.ProviderEvent
 
-    def flag(condition: Any, name: str) -> Any:
-        return func.max(case((condition, 1), else_=0)).label(name)
+    def one(condition: Any, name: str) -> Any:
+        return case((condition, 1), else_=0).label(name)
 
+    def kept(name: str) -> Any:
+        bit = m.RETIRED_BITS[name]
+        return case((m.Delivery.retired_events.op("&")(bit) != 0, 1), else_=0).label(name)
+
+    stored = select(
+        event.delivery_id.label("delivery_id"),
+        one(event.kind == m.EventKind.DELIVERED, "delivered"),
+        one(event.kind == m.EventKind.OPENED, "opened"),
+        one(event.kind == m.EventKind.CLICKED, "clicked"),
+        one(event.kind.in_(BOUNCE_KINDS), "bounced"),
+        one(event.kind == m.EventKind.COMPLAINED, "complained"),
+        one(event.kind == m.EventKind.UNSUBSCRIBED, "unsubscribed"),
+    ).where(event.delivery_id.is_not(None))
+    retired = select(m.Delivery.id.label("delivery_id"), *(kept(name) for name in m.RETIRED_BITS)).where(
+        m.Delivery.retired_events != 0
+    )
+    both = union_all(stored, retired).subquery("flag_rows")
     return (
         select(
-            event.delivery_id.label("delivery_id"),
-            flag(event.kind == m.EventKind.DELIVERED, "delivered"),
-            flag(event.kind == m.EventKind.OPENED, "opened"),
-            flag(event.kind == m.EventKind.CLICKED, "clicked"),
-            flag(event.kind.in_(BOUNCE_KINDS), "bounced"),
-            flag(event.kind == m.EventKind.COMPLAINED, "complained"),
-            flag(event.kind == m.EventKind.UNSUBSCRIBED, "unsubscribed"),
+            both.c.delivery_id,
+            *(func.max(both.c[name]).label(name) for name in m.RETIRED_BITS),
         )
-        .where(event.delivery_id.is_not(None))
-        .group_by(event.delivery_id)
+        .group_by(both.c.delivery_id)
         .subquery("flags")
     )
 

@@ -281,6 +281,9 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    # The kinds of provider event this delivery had, kept as bits (RETIRED_BITS) once the
+    # retention pass has deleted the events themselves: the results pages still count them.
+    retired_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class NewsletterStatus(StrEnum):
@@ -328,6 +331,17 @@ class EventKind(StrEnum):
         except ValueError:
             return cls.UNKNOWN
 
+
+# What a delivery keeps of its deleted events (Delivery.retired_events): one bit per count
+# the results pages show.
+RETIRED_BITS = {
+    "delivered": 1,
+    "opened": 2,
+    "clicked": 4,
+    "bounced": 8,
+    "complained": 16,
+    "unsubscribed": 32,
+}
 
 # Stored kinds before the neutral vocabulary -> their neutral names (migration 0007p).
 LEGACY_EVENT_KINDS = {

@@ -29,12 +29,12 @@ from typing import Any
 
 from nurture.errors import MalformedEvent
 from nurture.providers.base import NormalizedEvent
-from nurture.providers.ses.transport import DELIVERY_TAG
 from nurture.redaction import scrub
 from nurture.store.models import ConsentKind, EventKind
 from nurture.tokens import event_digest
 
 PROVIDER = "ses"
+DELIVERY_TAG = "delivery_id"  # the one EmailTag the transport sets on every email
 MAX_DETAIL = 500
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
@@ -96,7 +96,7 @@ def _delivery_ref(mail: Mapping[str, Any]) -> int | None:
 
 
 def _addresses(items: Any, key: str = "emailAddress") -> list[tuple[str, Mapping[str, Any]]]:
-    found = []
+    found: list[tuple[str, Mapping[str, Any]]] = []
     for item in items if isinstance(items, list) else []:
         if isinstance(item, str):
             found.append((item, {}))

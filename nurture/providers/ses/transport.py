@@ -63,13 +63,13 @@ from nurture.providers.base import (
     apply_substitutions,
     ascii_address,
 )
+from nurture.providers.ses.events import DELIVERY_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
 
 log = logging.getLogger(__name__)
 
-DELIVERY_TAG = "delivery_id"
 THROTTLED = frozenset(
     {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
 )

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
 from nurture.errors import MalformedEvent
@@ -113,7 +113,7 @@ def is_report(message: Message) -> bool:
 def normalize_bounce(raw: bytes, keys: Sequence[str], received_at: datetime) -> list[NormalizedEvent]:
     """The events one bounce mail stands for (one per recipient block), or MalformedEvent when
     it is not an RFC 3464 report of ours. `keys`: the secret keys, current first."""
-    message: EmailMessage = message_from_bytes(raw, policy=policy.compat32)  # type: ignore[assignment]
+    message: Message = message_from_bytes(raw, policy=policy.compat32)
     if not is_report(message):
         raise MalformedEvent(
             "not a delivery status notification (multipart/report; report-type=delivery-status)"

@@ -7,6 +7,10 @@ Revises: 0007r
 Stored event kinds move to the neutral names every provider maps onto: SendGrid's
 "processed" is "accepted", "bounced" is "bounced_hard", "blocked" is "bounced_soft" and
 "dropped" is "rejected". Plain UPDATEs: the column is a string, no table is copied.
+
+deliveries.retired_events keeps, as bits, the kinds of event a delivery had once the
+retention pass (nurture.retention) has deleted the events: plain ADD COLUMN, never a
+batch copy of deliveries (on SQLite the copy's DROP would cascade to child rows).
 """
 
 import sqlalchemy as sa
@@ -33,9 +37,11 @@ def _rename(pairs: tuple[tuple[str, str], ...]) -> None:
 
 def upgrade() -> None:
     _rename(_RENAMES)
+    op.add_column("deliveries", sa.Column("retired_events", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    op.drop_column("deliveries", "retired_events")
     # SES's undetermined bounces had no old name: they read as the old "bounced"'s
     # gentler sibling, "blocked" (no suppression followed them either).
     _rename(tuple((new, old) for old, new in _RENAMES) + (("bounced_undetermined", "blocked"),))
