@@ -137,7 +137,8 @@ def main() -> None:
         close_opened()
         print(
             f"one series step to {args.size:,} subscribers, "
-            f"{args.latency * 1000:.0f} ms per request or message, SES at {args.ses_rate:g}/s, load {os.getloadavg()[0]:.1f}",
+            f"{args.latency * 1000:.0f} ms per request or message, "
+            f"SES at {args.ses_rate:g}/s, load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         print(
