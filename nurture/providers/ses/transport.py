@@ -180,7 +180,7 @@ class SesTransport:
             if self._bucket is not None:
                 return self._bucket
             try:
-                account: dict[str, Any] = dict(self.client().get_account())
+                account = self._read_account()
             except NoCredentialsError:
                 self._stopped = (
                     "no AWS credentials found: nurture reads them from the standard AWS chain "
@@ -195,9 +195,11 @@ class SesTransport:
                 self._stopped = f"SES refused GetAccount ({code}): {why}. {WHAT_TO_DO}"
                 raise FatalTransportError(self._stopped) from None
             except BotoCoreError as exc:
-                # Not reachable now (a network fault): this pass sends nothing; the next tries again.
+                # Still not reachable after a few tries: nothing was handed over; stop rather than
+                # leave the emails of this pass in doubt.
                 raise FatalTransportError(
-                    f"could not reach SES in {self.region} ({type(exc).__name__})"
+                    f"could not reach SES in {self.region} ({type(exc).__name__}); check the network "
+                    "and ses.region, then run again"
                 ) from None
             if account.get("SendingEnabled") is False:
                 self._stopped = (
@@ -220,6 +222,24 @@ class SesTransport:
             )
             log.info("SES account ready: up to %g emails a second", rate)
             return self._bucket
+
+    def _read_account(self) -> dict[str, Any]:
+        """GetAccount, tried again (with backoff) while throttled or unreachable: reading is safe."""
+        attempt = 0
+        while True:
+            try:
+                return dict(self.client().get_account())
+            except NoCredentialsError:
+                raise
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in THROTTLED or attempt >= self.max_retries:
+                    raise
+            except BotoCoreError:
+                if attempt >= min(self.max_retries, 3):
+                    raise
+            attempt += 1
+            self._sleep(self._backoff(attempt))
 
     def close(self) -> None:
         if self._pool is not None:
