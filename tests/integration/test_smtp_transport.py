@@ -148,3 +148,16 @@ def test_plain_smtp_is_refused_for_a_remote_host(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only to this machine"):
         Smtp(host="smtp.example.net", port=25, security="none")
     assert Smtp(host="127.0.0.1", port=25, security="none").security == "none"
+
+
+def test_a_transport_without_its_settings_names_where_it_was_chosen(tmp_path: Path) -> None:
+    from nurture.errors import ConfigError
+    from tests.support.factories import make_config
+
+    with pytest.raises(
+        ConfigError, match=r"config.yaml, line \d+: delivery.transport is 'smtp' but smtp.host"
+    ):
+        make_config(tmp_path, **{"delivery.transport": "smtp"})
+    with pytest.raises(ConfigError, match="ses.region is not set") as caught:
+        make_config(tmp_path, **{"delivery.transport": "ses"})
+    assert "ses.configuration_set is not set" in str(caught.value)
