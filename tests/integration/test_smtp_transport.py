@@ -82,6 +82,7 @@ def test_a_thousand_emails_once_each_over_a_few_reused_connections(relay: SmtpSe
         outcomes += sender.send(batch(250, start=start))
     sender.close()
     assert Counter(o.status for o in outcomes) == Counter({"sent": 1000})
+    ids = {o.delivery_id: o.provider_message_id for o in outcomes}
     messages = relay.messages()
     assert Counter(m.rcpt_to for m in messages) == Counter({f"reader{i}@example.com": 1 for i in range(1000)})
     assert relay.logins <= 4, "connections are kept and reused, not opened per message"
@@ -91,6 +92,9 @@ def test_a_thousand_emails_once_each_over_a_few_reused_connections(relay: SmtpSe
         assert received.mail_from == verp_address(delivery_id, "bounces.example.org", SECRET)
         message = received.message
         assert f".{delivery_id}." in message["Message-ID"]
+        assert ids[delivery_id] == message["Message-ID"].strip().strip("<>"), (
+            "the Message-ID is the recorded id"
+        )
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert f"tok{i}" in str(message["List-Unsubscribe"])
         assert message["Reply-To"] == "hello@example.org"

@@ -200,12 +200,13 @@ class SmtpTransport:
 
     # ------------------------------------------------------------------ sending
 
-    def message_bytes(self, batch: Batch, envelope: Envelope) -> bytes:
+    def message_bytes(self, batch: Batch, envelope: Envelope) -> tuple[bytes, str]:
+        """The message as sent, and its Message-ID (recorded as the provider's message id)."""
         domain = batch.sender.from_email.rpartition("@")[2]
         tag = bounce_tag(self._secret, envelope.delivery_id)
         message_id = make_msgid(idstring=f"{envelope.delivery_id}.{tag}", domain=domain)
         message = build_message(batch, envelope, message_id=message_id)
-        return message.as_bytes()
+        return message.as_bytes(), message_id.strip("<>")
 
     def send(self, batch: Batch) -> list[Outcome]:
         if not batch.envelopes:
@@ -227,7 +228,7 @@ class SmtpTransport:
 
     def _send_one(self, batch: Batch, envelope: Envelope) -> Outcome:
         delivery_id = envelope.delivery_id
-        data = self.message_bytes(batch, envelope)
+        data, message_id = self.message_bytes(batch, envelope)
         sender = verp_address(delivery_id, self.bounce_domain, self._secret)
         recipient = ascii_address(envelope.to_email)
         attempt = 0
@@ -274,10 +275,11 @@ class SmtpTransport:
                 connection.close()
                 raise
             self._idle.put(connection)
-            return Outcome(delivery_id, "sent", provider_message_id=reply)
+            log.debug("SMTP: queued (%s)", reply)
+            return Outcome(delivery_id, "sent", provider_message_id=message_id)
 
     def _transaction(self, connection: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> str:
-        """One message on one connection. Returns the relay's queue id / reply words on 250."""
+        """One message on one connection. Returns the relay's words on 250 (its queue id)."""
         try:
             code, reply = connection.mail(sender)
             if code != 250:
