@@ -145,4 +145,19 @@ def make_transport(config: Config) -> Transport:
             sandbox_mode=config.delivery.sandbox_mode,
             tracking=config.delivery.tracking,
         )
+    if config.delivery.transport == "ses":
+        # Deferred, heavy imports (boto3), for the stores that use them only.
+        from nurture.providers.ses.transport import SesTransport
+
+        assert config.ses.region and config.ses.configuration_set  # checked when the config was read
+        return SesTransport(
+            region=config.ses.region,
+            configuration_set=config.ses.configuration_set,
+            timeout=config.delivery.request_timeout,
+            workers=config.delivery.concurrency * 4,
+        )
+    if config.delivery.transport == "smtp":
+        from nurture.providers.smtp.transport import SmtpTransport
+
+        return SmtpTransport.from_config(config)
     return OutboxTransport(config.prepare_outbox_dir())

@@ -5,7 +5,8 @@ for; under `nurture run`, the Monday summary too), then the daily summaries of t
 Results pages for days that have settled (nurture.reporting.result_days). The notices are left out when
 the pass stopped on a fatal provider error: they would go through the same provider.
 
-`nurture run` ticks under APScheduler until SIGTERM/SIGINT. The job store is
+`nurture run` ticks under APScheduler until SIGTERM/SIGINT; around each tick it reads
+the SES events queue and, once a day, applies retention (nurture.upkeep). The job store is
 APScheduler's in-memory one, private to this process; several daemons can share one
 PostgreSQL because the claims live in the database. On a signal the current pass
 stops claiming, finishes what is in flight, releases what it claimed but did not
@@ -30,6 +31,7 @@ from nurture.errors import FatalTransportError
 from nurture.reporting.notices import send_due_notices
 from nurture.reporting.result_days import summarize_days
 from nurture.sending.sendpass import PassSummary, SendingPass
+from nurture.upkeep import Upkeep
 
 log = logging.getLogger("nurture.tick")
 
@@ -72,14 +74,18 @@ def run_daemon(
     busy = threading.Lock()
     exit_code = 0
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+    upkeep = Upkeep()
 
     def job() -> None:
         nonlocal exit_code
         if stop.is_set():
             return
         with busy:
+            upkeep.before_pass(app, clock, stop)
             done = tick(app, clock(), weekly=True, stop=stop)
             report(done)
+            if not done.summary.fatal:
+                upkeep.after_pass(app, clock())
             if done.summary.fatal:
                 # A bad key will not get better by itself: stop rather than retry every minute.
                 exit_code = FatalTransportError.exit_code

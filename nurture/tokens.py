@@ -255,3 +255,11 @@ def event_digest(secret: str, canonical: str) -> str:
     return hmac.new(
         _purpose_key(secret, "provider-event"), canonical.encode("utf-8", "surrogatepass"), hashlib.sha256
     ).hexdigest()
+
+
+def bounce_tag(secret: str, delivery_id: str) -> str:
+    """A short keyed tag for a delivery id in a VERP bounce address (bounces+ID-TAG@...):
+    a bounce mail that names a delivery without it is not ours and changes nothing."""
+    return hmac.new(_purpose_key(secret, "bounce-address"), delivery_id.encode(), hashlib.sha256).hexdigest()[
+        :12
+    ]

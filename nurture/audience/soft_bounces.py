@@ -24,8 +24,8 @@ from nurture.config import Bounces
 from nurture.store import models as m
 from nurture.store.db import chunks
 
-# The event kinds that say "refused for now": SendGrid's `blocked` bounces.
-SOFT_BOUNCE_KINDS: frozenset[str] = frozenset({m.EventKind.BLOCKED})
+# The event kinds that say "refused for now"; a bounce the provider cannot classify counts too.
+SOFT_BOUNCE_KINDS: frozenset[str] = frozenset({m.EventKind.BOUNCED_SOFT, m.EventKind.BOUNCED_UNDETERMINED})
 
 
 def suppress_repeated_soft_bounces(

@@ -13,6 +13,7 @@ from nurture.cli import (
     campaigns,
     content,
     db,
+    events,
     inbox,
     newsletters,
     owners,
@@ -61,6 +62,7 @@ for commands in (
     summary,
     owners,
     inbox,
+    events,
 ):
     commands.register(cli)
 

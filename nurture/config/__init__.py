@@ -8,10 +8,12 @@ names of their variables in nurture.config.secrets. Callers import from here.
 from nurture.config.loading import Config, load_config
 from nurture.config.secrets import (
     BOOKING_SECRET_ENV,
+    IMAP_PASSWORD_ENV,
     PREVIOUS_SECRETS_ENV,
     SECRET_ENV,
     SENDGRID_HOST_ENV,
     SENDGRID_KEY_ENV,
+    SMTP_PASSWORD_ENV,
     WEBHOOK_KEY_ENV,
     Secrets,
 )
@@ -23,15 +25,20 @@ from nurture.config.sections import (
     Deliverability,
     Delivery,
     Practice,
+    Retention,
     Sender,
     SendWindow,
+    Ses,
     Settings,
+    Smtp,
     Sunset,
     Web,
 )
 
 __all__ = [
     "BOOKING_SECRET_ENV",
+    "IMAP_PASSWORD_ENV",
+    "SMTP_PASSWORD_ENV",
     "PREVIOUS_SECRETS_ENV",
     "SECRET_ENV",
     "SENDGRID_HOST_ENV",
@@ -44,6 +51,9 @@ __all__ = [
     "Deliverability",
     "Delivery",
     "Practice",
+    "Retention",
+    "Ses",
+    "Smtp",
     "SendWindow",
     "Sender",
     "Secrets",

@@ -19,11 +19,13 @@ from pydantic import ValidationError
 from nurture.config.secrets import (
     BOOKING_SECRET_ENV,
     ENV_PREFIX,
+    IMAP_PASSWORD_ENV,
     NOT_OVERRIDES,
     PREVIOUS_SECRETS_ENV,
     SECRET_ENV,
     SENDGRID_HOST_ENV,
     SENDGRID_KEY_ENV,
+    SMTP_PASSWORD_ENV,
     WEBHOOK_KEY_ENV,
     Secrets,
 )
@@ -34,8 +36,11 @@ from nurture.config.sections import (
     Deliverability,
     Delivery,
     Practice,
+    Retention,
     Sender,
+    Ses,
     Settings,
+    Smtp,
     Sunset,
     Web,
 )
@@ -114,6 +119,18 @@ class Config:
         return self.settings.deliverability
 
     @property
+    def ses(self) -> Ses:
+        return self.settings.ses
+
+    @property
+    def smtp(self) -> Smtp:
+        return self.settings.smtp
+
+    @property
+    def retention(self) -> Retention:
+        return self.settings.retention
+
+    @property
     def database_url(self) -> str:
         url = self.settings.database.url
         prefix = "sqlite:///"
@@ -158,6 +175,29 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], An
     if environ.get("NURTURE_DATABASE_URL"):
         overrides.append((("database", "url"), environ["NURTURE_DATABASE_URL"], "NURTURE_DATABASE_URL"))
     return overrides
+
+
+def _check_transport_settings(settings: Settings, located: Mapping[tuple[str, ...], str], where: str) -> None:
+    """The keys the chosen transport cannot work without, named where the transport was chosen."""
+    transport = settings.delivery.transport
+    missing: list[tuple[str, str]] = []
+    if transport == "ses":
+        if not settings.ses.region:
+            missing.append(("ses.region", "the AWS region of the SES account, like us-east-1"))
+        if not settings.ses.configuration_set:
+            missing.append(
+                ("ses.configuration_set", "the configuration set that publishes events (docs/providers.md)")
+            )
+    elif transport == "smtp" and not settings.smtp.host:
+        missing.append(("smtp.host", "the relay's host name, like smtp.paubox.net"))
+    if missing:
+        location = located.get(("delivery", "transport"), where)
+        raise ConfigError(
+            "\n".join(
+                f"{location}: delivery.transport is {transport!r} but {key} is not set: add {what}"
+                for key, what in missing
+            )
+        )
 
 
 def _previous_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -252,6 +292,8 @@ def load_config(
         webhook_public_key=env.get(WEBHOOK_KEY_ENV) or None,
         booking_webhook_secret=env.get(BOOKING_SECRET_ENV) or None,
         previous_secret_keys=_previous_keys(env),
+        smtp_password=env.get(SMTP_PASSWORD_ENV) or None,
+        bounces_imap_password=env.get(IMAP_PASSWORD_ENV) or None,
     )
     located = {key_path: f"{where}, line {line_number}" for key_path, line_number in lines.items()}
     located.update({key_path: f"environment variable {origin}" for key_path, origin in origins.items()})
@@ -262,6 +304,7 @@ def load_config(
             secrets.require_sendgrid_key()
         except ConfigError as exc:
             raise ConfigError(f"{location}: {exc}") from None
+    _check_transport_settings(settings, located, where)
     return Config(
         settings=settings,
         secrets=secrets,

@@ -13,6 +13,8 @@ SENDGRID_HOST_ENV = "NURTURE_SENDGRID_HOST"
 WEBHOOK_KEY_ENV = "NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY"
 BOOKING_SECRET_ENV = "NURTURE_BOOKING_WEBHOOK_SECRET"
 PREVIOUS_SECRETS_ENV = "NURTURE_PREVIOUS_SECRET_KEYS"
+SMTP_PASSWORD_ENV = "NURTURE_SMTP_PASSWORD"
+IMAP_PASSWORD_ENV = "NURTURE_BOUNCES_IMAP_PASSWORD"
 # Variables that look like overrides but are not config keys.
 NOT_OVERRIDES = {
     SECRET_ENV,
@@ -20,6 +22,8 @@ NOT_OVERRIDES = {
     WEBHOOK_KEY_ENV,
     BOOKING_SECRET_ENV,
     PREVIOUS_SECRETS_ENV,
+    SMTP_PASSWORD_ENV,
+    IMAP_PASSWORD_ENV,
     "NURTURE_CONFIG",
     "NURTURE_DATABASE_URL",
 }
@@ -35,6 +39,8 @@ class Secrets:
     # Keys used before the current one: links they signed still verify
     # (docs/deploy.md, rotating the secret key).
     previous_secret_keys: tuple[str, ...] = ()
+    smtp_password: str | None = None
+    bounces_imap_password: str | None = None
 
     def require_secret_key(self) -> str:
         if not self.secret_key:

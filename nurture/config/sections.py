@@ -88,7 +88,7 @@ class SendWindow(Section):
 
 
 class Delivery(Section):
-    transport: Literal["outbox", "sendgrid"] = "outbox"
+    transport: Literal["outbox", "sendgrid", "ses", "smtp"] = "outbox"
     outbox_dir: Path = Path("outbox")
     batch_size: int = Field(default=500, ge=1, le=1000)
     concurrency: int = Field(default=4, ge=1, le=32)
@@ -232,6 +232,122 @@ class Deliverability(Section):
         return domain
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_SES_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]")
+_SES_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Ses(Section):
+    """Amazon SES (`delivery.transport: ses`; docs/providers.md). AWS credentials come from
+    the standard chain (environment, profile, instance role), never from this file."""
+
+    region: str | None = None
+    configuration_set: str | None = None
+    # The topic the configuration set publishes events to: POST /webhooks/ses accepts its
+    # notifications only, and confirms a subscription for it only.
+    sns_topic_arn: str | None = None
+    # The SQS queue subscribed to that topic: `nurture events poll` and `nurture run` read it.
+    events_queue_url: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _SES_REGION.fullmatch(value):
+            raise ValueError(f"{value!r} is not an AWS region (like us-east-1)")
+        return value
+
+    @field_validator("configuration_set")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _SES_NAME.fullmatch(value):
+            raise ValueError("a configuration set name is letters, digits, '_' and '-' (at most 64)")
+        return value
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _arn(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}", value
+        ):
+            raise ValueError(f"{value!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
+
+    @field_validator("events_queue_url")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value, https_only=False)
+
+
+class Smtp(Section):
+    """An SMTP relay (`delivery.transport: smtp`; docs/providers.md). The password comes from
+    NURTURE_SMTP_PASSWORD, never from this file."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    # Bounces come back to bounces+<delivery key>@<bounce_domain> (VERP); empty: the
+    # sender's domain. Its mailbox is what `nurture bounces fetch` reads.
+    bounce_domain: str | None = None
+    pool_size: int = Field(default=4, ge=1, le=32)
+    # Where bounce messages land: a local Maildir, or an IMAP mailbox over TLS (its password
+    # from NURTURE_BOUNCES_IMAP_PASSWORD).
+    bounces_maildir: Path | None = None
+    bounces_imap_host: str | None = None
+    bounces_imap_port: int = Field(default=993, ge=1, le=65535)
+    bounces_imap_username: str | None = None
+    bounces_imap_folder: str = "INBOX"
+
+    @field_validator("host", "bounces_imap_host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower()
+        if not re.fullmatch(r"[a-z0-9.:\[\]-]{1,253}", host):
+            raise ValueError(f"{value!r} is not a host name")
+        return host
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        domain = value.strip().rstrip(".").lower()
+        if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", domain):
+            raise ValueError(f"{value!r} is not a domain name (like bounces.example.com)")
+        return domain
+
+    @model_validator(mode="after")
+    def _plain_only_locally(self) -> Smtp:
+        # Without TLS the password and every email cross the network readable: only to a
+        # relay on this machine (a local Postfix).
+        if self.security == "none" and self.host is not None and self.host not in _LOOPBACK_HOSTS:
+            raise ValueError(
+                f"security 'none' sends mail unencrypted: allowed only to this machine "
+                f"(localhost, 127.0.0.1), not to {self.host}; use starttls (port 587) or tls (465)"
+            )
+        return self
+
+
+class Retention(Section):
+    """How long per-person records are kept (docs/providers.md#data-kept-no-longer-than-needed).
+
+    `nurture retention apply` (and `nurture run`, once a day) deletes provider events
+    older than `provider_events` and finished deliveries older than `deliveries`,
+    keeping each email's totals for the results pages."""
+
+    provider_events: timedelta = Field(
+        default=timedelta(days=90), ge=timedelta(days=7), le=timedelta(days=3650)
+    )
+    deliveries: timedelta = Field(default=timedelta(days=400), ge=timedelta(days=30), le=timedelta(days=3650))
+
+    @field_validator("provider_events", "deliveries", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return check_duration(value)
+
+
 class Settings(Section):
     practice: Practice
     sender: Sender
@@ -243,3 +359,6 @@ class Settings(Section):
     sunset: Sunset = Sunset()
     bounces: Bounces = Bounces()
     deliverability: Deliverability = Deliverability()
+    ses: Ses = Ses()
+    smtp: Smtp = Smtp()
+    retention: Retention = Retention()

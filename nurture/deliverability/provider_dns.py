@@ -35,6 +35,32 @@ PROVIDER_DNS: dict[str, ProviderDns] = {
         return_path="em1234.{domain} CNAME u1234567.wl123.sendgrid.net (with automated security on)",
         settings_page="SendGrid: Settings > Sender Authentication > Authenticate Your Domain",
     ),
+    # SES's Easy DKIM publishes three CNAMEs whose selectors are random per domain: the owner
+    # copies them into deliverability.dkim_selectors. Its custom MAIL FROM domain (a
+    # subdomain with an MX to SES's feedback endpoint) is what aligns SPF for DMARC.
+    "ses": ProviderDns(
+        name="Amazon SES",
+        sends=True,
+        spf_include="amazonses.com",
+        dkim_selectors=(),
+        dkim_record="{selector}._domainkey.{domain} CNAME {selector}.dkim.amazonses.com",
+        return_path=(
+            "mail.{domain} MX 10 feedback-smtp.<region>.amazonses.com and "
+            'mail.{domain} TXT "v=spf1 include:amazonses.com ~all" (custom MAIL FROM domain)'
+        ),
+        settings_page="SES console: Configuration > Identities > your domain > Authentication",
+    ),
+    # A relay's own records (Paubox, LuxSci, Postmark, Mailgun, your Postfix) differ from
+    # one to the next: SPF include, DKIM selectors and bounce domain come from its setup page.
+    "smtp": ProviderDns(
+        name="your SMTP relay",
+        sends=True,
+        spf_include=None,
+        dkim_selectors=(),
+        dkim_record="{selector}._domainkey.{domain} (TXT or CNAME, as your relay shows it)",
+        return_path="smtp.bounce_domain: an MX to the mailbox that `nurture bounces fetch` reads",
+        settings_page="your relay's domain or sender authentication page (docs/providers.md)",
+    ),
     "outbox": ProviderDns(
         name="the outbox (it writes files and sends nothing)",
         sends=False,

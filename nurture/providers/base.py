@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple, Protocol
 
 import idna
 
+from nurture.errors import FatalTransportError
 from nurture.store.models import ConsentKind, EventKind
 
 
@@ -114,6 +115,20 @@ class Transport(Protocol):
     def send(self, batch: Batch) -> list[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+class StoppedMidBatch(FatalTransportError):
+    """No further request can succeed, and some of this batch was already handed over.
+
+    A transport that sends one request per message (SES, SMTP) can learn mid-batch that
+    the account is paused: `outcomes` say what happened to the envelopes it handed over
+    (recorded as usual); every other envelope of the batch was never handed over, so its
+    claim is released, exactly as for a plain FatalTransportError.
+    """
+
+    def __init__(self, message: str, outcomes: Sequence[Outcome]) -> None:
+        super().__init__(message)
+        self.outcomes = list(outcomes)
 
 
 # ---------------------------------------------------------------- events from a provider

@@ -29,6 +29,20 @@ class ProviderFacts:
 FACTS: dict[str, ProviderFacts] = {
     # SendGrid retries a failing Event Webhook post for up to 24 hours.
     "sendgrid": ProviderFacts("sendgrid", reports_events=True, event_retry_window=timedelta(hours=24)),
+    # Amazon SES publishes each event through the configuration set to SNS within
+    # seconds. SNS retries an HTTPS endpoint for at most one hour; to an SQS queue it
+    # retries far longer, and the queue then keeps messages up to 14 days, so a stopped
+    # poller's silence proves nothing until it has read the queue again. Messages in a
+    # standard queue may come out of order, and SES's own DeliveryDelay and soft-bounce
+    # records can trail the Send record by hours: 24 hours, as for SendGrid, covers the
+    # hour of HTTPS retries and those delays with a wide margin.
+    "ses": ProviderFacts("ses", reports_events=True, event_retry_window=timedelta(hours=24)),
+    # An SMTP relay answers 250 and reports nothing more; only failures come back, as
+    # bounce mail, and a relay keeps retrying a message for up to five days (Postfix's
+    # maximal_queue_lifetime) before it bounces it. Silence never proves an email was not
+    # queued, so an unknown outcome (the connection lost after the data) is settled by a
+    # bounce that names it or by the owner, never released by time alone.
+    "smtp": ProviderFacts("smtp", reports_events=False, event_retry_window=timedelta(days=5)),
     # Files on disk: an email is either written or not; there are no events.
     "outbox": ProviderFacts("outbox", reports_events=False, event_retry_window=timedelta(0)),
 }

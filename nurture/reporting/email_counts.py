@@ -10,38 +10,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session, aliased
 
 from nurture.store import models as m
 from nurture.store.db import is_postgres
 
-BOUNCE_KINDS = ("bounced", "blocked", "dropped")
+BOUNCE_KINDS = m.BOUNCE_KINDS
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 
 
 def event_flags(among: Any | None = None) -> Any:
-    """Per delivery: 1/0 for each kind of event it has (so repeats count once).
+    """Per delivery: 1/0 for each kind of event it has (so repeats count once), from its
+    stored events and from what the retention pass kept of deleted ones (retired_events).
 
     `among`: a query of the delivery ids wanted. Without it every stored event is
     grouped, which after a year of history takes seconds (benchmarks/bench_history.py)."""
     event = m.ProviderEvent
 
-    def flag(condition: Any, name: str) -> Any:
-        return func.max(case((condition, 1), else_=0)).label(name)
+    def one(condition: Any, name: str) -> Any:
+        return case((condition, 1), else_=0).label(name)
 
+    def kept(name: str) -> Any:
+        bit = m.RETIRED_BITS[name]
+        return case((m.Delivery.retired_events.op("&")(bit) != 0, 1), else_=0).label(name)
+
+    stored = select(
+        event.delivery_id.label("delivery_id"),
+        one(event.kind == m.EventKind.DELIVERED, "delivered"),
+        one(event.kind == m.EventKind.OPENED, "opened"),
+        one(event.kind == m.EventKind.CLICKED, "clicked"),
+        one(event.kind.in_(BOUNCE_KINDS), "bounced"),
+        one(event.kind == m.EventKind.COMPLAINED, "complained"),
+        one(event.kind == m.EventKind.UNSUBSCRIBED, "unsubscribed"),
+    ).where(event.delivery_id.is_not(None) if among is None else event.delivery_id.in_(among))
+    retired = select(m.Delivery.id.label("delivery_id"), *(kept(name) for name in m.RETIRED_BITS)).where(
+        m.Delivery.retired_events != 0, true() if among is None else m.Delivery.id.in_(among)
+    )
+    both = union_all(stored, retired).subquery("flag_rows")
     return (
         select(
-            event.delivery_id.label("delivery_id"),
-            flag(event.kind == "delivered", "delivered"),
-            flag(event.kind == "opened", "opened"),
-            flag(event.kind == "clicked", "clicked"),
-            flag(event.kind.in_(BOUNCE_KINDS), "bounced"),
-            flag(event.kind == "complained", "complained"),
-            flag(event.kind == "unsubscribed", "unsubscribed"),
+            both.c.delivery_id,
+            *(func.max(both.c[name]).label(name) for name in m.RETIRED_BITS),
         )
-        .where(event.delivery_id.is_not(None) if among is None else event.delivery_id.in_(among))
-        .group_by(event.delivery_id)
+        .group_by(both.c.delivery_id)
         .subquery("flags")
     )
 

@@ -5,7 +5,7 @@ Over a window [start, end):
 - new subscribers: confirmed in the window (imports count when they were imported);
 - sent: deliveries recorded as sent in the window, per series step and per newsletter;
 - unsubscribes: consent records of kind "unsubscribe" (link, one-click, provider, CLI);
-- bounces and complaints: provider events ("bounced" and "blocked"; "complained");
+- bounces and complaints: provider events (bounces hard, soft or undetermined; "complained");
 - failed: deliveries that failed in the window; stuck: claims whose outcome is unknown
   now, with the reason any of them cannot be settled automatically.
 
@@ -37,7 +37,7 @@ COMPLAINT_STOP = 0.003  # newsletters stop until the owner confirms
 BOUNCE_ALERT = 0.02  # warn
 BOUNCE_PAUSE = 0.05  # all sending pauses until the owner confirms
 STUCK_ALERT_AFTER = timedelta(hours=1)
-BOUNCE_EVENT_KINDS = (m.EventKind.BOUNCED, m.EventKind.BLOCKED)
+BOUNCE_EVENT_KINDS = (m.EventKind.BOUNCED_HARD, m.EventKind.BOUNCED_SOFT, m.EventKind.BOUNCED_UNDETERMINED)
 
 
 @dataclass(frozen=True)

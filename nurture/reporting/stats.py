@@ -11,7 +11,7 @@ counted, and neither are their events):
 - delivered:    of those, how many have a "delivered" provider event;
 - opened:       how many have at least one "opened" event (unique: two opens count once);
 - clicked:      how many have at least one "clicked" event (unique);
-- bounced:      how many have a "bounced", "blocked" or "dropped" event;
+- bounced:      how many have a bounce (hard, soft or undetermined) or "rejected" event;
 - complained:   how many have a "complained" (spam report) event;
 - unsubscribed: how many led to an unsubscribe, from either door:
     * a provider "unsubscribed" event on that delivery, or

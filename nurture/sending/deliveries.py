@@ -218,7 +218,7 @@ def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now
         current: dict[int, str] = {}
         for row in session.execute(query):
             current[row.delivery_id] = row.status
-            if row.kind == m.EventKind.DROPPED:
+            if row.kind == m.EventKind.REJECTED:
                 reason = f"; {row.detail}" if row.detail else ""
                 verdicts[row.delivery_id] = (
                     m.DeliveryStatus.FAILED,

@@ -41,7 +41,7 @@ from nurture.content.approved import source_from_stored
 from nurture.content.prepared import PreparedEmail
 from nurture.content.rendering import Renderer
 from nurture.errors import FatalTransportError, NotFound, NurtureError
-from nurture.providers.base import Batch, Outcome
+from nurture.providers.base import Batch, Outcome, StoppedMidBatch
 from nurture.sending.claims import Claim, Claimer
 from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, stuck_status
 from nurture.sending.eligibility import recheck
@@ -273,9 +273,14 @@ class SendingPass:
             try:
                 outcomes = future.result()
             except FatalTransportError as exc:
-                # The provider refused the request itself: nothing in it went out.
+                # The provider refused the request itself: nothing in it went out, except
+                # what a per-message transport reports it handed over before the refusal.
                 self.summary.fatal = str(exc)
-                self._release(claims)
+                handed = {o.delivery_id for o in exc.outcomes} if isinstance(exc, StoppedMidBatch) else set()
+                if handed:
+                    assert isinstance(exc, StoppedMidBatch)
+                    self.outcomes.add([c for c in claims if str(c.delivery_id) in handed], exc.outcomes)
+                self._release([c for c in claims if str(c.delivery_id) not in handed])
                 continue
             except ValueError as exc:
                 # The transport refused the batch before sending anything (a bug, not a network fault).

@@ -286,6 +286,9 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    # The kinds of provider event this delivery had, kept as bits (RETIRED_BITS) once the
+    # retention pass has deleted the events themselves: the results pages still count them.
+    retired_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class NewsletterStatus(StrEnum):
@@ -296,20 +299,69 @@ class NewsletterStatus(StrEnum):
 
 
 class EventKind(StrEnum):
-    """Provider events normalized to our own kinds (ProviderEvent.kind); the stats read these."""
+    """Provider events in one neutral vocabulary (ProviderEvent.kind), whoever the provider.
 
-    PROCESSED = "processed"
+    Each provider's event module maps its own names onto these; settling, suppression,
+    stats and alerts read only these. A bounce is hard (the address is gone: suppress),
+    soft (try again later: a full mailbox, a block) or undetermined (the provider could
+    not tell); "rejected" means the provider refused to send the email at all.
+    """
+
+    ACCEPTED = "accepted"  # the provider took the email (SendGrid processed, SES Send)
     DELIVERED = "delivered"
-    DEFERRED = "deferred"
-    BOUNCED = "bounced"
-    BLOCKED = "blocked"
-    DROPPED = "dropped"
-    OPENED = "opened"
-    CLICKED = "clicked"
+    DEFERRED = "deferred"  # delayed, still trying
+    BOUNCED_HARD = "bounced_hard"
+    BOUNCED_SOFT = "bounced_soft"
+    BOUNCED_UNDETERMINED = "bounced_undetermined"
     COMPLAINED = "complained"
     UNSUBSCRIBED = "unsubscribed"
+    REJECTED = "rejected"  # the provider would not send it (SendGrid dropped, SES Reject)
+    OPENED = "opened"
+    CLICKED = "clicked"
     RESUBSCRIBED = "resubscribed"
     UNKNOWN = "unknown"
+
+    # Names from before the neutral vocabulary, as aliases of the same kinds: code written
+    # against them reads the neutral values (migration 0007p renamed the stored rows).
+    PROCESSED = "accepted"
+    BOUNCED = "bounced_hard"
+    BLOCKED = "bounced_soft"
+    DROPPED = "rejected"
+
+    @classmethod
+    def from_stored(cls, value: str) -> EventKind:
+        """A stored kind, old names included (a row written before migration 0007p)."""
+        try:
+            return cls(LEGACY_EVENT_KINDS.get(value, value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+# What a delivery keeps of its deleted events (Delivery.retired_events): one bit per count
+# the results pages show.
+RETIRED_BITS = {
+    "delivered": 1,
+    "opened": 2,
+    "clicked": 4,
+    "bounced": 8,
+    "complained": 16,
+    "unsubscribed": 32,
+}
+
+# Stored kinds before the neutral vocabulary -> their neutral names (migration 0007p).
+LEGACY_EVENT_KINDS = {
+    "processed": "accepted",
+    "bounced": "bounced_hard",
+    "blocked": "bounced_soft",
+    "dropped": "rejected",
+}
+# Every kind that says the email did not reach the person (stats' "bounced").
+BOUNCE_KINDS = (
+    EventKind.BOUNCED_HARD,
+    EventKind.BOUNCED_SOFT,
+    EventKind.BOUNCED_UNDETERMINED,
+    EventKind.REJECTED,
+)
 
 
 class Newsletter(Base):

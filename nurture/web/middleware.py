@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
+SNS_BODY_LIMIT = 512 * 1024  # one SNS message: at most 256 KB of message, plus its envelope
 
 
 BODY_DROPPED = "nurture.body_dropped"  # scope key: the body was over the limit and not read

@@ -8,6 +8,7 @@ Routes (nothing else is exposed):
     GET  POST /preferences/{token}    the reader's preference center (see preferences); /pause,
               /preferences/{token}/…  /resume, /unsubscribe (POST) and /keep (GET shows, POST acts)
     POST      /webhooks/sendgrid      signed Event Webhook (see nurture.providers.sendgrid.event_webhook)
+    POST      /webhooks/ses           SES events by SNS over HTTPS, signed (nurture.providers.ses.sns)
     POST      /webhooks/booking       signed booking notice: tags the person "booked" (see booking)
     GET       /healthz                {"status": "ok"} after a trivial query
     GET  POST /console/...            the owner console, behind a login (see nurture.web.console)
@@ -48,6 +49,7 @@ from nurture.web.console.routes import console_routes, console_state
 from nurture.web.logs import know_routes, log_config, route_template, show_nurture_logs
 from nurture.web.middleware import (
     FORM_BODY_LIMIT,
+    SNS_BODY_LIMIT,
     WEBHOOK_BODY_LIMIT,
     BodyLimit,
     FreshSettings,
@@ -58,7 +60,7 @@ from nurture.web.preferences import preferences_action, preferences_page
 from nurture.web.ratelimit import PREFERENCES_PURPOSE, PREFERENCES_RATE_LIMIT, RATE_LIMIT, SignupLimit
 from nurture.web.signups import DELAY as SIGNUP_DELAY
 from nurture.web.signups import SignupQueue
-from nurture.web.webhooks import sendgrid_webhook
+from nurture.web.webhooks import sendgrid_webhook, ses_webhook
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,11 @@ ROUTES = (
     Route("/preferences/{token}", preferences_page, methods=["GET", "POST"]),
     Route("/preferences/{token}/{action}", preferences_action, methods=["GET", "POST"]),
     Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+    Route("/webhooks/ses", ses_webhook, methods=["POST"]),
     Route("/webhooks/booking", booking_webhook, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
 )
-_JSON_PATHS = {"/webhooks/sendgrid", "/webhooks/booking", "/healthz"}
+_JSON_PATHS = {"/webhooks/sendgrid", "/webhooks/ses", "/webhooks/booking", "/healthz"}
 
 
 def _utc_now() -> datetime:
@@ -113,7 +116,11 @@ def create_app(
             Middleware(
                 BodyLimit,
                 limit=FORM_BODY_LIMIT,
-                limits={"/webhooks/sendgrid": WEBHOOK_BODY_LIMIT, "/webhooks/booking": BOOKING_BODY_LIMIT},
+                limits={
+                    "/webhooks/sendgrid": WEBHOOK_BODY_LIMIT,
+                    "/webhooks/ses": SNS_BODY_LIMIT,
+                    "/webhooks/booking": BOOKING_BODY_LIMIT,
+                },
                 # The console's forms have their own, larger limit (its guard says why).
                 prefix_limits={CONSOLE_PREFIX + "/": CONSOLE_FORM_LIMIT},
                 acts_anyway=("/unsubscribe/",),

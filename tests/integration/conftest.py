@@ -14,8 +14,10 @@ import pytest
 
 from nurture.app import App
 from nurture.config import Config
+from tests.support.aws import AWS_TEST_ENV, MotoServer
 from tests.support.factories import make_app, make_config
 from tests.support.sendgrid_standin import SendGridStandIn
+from tests.support.ses_standin import SesStandIn
 
 STANDIN_KEY = "SG.test"
 
@@ -62,4 +64,46 @@ def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridStandIn]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     with SendGridStandIn(api_key=STANDIN_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """Test AWS credentials in the environment (boto3's standard chain), no profile files,
+    no instance metadata lookups, no proxy."""
+    env = {
+        **AWS_TEST_ENV,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SESV2",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_SNS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    return env
+
+
+@pytest.fixture
+def ses(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[SesStandIn]:
+    """The SES v2 stand-in, with boto3's sesv2 client pointed at it (AWS_ENDPOINT_URL_SESV2)."""
+    with SesStandIn() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", server.url)
+        yield server
+
+
+@pytest.fixture
+def moto(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """moto in server mode (SNS and SQS over real HTTP), with boto3's sqs and sns clients pointed at it."""
+    with MotoServer() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", server.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", server.url)
         yield server

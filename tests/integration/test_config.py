@@ -136,7 +136,12 @@ def test_missing_required_key(tmp_path):
     [
         ("  batch_size: 500", "  batch_size: lots", "delivery.batch_size", "valid integer"),
         ("  weekdays_only: false", "  weekdays_only: maybe", "delivery.weekdays_only", "valid boolean"),
-        ("  transport: outbox", "  transport: smtp", "delivery.transport", "'outbox' or 'sendgrid'"),
+        (
+            "  transport: outbox",
+            "  transport: mailgun",
+            "delivery.transport",
+            "'outbox', 'sendgrid', 'ses' or 'smtp'",
+        ),
         ('    start: "09:00"', '    start: "nine"', "delivery.send_window.start", "not a time of day"),
         (
             "  website: https://www.example.com/articles",

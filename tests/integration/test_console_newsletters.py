@@ -322,7 +322,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
         assert len(sent) == 5
         events = []
         for number, (delivery_id, (subscriber_id, stream)) in enumerate(sorted(sent.items())):
-            kinds = ["delivered"] if number != 4 else ["bounced"]
+            kinds = ["delivered"] if number != 4 else ["bounced_hard"]
             if number == 0:
                 kinds += ["clicked", "clicked"]
             for kind in kinds:
@@ -336,7 +336,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
                         1,
                         site.clock.now,
                         None,
-                        m.ConsentKind.BOUNCE if kind == "bounced" else None,
+                        m.ConsentKind.BOUNCE if kind == "bounced_hard" else None,
                         email=emails[subscriber_id],
                     )
                 )

@@ -63,7 +63,7 @@ def test_complaint_bounce_and_webhook_warnings(tmp_path: Path) -> None:
     later = NOW + timedelta(minutes=5)
     assert "no delivery events came back" in _warnings(app, later)
     _events(app, "delivered", 100, later)
-    _events(app, "bounced", 1, later)
+    _events(app, "bounced_hard", 1, later)
     assert _warnings(app, later) == ""  # 1% bounces, no complaints
     _events(app, "complained", 1, later)
     assert "Spam complaints: 1 of 100 emails sent in 7 days (1.00%" in _warnings(app, later)
@@ -73,7 +73,7 @@ def test_complaint_bounce_and_webhook_warnings(tmp_path: Path) -> None:
                 m.ProviderEvent(
                     provider="sendgrid",
                     provider_event_id=f"bounced-more-{index}",
-                    kind="bounced",
+                    kind="bounced_hard",
                     raw_event="bounce",
                     occurred_at=later,
                     received_at=later,

@@ -738,7 +738,7 @@ def test_a_bounce_suppresses_before_the_next_send_due(site):
     send_due(site.app, later)
     with transaction(site.app.engine) as session:
         step_two = set(session.scalars(select(m.Delivery.subscriber_id).where(m.Delivery.step == 2)))
-        bounce = session.scalar(select(m.ProviderEvent).where(m.ProviderEvent.kind == "bounced"))
+        bounce = session.scalar(select(m.ProviderEvent).where(m.ProviderEvent.kind == "bounced_hard"))
     assert step_two == {ids[2]}
     assert (subscriber(site.app, ids[0]).status, subscriber(site.app, ids[1]).status) == (
         m.SubscriberStatus.BOUNCED,
@@ -794,7 +794,7 @@ def test_a_signed_batch_of_1000_events_is_processed(site):
             .select_from(m.Subscriber)
             .where(m.Subscriber.status == m.SubscriberStatus.BOUNCED)
         )
-    assert by_kind == {"bounced": 20, "processed": 245, "delivered": 245, "opened": 245, "clicked": 245}
+    assert by_kind == {"bounced_hard": 20, "accepted": 245, "delivered": 245, "opened": 245, "clicked": 245}
     assert (
         untied == 490 and bounced == 20
     )  # delivery.tracking is off: the 490 opens and clicks are tied to no delivery

@@ -323,5 +323,5 @@ def test_a_signed_bounce_is_stored_whatever_batch_it_comes_in(live, events, deep
     with transaction(live.app.engine) as session:
         assert (
             session.scalar(select(m.ProviderEvent.kind).where(m.ProviderEvent.provider_event_id == event_id))
-            == "bounced"
+            == "bounced_hard"
         )

@@ -121,7 +121,7 @@ def build_dataset(app: App) -> Dataset:
         events = [
             ("d0", "delivered"),
             ("d0", "opened"),
-            ("d1", "processed"),
+            ("d1", "accepted"),
             ("d1", "delivered"),
             ("d1", "opened"),
             ("d1", "opened"),
@@ -130,9 +130,9 @@ def build_dataset(app: App) -> Dataset:
             ("d1", "unknown"),
             ("d2", "delivered"),
             ("d2", "opened"),
-            ("d3", "bounced"),
-            ("d4", "blocked"),
-            ("d4", "dropped"),  # one bounced delivery, not two
+            ("d3", "bounced_hard"),
+            ("d4", "bounced_soft"),
+            ("d4", "rejected"),  # one bounced delivery, not two
             ("d5", "delivered"),
             ("d5", "opened"),  # a failed delivery: not counted
             ("d6", "delivered"),  # still claimed: not counted
@@ -145,7 +145,7 @@ def build_dataset(app: App) -> Dataset:
             ("d9", "delivered"),
             ("d9", "opened"),
             ("d9", "clicked"),
-            ("d10", "dropped"),
+            ("d10", "rejected"),
             ("d11", "delivered"),
             ("d11", "opened"),
             ("d11", "unsubscribed"),

@@ -80,7 +80,7 @@ def base(event: str, **fields):
 @pytest.mark.parametrize(
     ("event", "fields", "kind", "suppress", "detail"),
     [
-        ("processed", {}, "processed", None, None),
+        ("processed", {}, "accepted", None, None),
         ("delivered", {"response": "250 OK"}, "delivered", None, "response=250 OK"),
         (
             "deferred",
@@ -97,7 +97,7 @@ def base(event: str, **fields):
                 "reason": "550 5.1.1 The email account does not exist",
                 "bounce_classification": "Invalid Address",
             },
-            "bounced",
+            "bounced_hard",
             m.ConsentKind.BOUNCE,
             "type=bounce; bounce_classification=Invalid Address; status=5.1.1; "
             "reason=550 5.1.1 The email account does not exist",
@@ -105,38 +105,38 @@ def base(event: str, **fields):
         (
             "bounce",
             {"type": "blocked", "status": "5.7.1", "reason": "550 blocked by policy"},
-            "blocked",
+            "bounced_soft",
             None,
             "type=blocked; status=5.7.1; reason=550 blocked by policy",
         ),
-        ("blocked", {"reason": "blocked"}, "blocked", None, "reason=blocked"),
+        ("blocked", {"reason": "blocked"}, "bounced_soft", None, "reason=blocked"),
         (
             "dropped",
             {"reason": "Bounced Address", "status": "5.0.0"},
-            "dropped",
+            "rejected",
             m.ConsentKind.BOUNCE,
             "reason=Bounced Address; status=5.0.0",
         ),
-        ("dropped", {"reason": "Invalid"}, "dropped", m.ConsentKind.BOUNCE, "reason=Invalid"),
+        ("dropped", {"reason": "Invalid"}, "rejected", m.ConsentKind.BOUNCE, "reason=Invalid"),
         (
             "dropped",
             {"reason": "Unsubscribed Address"},
-            "dropped",
+            "rejected",
             m.ConsentKind.UNSUBSCRIBE,
             "reason=Unsubscribed Address",
         ),
         (
             "dropped",
             {"reason": "Spam Reporting Address"},
-            "dropped",
+            "rejected",
             m.ConsentKind.COMPLAINT,
             "reason=Spam Reporting Address",
         ),
-        ("dropped", {"reason": "Invalid SMTPAPI header"}, "dropped", None, "reason=Invalid SMTPAPI header"),
+        ("dropped", {"reason": "Invalid SMTPAPI header"}, "rejected", None, "reason=Invalid SMTPAPI header"),
         (
             "dropped",
             {"reason": "Spam Content (if spam checker app enabled)"},
-            "dropped",
+            "rejected",
             None,
             "reason=Spam Content (if spam checker app enabled)",
         ),
@@ -198,7 +198,7 @@ def test_every_sendgrid_event_normalizes_to_our_kind(event, fields, kind, suppre
 
 
 def test_bounce_without_a_type_is_a_hard_bounce():
-    assert normalize(base("bounce", reason="550 no such user")).kind == "bounced"
+    assert normalize(base("bounce", reason="550 no such user")).kind == "bounced_hard"
 
 
 @pytest.mark.parametrize(

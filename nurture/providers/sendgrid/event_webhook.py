@@ -55,12 +55,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_STEP = 2**31  # steps are an INTEGER column
 
+# SendGrid's names in the neutral vocabulary: "processed" is its acceptance, a "bounce"
+# (type bounce) is permanent, a block (type blocked, or the old "blocked" event) is a
+# temporary refusal, and "dropped" is SendGrid declining to send at all.
 _SIMPLE_KINDS = {
-    "processed": EventKind.PROCESSED,
+    "processed": EventKind.ACCEPTED,
     "delivered": EventKind.DELIVERED,
     "deferred": EventKind.DEFERRED,
-    "blocked": EventKind.BLOCKED,
-    "dropped": EventKind.DROPPED,
+    "blocked": EventKind.BOUNCED_SOFT,
+    "dropped": EventKind.REJECTED,
     "open": EventKind.OPENED,
     "click": EventKind.CLICKED,
     "spamreport": EventKind.COMPLAINED,
@@ -81,9 +84,9 @@ _SUPPRESSING_DROPS = {
 
 # Which free-text fields are worth keeping, per kind (never "email").
 _DETAIL_FIELDS = {
-    EventKind.BOUNCED: ("type", "bounce_classification", "status", "reason"),
-    EventKind.BLOCKED: ("type", "bounce_classification", "status", "reason"),
-    EventKind.DROPPED: ("reason", "status"),
+    EventKind.BOUNCED_HARD: ("type", "bounce_classification", "status", "reason"),
+    EventKind.BOUNCED_SOFT: ("type", "bounce_classification", "status", "reason"),
+    EventKind.REJECTED: ("reason", "status"),
     EventKind.DEFERRED: ("response", "attempt"),
     EventKind.DELIVERED: ("response",),
     EventKind.CLICKED: ("url",),
@@ -243,21 +246,21 @@ def normalize(event: Any, secret: str) -> NormalizedEvent:
     lowered = name.lower()
     if lowered == "bounce":
         kind = (
-            EventKind.BLOCKED
+            EventKind.BOUNCED_SOFT
             if str(event.get("type", "")).strip().lower() == "blocked"
-            else EventKind.BOUNCED
+            else EventKind.BOUNCED_HARD
         )
     else:
         kind = _SIMPLE_KINDS.get(lowered, EventKind.UNKNOWN)
 
     suppress = None
-    if kind == EventKind.BOUNCED:
+    if kind == EventKind.BOUNCED_HARD:
         suppress = ConsentKind.BOUNCE
     elif kind == EventKind.COMPLAINED:
         suppress = ConsentKind.COMPLAINT
     elif kind == EventKind.UNSUBSCRIBED:
         suppress = ConsentKind.UNSUBSCRIBE
-    elif kind == EventKind.DROPPED:
+    elif kind == EventKind.REJECTED:
         reason = event.get("reason")
         if isinstance(reason, str):
             suppress = _SUPPRESSING_DROPS.get(reason.strip().lower())

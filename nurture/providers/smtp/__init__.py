@@ -1,0 +1,1 @@
+"""SMTP relays: the transport (pooled smtplib connections) and RFC 3464 bounce mail."""
