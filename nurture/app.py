@@ -81,7 +81,9 @@ class App:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = make_transport(self.config)
+            self._transport = make_transport(
+                self.config, self.engine if isinstance(self.engine, Engine) else None
+            )
         return self._transport
 
     def use_transport(self, transport: Transport) -> None:
@@ -133,7 +135,8 @@ class App:
             self.engine.dispose()
 
 
-def make_transport(config: Config) -> Transport:
+def make_transport(config: Config, engine: Engine | None = None) -> Transport:
+    """The configured transport; `engine`, when given, shares a provider's rate across workers."""
     if config.delivery.transport == "sendgrid":
         # Deferred, a heavy import: the sendgrid package (~50 ms), for the stores that use it only.
         from nurture.providers.sendgrid.transport import SendGridTransport
@@ -147,14 +150,18 @@ def make_transport(config: Config) -> Transport:
         )
     if config.delivery.transport == "ses":
         # Deferred, heavy imports (boto3), for the stores that use them only.
+        from nurture.providers.rate_limit import SharedSchedule
         from nurture.providers.ses.transport import SesTransport
 
         assert config.ses.region and config.ses.configuration_set  # checked when the config was read
+        store = engine
         return SesTransport(
             region=config.ses.region,
             configuration_set=config.ses.configuration_set,
             timeout=config.delivery.request_timeout,
             workers=config.delivery.concurrency * 4,
+            # Every worker on the store shares the account's MaxSendRate (SES counts it per account).
+            pacer=(lambda rate: SharedSchedule(store, "ses", rate)) if store is not None else None,
         )
     if config.delivery.transport == "smtp":
         from nurture.providers.smtp.transport import SmtpTransport

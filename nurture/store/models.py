@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -710,3 +711,13 @@ class ResultSends(Base):
     quarter_start: Mapped[datetime]
     newsletter: Mapped[bool] = mapped_column(Boolean)
     sent: Mapped[int] = mapped_column(Integer)
+
+
+class RateSchedule(Base):
+    """One provider's sending timeline, shared by every worker on this store
+    (nurture.providers.rate_limit): the moment its next free slot starts."""
+
+    __tablename__ = "rate_schedules"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch

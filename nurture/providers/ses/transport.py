@@ -63,6 +63,7 @@ from nurture.providers.base import (
     apply_substitutions,
     ascii_address,
 )
+from nurture.providers.rate_limit import Pacer
 from nurture.providers.ses.events import DELIVERY_TAG
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class SesTransport:
         backoff_cap: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         client: SESV2Client | None = None,
+        pacer: Callable[[float], Pacer] | None = None,
     ) -> None:
         self.region = region
         self.configuration_set = configuration_set
@@ -149,7 +151,10 @@ class SesTransport:
         self._sleep = sleep
         self._random = random.Random()
         self._client = client
-        self._bucket: TokenBucket | None = None
+        # Paces the calls at the account's rate: in this process only (TokenBucket), or across
+        # every worker on the store (providers.rate_limit.SharedSchedule, as the app makes it).
+        self._pacer = pacer or TokenBucket
+        self._bucket: Pacer | None = None
         self._ready = threading.Lock()
         self._stopped: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -172,7 +177,7 @@ class SesTransport:
             self._client = boto3.session.Session().client("sesv2", config=config)
         return self._client
 
-    def _start(self) -> TokenBucket:
+    def _start(self) -> Pacer:
         """Read the account once: paused or sandboxed stops here; its MaxSendRate paces the calls."""
         with self._ready:
             if self._stopped:
@@ -216,7 +221,7 @@ class SesTransport:
                 raise FatalTransportError(self._stopped)
             quota = account.get("SendQuota") or {}
             rate = float(quota.get("MaxSendRate") or 1.0)
-            self._bucket = TokenBucket(rate)
+            self._bucket = self._pacer(rate)
             self._pool = ThreadPoolExecutor(
                 max_workers=max(1, min(self.workers, int(rate) or 1)), thread_name_prefix="nurture-ses"
             )
@@ -301,7 +306,7 @@ class SesTransport:
         return outcomes
 
     def _send_one(
-        self, delivery_id: str, params: dict[str, Any], bucket: TokenBucket, stop: threading.Event
+        self, delivery_id: str, params: dict[str, Any], bucket: Pacer, stop: threading.Event
     ) -> Outcome | None:
         attempt = 0
         while True:

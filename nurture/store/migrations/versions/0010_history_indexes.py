@@ -1,5 +1,6 @@
 """Years of history without slow pages (indexes for the day's and week's counts, results
-kept summarized per day), and one hold of a kind in place at a time.
+kept summarized per day), one hold of a kind in place at a time, and a provider's rate
+shared by every worker (rate_schedules).
 
 Revision ID: 0007h
 Revises: 0007r
@@ -72,9 +73,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_result_sends")),
     )
     op.create_index(op.f("ix_result_sends_day"), "result_sends", ["day"])
+    op.create_table(
+        "rate_schedules",
+        sa.Column("name", sa.String(length=40), nullable=False),
+        sa.Column("next_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_rate_schedules")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rate_schedules")
     op.drop_index("uq_sending_holds_kind_in_place", table_name="sending_holds")
     op.drop_index(op.f("ix_result_sends_day"), table_name="result_sends")
     op.drop_table("result_sends")

@@ -1,0 +1,91 @@
+"""A provider's sending rate shared by every worker on one store.
+
+SES allows an account `MaxSendRate` emails a second, whatever the number of machines
+sending. Each worker pacing itself at that rate would send N times too fast with N
+workers, and be throttled. Instead the workers share one timeline in the database
+(`rate_schedules`): a worker reserves the next few slots with one atomic UPDATE (the
+schedule's next free moment moves on by k/rate seconds) and sends at those moments.
+A worker that stops leaves its unused slots empty, which only ever sends slower.
+
+`wait_time()` has the same meaning as the in-process bucket's: take a slot, and say
+how long to sleep before using it. Slots are reserved about a fifth of a second's worth
+at a time, so the store sees a few short writes a second per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import Engine, case, update
+
+from nurture.store import models as m
+from nurture.store.db import dialect_name, insert_on_conflict, transaction
+
+RESERVE_SECONDS = 0.2
+
+
+class Pacer(Protocol):
+    def wait_time(self) -> float: ...
+
+
+class SharedSchedule:
+    """At most `rate` slots a second on the timeline named `name`, across all workers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.name = name
+        self.rate = max(rate, 0.1)
+        self._clock = clock
+        self._slots: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._chunk = max(1, math.floor(self.rate * RESERVE_SECONDS))
+
+    def wait_time(self) -> float:
+        """Take the next slot; how long to sleep before sending in it (0.0 when it has come)."""
+        return max(0.0, self.next_slot() - self._clock())
+
+    def next_slot(self) -> float:
+        """The moment of the next slot this worker may send in (seconds since the epoch).
+
+        A slot already past by more than one interval is let go unused: using a backlog of
+        them at once would be a burst faster than the rate."""
+        with self._lock:
+            while True:
+                if not self._slots:
+                    self._reserve()
+                slot = self._slots.popleft()
+                if slot >= self._clock() - 1 / self.rate:
+                    return slot
+
+    def _reserve(self) -> None:
+        span = self._chunk / self.rate
+        schedule = m.RateSchedule
+        with transaction(self.engine) as session:
+            now = self._clock()
+            session.execute(
+                insert_on_conflict(schedule.__table__, dialect_name(session))
+                .values(name=self.name, next_at=now)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            # One statement: the row is locked (SQLite: the store) until commit, so two workers
+            # never get the same slots.
+            end = session.execute(
+                update(schedule)
+                .where(schedule.name == self.name)
+                .values(next_at=case((schedule.next_at < now, now), else_=schedule.next_at) + span)
+                .returning(schedule.next_at)
+            ).scalar_one()
+        start = end - span
+        self._slots.extend(start + index / self.rate for index in range(self._chunk))
