@@ -139,6 +139,7 @@ def make_transport(config: Config, engine: Engine | None = None) -> Transport:
     """The configured transport; `engine`, when given, shares a provider's rate across workers."""
     if config.delivery.transport == "sendgrid":
         # Deferred, a heavy import: the sendgrid package (~50 ms), for the stores that use it only.
+        from nurture.providers.rate_limit import SharedPause
         from nurture.providers.sendgrid.transport import SendGridTransport
 
         return SendGridTransport(
@@ -147,6 +148,8 @@ def make_transport(config: Config, engine: Engine | None = None) -> Transport:
             timeout=config.delivery.request_timeout,
             sandbox_mode=config.delivery.sandbox_mode,
             tracking=config.delivery.tracking,
+            # A 429's reset holds every worker on the store, not only the one that heard it.
+            pause=SharedPause(engine, "sendgrid") if engine is not None else None,
         )
     if config.delivery.transport == "ses":
         # Deferred, heavy imports (boto3), for the stores that use them only.

@@ -21,10 +21,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy import Engine, case, update
+from sqlalchemy import Engine, case, select, update
 
 from nurture.store import models as m
-from nurture.store.db import dialect_name, insert_on_conflict, transaction
+from nurture.store.db import dialect_name, insert_on_conflict, reading, transaction
 
 RESERVE_SECONDS = 0.2
 
@@ -89,3 +89,39 @@ class SharedSchedule:
             ).scalar_one()
         start = end - span
         self._slots.extend(start + index / self.rate for index in range(self._chunk))
+
+
+class SharedPause:
+    """A provider's "not before" moment, shared by every worker on the store.
+
+    SendGrid has no fixed rate to pace at: it answers 429 with the moment its limit resets
+    (X-RateLimit-Reset). The worker that hears it records that moment here, and every
+    worker waits for it before its next request, instead of each finding the limit on its
+    own with a request of a thousand emails. One read per request (a request carries up to
+    a thousand emails), one write per 429."""
+
+    def __init__(self, engine: Engine, name: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.name = name
+        self._clock = clock
+
+    def wait_time(self) -> float:
+        """How long until requests may go again (0.0: now)."""
+        with reading(self.engine) as session:
+            until = session.scalar(select(m.RateSchedule.next_at).where(m.RateSchedule.name == self.name))
+        return max(0.0, (until or 0.0) - self._clock())
+
+    def hold_until(self, moment: float) -> None:
+        """No request before `moment` (seconds since the epoch), for any worker; a later hold stays."""
+        schedule = m.RateSchedule
+        with transaction(self.engine) as session:
+            session.execute(
+                insert_on_conflict(schedule.__table__, dialect_name(session))
+                .values(name=self.name, next_at=0.0)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            session.execute(
+                update(schedule)
+                .where(schedule.name == self.name, schedule.next_at < moment)
+                .values(next_at=moment)
+            )

@@ -7,16 +7,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nurture.config import load_config
+from nurture.providers.base import Batch, Envelope, Sender
 from nurture.providers.rate_limit import SharedSchedule
 from nurture.store import models as m
 from tests.support.aws import CONFIGURATION_SET, REGION
 from tests.support.factories import active_subscribers, at, open_app
 from tests.support.processes import Project, iso
+from tests.support.sendgrid_standin import SendGridStandIn
 from tests.support.ses_standin import SesStandIn
 
 START = at("2026-12-01 14:00")
@@ -88,3 +91,32 @@ def test_three_processes_together_stay_under_the_ses_rate(
         assert project.statuses() == Counter({m.DeliveryStatus.SENT: 150})
     finally:
         ses.stop()
+
+
+def test_a_429_heard_by_one_sendgrid_worker_holds_the_others_until_the_reset(
+    tmp_path: Path, database_url: str, standin: SendGridStandIn
+) -> None:
+    project = Project(tmp_path, database_url, standin)
+    machines = [open_app(load_config(project.config_path, environ=project.env)) for _ in range(2)]
+    first, second = (machine.transport for machine in machines)
+    standin.fail_next(status=429, reset_in=1.5)
+    batch = Batch(
+        Sender("hello@example.com", "Practice"),
+        "text",
+        "<p>html</p>",
+        (Envelope("1", "a@example.com", None, "Hi"),),
+    )
+    heard = threading.Thread(target=first.send, args=(batch,))
+    heard.start()
+    deadline = time.monotonic() + 10
+    while standin.request_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held_from = time.time()
+    [outcome] = second.send(replace(batch, envelopes=(Envelope("2", "b@example.com", None, "Hi"),)))
+    heard.join()
+    assert outcome.status == "sent"
+    arrivals = sorted(request.received_at for request in standin.requests)
+    assert len(arrivals) == 2, "after the 429, one accepted request from each worker"
+    # The reset is at least 1.5 s after the 429 (rounded up to a whole second): the worker that
+    # never heard the 429 still waited for it instead of asking at once.
+    assert min(arrivals) >= held_from + 1.0, "the second worker did not wait for the reset"

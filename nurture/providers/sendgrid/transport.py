@@ -10,7 +10,8 @@ debug message on every call, logging on or off.
 What each answer means for the batch:
 
 - 202 (200 in sandbox mode): every envelope "sent", provider_message_id = X-Message-Id.
-- 429: wait until X-RateLimit-Reset (capped), then retry; counts against max_retries.
+- 429: wait until X-RateLimit-Reset (capped), then retry; counts against max_retries. With
+  a `SharedPause` (the app gives one), every worker on the store waits for that moment too.
 - 500/502/503/504, or a connection that failed before the request went out: retry
   with exponential backoff and full jitter; when retries run out, every envelope "failed".
 - no answer within `timeout` after the request went out (or the connection broke
@@ -49,6 +50,7 @@ from sendgrid import SendGridAPIClient
 
 from nurture.errors import FatalTransportError
 from nurture.providers.base import Batch, Outcome
+from nurture.providers.rate_limit import SharedPause
 from nurture.providers.sendgrid.body import (
     OPAQUE_CUSTOM_ARGS,
     Tracking,
@@ -181,6 +183,7 @@ class SendGridTransport:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        pause: SharedPause | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("SendGridTransport needs an API key")
@@ -200,6 +203,8 @@ class SendGridTransport:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
+        # A 429's reset moment, shared with every worker on the store (None: this process only).
+        self._pause = pause
         self._random = random.Random()
         # python_http_client.Client is not safe to share between threads: it mutates its
         # request_headers dict on every call (setdefault Content-Type, request_headers=...)
@@ -239,6 +244,8 @@ class SendGridTransport:
         count = len(ids)
         attempt = 0  # retries done so far
         while True:
+            if self._pause is not None and (held := self._pause.wait_time()):
+                self._sleep(min(held, RATE_LIMIT_MAX_WAIT))
             try:
                 response = self._api().client.mail.send.post_json(body, timeout=self.timeout)
             except http_errors.HTTPError as exc:
@@ -258,6 +265,8 @@ class SendGridTransport:
                     if attempt < self.max_retries:
                         if status == 429:
                             delay = self._rate_limit_wait(exc.headers, attempt)
+                            if self._pause is not None:
+                                self._pause.hold_until(time.time() + delay)
                         else:
                             delay = self._backoff(attempt)
                         attempt += 1
