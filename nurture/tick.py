@@ -46,11 +46,12 @@ def tick(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    abandon: threading.Event | None = None,
 ) -> Tick:
     """One sending pass at `now`, then the owner's notices (with `weekly`, the Monday summary too)."""
     app.refresh_settings()  # what the owner saved in the console since the last tick counts now
-    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
-    if summary.fatal:
+    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress, abandon=abandon).run()
+    if summary.fatal or (stop is not None and stop.is_set()):
         return Tick(summary)
     return Tick(summary, send_due_notices(app, now, weekly=weekly))
 

@@ -127,7 +127,9 @@ class NormalizedEvent:
     provider_event_id: str
     kind: EventKind
     raw_event: str  # the provider's own name for it, kept for the record
-    delivery_ref: int | None  # from the message's custom args; not yet checked against the store
+    # From the message's custom args: our message key (or, for an email sent before keys
+    # existed, the numeric row id); not yet checked against the store.
+    delivery_ref: str | None
     stream: str | None
     step: int | None
     occurred_at: datetime

@@ -21,6 +21,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from nurture.errors import FatalTransportError
 from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
 
 # Quoted-printable lines may not exceed 76 characters (RFC 2045 6.7); headers fold at 76 too.
@@ -98,7 +99,14 @@ class OutboxTransport:
             message_id = make_msgid(domain=batch.sender.from_email.rpartition("@")[2])
             data = build_message(batch, envelope, message_id=message_id).as_bytes()
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temp.write_bytes(data)
+            try:
+                temp.write_bytes(data)
+            except OSError as exc:
+                if not outcomes:
+                    # Nothing of this batch was written: no later request will fare better.
+                    raise FatalTransportError(f"the outbox folder cannot be written: {exc.strerror}") from exc
+                outcomes.append(Outcome(envelope.delivery_id, "failed", error=f"not written: {exc.strerror}"))
+                continue
             try:
                 # os.link fails if the name exists: a second write of one delivery is refused.
                 os.link(temp, self._claimed / f"{_safe(envelope.delivery_id)}.eml")

@@ -264,6 +264,7 @@ class Delivery(Base):
         UniqueConstraint("subscriber_id", "stream", "step_key"),
         Index("ix_deliveries_status_claimed_at", "status", "claimed_at"),
         Index("ix_deliveries_subscriber_claimed_at", "subscriber_id", "claimed_at"),
+        Index("ix_deliveries_message_key", "message_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -281,6 +282,14 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    # What the provider echoes back in its events instead of the row id: random, never
+    # reused (a released row's id may be handed out again on SQLite). NULL on rows
+    # claimed before migration 0007t, whose events still carry the numeric id.
+    message_key: Mapped[str | None] = mapped_column(String(40))
+    # The transport the email was handed to (its `facts_for` say how long its events may
+    # lag), and when (the pass's clock): written just before the request goes out.
+    provider: Mapped[str | None] = mapped_column(String(20))
+    submitted_at: Mapped[datetime | None]
 
 
 class NewsletterStatus(StrEnum):
@@ -357,6 +366,9 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(500))
+    # The event named a delivery but another address than its recipient's: stored, tied
+    # to nothing, changed nothing (counted on the console's deliveries page).
+    address_mismatch: Mapped[bool | None]
 
 
 class Suppression(Base):

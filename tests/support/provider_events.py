@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +20,11 @@ def events_for(
     """One event of `kind` per message, naming its delivery the way SendGrid echoes custom_args."""
     events = []
     for message in messages:
-        delivery_id = int(message.custom_args["delivery_id"])
+        key = message.custom_args["delivery_id"]  # our message key, echoed as SendGrid does
         event = sg_event(
             kind,
-            delivery_id,
-            delivery_id=delivery_id,
+            int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % 1_000_000,
+            delivery_id=key,
             campaign=message.custom_args.get("campaign"),
             step=int(message.custom_args.get("step", "1")),
             email=message.to_email,
