@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, true, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.config import WEBHOOK_KEY_ENV, Config
@@ -178,12 +178,8 @@ def explain(
 
 
 def needs_probe(session: Session, config: Config, now: datetime) -> bool:
-    """Whether some stuck row has no later email whose events could vouch for the webhook.
-
-    True when a stuck delivery (past STUCK_AFTER, of a provider that reports events) was
-    submitted after every email of its provider that was submitted later than... put
-    simply: after the newest submission of that provider. A probe is then that newer email.
-    """
+    """Whether a stuck row has no email submitted after it whose events could ever vouch for the
+    webhook: then only a probe (nurture.sending.probe) can give it one."""
     if not config.secrets.webhook_public_key:
         return False
     stuck = and_(stuck_condition(now), no_event())
@@ -191,8 +187,6 @@ def needs_probe(session: Session, config: Config, now: datetime) -> bool:
     if not isinstance(newest_stuck, datetime):
         return False
     later = session.scalar(
-        select(func.count())
-        .select_from(m.Delivery)
-        .where(newest_stuck < SUBMITTED, m.Delivery.submitted_at.is_not(None), true())
+        select(func.count()).select_from(m.Delivery).where(m.Delivery.submitted_at > newest_stuck)
     )
     return not later

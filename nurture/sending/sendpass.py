@@ -55,6 +55,7 @@ from nurture.sending.holds import Hold, holds_everything, holds_newsletters, rea
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.outcomes import PendingOutcomes
 from nurture.sending.passlog import record_pass
+from nurture.sending.probe import send_probe
 from nurture.sending.streams import REPERMISSION_STREAM, newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
@@ -73,6 +74,7 @@ class PassSummary:
     stuck: int = 0
     settled: int = 0  # stuck claims settled by provider events
     reconciled: int = 0  # stuck claims with no provider record, released and claimed again
+    probed: bool = False  # a probe went to the practice's address (nurture.sending.probe)
     fatal: str | None = None
     held: list[str] = field(default_factory=list)  # what a hold kept back, and why
     asked: int = 0  # quiet readers the day's re-permission review found (their emails follow)
@@ -197,6 +199,9 @@ class SendingPass:
         self._review()
         self._send()
         self._finish_newsletters()
+        if isinstance(self.engine, Engine) and not self._stopping():
+            # The last stuck claims get a later email whose events can vouch for them.
+            self.summary.probed = send_probe(self.app, self.now, self.claimer.worker, self._clock())
         with reading(self.engine) as session:
             self.summary.stuck_status = stuck_status(session, self.config, self.now)
         self.summary.stuck = self.summary.stuck_status.stuck
@@ -271,13 +276,17 @@ class SendingPass:
                 pool.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
                 self._flush()
 
+    def _clock(self) -> datetime:
+        """The pass's `now`, moved on by the time it has taken (its requests' order in time)."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
     def _stopping(self) -> bool:
         return self.summary.fatal is not None or self.stop.is_set() or self.abandon.is_set()
 
     def _submitted(self, claims: Sequence[Claim], provider: str) -> None:
         """Write down, before the request, to which transport and when these go: reconciliation
         measures the provider's event retry window from here (nurture.sending.deliveries)."""
-        at = self.now + timedelta(seconds=time.monotonic() - self.started)
+        at = self._clock()
         with transaction(self.engine) as session:
             mark_submitted(session, [claim.delivery_id for claim in claims], provider, at)
 
