@@ -24,7 +24,7 @@ from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import active_subscribers, open_app
 from tests.support.processes import STEP_TIMES, Project, iso
-from tests.support.provider_events import events_for, post_events
+from tests.support.provider_events import delivery_ids, events_for, post_events
 from tests.support.sendgrid_standin import SendGridStandIn
 from tests.support.webserver import WebhookSigner
 
@@ -53,8 +53,9 @@ def delivery_statuses(project: Project) -> dict[int, str]:
         return {row.id: row.status for row in session.execute(select(m.Delivery.id, m.Delivery.status))}
 
 
-def received_ids(standin: SendGridStandIn) -> set[int]:
-    return {int(message.custom_args["delivery_id"]) for message in standin.messages()}
+def received_ids(project: Project, standin: SendGridStandIn) -> set[int]:
+    keys = delivery_ids(project.app)
+    return {keys[message.custom_args["delivery_id"]] for message in standin.messages()}
 
 
 def run_trial(
@@ -87,7 +88,7 @@ def run_trial(
     # The provider reports what it received; the rest stays stuck, and only the rest.
     post_events(project.app, signer, events_for(standin.messages()))
     statuses = delivery_statuses(project)
-    seen = received_ids(standin)
+    seen = received_ids(project, standin)
     stuck = {delivery_id for delivery_id, status in statuses.items() if status == m.DeliveryStatus.CLAIMED}
     assert stuck == set(statuses) - seen, "exactly the never-received deliveries are stuck"
     assert all(statuses[delivery_id] == m.DeliveryStatus.SENT for delivery_id in seen)

@@ -7,8 +7,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from nurture.app import App
 from nurture.provider_events import WebhookReport
+from nurture.store import models as m
+from nurture.store.db import transaction
 from nurture.web.webhooks import handle_sendgrid
 from tests.support.sendgrid_standin import StandInMessage
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
@@ -38,3 +42,13 @@ def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -
     """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
     body = webhook_body(events)
     return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(UTC))
+
+
+def delivery_ids(app: App) -> dict[str, int]:
+    """Each message key (what the provider echoes) -> its delivery row's id."""
+    with transaction(app.engine) as session:
+        return {
+            key: delivery_id
+            for key, delivery_id in session.execute(select(m.Delivery.message_key, m.Delivery.id))
+            if key is not None
+        }
