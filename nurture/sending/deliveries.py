@@ -53,7 +53,6 @@ from nurture.sending.evidence import (
     ReconcileStatus,
     Waiting,
     assess,
-    evidence_mark,
     explain,
     mark_submitted,
     stuck_condition,
@@ -159,15 +158,16 @@ def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> 
                 m.Delivery.error,
                 m.Delivery.provider,
                 m.Delivery.submitted_at,
+                m.Delivery.message_key,
             )
             .where(stuck_condition(now, older_than))
             .order_by(m.Delivery.id)
         ).all()
-        marks = {provider: evidence_mark(session, provider) for provider in {row.provider for row in rows}}
-    listed = []
-    for row in rows:
-        waiting: Waiting = explain(app.config, now, row.provider, row.submitted_at or row.claimed_at, marks)
-        listed.append({**row._asdict(), "waits_for": waiting.what, "until": waiting.until})
+        listed = []
+        for row in rows:
+            waiting: Waiting = explain(session, app.config, now, row)
+            shown = {key: value for key, value in row._asdict().items() if key != "message_key"}
+            listed.append({**shown, "waits_for": waiting.what, "until": waiting.until})
     return listed
 
 

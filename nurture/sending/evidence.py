@@ -39,18 +39,25 @@ SILENT_WEBHOOK = (
 WAITS_FOR_WINDOW = "provider events (the provider may still be retrying them)"
 WAITS_FOR_LATER = "an event for a later email (a probe to the practice's address gives one)"
 WAITS_FOR_OWNER = "the owner: no webhook key, nothing can settle it by itself"
+WAITS_FOR_OUTAGE = (
+    "the owner: no event came for any later email while the provider could still report this one "
+    "(a webhook outage longer than its retry window); check the provider's activity feed"
+)
+NEVER_SENT = "its worker: it was never handed to the provider, and is released after reconcile_after"
 RELEASE_NEXT = "nothing: the next pass sends it again"
 
 SUBMITTED = func.coalesce(m.Delivery.submitted_at, m.Delivery.claimed_at)
 
 
-def mark_submitted(session: Session, delivery_ids: Sequence[int], provider: str, at: datetime) -> None:
-    """Write down to which transport, and when, these claims are handed over (before the request)."""
-    session.execute(
+def mark_submitted(session: Session, delivery_ids: Sequence[int], provider: str, at: datetime) -> int:
+    """Write down to which transport, and when, these claims are handed over (before the request);
+    how many rows were marked (fewer: some claim is no longer this pass's to send)."""
+    result = session.execute(
         update(m.Delivery)
         .where(m.Delivery.id.in_(list(delivery_ids)), m.Delivery.status == m.DeliveryStatus.CLAIMED)
         .values(provider=provider[:20], submitted_at=at)
     )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
@@ -73,14 +80,27 @@ def _of_provider(provider: str | None) -> Any:
     return m.Delivery.provider == provider if provider is not None else m.Delivery.provider.is_(None)
 
 
-def evidence_mark(session: Session, provider: str | None) -> datetime | None:
-    """The latest request time of an email of `provider` that an event has named (for rows of no
-    recorded provider, any email's: they predate the column)."""
-    query = select(func.max(SUBMITTED)).join(m.ProviderEvent, m.ProviderEvent.delivery_id == m.Delivery.id)
+# Claimed since message keys exist, and never marked as handed to a transport: the mark is
+# committed before every request, so such an email never left. It is released once its
+# worker surely has no use for it: `reconcile_after` (15 minutes at least) after the claim,
+# while a worker holds an unsent claim for one batch's wait at most.
+NEVER_HANDED = and_(m.Delivery.message_key.is_not(None), m.Delivery.submitted_at.is_(None))
+HANDED = ~NEVER_HANDED
+
+
+def vouched(session: Session, provider: str | None, submitted: datetime, window: timedelta) -> bool:
+    """Whether an event arrived, within `window` after `submitted`, for an email of `provider`
+    submitted after that moment: the webhook was working while the provider could still
+    post this one's events (for rows of no recorded provider, any email counts)."""
+    query = (
+        select(m.ProviderEvent.id)
+        .join(m.Delivery, m.Delivery.id == m.ProviderEvent.delivery_id)
+        .where(submitted < SUBMITTED, m.ProviderEvent.received_at <= submitted + window)
+        .limit(1)
+    )
     if provider is not None:
         query = query.where(m.Delivery.provider == provider)
-    value = session.scalar(query)
-    return value if isinstance(value, datetime) else None
+    return session.execute(query).first() is not None
 
 
 @dataclass
@@ -123,31 +143,45 @@ def assess(session: Session, config: Config, now: datetime) -> tuple[ReconcileSt
     def count(condition: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(m.Delivery).where(condition)) or 0)
 
+    def later(value: Any, wait: timedelta) -> None:
+        if isinstance(value, datetime):
+            status.until = value + wait if status.until is None else max(status.until, value + wait)
+
+    minimum = config.delivery.reconcile_after
+    never_handed = and_(stuck, NEVER_HANDED)
+    status.waiting += count(and_(never_handed, m.Delivery.claimed_at > now - minimum))
+    later(session.scalar(select(func.max(m.Delivery.claimed_at)).where(never_handed)), minimum)
+    released: list[Any] = [and_(never_handed, m.Delivery.claimed_at <= now - minimum)]
+
     webhook = bool(config.secrets.webhook_public_key)
-    providers = list(session.scalars(select(m.Delivery.provider).where(stuck).distinct()))
-    releasable: list[Any] = []
-    for provider in providers:
+    handed = and_(stuck, HANDED)
+    vouched_ids: list[int] = []
+    for provider in list(session.scalars(select(m.Delivery.provider).where(handed).distinct())):
+        if not webhook:
+            break  # no event can come: every handed row waits for the owner (blocked)
         wait = wait_for(config, provider)
-        mine = and_(stuck, _of_provider(provider))
+        mine = and_(handed, _of_provider(provider))
         young = and_(mine, now - wait < SUBMITTED)
         status.waiting += count(young)
-        last = session.scalar(select(func.max(SUBMITTED)).where(young))
-        if isinstance(last, datetime):
-            ends = last + wait
-            status.until = ends if status.until is None else max(status.until, ends)
-        mark = evidence_mark(session, provider) if webhook else None
-        if mark is not None:
-            releasable.append(and_(mine, now - wait >= SUBMITTED, mark > SUBMITTED))
-    condition = or_(*releasable) if releasable else None
-    status.releasable = count(condition) if condition is not None else 0
+        later(session.scalar(select(func.max(SUBMITTED)).where(young)), wait)
+        # Past the window: one look per request moment (a batch shares one), few in all.
+        past = session.execute(
+            select(m.Delivery.id, SUBMITTED.label("at")).where(mine, now - wait >= SUBMITTED)
+        )
+        by_moment: dict[datetime, list[int]] = {}
+        for row in past:
+            by_moment.setdefault(row.at, []).append(row.id)
+        for moment, ids in by_moment.items():
+            if vouched(session, provider, moment, wait):
+                vouched_ids += ids
+    if vouched_ids:
+        released.append(m.Delivery.id.in_(vouched_ids))
+    condition = or_(*released)
+    status.releasable = count(and_(stuck, condition))
     status.blocked = status.stuck - status.waiting - status.releasable
     if status.blocked:
         status.reason = SILENT_WEBHOOK if webhook else NO_WEBHOOK
-    if not webhook:
-        # Without a webhook key nothing settles by itself: every stuck row waits for the owner.
-        status.waiting, status.blocked, status.until = 0, status.stuck, None
-        status.reason = NO_WEBHOOK
-    return status, condition
+    return status, and_(stuck, condition)
 
 
 @dataclass(frozen=True)
@@ -159,22 +193,24 @@ class Waiting:
 
 
 def explain(
+    session: Session,
     config: Config,
     now: datetime,
-    provider: str | None,
-    submitted_at: datetime,
-    marks: dict[str | None, datetime | None],
+    row: Any,
 ) -> Waiting:
-    """`marks`: `evidence_mark` per provider (filled as needed by the caller)."""
+    """What a stuck row (`provider`, `submitted_at`, `claimed_at`, `message_key`) waits for."""
+    if row.message_key is not None and row.submitted_at is None:
+        ends = row.claimed_at + config.delivery.reconcile_after
+        return Waiting(NEVER_SENT if now < ends else RELEASE_NEXT, ends if now < ends else None)
+    submitted = row.submitted_at or row.claimed_at
+    wait = wait_for(config, row.provider)
+    if now < submitted + wait:
+        return Waiting(WAITS_FOR_WINDOW, submitted + wait)
     if not config.secrets.webhook_public_key:
         return Waiting(WAITS_FOR_OWNER, None)
-    ends = submitted_at + wait_for(config, provider)
-    if now < ends:
-        return Waiting(WAITS_FOR_WINDOW, ends)
-    mark = marks.get(provider)
-    if mark is not None and submitted_at < mark:
+    if vouched(session, row.provider, submitted, wait):
         return Waiting(RELEASE_NEXT, None)
-    return Waiting(WAITS_FOR_LATER, None)
+    return Waiting(WAITS_FOR_OUTAGE, None)
 
 
 def needs_probe(session: Session, config: Config, now: datetime) -> bool:

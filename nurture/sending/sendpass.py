@@ -105,6 +105,10 @@ class PassSummary:
         return text
 
 
+class NotAllOurs(Exception):
+    """Some claim of a batch was released by someone else before its request: none of it goes."""
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}"
 
@@ -257,7 +261,8 @@ class SendingPass:
                         self._collect(in_flight, FIRST_COMPLETED)
                     if self._stopping():
                         break
-                    self._submitted(ready, transport.name)
+                    if not self._submitted(ready, transport.name):
+                        continue  # released in _submitted: nothing of it goes
                     in_flight[pool.submit(transport.send, batch)] = ready
                     for claim in ready:
                         pending.pop(claim.delivery_id, None)
@@ -283,12 +288,23 @@ class SendingPass:
     def _stopping(self) -> bool:
         return self.summary.fatal is not None or self.stop.is_set() or self.abandon.is_set()
 
-    def _submitted(self, claims: Sequence[Claim], provider: str) -> None:
+    def _submitted(self, claims: Sequence[Claim], provider: str) -> bool:
         """Write down, before the request, to which transport and when these go: reconciliation
-        measures the provider's event retry window from here (nurture.sending.deliveries)."""
+        measures the provider's event retry window from here (nurture.sending.deliveries), and
+        a claim never marked is known never to have left.
+
+        False when some claim is no longer this pass's (released meanwhile, which only a claim
+        held past `reconcile_after` can be): then none of the batch goes, and the rest is released."""
         at = self._clock()
-        with transaction(self.engine) as session:
-            mark_submitted(session, [claim.delivery_id for claim in claims], provider, at)
+        ids = [claim.delivery_id for claim in claims]
+        try:
+            with transaction(self.engine) as session:
+                if mark_submitted(session, ids, provider, at) != len(ids):
+                    raise NotAllOurs  # rolls the marks back
+            return True
+        except NotAllOurs:
+            self._release(claims)
+            return False
 
     def _review(self) -> None:
         """The day's re-permission review, when sunset is on and no pass has run it today."""

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from nurture.app import App
 from nurture.providers.base import Batch, Outcome, Transport
-from nurture.sending.deliveries import release
+from nurture.sending.deliveries import list_stuck, release
+from nurture.sending.evidence import WAITS_FOR_OUTAGE
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -202,12 +203,33 @@ def test_a_webhook_outage_longer_than_reconcile_after_sends_no_duplicate(
     later = [msg for msg in standin.messages() if msg not in stuck]
     # The webhook was down; it is back after 7 hours, and SendGrid's retries bring the later
     # batch's events first (each batch is retried on its own schedule).
-    post_events(app, signer, events_for(later))
+    post_events(app, signer, events_for(later), FIRST + timedelta(hours=7))
     assert send_due(app, FIRST + timedelta(hours=7)).reconciled == 0
     assert send_due(app, FIRST + timedelta(hours=20)).reconciled == 0
-    post_events(app, signer, events_for(stuck))  # the first batch's retry, 21 h on
+    post_events(app, signer, events_for(stuck), FIRST + timedelta(hours=21))  # the first batch's retry
     assert send_due(app, FIRST + timedelta(hours=26)).stuck == 0
     assert set(copies(standin).values()) == {1}, "a webhook outage sent someone the same email twice"
+
+
+def test_an_outage_longer_than_the_retry_window_leaves_the_rows_to_the_owner_and_sends_nothing_twice(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
+    app = sendgrid_app(tmp_path, standin, signer)
+    active_subscribers(app, 3, START)
+    standin.fail_next(hang=0.6, deliver=True)  # accepted, answer lost; its events never come
+    assert send_due(app, FIRST).unknown == 3
+    wait_for_messages(standin, 4)  # and the probe
+    # The webhook is down for 30 hours: SendGrid gave up on every event of the first day.
+    # The first events to arrive are for an email sent after the outage.
+    active_subscribers(app, 1, START, prefix="after")
+    assert send_due(app, FIRST + timedelta(hours=29)).sent == 1
+    after = [message for message in standin.messages() if message.to_email.startswith("after")]
+    post_events(app, signer, events_for(after), FIRST + timedelta(hours=30))
+    later = send_due(app, FIRST + timedelta(hours=31))
+    assert (later.reconciled, later.stuck) == (0, 3)
+    assert set(copies(standin).values()) == {1}
+    rows = list_stuck(app, FIRST + timedelta(hours=31))
+    assert {row["waits_for"] for row in rows} == {WAITS_FOR_OUTAGE}
 
 
 # ---------------------------------------------------------------- 4. the last claims of a pass
@@ -222,9 +244,10 @@ def test_the_last_claims_before_a_crash_settle_by_themselves_after_the_retry_win
     assert send_due(app, FIRST).unknown == 3
     # The webhook works: whatever SendGrid has, it reports.
     send_due(app, FIRST + timedelta(minutes=15))
-    post_events(app, signer, events_for(standin.messages()))
+    assert [message.to_email for message in standin.messages()] == [OWNER]  # the probe
+    post_events(app, signer, events_for(standin.messages()), FIRST + timedelta(minutes=16))
     day_after = send_due(app, FIRST + timedelta(hours=25))
-    post_events(app, signer, events_for(standin.messages()))
+    post_events(app, signer, events_for(standin.messages()), FIRST + timedelta(hours=25, minutes=1))
     assert send_due(app, FIRST + timedelta(hours=25, minutes=5)).stuck == 0
     assert day_after.reconciled == 3
     assert copies(standin) == Counter({email_of(app, person): 1 for person in people})

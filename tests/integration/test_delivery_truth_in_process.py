@@ -195,7 +195,7 @@ def test_silence_after_reconcile_after_with_a_working_webhook_sends_once(
     # Emails claimed later go out and SendGrid reports them: the webhook works.
     active_subscribers(app, 3, START, prefix="later")
     assert send_due(app, at("2026-12-01 15:30")).sent == 3
-    post_events(app, signer, events_for(standin.messages()))
+    post_events(app, signer, events_for(standin.messages()), at("2026-12-01 15:31"))
 
     waiting = reconcile_status(app, at("2026-12-01 16:00"))
     assert (waiting.stuck, waiting.waiting, waiting.blocked) == (4, 4, 0)

@@ -38,10 +38,15 @@ def events_for(
     return events
 
 
-def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -> WebhookReport:
-    """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
+def post_events(
+    app: App, signer: WebhookSigner, events: list[dict[str, Any]], now: datetime | None = None
+) -> WebhookReport:
+    """Sign like SendGrid and hand the raw request to the webhook's own handler, received at `now`
+    (the test's clock; the wall clock if None)."""
     body = webhook_body(events)
-    return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(UTC))
+    moment = now or datetime.now(UTC)
+    headers = signer.headers(body, timestamp=int(moment.timestamp()))
+    return handle_sendgrid(app, body.encode("utf-8"), headers, moment)
 
 
 def delivery_ids(app: App) -> dict[str, int]:
