@@ -8,7 +8,8 @@ the pass stopped on a fatal provider error: they would go through the same provi
 APScheduler's in-memory one, private to this process; several daemons can share one
 PostgreSQL because the claims live in the database. On a signal the current pass
 stops claiming, finishes what is in flight, releases what it claimed but did not
-send, and the process exits.
+send, and the process exits; a second signal stops it waiting for the requests in
+flight (their claims stay claimed and settle from the provider's events).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def run_daemon(
 ) -> int:
     """Tick every `interval_seconds` until a signal or a fatal provider error; `report` hears of each tick."""
     stop = threading.Event()
+    abandon = threading.Event()  # a second signal: stop waiting for the requests in flight
     busy = threading.Lock()
     exit_code = 0
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
@@ -74,7 +76,7 @@ def run_daemon(
         if stop.is_set():
             return
         with busy:
-            done = tick(app, clock(), weekly=True, stop=stop)
+            done = tick(app, clock(), weekly=True, stop=stop, abandon=abandon)
             report(done)
             if done.summary.fatal:
                 # A bad key will not get better by itself: stop rather than retry every minute.
@@ -83,6 +85,9 @@ def run_daemon(
                 scheduler.shutdown(wait=False)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            abandon.set()
+            return
         log.info("received %s: finishing the current pass", signal.Signals(signum).name)
         stop.set()
         scheduler.shutdown(wait=False)
