@@ -238,19 +238,18 @@ def find_deliveries(session: Session, refs: Sequence[str | None]) -> dict[str | 
         m.Delivery.message_key,
     )
     found: dict[str | None, Named] = {}
-    for wanted, condition in (
-        (keys, lambda chunk: m.Delivery.message_key.in_(chunk)),
-        (numbers, lambda chunk: and_(m.Delivery.id.in_(chunk), m.Delivery.message_key.is_(None))),
-    ):
-        for chunk in chunks(wanted, _CHUNK):
-            query = (
-                select(*columns)
-                .outerjoin(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
-                .where(condition(chunk))
-            )
-            for row in session.execute(query):
-                ref = row.message_key or str(row.id)
-                found[ref] = Named(row.id, row.subscriber_id, row.stream, row.step, row.email_key)
+    conditions: list[Any] = [m.Delivery.message_key.in_(chunk) for chunk in chunks(keys, _CHUNK)] + [
+        and_(m.Delivery.id.in_(chunk), m.Delivery.message_key.is_(None)) for chunk in chunks(numbers, _CHUNK)
+    ]
+    for condition in conditions:
+        query = (
+            select(*columns)
+            .outerjoin(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
+            .where(condition)
+        )
+        for row in session.execute(query):
+            ref = row.message_key or str(row.id)
+            found[ref] = Named(row.id, row.subscriber_id, row.stream, row.step, row.email_key)
     return found
 
 

@@ -92,7 +92,7 @@ class OutboxTransport:
         return self.directory / ("-".join(parts) + ".eml")
 
     def send(self, batch: Batch) -> list[Outcome]:
-        outcomes = []
+        outcomes: list[Outcome] = []
         sent_at = batch.sent_at or datetime.now(UTC)
         for envelope in batch.envelopes:
             target = self.path_for(envelope, sent_at)

@@ -481,7 +481,7 @@ class Claimer:
                     else:
                         self.rescheduled += 1  # over the daily cap: waits for the next local day
                         self._zones_held.add(key)
-                for delivery_id, subscriber_id, *_, key in self._insert_newsletter_claims(
+                for delivery_id, subscriber_id, *_, message_key in self._insert_newsletter_claims(
                     session, newsletter.id, stream, wanted
                 ):
                     _, email, first_name, _ = by_id[subscriber_id]
@@ -494,7 +494,7 @@ class Claimer:
                             stream,
                             1,
                             newsletter.id,
-                            message_key=key,
+                            message_key=message_key,
                         )
                     )
             if len(rows) < asked:
