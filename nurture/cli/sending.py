@@ -115,6 +115,8 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
             f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed "
             f"{row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}"
         )
+        until = f" until {row['until']:%Y-%m-%d %H:%M} UTC" if row["until"] else ""
+        click.echo(f"{'':>8}  waits for {row['waits_for']}{until}")
     click.echo(f"{len(rows)} stuck deliver{'y' if len(rows) == 1 else 'ies'}")
 
 

@@ -29,12 +29,12 @@ from nurture.providers.facts import facts_for
 from nurture.sending.claim_statements import new_key_prefix
 from nurture.sending.evidence import needs_probe
 from nurture.sending.one_email import send_now
+from nurture.sending.streams import PROBE_STREAM
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
 log = logging.getLogger(__name__)
 
-PROBE_STREAM = "probe"
 PROBE_EVERY = timedelta(hours=1)
 SUBJECT = "Delivery check from your practice emails (no action needed)"
 BODY = (

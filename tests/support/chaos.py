@@ -18,10 +18,9 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    exactly the people whose own bounce arrived; every event tied to a delivery carries
    that delivery's key and its recipient's address); after the settle period nothing is
    stuck, except, after an outage reaching (within one retry) the end of the provider's
-   retry window, silent
-   emails whose events the provider would have dropped: they wait for the owner (the
-   provider may or may not have them), are counted apart (`left_to_owner`, and not as
-   lost), and are never sent twice.
+   retry window, silent emails whose events the provider would have dropped: they wait
+   for the owner (the provider may or may not have them), are counted apart
+   (`left_to_owner`, and not as lost), and are never sent twice.
 """
 
 from __future__ import annotations
