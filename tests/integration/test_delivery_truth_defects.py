@@ -125,6 +125,28 @@ def test_an_event_whose_address_is_not_the_recipients_changes_nothing_and_is_cou
     assert event.delivery_id is None and event.address_mismatch is True
 
 
+def test_a_plain_numeric_id_finds_only_a_row_claimed_before_message_keys(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
+    app = sendgrid_app(tmp_path, standin, signer)
+    (person,) = active_subscribers(app, 1, START)
+    assert send_due(app, FIRST).sent == 1
+    (delivery_id,) = statuses(app)
+    message = next(msg for msg in standin.messages() if msg.to_email != OWNER)
+    # An event naming the keyed row by its id (as an email sent before the upgrade would):
+    # ids can be reused, so it names nothing.
+    by_id = events_for([message], "spamreport")[0] | {"delivery_id": str(delivery_id)}
+    post_events(app, signer, [by_id])
+    with transaction(app.engine) as session:
+        assert session.scalars(select(m.ProviderEvent.delivery_id)).all() == [None]
+        # A row from before the upgrade (no key) is still found by its id.
+        session.execute(m.Delivery.__table__.update().values(message_key=None))
+    old = events_for([message], "delivered")[0] | {"delivery_id": str(delivery_id)}
+    post_events(app, signer, [old])
+    with transaction(app.engine) as session:
+        assert delivery_id in session.scalars(select(m.ProviderEvent.delivery_id)).all()
+
+
 # ---------------------------------------------------------------- 2. SIGTERM / SIGINT
 
 
