@@ -6,21 +6,27 @@ invariant 8):
 
 - any provider event naming it (the provider echoes its random message key) means the
   provider saw it: sent, or failed when the provider dropped it (`settle_from_events`);
-- silence releases it (`reconcile`: the next claim sends it) only when both hold:
+- a claim never handed to a transport (keyed, with no `submitted_at`: each request's
+  transport and time are written down, and committed, before it goes: `mark_submitted`)
+  never left; it is released `delivery.reconcile_after` after its claim, when no worker
+  can still be about to send it (a worker holds unsent claims for one batch's wait;
+  a batch whose claims are no longer all its own is not sent);
+- silence about a handed-over email releases it (`reconcile`: the next claim sends it)
+  only when both hold:
   1. its request is older than the provider's event retry window (`facts_for(provider)
      .event_retry_window`, 24 h for SendGrid) and than `delivery.reconcile_after` (a
      minimum the owner sets). Until then the provider may still be retrying the post
      of its events to a webhook that was down: silence proves nothing yet.
-  2. events have arrived for an email of the same provider *submitted after it* (each
-     request's time is written down before it goes: `mark_submitted`). Had the
-     provider accepted it, its events would have been posted before or with those of
-     the later email, and retried as long as those: the webhook has shown it works.
+  2. an event arrived *within that window* for an email of the same provider submitted
+     after it: the webhook was working while the provider could still post this one's.
   Why this is safe: a provider that accepted the email posts its events, and retries a
   failing post for at most its retry window. Past that window every post for it has
-  either arrived (it would be settled) or been given up; a given-up post means the
-  webhook was down all that time, and then no event for a later email could have
-  arrived either (2). A webhook outage of any length up to the retry window therefore
-  releases nothing, and a longer one leaves the rows stuck, blocked, for the owner.
+  either arrived (it would be settled) or been given up. During an outage each batch
+  is retried on its own, so a later email's events may come first (the trap): that is
+  why (1) waits for the whole window, not for the first sign of life. And a post given
+  up means the webhook was down until the window's end, when (2) cannot hold. So an
+  outage up to the retry window releases nothing that went out, and a longer one
+  leaves the rows stuck for the owner, never sent twice.
 - the last claims before a crash have no later email to prove anything: the pass then
   sends a probe (`nurture.sending.probe`), an email to the practice's own address,
   whose events give them one.

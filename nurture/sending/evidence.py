@@ -3,11 +3,16 @@
 The rule and why it is safe are in nurture.sending.deliveries' docstring; in short, a
 stuck delivery (claimed, no event names it) is released only when
 
+- it was never handed to a transport (a message key, no `submitted_at`) and was
+  claimed longer than `delivery.reconcile_after` ago; or
 - its request is older than max(`delivery.reconcile_after`, the provider's event retry
   window from `facts_for(delivery.provider)`), measured from `submitted_at`, which the
-  pass writes before the request goes out (a row from before that column existed falls
-  back to its claim time, never later than its request), and
-- some email of the same provider submitted after it has been named by an event.
+  pass writes before the request goes out, and an event arrived within that window for
+  an email of the same provider submitted after it (`vouched`).
+
+A row claimed before these columns existed has no provider and no `submitted_at`: its
+claim time stands for its request (a little earlier), and an unknown provider's
+careful window (72 h) covers the difference.
 
 Everything here reads; `deliveries.reconcile` does the releasing.
 """
