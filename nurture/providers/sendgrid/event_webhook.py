@@ -35,7 +35,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import MalformedEvent, WebhookRejected
-from nurture.providers.base import NormalizedEvent
+from nurture.providers.base import NormalizedEvent, delivery_ref
 from nurture.providers.sendgrid import batch
 from nurture.redaction import scrub
 from nurture.store.models import ConsentKind, EventKind
@@ -51,7 +51,6 @@ MAX_DETAIL = 500
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
 _UNIX_TIME = re.compile(r"[0-9]{1,12}", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
-MESSAGE_KEY = re.compile(r"k[0-9a-f]{16}-[0-9]{1,19}", re.ASCII)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_STEP = 2**31  # steps are an INTEGER column
@@ -168,15 +167,6 @@ def _int(value: Any, limit: int = 2**63) -> int | None:
     return number if 0 < number < limit else None
 
 
-def _delivery_ref(value: Any) -> str | None:
-    """The message key we sent (see Delivery.message_key), or the plain row id of an email sent
-    before keys existed; anything else names no delivery."""
-    if isinstance(value, str) and MESSAGE_KEY.fullmatch(value):
-        return value
-    number = _int(value)
-    return str(number) if number is not None else None
-
-
 def _has_broken_text(value: Any) -> bool:
     """A lone surrogate anywhere in the event (keys included): JSON's \\ud800 escape
     allows it, but no database or log can take it. Nesting is bounded by `batch`."""
@@ -278,7 +268,7 @@ def normalize(event: Any, secret: str) -> NormalizedEvent:
         provider_event_id=_event_id(event, secret),
         kind=kind,
         raw_event=name[:40],
-        delivery_ref=_delivery_ref(event.get("delivery_id")),
+        delivery_ref=delivery_ref(event.get("delivery_id")),
         stream=stream[:120] if stream else None,
         step=_int(event.get("step"), MAX_STEP),
         occurred_at=occurred_at,
