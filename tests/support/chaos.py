@@ -51,6 +51,7 @@ from tests.support.webserver import WebhookSigner, sg_event
 
 OWNER = "owner@practice.example"
 RETRY_WINDOW = timedelta(hours=24)
+HANG = 1.2  # seconds a scripted hang holds a request (the client gives up after 0.5)
 # After an outage, SendGrid's next try of each batch comes within this (its retries back off).
 RETRY_SPACING = timedelta(minutes=90)
 SETTLE = [timedelta(minutes=m) for m in (10, 40)] + [
@@ -154,9 +155,9 @@ def _fault_script(rng: random.Random, standin: SendGridStandIn) -> None:
         elif choice < 0.6:
             standin.fail_next(rng.choice([500, 502, 503]))
         elif choice < 0.85:
-            standin.fail_next(hang=1.2, deliver=True)  # accepted, then the connection dropped
+            standin.fail_next(hang=HANG, deliver=True)  # accepted, then the connection dropped
         else:
-            standin.fail_next(hang=1.2, deliver=False)
+            standin.fail_next(hang=HANG, deliver=False)
 
 
 def run_trial(
@@ -212,7 +213,7 @@ def run_trial(
             result.notes.append("a worker did not stop in 60 s")
         if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
             result.notes.append(f"SIGTERM exit {process.returncode}")
-    time.sleep(1.4)  # requests on the wire when their worker died still reach the provider
+    time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
     feed.generated(standin.messages()[:seen], start, addresses)
 
@@ -221,8 +222,12 @@ def run_trial(
         now = start + offset
         for arrives, event in feed.due(now):
             post_events(project.app, signer, [event], arrives)
+        scripted = standin.stats()["scripted"]
         send_due(project.app, now)
-        time.sleep(0.05)
+        # A request the stand-in holds (a scripted hang) is recorded after the pass gave up
+        # on it: wait for it, so that SendGrid's events start from this moment, not from a
+        # later pass (moments only seconds apart here stand for hours).
+        time.sleep(HANG + 0.5 if standin.stats()["scripted"] != scripted else 0.05)
         fresh = standin.messages()[seen:]
         seen += len(fresh)
         feed.generated(fresh, now, addresses)
