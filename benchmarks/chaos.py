@@ -65,6 +65,7 @@ def main() -> int:
         f"duplicates {sum(r.duplicates for r in results)}, lost {sum(r.lost for r in results)}, "
         f"stuck {sum(r.stuck for r in results)}, mis-applied {sum(r.misapplied for r in results)}, "
         f"left to the owner (outage > retry window) {sum(r.left_to_owner for r in results)}, "
+        f"refused by the provider on every attempt {sum(r.refused for r in results)}, "
         f"failed trials {len(failed)}"
     )
     return 1 if failed else 0

@@ -71,6 +71,7 @@ class TrialResult:
     stuck: int = 0  # claimed after the settle period, other than left_to_owner
     misapplied: int = 0  # events that changed a person or delivery they do not name
     left_to_owner: int = 0  # accepted, events dropped by the provider (outage > retry window)
+    refused: int = 0  # people whose email the provider refused on every attempt (failed, shown)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,8 +82,8 @@ class TrialResult:
         return (
             f"seed {self.seed} {self.database}: workers {self.workers}, people {self.people}, "
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
-            f"stuck {self.stuck}, mis-applied {self.misapplied}, left to owner {self.left_to_owner}"
-            + (f" ({'; '.join(self.notes)})" if self.notes else "")
+            f"stuck {self.stuck}, mis-applied {self.misapplied}, left to owner {self.left_to_owner}, "
+            f"refused {self.refused}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
 
 
@@ -258,7 +259,17 @@ def run_trial(
                 .where(m.Delivery.id.in_(to_owner))
             )
         )
-    result.lost = len(set(addresses) - set(received) - waiting)
+        # Refused by the provider on every attempt (5xx after all retries): "failed", on the
+        # owner's Deliveries page with SendGrid's answer, to retry by hand. Not silently lost.
+        refused = set(
+            session.scalars(
+                select(m.Subscriber.email)
+                .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
+                .where(m.Delivery.status == m.DeliveryStatus.FAILED)
+            )
+        )
+    result.refused = len(refused - set(received))
+    result.lost = len(set(addresses) - set(received) - waiting - refused)
     result.misapplied = _misapplied(project, feed)
     return result
 
