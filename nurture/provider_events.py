@@ -227,8 +227,9 @@ def find_deliveries(session: Session, refs: Sequence[str | None]) -> dict[str | 
     """The deliveries these event refs name: by message key, or, for a plain number, the row of
     that id claimed before message keys existed (a keyed row is never named by its id: ids can
     be reused, keys are not)."""
-    keys = sorted({ref for ref in refs if ref and not ref.isdigit()})
-    numbers = sorted({int(ref) for ref in refs if ref and ref.isdigit()})
+    texts = {str(ref) for ref in refs if ref}  # (an int from a caller that predates keys: its row id)
+    keys = sorted(ref for ref in texts if not ref.isdigit())
+    numbers = sorted(int(ref) for ref in texts if ref.isdigit())
     columns = (
         m.Delivery.id,
         m.Delivery.subscriber_id,

@@ -155,9 +155,9 @@ def delivery_ref(value: Any) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         return None
-    value = value.strip()
-    if MESSAGE_KEY.fullmatch(value):
-        return value
-    if _ROW_ID.fullmatch(value) and 0 < int(value) < 2**63:
-        return str(int(value))
+    text = value.strip()
+    if MESSAGE_KEY.fullmatch(text):
+        return text
+    if _ROW_ID.fullmatch(text) and 0 < int(text) < 2**63:
+        return str(int(text))
     return None
