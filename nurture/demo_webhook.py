@@ -50,6 +50,7 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
                 m.Delivery.stream,
                 m.Delivery.step,
                 m.Delivery.provider_message_id,
+                m.Delivery.message_key,
                 m.Subscriber.email,
             )
             .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
@@ -67,7 +68,7 @@ def record_demo_events(app: App, now: datetime, *, unsubscribe_one: bool, seen: 
             "email": row.email,
             "timestamp": stamp,
             "sg_message_id": row.provider_message_id or "",
-            "delivery_id": str(row.id),
+            "delivery_id": row.message_key or str(row.id),  # what nurture put in the email
         }
         events.append({**base, "event": "delivered", "sg_event_id": f"demo-{row.id}-delivered"})
         if chance.random() < 0.65:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from nurture.addresses import normalize_email
@@ -38,7 +38,7 @@ from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
-from nurture.store.db import chunks, dialect_name, insert_on_conflict, transaction
+from nurture.store.db import chunks, dialect_name, insert_on_conflict, reading, transaction
 from nurture.store.models import ConsentKind, EventKind
 from nurture.store.summaries import mark_days_dirty
 
@@ -65,6 +65,7 @@ class WebhookReport:
     malformed: int = 0
     suppressed: int = 0
     settled: int = 0  # stuck deliveries whose outcome these events settled
+    mismatched: int = 0  # named a delivery, but not its recipient's address: changed nothing
     kinds: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,29 +131,36 @@ def store_events(
 
     items = list(batch.values())
     with transaction(app.engine) as session:
-        # Which referenced deliveries exist, and whose they are: one query per 500.
-        wanted = sorted({item.delivery_ref for item in items if item.delivery_ref is not None})
-        owners: dict[int, int | None] = {}
-        emails: dict[int, tuple[str, int]] = {}  # delivery -> (stream, step)
-        sent_at: dict[int, datetime] = {}
-        for chunk in chunks(wanted, _CHUNK):
-            found = select(
-                m.Delivery.id,
-                m.Delivery.subscriber_id,
-                m.Delivery.stream,
-                m.Delivery.step,
-                m.Delivery.claimed_at,
-            ).where(m.Delivery.id.in_(chunk))
-            for delivery_id, subscriber_id, stream, step, claimed_at in session.execute(found):
-                owners[delivery_id] = subscriber_id
-                emails[delivery_id] = (stream, step)
-                sent_at[delivery_id] = claimed_at
+        found = find_deliveries(session, [item.delivery_ref for item in items if item.delivery_ref])
+        # An event names its delivery by key; it is applied to it only when the address it
+        # carries (if any) is that delivery's recipient's. Otherwise it changes nothing.
+        mismatched = {
+            item.provider_event_id
+            for item in items
+            if item.delivery_ref in found
+            and item.email
+            and found[item.delivery_ref].email_key is not None
+            and _email_key(item.email) != found[item.delivery_ref].email_key
+        }
+        refs = {
+            item.delivery_ref: found[item.delivery_ref].id
+            for item in items
+            if item.delivery_ref in found and item.provider_event_id not in mismatched
+        }
+        owners: dict[int, int | None] = {found[ref].id: found[ref].subscriber_id for ref in refs if ref}
+        emails: dict[str, tuple[str, int]] = {
+            ref: (found[ref].stream, found[ref].step) for ref in refs if ref
+        }
+        # When each named delivery was claimed: a late event reopens that day of Results.
+        sent_at = {found[ref].id: found[ref].claimed_at for ref in refs if ref}
         per_person = app.config.delivery.tracking == "per_person"
 
         def delivery_of(item: NormalizedEvent) -> int | None:
-            if item.delivery_ref not in owners or (item.kind in _READING_KINDS and not per_person):
+            if item.provider_event_id in mismatched:
                 return None
-            return item.delivery_ref
+            if item.delivery_ref not in refs or (item.kind in _READING_KINDS and not per_person):
+                return None
+            return refs[item.delivery_ref]
 
         rows = [
             {
@@ -166,6 +174,7 @@ def store_events(
                 "occurred_at": item.occurred_at,
                 "received_at": now,
                 "detail": item.detail,
+                "address_mismatch": True if item.provider_event_id in mismatched else None,
             }
             for item in items
         ]
@@ -186,28 +195,95 @@ def store_events(
 
         # Suppress only on events seen for the first time: a retried duplicate must not
         # undo a later, deliberate re-subscription.
-        fresh = [item for item in items if item.suppress and item.provider_event_id in stored]
-        report.suppressed = _suppress(session, report.provider, fresh, owners, now)
+        fresh = [
+            item
+            for item in items
+            if item.suppress and item.provider_event_id in stored and item.provider_event_id not in mismatched
+        ]
+        report.suppressed = _suppress(session, report.provider, fresh, refs, owners, now)
         soft = {
             owner
             for item in items
             if item.kind in SOFT_BOUNCE_KINDS
             and item.provider_event_id in stored
-            and item.delivery_ref is not None
-            and (owner := owners.get(item.delivery_ref)) is not None
+            and item.delivery_ref in refs
+            and (owner := owners.get(refs[item.delivery_ref])) is not None
         }
         report.suppressed += suppress_repeated_soft_bounces(
             session, soft, app.config.bounces, now, source=f"{report.provider} webhook"
         )
-        named = [
-            item.delivery_ref
-            for item in items
-            if item.delivery_ref is not None and item.delivery_ref in owners
-        ]
+        for item in items:
+            if item.provider_event_id in mismatched and item.provider_event_id in stored:
+                report.mismatched += 1
+                log.warning(
+                    "%s webhook: event %s names delivery %d but another address than its recipient's: "
+                    "changed nothing",
+                    report.provider,
+                    item.raw_event,
+                    found[item.delivery_ref].id if item.delivery_ref else 0,
+                )
+        named = sorted({refs[item.delivery_ref] for item in items if item.delivery_ref in refs})
         report.settled = settle_from_events(session, named, now) if named else 0
         # A late event changes its email's numbers: a summarized day of Results is read live again.
-        mark_days_dirty(session, (sent_at[ref] for ref in named if ref is not None and ref in sent_at))
+        mark_days_dirty(session, (sent_at[delivery_id] for delivery_id in named if delivery_id in sent_at))
     return report
+
+
+@dataclass(frozen=True)
+class Named:
+    """A delivery an event's key names, and its recipient's address key (None: forgotten)."""
+
+    id: int
+    subscriber_id: int | None
+    stream: str
+    step: int
+    email_key: str | None
+    claimed_at: datetime
+
+
+def find_deliveries(session: Session, refs: Sequence[str | None]) -> dict[str | None, Named]:
+    """The deliveries these event refs name: by message key, or, for a plain number, the row of
+    that id claimed before message keys existed (a keyed row is never named by its id: ids can
+    be reused, keys are not)."""
+    texts = {str(ref) for ref in refs if ref}  # (an int from a caller that predates keys: its row id)
+    keys = sorted(ref for ref in texts if not ref.isdigit())
+    numbers = sorted(int(ref) for ref in texts if ref.isdigit())
+    columns = (
+        m.Delivery.id,
+        m.Delivery.subscriber_id,
+        m.Delivery.stream,
+        m.Delivery.step,
+        m.Subscriber.email_key,
+        m.Delivery.message_key,
+        m.Delivery.claimed_at,
+    )
+    found: dict[str | None, Named] = {}
+    conditions: list[Any] = [m.Delivery.message_key.in_(chunk) for chunk in chunks(keys, _CHUNK)] + [
+        and_(m.Delivery.id.in_(chunk), m.Delivery.message_key.is_(None)) for chunk in chunks(numbers, _CHUNK)
+    ]
+    for condition in conditions:
+        query = (
+            select(*columns)
+            .outerjoin(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
+            .where(condition)
+        )
+        for row in session.execute(query):
+            ref = row.message_key or str(row.id)
+            found[ref] = Named(row.id, row.subscriber_id, row.stream, row.step, row.email_key, row.claimed_at)
+    return found
+
+
+def count_mismatched(app: App) -> int:
+    """Events that named a delivery with another address than its recipient's (the deliveries page)."""
+    with reading(app.engine) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(m.ProviderEvent)
+                .where(m.ProviderEvent.address_mismatch.is_(True))
+            )
+            or 0
+        )
 
 
 def _email_key(address: str) -> str | None:
@@ -221,6 +297,7 @@ def _suppress(
     session: Session,
     provider: str,
     items: Sequence[NormalizedEvent],
+    refs: Mapping[str | None, int],
     owners: Mapping[int, int | None],
     now: datetime,
 ) -> int:
@@ -229,7 +306,8 @@ def _suppress(
     by_subscriber: dict[int, NormalizedEvent] = {}
     by_key: dict[str, list[NormalizedEvent]] = {}
     for item in items:
-        owner = owners.get(item.delivery_ref) if item.delivery_ref is not None else None
+        delivery = refs.get(item.delivery_ref)
+        owner = owners.get(delivery) if delivery is not None else None
         if owner is not None:
             _keep_strongest(by_subscriber, owner, item)
         elif item.email:

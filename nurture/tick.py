@@ -10,7 +10,8 @@ the SES events queue and, once a day, applies retention (nurture.upkeep). The jo
 APScheduler's in-memory one, private to this process; several daemons can share one
 PostgreSQL because the claims live in the database. On a signal the current pass
 stops claiming, finishes what is in flight, releases what it claimed but did not
-send, and the process exits.
+send, and the process exits; a second signal stops it waiting for the requests in
+flight (their claims stay claimed and settle from the provider's events).
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ def tick(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    abandon: threading.Event | None = None,
 ) -> Tick:
     """One sending pass at `now`, then the owner's notices (with `weekly`, the Monday summary too)."""
     app.refresh_settings()  # what the owner saved in the console since the last tick counts now
-    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
-    if summary.fatal:
+    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress, abandon=abandon).run()
+    if summary.fatal or (stop is not None and stop.is_set()):
         return Tick(summary)
     notices = send_due_notices(app, now, weekly=weekly)
     if stop is None or not stop.is_set():
@@ -71,6 +73,7 @@ def run_daemon(
 ) -> int:
     """Tick every `interval_seconds` until a signal or a fatal provider error; `report` hears of each tick."""
     stop = threading.Event()
+    abandon = threading.Event()  # a second signal: stop waiting for the requests in flight
     busy = threading.Lock()
     exit_code = 0
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
@@ -82,7 +85,7 @@ def run_daemon(
             return
         with busy:
             upkeep.before_pass(app, clock, stop)
-            done = tick(app, clock(), weekly=True, stop=stop)
+            done = tick(app, clock(), weekly=True, stop=stop, abandon=abandon)
             report(done)
             if not done.summary.fatal:
                 upkeep.after_pass(app, clock())
@@ -93,6 +96,9 @@ def run_daemon(
                 scheduler.shutdown(wait=False)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            abandon.set()
+            return
         log.info("received %s: finishing the current pass", signal.Signals(signum).name)
         stop.set()
         scheduler.shutdown(wait=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from nurture.cli.base import Context, Group, now_option, pass_context
+from nurture.cli.stopping import stopping_on_signals
 from nurture.cli.times import parse_age, parse_now
 from nurture.errors import InputError
 from nurture.sending.deliveries import count_due, list_stuck, release
@@ -26,7 +28,10 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
     """One sending pass: plan, claim, render, send, record. Cron runs this every minute.
 
     Safe to run overlapping: every email is claimed in the database before it is sent.
-    Exits 0, or 3 when the provider refuses the API key.
+    Exits 0, or 3 when the provider refuses the API key (or the outbox folder cannot be
+    used). SIGTERM or Ctrl-C stops it cleanly: no more claims, the request in flight may
+    finish (8 s at most), every claim not handed over is released; exit 143 (SIGTERM) or
+    130 (SIGINT). A second signal stops at once.
 
     \b
     Example (crontab):
@@ -47,11 +52,23 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
         if sys.stderr.isatty()
         else None
     )
-    with bar if bar is not None else nullcontext():
+    with stopping_on_signals() as stopping, bar if bar is not None else nullcontext():
         done = tick(
-            obj.app, moment, weekly=False, limit=limit, progress=bar.update if bar is not None else None
+            obj.app,
+            moment,
+            weekly=False,
+            limit=limit,
+            progress=bar.update if bar is not None else None,
+            stop=stopping.stop,
+            abandon=stopping.abandon,
         )
     click.echo(done.summary.line())
+    if stopping.signum is not None:
+        click.echo(stopping.line(), err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # At once: a request abandoned in flight must not hold the exit (its thread is not joined).
+        os._exit(stopping.exit_code)
     if done.summary.fatal:
         click.echo(f"error: {done.summary.fatal}", err=True)
         click.echo(
@@ -98,6 +115,8 @@ def deliveries(ctx: click.Context, stuck: bool, older_than: str, now: str | None
             f"{row['id']:>8}  {row['stream']} step {row['step']}  claimed "
             f"{row['claimed_at']:%Y-%m-%d %H:%M} by {row['worker']}  {row['error'] or ''}"
         )
+        until = f" until {row['until']:%Y-%m-%d %H:%M} UTC" if row["until"] else ""
+        click.echo(f"{'':>8}  waits for {row['waits_for']}{until}")
     click.echo(f"{len(rows)} stuck deliver{'y' if len(rows) == 1 else 'ies'}")
 
 

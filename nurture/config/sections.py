@@ -101,8 +101,9 @@ class Delivery(Section):
     # off: SendGrid tracks no open or click; aggregate: it does, and only per-email totals
     # are kept; per_person: each open and click is stored against its delivery (docs/privacy.md).
     tracking: Literal["off", "aggregate", "per_person"] = "off"
-    # How long a claim with an unknown outcome waits for a provider event before silence
-    # (with the webhook proven to work) counts as "never reached the provider".
+    # The least a claim with an unknown outcome waits before it may be released: never
+    # handed over, after this; silent, after this or the provider's event retry window,
+    # whichever is longer, and only with evidence (nurture.sending.deliveries).
     reconcile_after: timedelta = Field(
         default=timedelta(hours=6), ge=timedelta(minutes=15), le=timedelta(days=7)
     )

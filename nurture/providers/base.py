@@ -8,11 +8,12 @@ This is what lets one SendGrid request carry a thousand personalized emails.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import idna
 
@@ -142,10 +143,36 @@ class NormalizedEvent:
     provider_event_id: str
     kind: EventKind
     raw_event: str  # the provider's own name for it, kept for the record
-    delivery_ref: int | None  # from the message's custom args; not yet checked against the store
+    # From the message's custom args: our message key (or, for an email sent before keys
+    # existed, the numeric row id); not yet checked against the store.
+    delivery_ref: str | None
     stream: str | None
     step: int | None
     occurred_at: datetime
     detail: str | None  # already scrubbed
     suppress: ConsentKind | None  # BOUNCE / COMPLAINT / UNSUBSCRIBE, or None
     email: str | None = field(default=None, repr=False)  # only to find the subscriber; never stored
+
+
+# The message key nurture puts in every email's custom data (Delivery.message_key): a
+# random prefix and the id of the row it was claimed from. Never all digits, so never
+# mistaken for the plain row id that emails claimed before keys existed carry.
+MESSAGE_KEY = re.compile(r"k[0-9a-f]{16}-[0-9]{1,19}", re.ASCII)
+_ROW_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+def delivery_ref(value: Any) -> str | None:
+    """What an event's custom data names: a message key, or an older email's row id (as
+    text); anything else names no delivery. Every provider's event module uses this."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if MESSAGE_KEY.fullmatch(text):
+        return text
+    if _ROW_ID.fullmatch(text) and 0 < int(text) < 2**63:
+        return str(int(text))
+    return None

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from nurture.errors import FatalTransportError
 from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
 from nurture.providers.mime_writer import POLICY, BatchWriter, fold_list_header
 
@@ -76,7 +77,7 @@ class OutboxTransport:
         return self.directory / ("-".join(parts) + ".eml")
 
     def send(self, batch: Batch) -> list[Outcome]:
-        outcomes = []
+        outcomes: list[Outcome] = []
         sent_at = batch.sent_at or datetime.now(UTC)
         writer = BatchWriter(batch if batch.sent_at else replace(batch, sent_at=sent_at))
         # One key per batch, as SendGrid gives one X-Message-Id per request: the ledger then
@@ -89,7 +90,14 @@ class OutboxTransport:
             message_id = f"<{key_local}.{_safe(envelope.delivery_id)}@{key_domain}>"
             data = writer.message(envelope, message_id)
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temp.write_bytes(data)
+            try:
+                temp.write_bytes(data)
+            except OSError as exc:
+                if not outcomes:
+                    # Nothing of this batch was written: no later request will fare better.
+                    raise FatalTransportError(f"the outbox folder cannot be written: {exc.strerror}") from exc
+                outcomes.append(Outcome(envelope.delivery_id, "failed", error=f"not written: {exc.strerror}"))
+                continue
             try:
                 # os.link fails if the name exists: a second write of one delivery is refused.
                 os.link(temp, self._claimed / f"{_safe(envelope.delivery_id)}.eml")

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from nurture.app import App
 from nurture.config import Config
 from nurture.sending.deliveries import ReconcileStatus, stuck_status
-from nurture.sending.streams import is_newsletter_stream
+from nurture.sending.streams import PROBE_STREAM, is_newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading
 
@@ -91,7 +91,7 @@ def count_owner_numbers(session: Session, config: Config, start: datetime, end: 
     sent_window = (m.Delivery.finished_at >= start, m.Delivery.finished_at < end)
     rows = session.execute(
         select(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id, func.count())
-        .where(m.Delivery.status == m.DeliveryStatus.SENT, *sent_window)
+        .where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.stream != PROBE_STREAM, *sent_window)
         .group_by(m.Delivery.stream, m.Delivery.step, m.Delivery.newsletter_id)
         .order_by(m.Delivery.stream, m.Delivery.step)
     ).all()

@@ -49,7 +49,12 @@ from nurture.errors import NotFound
 from nurture.reporting.email_counts import COUNTS, counts_query, sends_query
 from nurture.reporting.result_days import merged, split_period
 from nurture.sending.planning import zone
-from nurture.sending.streams import REPERMISSION_STREAM, is_newsletter_stream, is_repermission_stream
+from nurture.sending.streams import (
+    PROBE_STREAM,
+    REPERMISSION_STREAM,
+    is_newsletter_stream,
+    is_repermission_stream,
+)
 from nurture.series.catalog import LEGACY_KEY_PREFIX
 from nurture.store import models as m
 from nurture.store.db import reading
@@ -159,6 +164,8 @@ def step_stats(app: App, campaign: str | None = None, since: datetime | None = N
     letters: dict[str, Any] = {}
     asks: dict[str, int] = {name: 0 for name in COUNTS}  # the re-permission emails, every round as one
     for row in found:
+        if row.stream == PROBE_STREAM:
+            continue  # the practice's own delivery check, not an email to anyone
         if is_newsletter_stream(row.stream):
             if row.newsletter_id is not None:
                 letters[row.stream] = row

@@ -6,6 +6,7 @@ Each builder takes the dialect's IdStatements and is cached under its name there
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -137,12 +138,25 @@ CLAIMED = (
     _DELIVERIES.c.step,
     _DELIVERIES.c.step_key,
     _DELIVERIES.c.series_version,
+    _DELIVERIES.c.message_key,
 )
 # The claims one INSERT made, read back by id: see Claimer._insert_claims.
 CLAIMED_SINCE = (
     select(*CLAIMED).where(_DELIVERIES.c.id > bindparam("since", type_=Integer())).order_by(_DELIVERIES.c.id)
 )
 LAST_DELIVERY = select(func.max(_DELIVERIES.c.id))
+
+
+def new_key_prefix() -> str:
+    """A fresh random prefix for one claim INSERT's message keys (a letter first: never all digits,
+    so never mistaken for the numeric id that rows claimed before the keys existed are known by)."""
+    return f"k{secrets.token_hex(8)}-"
+
+
+def _message_key(source_id: Any) -> Any:
+    """Each new row's message key: the statement's random prefix and the id of the row it is
+    claimed from (distinct within one INSERT), so unique without a random value per row."""
+    return bindparam("key_prefix", type_=String()) + cast(source_id, String())
 
 
 def _insert_claims(statements: IdStatements, source: Any, columns: list[str], returning: bool) -> Any:
@@ -170,6 +184,7 @@ def drip_claims(statements: IdStatements, returning: bool = True) -> Any:
             literal(m.DeliveryStatus.CLAIMED, String()),
             worker,
             claimed_at,
+            _message_key(e.c.id),
         )
         .where(statements.in_ids(e.c.id))
         .order_by(e.c.next_due_at, e.c.id)
@@ -183,6 +198,7 @@ def drip_claims(statements: IdStatements, returning: bool = True) -> Any:
         "status",
         "worker",
         "claimed_at",
+        "message_key",
     ]
     return _insert_claims(statements, source, columns, returning)
 
@@ -200,6 +216,7 @@ def newsletter_claims(statements: IdStatements, returning: bool = True) -> Any:
             literal(m.DeliveryStatus.CLAIMED, String()),
             bindparam("worker", type_=String()),
             bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type),
+            _message_key(sub.c.id),
         )
         .where(statements.in_ids(sub.c.id))
         .order_by(sub.c.id)
@@ -213,6 +230,7 @@ def newsletter_claims(statements: IdStatements, returning: bool = True) -> Any:
         "status",
         "worker",
         "claimed_at",
+        "message_key",
     ]
     return _insert_claims(statements, source, columns, returning)
 
@@ -347,9 +365,10 @@ def ask_claims(statements: IdStatements, returning: bool = True) -> Any:
             literal(m.DeliveryStatus.CLAIMED, String()),
             bindparam("worker", type_=String()),
             bindparam("claimed_at", type_=_DELIVERIES.c.claimed_at.type),
+            _message_key(_ASKS.c.id),
         )
         .where(statements.in_ids(_ASKS.c.id))
         .order_by(_ASKS.c.id)
     )
-    columns = ["subscriber_id", "stream", "step", "step_key", "status", "worker", "claimed_at"]
+    columns = ["subscriber_id", "stream", "step", "step_key", "status", "worker", "claimed_at", "message_key"]
     return _insert_claims(statements, source, columns, returning)

@@ -27,6 +27,7 @@ from nurture.sending.claim_statements import (
     NEWSLETTER_DUE,
     ask_claims,
     drip_claims,
+    new_key_prefix,
     newsletter_claims,
     newsletter_cohort,
 )
@@ -46,7 +47,7 @@ READ_BACK_LIMIT = (
 )  # largest delivery id below which new ids surely follow the largest (SQLite: up to 2**63-1)
 
 # What a claim INSERT returns: delivery id, subscriber id, stream, step position, step key, series version.
-Inserted = tuple[int, int, str, int, str, int | None]
+Inserted = tuple[int, int, str, int, str, int | None, str | None]
 
 
 class Claim(NamedTuple):
@@ -64,6 +65,7 @@ class Claim(NamedTuple):
     newsletter_id: int | None = None
     step_key: str = NEWSLETTER_STEP_KEY
     series_version: int | None = None  # the published version a series step is sent from
+    message_key: str | None = None  # what the provider echoes in its events (see Delivery.message_key)
 
 
 # ---------------------------------------------------------------- claiming
@@ -204,7 +206,7 @@ class Claimer:
             self._place_in_latest(session, stale, updates)
             # Claims first, from the enrollment rows as they are now; then the enrollments move on.
             inserted = self._insert_drip_claims(session, wanted)
-            for delivery_id, subscriber_id, stream, step, step_key, series_version in inserted:
+            for delivery_id, subscriber_id, stream, step, step_key, series_version, key in inserted:
                 email, first_name = pending[(subscriber_id, stream, step_key)]
                 claims.append(
                     Claim(
@@ -217,6 +219,7 @@ class Claimer:
                         None,
                         step_key,
                         series_version,
+                        key,
                     )
                 )
             # Rows that hit the unique key were already sent by someone: just move on.
@@ -354,7 +357,13 @@ class Claimer:
         plain = statements.built(f"{name}, read back", lambda built: build(built, False))
         result: list[Inserted] = []
         for chunk in statements.id_chunks(ids):
-            values = {**params, "ids": chunk, "worker": self.worker, "claimed_at": self.now}
+            values = {
+                **params,
+                "ids": chunk,
+                "worker": self.worker,
+                "claimed_at": self.now,
+                "key_prefix": new_key_prefix(),
+            }
             # On SQLite, under this transaction's write lock, nobody else inserts and each new
             # row takes the next id after the largest: the rows are read back by id in one
             # step (IdStatements.rows) rather than returned one driver step each. Past
@@ -472,12 +481,21 @@ class Claimer:
                     else:
                         self.rescheduled += 1  # over the daily cap: waits for the next local day
                         self._zones_held.add(key)
-                for delivery_id, subscriber_id, *_ in self._insert_newsletter_claims(
+                for delivery_id, subscriber_id, *_, message_key in self._insert_newsletter_claims(
                     session, newsletter.id, stream, wanted
                 ):
                     _, email, first_name, _ = by_id[subscriber_id]
                     claims.append(
-                        Claim(delivery_id, subscriber_id, email, first_name, stream, 1, newsletter.id)
+                        Claim(
+                            delivery_id,
+                            subscriber_id,
+                            email,
+                            first_name,
+                            stream,
+                            1,
+                            newsletter.id,
+                            message_key=message_key,
+                        )
                     )
             if len(rows) < asked:
                 self._zones_read.add(key)
@@ -524,9 +542,11 @@ class Claimer:
         # Read again in a later round of this pass only while every row read was claimed.
         self._asks_due = bool(rows) and len(wanted) == room
         claims: list[Claim] = []
-        for delivery_id, subscriber_id, stream, step, step_key, _ in self._insert_claims(
+        for delivery_id, subscriber_id, stream, step, step_key, _, key in self._insert_claims(
             session, "ask claims", ask_claims, wanted, {}
         ):
             email, first_name = names[subscriber_id]
-            claims.append(Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key))
+            claims.append(
+                Claim(delivery_id, subscriber_id, email, first_name, stream, step, None, step_key, None, key)
+            )
         return claims

@@ -4,15 +4,37 @@ A claim whose outcome is unknown (the process died, or the provider did not answ
 stays "claimed" and is never sent again blindly. Evidence settles it (DESIGN.md,
 invariant 8):
 
-- any provider event naming it (SendGrid echoes our delivery_id) means the provider
-  saw it: sent, or failed when the provider dropped it (`settle_from_events`);
-- no event at all after `delivery.reconcile_after`, while events did arrive for
-  emails claimed after it (so the webhook is known to work), means it never
-  reached the provider: it is released and the next claim sends it (`reconcile`).
+- any provider event naming it (the provider echoes its random message key) means the
+  provider saw it: sent, or failed when the provider dropped it (`settle_from_events`);
+- a claim never handed to a transport (keyed, with no `submitted_at`: each request's
+  transport and time are written down, and committed, before it goes: `mark_submitted`)
+  never left; it is released `delivery.reconcile_after` after its claim, when no worker
+  can still be about to send it (a worker holds unsent claims for one batch's wait;
+  a batch whose claims are no longer all its own is not sent);
+- silence about a handed-over email releases it (`reconcile`: the next claim sends it)
+  only when both hold:
+  1. its request is older than the provider's event retry window (`facts_for(provider)
+     .event_retry_window`, 24 h for SendGrid) and than `delivery.reconcile_after` (a
+     minimum the owner sets). Until then the provider may still be retrying the post
+     of its events to a webhook that was down: silence proves nothing yet.
+  2. an event arrived *within that window* for an email of the same provider submitted
+     after it: the webhook was working while the provider could still post this one's.
+  Why this is safe: a provider that accepted the email posts its events, and retries a
+  failing post for at most its retry window. Past that window every post for it has
+  either arrived (it would be settled) or been given up. During an outage each batch
+  is retried on its own, so a later email's events may come first (the trap): that is
+  why (1) waits for the whole window, not for the first sign of life. And a post given
+  up means the webhook was down until the window's end, when (2) cannot hold. So an
+  outage up to the retry window releases nothing that went out, and a longer one
+  leaves the rows stuck for the owner, never sent twice.
+- the last claims before a crash have no later email to prove anything: the pass then
+  sends a probe (`nurture.sending.probe`), an email to the practice's own address,
+  whose events give them one.
 
 Without a webhook key, or with a silent webhook, nothing is released by itself and
 `stuck_status` says why; the owner can still check and release by hand.
-Releasing deletes the delivery row, so the next pass claims that email again.
+Releasing deletes the delivery row, so the next pass claims that email again (with a
+new message key: a late event for the old one names nothing).
 """
 
 from __future__ import annotations
@@ -24,34 +46,47 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.config import WEBHOOK_KEY_ENV, Config
+from nurture.config import Config
 from nurture.errors import InputError
+from nurture.sending.evidence import (
+    NO_WEBHOOK,
+    SILENT_WEBHOOK,
+    STUCK_AFTER,
+    ReconcileStatus,
+    Waiting,
+    assess,
+    explain,
+    mark_submitted,
+    stuck_condition,
+)
 from nurture.store import models as m
 from nurture.store.db import chunks, reading, transaction
 
 log = logging.getLogger(__name__)
 
-STUCK_AFTER = timedelta(minutes=10)
 SETTLED_NOTE = "settled by provider event"
 RECONCILED_NOTE = "reconciled: no provider record"
-NO_WEBHOOK = (
-    f"{WEBHOOK_KEY_ENV} is not set, so no SendGrid event can say what went out; check each one in "
-    "SendGrid's activity feed, then release it (nurture deliveries release)"
-)
-SILENT_WEBHOOK = (
-    "no SendGrid event has arrived for any email sent after them, so silence proves nothing yet; "
-    "check the Event Webhook in SendGrid's settings and that nurture serve is reachable"
-)
+__all__ = [
+    "NO_WEBHOOK",
+    "SILENT_WEBHOOK",
+    "STUCK_AFTER",
+    "ReconcileStatus",
+    "mark_submitted",
+    "stuck_condition",
+]
 
 
-def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime) -> int:
+def release_claims(
+    session: Session, delivery_ids: Sequence[int], now: datetime, *, worker: str | None = None
+) -> int:
     """Give claimed (or failed) deliveries back: the next pass may send them again.
 
     Only for deliveries known not to have gone out, or that the owner has checked.
+    `worker`: only that worker's claims (a pass releasing its own).
     """
     released = 0
     for start in range(0, len(delivery_ids), 500):
@@ -68,6 +103,7 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
             ).where(
                 m.Delivery.id.in_(chunk),
                 m.Delivery.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.FAILED]),
+                m.Delivery.worker == worker if worker is not None else true(),
             )
         ).all()
         for row in rows:
@@ -108,13 +144,6 @@ def release_claims(session: Session, delivery_ids: Sequence[int], now: datetime)
     return released
 
 
-def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
-    return and_(
-        m.Delivery.status == m.DeliveryStatus.CLAIMED,
-        or_(m.Delivery.claimed_at <= now - older_than, m.Delivery.error.is_not(None)),
-    )
-
-
 def count_stuck(app: App, now: datetime) -> int:
     with reading(app.engine) as session:
         return int(
@@ -123,6 +152,7 @@ def count_stuck(app: App, now: datetime) -> int:
 
 
 def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> list[dict[str, Any]]:
+    """The stuck rows, each with what it waits for (`waits_for`) and until when (`until`, or None)."""
     with reading(app.engine) as session:
         rows = session.execute(
             select(
@@ -132,11 +162,19 @@ def list_stuck(app: App, now: datetime, older_than: timedelta = STUCK_AFTER) -> 
                 m.Delivery.worker,
                 m.Delivery.claimed_at,
                 m.Delivery.error,
+                m.Delivery.provider,
+                m.Delivery.submitted_at,
+                m.Delivery.message_key,
             )
             .where(stuck_condition(now, older_than))
             .order_by(m.Delivery.id)
         ).all()
-    return [row._asdict() for row in rows]
+        listed = []
+        for row in rows:
+            waiting: Waiting = explain(session, app.config, now, row)
+            shown = {key: value for key, value in row._asdict().items() if key != "message_key"}
+            listed.append({**shown, "waits_for": waiting.what, "until": waiting.until})
+    return listed
 
 
 def release(app: App, now: datetime, *, ids: Sequence[int] = (), older_than: timedelta | None = None) -> int:
@@ -244,93 +282,14 @@ def settle_from_events(session: Session, delivery_ids: Sequence[int] | None, now
 
 
 @dataclass
-class ReconcileStatus:
-    """Where the stuck deliveries stand; the console and the pass's summary show it."""
-
-    stuck: int = 0  # claimed, outcome unknown (see `stuck_condition`)
-    waiting: int = 0  # of those, still within reconcile_after, with a working webhook
-    releasable: int = 0  # no event after reconcile_after, the webhook proven: sent again by the next pass
-    blocked: int = 0  # cannot be settled automatically; `reason` says why
-    reason: str | None = None
-    oldest_claimed_at: datetime | None = None
-
-    def line(self) -> str:
-        if not self.stuck:
-            return "no stuck deliveries"
-        text = f"{self.stuck} stuck"
-        if self.waiting:
-            text += f", {self.waiting} waiting for provider events"
-        if self.releasable:
-            text += f", {self.releasable} to send again (no provider record)"
-        if self.blocked:
-            text += f", {self.blocked} not released automatically: {self.reason}"
-        return text
-
-
-@dataclass
 class ReconcileReport:
     settled: int = 0  # settled by provider events at the start of the pass
     released: int = 0  # reconciled: no provider record, released to be sent again
 
 
-def _evidence_mark(session: Session) -> tuple[datetime, int] | None:
-    """The claim order (claimed_at, id) of the latest-claimed delivery any provider event names."""
-    row = session.execute(
-        select(m.Delivery.claimed_at, m.Delivery.id)
-        .where(exists().where(m.ProviderEvent.delivery_id == m.Delivery.id))
-        .order_by(m.Delivery.claimed_at.desc(), m.Delivery.id.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else (row.claimed_at, row.id)
-
-
-def _no_event() -> Any:
-    return ~exists().where(m.ProviderEvent.delivery_id == m.Delivery.id)
-
-
-def _claimed_before(mark: tuple[datetime, int]) -> Any:
-    claimed_at, delivery_id = mark
-    return or_(
-        m.Delivery.claimed_at < claimed_at,
-        and_(m.Delivery.claimed_at == claimed_at, m.Delivery.id < delivery_id),
-    )
-
-
-def _assess(session: Session, config: Config, now: datetime) -> tuple[ReconcileStatus, Any]:
-    """The status, and the condition picking the deliveries that may be released now."""
-    status = ReconcileStatus()
-    stuck = and_(stuck_condition(now), _no_event())
-    status.stuck, status.oldest_claimed_at = session.execute(
-        select(func.count(), func.min(m.Delivery.claimed_at)).select_from(m.Delivery).where(stuck)
-    ).one()
-    if not status.stuck:
-        return status, None  # the usual case: one indexed count per pass
-    old_enough = and_(stuck, m.Delivery.claimed_at <= now - config.delivery.reconcile_after)
-    mark = _evidence_mark(session) if config.secrets.webhook_public_key else None
-    releasable = and_(old_enough, _claimed_before(mark)) if mark is not None else None
-
-    def count(condition: Any) -> int:
-        return int(session.scalar(select(func.count()).select_from(m.Delivery).where(condition)) or 0)
-
-    if not config.secrets.webhook_public_key:
-        status.blocked, status.reason = status.stuck, NO_WEBHOOK
-        return status, None
-    if mark is None:
-        status.blocked, status.reason = status.stuck, SILENT_WEBHOOK
-        return status, None
-    # Younger than reconcile_after: events may still come. Older, and claimed after the
-    # newest email any event named: the webhook has not shown it would report them.
-    status.waiting = count(and_(stuck, m.Delivery.claimed_at > now - config.delivery.reconcile_after))
-    status.releasable = count(releasable)
-    status.blocked = status.stuck - status.waiting - status.releasable
-    if status.blocked:
-        status.reason = SILENT_WEBHOOK
-    return status, releasable
-
-
 def stuck_status(session: Session, config: Config, now: datetime) -> ReconcileStatus:
     """How many deliveries are stuck, and why any are not released automatically (reads only)."""
-    return _assess(session, config, now)[0]
+    return assess(session, config, now)[0]
 
 
 def reconcile_status(app: App, now: datetime) -> ReconcileStatus:
@@ -344,7 +303,7 @@ def reconcile(bind: Engine | Connection, config: Config, now: datetime) -> Recon
     report = ReconcileReport()
     with transaction(bind) as session:
         report.settled = settle_from_events(session, None, now)
-        _, releasable = _assess(session, config, now)
+        _, releasable = assess(session, config, now)
         if releasable is None:
             return report
         # Locked so that two workers never release (and step back) the same claim.

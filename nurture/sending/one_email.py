@@ -56,6 +56,7 @@ def send_now(
     error: type[NurtureError] = TransportError,
     subject_prefix: str = "",
     ledger: Ledger | None = None,
+    delivery_key: str | None = None,
 ) -> Outcome | None:
     """Send `prepared` to `recipient` now: its outcome, or None when `ledger` has it sent already.
 
@@ -64,7 +65,9 @@ def send_now(
     store reset beside an old outbox must not meet an earlier file). When it is not
     sent, raises `error` naming `what` ("the confirmation email").
     """
-    envelope = prepared.envelope(f"{label}-{secrets.token_hex(4)}", recipient, {"kind": kind})
+    # `delivery_key`: a delivery row's message key, echoed in the provider's events (a probe's).
+    custom = {"kind": kind} if delivery_key is None else {"kind": kind, "delivery_id": delivery_key}
+    envelope = prepared.envelope(f"{label}-{secrets.token_hex(4)}", recipient, custom)
     if subject_prefix:
         envelope = envelope._replace(subject=subject_prefix + envelope.subject)
     batch = prepared.batch([envelope])

@@ -43,17 +43,23 @@ from nurture.content.rendering import Renderer
 from nurture.errors import FatalTransportError, NotFound, NurtureError
 from nurture.providers.base import Batch, Outcome, StoppedMidBatch
 from nurture.sending.claims import Claim, Claimer
-from nurture.sending.deliveries import ReconcileStatus, reconcile, release_claims, stuck_status
+from nurture.sending.deliveries import (
+    ReconcileStatus,
+    mark_submitted,
+    reconcile,
+    release_claims,
+    stuck_status,
+)
 from nurture.sending.eligibility import recheck
 from nurture.sending.holds import Hold, holds_everything, holds_newsletters, read_holds
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.outcomes import PendingOutcomes
 from nurture.sending.passlog import record_pass
+from nurture.sending.probe import send_probe
 from nurture.sending.streams import REPERMISSION_STREAM, newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
-CLAIM_ROUND_BATCHES = 4  # batches claimed per round (one transaction)
 COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often
 
 
@@ -68,6 +74,7 @@ class PassSummary:
     stuck: int = 0
     settled: int = 0  # stuck claims settled by provider events
     reconciled: int = 0  # stuck claims with no provider record, released and claimed again
+    probed: bool = False  # a probe went to the practice's address (nurture.sending.probe)
     fatal: str | None = None
     held: list[str] = field(default_factory=list)  # what a hold kept back, and why
     asked: int = 0  # quiet readers the day's re-permission review found (their emails follow)
@@ -98,6 +105,10 @@ class PassSummary:
         return text
 
 
+class NotAllOurs(Exception):
+    """Some claim of a batch was released by someone else before its request: none of it goes."""
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}"
 
@@ -112,6 +123,7 @@ class SendingPass:
         stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
         worker: str | None = None,
+        abandon: threading.Event | None = None,
     ) -> None:
         self.app = app  # for its transport only, made when the first batch goes (an idle pass needs none)
         self.config = app.config
@@ -120,13 +132,15 @@ class SendingPass:
         self.catalog = app.catalog
         self.now = now
         self.limit = limit
-        self.stop = stop or threading.Event()
+        self.stop = stop or threading.Event()  # stop claiming, finish what is in flight
+        self.abandon = abandon or threading.Event()  # stop waiting for requests in flight too
+        self.started = time.monotonic()
         self.progress = progress
         self.summary = PassSummary()
         self.batch_size = self.config.delivery.batch_size
-        # A claim round takes several batches at once: fewer statements per email, and so
-        # fewer waits for the GIL in the claiming thread (each statement releases it).
-        self.claim_round = self.batch_size * CLAIM_ROUND_BATCHES
+        # One batch per claim: a worker never holds more claims than it has in flight plus
+        # one batch, so a kill strands no more than that.
+        self.claim_round = self.batch_size
         # What goes out is what was published: the latest versions, read afresh for each pass.
         self.campaigns = self.catalog.refresh(self.engine, now)
         self.holds: list[Hold] = read_holds(self.engine)
@@ -187,51 +201,110 @@ class SendingPass:
             self.summary.stuck = self.summary.stuck_status.stuck
             return self.summary
         self._review()
-        concurrency = self.config.delivery.concurrency
-        in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
-        # The next batch is claimed in a thread of its own while this one prepares the
-        # current batch: claiming is mostly SQL, run outside the GIL, preparing is Python,
-        # so the two overlap. Claims are still committed before anything is prepared.
-        with (
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-claim") as claiming,
-        ):
-            ahead = self._claim_ahead(claiming)
-            rounds = 0
-            try:
-                while ahead is not None:
-                    claims, ahead = ahead.result(), None
-                    if not claims:
-                        break
-                    ahead = self._claim_ahead(claiming)
-                    rounds += 1
-                    if rounds % COLLECT_EVERY_ROUNDS == 0:
-                        gc.collect(1)  # the young objects only (the rest is frozen): cycles a long pass left
-                    for group in self._groups(claims):
-                        if self.summary.fatal is not None or self.stop.is_set():
-                            self._release(group)
-                            continue
-                        batch, ready = self._prepare(group)
-                        if batch is None:
-                            continue
-                        while len(in_flight) >= concurrency:
-                            self._collect(in_flight, FIRST_COMPLETED)
-                        in_flight[pool.submit(self.app.transport.send, batch)] = ready
-            finally:
-                try:
-                    if ahead is not None:
-                        # Claimed ahead, then a stop, a fatal answer or an error: never prepared,
-                        # so known not sent.
-                        self._release(ahead.result())
-                finally:
-                    while in_flight:
-                        self._collect(in_flight, None)
-                    self._flush()
+        self._send()
         self._finish_newsletters()
+        if isinstance(self.engine, Engine) and not self._stopping():
+            # The last stuck claims get a later email whose events can vouch for them.
+            self.summary.probed = send_probe(self.app, self.now, self.claimer.worker, self._clock())
         with reading(self.engine) as session:
             self.summary.stuck_status = stuck_status(session, self.config, self.now)
         self.summary.stuck = self.summary.stuck_status.stuck
         return self.summary
+
+    def _send(self) -> None:
+        """Claim a batch, check and build it, hand it over; again, until nothing is due.
+
+        A worker holds at most one batch of claims not yet handed to the transport (plus
+        what is in flight): a kill strands no more than that. Every claim not handed over
+        is released when the loop ends for any reason (a stop, a fatal answer, a transport
+        that cannot even start, an error); an `abandon` (a second signal) stops waiting
+        for requests in flight, whose claims stay claimed for evidence to settle.
+        """
+        concurrency = self.config.delivery.concurrency
+        in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
+        pending: dict[int, Claim] = {}  # claimed, not handed over
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send")
+        # The next batch is claimed in a thread of its own while the requests before it are
+        # in flight: claiming is mostly SQL, run outside the GIL.
+        claiming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-claim")
+        ahead = self._claim_ahead(claiming)
+        rounds = 0
+        try:
+            while ahead is not None:
+                claims, ahead = ahead.result(), None
+                if not claims:
+                    break
+                pending = {claim.delivery_id: claim for claim in claims}
+                rounds += 1
+                if rounds % COLLECT_EVERY_ROUNDS == 0:
+                    gc.collect(1)  # the young objects only (the rest is frozen): cycles a long pass left
+                for group in self._groups(claims):
+                    if self._stopping():
+                        break
+                    batch, ready = self._prepare(group)
+                    kept = {claim.delivery_id for claim in ready}
+                    for claim in group:
+                        if claim.delivery_id not in kept:
+                            pending.pop(claim.delivery_id, None)  # skipped, held or failed by _prepare
+                    if batch is None:
+                        continue
+                    try:
+                        transport = self.app.transport
+                    except OSError as exc:
+                        # It cannot even start (the outbox folder): nothing went out, `pending`
+                        # is released below, and the run stops as on a refused key.
+                        self.summary.fatal = (
+                            f"the {self.config.delivery.transport} transport cannot start: {exc}"
+                        )
+                        break
+                    while len(in_flight) >= concurrency and not self.abandon.is_set():
+                        self._collect(in_flight, FIRST_COMPLETED)
+                    if self._stopping():
+                        break
+                    if not self._submitted(ready, transport.name):
+                        continue  # released in _submitted: nothing of it goes
+                    in_flight[pool.submit(transport.send, batch)] = ready
+                    for claim in ready:
+                        pending.pop(claim.delivery_id, None)
+                ahead = self._claim_ahead(claiming)
+        finally:
+            try:
+                # Claimed, then a stop, a fatal answer or an error: never handed over, so known not sent.
+                unsent = list(pending.values())
+                if ahead is not None:
+                    unsent += ahead.result()
+                self._release(unsent)
+            finally:
+                while in_flight and not self.abandon.is_set():
+                    self._collect(in_flight, None)
+                claiming.shutdown(wait=True)
+                pool.shutdown(wait=not self.abandon.is_set(), cancel_futures=True)
+                self._flush()
+
+    def _clock(self) -> datetime:
+        """The pass's `now`, moved on by the time it has taken (its requests' order in time)."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+    def _stopping(self) -> bool:
+        return self.summary.fatal is not None or self.stop.is_set() or self.abandon.is_set()
+
+    def _submitted(self, claims: Sequence[Claim], provider: str) -> bool:
+        """Write down, before the request, to which transport and when these go: reconciliation
+        measures the provider's event retry window from here (nurture.sending.deliveries), and
+        a claim never marked is known never to have left.
+
+        False when some claim is no longer this pass's (released meanwhile, which only a claim
+        held past `reconcile_after` can be): then none of the batch goes, and the rest is released."""
+        at = self._clock()
+        ids = [claim.delivery_id for claim in claims]
+        try:
+            with transaction(self.engine) as session:
+                if mark_submitted(session, ids, provider, at) != len(ids):
+                    raise NotAllOurs  # rolls the marks back
+            return True
+        except NotAllOurs:
+            self._release(claims)
+            return False
 
     def _review(self) -> None:
         """The day's re-permission review, when sunset is on and no pass has run it today."""
@@ -245,7 +318,7 @@ class SendingPass:
 
     def _claim_ahead(self, claiming: ThreadPoolExecutor) -> Future[list[Claim]] | None:
         """Start claiming the next batch, unless the pass is stopping or has its fill."""
-        if self.stop.is_set() or self.summary.fatal is not None:
+        if self._stopping():
             return None
         room = self._room()  # the claim before this one has finished: claimed_total is current
         if room == 0:
@@ -267,7 +340,8 @@ class SendingPass:
         return max(0, self.limit - self.claimed_total)
 
     def _collect(self, in_flight: dict[Future[list[Outcome]], list[Claim]], mode: str | None) -> None:
-        done, _ = wait(list(in_flight), return_when=mode or "ALL_COMPLETED")
+        # In short waits, so that an abandon (a second signal) is heard at once.
+        done, _ = wait(list(in_flight), timeout=0.2, return_when=mode or "ALL_COMPLETED")
         for future in done:
             claims = in_flight.pop(future)
             try:
@@ -405,14 +479,15 @@ class SendingPass:
             seen.add(key)
             delivery_id = str(delivery)
             try:
-                # The provider gets an opaque id only: events find stream and step through the delivery row.
+                # The provider gets an opaque key only, random and never reused (a row id may
+                # be): events find the delivery, and so stream and step, through it.
                 envelopes.append(
                     envelope_for(
                         delivery_id,
                         email,
                         first_name,
                         unsubscribe_url(subscriber_id),
-                        {"delivery_id": delivery_id},
+                        {"delivery_id": claim.message_key or delivery_id},
                         stream,
                         step,
                         preferences_url=preferences_url(subscriber_id),
@@ -479,7 +554,10 @@ class SendingPass:
         if not claims:
             return
         with transaction(self.engine) as session:
-            release_claims(session, [claim.delivery_id for claim in claims], self.now)
+            # Only this pass's own rows: an id released here may already be another worker's.
+            release_claims(
+                session, [claim.delivery_id for claim in claims], self.now, worker=self.claimer.worker
+            )
         self.summary.released += len(claims)
 
 
@@ -490,8 +568,9 @@ def send_due(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    abandon: threading.Event | None = None,
 ) -> PassSummary:
-    return SendingPass(app, now, limit=limit, stop=stop, progress=progress).run()
+    return SendingPass(app, now, limit=limit, stop=stop, progress=progress, abandon=abandon).run()
 
 
 def prepare_stored_newsletter(

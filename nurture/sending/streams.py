@@ -35,3 +35,8 @@ def ask_step_key(round_number: int) -> str:
 
 def is_repermission_stream(stream: str) -> bool:
     return stream == REPERMISSION_STREAM
+
+
+# The delivery probe's stream (nurture.sending.probe): an email to the practice's own
+# address, kept as a delivery row so its events can vouch for the webhook; never in stats.
+PROBE_STREAM = "probe:delivery-check"

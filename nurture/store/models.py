@@ -270,6 +270,7 @@ class Delivery(Base):
         Index("ix_deliveries_status_finished_at", "status", "finished_at"),
         # One newsletter's results and audience without reading every delivery.
         Index("ix_deliveries_newsletter_id", "newsletter_id"),
+        Index("ix_deliveries_message_key", "message_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -290,6 +291,14 @@ class Delivery(Base):
     # The kinds of provider event this delivery had, kept as bits (RETIRED_BITS) once the
     # retention pass has deleted the events themselves: the results pages still count them.
     retired_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the provider echoes back in its events instead of the row id: random, never
+    # reused (a released row's id may be handed out again on SQLite). NULL on rows
+    # claimed before migration 0007t, whose events still carry the numeric id.
+    message_key: Mapped[str | None] = mapped_column(String(40))
+    # The transport the email was handed to (its `facts_for` say how long its events may
+    # lag), and when (the pass's clock): written just before the request goes out.
+    provider: Mapped[str | None] = mapped_column(String(20))
+    submitted_at: Mapped[datetime | None]
 
 
 class NewsletterStatus(StrEnum):
@@ -420,6 +429,9 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(String(500))
+    # The event named a delivery but another address than its recipient's: stored, tied
+    # to nothing, changed nothing (counted on the console's deliveries page).
+    address_mismatch: Mapped[bool | None]
 
 
 class Suppression(Base):

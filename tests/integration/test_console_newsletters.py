@@ -313,7 +313,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
         client = site.login()  # two days on: a new session
         with reading(site.app.engine) as session:
             sent = {
-                row.id: (row.subscriber_id, row.stream)
+                row.id: (row.subscriber_id, row.stream, row.message_key)
                 for row in session.scalars(
                     select(m.Delivery).where(m.Delivery.newsletter_id == newsletter_id)
                 )
@@ -321,7 +321,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
             emails = {row.id: row.email for row in session.scalars(select(m.Subscriber))}
         assert len(sent) == 5
         events = []
-        for number, (delivery_id, (subscriber_id, stream)) in enumerate(sorted(sent.items())):
+        for number, (delivery_id, (subscriber_id, stream, key)) in enumerate(sorted(sent.items())):
             kinds = ["delivered"] if number != 4 else ["bounced_hard"]
             if number == 0:
                 kinds += ["clicked", "clicked"]
@@ -331,7 +331,7 @@ def test_a_newsletters_results_page_counts_by_the_readers_time_zones(tmp_path):
                         f"evt-{delivery_id}-{kind}-{len(events)}",
                         m.EventKind(kind),
                         kind,
-                        delivery_id,
+                        key,  # the message key the provider echoes
                         stream,
                         1,
                         site.clock.now,

@@ -328,3 +328,49 @@ def test_adding_an_email_offers_the_only_ahead_choice_in_plain_words(tmp_path):
             "published a series",
             "kap-intro version 2 (people already past a new email skip it)",
         )
+
+
+def test_the_deliveries_page_says_what_each_stuck_row_waits_for_and_counts_stray_events(tmp_path):
+    with console(tmp_path, https=True) as site:
+        client = site.login()
+        (subscriber_id,) = active_subscribers(site.app, 1, site.clock.now)
+        handed_at = site.clock.now - timedelta(hours=1)
+        with transaction(site.app.engine) as session:
+            session.add_all(
+                [
+                    m.Delivery(
+                        subscriber_id=subscriber_id,
+                        stream="kap-intro",
+                        step=1,
+                        step_key="one",
+                        status="claimed",
+                        worker="host-1",
+                        claimed_at=handed_at,
+                        message_key="k0000000000000001-1",
+                        provider="sendgrid",
+                        submitted_at=handed_at,
+                    ),
+                    m.Delivery(
+                        subscriber_id=subscriber_id,
+                        stream="kap-intro",
+                        step=2,
+                        step_key="two",
+                        status="claimed",
+                        worker="host-1",
+                        claimed_at=handed_at,
+                        message_key="k0000000000000001-2",
+                    ),
+                    m.ProviderEvent(
+                        provider="sendgrid",
+                        provider_event_id="stray-1",
+                        kind="delivered",
+                        raw_event="delivered",
+                        occurred_at=handed_at,
+                        received_at=handed_at,
+                        address_mismatch=True,
+                    ),
+                ]
+            )
+        page = client.get("/console/deliveries").text
+        assert "never handed to the provider" in page  # waits for its worker: released after reconcile_after
+        assert "1 provider event named an email but another address" in page

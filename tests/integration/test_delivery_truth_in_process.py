@@ -4,6 +4,7 @@ against the SendGrid stand-in (a real HTTP server) and signed events (a fresh EC
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,13 @@ from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import active_subscribers, at, make_app
-from tests.support.provider_events import events_for, post_events
-from tests.support.sendgrid_standin import SendGridStandIn
+from tests.support.provider_events import delivery_ids, events_for, post_events
+from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage
 from tests.support.webserver import WebhookSigner
 
 START = at("2026-12-01 14:00")  # Tuesday, 09:00 in New York
 FIRST = at("2026-12-01 15:00")
+OWNER = "owner@practice.example"
 
 
 @pytest.fixture
@@ -42,6 +44,7 @@ def sendgrid_app(
         "delivery.batch_size": 5,
         "delivery.concurrency": 1,
         "delivery.request_timeout": 0.3,
+        "practice.owner_email": OWNER,
     }
     return make_app(tmp_path, environ=environ, **{**settings, **overrides})
 
@@ -66,11 +69,16 @@ def make_stuck(app: App, standin: SendGridStandIn, count: int, *, received: bool
     return by_status(app, m.DeliveryStatus.CLAIMED)
 
 
+def to_people(standin: SendGridStandIn) -> list[StandInMessage]:
+    """What the stand-in received, but the probe to the practice's own address."""
+    return [message for message in standin.messages() if message.to_email != OWNER]
+
+
 def _wait(standin: SendGridStandIn, count: int) -> None:
     deadline = time.monotonic() + 5
-    while len(standin.messages()) < count and time.monotonic() < deadline:
+    while len(to_people(standin)) < count and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(standin.messages()) == count
+    assert len(to_people(standin)) == count
 
 
 def test_any_event_naming_a_stuck_delivery_settles_it_at_once(
@@ -78,7 +86,8 @@ def test_any_event_naming_a_stuck_delivery_settles_it_at_once(
 ) -> None:
     app = sendgrid_app(tmp_path, standin, signer)
     stuck = make_stuck(app, standin, 5, received=True)
-    messages = sorted(standin.messages(), key=lambda message: int(message.custom_args["delivery_id"]))
+    keys = delivery_ids(app)
+    messages = sorted(to_people(standin), key=lambda message: keys[message.custom_args["delivery_id"]])
     processed, delivered, dropped, deferred, silent = messages
     # (Opens and clicks name no delivery unless delivery.tracking is per_person: they settle nothing.)
     events = (
@@ -91,7 +100,7 @@ def test_any_event_naming_a_stuck_delivery_settles_it_at_once(
     assert report.settled == 4
 
     table = rows(app)
-    ids = {message: int(message.custom_args["delivery_id"]) for message in messages}
+    ids = {message: keys[message.custom_args["delivery_id"]] for message in messages}
     assert table[ids[processed]].status == m.DeliveryStatus.SENT
     assert table[ids[processed]].error == "settled by provider event processed"
     assert table[ids[delivered]].error == "settled by provider event delivered"
@@ -122,7 +131,7 @@ class AnswerLost:
     def send(self, batch: Batch) -> list[Outcome]:
         outcomes = self.inner.send(batch)
         assert {outcome.status for outcome in outcomes} == {"sent"}
-        sent = {envelope.delivery_id for envelope in batch.envelopes}
+        sent = {envelope.custom_args["delivery_id"] for envelope in batch.envelopes}
         post_events(
             self.app,
             self.signer,
@@ -156,13 +165,15 @@ def test_with_the_webhook_silent_nothing_is_released(
 ) -> None:
     app = sendgrid_app(tmp_path, standin, signer)
     stuck = make_stuck(app, standin, 4, received=False)
-    later = send_due(app, FIRST.replace(hour=23))  # 8 hours on: past reconcile_after (6h)
+    # 30 hours on: past reconcile_after (6 h) and SendGrid's retry window (24 h). No email was
+    # sent after them but the probe, and no event has come for it either.
+    later = send_due(app, FIRST + timedelta(hours=30))
     assert (later.reconciled, later.sent, later.stuck) == (0, 0, 4)
     assert f"4 not released automatically: {SILENT_WEBHOOK}" in later.line()
     assert by_status(app, m.DeliveryStatus.CLAIMED) == stuck
-    status = reconcile_status(app, FIRST.replace(hour=23))
+    status = reconcile_status(app, FIRST + timedelta(hours=30))
     assert (status.stuck, status.blocked, status.releasable, status.reason) == (4, 4, 0, SILENT_WEBHOOK)
-    assert standin.messages() == []
+    assert [message.to_email for message in standin.messages()] == [OWNER]  # the probe alone
 
 
 def test_without_a_webhook_key_nothing_is_released_and_the_summary_says_why(
@@ -184,17 +195,19 @@ def test_silence_after_reconcile_after_with_a_working_webhook_sends_once(
     # Emails claimed later go out and SendGrid reports them: the webhook works.
     active_subscribers(app, 3, START, prefix="later")
     assert send_due(app, at("2026-12-01 15:30")).sent == 3
-    post_events(app, signer, events_for(standin.messages()))
+    post_events(app, signer, events_for(standin.messages()), at("2026-12-01 15:31"))
 
     waiting = reconcile_status(app, at("2026-12-01 16:00"))
     assert (waiting.stuck, waiting.waiting, waiting.blocked) == (4, 4, 0)
     assert send_due(app, at("2026-12-01 16:00")).reconciled == 0  # an hour is too soon to call it silence
 
-    after = send_due(app, at("2026-12-01 21:01"))  # 6 h 1 min after the claim
+    # Past reconcile_after (6 h) but within SendGrid's retry window (24 h): still waiting.
+    assert send_due(app, at("2026-12-01 21:01")).reconciled == 0
+    after = send_due(app, at("2026-12-02 15:01"))  # 24 h 1 min after the request
     assert (after.reconciled, after.sent, after.stuck) == (4, 4, 0)
     assert "4 stuck with no provider record released to send again" in after.line()
-    received = [message.to_email for message in standin.messages()]
+    received = [message.to_email for message in standin.messages() if message.to_email != OWNER]
     assert len(received) == 7 and len(set(received)) == 7
     assert stuck.isdisjoint(rows(app))  # released rows are gone; their emails were claimed anew
     assert by_status(app, m.DeliveryStatus.CLAIMED) == set()
-    assert send_due(app, at("2026-12-02 21:01")).reconciled == 0
+    assert send_due(app, at("2026-12-03 21:01")).reconciled == 0

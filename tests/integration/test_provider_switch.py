@@ -38,9 +38,10 @@ def test_switching_from_sendgrid_to_ses_loses_nothing(
     assert summary.sent == 20
     with transaction(before.engine) as session:
         rows = session.execute(
-            select(m.Delivery.id, m.Delivery.status, m.Subscriber.email).join(m.Subscriber)
+            select(m.Delivery.message_key, m.Delivery.status, m.Subscriber.email).join(m.Subscriber)
         ).all()
-    stuck = {email: delivery_id for delivery_id, status, email in rows if status == m.DeliveryStatus.CLAIMED}
+    # What SendGrid echoes in each event is the email's message key (as it was sent with it).
+    stuck = {email: key for key, status, email in rows if status == m.DeliveryStatus.CLAIMED}
     assert len(stuck) == 10
     before.transport.close()
 
@@ -54,7 +55,10 @@ def test_switching_from_sendgrid_to_ses_loses_nothing(
     with live_web(tmp_path, environ=signer.environ, **ses_settings) as web, web.client() as client:
         assert web.app.transport.name == "ses"
         late = events_for(standin.messages())  # "processed" for each email SendGrid took
-        late += [sg_event("processed", n, delivery_id=n, email=email) for email, n in stuck.items()]
+        late += [
+            sg_event("processed", n, delivery_id=key, email=email)
+            for n, (email, key) in enumerate(sorted(stuck.items()), start=1000)
+        ]
         bounced = next(iter(stuck))
         late.append(sg_event("bounce", 99_999, delivery_id=stuck[bounced], email=bounced, type="bounce"))
         body = webhook_body(late)

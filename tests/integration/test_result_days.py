@@ -60,7 +60,18 @@ def sent_history(app: App, rng: random.Random, people_count: int) -> tuple[list[
     with transaction(app.engine) as session:
         session.execute(m.Delivery.__table__.insert(), rows)
         sent = dict(session.execute(select(m.Delivery.id, m.Delivery.claimed_at)).all())
+        RECIPIENTS.clear()
+        RECIPIENTS.update(
+            session.execute(
+                select(m.Delivery.id, m.Subscriber.email).join(
+                    m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id
+                )
+            ).all()
+        )
     return ids, sent
+
+
+RECIPIENTS: dict[int, str] = {}  # delivery -> its recipient's address, which every event carries
 
 
 EVENTS = ("delivered", "open", "click", "bounce", "spamreport", "unsubscribe", "deferred")
@@ -74,7 +85,14 @@ def some_events(rng: random.Random, sent: dict[int, datetime], serial: list[int]
         when = sent[delivery_id] + timedelta(hours=rng.uniform(0, 24 * 40))  # up to 40 days late
         extra = {"type": "bounce"} if kind == "bounce" else {}
         events.append(
-            sg_event(kind, serial[0], delivery_id=delivery_id, timestamp=int(when.timestamp()), **extra)
+            sg_event(
+                kind,
+                serial[0],
+                delivery_id=delivery_id,
+                email=RECIPIENTS[delivery_id],
+                timestamp=int(when.timestamp()),
+                **extra,
+            )
         )
     return events
 
@@ -143,7 +161,9 @@ def test_a_late_event_makes_its_day_live_again_until_it_is_summarized_again(app:
     assert result_days.summarize_days(app, now) > 0
     days_before = done_days(app)
     delivery_id, when = min(sent.items(), key=lambda item: item[1])
-    process_sendgrid_events(app, [sg_event("spamreport", 1, delivery_id=delivery_id)], now)
+    process_sendgrid_events(
+        app, [sg_event("spamreport", 1, delivery_id=delivery_id, email=RECIPIENTS[delivery_id])], now
+    )
     assert done_days(app) == days_before - 1
     with reading(app.engine) as session:
         state = session.get(m.ResultDay, day_start(when))

@@ -83,7 +83,11 @@ def test_dsns_in_a_maildir_suppress_the_right_people_once(
     assert Counter(r.rcpt_to for r in relay.messages()).most_common(1)[0][1] == 1
 
     def bounce_to(email: str) -> str:
-        return verp_address(str(sent[email].id), BOUNCE_DOMAIN, SECRET)
+        # The envelope sender the transport used: the email's message key, never its row id.
+        key = sent[email].message_key
+        assert key is not None
+        assert any(r.mail_from == verp_address(key, BOUNCE_DOMAIN, SECRET) for r in relay.messages())
+        return verp_address(key, BOUNCE_DOMAIN, SECRET)
 
     box = maildir(tmp_path / "bounces")
     box.add(dsn(bounce_to("person1@example.com"), "person1@example.com", "5.1.1"))

@@ -39,11 +39,14 @@ def emails_to(app: App, subscriber_id: int, count: int) -> list[int]:
     return ids
 
 
-def blocked(n: int, delivery_id: int, when: datetime) -> dict[str, object]:
+def blocked(
+    n: int, delivery_id: int, when: datetime, email: str = "person0@example.com"
+) -> dict[str, object]:
     return sg_event(
         "bounce",
         n,
         delivery_id=delivery_id,
+        email=email,
         type="blocked",
         reason="452 mailbox full",
         timestamp=int(when.timestamp()),

@@ -96,19 +96,20 @@ def test_the_config_reads_a_bare_yaml_off(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- webhook and stats
 
 
-def reading_events(app: App, delivery_ids: list[int]) -> list[dict[str, object]]:
-    """Two opens and a click on the first delivery, one open on the second, plus a delivery event."""
+def reading_events(app: App, deliveries: list[tuple[str, str]]) -> list[dict[str, object]]:
+    """Two opens and a click on the first delivery, one open on the second, plus a delivery event.
+    `deliveries`: each one's message key and recipient, as SendGrid echoes them."""
 
-    def event(name: str, number: int, delivery_id: int) -> dict[str, object]:
+    def event(name: str, number: int, delivery: tuple[str, str]) -> dict[str, object]:
         return {
             "event": name,
             "timestamp": 1764601200 + number,
             "sg_event_id": f"{name}-{number}",
-            "delivery_id": str(delivery_id),
-            "email": "x@example.com",
+            "delivery_id": delivery[0],
+            "email": delivery[1],
         }
 
-    first, second = delivery_ids
+    first, second = deliveries
     return [
         event("open", 1, first),
         event("open", 2, first),
@@ -123,8 +124,15 @@ def sent_pass(tmp_path: Path, tracking: str) -> tuple[App, list[int]]:
     active_subscribers(app, 2, START)
     assert send_due(app, at("2026-12-01 15:00")).sent == 2
     with transaction(app.engine) as session:
-        ids = list(session.scalars(select(m.Delivery.id).order_by(m.Delivery.id)))
-    process_sendgrid_events(app, reading_events(app, ids), at("2026-12-01 16:00"))
+        rows = session.execute(
+            select(m.Delivery.id, m.Delivery.message_key, m.Subscriber.email)
+            .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
+            .order_by(m.Delivery.id)
+        ).all()
+    ids = [row.id for row in rows]
+    process_sendgrid_events(
+        app, reading_events(app, [(row.message_key, row.email) for row in rows]), at("2026-12-01 16:00")
+    )
     return app, ids
 
 

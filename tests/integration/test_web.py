@@ -714,23 +714,38 @@ def test_a_lone_surrogate_or_deep_nesting_costs_only_that_event(site):
     assert response.json() == {"received": 3, "stored": 1, "duplicates": 0, "malformed": 2, "suppressed": 0}
 
 
+def message_keys(app):
+    """Each subscriber's delivery key and address, as SendGrid echoes them in events."""
+    with transaction(app.engine) as session:
+        rows = session.execute(
+            select(m.Delivery.subscriber_id, m.Delivery.message_key, m.Subscriber.email).join(
+                m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id
+            )
+        ).all()
+    return {row.subscriber_id: row.message_key for row in rows}, {
+        row.subscriber_id: row.email for row in rows
+    }
+
+
 def test_a_bounce_suppresses_before_the_next_send_due(site):
     ids = active_subscribers(site.app, 3, NOW)
     first = send_due(site.app, NOW)
     assert first.sent == 3
     with transaction(site.app.engine) as session:
         deliveries = dict(session.execute(select(m.Delivery.subscriber_id, m.Delivery.id)).all())
+    keys, emails = message_keys(site.app)
     events = [
-        sg_event("delivered", 1, delivery_id=deliveries[ids[0]]),
+        sg_event("delivered", 1, delivery_id=keys[ids[0]], email=emails[ids[0]]),
         sg_event(
             "bounce",
             2,
-            delivery_id=deliveries[ids[0]],
+            delivery_id=keys[ids[0]],
+            email=emails[ids[0]],
             type="bounce",
             status="5.1.1",
             reason="550 5.1.1 <person0@example.com> unknown",
         ),
-        sg_event("spamreport", 3, delivery_id=deliveries[ids[1]]),
+        sg_event("spamreport", 3, delivery_id=keys[ids[1]], email=emails[ids[1]]),
     ]
     assert post_events(site, events).json()["suppressed"] == 2
 
@@ -752,20 +767,30 @@ def test_a_bounce_suppresses_before_the_next_send_due(site):
 def test_a_signed_batch_of_1000_events_is_processed(site):
     ids = active_subscribers(site.app, 200, NOW)
     send_due(site.app, NOW)
-    with transaction(site.app.engine) as session:
-        deliveries = dict(session.execute(select(m.Delivery.subscriber_id, m.Delivery.id)).all())
+    keys, emails = message_keys(site.app)
     kinds = ["processed", "delivered", "open", "click"]
     events = []
     for n in range(1000):
         sid = ids[n % 200]
         if n < 20:
             events.append(
-                sg_event("bounce", n, delivery_id=deliveries[sid], type="bounce", reason="550 unknown user")
+                sg_event(
+                    "bounce",
+                    n,
+                    delivery_id=keys[sid],
+                    email=emails[sid],
+                    type="bounce",
+                    reason="550 unknown user",
+                )
             )
         else:
             events.append(
                 sg_event(
-                    kinds[n % 4], n, delivery_id=deliveries[sid], url="https://www.example.com/articles/a"
+                    kinds[n % 4],
+                    n,
+                    delivery_id=keys[sid],
+                    email=emails[sid],
+                    url="https://www.example.com/articles/a",
                 )
             )
     body = webhook_body(events)

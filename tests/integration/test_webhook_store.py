@@ -58,8 +58,10 @@ def test_a_batch_is_stored_once_and_tied_to_deliveries(app):
     ids = active_subscribers(app, 2, NOW)
     deliveries = sent_deliveries(app, ids)
     events = [
-        sg_event("delivered", 1, delivery_id=deliveries[ids[0]], response="250 OK"),
-        sg_event("open", 2, delivery_id=deliveries[ids[1]]),
+        sg_event(
+            "delivered", 1, delivery_id=deliveries[ids[0]], email=f"person{0}@example.com", response="250 OK"
+        ),
+        sg_event("open", 2, delivery_id=deliveries[ids[1]], email=f"person{1}@example.com"),
         sg_event(
             "click", 3, delivery_id=999_999, url="https://www.example.com/articles/x"
         ),  # no such delivery
@@ -97,16 +99,38 @@ def test_suppressing_events_stop_the_subscriber_through_the_delivery_or_the_addr
     ids = active_subscribers(app, 6, NOW)
     deliveries = sent_deliveries(app, ids)
     events = [
-        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce", reason="550 unknown user"),
-        sg_event("spamreport", 2, delivery_id=deliveries[ids[1]]),
-        sg_event("group_unsubscribe", 3, delivery_id=deliveries[ids[2]], asm_group_id=1),
+        sg_event(
+            "bounce",
+            1,
+            delivery_id=deliveries[ids[0]],
+            email=f"person{0}@example.com",
+            type="bounce",
+            reason="550 unknown user",
+        ),
+        sg_event("spamreport", 2, delivery_id=deliveries[ids[1]], email=f"person{1}@example.com"),
+        sg_event(
+            "group_unsubscribe",
+            3,
+            delivery_id=deliveries[ids[2]],
+            email=f"person{2}@example.com",
+            asm_group_id=1,
+        ),
         # No delivery id: found through the address (case-insensitively); the address is not stored.
         sg_event("dropped", 4, delivery_id=None, email="PERSON3@example.com", reason="Bounced Address"),
         sg_event(
-            "bounce", 5, delivery_id=deliveries[ids[4]], type="blocked", reason="blocked"
+            "bounce",
+            5,
+            delivery_id=deliveries[ids[4]],
+            email=f"person{4}@example.com",
+            type="blocked",
+            reason="blocked",
         ),  # blocked: stats only
         sg_event(
-            "dropped", 6, delivery_id=deliveries[ids[5]], reason="Invalid SMTPAPI header"
+            "dropped",
+            6,
+            delivery_id=deliveries[ids[5]],
+            email=f"person{5}@example.com",
+            reason="Invalid SMTPAPI header",
         ),  # our problem, not theirs
     ]
     report = process_sendgrid_events(app, events, NOW)
@@ -147,8 +171,8 @@ def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
     ids = active_subscribers(app, 1, NOW)
     deliveries = sent_deliveries(app, ids)
     events = [
-        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce"),
-        sg_event("spamreport", 2, delivery_id=deliveries[ids[0]]),
+        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], email=f"person{0}@example.com", type="bounce"),
+        sg_event("spamreport", 2, delivery_id=deliveries[ids[0]], email=f"person{0}@example.com"),
     ]
     assert process_sendgrid_events(app, events, NOW).suppressed == 1
     assert statuses(app)[ids[0]] == m.SubscriberStatus.COMPLAINED
@@ -157,7 +181,9 @@ def test_a_complaint_outranks_a_bounce_in_the_same_batch(app):
 def test_a_retried_bounce_does_not_undo_a_later_resubscription(app):
     ids = active_subscribers(app, 1, NOW)
     deliveries = sent_deliveries(app, ids)
-    bounce = [sg_event("bounce", 1, delivery_id=deliveries[ids[0]], type="bounce")]
+    bounce = [
+        sg_event("bounce", 1, delivery_id=deliveries[ids[0]], email=f"person{0}@example.com", type="bounce")
+    ]
     process_sendgrid_events(app, bounce, NOW)
     with transaction(app.engine) as session:
         session.get(
@@ -211,9 +237,14 @@ def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
     try:
         ids = active_subscribers(app, 3, NOW)
         deliveries = sent_deliveries(app, ids)
-        events = [sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]]) for n in range(600)]
+        events = [
+            sg_event("delivered", n, delivery_id=deliveries[ids[n % 3]], email=f"person{n % 3}@example.com")
+            for n in range(600)
+        ]
         events += [
-            sg_event("bounce", 900, delivery_id=deliveries[ids[0]], type="bounce"),
+            sg_event(
+                "bounce", 900, delivery_id=deliveries[ids[0]], email=f"person{0}@example.com", type="bounce"
+            ),
             sg_event("unsubscribe", 901, email="PERSON1@example.com"),
         ]
         first = process_sendgrid_events(app, events, NOW)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from nurture.app import App
 from nurture.provider_events import WebhookReport
+from nurture.store import models as m
+from nurture.store.db import transaction
 from nurture.web.webhooks import handle_sendgrid
 from tests.support.sendgrid_standin import StandInMessage
 from tests.support.webserver import WebhookSigner, sg_event, webhook_body
@@ -19,11 +24,11 @@ def events_for(
     """One event of `kind` per message, naming its delivery the way SendGrid echoes custom_args."""
     events = []
     for message in messages:
-        delivery_id = int(message.custom_args["delivery_id"])
+        key = message.custom_args["delivery_id"]  # our message key, echoed as SendGrid does
         event = sg_event(
             kind,
-            delivery_id,
-            delivery_id=delivery_id,
+            int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % 1_000_000,
+            delivery_id=key,
             campaign=message.custom_args.get("campaign"),
             step=int(message.custom_args.get("step", "1")),
             email=message.to_email,
@@ -33,7 +38,22 @@ def events_for(
     return events
 
 
-def post_events(app: App, signer: WebhookSigner, events: list[dict[str, Any]]) -> WebhookReport:
-    """Sign like SendGrid (now) and hand the raw request to the webhook's own handler."""
+def post_events(
+    app: App, signer: WebhookSigner, events: list[dict[str, Any]], now: datetime | None = None
+) -> WebhookReport:
+    """Sign like SendGrid and hand the raw request to the webhook's own handler, received at `now`
+    (the test's clock; the wall clock if None)."""
     body = webhook_body(events)
-    return handle_sendgrid(app, body.encode("utf-8"), signer.headers(body), datetime.now(UTC))
+    moment = now or datetime.now(UTC)
+    headers = signer.headers(body, timestamp=int(moment.timestamp()))
+    return handle_sendgrid(app, body.encode("utf-8"), headers, moment)
+
+
+def delivery_ids(app: App) -> dict[str, int]:
+    """Each message key (what the provider echoes) -> its delivery row's id."""
+    with transaction(app.engine) as session:
+        return {
+            key: delivery_id
+            for key, delivery_id in session.execute(select(m.Delivery.message_key, m.Delivery.id))
+            if key is not None
+        }

@@ -144,7 +144,7 @@ def sg_event(
     event: str,
     n: int,
     *,
-    delivery_id: int | None = None,
+    delivery_id: int | str | None = None,
     campaign: str | None = "kap-intro",
     step: int | None = 1,
     email: str | None = None,

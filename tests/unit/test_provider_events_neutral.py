@@ -58,7 +58,7 @@ def test_each_ses_record_type_in_neutral_terms(
     [event] = normalize_record(
         ses_record(event_type, 42, ["reader@example.com"], when=NOW, **section), SECRET
     )
-    assert (event.kind, event.suppress, event.delivery_ref) == (kind, suppress, 42)
+    assert (event.kind, event.suppress, event.delivery_ref) == (kind, suppress, "42")
     assert event.raw_event == event_type
     assert event.occurred_at == NOW
     assert "reader@example.com" not in event.provider_event_id and "reader" not in (event.detail or "")
@@ -128,7 +128,7 @@ def test_without_a_configured_topic_nothing_is_accepted() -> None:
 def test_dsns_hard_soft_delayed_and_not_ours() -> None:
     to = verp_address("42", "bounces.example.org", SECRET)
     [hard] = normalize_bounce(dsn(to, "a@example.com", "5.1.1"), [SECRET], NOW)
-    assert (hard.kind, hard.suppress, hard.delivery_ref) == (EventKind.BOUNCED_HARD, ConsentKind.BOUNCE, 42)
+    assert (hard.kind, hard.suppress, hard.delivery_ref) == (EventKind.BOUNCED_HARD, ConsentKind.BOUNCE, "42")
     [soft] = normalize_bounce(dsn(to, "a@example.com", "4.2.2"), [SECRET], NOW)
     assert (soft.kind, soft.suppress) == (EventKind.BOUNCED_SOFT, None)
     [late] = normalize_bounce(dsn(to, "a@example.com", "4.4.7", action="delayed"), [SECRET], NOW)
@@ -136,7 +136,8 @@ def test_dsns_hard_soft_delayed_and_not_ours() -> None:
     # Signed with the previous key (before a rotation): still ours.
     old = verp_address("43", "bounces.example.org", OLD_SECRET)
     assert (
-        normalize_bounce(dsn(old, "b@example.com", "5.1.1"), [SECRET, OLD_SECRET], NOW)[0].delivery_ref == 43
+        normalize_bounce(dsn(old, "b@example.com", "5.1.1"), [SECRET, OLD_SECRET], NOW)[0].delivery_ref
+        == "43"
     )
     with pytest.raises(MalformedEvent, match="names no delivery"):
         normalize_bounce(dsn(old, "b@example.com", "5.1.1"), [SECRET], NOW)
@@ -152,4 +153,17 @@ def test_a_dsn_found_by_the_returned_message_id() -> None:
         normalize_bounce(raw, [SECRET], NOW)  # a made-up tag
     good = f"<17.44.{bounce_tag(SECRET, '44')}@example.org>"
     raw = dsn("postmaster@example.org", "c@example.com", "5.1.1", original_message_id=good)
-    assert normalize_bounce(raw, [SECRET], NOW)[0].delivery_ref == 44
+    assert normalize_bounce(raw, [SECRET], NOW)[0].delivery_ref == "44"
+
+
+def test_bounces_and_ses_records_name_an_email_by_its_message_key() -> None:
+    """What the transports send today is the message key (never reused), not the row id."""
+    key = "k0123456789abcdef-42"
+    to = verp_address(key, "bounces.example.org", SECRET)
+    [hard] = normalize_bounce(dsn(to, "a@example.com", "5.1.1"), [SECRET], NOW)
+    assert hard.delivery_ref == key
+    good = f"<17.{key}.{bounce_tag(SECRET, key)}@example.org>"
+    raw = dsn("postmaster@example.org", "c@example.com", "5.1.1", original_message_id=good)
+    assert normalize_bounce(raw, [SECRET], NOW)[0].delivery_ref == key
+    [event] = normalize_record(ses_record("Delivery", key, ["reader@example.com"], when=NOW), SECRET)
+    assert event.delivery_ref == key

@@ -190,7 +190,7 @@ def test_every_sendgrid_event_normalizes_to_our_kind(event, fields, kind, suppre
     assert item.suppress == suppress
     assert item.detail == detail
     assert item.provider_event_id == f"sg-{event}-1"
-    assert item.delivery_ref == 42
+    assert item.delivery_ref == "42"
     assert item.stream == "kap-intro"
     assert item.step == 2
     assert item.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=UTC)
@@ -204,8 +204,10 @@ def test_bounce_without_a_type_is_a_hard_bounce():
 @pytest.mark.parametrize(
     ("custom", "ref", "stream", "step"),
     [
-        ({"delivery_id": "7", "campaign": "newsletter:3", "step": "1"}, 7, "newsletter:3", 1),
-        ({"delivery_id": 7, "step": 4}, 7, None, 4),
+        ({"delivery_id": "7", "campaign": "newsletter:3", "step": "1"}, "7", "newsletter:3", 1),
+        ({"delivery_id": 7, "step": 4}, "7", None, 4),
+        ({"delivery_id": "k0123456789abcdef-12"}, "k0123456789abcdef-12", None, None),
+        ({"delivery_id": "k0123456789abcdef-12; drop"}, None, None, None),
         ({"delivery_id": "abc", "step": "two"}, None, None, None),
         ({"delivery_id": "-3"}, None, None, None),
         ({"delivery_id": True}, None, None, None),

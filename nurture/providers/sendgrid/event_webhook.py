@@ -35,7 +35,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.errors import MalformedEvent, WebhookRejected
-from nurture.providers.base import NormalizedEvent
+from nurture.providers.base import NormalizedEvent, delivery_ref
 from nurture.providers.sendgrid import batch
 from nurture.redaction import scrub
 from nurture.store.models import ConsentKind, EventKind
@@ -271,7 +271,7 @@ def normalize(event: Any, secret: str) -> NormalizedEvent:
         provider_event_id=_event_id(event, secret),
         kind=kind,
         raw_event=name[:40],
-        delivery_ref=_int(event.get("delivery_id")),
+        delivery_ref=delivery_ref(event.get("delivery_id")),
         stream=stream[:120] if stream else None,
         step=_int(event.get("step"), MAX_STEP),
         occurred_at=occurred_at,

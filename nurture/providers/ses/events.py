@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nurture.errors import MalformedEvent
-from nurture.providers.base import NormalizedEvent
+from nurture.providers.base import NormalizedEvent, delivery_ref
 from nurture.redaction import scrub
 from nurture.store.models import ConsentKind, EventKind
 from nurture.tokens import event_digest
@@ -86,13 +86,9 @@ def _text(parts: list[tuple[str, Any]]) -> str | None:
     return joined if len(joined) <= MAX_DETAIL else joined[: MAX_DETAIL - 1] + "…"
 
 
-def _delivery_ref(mail: Mapping[str, Any]) -> int | None:
+def _delivery_ref(mail: Mapping[str, Any]) -> str | None:
     values = _object(mail.get("tags")).get(DELIVERY_TAG)
-    value = values[0] if isinstance(values, list) and values else values
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        number = int(value.strip())
-        return number if 0 < number < 2**63 else None
-    return None
+    return delivery_ref(values[0] if isinstance(values, list) and values else values)
 
 
 def _addresses(items: Any, key: str = "emailAddress") -> list[tuple[str, Mapping[str, Any]]]:

@@ -283,7 +283,10 @@ class SesTransport:
                 ]
             },
             "Content": {"Simple": content},
-            "EmailTags": [{"Name": DELIVERY_TAG, "Value": envelope.delivery_id}],
+            # The message key (never reused), as every provider's events echo it back.
+            "EmailTags": [
+                {"Name": DELIVERY_TAG, "Value": envelope.custom_args.get("delivery_id", envelope.delivery_id)}
+            ],
             "ConfigurationSetName": self.configuration_set,
         }
         if sender.reply_to:

@@ -30,28 +30,31 @@ from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
 from nurture.errors import MalformedEvent
-from nurture.providers.base import NormalizedEvent
+from nurture.providers.base import NormalizedEvent, delivery_ref
 from nurture.redaction import scrub
 from nurture.store.models import ConsentKind, EventKind
 from nurture.tokens import bounce_tag, event_digest
 
 PROVIDER = "smtp"
 MAX_DETAIL = 500
-_VERP = re.compile(r"bounces\+([0-9]{1,19})-([0-9a-f]{12})@", re.IGNORECASE)
-_MESSAGE_ID = re.compile(r"<[^<>]*?\.([0-9]{1,19})\.([0-9a-f]{12})@[^<>]+>", re.IGNORECASE)
+# The delivery part is a message key (k<16 hex>-<digits>) or, for an email sent before
+# message keys, a row id.
+_VERP = re.compile(r"bounces\+(k[0-9a-f]{16}-[0-9]{1,19}|[0-9]{1,19})-([0-9a-f]{12})@", re.IGNORECASE)
+_MESSAGE_ID = re.compile(
+    r"<[^<>]*?\.(k[0-9a-f]{16}-[0-9]{1,19}|[0-9]{1,19})\.([0-9a-f]{12})@[^<>]+>", re.IGNORECASE
+)
 _STATUS = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def _checked(delivery_id: str, tag: str, keys: Sequence[str]) -> int | None:
+def _checked(delivery_id: str, tag: str, keys: Sequence[str]) -> str | None:
     for key in keys:
-        if hmac.compare_digest(bounce_tag(key, delivery_id), tag.lower()):
-            number = int(delivery_id)
-            return number if 0 < number < 2**63 else None
+        if hmac.compare_digest(bounce_tag(key, delivery_id.lower()), tag.lower()):
+            return delivery_ref(delivery_id.lower())
     return None
 
 
-def _delivery(message: Message, keys: Sequence[str]) -> int | None:
+def _delivery(message: Message, keys: Sequence[str]) -> str | None:
     """The delivery a bounce names: from its VERP address, else the returned Message-ID."""
     for header in ("To", "Delivered-To", "X-Original-To", "Envelope-To"):
         for value in message.get_all(header) or []:

@@ -203,8 +203,9 @@ class SmtpTransport:
     def message_bytes(self, batch: Batch, envelope: Envelope) -> tuple[bytes, str]:
         """The message as sent, and its Message-ID (recorded as the provider's message id)."""
         domain = batch.sender.from_email.rpartition("@")[2]
-        tag = bounce_tag(self._secret, envelope.delivery_id)
-        message_id = make_msgid(idstring=f"{envelope.delivery_id}.{tag}", domain=domain)
+        key = envelope.custom_args.get("delivery_id", envelope.delivery_id)  # the message key
+        tag = bounce_tag(self._secret, key)
+        message_id = make_msgid(idstring=f"{key}.{tag}", domain=domain)
         message = build_message(batch, envelope, message_id=message_id)
         return message.as_bytes(), message_id.strip("<>")
 
@@ -229,7 +230,9 @@ class SmtpTransport:
     def _send_one(self, batch: Batch, envelope: Envelope) -> Outcome:
         delivery_id = envelope.delivery_id
         data, message_id = self.message_bytes(batch, envelope)
-        sender = verp_address(delivery_id, self.bounce_domain, self._secret)
+        sender = verp_address(
+            envelope.custom_args.get("delivery_id", delivery_id), self.bounce_domain, self._secret
+        )
         recipient = ascii_address(envelope.to_email)
         attempt = 0
         stale_retried = False

@@ -16,6 +16,7 @@ from nurture.app import App
 from nurture.audience.preferences import choice_counts
 from nurture.errors import InputError, NurtureError
 from nurture.owners.audit import read_audit, record_now
+from nurture.provider_events import count_mismatched
 from nurture.reporting.report import report_sections
 from nurture.sending.deliveries import list_stuck, release
 from nurture.store import models as m
@@ -106,6 +107,7 @@ async def deliveries_page(request: Request) -> Response:
     stuck = await run_in_threadpool(list_stuck, app, now)
     stuck = await run_in_threadpool(_with_recipients, app, stuck)
     failed = await run_in_threadpool(_failures, app, now)
+    mismatched = await run_in_threadpool(count_mismatched, app)
     released = request.query_params.get("released")
     flash = (
         f"Released {released}: the next sending pass tries again."
@@ -113,7 +115,13 @@ async def deliveries_page(request: Request) -> Response:
         else None
     )
     return pages_of(request).render(
-        request, "deliveries.html", title="Deliveries", stuck=stuck, failed=failed, flash=flash
+        request,
+        "deliveries.html",
+        title="Deliveries",
+        stuck=stuck,
+        failed=failed,
+        flash=flash,
+        mismatched=mismatched,
     )
 
 

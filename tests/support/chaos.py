@@ -1,0 +1,296 @@
+"""The randomized fault campaign of issue 21: one trial per seed, reproducible by its seed.
+
+A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP server):
+
+1. 1-8 `nurture send-due` processes at once on one store, the stand-in answering with
+   scripted faults (429, 5xx, a hang that times out the client, a request accepted and
+   then its connection dropped); each worker is sent SIGKILL, SIGTERM or nothing at a
+   random moment.
+2. SendGrid's events for what it accepted come back through the real webhook code on a
+   simulated clock: the webhook is down for 0-30 hours from the start; each batch of
+   events is retried on its own until it gets through or its 24 hours are over (then it
+   is dropped, as SendGrid does); events are duplicated, shuffled, and a few carry
+   another person's address (a stray or forged event: it must settle and tie nothing).
+   Passes run in between (the rerun, the settle period: 60 simulated hours), and their
+   own emails' events follow the same rules.
+3. The invariants: each (person, email) reached the provider at most once; everyone due
+   got it; every event changed only the person and delivery it names (suppressions are
+   exactly the people whose own bounce arrived; every event tied to a delivery carries
+   that delivery's key and its recipient's address); after the settle period nothing is
+   stuck, except, after an outage reaching (within one retry) the end of the provider's
+   retry window, silent emails whose events the provider would have dropped: they wait
+   for the owner (the provider may or may not have them), are counted apart
+   (`left_to_owner`, and not as lost), and are never sent twice.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from nurture.config import load_config
+from nurture.sending.deliveries import list_stuck
+from nurture.sending.evidence import WAITS_FOR_OUTAGE
+from nurture.sending.sendpass import send_due
+from nurture.store import models as m
+from nurture.store.db import transaction
+from tests.support.factories import active_subscribers, open_app
+from tests.support.processes import STEP_TIMES, Project, iso
+from tests.support.provider_events import post_events
+from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage
+from tests.support.webserver import WebhookSigner, sg_event
+
+OWNER = "owner@practice.example"
+RETRY_WINDOW = timedelta(hours=24)
+HANG = 1.2  # seconds a scripted hang holds a request (the client gives up after 0.5)
+# After an outage, SendGrid's next try of each batch comes within this (its retries back off).
+RETRY_SPACING = timedelta(minutes=90)
+SETTLE = [timedelta(minutes=m) for m in (10, 40)] + [
+    timedelta(hours=h) for h in (3, 7, 13, 20, 25, 26, 31, 45, 55, 60)
+]
+
+
+@dataclass
+class TrialResult:
+    seed: int
+    database: str
+    workers: int
+    people: int
+    outage_hours: float
+    duplicates: int = 0  # (person, email) pairs that reached the provider more than once
+    lost: int = 0  # people due who never got the email
+    stuck: int = 0  # claimed after the settle period, other than left_to_owner
+    misapplied: int = 0  # events that changed a person or delivery they do not name
+    left_to_owner: int = 0  # accepted, events dropped by the provider (outage > retry window)
+    refused: int = 0  # people whose email the provider refused on every attempt (failed, shown)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.lost or self.stuck or self.misapplied)
+
+    def line(self) -> str:
+        return (
+            f"seed {self.seed} {self.database}: workers {self.workers}, people {self.people}, "
+            f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
+            f"stuck {self.stuck}, mis-applied {self.misapplied}, left to owner {self.left_to_owner}, "
+            f"refused {self.refused}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
+        )
+
+
+class EventFeed:
+    """SendGrid's side of the webhook on the simulated clock: what it will post, and when."""
+
+    def __init__(self, rng: random.Random, start: datetime, outage: timedelta, seed: int) -> None:
+        self.rng, self.start, self.outage_ends, self.seed = rng, start, start + outage, seed
+        self.queue: list[tuple[datetime, dict[str, Any]]] = []
+        self.counter = 0
+        self.genuine: list[tuple[str, str]] = []  # (message key, address) of every event generated
+        self.bounced: set[str] = set()  # addresses whose own bounce will arrive
+        self.dropped = 0
+
+    def _event(self, kind: str, key: str, email: str, **fields: Any) -> dict[str, Any]:
+        self.counter += 1
+        return sg_event(
+            kind,
+            self.counter,
+            delivery_id=key,
+            email=email,
+            sg_event_id=f"chaos-{self.seed}-{self.counter}",
+            **fields,
+        )
+
+    def generated(self, messages: list[StandInMessage], at: datetime, addresses: list[str]) -> None:
+        """The events of messages SendGrid accepted at `at`, scheduled as its retries would post them."""
+        if not messages:
+            return
+        if at >= self.outage_ends:
+            arrives: datetime | None = at + timedelta(minutes=self.rng.uniform(0, 5))
+        else:
+            # Each batch is retried on its own schedule after the webhook is back.
+            arrives = self.outage_ends + RETRY_SPACING * self.rng.random()
+            if arrives > at + RETRY_WINDOW:
+                arrives = None  # SendGrid gave up on it
+        for message in messages:
+            key, email = message.custom_args["delivery_id"], message.to_email
+            events = [self._event("processed", key, email), self._event("delivered", key, email)]
+            if email != OWNER and self.rng.random() < 0.06:
+                events.append(self._event("bounce", key, email, type="bounce", reason="550 no such user"))
+                if arrives is not None:
+                    self.bounced.add(email)
+            if self.rng.random() < 0.04 and len(addresses) > 1:
+                # A stray event: this message's key, another person's address. It must change nothing.
+                other = self.rng.choice([a for a in addresses if a != email])
+                events.append(self._event("delivered", key, other))
+            self.genuine += [(key, email)]
+            if arrives is None:
+                self.dropped += len(events)
+                continue
+            for event in events:
+                self.queue.append((arrives, event))
+                if self.rng.random() < 0.15:  # posted again (a retry that had gone through)
+                    self.queue.append((arrives + timedelta(minutes=self.rng.uniform(1, 120)), event))
+
+    def due(self, now: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+        ready = [item for item in self.queue if item[0] <= now]
+        self.queue = [item for item in self.queue if item[0] > now]
+        self.rng.shuffle(ready)
+        return ready
+
+
+def _fault_script(rng: random.Random, standin: SendGridStandIn) -> None:
+    for _ in range(rng.randint(0, 6)):
+        choice = rng.random()
+        # (Not "accepted, then answered 5xx": the transport retries a 5xx, as SendGrid asks.)
+        if choice < 0.3:
+            standin.fail_next(429, reset_in=0.2)
+        elif choice < 0.6:
+            standin.fail_next(rng.choice([500, 502, 503]))
+        elif choice < 0.85:
+            standin.fail_next(hang=HANG, deliver=True)  # accepted, then the connection dropped
+        else:
+            standin.fail_next(hang=HANG, deliver=False)
+
+
+def run_trial(
+    seed: int, tmp_path: Path, database_url: str, database: str, standin: SendGridStandIn
+) -> TrialResult:
+    rng = random.Random(seed)
+    workers = rng.randint(1, 8)
+    people = rng.randint(8, 40)
+    outage = timedelta(hours=rng.choice([0.0, rng.uniform(0, 6), rng.uniform(6, 24), rng.uniform(24, 30)]))
+    result = TrialResult(seed, database, workers, people, outage.total_seconds() / 3600)
+    signer = WebhookSigner()
+    project = Project(
+        tmp_path,
+        database_url,
+        standin,
+        **{
+            "delivery.batch_size": rng.randint(2, 5),
+            "delivery.concurrency": rng.randint(1, 3),
+            "delivery.request_timeout": 0.5,
+            "delivery.reconcile_after": "1h",
+            "practice.owner_email": OWNER,
+        },
+    )
+    project.env |= signer.environ
+    project.app.close()
+    project.app = open_app(load_config(project.config_path, environ=project.env))
+    start = STEP_TIMES[0]
+    ids = active_subscribers(project.app, people, start - timedelta(hours=1))
+    addresses = sorted(project.emails(ids).values())
+    feed = EventFeed(rng, start, outage, seed)
+
+    # 1. Overlapping workers, provider faults, kills.
+    standin.latency = rng.uniform(0.01, 0.08)
+    _fault_script(rng, standin)
+    processes = [project.start("send-due", "--now", iso(start)) for _ in range(workers)]
+    fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
+    target = rng.randint(0, 10)
+    begun = time.monotonic()
+    while standin.request_count < target and time.monotonic() - begun < 20:
+        if all(process.poll() is not None for process in processes):
+            break
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, 0.1))
+    for process, fate in zip(processes, fates, strict=True):
+        if fate != "none" and process.poll() is None:
+            process.send_signal(signal.SIGKILL if fate == "kill" else signal.SIGTERM)
+    for process, fate in zip(processes, fates, strict=True):
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            result.notes.append("a worker did not stop in 60 s")
+        if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
+            result.notes.append(f"SIGTERM exit {process.returncode}")
+    time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
+    seen = len(standin.messages())
+    feed.generated(standin.messages()[:seen], start, addresses)
+
+    # 2. The settle period: events as SendGrid posts them, passes in between.
+    for offset in SETTLE:
+        now = start + offset
+        for arrives, event in feed.due(now):
+            post_events(project.app, signer, [event], arrives)
+        scripted = standin.stats()["scripted"]
+        send_due(project.app, now)
+        # A request the stand-in holds (a scripted hang) is recorded after the pass gave up
+        # on it: wait for it, so that SendGrid's events start from this moment, not from a
+        # later pass (moments only seconds apart here stand for hours).
+        time.sleep(HANG + 0.5 if standin.stats()["scripted"] != scripted else 0.05)
+        fresh = standin.messages()[seen:]
+        seen += len(fresh)
+        feed.generated(fresh, now, addresses)
+    for arrives, event in feed.due(start + SETTLE[-1] + timedelta(days=2)):
+        post_events(project.app, signer, [event], arrives)
+    final = start + SETTLE[-1] + timedelta(minutes=5)
+    send_due(project.app, final)
+
+    # 3. The invariants.
+    received = Counter(message.to_email for message in standin.messages() if message.to_email != OWNER)
+    result.duplicates = sum(count - 1 for count in received.values() if count > 1)
+    stuck_rows = list_stuck(project.app, final, timedelta(0))
+    to_owner = [row["id"] for row in stuck_rows if row["waits_for"] == WAITS_FOR_OUTAGE]
+    result.left_to_owner = len(to_owner)
+    result.stuck = len(stuck_rows) - result.left_to_owner
+    # Left to the owner is right only when SendGrid may have dropped events: an outage that
+    # reaches the end of the retry window, or within one retry's spacing of it.
+    if result.left_to_owner and outage <= RETRY_WINDOW - RETRY_SPACING:
+        result.stuck += result.left_to_owner
+        result.notes.append("left to the owner without an outage longer than the retry window")
+    # Lost: due, never sent, and nobody told. An email left to the owner (the provider may
+    # or may not have it: its events were dropped) is listed for them, not lost.
+    with transaction(project.app.engine) as session:
+        waiting = set(
+            session.scalars(
+                select(m.Subscriber.email)
+                .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
+                .where(m.Delivery.id.in_(to_owner))
+            )
+        )
+        # Refused by the provider on every attempt (5xx after all retries): "failed", on the
+        # owner's Deliveries page with SendGrid's answer, to retry by hand. Not silently lost.
+        refused = set(
+            session.scalars(
+                select(m.Subscriber.email)
+                .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
+                .where(m.Delivery.status == m.DeliveryStatus.FAILED)
+            )
+        )
+    result.refused = len(refused - set(received))
+    result.lost = len(set(addresses) - set(received) - waiting - refused)
+    result.misapplied = _misapplied(project, feed)
+    return result
+
+
+def _misapplied(project: Project, feed: EventFeed) -> int:
+    genuine = set(feed.genuine)
+    bad = 0
+    with transaction(project.app.engine) as session:
+        tied = session.execute(
+            select(m.Delivery.message_key, m.Subscriber.email)
+            .join(m.ProviderEvent, m.ProviderEvent.delivery_id == m.Delivery.id)
+            .outerjoin(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
+            .distinct()
+        ).all()
+        for key, email in tied:
+            if (key, email or OWNER) not in genuine:
+                bad += 1
+        suppressed = set(
+            session.scalars(
+                select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
+            )
+        )
+    bad += len(suppressed ^ feed.bounced)
+    return bad
