@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from nurture.app import App
+from nurture.provider_events import WebhookReport, store_events
+from nurture.providers.base import NormalizedEvent
 from nurture.store import models as m
 from nurture.store.db import transaction
 from nurture.web.webhooks import process_sendgrid_events
@@ -124,3 +126,31 @@ def test_the_persons_page_shows_each_bounce_with_the_providers_reason(tmp_path) 
         page = client.get(f"/console/subscribers/{sid}").text
         assert page.count("452 mailbox full") == 3
         assert "soft-bounced within 15 days" in page  # the consent record says why mail stopped
+
+
+def test_undetermined_bounces_from_any_provider_count_as_soft(app: App) -> None:
+    """What SES reports as an Undetermined bounce (or a DSN without a clear class) is neutral
+    `bounced_undetermined`: it counts toward the soft limit like a soft bounce."""
+    [sid] = active_subscribers(app, 1, NOW)
+    deliveries = emails_to(app, sid, 3)
+    events = [
+        NormalizedEvent(
+            provider_event_id=f"ses:undetermined-{n}",
+            kind=m.EventKind.BOUNCED_UNDETERMINED,
+            raw_event="Bounce",
+            delivery_ref=str(delivery_id),
+            stream=None,
+            step=None,
+            occurred_at=NOW - timedelta(days=n),
+            detail="bounceType=Undetermined",
+            suppress=None,
+            email="person0@example.com",
+        )
+        for n, delivery_id in enumerate(deliveries, start=1)
+    ]
+    report = store_events(app, WebhookReport("ses"), events, NOW)
+    assert report.suppressed == 1
+    assert person(app, sid) == (
+        m.SubscriberStatus.BOUNCED,
+        [(m.ConsentKind.BOUNCE, "3 emails soft-bounced within 15 days")],
+    )
