@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from nurture.addresses import normalize_email
 from nurture.app import App
 from nurture.content.prepared import Recipient
-from nurture.errors import InputError, NotFound
+from nurture.errors import FatalTransportError, InputError, NotFound
 from nurture.owners.accounts import OwnerInfo, create_owner, hash_password, info_of
 from nurture.sending.one_email import send_now
 from nurture.store import models as m
@@ -130,7 +130,7 @@ def invite_owner(app: App, inviter: str, email: str, now: datetime) -> Invitatio
             error=InputError,
             ledger=record,
         )
-    except OSError:  # the outbox could not be written; send_now has removed the invitation
+    except (OSError, FatalTransportError):  # no transport could take it; send_now removed the invitation
         raise InputError(
             "the invitation email could not be sent from the server. Try again later; "
             "if it keeps failing, ask whoever looks after the server"
