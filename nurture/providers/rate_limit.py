@@ -97,22 +97,35 @@ class SharedPause:
     SendGrid has no fixed rate to pace at: it answers 429 with the moment its limit resets
     (X-RateLimit-Reset). The worker that hears it records that moment here, and every
     worker waits for it before its next request, instead of each finding the limit on its
-    own with a request of a thousand emails. One read per request (a request carries up to
-    a thousand emails), one write per 429."""
+    own with a request of a thousand emails. One write per 429; one read per request, or
+    fewer: a read that found no pause is trusted for `RECHECK_AFTER` seconds, so another
+    worker's pause is heard within that time (a request sent meanwhile that meets the limit
+    gets its own 429 and waits for the same reset)."""
+
+    RECHECK_AFTER = 0.5
 
     def __init__(self, engine: Engine, name: str, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.name = name
         self._clock = clock
+        self._clear_until = 0.0  # no pause was recorded when last read, trusted until then
 
     def wait_time(self) -> float:
         """How long until requests may go again (0.0: now)."""
+        now = self._clock()
+        if now < self._clear_until:
+            return 0.0
         with reading(self.engine) as session:
             until = session.scalar(select(m.RateSchedule.next_at).where(m.RateSchedule.name == self.name))
-        return max(0.0, (until or 0.0) - self._clock())
+        now = self._clock()
+        wait = max(0.0, (until or 0.0) - now)
+        if not wait:
+            self._clear_until = now + self.RECHECK_AFTER
+        return wait
 
     def hold_until(self, moment: float) -> None:
         """No request before `moment` (seconds since the epoch), for any worker; a later hold stays."""
+        self._clear_until = 0.0
         schedule = m.RateSchedule
         with transaction(self.engine) as session:
             session.execute(

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.config import WEBHOOK_KEY_ENV, Config
 from nurture.providers.facts import facts_for
 from nurture.store import models as m
+from nurture.store.statements import IdStatements, statements_for
 
 STUCK_AFTER = timedelta(minutes=10)
 NO_WEBHOOK = (
@@ -54,15 +55,27 @@ RELEASE_NEXT = "nothing: the next pass sends it again"
 SUBMITTED = func.coalesce(m.Delivery.submitted_at, m.Delivery.claimed_at)
 
 
+def _submitted_statement(statements: IdStatements) -> Any:
+    return (
+        update(m.Delivery)
+        .where(statements.in_ids(m.Delivery.id), m.Delivery.status == m.DeliveryStatus.CLAIMED)
+        .values(
+            provider=bindparam("provider"), submitted_at=bindparam("at", type_=m.Delivery.submitted_at.type)
+        )
+    )
+
+
 def mark_submitted(session: Session, delivery_ids: Sequence[int], provider: str, at: datetime) -> int:
     """Write down to which transport, and when, these claims are handed over (before the request);
     how many rows were marked (fewer: some claim is no longer this pass's to send)."""
-    result = session.execute(
-        update(m.Delivery)
-        .where(m.Delivery.id.in_(list(delivery_ids)), m.Delivery.status == m.DeliveryStatus.CLAIMED)
-        .values(provider=provider[:20], submitted_at=at)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    connection = session.connection()
+    statements = statements_for(connection)
+    statement = statements.built("mark submitted", _submitted_statement)
+    marked = 0
+    for chunk in statements.id_chunks(delivery_ids):  # one chunk for a batch: a thousand ids
+        result = connection.execute(statement, {"ids": chunk, "provider": provider[:20], "at": at})
+        marked += int(result.rowcount or 0)
+    return marked
 
 
 def stuck_condition(now: datetime, older_than: timedelta = STUCK_AFTER) -> Any:
