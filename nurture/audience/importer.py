@@ -37,7 +37,7 @@ from nurture.audience.import_writer import SpooledRow, Writer
 from nurture.errors import InputError, NurtureError
 from nurture.store import db
 from nurture.store import models as m
-from nurture.store.db import stored_utc, transaction
+from nurture.store.db import refresh_statistics, stored_utc, transaction
 
 REQUIRED = ("email", "consented_at", "consent_source")
 OPTIONAL = ("first_name", "timezone")
@@ -56,6 +56,7 @@ EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=UTC)
 # validated and spooled already, so waiting costs nothing but time; imports that
 # overlap (several files at once) then queue instead of failing.
 LOCK_ATTEMPTS = 4
+STATISTICS_AFTER = 1000  # rows: an import this large refreshes the planner statistics (PostgreSQL)
 
 
 # A validated row as spooled between the passes:
@@ -350,6 +351,8 @@ def import_csv(
                         writer.write(chunk)
                         if progress:
                             progress(len(chunk))
+                if report.rows >= STATISTICS_AFTER:
+                    refresh_statistics(app.engine, ("subscribers", "enrollments", "consent_events"))
                 return report
             except OperationalError as exc:
                 if "database is locked" not in str(exc.orig):

@@ -187,7 +187,7 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "campaign"),
-        Index("ix_enrollments_due", "status", "next_due_at"),
+        Index("ix_enrollments_due", "status", "next_due_at", "id"),  # claimed in this order
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
