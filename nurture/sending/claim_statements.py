@@ -10,7 +10,22 @@ import secrets
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, case, cast, exists, false, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    bindparam,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
@@ -81,21 +96,40 @@ DUE_QUERY = (
 
 
 def cap_query(statements: IdStatements) -> Any:
+    """(subscriber id, claimed at) of the recent emails of the ids in `:ids` since `:since`.
+
+    Looked up by subscriber, never by scanning the recent deliveries: those are this pass's
+    own claims too, and a scan per claim round made a pass quadratic in its size. Planner
+    statistics never know the pass's claims (they are newer), so each dialect is steered."""
     status: ColumnElement[Any] = _DELIVERIES.c.status
+    since = bindparam("since", type_=_DELIVERIES.c.claimed_at.type)
+    if statements.dialect_name == "postgresql":
+        # One index probe per id, joined from the id array: with the table's statistics
+        # from before the pass, `subscriber_id = ANY(:ids)` was planned as a full scan.
+        ids = (
+            func.unnest(bindparam("ids", type_=ARRAY(BigInteger())))
+            .table_valued("id")
+            .render_derived("wanted")
+        )
+        recent = (
+            select(_DELIVERIES.c.claimed_at)
+            .where(
+                _DELIVERIES.c.subscriber_id == ids.c.id,
+                status.concat("").in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
+                _DELIVERIES.c.claimed_at > since,
+            )
+            .offset(0)  # a fence: kept a subquery run per id, not flattened into one scan
+            .lateral()
+        )
+        return select(ids.c.id, recent.c.claimed_at).select_from(ids.join(recent, true()))
     if statements.dialect_name == "sqlite":
-        # Look up by subscriber. Without statistics SQLite picks the (status, claimed_at)
-        # index and scans every delivery of the last two days for each chunk - this
-        # pass's own claims included, which made a pass quadratic in the list size.
-        # A unary + is a no-op on the value but keeps the planner off that index.
+        # Without statistics SQLite picks the (status, claimed_at) index. A unary + is a
+        # no-op on the value but keeps the planner off that index.
         status = UnaryExpression(status, operator=operators.custom_op("+"), type_=status.type)
-    else:
-        # PostgreSQL makes the same choice whenever its statistics predate the pass (they
-        # always do for the rows the pass itself claims): `status || ''` keeps it off too.
-        status = status.concat("")
     return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.claimed_at).where(
         statements.in_ids(_DELIVERIES.c.subscriber_id),
         status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
-        _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
+        _DELIVERIES.c.claimed_at > since,
     )
 
 

@@ -88,8 +88,8 @@ def test_nothing_is_sent_outside_the_window_and_the_step_waits_for_it(tmp_path: 
     assert send_due(app, at("2026-12-01 17:00")).sent == 2  # 09:00 PST
 
 
-def test_daily_cap_across_two_series_same_local_day(tmp_path: Path) -> None:
-    app = make_app(tmp_path, **{"delivery.max_emails_per_day": 1})
+def test_daily_cap_across_two_series_same_local_day(tmp_path: Path, both_stores: str) -> None:
+    app = make_app(tmp_path, database_url=both_stores, **{"delivery.max_emails_per_day": 1})
     shutil.copytree(tmp_path / "campaigns" / "kap-intro", tmp_path / "campaigns" / "second-series")
     app = open_app(app.config)
     active_subscribers(app, 4, START)
@@ -102,8 +102,8 @@ def test_daily_cap_across_two_series_same_local_day(tmp_path: Path) -> None:
     assert set(per_day.values()) == {1}
 
 
-def test_cap_counts_the_subscribers_local_day_not_utc(tmp_path: Path) -> None:
-    app = make_app(tmp_path, **{"delivery.max_emails_per_day": 1})
+def test_cap_counts_the_subscribers_local_day_not_utc(tmp_path: Path, both_stores: str) -> None:
+    app = make_app(tmp_path, database_url=both_stores, **{"delivery.max_emails_per_day": 1})
     shutil.copytree(tmp_path / "campaigns" / "kap-intro", tmp_path / "campaigns" / "second-series")
     app = open_app(app.config)
     active_subscribers(app, 1, at("2026-12-01 00:00"), timezone_name="Pacific/Auckland")
