@@ -28,6 +28,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from nurture.app import App
+from nurture.audience.repermission import daily_review
 from nurture.errors import FatalTransportError
 from nurture.reporting.notices import send_due_notices
 from nurture.reporting.result_days import summarize_days
@@ -55,7 +56,15 @@ def tick(
 ) -> Tick:
     """One sending pass at `now`, then the owner's notices (with `weekly`, the Monday summary too)."""
     app.refresh_settings()  # what the owner saved in the console since the last tick counts now
-    summary = SendingPass(app, now, limit=limit, stop=stop, progress=progress, abandon=abandon).run()
+    summary = SendingPass(
+        app,
+        now,
+        limit=limit,
+        stop=stop,
+        progress=progress,
+        abandon=abandon,
+        review=daily_review(app.config),
+    ).run()
     if summary.fatal or (stop is not None and stop.is_set()):
         return Tick(summary)
     notices = send_due_notices(app, now, weekly=weekly)

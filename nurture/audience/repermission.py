@@ -23,12 +23,12 @@ they stay subscribed, and the preference center or the "keep" link starts their 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,7 @@ from nurture.config import Config
 from nurture.sending.planning import local_date, zone
 from nurture.sending.streams import REPERMISSION_STREAM, ask_step_key
 from nurture.store import models as m
-from nurture.store.db import chunks
+from nurture.store.db import chunks, reading, transaction
 
 # A pause with no end: sunset's, lifted only by the reader (the preference center, "keep").
 UNTIL_THEY_RETURN = datetime(9999, 12, 31, tzinfo=UTC)
@@ -220,6 +220,22 @@ def review(session: Session, config: Config, now: datetime) -> ReviewReport:
         report.asked += 1
     session.flush()
     return report
+
+
+def daily_review(config: Config) -> Callable[[Engine | Connection, datetime], int] | None:
+    """The day's review as a sending pass runs it before claiming (so the asks go out in that
+    pass): how many quiet readers it asked. None when sunset is off."""
+    if not config.sunset.enabled:
+        return None
+
+    def run(bind: Engine | Connection, now: datetime) -> int:
+        with reading(bind) as session:
+            if not review_due(session, config, now):
+                return 0
+        with transaction(bind) as session:
+            return review_once(session, config, now).asked
+
+    return run
 
 
 def review_once(session: Session, config: Config, now: datetime) -> ReviewReport:

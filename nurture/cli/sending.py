@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import click
 
+from nurture.audience.repermission import daily_review
 from nurture.cli.base import Context, Group, now_option, pass_context
 from nurture.cli.stopping import stopping_on_signals
 from nurture.cli.times import parse_age, parse_now
@@ -39,7 +40,7 @@ def send_due_cmd(obj: Context, dry_run: bool, limit: int | None, now: str | None
     """
     moment = parse_now(now)
     if dry_run:
-        rehearsed = dry_run_pass(obj.app, moment, limit=limit)
+        rehearsed = dry_run_pass(obj.app, moment, limit=limit, review=daily_review(obj.app.config))
         for label, count in rehearsed.emails:
             click.echo(f"would send {count:>6}  {label}")
         click.echo(f"dry run: would send {rehearsed.summary.sent}; nothing was sent or changed")
@@ -163,7 +164,7 @@ def simulate(obj: Context, days: float, detail: bool, now: str | None) -> None:
     Example:
       nurture simulate --days 21 --now 2026-12-01T08:00:00Z
     """
-    result = run_simulation(obj.app, parse_now(now), days)
+    result = run_simulation(obj.app, parse_now(now), days, review=daily_review(obj.app.config))
     if detail or len(result.sends) <= 60:
         for send in result.sends:
             click.echo(f"{send.local:%Y-%m-%d %H:%M} {send.zone}  {send.email}  {send.subject}")

@@ -27,21 +27,17 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from nurture import links
 from nurture.app import App
-from nurture.audience.repermission import review_due, review_once
-from nurture.content.approved import source_from_stored
-from nurture.content.prepared import PreparedEmail
-from nurture.content.rendering import Renderer
-from nurture.errors import FatalTransportError, NotFound, NurtureError
+from nurture.errors import FatalTransportError
 from nurture.providers.base import Batch, Outcome, StoppedMidBatch
+from nurture.sending.batches import BatchBuilder, groups_of
 from nurture.sending.claims import Claim, Claimer
 from nurture.sending.deliveries import (
     ReconcileStatus,
@@ -50,16 +46,16 @@ from nurture.sending.deliveries import (
     release_claims,
     stuck_status,
 )
-from nurture.sending.eligibility import recheck
 from nurture.sending.holds import Hold, holds_everything, holds_newsletters, read_holds
 from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.outcomes import PendingOutcomes
 from nurture.sending.passlog import record_pass
 from nurture.sending.probe import send_probe
-from nurture.sending.streams import REPERMISSION_STREAM, newsletter_stream
-from nurture.store import models as m
 from nurture.store.db import reading, transaction
 
+# The day's re-permission review, given by the caller (sending sits below the audience):
+# run before claiming, it returns how many quiet readers it asked.
+Review = Callable[[Engine | Connection, datetime], int]
 COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often
 
 
@@ -124,11 +120,11 @@ class SendingPass:
         progress: Callable[[int], None] | None = None,
         worker: str | None = None,
         abandon: threading.Event | None = None,
+        review: Review | None = None,
     ) -> None:
         self.app = app  # for its transport only, made when the first batch goes (an idle pass needs none)
         self.config = app.config
         self.engine = app.engine
-        self.renderer = app.renderer
         self.catalog = app.catalog
         self.now = now
         self.limit = limit
@@ -155,7 +151,10 @@ class SendingPass:
             asks=self.config.sunset.enabled,
         )
         self.claimed_total = 0
-        self._newsletters: dict[int, PreparedEmail] = {}  # stored newsletters never change once scheduled
+        self.builder = BatchBuilder(self.config, self.engine, app.renderer, self.catalog, self.campaigns, now)
+        # The day's re-permission review (nurture.audience.repermission), given by the caller:
+        # it returns how many quiet readers it asked. Sending sits below the audience.
+        self.review = review
         # Outcomes are written in the next claim's transaction, or when the pass ends.
         self.outcomes = PendingOutcomes(now)
 
@@ -200,7 +199,9 @@ class SendingPass:
                 self.summary.stuck_status = stuck_status(session, self.config, self.now)
             self.summary.stuck = self.summary.stuck_status.stuck
             return self.summary
-        self._review()
+        if self.review is not None:
+            # Before claiming, so the "still want these?" emails it asks for go in this pass.
+            self.summary.asked = self.review(self.engine, self.now)
         self._send()
         self._finish_newsletters()
         if isinstance(self.engine, Engine) and not self._stopping():
@@ -238,10 +239,10 @@ class SendingPass:
                 rounds += 1
                 if rounds % COLLECT_EVERY_ROUNDS == 0:
                     gc.collect(1)  # the young objects only (the rest is frozen): cycles a long pass left
-                for group in self._groups(claims):
+                for group in groups_of(claims, self.batch_size):
                     if self._stopping():
                         break
-                    batch, ready = self._prepare(group)
+                    batch, ready = self._build(group)
                     kept = {claim.delivery_id for claim in ready}
                     for claim in group:
                         if claim.delivery_id not in kept:
@@ -305,16 +306,6 @@ class SendingPass:
         except NotAllOurs:
             self._release(claims)
             return False
-
-    def _review(self) -> None:
-        """The day's re-permission review, when sunset is on and no pass has run it today."""
-        if not self.config.sunset.enabled:
-            return
-        with reading(self.engine) as session:
-            due = review_due(session, self.config, self.now)
-        if due:
-            with transaction(self.engine) as session:
-                self.summary.asked = review_once(session, self.config, self.now).asked
 
     def _claim_ahead(self, claiming: ThreadPoolExecutor) -> Future[list[Claim]] | None:
         """Start claiming the next batch, unless the pass is stopping or has its fill."""
@@ -388,144 +379,21 @@ class SendingPass:
 
     # ------------------------------------------------------------ render
 
-    def _groups(self, claims: Sequence[Claim]) -> Iterable[list[Claim]]:
-        """The claims by email (stream, version, step), each cut into batches of at most batch_size."""
-        groups: dict[tuple[str, int | None, str], list[Claim]] = defaultdict(list)
-        for claim in claims:
-            groups[(claim.stream, claim.series_version, claim.step_key)].append(claim)
-        size = self.batch_size
-        return [
-            group[start : start + size] for group in groups.values() for start in range(0, len(group), size)
-        ]
-
-    def _prepare(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
-        """Check consent, the reader's choices (and a series' stop tags) once more, right before
-        sending, then build the batch."""
-        ids = [claim.subscriber_id for claim in group]
-        stream = group[0].stream
-        kind = (
-            "newsletter"
-            if group[0].newsletter_id is not None
-            else "ask"
-            if stream == REPERMISSION_STREAM
-            else "series"
-        )
-        # A goal tag ("booked") added since the claim ends the series now, not after one more email.
-        campaign = self.campaigns.get(stream) if kind == "series" else None
-        with reading(self.engine) as session:
-            found = recheck(
-                session,
-                ids,
-                campaign.stop_on_tags if campaign is not None else (),
-                now=self.now,
-                kind=kind,
-                delivery_ids=[claim.delivery_id for claim in group],
-            )
-        active = found.active
-        if len(active) == len(group) and not (found.tagged or found.declined or found.held):
-            ready = group  # the usual case: everyone still subscribed, nothing changed since the claim
-        else:
-            skip = {
-                "skipped: no longer subscribed": [c for c in group if c.subscriber_id not in active],
-                "skipped: has a stop tag of this series": [
-                    c for c in group if c.subscriber_id in found.tagged
-                ],
-                "skipped: the reader turned these emails off or paused them": [
-                    c
-                    for c in group
-                    if c.subscriber_id in found.declined and c.subscriber_id not in found.tagged
-                ],
-            }
-            for error, claims in skip.items():
-                if claims:
-                    self.outcomes.add(
-                        claims,
-                        [Outcome(str(c.delivery_id), "failed", error=error) for c in claims],
-                        skipped=True,
-                    )
-            # Paused, series off, or at the weekly limit since the claim: given back, sent later.
-            held = [
-                c
-                for c in group
-                if c.subscriber_id in found.held
-                and c.subscriber_id in active
-                and c.subscriber_id not in found.tagged
-                and c.subscriber_id not in found.declined
-            ]
-            self._release(held)
-            ready = [
-                claim
-                for claim in group
-                if claim.subscriber_id in active
-                and claim.subscriber_id not in found.tagged
-                and claim.subscriber_id not in found.declined
-                and claim.subscriber_id not in found.held
-            ]
-            if not ready:
-                return None, []
-        prepared = self._prepared(ready[0])
-        envelopes = []
-        unusable: list[tuple[Claim, str]] = []
-        seen: set[str] = set()
-        step = ready[0].step  # one email: a group shares stream, version and step
-        unsubscribe_url = links.unsubscribe_urls(self.config, stream)
-        preferences_url = links.preferences_urls(self.config)
-        envelope_for = prepared.envelope_for
-        for claim in ready:
-            delivery, subscriber_id, email, first_name = claim[:4]
-            key = email.casefold()
-            if key in seen:  # cannot happen with unique addresses; never put one twice in a request
-                continue
-            seen.add(key)
-            delivery_id = str(delivery)
-            try:
-                # The provider gets an opaque key only, random and never reused (a row id may
-                # be): events find the delivery, and so stream and step, through it.
-                envelopes.append(
-                    envelope_for(
-                        delivery_id,
-                        email,
-                        first_name,
-                        unsubscribe_url(subscriber_id),
-                        {"delivery_id": claim.message_key or delivery_id},
-                        stream,
-                        step,
-                        preferences_url=preferences_url(subscriber_id),
-                    )
-                )
-            except NurtureError as exc:
-                # One unusable recipient (say, an address that can no longer be written
-                # into a header) fails alone; the rest of the batch still goes out.
-                unusable.append((claim, f"not sent: {exc}"))
-        if unusable:
-            failed = [claim for claim, _ in unusable]
+    def _build(self, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
+        """The group's batch and the claims in it; what the last check turned away is recorded
+        (skipped, failed) or given back (held) here."""
+        built = self.builder.build(group)
+        for error, claims in built.skipped.items():
             self.outcomes.add(
-                failed, [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in unusable]
+                claims, [Outcome(str(c.delivery_id), "failed", error=error) for c in claims], skipped=True
             )
-            ready = [claim for claim in ready if claim not in failed]
-        if not envelopes:
-            return None, []
-        return replace(prepared.batch(envelopes), sent_at=self.now), ready
-
-    def _prepared(self, claim: Claim) -> PreparedEmail:
-        if claim.stream == REPERMISSION_STREAM:
-            return self.renderer.prepare_repermission()
-        if claim.newsletter_id is None:
-            # The version the claim was taken from, which a publish since then does not change.
-            assert claim.series_version is not None  # every series claim names its version
-            campaign = self.catalog.version(self.engine, claim.stream, claim.series_version)
-            step = campaign.by_key(claim.step_key) if campaign is not None else None
-            if campaign is None or step is None:
-                raise NotFound(
-                    f"{claim.stream}: version {claim.series_version} has no step {claim.step_key!r}"
-                )
-            return self.renderer.prepare_step(campaign, step)
-        prepared = self._newsletters.get(claim.newsletter_id)
-        if prepared is None:
-            prepared = self._newsletters[claim.newsletter_id] = prepare_stored_newsletter(
-                self.engine, self.renderer, claim.newsletter_id
+        self._release(built.held)
+        if built.unusable:
+            self.outcomes.add(
+                [claim for claim, _ in built.unusable],
+                [Outcome(str(claim.delivery_id), "failed", error=error) for claim, error in built.unusable],
             )
-        return prepared
+        return built.batch, built.ready
 
     # ------------------------------------------------------------ record
 
@@ -569,17 +437,8 @@ def send_due(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     abandon: threading.Event | None = None,
+    review: Review | None = None,
 ) -> PassSummary:
-    return SendingPass(app, now, limit=limit, stop=stop, progress=progress, abandon=abandon).run()
-
-
-def prepare_stored_newsletter(
-    engine: Engine | Connection, renderer: Renderer, newsletter_id: int
-) -> PreparedEmail:
-    """The newsletter as approved, compiled once per process (the renderer caches by name)."""
-    with reading(engine) as session:
-        newsletter = session.get(m.Newsletter, newsletter_id)
-        if newsletter is None:
-            raise NotFound(f"newsletter {newsletter_id} does not exist")
-        source = source_from_stored(newsletter.source_file, newsletter.content)
-    return renderer.prepare_newsletter(source, name=newsletter_stream(newsletter_id))
+    return SendingPass(
+        app, now, limit=limit, stop=stop, progress=progress, abandon=abandon, review=review
+    ).run()

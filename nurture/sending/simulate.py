@@ -16,7 +16,7 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.providers.recording import RecordingTransport
 from nurture.sending.planning import zone
-from nurture.sending.sendpass import PassSummary, SendingPass
+from nurture.sending.sendpass import PassSummary, Review, SendingPass
 from nurture.store import models as m
 from nurture.store.db import chunks, reading
 
@@ -58,16 +58,21 @@ class DryRun:
     emails: list[tuple[str, int]]  # ("<stream> step <n>: <subject>", how many), by label
 
 
-def dry_run_pass(app: App, now: datetime, *, limit: int | None = None) -> DryRun:
-    """What one pass at `now` would send; nothing is sent and nothing in the store changes."""
+def dry_run_pass(
+    app: App, now: datetime, *, limit: int | None = None, review: Review | None = None
+) -> DryRun:
+    """What one pass at `now` would send; nothing is sent and nothing in the store changes.
+    `review`: the day's re-permission review, run as a real pass would run it."""
     transport = RecordingTransport()
     with app.rehearsal(transport) as rehearsal:
-        summary = SendingPass(rehearsal, now, limit=limit, worker="dry-run").run()
+        summary = SendingPass(rehearsal, now, limit=limit, worker="dry-run", review=review).run()
     counts = Counter(f"{record.stream} step {record.step}: {record.subject}" for record in transport.sent)
     return DryRun(summary, sorted(counts.items()))
 
 
-def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) -> Simulation:
+def simulate(
+    app: App, start: datetime, days: float, *, tick: timedelta = TICK, review: Review | None = None
+) -> Simulation:
     """What would be sent from `start` for `days`, with cron running every `tick`.
 
     Nothing is sent and nothing in the store changes: every pass runs inside one
@@ -80,7 +85,7 @@ def simulate(app: App, start: datetime, days: float, *, tick: timedelta = TICK) 
     with app.rehearsal(transport) as rehearsal:
         moment = start
         while moment <= end:
-            SendingPass(rehearsal, moment, worker="simulate").run()
+            SendingPass(rehearsal, moment, worker="simulate", review=review).run()
             for record in transport.take():
                 result.sends.append(
                     SimulatedSend(moment, record.to_email, record.stream, record.step, record.subject)

@@ -248,16 +248,17 @@ class BulkInsert:
             session.connection().exec_driver_sql(self.statement, rows)
 
 
-def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
+def refresh_statistics(bind: Engine | Connection, tables: Sequence[str]) -> None:
     """After a bulk write, tell PostgreSQL's planner what the tables now hold.
 
     Autovacuum does it too, but a minute or more later; a pass right after an import
     of many people would plan its claims for the empty tables of before (read and sort
     every due row, each round). SQLite is left as it is: nurture never runs ANALYZE
     there, and its plans are steered by the queries themselves."""
-    if engine.dialect.name != "postgresql":
+    if bind.dialect.name != "postgresql":
         return
-    with engine.begin() as connection:
+    with transaction(bind) as session:
+        connection = session.connection()
         for table in tables:
             connection.exec_driver_sql(f'ANALYZE "{table}"')
 

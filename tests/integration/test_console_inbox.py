@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from nurture.audience import preferences
+from nurture.audience.repermission import daily_review
 from nurture.deliverability.doctor import DoctorOptions
 from nurture.sending import holds
 from nurture.sending.sendpass import send_due
@@ -68,7 +69,7 @@ def test_quiet_readers_page_person_choices_and_results_counts(tmp_path: Path) ->
         quiet, weekly = add_people(app, "America/New_York", 2, start, prefix="reader", enroll_them=True)
         moment = start
         while moment < site.clock.now - timedelta(days=1):
-            send_due(app, moment)
+            send_due(app, moment, review=daily_review(app.config))
             moment += timedelta(hours=6)
         preferences.save(
             app,

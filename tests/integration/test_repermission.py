@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from nurture.app import App
 from nurture.audience import preferences
 from nurture.audience.people import tag
-from nurture.audience.repermission import UNTIL_THEY_RETURN, overview
+from nurture.audience.repermission import UNTIL_THEY_RETURN, daily_review, overview
 from nurture.providers.recording import RecordingTransport
 from nurture.sending.sendpass import send_due
 from nurture.sending.simulate import simulate
@@ -44,7 +44,7 @@ def project(tmp_path: Path, database_url: str | None = None, **overrides: object
 def run(app: App, start: datetime, end: datetime, every: timedelta = timedelta(hours=3)) -> None:
     moment = start
     while moment <= end:
-        send_due(app, moment)
+        send_due(app, moment, review=daily_review(app.config))
         moment += every
 
 
@@ -198,7 +198,7 @@ def test_simulate_shows_the_re_permission_email_like_any_other(tmp_path: Path) -
     app = project(tmp_path)
     [quiet] = add_people(app, "America/New_York", 1, T0, prefix="reader", enroll_them=True)
     run(app, T0, T0 + 20 * DAY)
-    rehearsal = simulate(app, T0 + 55 * DAY, 10)
+    rehearsal = simulate(app, T0 + 55 * DAY, 10, review=daily_review(app.config))
     [ask] = [send for send in rehearsal.sends if send.stream == REPERMISSION_STREAM]
     assert (ask.email, ask.subject, ask.zone) == ("reader0@example.com", SUBJECT, "America/New_York")
     assert 9 <= ask.local.hour < 17, "in the reader's send window"
