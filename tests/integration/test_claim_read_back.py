@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Integer, String, column, insert, literal, select, table, union_all
 
-from nurture.sending import claims as claims_module
+from nurture.sending import claim_rows as claims_module
 from nurture.sending.sendpass import send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
