@@ -3,8 +3,12 @@
 SQLAlchemy expands `IN (:ids)` into one bound parameter per id, which costs more
 than the query itself; on SQLite the list goes in as one JSON array instead
 (`IN (SELECT value FROM json_each(:ids))`, which SQLite plans as lookups by key,
-like a plain IN list). Statements are cached per (dialect, driver): building and
-compiling them once per process keeps a large pass cheap.
+like a plain IN list), and on PostgreSQL a list of primary keys goes in as one array
+(`id = ANY(:ids)`: a thousand parameters cost the server more to parse and plan than
+the update itself). Other columns keep the plain IN list there: with a parameter
+PostgreSQL cannot see into, a generic plan may scan a whole table for them.
+Statements are cached per (dialect, driver): building and compiling them once per
+process keeps a large pass cheap.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, update
+from sqlalchemy import BigInteger, String, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from nurture.store.db import chunks
@@ -45,8 +50,9 @@ class IdStatements:
         self.json_ids = (
             dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
         )
+        self.id_arrays = dialect.name == "postgresql"
         # Longest id list in one statement (old SQLite builds allow 999 parameters).
-        self.chunk = 5000 if self.json_ids else 500
+        self.chunk = 5000 if self.json_ids or self.id_arrays else 500
         self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._built: dict[str, Any] = {}
 
@@ -55,6 +61,8 @@ class IdStatements:
         if self.json_ids:
             values = func.json_each(bindparam("ids", type_=String())).table_valued("value")
             return column.in_(select(values.c.value))
+        if self.id_arrays and column.primary_key:
+            return column == any_(bindparam("ids", type_=ARRAY(BigInteger())))
         return column.in_(bindparam("ids", expanding=True))
 
     def rows(self, connection: Any, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:

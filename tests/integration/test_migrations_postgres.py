@@ -12,7 +12,15 @@ from sqlalchemy import Engine, text
 from nurture.store.db import make_engine
 from nurture.store.migrate import current_revision, head_revision, upgrade
 from nurture.store.models import Base
-from tests.support.schema import HEAD, MODEL_TABLES, downgrade_to_base, schema_diff, table_names, triggers
+from tests.support.schema import (
+    HEAD,
+    MODEL_TABLES,
+    downgrade,
+    downgrade_to_base,
+    schema_diff,
+    table_names,
+    triggers,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -49,6 +57,33 @@ def test_upgrade_empty_database_matches_the_models(engine: Engine):
         "owner_audit_no_update",
     ]
     assert functions(engine) == ["consent_events_append_only", "owner_audit_append_only"]
+
+
+def storage_settings(engine: Engine) -> dict[str, list[str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' AND reloptions IS NOT NULL "
+                "AND relnamespace = 'public'::regnamespace"
+            )
+        ).all()
+    return {name: list(options) for name, options in rows}
+
+
+def test_table_storage_settings_are_the_models(engine: Engine):
+    """Alembic's comparison does not see storage settings: the migrations must still give
+    each table the ones its model names (deliveries keeps room for HOT updates), and a
+    downgrade past 0007v takes them away."""
+    upgrade(engine)
+    wanted = {
+        table.name: [f"{key}={value}" for key, value in table.dialect_options["postgresql"]["with"].items()]
+        for table in Base.metadata.sorted_tables
+        if table.dialect_options["postgresql"]["with"]
+    }
+    assert wanted == {"deliveries": ["fillfactor=50"]}
+    assert storage_settings(engine) == wanted
+    downgrade(engine, "0007u")
+    assert storage_settings(engine) == {}
 
 
 def test_ids_are_bigint_and_times_are_naive_timestamps(engine: Engine):
