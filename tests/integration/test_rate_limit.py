@@ -14,7 +14,7 @@ import pytest
 
 from nurture.config import load_config
 from nurture.providers.base import Batch, Envelope, Sender
-from nurture.providers.rate_limit import SharedSchedule
+from nurture.providers.rate_limit import SharedPause, SharedSchedule
 from nurture.store import models as m
 from tests.support.aws import CONFIGURATION_SET, REGION
 from tests.support.factories import active_subscribers, at, open_app
@@ -94,12 +94,22 @@ def test_three_processes_together_stay_under_the_ses_rate(
 
 
 def test_a_429_heard_by_one_sendgrid_worker_holds_the_others_until_the_reset(
-    tmp_path: Path, database_url: str, standin: SendGridStandIn
+    tmp_path: Path, database_url: str, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = Project(tmp_path, database_url, standin)
     machines = [open_app(load_config(project.config_path, environ=project.env)) for _ in range(2)]
     first, second = (machine.transport for machine in machines)
     standin.fail_next(status=429, reset_in=1.5)
+    # The second worker asks once the first has recorded the pause, not merely once the 429 has
+    # left the stand-in: in between, a request is free to go (it would meet its own 429).
+    recorded = threading.Event()
+    hold_until = SharedPause.hold_until
+
+    def hold_until_then_say_so(pause: SharedPause, moment: float) -> None:
+        hold_until(pause, moment)
+        recorded.set()
+
+    monkeypatch.setattr(SharedPause, "hold_until", hold_until_then_say_so)
     batch = Batch(
         Sender("hello@example.com", "Practice"),
         "text",
@@ -109,9 +119,7 @@ def test_a_429_heard_by_one_sendgrid_worker_holds_the_others_until_the_reset(
     before = time.time()
     heard = threading.Thread(target=first.send, args=(batch,))
     heard.start()
-    deadline = time.monotonic() + 10
-    while standin.request_count < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert recorded.wait(timeout=10), "the worker that heard the 429 recorded no pause"
     [outcome] = second.send(replace(batch, envelopes=(Envelope("2", "b@example.com", None, "Hi"),)))
     heard.join()
     assert outcome.status == "sent"
