@@ -4,12 +4,15 @@ file names that say when, which email and which delivery."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from email import message_from_bytes
 from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from nurture.providers.base import Batch, Envelope, Sender
@@ -109,3 +112,46 @@ def test_a_header_with_a_line_break_is_refused(tmp_path: Path) -> None:
         assert "line break" in str(exc)
     else:
         raise AssertionError("a header with CR/LF was written")
+
+
+def test_an_email_written_half_way_is_never_named_claimed_or_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up in the middle of the second email: the first is there whole; of the
+    second there is nothing, under its name, as a claim or as a temporary file, and it failed."""
+    outbox = OutboxTransport(tmp_path / "outbox")
+    envelopes = tuple(
+        Envelope(str(n), f"r{n}@example.com", None, "Hello", stream="kap-intro", step=1) for n in (7, 8)
+    )
+    batch = Batch(
+        Sender("hello@example.com", "Practice"),
+        "text " * 2000,
+        "<p>html</p>",
+        envelopes,
+        sent_at=at("2026-12-01 15:00"),
+    )
+    real_write = os.write
+    calls = 0
+
+    def write_half_then_fill(fd: int, data: bytes | memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return real_write(fd, data)
+        if calls == 2:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", write_half_then_fill)
+    first, second = outbox.send(batch)
+    monkeypatch.undo()
+    assert first.status == "sent"
+    assert second.status == "failed" and "not written" in (second.error or "")
+    [written] = outbox.directory.glob("*.eml")
+    assert written.name == "20261201T150000Z-kap-intro-step1-7.eml"
+    assert message_from_bytes(written.read_bytes(), policy=default_policy)["To"] == "r7@example.com"
+    assert sorted(p.name for p in outbox.directory.iterdir()) == [".deliveries", written.name]
+    assert [p.name for p in (outbox.directory / ".deliveries").iterdir()] == ["7.eml"]
+    # The failed one was never claimed: it can be written once the disk has room.
+    [again] = outbox.send(Batch(batch.sender, batch.text, batch.html, envelopes[1:], sent_at=batch.sent_at))
+    assert again.status == "sent"

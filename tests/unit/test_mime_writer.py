@@ -8,11 +8,11 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from nurture.providers.base import Batch, Envelope, Sender
-from nurture.providers.mime_writer import BatchWriter
+from nurture.providers.base import Batch, Envelope, Sender, apply_substitutions
+from nurture.providers.mime_writer import BatchWriter, _Body, _has_line_break, _qp
 from nurture.providers.outbox import build_message
 from tests.support.factories import at
 
@@ -118,3 +118,42 @@ def test_a_long_list_header_is_folded_one_url_a_line_and_a_line_break_refused() 
         assert "line break" in str(exc)
     else:
         raise AssertionError("a header with CR/LF was written")
+
+
+# Bodies built from pieces that stress quoted-printable line by line: every kind of line
+# end, trailing white space, a lone dot, "=", non-ASCII, lines long enough to soft-break.
+pieces = st.sampled_from(
+    ["\n", "\r\n", "\r", " ", "\t", ".", "=", "é", "李", "x" * 70, "a b ", "-tag-", "-other-"]
+)
+templates = st.lists(st.one_of(pieces, st.text(max_size=8)), max_size=30).map("".join)
+values = st.one_of(st.sampled_from(["", " ", ".", "\n", "\r\n", "-other-", "y" * 80]), st.text(max_size=12))
+
+
+@given(template=templates, tag=values, other=values)
+@example(template="Hi\n-tag-", tag="", other="")  # an empty last line after others adds nothing
+@example(template="-tag-", tag="", other="")  # an empty text is one empty line
+@example(template="a\r-tag-\nb", tag="", other="")  # a lone CR meets an LF: one line end
+@example(template="a -tag-\n.\n-other-", tag=" ", other=".")  # trailing space, lone dots
+@example(template="a-tag-b\nc -other-", tag="\n", other="\r")  # values with line ends
+def test_a_body_encoded_line_by_line_is_byte_for_byte_the_whole_text_encoded(
+    template: str, tag: str, other: str
+) -> None:
+    """The lines without a tag are encoded once per batch: the result must be the bytes
+    the whole substituted text encodes to, whatever the line ends, values and lines."""
+    substitutions = {"-tag-": tag, "-other-": other}
+    want = _qp(apply_substitutions(template, substitutions))
+    body = _Body(template, tuple(substitutions))
+    if body.usable and not _has_line_break((tag, other)):
+        assert body.encode(substitutions) == want
+    envelope = Envelope("42", "reader@example.com", "Sam", "Hi", substitutions=substitutions)
+    batch = Batch(
+        Sender("hello@practice.example", "Riverside Practice"),
+        template,
+        "<p>" + template + "</p>",
+        (envelope,),
+        sent_at=at("2026-12-01 15:00"),
+    )
+    message = BatchWriter(batch).message(envelope, MESSAGE_ID)
+    html = _qp(apply_substitutions("<p>" + template + "</p>", substitutions))
+    assert b"quoted-printable\r\n\r\n" + want + b"\r\n--" in message
+    assert b"quoted-printable\r\n\r\n" + html + b"\r\n--" in message
