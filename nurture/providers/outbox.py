@@ -85,9 +85,6 @@ class OutboxTransport:
         # builds and claims the next ones.
         self._writing = threading.Lock()
 
-    def path_for(self, envelope: Envelope, sent_at: datetime) -> Path:
-        return self.directory / _file_name(_stamp(sent_at), envelope, _safe(envelope.delivery_id))
-
     def send(self, batch: Batch) -> list[Outcome]:
         sent_at = batch.sent_at or datetime.now(UTC)
         writer = BatchWriter(batch if batch.sent_at else replace(batch, sent_at=sent_at))

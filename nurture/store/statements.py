@@ -51,7 +51,8 @@ class IdStatements:
             dialect.name == "sqlite" and dialect.driver == "pysqlite" and _has_json_each(dialect.dbapi)
         )
         self.id_arrays = dialect.name == "postgresql"
-        # Longest id list in one statement (old SQLite builds allow 999 parameters).
+        # Longest id list in one statement: old SQLite builds allow 999 parameters; a JSON
+        # text or a PostgreSQL array is one parameter, and PostgreSQL takes 65,535 in all.
         self.chunk = 5000 if self.json_ids or self.id_arrays else 500
         self._updates: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._built: dict[str, Any] = {}
