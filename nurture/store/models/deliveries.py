@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nurture.store.models.base import Base, Id
@@ -160,6 +160,15 @@ class ProviderEvent(Base):
         # "Has the webhook been heard from today?" and the alert rates over 7 days.
         Index("ix_provider_events_received_at", "received_at"),
         Index("ix_provider_events_kind_occurred_at", "kind", "occurred_at"),
+        # The deliveries page counts mismatched events on every view: a handful among
+        # millions, so only they are indexed (migration 0007w). SQLite uses a partial index
+        # only for a query whose condition is written the same way, hence one per dialect.
+        Index(
+            "ix_provider_events_address_mismatch",
+            "address_mismatch",
+            sqlite_where=text("address_mismatch IS 1"),
+            postgresql_where=text("address_mismatch IS TRUE"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
