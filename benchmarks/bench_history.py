@@ -64,8 +64,9 @@ def fill(config_path: str, people_count: int, past: int) -> None:
             connection.execute(
                 text(
                     "INSERT INTO deliveries (subscriber_id, stream, step, step_key, status, claimed_at,"
-                    " finished_at, provider_message_id)"
-                    " SELECT id, :stream, :step, :key, 'sent', :at, :at, 'hist-' || :k FROM subscribers"
+                    " finished_at, provider_message_id, event_bits)"
+                    # event_bits 1: delivered, as storing the events below would have set it.
+                    " SELECT id, :stream, :step, :key, 'sent', :at, :at, 'hist-' || :k, 1 FROM subscribers"
                     " WHERE id BETWEEN :low AND :high"
                 ),
                 {

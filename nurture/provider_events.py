@@ -40,7 +40,7 @@ from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
 from nurture.store.db import chunks, dialect_name, insert_on_conflict, reading, transaction
 from nurture.store.models import ConsentKind, EventKind
-from nurture.store.summaries import mark_days_dirty
+from nurture.store.summaries import add_event_bits, mark_days_dirty
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,15 @@ def store_events(
         for chunk in chunks(rows, _CHUNK):
             stored.update(session.scalars(statement, list(chunk)))
         report.stored = len(stored)
+        # The Results count these bits, not the events (a year of events is millions of rows).
+        add_event_bits(
+            session,
+            (
+                (delivery_id, str(item.kind))
+                for item in items
+                if item.provider_event_id in stored and (delivery_id := delivery_of(item)) is not None
+            ),
+        )
         report.duplicates += len(items) - len(stored)
         for item in items:
             if item.provider_event_id in stored:

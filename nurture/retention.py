@@ -2,10 +2,10 @@
 `nurture run` once a day).
 
 - Provider events older than `retention.provider_events` (90 days by default) are
-  deleted. First each delivery keeps, as bits in `deliveries.retired_events`, which
-  kinds of event it had (delivered, opened, clicked, bounced, complained,
-  unsubscribed): the results pages count those bits as they counted the events, so
-  every number they show stays the same. Kept whatever their age: events of a delivery
+  deleted. Each delivery already holds, as bits in `deliveries.event_bits` set when
+  each event was stored, which kinds of event it had (delivered, opened, clicked,
+  bounced, complained, unsubscribed): the Results count those bits, so every number
+  they show stays the same. Kept whatever their age: events of a delivery
   still claimed (they are the evidence that settles it), and opens and clicks tied to
   no one (under `delivery.tracking: aggregate` they are the per-email totals and name
   nobody). With `sunset.enabled`, clicks are kept at least `sunset.quiet_for`: they
@@ -36,26 +36,17 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 500
 _READING = (m.EventKind.OPENED, m.EventKind.CLICKED)
-_KIND_BITS = {
-    m.EventKind.DELIVERED: m.RETIRED_BITS["delivered"],
-    m.EventKind.OPENED: m.RETIRED_BITS["opened"],
-    m.EventKind.CLICKED: m.RETIRED_BITS["clicked"],
-    m.EventKind.COMPLAINED: m.RETIRED_BITS["complained"],
-    m.EventKind.UNSUBSCRIBED: m.RETIRED_BITS["unsubscribed"],
-    **{kind: m.RETIRED_BITS["bounced"] for kind in m.BOUNCE_KINDS},
-}
 
 
 @dataclass
 class RetentionReport:
     events_deleted: int = 0
-    deliveries_folded: int = 0
     deliveries_cleared: int = 0
 
     def line(self) -> str:
         return (
             f"retention: {self.events_deleted} provider events deleted "
-            f"({self.deliveries_folded} deliveries keep their counts), "
+            "(the Results keep their counts), "
             f"{self.deliveries_cleared} old deliveries cleared of provider ids and errors"
         )
 
@@ -80,30 +71,10 @@ def apply_retention(app: App, now: datetime) -> RetentionReport:
     )
     with transaction(app.engine) as session:
         claimed = select(m.Delivery.id).where(m.Delivery.status == m.DeliveryStatus.CLAIMED)
-        candidates = session.execute(
-            select(event.id, event.delivery_id, event.kind).where(
-                old, or_(event.delivery_id.is_(None), event.delivery_id.not_in(claimed))
-            )
+        candidates = session.scalars(
+            select(event.id).where(old, or_(event.delivery_id.is_(None), event.delivery_id.not_in(claimed)))
         ).all()
-        bits: dict[int, int] = {}
-        for _, delivery_id, kind in candidates:
-            if delivery_id is not None:
-                bits[delivery_id] = bits.get(delivery_id, 0) | _KIND_BITS.get(
-                    m.EventKind.from_stored(kind), 0
-                )
-        by_bits: dict[int, list[int]] = {}
-        for delivery_id, value in bits.items():
-            if value:
-                by_bits.setdefault(value, []).append(delivery_id)
-        for value, ids in by_bits.items():
-            for chunk in chunks(ids, _CHUNK):
-                session.execute(
-                    update(m.Delivery)
-                    .where(m.Delivery.id.in_(chunk))
-                    .values(retired_events=m.Delivery.retired_events.op("|")(value))
-                )
-        report.deliveries_folded = sum(len(ids) for ids in by_bits.values())
-        for chunk in chunks([row[0] for row in candidates], _CHUNK):
+        for chunk in chunks(list(candidates), _CHUNK):
             session.execute(delete(event).where(event.id.in_(chunk)))
         report.events_deleted = len(candidates)
 

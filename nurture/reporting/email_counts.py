@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true, union_all
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from nurture.store import models as m
@@ -20,48 +20,17 @@ BOUNCE_KINDS = m.BOUNCE_KINDS
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 
 
-def event_flags(among: Any | None = None) -> Any:
-    """Per delivery: 1/0 for each kind of event it has (so repeats count once), from its
-    stored events and from what the retention pass kept of deleted ones (retired_events).
-
-    `among`: a query of the delivery ids wanted. Without it every stored event is
-    grouped, which after a year of history takes seconds (benchmarks/bench_history.py)."""
-    event = m.ProviderEvent
-
-    def one(condition: Any, name: str) -> Any:
-        return case((condition, 1), else_=0).label(name)
-
-    def kept(name: str) -> Any:
-        bit = m.RETIRED_BITS[name]
-        return case((m.Delivery.retired_events.op("&")(bit) != 0, 1), else_=0).label(name)
-
-    stored = select(
-        event.delivery_id.label("delivery_id"),
-        one(event.kind == m.EventKind.DELIVERED, "delivered"),
-        one(event.kind == m.EventKind.OPENED, "opened"),
-        one(event.kind == m.EventKind.CLICKED, "clicked"),
-        one(event.kind.in_(BOUNCE_KINDS), "bounced"),
-        one(event.kind == m.EventKind.COMPLAINED, "complained"),
-        one(event.kind == m.EventKind.UNSUBSCRIBED, "unsubscribed"),
-    ).where(event.delivery_id.is_not(None) if among is None else event.delivery_id.in_(among))
-    retired = select(m.Delivery.id.label("delivery_id"), *(kept(name) for name in m.RETIRED_BITS)).where(
-        m.Delivery.retired_events != 0, true() if among is None else m.Delivery.id.in_(among)
-    )
-    both = union_all(stored, retired).subquery("flag_rows")
-    return (
-        select(
-            both.c.delivery_id,
-            *(func.max(both.c[name]).label(name) for name in m.RETIRED_BITS),
-        )
-        .group_by(both.c.delivery_id)
-        .subquery("flags")
-    )
+def event_flag(name: str) -> Any:
+    """1 if the delivery has had an event of the kind this count names, else 0 (so repeats
+    count once). Read from the bits set as each event is stored (Delivery.event_bits), which
+    outlive the events the retention pass deletes: counting a period reads no event."""
+    return case((m.Delivery.event_bits.op("&")(m.EVENT_BITS[name]) != 0, 1), else_=0)
 
 
 def web_unsubscribes(among: Any | None = None) -> Any:
     """Deliveries credited with a web unsubscribe: the person's latest email of that stream before it.
 
-    `among`: a query of the delivery ids wanted (as for `event_flags`)."""
+    `among`: a query of the sent delivery ids wanted; without it every sent delivery."""
     delivery = aliased(m.Delivery, name="credited")
     later = aliased(m.Delivery, name="later")
     consent = m.ConsentEvent
@@ -113,9 +82,8 @@ def quarter_hours(session: Session) -> tuple[Any, Any]:
 def counts_query(among: Any | None) -> Any:
     """One row per email sent: stream, step_key, series_version, step, newsletter_id and COUNTS."""
     delivery = m.Delivery
-    flags = event_flags(among)
     web = web_unsubscribes(among)
-    unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
+    unsubscribed = case((or_(event_flag("unsubscribed") == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
     query = (
         select(
             delivery.stream,
@@ -124,14 +92,9 @@ def counts_query(among: Any | None) -> Any:
             func.max(delivery.step).label("step"),
             func.max(delivery.newsletter_id).label("newsletter_id"),
             func.count(delivery.id).label("sent"),
-            func.coalesce(func.sum(flags.c.delivered), 0).label("delivered"),
-            func.coalesce(func.sum(flags.c.opened), 0).label("opened"),
-            func.coalesce(func.sum(flags.c.clicked), 0).label("clicked"),
-            func.coalesce(func.sum(flags.c.bounced), 0).label("bounced"),
-            func.coalesce(func.sum(flags.c.complained), 0).label("complained"),
+            *(func.coalesce(func.sum(event_flag(name)), 0).label(name) for name in COUNTS[1:-1]),
             func.coalesce(func.sum(unsubscribed), 0).label("unsubscribed"),
         )
-        .outerjoin(flags, flags.c.delivery_id == delivery.id)
         .outerjoin(web, web.c.delivery_id == delivery.id)
         .group_by(delivery.stream, delivery.step_key, delivery.series_version)
     )

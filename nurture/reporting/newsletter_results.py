@@ -16,7 +16,7 @@ from sqlalchemy import case, func, or_, select
 
 from nurture.app import App
 from nurture.errors import NotFound
-from nurture.reporting.email_counts import event_flags, web_unsubscribes
+from nurture.reporting.email_counts import event_flag, web_unsubscribes
 from nurture.reporting.stats import reading_totals
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
@@ -54,9 +54,8 @@ class NewsletterResults:
 def newsletter_results(app: App, newsletter_id: int) -> NewsletterResults:
     delivery = m.Delivery
     among = select(delivery.id).where(delivery.newsletter_id == newsletter_id)
-    flags = event_flags(among)
     web = web_unsubscribes(among)
-    unsubscribed = case((or_(flags.c.unsubscribed == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
+    unsubscribed = case((or_(event_flag("unsubscribed") == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
     practice_zone = app.config.delivery.default_timezone
     where = case(
         (delivery.subscriber_id.is_(None), ERASED),
@@ -70,14 +69,13 @@ def newsletter_results(app: App, newsletter_id: int) -> NewsletterResults:
         select(
             where,
             func.count(delivery.id).label("sent"),
-            summed(flags.c.delivered, "delivered"),
-            summed(flags.c.bounced, "bounced"),
-            summed(flags.c.complained, "complained"),
+            summed(event_flag("delivered"), "delivered"),
+            summed(event_flag("bounced"), "bounced"),
+            summed(event_flag("complained"), "complained"),
             summed(unsubscribed, "unsubscribed"),
-            summed(flags.c.clicked, "clicked"),
+            summed(event_flag("clicked"), "clicked"),
         )
         .outerjoin(m.Subscriber, m.Subscriber.id == delivery.subscriber_id)
-        .outerjoin(flags, flags.c.delivery_id == delivery.id)
         .outerjoin(web, web.c.delivery_id == delivery.id)
         .where(delivery.newsletter_id == newsletter_id, delivery.status == m.DeliveryStatus.SENT)
         .group_by(where)

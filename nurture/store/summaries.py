@@ -1,4 +1,7 @@
-"""Marking summarized days of results stale (the write side of nurture.reporting.result_days).
+"""What the Results count, kept as it changes (the write side of nurture.reporting.result_days).
+
+`add_event_bits` records on each delivery the kinds of event it has had, as each event
+is stored, so that counting a period reads the deliveries alone, never their events.
 
 The Results pages read each settled day of sends from its summary. Whatever changes a
 past email's numbers afterwards calls `mark_days_dirty` in the same transaction as the
@@ -17,6 +20,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nurture.store import models as m
+from nurture.store.db import chunks
+
+_CHUNK = 500
 
 
 def day_start(moment: datetime) -> datetime:
@@ -48,3 +54,31 @@ def mark_days_dirty(session: Session, moments: Iterable[datetime | None]) -> int
     session.execute(delete(m.ResultCount).where(m.ResultCount.day.in_(summarized)))
     session.execute(delete(m.ResultSends).where(m.ResultSends.day.in_(summarized)))
     return len(summarized)
+
+
+def add_event_bits(session: Session, events: Iterable[tuple[int, str]]) -> int:
+    """Set on each delivery the bit of each (delivery id, event kind) stored for it.
+
+    One statement per distinct set of bits (a batch of 1,000 events makes a few), and
+    only deliveries missing a bit are written: a repeated event changes nothing.
+    Returns how many deliveries gained a bit."""
+    wanted: dict[int, int] = {}
+    for delivery_id, kind in events:
+        bit = m.EVENT_KIND_BITS.get(m.EventKind.from_stored(kind), 0)
+        if bit:
+            wanted[delivery_id] = wanted.get(delivery_id, 0) | bit
+    by_bits: dict[int, list[int]] = {}
+    for delivery_id, bits in wanted.items():
+        by_bits.setdefault(bits, []).append(delivery_id)
+    changed = 0
+    bits_column = m.Delivery.event_bits
+    for bits, ids in by_bits.items():
+        for chunk in chunks(sorted(ids), _CHUNK):
+            result = session.execute(
+                update(m.Delivery)
+                .where(m.Delivery.id.in_(chunk), bits_column.op("&")(bits) != bits)
+                .values(event_bits=bits_column.op("|")(bits))
+                .execution_options(synchronize_session=False)
+            )
+            changed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return changed

@@ -234,3 +234,56 @@ def test_upgrading_to_reader_choices_keeps_every_row_that_refers_to_a_subscriber
     assert (bool(choices[0]), bool(choices[1]), choices[2]) == (False, False, "daily")
     downgrade(engine, "0002v")
     assert rows() == (1, 1, 1)
+
+
+@ON_BOTH_STORES
+def test_upgrading_to_event_bits_sets_each_delivery_the_kinds_of_its_stored_events(engine: Engine):
+    """0007x: the Results count a delivery's bits instead of its events, so the events
+    stored before it must be on the bits after it (and bits kept by the retention pass stay)."""
+    upgrade(engine, "0007w")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, "
+                "confirm_nonce) VALUES (1, 'a@example.com', 'a@example.com', 'active', "
+                "'2026-11-01 09:00:00', '2026-11-01 09:00:00', 0)"
+            )
+        )
+        for number, retired in ((1, 0), (2, 0), (3, 16), (4, 0)):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (id, subscriber_id, stream, step, step_key, status, claimed_at,"
+                    " retired_events) VALUES (:id, 1, 'kap-intro', :id, :key, 'sent',"
+                    " '2026-11-01 09:00:00', :retired)"
+                ),
+                {"id": number, "key": f"s{number}", "retired": retired},
+            )
+        events = [
+            (1, "accepted"),
+            (1, "delivered"),
+            (1, "opened"),
+            (1, "opened"),
+            (2, "bounced_soft"),
+            (2, "clicked"),
+            (3, "unsubscribed"),
+            (None, "opened"),  # tied to no one: sets nothing
+        ]
+        for number, (delivery_id, kind) in enumerate(events):
+            connection.execute(
+                text(
+                    "INSERT INTO provider_events (provider, provider_event_id, kind, raw_event, delivery_id,"
+                    " occurred_at, received_at) VALUES ('sendgrid', :id, :kind, :kind, :delivery,"
+                    " '2026-11-01 09:00:00', '2026-11-01 09:00:00')"
+                ),
+                {"id": f"e{number}", "kind": kind, "delivery": delivery_id},
+            )
+
+    def bits(column: str) -> dict[int, int]:
+        with engine.connect() as connection:
+            return dict(connection.execute(text(f"SELECT id, {column} FROM deliveries ORDER BY id")).all())
+
+    upgrade(engine)
+    # delivered 1, opened 2, clicked 4, bounced 8, complained 16, unsubscribed 32
+    assert bits("event_bits") == {1: 1 | 2, 2: 8 | 4, 3: 16 | 32, 4: 0}
+    downgrade(engine, "0007w")
+    assert bits("retired_events") == {1: 1 | 2, 2: 8 | 4, 3: 16 | 32, 4: 0}

@@ -231,6 +231,52 @@ def test_events_can_be_counted_by_kind(app):
         )
 
 
+def event_bits(app, deliveries):
+    with transaction(app.engine) as session:
+        found = dict(session.execute(select(m.Delivery.id, m.Delivery.event_bits)).all())
+    return {subscriber: found[delivery] for subscriber, delivery in deliveries.items()}
+
+
+def test_each_stored_event_sets_its_kind_on_the_delivery_once(tmp_path):
+    """The Results count the bits (nurture.reporting.email_counts), not the events: each event
+    stored for a delivery sets its kind's bit; repeats, events tied to no one and events
+    naming another address set nothing."""
+    app = make_app(tmp_path, **{"delivery.tracking": "per_person"})
+    ids = active_subscribers(app, 3, NOW)
+    deliveries = sent_deliveries(app, ids)
+    person = [f"person{n}@example.com" for n in range(3)]
+    events = [
+        sg_event("processed", 1, delivery_id=deliveries[ids[0]], email=person[0]),
+        sg_event("delivered", 2, delivery_id=deliveries[ids[0]], email=person[0]),
+        sg_event("open", 3, delivery_id=deliveries[ids[0]], email=person[0]),
+        sg_event("open", 4, delivery_id=deliveries[ids[0]], email=person[0]),
+        sg_event("bounce", 5, delivery_id=deliveries[ids[1]], email=person[1], type="bounce"),
+        sg_event("delivered", 6, delivery_id=deliveries[ids[2]], email="someone.else@example.com"),
+    ]
+    process_sendgrid_events(app, events, NOW)
+    # delivered 1, opened 2, bounced 8 (EVENT_BITS)
+    assert event_bits(app, deliveries) == {ids[0]: 1 | 2, ids[1]: 8, ids[2]: 0}
+    process_sendgrid_events(
+        app,
+        [
+            *events,
+            sg_event("click", 7, delivery_id=deliveries[ids[0]], email=person[0], url="https://x.example/"),
+        ],
+        NOW,
+    )
+    assert event_bits(app, deliveries) == {ids[0]: 1 | 2 | 4, ids[1]: 8, ids[2]: 0}
+
+
+def test_opens_tied_to_no_one_set_no_bit(app):
+    """delivery.tracking is off by default: an open names its email, not the delivery."""
+    ids = active_subscribers(app, 1, NOW)
+    deliveries = sent_deliveries(app, ids)
+    process_sendgrid_events(
+        app, [sg_event("open", 1, delivery_id=deliveries[ids[0]], email="person0@example.com")], NOW
+    )
+    assert event_bits(app, deliveries) == {ids[0]: 0}
+
+
 @pytest.mark.postgres
 def test_storing_and_suppressing_on_postgresql(tmp_path, postgres_url):
     app = make_app(tmp_path, database_url=postgres_url)

@@ -14,6 +14,7 @@ from nurture.content.campaigns import load_email
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
+from nurture.store.summaries import add_event_bits
 from tests.support.factories import at
 
 WINTER_SUBJECT = "A gentle note for the winter months"
@@ -166,6 +167,9 @@ def build_dataset(app: App) -> Dataset:
                     received_at=at("2026-12-05 12:00"),
                 )
             )
+        session.flush()
+        # As nurture.provider_events.store_events does on storing them.
+        add_event_bits(session, [(ids[name], kind) for name, kind in events if name])
         unsubscribes = [
             (s[1], at("2026-12-02 12:00"), "from kap-intro"),  # latest kap-intro email then: d1 (step 1)
             (s[2], at("2026-12-05 12:00"), "from kap-intro"),  # latest: d8 (step 2)

@@ -26,8 +26,9 @@ from nurture.store.models.audience import (
 from nurture.store.models.base import NAMING, Base, Id, UtcDateTime
 from nurture.store.models.deliveries import (
     BOUNCE_KINDS,
+    EVENT_BITS,
+    EVENT_KIND_BITS,
     LEGACY_EVENT_KINDS,
-    RETIRED_BITS,
     Delivery,
     DeliveryStatus,
     EventKind,
@@ -58,7 +59,8 @@ __all__ = [
     "BOUNCE_KINDS",
     "LEGACY_EVENT_KINDS",
     "NAMING",
-    "RETIRED_BITS",
+    "EVENT_BITS",
+    "EVENT_KIND_BITS",
     "SUBSCRIBER_STATUSES",
     "AskOutcome",
     "Base",

@@ -71,9 +71,10 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(Text)
-    # The kinds of provider event this delivery had, kept as bits (RETIRED_BITS) once the
-    # retention pass has deleted the events themselves: the results pages still count them.
-    retired_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The kinds of provider event this delivery has had, as bits (EVENT_BITS), set as each
+    # event is stored and kept after the retention pass deletes the events: the Results
+    # count from them without reading the events (migration 0007x).
+    event_bits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the provider echoes back in its events instead of the row id: random, never
     # reused (a released row's id may be handed out again on SQLite). NULL on rows
     # claimed before migration 0007t, whose events still carry the numeric id.
@@ -123,18 +124,6 @@ class EventKind(StrEnum):
             return cls.UNKNOWN
 
 
-# What a delivery keeps of its deleted events (Delivery.retired_events): one bit per count
-# the results pages show.
-RETIRED_BITS = {
-    "delivered": 1,
-    "opened": 2,
-    "clicked": 4,
-    "bounced": 8,
-    "complained": 16,
-    "unsubscribed": 32,
-}
-
-
 # Stored kinds before the neutral vocabulary -> their neutral names (migration 0007p).
 LEGACY_EVENT_KINDS = {
     "processed": "accepted",
@@ -151,6 +140,26 @@ BOUNCE_KINDS = (
     EventKind.BOUNCED_UNDETERMINED,
     EventKind.REJECTED,
 )
+
+# The kinds of event a delivery has had (Delivery.event_bits): one bit per count the
+# Results show. Fixed: stored rows hold them (migration 0007x writes the same numbers).
+EVENT_BITS = {
+    "delivered": 1,
+    "opened": 2,
+    "clicked": 4,
+    "bounced": 8,
+    "complained": 16,
+    "unsubscribed": 32,
+}
+# The bit each kind of event sets; the other kinds (accepted, deferred...) set none.
+EVENT_KIND_BITS = {
+    EventKind.DELIVERED: EVENT_BITS["delivered"],
+    EventKind.OPENED: EVENT_BITS["opened"],
+    EventKind.CLICKED: EVENT_BITS["clicked"],
+    EventKind.COMPLAINED: EVENT_BITS["complained"],
+    EventKind.UNSUBSCRIBED: EVENT_BITS["unsubscribed"],
+    **{kind: EVENT_BITS["bounced"] for kind in BOUNCE_KINDS},
+}
 
 
 class ProviderEvent(Base):
