@@ -9,7 +9,9 @@ headers) and per email only what differs: the recipient, the links, the bodies'
 substitutions, quoted-printable encoded by `binascii` (C). Quoted-printable is encoded
 line by line (a line's soft breaks and escapes depend on that line alone), so the lines of
 a body that hold no substitution tag, nearly all of them, are encoded once per batch
-(`_Body`); per email only the few lines with a tag are substituted and encoded.
+(`_Body`); per email only the few lines with a tag are substituted and encoded, and of
+those only the middle, from the last soft break before the first tag to the end of the
+last tag: the fixed text on either side is encoded once (`_TaggedLine`).
 
 The output is the same message (tests/unit/test_mime_writer.py parses both and compares
 every header and both bodies): headers folded at 76 characters where they can be,
@@ -64,11 +66,99 @@ def _qp(text: str) -> bytes:
 
 def _qp_lines(crlf: str) -> bytes:
     """`_qp` of a text whose every line already ends with CRLF."""
-    return binascii.b2a_qp(crlf.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return _qp_bytes(crlf.encode("utf-8"))
+
+
+def _qp_bytes(data: bytes) -> bytes:
+    """Quoted-printable of UTF-8 bytes; CRLF line ends (soft breaks "=\r\n") when the first LF has a CR."""
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
 
 
 def _has_line_break(values: Sequence[str]) -> bool:
     return any("\n" in value or "\r" in value for value in values)
+
+
+# Stands in for the first byte of a line's fixed tail while the middle before it is encoded
+# alone (`_TaggedLine`). `b2a_qp` judges a byte by the next one only as LF, CR, NUL, end of
+# data or anything else; "x" is "anything else", like a tail's first byte (never LF or CR
+# inside a line, and a tail starting with NUL is not cached). As the byte before "\r\n" it is
+# never escaped, so it is the output's byte before the line end, with maybe a soft break.
+_STAND_IN = b"x"
+
+
+def _fixed_head(head: bytes) -> tuple[bytes, int]:
+    """The encoding of a line's fixed start `head` up to and including a soft break, and how
+    many bytes of `head` that holds: the last break the rest of the line cannot move.
+
+    `b2a_qp` decides whether to break before a byte from the column, the byte and the next
+    byte, so a break before `head[cut]` is fixed when `head[cut + 1]` is in `head` too. After
+    it the column is 0, and the rest encodes as a line of its own would: each byte is judged
+    by itself, its next byte and the column, except a "." with a line end (or NUL) next, whose
+    escape reads the column from before the break: no break before a "." is used.
+    Returns (b"", 0) when no break fits.
+    """
+    encoded = _qp_bytes(head + b"\r\n")  # CRLF-ended so the breaks are "=\r\n", as in the line
+    # "=\r\n" is only ever a soft break (an escape is "=" and two hex digits; the head holds no
+    # CR), and each "=" inside a piece starts an escape of one input byte.
+    best, out, cut = (b"", 0), 0, 0
+    for piece in encoded.split(b"=\r\n")[:-1]:
+        out += len(piece) + 3
+        cut += len(piece) - 2 * piece.count(b"=")
+        if cut + 2 <= len(head) and head[cut] != ord("."):
+            best = (encoded[:out], cut)
+    return best
+
+
+class _TaggedLine:
+    """A template line holding a tag: per email `_qp_lines(line + "\r\n")` of the substituted
+    line, with only its middle encoded. Bytes are sliced, not characters: `b2a_qp` works byte
+    by byte (a soft break may fall inside an escaped UTF-8 character).
+
+    - head: the fixed start, encoded once up to its last safe soft break (`_fixed_head`).
+    - tail: the fixed text after the last tag. How it encodes depends only on the column it
+      starts at, 0 to 75 (`b2a_qp` breaks before any byte that would end past column 75,
+      unless a line end follows it), so each column's encoding is cached.
+    - middle: encoded per email, followed by a stand-in for the tail's first byte so that its
+      last byte is judged as in the whole line; the column the tail starts at is read from the
+      output (`b2a_qp`'s column is the count of bytes written since the last line break).
+
+    Whether the substituted line starts and ends with those fixed bytes is checked per email,
+    not assumed (a value may complete a later tag with fixed text next to it); a line that
+    does not is encoded without the head, or whole.
+    """
+
+    def __init__(self, line: str, tags: Sequence[str]) -> None:
+        self.template = line
+        spans = [(line.find(tag), line.rfind(tag) + len(tag)) for tag in tags if tag in line]
+        head = line[: min(start for start, _ in spans)].encode("utf-8")
+        tail = line[max(end for _, end in spans) :].encode("utf-8")
+        self._head, self._cut = _fixed_head(head)
+        # The bytes the head's encoding was decided by: up to the lookahead after the break.
+        self._start = head[: self._cut + 2] if self._cut else b""
+        self._tail = b"" if tail.startswith(b"\0") else tail  # NUL is judged unlike the stand-in
+        self._tails: list[bytes | None] = [None] * LINE_LIMIT  # the tail's encoding by column
+
+    def encode(self, line: str) -> bytes:
+        """The substituted `line` encoded, CRLF-ended. It holds no CR or LF (`_Body` makes sure):
+        an LF would make a line end of its own, and could switch `b2a_qp` to LF line ends."""
+        data = line.encode("utf-8")
+        if not data.startswith(self._start):
+            return _qp_bytes(data + b"\r\n")
+        cut, tail = self._cut, self._tail
+        end = len(data) - len(tail)
+        if not tail or end < cut or not data.endswith(tail):
+            return self._head + _qp_bytes(data[cut:] + b"\r\n")
+        middle = _qp_bytes(data[cut:end] + _STAND_IN + b"\r\n")[:-3]
+        if middle.endswith(b"=\r\n"):
+            middle = middle[:-3]  # a break before the stand-in: the tail's encoding has it
+        column = len(middle) - middle.rfind(b"\n") - 1
+        encoded = self._tails[column]
+        if encoded is None:
+            # Fillers bring the tail to its column: "x" is never escaped, and 75 or fewer never
+            # break, so the tail's bytes are judged at the column they have in the line.
+            encoded = _qp_bytes(_STAND_IN * column + tail + b"\r\n")[column:]
+            self._tails[column] = encoded
+        return b"".join((self._head, middle, encoded))
 
 
 class _Body:
@@ -86,9 +176,9 @@ class _Body:
     def __init__(self, template: str, tags: Sequence[str]) -> None:
         self._tags = tuple(tags)
         self.usable = "\r" not in template and not _has_line_break(self._tags)
-        # bytes: lines without a tag, encoded; str: a line with one, CRLF-ended, substituted per email.
-        self._chunks: list[bytes | str] = []
-        self._last: str | None = None  # a last line without a line end that holds a tag
+        # bytes: lines without a tag, encoded; a line with one, substituted and encoded per email.
+        self._chunks: list[bytes | _TaggedLine] = []
+        self._last: _TaggedLine | None = None  # a last line without a line end that holds a tag
         if not self.usable:
             return
         lines = template.split("\n")
@@ -99,25 +189,27 @@ class _Body:
                 if plain:
                     self._chunks.append(_qp_lines("".join(plain)))
                     plain = []
-                self._chunks.append(line + "\r\n")
+                self._chunks.append(_TaggedLine(line, self._tags))
             else:
                 plain.append(line + "\r\n")
         if tail and not any(tag in tail for tag in self._tags):
             plain.append(tail + "\r\n")  # as `_qp` ends a text: with a line end
         elif tail:
-            self._last = tail
+            self._last = _TaggedLine(tail, self._tags)
         if plain or not (self._chunks or self._last):
             self._chunks.append(_qp("".join(plain)))  # an empty template: one empty line, as `_qp` makes
 
     def encode(self, substitutions: Mapping[str, str]) -> bytes:
         out = [
-            chunk if isinstance(chunk, bytes) else _qp_lines(apply_substitutions(chunk, substitutions))
+            chunk
+            if isinstance(chunk, bytes)
+            else chunk.encode(apply_substitutions(chunk.template, substitutions))
             for chunk in self._chunks
         ]
         if self._last is not None:
-            last = apply_substitutions(self._last, substitutions)
+            last = apply_substitutions(self._last.template, substitutions)
             if last:
-                out.append(_qp_lines(last + "\r\n"))
+                out.append(self._last.encode(last))
             elif not out:
                 out.append(b"\r\n")  # `_qp("")`: an empty text is one empty line
             # An empty last line after other lines adds nothing: the text already ends with a line end.

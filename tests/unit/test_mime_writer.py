@@ -4,6 +4,8 @@ parse to the same values, lines stay within 76 characters, line ends are CRLF.""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -12,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nurture.providers.base import Batch, Envelope, Sender, apply_substitutions
-from nurture.providers.mime_writer import BatchWriter, _Body, _has_line_break, _qp
+from nurture.providers.mime_writer import BatchWriter, _Body, _has_line_break, _qp, _TaggedLine
 from nurture.providers.outbox import build_message
 from tests.support.factories import at
 
@@ -157,3 +159,93 @@ def test_a_body_encoded_line_by_line_is_byte_for_byte_the_whole_text_encoded(
     html = _qp(apply_substitutions("<p>" + template + "</p>", substitutions))
     assert b"quoted-printable\r\n\r\n" + want + b"\r\n--" in message
     assert b"quoted-printable\r\n\r\n" + html + b"\r\n--" in message
+
+
+# A tagged line is encoded per email from the head's last safe soft break to the end of its
+# last tag (`_TaggedLine`); the rest comes from encodings made once. Random long lines, with
+# the characters quoted-printable treats specially, checked against the whole text encoded.
+TAGS = ("-a-", "-first_name_html-", "-b-", "-a-b-")
+CHARACTERS = (
+    "abcdefghijklmnopqrstuvwxyz" * 2 + "ABC0123456789<>/\"'" + "  \t\t..==-_" + "é李😀" + "\0\x01\x7f"
+)
+SPECIAL_VALUES = (" ", "\t", ".", "=", "é", "😀", "a b ", ". ", "\0", "-", "a-", "first_name_html-", "-b")
+
+
+def random_text(rng: random.Random, size: int) -> str:
+    return "".join(rng.choices(CHARACTERS, k=size))
+
+
+def random_line(rng: random.Random) -> str:
+    parts = [random_text(rng, rng.randrange(60, 1000))] if rng.random() < 0.5 else []  # a long head
+    for _ in range(rng.randrange(1, 7)):
+        kind = rng.random()
+        if kind < 0.4:
+            parts.append(rng.choice(TAGS))
+        elif kind < 0.75:
+            parts.append(random_text(rng, rng.randrange(0, 12)))
+        else:
+            parts.append(random_text(rng, rng.randrange(60, 1000)))
+    return "".join(parts)
+
+
+def random_value(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.15:
+        return ""
+    if kind < 0.35:
+        return rng.choice(SPECIAL_VALUES)
+    if kind < 0.6:
+        return rng.choice("y=é") * rng.randrange(0, 160)  # moves the column the tail starts at
+    return random_text(rng, rng.randrange(0, 120))
+
+
+def test_tagged_lines_encoded_in_pieces_are_byte_for_byte_the_whole_text_encoded() -> None:
+    rng = random.Random(25)
+    heads = tails = emails = 0
+    for _ in range(1500):
+        lines = [random_line(rng) if rng.random() < 0.7 else random_text(rng, 40) for _ in range(4)]
+        template = "\n".join(lines[: rng.randrange(1, 5)]) + rng.choice(("", "\n"))
+        body = _Body(template, TAGS)
+        assert body.usable
+        tagged = [chunk for chunk in body._chunks if isinstance(chunk, _TaggedLine)]
+        heads += sum(1 for line in tagged if line._cut)
+        tails += sum(1 for line in tagged if line._tail)
+        for _ in range(8):  # one _Body for many emails: the tail's encodings are cached by column
+            substitutions = {tag: random_value(rng) for tag in TAGS}
+            assert body.encode(substitutions) == _qp(apply_substitutions(template, substitutions)), (
+                template,
+                substitutions,
+            )
+            emails += 1
+    assert emails == 12_000 and heads > 800 and tails > 500  # both caches are used, often
+
+
+def assert_tagged_line(template: str, values: Sequence[str]) -> None:
+    line = _TaggedLine(template, TAGS)
+    for value in values:
+        substitutions = {"-a-": value, "-first_name_html-": "N", "-b-": value[:3]}
+        substituted = apply_substitutions(template, substitutions)
+        assert line.encode(substituted) == _qp(substituted), (template, value)
+
+
+def test_tagged_lines_around_every_soft_break_position() -> None:
+    """Heads of every length up to a few lines, so that each kind of byte meets the head's
+    soft break, and tails met at every column 0..75."""
+    pattern = "ab=c. d\0e\t.fé=" * 20
+    few = ["", ".", " ", "=", "é", "\0", "y" * 7, "html-", "x-b"]
+    for size in range(200):
+        for head in (pattern[:size], "q" * size + ".\0", "é" * size + "=", "q" * size + "-first_name_"):
+            for template in (head + "-a-=t. x\t", head + "-a-.\0-b-.", head + "-a--b-"):
+                # "html-" completes -first_name_html- in the head; "x-b" then "-" a -b- in the tail.
+                assert_tagged_line(template, few)
+    columns = ["y" * size for size in range(80)] + ["=" * size for size in range(30)] + few
+    for size in (0, 1, 2, 3, 74, 75, 76, 77, 150, 151):
+        for tail in (
+            pattern[:size],
+            "\0" + pattern[:size],
+            ".",
+            ".\0" + pattern[:size],
+            "-" + pattern[:size],
+        ):
+            for head in ("", ".z=" * 30, "é" * 40):
+                assert_tagged_line(head + "-a-" + tail, columns)
