@@ -11,8 +11,8 @@ recent days, a partial first day, and any day not summarized or marked dirty.
 A summary stays true because whatever changes a past email's numbers marks its day
 dirty in the same transaction (nurture.store.summaries): a provider event for one of
 its deliveries, a web unsubscribe credited to one of its emails, a person forgotten.
-The retention pass folds the events it deletes into each delivery's bits first, so it
-changes no count.
+The retention pass changes no count: each delivery keeps the kinds of its events as
+bits (deliveries.event_bits) after the events themselves are deleted.
 
 Several processes may summarize at once. A day is claimed first, in its own
 transaction (its result_days row inserted as "working", or a dirty one switched to
