@@ -79,7 +79,9 @@ def fill(config_path: str, people_count: int, past: int) -> None:
                     "stream": stream,
                     "step": k + 1 if k < 6 else 1,
                     "key": f"s{k + 1}" if k < 6 else "newsletter",
-                    "at": first + timedelta(days=day, seconds=k),
+                    # As SQLAlchemy writes a datetime into SQLite (naive UTC, microseconds), so
+                    # that the history compares and sorts like rows nurture wrote.
+                    "at": (first + timedelta(days=day, seconds=k)).strftime("%Y-%m-%d %H:%M:%S.%f"),
                     "k": k,
                     "low": low,
                     "high": high,
