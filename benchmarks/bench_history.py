@@ -116,10 +116,32 @@ def spread(name: str, times: list[float]) -> str:
     return f"  {name:<12} median {median:7.1f} ms  p95 {p95:7.1f} ms"
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+# Starts the command and prints its peak RSS (KiB) and CPU seconds. A child's peak RSS starts
+# from its parent's size at the fork, and this benchmark's process is large (it served the
+# console): the command is forked from this small launcher instead.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, str]:
+    """The command in its own process: its time, CPU seconds, peak RSS (MiB) and last line of output."""
     began = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True)
-    return time.perf_counter() - began, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *command], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - began
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-3000:]}")
+    peak_kib, cpu = done.stderr.strip().splitlines()[-1].split()
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    return seconds, float(cpu), int(peak_kib) / 1024, last
 
 
 def copy_store(folder: Path, scratch: Path) -> None:
@@ -223,9 +245,13 @@ def measure(
             ("series step", [*nurture, "send-due", "--now", SEND_AT]),
             ("idle pass", [*nurture, "send-due", "--now", SEND_AT]),
         ):
-            seconds, last = timed(command, pass_env, run_dir)
+            seconds, cpu, peak_mib, last = timed(command, pass_env, run_dir)
             seconds_of.setdefault(name, []).append(seconds)
-            print(f"  {name:<12} {seconds:7.2f} s  [{last}] (round {round_number + 1})", flush=True)
+            print(
+                f"  {name:<12} {seconds:7.2f} s  CPU {cpu:5.1f} s  peak RSS {peak_mib:6.1f} MiB"
+                f"  [{last}] (round {round_number + 1})",
+                flush=True,
+            )
         shutil.rmtree(scratch)
     for name, values in seconds_of.items():
         figures[name] = statistics.median(values)
