@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from nurture.store.db import make_engine
@@ -182,19 +182,24 @@ def test_the_head_constant_is_alembics_head(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def insert_subscriber_1(connection: Connection) -> None:
+    """Subscriber 1, active, in the columns every revision from 0002v on has."""
+    connection.execute(
+        text(
+            "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, "
+            "confirm_nonce) VALUES (1, 'a@example.com', 'a@example.com', 'active', "
+            "'2026-11-01 09:00:00', '2026-11-01 09:00:00', 0)"
+        )
+    )
+
+
 @ON_BOTH_STORES
 def test_upgrading_to_reader_choices_keeps_every_row_that_refers_to_a_subscriber(engine: Engine):
     """0007r adds columns to subscribers in place: a copy of the table (Alembic's batch mode on
     SQLite) would drop it, and with foreign keys on the drop cascades to every child row."""
     upgrade(engine, "0002v")
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, "
-                "confirm_nonce) VALUES (1, 'a@example.com', 'a@example.com', 'active', "
-                "'2026-11-01 09:00:00', '2026-11-01 09:00:00', 0)"
-            )
-        )
+        insert_subscriber_1(connection)
         connection.execute(
             text(
                 "INSERT INTO enrollments "
@@ -242,13 +247,7 @@ def test_upgrading_to_event_bits_sets_each_delivery_the_kinds_of_its_stored_even
     stored before it must be on the bits after it (and bits kept by the retention pass stay)."""
     upgrade(engine, "0007w")
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO subscribers (id, email, email_key, status, created_at, status_changed_at, "
-                "confirm_nonce) VALUES (1, 'a@example.com', 'a@example.com', 'active', "
-                "'2026-11-01 09:00:00', '2026-11-01 09:00:00', 0)"
-            )
-        )
+        insert_subscriber_1(connection)
         for number, retired in ((1, 0), (2, 0), (3, 16), (4, 0)):
             connection.execute(
                 text(
