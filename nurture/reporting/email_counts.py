@@ -20,11 +20,16 @@ BOUNCE_KINDS = m.BOUNCE_KINDS
 COUNTS = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 
 
+def had_event(name: str) -> Any:
+    """Whether the delivery has had an event of the kind this count names. Read from the bits
+    set as each event is stored (Delivery.event_bits), which outlive the events the retention
+    pass deletes: counting a period reads no event."""
+    return m.Delivery.event_bits.op("&")(m.EVENT_BITS[name]) != 0
+
+
 def event_flag(name: str) -> Any:
-    """1 if the delivery has had an event of the kind this count names, else 0 (so repeats
-    count once). Read from the bits set as each event is stored (Delivery.event_bits), which
-    outlive the events the retention pass deletes: counting a period reads no event."""
-    return case((m.Delivery.event_bits.op("&")(m.EVENT_BITS[name]) != 0, 1), else_=0)
+    """1 if the delivery has had an event of the kind this count names, else 0 (repeats count once)."""
+    return case((had_event(name), 1), else_=0)
 
 
 def web_unsubscribes(among: Any | None = None) -> Any:
@@ -86,7 +91,7 @@ def counts_query(among: Any | None) -> Any:
     """One row per email sent: stream, step_key, series_version, step, newsletter_id and COUNTS."""
     delivery = m.Delivery
     web = web_unsubscribes(among)
-    unsubscribed = case((or_(event_flag("unsubscribed") == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
+    unsubscribed = case((or_(had_event("unsubscribed"), web.c.delivery_id.is_not(None)), 1), else_=0)
     query = (
         select(
             delivery.stream,

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, or_, select
 
 from nurture.app import App
 from nurture.errors import NotFound
-from nurture.reporting.email_counts import event_flag, web_unsubscribes
+from nurture.reporting.email_counts import event_flag, had_event, web_unsubscribes
 from nurture.reporting.stats import reading_totals
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
@@ -55,7 +55,7 @@ def newsletter_results(app: App, newsletter_id: int) -> NewsletterResults:
     delivery = m.Delivery
     among = select(delivery.id).where(delivery.newsletter_id == newsletter_id)
     web = web_unsubscribes(among)
-    unsubscribed = case((or_(event_flag("unsubscribed") == 1, web.c.delivery_id.is_not(None)), 1), else_=0)
+    unsubscribed = case((or_(had_event("unsubscribed"), web.c.delivery_id.is_not(None)), 1), else_=0)
     practice_zone = app.config.delivery.default_timezone
     where = case(
         (delivery.subscriber_id.is_(None), ERASED),
