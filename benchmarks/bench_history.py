@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sqlalchemy import create_engine, text
 
+from benchmarks.harness import Run, run_all
 from nurture.audience import people
 from nurture.config import load_config
 from nurture.reporting.result_days import summarize_days
@@ -116,32 +117,10 @@ def spread(name: str, times: list[float]) -> str:
     return f"  {name:<12} median {median:7.1f} ms  p95 {p95:7.1f} ms"
 
 
-# Starts the command and prints its peak RSS (KiB) and CPU seconds. A child's peak RSS starts
-# from its parent's size at the fork, and this benchmark's process is large (it served the
-# console): the command is forked from this small launcher instead.
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, str]:
-    """The command in its own process: its time, CPU seconds, peak RSS (MiB) and last line of output."""
-    began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-S", "-c", LAUNCHER, *command], env=env, cwd=cwd, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - began
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-3000:]}")
-    peak_kib, cpu = done.stderr.strip().splitlines()[-1].split()
-    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    return seconds, float(cpu), int(peak_kib) / 1024, last
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[Run, str]:
+    """The command in its own process (its time, CPU and peak RSS), and its last line of output."""
+    run = run_all([command], env, cwd)
+    return run, run.output.splitlines()[-1] if run.output else ""
 
 
 def copy_store(folder: Path, scratch: Path) -> None:
@@ -245,10 +224,10 @@ def measure(
             ("series step", [*nurture, "send-due", "--now", SEND_AT]),
             ("idle pass", [*nurture, "send-due", "--now", SEND_AT]),
         ):
-            seconds, cpu, peak_mib, last = timed(command, pass_env, run_dir)
-            seconds_of.setdefault(name, []).append(seconds)
+            run, last = timed(command, pass_env, run_dir)
+            seconds_of.setdefault(name, []).append(run.seconds)
             print(
-                f"  {name:<12} {seconds:7.2f} s  CPU {cpu:5.1f} s  peak RSS {peak_mib:6.1f} MiB"
+                f"  {name:<12} {run.seconds:7.2f} s  CPU {run.cpu:5.1f} s  peak RSS {run.peak_mib:6.1f} MiB"
                 f"  [{last}] (round {round_number + 1})",
                 flush=True,
             )

@@ -1,9 +1,10 @@
 """Shared pieces of the sending benchmarks: the stand-in process, stores that can be
 copied, and running commands in child processes with their time, CPU and peak memory.
 
-Peak memory is each child's ru_maxrss from wait4. A child's ru_maxrss starts at its
-parent's peak (Linux carries it across fork/exec), so stores are filled in a child too
-and this process stays small.
+Peak memory is each command's ru_maxrss from wait4. A child's ru_maxrss starts at its
+parent's size at the fork (Linux carries it across exec), so each command is forked from a
+small launcher (`LAUNCHER`) that reports it: a benchmark's own size (a console it served, a
+store it filled) never counts.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ class Run:
         )
 
 
+# Runs its arguments as a command and prints, as the last line of its standard error, the
+# command's peak RSS (KiB) and CPU seconds; exits with the command's status.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_all(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
     """Start the commands together; wait for all. Raises SystemExit if one fails."""
     began = time.perf_counter()
@@ -90,21 +104,20 @@ def run_all(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
         for command in commands:
             out = files.enter_context(tempfile.TemporaryFile())
             err = files.enter_context(tempfile.TemporaryFile())
+            launched = [sys.executable, "-S", "-c", LAUNCHER, *command]
             started.append(
-                (subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command)
+                (subprocess.Popen(launched, cwd=cwd, env=env, stdout=out, stderr=err), out, err, command)
             )
         for process, out, err, command in started:
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            peak = max(peak, usage.ru_maxrss / 1024)
-            cpu += usage.ru_utime + usage.ru_stime
+            returncode = process.wait()
             out.seek(0)
             err.seek(0)
             text, errors = out.read().decode(), err.read().decode()
-            if process.returncode:
-                raise SystemExit(
-                    f"{' '.join(command)} failed ({process.returncode}): {errors.strip()[-3000:]}"
-                )
+            if returncode:
+                raise SystemExit(f"{' '.join(command)} failed ({returncode}): {errors.strip()[-3000:]}")
+            peak_kib, seconds = errors.strip().splitlines()[-1].split()
+            peak = max(peak, int(peak_kib) / 1024)
+            cpu += float(seconds)
             outputs.append(text.strip())
     return Run(time.perf_counter() - began, peak, cpu, " | ".join(outputs))
 
