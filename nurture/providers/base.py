@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import idna
 
 from nurture.errors import FatalTransportError
-from nurture.store.models import ConsentKind, EventKind
+
+if TYPE_CHECKING:  # not at run time: the outbox's writer process starts without the store's models
+    from nurture.store.models import ConsentKind, EventKind
 
 
 @dataclass(frozen=True)

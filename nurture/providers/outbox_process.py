@@ -1,0 +1,164 @@
+"""The outbox's writer process: where a large batch's files are built and written.
+
+A pass is one Python process, and everything it does in Python takes turns on one lock
+(the GIL): claiming, the ledger, and, for the outbox, building every email and four
+system calls a file. Through SendGrid the building happens on the provider's machines;
+here a second process plays that part, so the pass claims and records the next batches
+on one core while the emails of this one are written on the other.
+
+Nothing of the pass's rules moves here. The pass claims a batch, marks it handed over
+and records what comes back, exactly as for a provider; this process only writes files,
+with the same refusal of a second write of one delivery (`outbox.write_batch`, the very
+code that writes small batches in the pass's own process).
+
+The two talk over the child's stdin and stdout: a length, then a pickle (both ends are
+this package; nothing else writes to the pipes). The child ignores SIGINT and SIGTERM,
+since a Ctrl-C or a stop reaches the whole process group and the pass finishes the
+batches it handed over before it stops; it exits when its stdin closes, which is also
+what happens when the pass is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copyreg
+import io
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any
+
+from nurture.errors import FatalTransportError, TransportError
+from nurture.providers.base import Batch, Outcome
+
+# Batches with fewer emails are written in the pass's own process: a confirmation or an
+# owner's notice should not wait for a process to start.
+WRITER_PROCESS_FROM = 50
+
+_LENGTH = struct.Struct("!Q")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class _Pickler(pickle.Pickler):
+    # An envelope's empty mappings are read-only views, which pickle does not take.
+    dispatch_table = {**copyreg.dispatch_table, MappingProxyType: lambda view: (dict, (dict(view),))}
+
+
+def _dumps(value: object) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _send(pipe: IO[bytes], value: object) -> None:
+    data = _dumps(value)
+    pipe.write(_LENGTH.pack(len(data)) + data)
+    pipe.flush()
+
+
+def _receive(pipe: IO[bytes]) -> Any:
+    """The next value, or EOFError when the other end has gone."""
+    head = pipe.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    (length,) = _LENGTH.unpack(head)
+    data = pipe.read(length)
+    if len(data) < length:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - written by our own child or parent, never by anyone else
+
+
+class WriterProcess:
+    """A child process that writes batches into one outbox folder, one batch at a time."""
+
+    def __init__(self, directory: Path, *, unnamed_files: bool) -> None:
+        env = dict(os.environ)
+        # The child imports this package as the parent did, installed or from a checkout.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(directory), "unnamed" if unnamed_files else "renamed"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self._child.stdin is not None and self._child.stdout is not None
+        self._to_child, self._from_child = self._child.stdin, self._child.stdout
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    def alive(self) -> bool:
+        return self._child.poll() is None
+
+    def write(self, batch: Batch) -> list[Outcome]:
+        """The batch's outcomes, or the error the child met: FatalTransportError (nothing of
+        the batch written), ValueError (refused before writing), TransportError (the child
+        stopped mid-batch: what it wrote is unknown, so every email of it is "unknown")."""
+        try:
+            _send(self._to_child, batch)
+            kind, value = _receive(self._from_child)
+        except (BrokenPipeError, EOFError):
+            code = self._child.wait()
+            self._close_pipes()
+            raise TransportError(f"the outbox writer process stopped (exit status {code})") from None
+        if kind == "sent":
+            outcomes: list[Outcome] = value
+            return outcomes
+        if kind == "fatal":
+            raise FatalTransportError(value)
+        if kind == "refused":
+            raise ValueError(value)
+        raise TransportError(f"the outbox writer process failed: {value}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the child is gone and left part of a batch unread
+            self._to_child.close()
+        try:
+            self._child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._to_child, self._from_child):
+            with contextlib.suppress(BrokenPipeError):  # a request's buffered end the dead child never read
+                pipe.close()
+
+
+def main(argv: list[str]) -> int:
+    from nurture.providers.outbox import write_batch  # the child's own import; outbox imports this module
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    directory, mode = Path(argv[0]), argv[1]
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but replies goes to the parent's pipe
+    while True:
+        try:
+            batch = _receive(requests)
+        except EOFError:
+            return 0
+        reply: tuple[str, object]
+        try:
+            reply = ("sent", write_batch(directory, batch, unnamed_files=mode == "unnamed"))
+        except FatalTransportError as exc:
+            reply = ("fatal", str(exc))
+        except ValueError as exc:
+            reply = ("refused", str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the pass, which records the batch as unknown
+            reply = ("failed", f"{type(exc).__name__}: {exc}")
+        try:
+            _send(replies, reply)
+        except BrokenPipeError:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,288 @@
+"""The outbox's writer process: batches of WRITER_PROCESS_FROM emails or more are built and
+written in a child process, with the same files and the same refusals as in the pass's
+own process; a child that dies leaves its batch unknown, never half-counted; it outlives
+neither a stop nor a kill of its pass."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nurture.errors import FatalTransportError, TransportError
+from nurture.providers.base import Batch, Envelope, Outcome, Sender
+from nurture.providers.outbox import OutboxTransport
+from nurture.providers.outbox_process import WRITER_PROCESS_FROM
+from nurture.store import models as m
+from tests.support.factories import active_subscribers, at
+from tests.support.processes import STEP_TIMES, Project, iso
+
+REPO = Path(__file__).resolve().parents[2]
+SENT_AT = at("2026-12-01 15:00")
+DELIVERY = re.compile(r"-(\d+)\.eml$")
+ADDRESS = re.compile(r"[\w.+-]+@[\w.-]+")
+
+
+def batch_of(first: int, count: int, *, body_repeat: int = 1) -> Batch:
+    envelopes = tuple(
+        Envelope(
+            str(n),
+            f"r{n}@example.com",
+            f"Reader {n}",
+            "What a session is like",
+            headers={
+                "List-Unsubscribe": f"<https://mail.example.com/u/{n}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+            substitutions={"-name-": f"Reader {n}", "-link-": f"https://mail.example.com/u/{n}"},
+            stream="kap-intro",
+            step=2,
+        )
+        for n in range(first, first + count)
+    )
+    return Batch(
+        Sender("hello@example.com", "Practice", reply_to="hello@example.com"),
+        "Hello -name-,\n"
+        + "A line of the letter, the same for everyone.\n" * body_repeat
+        + "Leave: -link-\n",
+        "<p>Hello -name-,</p>"
+        + "<p>A paragraph for everyone.</p>" * body_repeat
+        + '<a href="-link-">Leave</a>',
+        envelopes,
+        sent_at=SENT_AT,
+    )
+
+
+def normalized(data: bytes) -> bytes:
+    """The file without what is random in every batch: its message key and MIME boundary."""
+    data = re.sub(rb"Message-ID: <[^>]+>", b"Message-ID: <key>", data)
+    return re.sub(rb"={15}\d{19}==", b"BOUNDARY", data)
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.glob("*.eml")}
+
+
+def writer_pid(transport: OutboxTransport) -> int:
+    assert transport._process is not None, "the batch went to a writer process"
+    return transport._process.pid
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition: object, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_large_batch_is_written_by_a_child_byte_for_byte_as_in_the_pass(tmp_path: Path) -> None:
+    in_pass = OutboxTransport(tmp_path / "in-pass", process_from=10**6)
+    in_child = OutboxTransport(tmp_path / "in-child", process_from=WRITER_PROCESS_FROM)
+    batch = batch_of(1, WRITER_PROCESS_FROM + 10)
+    try:
+        here, there = in_pass.send(batch), in_child.send(batch)
+        assert in_pass._process is None
+        pid = writer_pid(in_child)
+        assert pid != os.getpid()
+    finally:
+        in_child.close()
+    assert [(o.delivery_id, o.status) for o in here] == [(o.delivery_id, o.status) for o in there]
+    assert {o.status for o in there} == {"sent"} and all(isinstance(o, Outcome) for o in there)
+    assert len({o.provider_message_id for o in there}) == 1, "one message key per batch"
+    written_here, written_there = files(tmp_path / "in-pass"), files(tmp_path / "in-child")
+    assert sorted(written_here) == sorted(written_there) and len(written_there) == len(batch.envelopes)
+    for name, data in written_there.items():
+        assert normalized(data) == normalized(written_here[name]), name
+    assert wait_until(lambda: gone(pid)), "close() ends the writer process"
+
+
+def test_the_writer_process_refuses_what_the_outbox_already_holds_from_either_side(tmp_path: Path) -> None:
+    transport = OutboxTransport(tmp_path / "outbox")
+    try:
+        assert {o.status for o in transport.send(batch_of(1, 3))} == {"sent"}  # in the pass
+        outcomes = transport.send(batch_of(1, WRITER_PROCESS_FROM + 5))  # in the child
+        writer_pid(transport)
+        refused = sorted(int(o.delivery_id) for o in outcomes if o.status == "failed")
+        assert refused == [1, 2, 3]
+        assert all("already holds delivery" in (o.error or "") for o in outcomes if o.status == "failed")
+        again = transport.send(batch_of(1, WRITER_PROCESS_FROM + 5))
+        assert {o.status for o in again} == {"failed"}
+    finally:
+        transport.close()
+    assert len(files(tmp_path / "outbox")) == WRITER_PROCESS_FROM + 5
+
+
+def test_a_writer_killed_mid_batch_leaves_it_unknown_and_a_second_try_writes_each_email_once(
+    tmp_path: Path,
+) -> None:
+    outbox = tmp_path / "outbox"
+    transport = OutboxTransport(outbox)
+    big = batch_of(1, 3000, body_repeat=200)
+    raised: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            transport.send(big)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            raised.append(exc)
+
+    try:
+        transport.send(batch_of(10_001, WRITER_PROCESS_FROM))  # the writer is up
+        pid = writer_pid(transport)
+        sending = threading.Thread(target=send)
+        sending.start()
+        assert wait_until(lambda: any(p.name.endswith("-1.eml") for p in outbox.iterdir()))
+        os.kill(pid, signal.SIGSTOP)
+        # Counted by claims: a writer stopped between an email's claim and its visible name
+        # has written it whole (under .deliveries/), and its next try is refused.
+        written_before_kill = len(list((outbox / ".deliveries").iterdir())) - WRITER_PROCESS_FROM
+        os.kill(pid, signal.SIGKILL)
+        sending.join(30)
+        assert not sending.is_alive()
+        [error] = raised
+        # Not Fatal (that would release the claims) and not a ValueError (that would fail
+        # them): the pass records every email of the batch as unknown, left claimed.
+        assert type(error) is TransportError and "writer process stopped" in str(error)
+        assert 0 < written_before_kill < len(big.envelopes)
+        # The next batch starts a new writer; the emails already written are refused.
+        retry = transport.send(big)
+        assert writer_pid(transport) != pid
+    finally:
+        transport.close()
+    statuses = Counter(o.status for o in retry)
+    assert statuses == Counter(
+        {"failed": written_before_kill, "sent": len(big.envelopes) - written_before_kill}
+    )
+    per_delivery = Counter(DELIVERY.search(name).group(1) for name in files(outbox))  # type: ignore[union-attr]
+    assert len(per_delivery) >= len(big.envelopes) + WRITER_PROCESS_FROM - 1  # one may lack its visible name
+    assert len(list((outbox / ".deliveries").iterdir())) == len(big.envelopes) + WRITER_PROCESS_FROM
+    assert set(per_delivery.values()) == {1}
+    assert not [p for p in outbox.iterdir() if p.name.startswith(".") and p.name != ".deliveries"]
+
+
+def test_an_outbox_folder_that_is_gone_is_fatal_and_names_the_folder_on_both_sides(tmp_path: Path) -> None:
+    for process_from in (1, 10**6):
+        outbox = tmp_path / f"outbox-{process_from}"
+        transport = OutboxTransport(outbox, process_from=process_from)
+        shutil.rmtree(outbox)
+        try:
+            with pytest.raises(
+                FatalTransportError, match=f"outbox folder {re.escape(str(outbox))} cannot be"
+            ):
+                transport.send(batch_of(1, WRITER_PROCESS_FROM))
+        finally:
+            transport.close()
+
+
+PASS_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.integration.test_outbox_process import batch_of
+from nurture.providers.outbox import OutboxTransport
+transport = OutboxTransport(Path({outbox!r}))
+transport.send(batch_of(1, 60))
+print(transport._process.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_writer_ignores_ctrl_c_and_sigterm_and_leaves_when_its_pass_is_killed(tmp_path: Path) -> None:
+    script = PASS_SCRIPT.format(repo=str(REPO), outbox=str(tmp_path / "outbox"))
+    the_pass = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert the_pass.stdout is not None
+        pid = int(the_pass.stdout.readline())
+        # A Ctrl-C or a stop reaches the whole group; the pass decides when its writer stops.
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+        assert not wait_until(lambda: gone(pid), seconds=1), "the writer outlived SIGINT and SIGTERM"
+        the_pass.kill()
+        the_pass.wait(10)
+        assert wait_until(lambda: gone(pid)), "the writer left once its pass was gone"
+    finally:
+        the_pass.kill()
+        the_pass.wait(10)
+        assert the_pass.stdout is not None
+        the_pass.stdout.close()
+    assert len(files(tmp_path / "outbox")) == 60
+
+
+def writers_of(outbox: Path) -> list[int]:
+    """Live writer processes of this outbox folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        mine = b"nurture.providers.outbox_process" in command and str(outbox).encode() in command
+        if mine and not gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_of_a_pass_through_the_outbox_never_writes_an_email_twice(tmp_path: Path, seed: int) -> None:
+    """Randomized: a `send-due` through the outbox (its batches in a writer process) is
+    killed at a random moment; a later pass writes everything not claimed. Each email is
+    in the outbox at most once; every email recorded as sent is there; an email there but
+    not recorded as sent belongs to a claim left stuck, never resent by itself."""
+    chance = random.Random(seed)
+    project = Project(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'nurture.db'}",
+        None,
+        **{"delivery.batch_size": 60, "delivery.concurrency": 2},
+    )
+    outbox = tmp_path / "outbox"
+    ids = active_subscribers(project.app, 1500, at("2026-12-01 14:00"))
+    first = project.start("send-due", "--now", iso(STEP_TIMES[0]))
+    time.sleep(chance.uniform(0.8, 3.0))
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    assert wait_until(lambda: not writers_of(outbox)), "no writer outlives its pass"
+
+    stuck = project.claimed_subscribers()
+    later = project.run("send-due", "--now", iso(STEP_TIMES[0] + timedelta(minutes=15)))
+    assert later.returncode == 0, later.stderr
+    assert f"stuck {len(stuck)}" in later.stdout
+    assert not writers_of(outbox)
+
+    emails = project.emails(ids)
+    per_address = Counter(
+        ADDRESS.search(line).group(0)  # type: ignore[union-attr]
+        for path in outbox.glob("*.eml")
+        for line in path.read_text(encoding="ascii").splitlines()
+        if line.startswith("To: ")
+    )
+    assert set(per_address.values()) == {1}, "no address has step 1 twice"
+    assert project.claimed_subscribers() == stuck, "stuck claims are never resent by themselves"
+    statuses = project.statuses()
+    assert statuses[m.DeliveryStatus.SENT] + statuses[m.DeliveryStatus.CLAIMED] == len(ids)
+    assert statuses[m.DeliveryStatus.CLAIMED] == len(stuck)
+    assert {i for i in ids if emails[i] not in per_address} <= stuck, "nothing lost but stuck claims"
+    assert all(emails[i] in per_address for i in set(ids) - stuck), "every email recorded as sent is written"
