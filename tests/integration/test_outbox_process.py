@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -286,3 +286,45 @@ def test_kill_9_of_a_pass_through_the_outbox_never_writes_an_email_twice(tmp_pat
     assert statuses[m.DeliveryStatus.CLAIMED] == len(stuck)
     assert {i for i in ids if emails[i] not in per_address} <= stuck, "nothing lost but stuck claims"
     assert all(emails[i] in per_address for i in set(ids) - stuck), "every email recorded as sent is written"
+
+
+def test_sigterm_to_the_daemon_mid_batch_lets_the_writer_finish_and_leaves_no_claim(tmp_path: Path) -> None:
+    """`nurture run` through the outbox, stopped while its writer process holds a batch:
+    the batch handed over is written and recorded, nothing else is claimed, the writer
+    leaves with the daemon, and what was not sent goes out once on the next pass."""
+    from tests.integration.test_exactly_once import midday_zone
+
+    window = {"delivery.weekdays_only": False, "delivery.batch_size": 60, "delivery.concurrency": 1}
+    project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", None, **window)
+    outbox = tmp_path / "outbox"
+    now = datetime.now(UTC)
+    ids = active_subscribers(project.app, 600, now - timedelta(minutes=1), timezone_name=midday_zone(now))
+    daemon = project.start("run", "--interval", "5")
+    try:
+        assert wait_until(lambda: bool(writers_of(outbox)), seconds=60), "the daemon started a writer"
+        [writer] = writers_of(outbox)
+        # Held still, so the stop surely arrives while a batch is in the writer's hands.
+        os.kill(writer, signal.SIGSTOP)
+        daemon.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        os.kill(writer, signal.SIGCONT)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    assert wait_until(lambda: not writers_of(outbox)), "the writer left with its daemon"
+    assert project.claimed_subscribers() == set(), "no claim left behind"
+    sent = project.statuses()[m.DeliveryStatus.SENT]
+    assert 60 <= sent < len(ids)
+    assert len(files(outbox)) == sent, "every email recorded as sent is written, and only those"
+
+    rest = project.run("send-due")
+    assert rest.returncode == 0, rest.stderr
+    per_address = Counter(
+        ADDRESS.search(line).group(0)  # type: ignore[union-attr]
+        for path in outbox.glob("*.eml")
+        for line in path.read_text(encoding="ascii").splitlines()
+        if line.startswith("To: ")
+    )
+    assert len(per_address) == len(ids) and set(per_address.values()) == {1}
