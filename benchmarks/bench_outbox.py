@@ -1,7 +1,7 @@
 """Send one series step to N subscribers through the outbox (the default transport of a
 fresh install and the demo's), and time a read-only command while the pass runs.
 
-    .venv/bin/python benchmarks/bench_outbox.py [--sizes 10000 100000] [--readers 3]
+    .venv/bin/python benchmarks/bench_outbox.py [--sizes 10000 100000] [--readers 3] [--outbox-in /dev/shm]
 
 For each size a store is filled once (in a child process). Then `nurture send-due`
 writes every email as an .eml file; while it runs, `nurture subscribers list --status
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +51,9 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
     subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
     run_dir = folder / "run"
     outbox = run_dir / "outbox"
+    if args.outbox_in:
+        # Elsewhere than the store, e.g. tmpfs: what the file system costs, apart from the rest.
+        outbox = Path(tempfile.mkdtemp(prefix="outbox-", dir=args.outbox_in))
     _, env = project(
         run_dir,
         store.url,
@@ -71,6 +76,8 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
     if send.returncode:
         raise SystemExit(f"send-due failed ({send.returncode}): {output}")
     written = sum(1 for _ in outbox.glob("*.eml"))
+    if args.outbox_in:
+        shutil.rmtree(outbox)
     if written != size:
         raise SystemExit(f"the outbox holds {written} emails, expected {size}: {output}")
     print(
@@ -90,6 +97,9 @@ def main() -> int:
     )
     parser.add_argument("--sizes", "--size", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--readers", type=int, default=3)
+    parser.add_argument(
+        "--outbox-in", type=Path, help="put the outbox in this folder (e.g. /dev/shm), not beside the store"
+    )
     args = parser.parse_args()
     each_size(args.sizes, "nurture-bench-outbox-", bench_size, args, None)
     return 0
