@@ -6,7 +6,7 @@
 Generates each file in a temporary folder (varied addresses, names, zones and date
 formats, a duplicate every 500 rows), then runs the real command in its own process,
 twice: into an empty store, then again (every row merges). For each it prints the
-time, rows per second and the command's peak RSS (from wait4). Before that, the
+time, rows per second and the command's peak RSS (`harness.run_all`). Before that, the
 validation pass alone (`scan_rows`), also in its own process.
 
 Runs on SQLite always; on PostgreSQL too when NURTURE_BENCH_POSTGRES_URL names a
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
+from benchmarks.harness import run_all
 from tests.support.factories import SECRET, write_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,21 +56,9 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def timed_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command, reaping it with wait4 so its peak RSS is known.
-
-    Returns (seconds, peak MiB, stdout + CPU time)."""
-    began = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - began
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode:
-            raise SystemExit(f"{' '.join(args)} failed ({child.returncode}): {err.read().decode()[-2000:]}")
-        cpu = usage.ru_utime + usage.ru_stime
-        return seconds, usage.ru_maxrss / 1024, f"(CPU {cpu:.1f} s) {out.read().decode().strip()}"
+    """The command in its own process: (seconds, peak MiB, its CPU time and output)."""
+    run = run_all([args], env, cwd)
+    return run.seconds, run.peak_mib, f"(CPU {run.cpu:.1f} s) {run.output}"
 
 
 def line(label: str, rows: int, seconds: float, peak: float, note: str = "") -> None:
