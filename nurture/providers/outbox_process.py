@@ -8,8 +8,8 @@ on one core while the emails of this one are written on the other.
 
 Nothing of the pass's rules moves here. The pass claims a batch, marks it handed over
 and records what comes back, exactly as for a provider; this process only writes files,
-with the same refusal of a second write of one delivery (`outbox.write_batch`, the very
-code that writes small batches in the pass's own process).
+with the same refusal of a second write of one delivery (`outbox_files.write_batch`, the
+very code that writes small batches in the pass's own process).
 
 The two talk over the child's stdin and stdout: a length, then a pickle (both ends are
 this package; nothing else writes to the pipes). The child ignores SIGINT and SIGTERM,
@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from nurture.errors import FatalTransportError, TransportError
 from nurture.providers.base import Batch, Outcome
+from nurture.providers.outbox_files import write_batch
 
 # Batches with fewer emails are written in the pass's own process: a confirmation or an
 # owner's notice should not wait for a process to start.
@@ -133,8 +134,6 @@ class WriterProcess:
 
 
 def main(argv: list[str]) -> int:
-    from nurture.providers.outbox import write_batch  # the child's own import; outbox imports this module
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     directory, mode = Path(argv[0]), argv[1]
