@@ -9,6 +9,8 @@ fast writer (`mime_writer`) is tested against and that the SMTP transport sends.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -19,9 +21,11 @@ from pathlib import Path
 from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
 from nurture.providers.mime_writer import POLICY, fold_list_header
 from nurture.providers.outbox_files import unnamed_files_work, write_batch
-from nurture.providers.outbox_process import WRITER_PROCESS_FROM, WriterProcess
+from nurture.providers.outbox_process import WRITER_PROCESS_FROM, WriterProcess, WriterUnavailable
 
 __all__ = ["POLICY", "OutboxTransport", "build_message"]
+
+log = logging.getLogger(__name__)
 
 
 def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = None) -> EmailMessage:
@@ -71,7 +75,13 @@ class OutboxTransport:
             if len(batch.envelopes) < self._process_from:
                 return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
             if self._process is None or not self._process.alive():
-                self._process = WriterProcess(self.directory, unnamed_files=self._unnamed_files)
+                try:
+                    self._process = WriterProcess(self.directory, unnamed_files=self._unnamed_files)
+                except WriterUnavailable as exc:
+                    # Slower, not wrong: the same files, written here.
+                    log.warning("%s; this pass writes every batch in its own process", exc)
+                    self._process, self._process_from = None, sys.maxsize
+                    return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
             return self._process.write(batch)
 
     def close(self) -> None:

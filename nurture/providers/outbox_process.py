@@ -42,6 +42,10 @@ from nurture.providers.outbox_files import write_batch
 WRITER_PROCESS_FROM = 50
 
 _LENGTH = struct.Struct("!Q")
+# The interpreter the child runs on. Where it is not a Python that can import this package
+# (a frozen bundle, say), the child never says it is ready and the pass writes every batch
+# in its own process instead.
+_PYTHON = sys.executable
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -74,6 +78,10 @@ def _receive(pipe: IO[bytes]) -> Any:
     return pickle.loads(data)  # noqa: S301 - written by our own child or parent, never by anyone else
 
 
+class WriterUnavailable(Exception):
+    """The writer process could not be started; nothing was handed to it."""
+
+
 class WriterProcess:
     """A child process that writes batches into one outbox folder, one batch at a time."""
 
@@ -81,14 +89,28 @@ class WriterProcess:
         env = dict(os.environ)
         # The child imports this package as the parent did, installed or from a checkout.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(directory), "unnamed" if unnamed_files else "renamed"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        try:
+            self._child = subprocess.Popen(
+                [_PYTHON, "-m", __name__, str(directory), "unnamed" if unnamed_files else "renamed"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            raise WriterUnavailable(f"the outbox writer process could not start: {exc.strerror}") from exc
         assert self._child.stdin is not None and self._child.stdout is not None
         self._to_child, self._from_child = self._child.stdin, self._child.stdout
+        # Ready before any batch is handed over: a child that cannot start then costs no
+        # batch its outcome (a death mid-batch leaves the batch unknown).
+        try:
+            ready = _receive(self._from_child) == ("ready", None)
+        except Exception:  # noqa: BLE001 - gone, or something else answered: either way not our writer
+            ready = False
+        if not ready:
+            self.stop()
+            raise WriterUnavailable(
+                f"the outbox writer process did not start (exit status {self._child.returncode})"
+            )
 
     @property
     def pid(self) -> int:
@@ -139,6 +161,7 @@ def main(argv: list[str]) -> int:
     directory, mode = Path(argv[0]), argv[1]
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies goes to the parent's pipe
+    _send(replies, ("ready", None))
     while True:
         try:
             batch = _receive(requests)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from nurture.errors import FatalTransportError, TransportError
+from nurture.providers import outbox_process
 from nurture.providers.base import Batch, Envelope, Outcome, Sender
 from nurture.providers.outbox import OutboxTransport
 from nurture.providers.outbox_process import WRITER_PROCESS_FROM
@@ -332,3 +333,24 @@ def test_sigterm_to_the_daemon_mid_batch_lets_the_writer_finish_and_leaves_no_cl
         if line.startswith("To: ")
     )
     assert len(per_address) == len(ids) and set(per_address.values()) == {1}
+
+
+@pytest.mark.parametrize("python", ["/bin/false", "/nonexistent/python3", "/bin/echo"])
+def test_a_writer_that_cannot_start_leaves_every_batch_to_the_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, python: str
+) -> None:
+    """An interpreter that is no Python for this package (a frozen bundle, a broken
+    install): no batch is handed over, so none is lost or left unknown; the pass writes
+    them all itself and says so once."""
+    monkeypatch.setattr(outbox_process, "_PYTHON", python)
+    transport = OutboxTransport(tmp_path / "outbox")
+    try:
+        first = transport.send(batch_of(1, WRITER_PROCESS_FROM))
+        second = transport.send(batch_of(1001, WRITER_PROCESS_FROM))
+        assert transport._process is None
+    finally:
+        transport.close()
+    assert {o.status for o in first + second} == {"sent"}
+    assert len(files(tmp_path / "outbox")) == 2 * WRITER_PROCESS_FROM
+    warnings = [r.getMessage() for r in caplog.records if "writer process" in r.getMessage()]
+    assert len(warnings) == 1 and "writes every batch in its own process" in warnings[0]
