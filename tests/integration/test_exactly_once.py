@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,10 @@ from sqlalchemy import select
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import active_subscribers, at
-from tests.support.processes import STEP_TIMES, Project, iso
+from tests.support.processes import STEP_TIMES, Project, iso, midday_zone
 from tests.support.sendgrid_standin import SendGridStandIn
 
 START = at("2026-12-01 14:00")  # 09:00 in New York, where the test subscribers live
-
-
-def midday_zone(moment: datetime) -> str:
-    """A fixed-offset zone in which `moment` falls near local noon. The daemon tests run
-    on the real clock, so their subscribers live where the send window is wide open,
-    whatever time of day the suite happens to run."""
-    offset = 12 - moment.astimezone(UTC).hour  # -11 .. +12 hours, all valid zones
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT signs are inverted
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from nurture.errors import FatalTransportError
 from nurture.providers.outbox_files import unnamed_files_work, write_batch
-from tests.integration.test_outbox_process import batch_of, files, normalized
+from tests.support.outbox_files import batch_of, files, normalized
 
 PATHS = [pytest.param(True, id="unnamed-file"), pytest.param(False, id="temporary-name")]
 

@@ -23,57 +23,16 @@ import pytest
 
 from nurture.errors import FatalTransportError, TransportError
 from nurture.providers import outbox_process
-from nurture.providers.base import Batch, Envelope, Outcome, Sender
+from nurture.providers.base import Outcome
 from nurture.providers.outbox import OutboxTransport
 from nurture.providers.outbox_process import WRITER_PROCESS_FROM
 from nurture.store import models as m
-from tests.support.factories import active_subscribers, at
-from tests.support.processes import STEP_TIMES, Project, iso
+from tests.support.factories import REPO, active_subscribers, at
+from tests.support.outbox_files import batch_of, files, normalized
+from tests.support.processes import STEP_TIMES, Project, iso, midday_zone
 
-REPO = Path(__file__).resolve().parents[2]
-SENT_AT = at("2026-12-01 15:00")
 DELIVERY = re.compile(r"-(\d+)\.eml$")
 ADDRESS = re.compile(r"[\w.+-]+@[\w.-]+")
-
-
-def batch_of(first: int, count: int, *, body_repeat: int = 1) -> Batch:
-    envelopes = tuple(
-        Envelope(
-            str(n),
-            f"r{n}@example.com",
-            f"Reader {n}",
-            "What a session is like",
-            headers={
-                "List-Unsubscribe": f"<https://mail.example.com/u/{n}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
-            substitutions={"-name-": f"Reader {n}", "-link-": f"https://mail.example.com/u/{n}"},
-            stream="kap-intro",
-            step=2,
-        )
-        for n in range(first, first + count)
-    )
-    return Batch(
-        Sender("hello@example.com", "Practice", reply_to="hello@example.com"),
-        "Hello -name-,\n"
-        + "A line of the letter, the same for everyone.\n" * body_repeat
-        + "Leave: -link-\n",
-        "<p>Hello -name-,</p>"
-        + "<p>A paragraph for everyone.</p>" * body_repeat
-        + '<a href="-link-">Leave</a>',
-        envelopes,
-        sent_at=SENT_AT,
-    )
-
-
-def normalized(data: bytes) -> bytes:
-    """The file without what is random in every batch: its message key and MIME boundary."""
-    data = re.sub(rb"Message-ID: <[^>]+>", b"Message-ID: <key>", data)
-    return re.sub(rb"={15}\d{19}==", b"BOUNDARY", data)
-
-
-def files(directory: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in directory.glob("*.eml")}
 
 
 def writer_pid(transport: OutboxTransport) -> int:
@@ -201,7 +160,7 @@ PASS_SCRIPT = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from tests.integration.test_outbox_process import batch_of
+from tests.support.outbox_files import batch_of
 from nurture.providers.outbox import OutboxTransport
 transport = OutboxTransport(Path({outbox!r}))
 transport.send(batch_of(1, 60))
@@ -297,8 +256,6 @@ def test_sigterm_to_the_daemon_mid_batch_lets_the_writer_finish_and_leaves_no_cl
     """`nurture run` through the outbox, stopped while its writer process holds a batch:
     the batch handed over is written and recorded, nothing else is claimed, the writer
     leaves with the daemon, and what was not sent goes out once on the next pass."""
-    from tests.integration.test_exactly_once import midday_zone
-
     window = {"delivery.weekdays_only": False, "delivery.batch_size": 60, "delivery.concurrency": 1}
     project = Project(tmp_path, f"sqlite:///{tmp_path / 'nurture.db'}", None, **window)
     outbox = tmp_path / "outbox"

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -26,6 +26,14 @@ STEP_TIMES = [
     at("2026-12-12 15:00"),
     at("2026-12-17 15:00"),
 ]
+
+
+def midday_zone(moment: datetime) -> str:
+    """A fixed-offset zone in which `moment` falls near local noon. The daemon tests run
+    on the real clock, so their subscribers live where the send window is wide open,
+    whatever time of day the suite happens to run."""
+    offset = 12 - moment.astimezone(UTC).hour  # -11 .. +12 hours, all valid zones
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT signs are inverted
 
 
 def clean_env(**extra: str) -> dict[str, str]:
