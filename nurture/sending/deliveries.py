@@ -9,7 +9,7 @@ invariant 8):
 - a claim never handed to a transport (keyed, with no `submitted_at`: each request's
   transport and time are written down, and committed, before it goes: `mark_submitted`)
   never left; it is released `delivery.reconcile_after` after its claim, when no worker
-  can still be about to send it (a worker holds unsent claims for one batch's wait;
+  can still be about to send it (a worker holds unsent claims for two batches' wait;
   a batch whose claims are no longer all its own is not sent);
 - silence about a handed-over email releases it (`reconcile`: the next claim sends it)
   only when both hold:

@@ -101,7 +101,7 @@ def _of_provider(provider: str | None) -> Any:
 # Claimed since message keys exist, and never marked as handed to a transport: the mark is
 # committed before every request, so such an email never left. It is released once its
 # worker surely has no use for it: `reconcile_after` (15 minutes at least) after the claim,
-# while a worker holds an unsent claim for one batch's wait at most.
+# while a worker holds an unsent claim for two batches' wait at most.
 NEVER_HANDED = and_(m.Delivery.message_key.is_not(None), m.Delivery.submitted_at.is_(None))
 HANDED = ~NEVER_HANDED
 

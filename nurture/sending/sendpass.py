@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -57,6 +58,11 @@ from nurture.store.db import reading, transaction
 # run before claiming, it returns how many quiet readers it asked.
 Review = Callable[[Engine | Connection, datetime], int]
 COLLECT_EVERY_ROUNDS = 25  # with the collector off during a pass: a collection of young objects this often
+# How long a thread may hold the GIL while another wants it, during a pass (Python's
+# default is 5 ms). The claim thread gives up the GIL for each SQL statement and the
+# request threads for each socket read; with the main thread building emails, every
+# such return waited up to a whole interval, and the claims are the pass's critical path.
+PASS_SWITCH_INTERVAL = 0.001
 
 
 @dataclass
@@ -134,8 +140,8 @@ class SendingPass:
         self.progress = progress
         self.summary = PassSummary()
         self.batch_size = self.config.delivery.batch_size
-        # One batch per claim: a worker never holds more claims than it has in flight plus
-        # one batch, so a kill strands no more than that.
+        # One batch per claim, and one claim ahead of the batch being built: a worker never
+        # holds more claims than it has in flight plus two batches, so a kill strands no more.
         self.claim_round = self.batch_size
         # What goes out is what was published: the latest versions, read afresh for each pass.
         self.campaigns = self.catalog.refresh(self.engine, now)
@@ -170,10 +176,13 @@ class SendingPass:
         collecting = gc.isenabled()
         gc.freeze()
         gc.disable()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, PASS_SWITCH_INTERVAL))
         started = time.monotonic()
         try:
             summary = self._run()
         finally:
+            sys.setswitchinterval(switch_interval)
             if collecting:
                 gc.enable()
             gc.unfreeze()
@@ -215,18 +224,20 @@ class SendingPass:
     def _send(self) -> None:
         """Claim a batch, check and build it, hand it over; again, until nothing is due.
 
-        A worker holds at most one batch of claims not yet handed to the transport (plus
-        what is in flight): a kill strands no more than that. Every claim not handed over
-        is released when the loop ends for any reason (a stop, a fatal answer, a transport
-        that cannot even start, an error); an `abandon` (a second signal) stops waiting
-        for requests in flight, whose claims stay claimed for evidence to settle.
+        A worker holds at most two batches of claims not yet handed to the transport (plus
+        what is in flight): the one being built and the next, claimed meanwhile in the
+        claim thread (mostly SQL, outside the GIL); a kill strands no more than that. Every
+        claim not handed over is released when the loop ends for any reason (a stop, a
+        fatal answer, a transport that cannot even start, an error); an `abandon` (a second
+        signal) stops waiting for requests in flight, whose claims stay claimed for
+        evidence to settle.
         """
         concurrency = self.config.delivery.concurrency
         in_flight: dict[Future[list[Outcome]], list[Claim]] = {}
         pending: dict[int, Claim] = {}  # claimed, not handed over
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send")
-        # The next batch is claimed in a thread of its own while the requests before it are
-        # in flight: claiming is mostly SQL, run outside the GIL.
+        # The next batch is claimed in a thread of its own while this one is built and the
+        # requests before it are in flight: claiming is mostly SQL, run outside the GIL.
         claiming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nurture-claim")
         ahead = self._claim_ahead(claiming)
         rounds = 0
@@ -235,7 +246,8 @@ class SendingPass:
                 claims, ahead = ahead.result(), None
                 if not claims:
                     break
-                pending = {claim.delivery_id: claim for claim in claims}
+                pending.update((claim.delivery_id, claim) for claim in claims)
+                ahead = self._claim_ahead(claiming)
                 rounds += 1
                 if rounds % COLLECT_EVERY_ROUNDS == 0:
                     gc.collect(1)  # the young objects only (the rest is frozen): cycles a long pass left
@@ -267,7 +279,8 @@ class SendingPass:
                     in_flight[pool.submit(transport.send, batch)] = ready
                     for claim in ready:
                         pending.pop(claim.delivery_id, None)
-                ahead = self._claim_ahead(claiming)
+                if self._stopping():
+                    break  # what is pending (and claimed ahead) is released below
         finally:
             try:
                 # Claimed, then a stop, a fatal answer or an error: never handed over, so known not sent.

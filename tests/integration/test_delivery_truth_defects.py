@@ -301,7 +301,7 @@ class Counting:
         self.inner.close()
 
 
-def test_a_worker_holds_at_most_one_batch_of_claims_beyond_what_is_in_flight(
+def test_a_worker_holds_at_most_two_batches_of_claims_beyond_what_is_in_flight(
     tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
 ) -> None:
     app = sendgrid_app(tmp_path, standin, signer, **{"delivery.concurrency": 2})
@@ -309,7 +309,8 @@ def test_a_worker_holds_at_most_one_batch_of_claims_beyond_what_is_in_flight(
     counting = Counting(app.transport, app)
     app.use_transport(counting)
     assert send_due(app, FIRST).sent == 60
-    assert 0 < counting.most_held <= 5
+    # The batch being built and the next one, claimed meanwhile (batches of 5).
+    assert 0 < counting.most_held <= 10
 
 
 def test_an_outbox_folder_that_cannot_be_used_releases_every_claim(tmp_path: Path) -> None:
