@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from nurture.store.migrate import alembic_config, current_revision, upgrade
 from nurture.store.models import Base
 
-HEAD = "0007x"
+HEAD = "0007y"
 MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
 
 

@@ -69,7 +69,8 @@ class Delivery(Base):
     worker: Mapped[str | None] = mapped_column(String(80))
     claimed_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Shown, never looked up (events find their delivery by message_key): no index (0007y).
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     # The kinds of provider event this delivery has had, as bits (EVENT_BITS), set as each
     # event is stored and kept after the retention pass deletes the events: the Results
