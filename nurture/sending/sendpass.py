@@ -274,9 +274,10 @@ class SendingPass:
                         self._collect(in_flight, FIRST_COMPLETED)
                     if self._stopping():
                         break
-                    if not self._submitted(ready, transport.name):
-                        continue  # released in _submitted: nothing of it goes
-                    in_flight[pool.submit(transport.send, batch)] = ready
+                    if self._submitted(ready, transport.name):
+                        in_flight[pool.submit(transport.send, batch)] = ready
+                    # Off `pending` either way: handed over, or released in _submitted (its ids
+                    # may be claimed again, even by this pass, and must not be released twice).
                     for claim in ready:
                         pending.pop(claim.delivery_id, None)
                 if self._stopping():

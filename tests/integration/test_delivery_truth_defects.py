@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from nurture.app import App
 from nurture.providers.base import Batch, Outcome, Transport
-from nurture.sending.deliveries import list_stuck, release
+from nurture.sending.claims import Claim
+from nurture.sending.deliveries import list_stuck, release, release_claims
 from nurture.sending.evidence import WAITS_FOR_OUTAGE
-from nurture.sending.sendpass import send_due
+from nurture.sending.sendpass import SendingPass, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import active_subscribers, at, make_app
@@ -311,6 +312,33 @@ def test_a_worker_holds_at_most_two_batches_of_claims_beyond_what_is_in_flight(
     assert send_due(app, FIRST).sent == 60
     # The batch being built and the next one, claimed meanwhile (batches of 5).
     assert 0 < counting.most_held <= 10
+
+
+def test_a_batch_released_before_its_handover_is_not_sent_and_released_once(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims released by someone else between their claim and their handed-over mark (as
+    for a claim held past `reconcile_after`): that batch does not go, its claims are given
+    back once, and the readers get their email from a later claim, once."""
+    app = sendgrid_app(tmp_path, standin, signer, **{"delivery.concurrency": 1})
+    people = active_subscribers(app, 15, START)
+    build = SendingPass._build
+    taken: list[int] = []
+
+    def build_then_lose_the_first(self: SendingPass, group: list[Claim]) -> tuple[Batch | None, list[Claim]]:
+        built = build(self, group)
+        if not taken:
+            taken.extend(claim.delivery_id for claim in group)
+            with transaction(app.engine) as session:
+                release_claims(session, taken, FIRST)
+        return built
+
+    monkeypatch.setattr(SendingPass, "_build", build_then_lose_the_first)
+    summary = send_due(app, FIRST)
+    assert len(taken) == 5 and summary.released == 5
+    assert summary.sent == 15
+    assert copies(standin) == Counter({email_of(app, person): 1 for person in people})
+    assert claimed(app) == set()
 
 
 def test_an_outbox_folder_that_cannot_be_used_releases_every_claim(tmp_path: Path) -> None:
