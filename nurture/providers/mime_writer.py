@@ -122,21 +122,55 @@ class _TaggedLine:
       last byte is judged as in the whole line; the column the tail starts at is read from the
       output (`b2a_qp`'s column is the count of bytes written since the last line break).
 
-    Whether the substituted line starts and ends with those fixed bytes is checked per email,
-    not assumed (a value may complete a later tag with fixed text next to it); a line that
-    does not is encoded without the head, or whole.
+    Where a tag could straddle the edge of the head or the tail (a value may complete a later
+    tag with fixed text next to it), the whole line is substituted per email and whether it
+    starts and ends with those fixed bytes is checked, not assumed; a line that does not is
+    encoded without the head, or whole.
     """
 
     def __init__(self, line: str, tags: Sequence[str]) -> None:
         self.template = line
+        self._tags = tuple(tags)
         spans = [(line.find(tag), line.rfind(tag) + len(tag)) for tag in tags if tag in line]
-        head = line[: min(start for start, _ in spans)].encode("utf-8")
-        tail = line[max(end for _, end in spans) :].encode("utf-8")
+        first, last = min(start for start, _ in spans), max(end for _, end in spans)
+        head, tail = line[:first].encode("utf-8"), line[last:].encode("utf-8")
         self._head, self._cut = _fixed_head(head)
         # The bytes the head's encoding was decided by: up to the lookahead after the break.
         self._start = head[: self._cut + 2] if self._cut else b""
         self._tail = b"" if tail.startswith(b"\0") else tail  # NUL is judged unlike the stand-in
         self._tails: list[bytes | None] = [None] * LINE_LIMIT  # the tail's encoding by column
+        # Substituting the middle alone gives the line `apply_substitutions` gives when no tag
+        # can ever reach across into the head or the tail: the head holds no tag (it ends at
+        # the first) nor the tail (it starts after the last), so a tag found there in some
+        # step of the replacements would have to straddle the edge, starting with the head's
+        # last characters or ending with the tail's first. When none can, per email only the
+        # middle is substituted and encoded, not the whole line (a line of an HTML body is
+        # often kilobytes long).
+        straddles = any(
+            line[:first].endswith(tag[:size]) or line[last:].startswith(tag[-size:])
+            for tag in self._tags
+            for size in range(1, len(tag))
+        )
+        self._middle = None if straddles else line[first:last]
+        self._head_rest = head[self._cut :]  # encoded with the middle, after the head's last break
+        self._raw_tail = tail
+        self._fixed_empty = not head and not tail
+
+    def encode_with(self, substitutions: Mapping[str, str]) -> bytes | None:
+        """`encode` of the template's line with `substitutions` applied; None when that line is empty."""
+        middle = self._middle
+        if middle is None:
+            line = apply_substitutions(self.template, substitutions)
+            return self.encode(line) if line else None
+        for tag, value in substitutions.items():
+            middle = middle.replace(tag, value)
+        if not middle and self._fixed_empty:
+            return None
+        data = self._head_rest + middle.encode("utf-8")
+        tail = self._tail
+        if not tail:
+            return self._head + _qp_bytes(data + self._raw_tail + b"\r\n")
+        return self._head + self._with_tail(data, tail)
 
     def encode(self, line: str) -> bytes:
         """The substituted `line` encoded, CRLF-ended. It holds no CR or LF (`_Body` makes sure):
@@ -148,7 +182,11 @@ class _TaggedLine:
         end = len(data) - len(tail)
         if not tail or end < cut or not data.endswith(tail):
             return self._head + _qp_bytes(data[cut:] + b"\r\n")
-        middle = _qp_bytes(data[cut:end] + _STAND_IN + b"\r\n")[:-3]
+        return self._head + self._with_tail(data[cut:end], tail)
+
+    def _with_tail(self, data: bytes, tail: bytes) -> bytes:
+        """The encoding of `data` (what follows the head's last break, up to the tail) and the tail."""
+        middle = _qp_bytes(data + _STAND_IN + b"\r\n")[:-3]
         if middle.endswith(b"=\r\n"):
             middle = middle[:-3]  # a break before the stand-in: the tail's encoding has it
         column = len(middle) - middle.rfind(b"\n") - 1
@@ -158,7 +196,7 @@ class _TaggedLine:
             # break, so the tail's bytes are judged at the column they have in the line.
             encoded = _qp_bytes(_STAND_IN * column + tail + b"\r\n")[column:]
             self._tails[column] = encoded
-        return b"".join((self._head, middle, encoded))
+        return middle + encoded
 
 
 class _Body:
@@ -201,15 +239,13 @@ class _Body:
 
     def encode(self, substitutions: Mapping[str, str]) -> bytes:
         out = [
-            chunk
-            if isinstance(chunk, bytes)
-            else chunk.encode(apply_substitutions(chunk.template, substitutions))
+            chunk if isinstance(chunk, bytes) else chunk.encode_with(substitutions) or b"\r\n"
             for chunk in self._chunks
         ]
         if self._last is not None:
-            last = apply_substitutions(self._last.template, substitutions)
-            if last:
-                out.append(self._last.encode(last))
+            last = self._last.encode_with(substitutions)
+            if last is not None:
+                out.append(last)
             elif not out:
                 out.append(b"\r\n")  # `_qp("")`: an empty text is one empty line
             # An empty last line after other lines adds nothing: the text already ends with a line end.

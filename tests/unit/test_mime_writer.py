@@ -181,6 +181,8 @@ def random_line(rng: random.Random) -> str:
         kind = rng.random()
         if kind < 0.4:
             parts.append(rng.choice(TAGS))
+        elif kind < 0.5:
+            parts.append(rng.choice(("-", "a-", "-a")))  # next to a tag: one may straddle the edge
         elif kind < 0.75:
             parts.append(random_text(rng, rng.randrange(0, 12)))
         else:
@@ -201,7 +203,7 @@ def random_value(rng: random.Random) -> str:
 
 def test_tagged_lines_encoded_in_pieces_are_byte_for_byte_the_whole_text_encoded() -> None:
     rng = random.Random(25)
-    heads = tails = emails = 0
+    heads = tails = emails = middles = wholes = 0
     for _ in range(1500):
         lines = [random_line(rng) if rng.random() < 0.7 else random_text(rng, 40) for _ in range(4)]
         template = "\n".join(lines[: rng.randrange(1, 5)]) + rng.choice(("", "\n"))
@@ -210,6 +212,8 @@ def test_tagged_lines_encoded_in_pieces_are_byte_for_byte_the_whole_text_encoded
         tagged = [chunk for chunk in body._chunks if isinstance(chunk, _TaggedLine)]
         heads += sum(1 for line in tagged if line._cut)
         tails += sum(1 for line in tagged if line._tail)
+        middles += sum(1 for line in tagged if line._middle is not None)
+        wholes += sum(1 for line in tagged if line._middle is None)
         for _ in range(8):  # one _Body for many emails: the tail's encodings are cached by column
             substitutions = {tag: random_value(rng) for tag in TAGS}
             assert body.encode(substitutions) == _qp(apply_substitutions(template, substitutions)), (
@@ -218,6 +222,8 @@ def test_tagged_lines_encoded_in_pieces_are_byte_for_byte_the_whole_text_encoded
             )
             emails += 1
     assert emails == 12_000 and heads > 800 and tails > 500  # both caches are used, often
+    # Both ways of substituting: the middle alone, and the whole line where a tag could straddle.
+    assert middles > 1000 and wholes > 100
 
 
 def assert_tagged_line(template: str, values: Sequence[str]) -> None:
@@ -226,6 +232,7 @@ def assert_tagged_line(template: str, values: Sequence[str]) -> None:
         substitutions = {"-a-": value, "-first_name_html-": "N", "-b-": value[:3]}
         substituted = apply_substitutions(template, substitutions)
         assert line.encode(substituted) == _qp(substituted), (template, value)
+        assert line.encode_with(substitutions) == (_qp(substituted) if substituted else None), (template, value)
 
 
 def test_tagged_lines_around_every_soft_break_position() -> None:
