@@ -232,7 +232,8 @@ def assert_tagged_line(template: str, values: Sequence[str]) -> None:
         substitutions = {"-a-": value, "-first_name_html-": "N", "-b-": value[:3]}
         substituted = apply_substitutions(template, substitutions)
         assert line.encode(substituted) == _qp(substituted), (template, value)
-        assert line.encode_with(substitutions) == (_qp(substituted) if substituted else None), (template, value)
+        want = _qp(substituted) if substituted else None
+        assert line.encode_with(substitutions) == want, (template, value)
 
 
 def test_tagged_lines_around_every_soft_break_position() -> None:
