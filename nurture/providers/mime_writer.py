@@ -23,9 +23,10 @@ outside the few this project writes) goes through the `email` package's own fold
 from __future__ import annotations
 
 import binascii
+import itertools
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.policy import SMTP
@@ -156,14 +157,22 @@ class _TaggedLine:
         self._raw_tail = tail
         self._fixed_empty = not head and not tail
 
-    def encode_with(self, substitutions: Mapping[str, str]) -> bytes | None:
-        """`encode` of the template's line with `substitutions` applied; None when that line is empty."""
+    def encode_with(
+        self, substitutions: Mapping[str, str], middles: Iterator[str] | None = None
+    ) -> bytes | None:
+        """`encode` of the template's line with `substitutions` applied; None when that line is empty.
+
+        `middles`, when given, yields this line's middle already substituted (`_Middles`).
+        """
         middle = self._middle
         if middle is None:
             line = apply_substitutions(self.template, substitutions)
             return self.encode(line) if line else None
-        for tag, value in substitutions.items():
-            middle = middle.replace(tag, value)
+        if middles is not None:
+            middle = next(middles)
+        else:
+            for tag, value in substitutions.items():
+                middle = middle.replace(tag, value)
         if not middle and self._fixed_empty:
             return None
         data = self._head_rest + middle.encode("utf-8")
@@ -237,19 +246,46 @@ class _Body:
         if plain or not (self._chunks or self._last):
             self._chunks.append(_qp("".join(plain)))  # an empty template: one empty line, as `_qp` makes
 
-    def encode(self, substitutions: Mapping[str, str]) -> bytes:
+    def tagged_lines(self) -> list[_TaggedLine]:
+        """The lines that hold a tag, in order."""
+        lines = [chunk for chunk in self._chunks if isinstance(chunk, _TaggedLine)]
+        return lines + [self._last] if self._last is not None else lines
+
+    def encode(self, substitutions: Mapping[str, str], middles: Iterator[str] | None = None) -> bytes:
+        """`middles`: the substituted middles of this body's lines, in order (`_Middles`)."""
         out = [
-            chunk if isinstance(chunk, bytes) else chunk.encode_with(substitutions) or b"\r\n"
+            chunk if isinstance(chunk, bytes) else chunk.encode_with(substitutions, middles) or b"\r\n"
             for chunk in self._chunks
         ]
         if self._last is not None:
-            last = self._last.encode_with(substitutions)
+            last = self._last.encode_with(substitutions, middles)
             if last is not None:
                 out.append(last)
             elif not out:
                 out.append(b"\r\n")  # `_qp("")`: an empty text is one empty line
             # An empty last line after other lines adds nothing: the text already ends with a line end.
         return b"".join(out)
+
+
+class _Middles:
+    """The middles of all the tagged lines of a batch's bodies (those substituted alone, see
+    `_TaggedLine`), substituted per email in one string: one `str.replace` per tag, not
+    one per tag and line.
+
+    Joined by LF, they split back into the same pieces: no tag holds a line break (else the
+    body is not `usable`) and no value does (else `_Body` is not used for that email), so no
+    tag is ever found across an LF and no value adds one.
+    """
+
+    def __init__(self, bodies: Sequence[_Body]) -> None:
+        lines = [line for body in bodies for line in body.tagged_lines() if line._middle is not None]
+        self._joined = "\n".join(line._middle for line in lines if line._middle is not None)
+
+    def substituted(self, substitutions: Mapping[str, str]) -> Iterator[str]:
+        joined = self._joined
+        for tag, value in substitutions.items():
+            joined = joined.replace(tag, value)
+        return iter(joined.split("\n"))
 
 
 class BatchWriter:
@@ -262,11 +298,15 @@ class BatchWriter:
         self._reply_to = self._fold("Reply-To", sender.reply_to) if sender.reply_to else b""
         self._date = self._fold("Date", format_datetime(batch.sent_at or datetime.now(UTC)))
         self._subjects: dict[str, bytes] = {}
-        self._bodies: dict[tuple[str, ...], tuple[_Body, _Body]] = {}  # by the envelopes' tags
+        # Headers the same for every email of the batch (List-Unsubscribe-Post) are folded once;
+        # those of one reader (their own link) are kept too, until the batch is written.
+        self._header_lines: dict[tuple[str, str], bytes] = {}
+        self._bodies: dict[tuple[str, ...], tuple[_Body, _Body, _Middles]] = {}  # by the envelopes' tags
         # Boundaries need not be unpredictable: a quoted-printable part never holds "==" (every
-        # "=" in it starts an escape or a soft break), so no body can contain one. A seeded
-        # generator spares a system call per email (`secrets` reads the kernel's every time).
-        self._random = random.Random()
+        # "=" in it starts an escape or a soft break), so no body can contain one. One random
+        # start per batch and a count per email: no system call or random draw per email.
+        self._boundary_start = f"==============={random.randrange(10**13):013d}"
+        self._emails = itertools.count()
 
     def _fold(self, name: str, value: object) -> bytes:
         """One header through the email package: parsed, encoded where needed, folded."""
@@ -290,33 +330,39 @@ class BatchWriter:
     def _headers(self, headers: Mapping[str, str]) -> bytes:
         out = []
         for name, value in headers.items():
-            if name.lower().startswith("list-"):
-                folded = fold_list_header(name, value)
-                if folded.isascii():
-                    out.append(f"{name}: {folded}\r\n".encode("ascii"))
-                    continue
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} holds a line break")
-            out.append(self._fold(name, value))
+            line = self._header_lines.get((name, value))
+            if line is None:
+                line = self._header_lines[name, value] = self._header(name, value)
+            out.append(line)
         return b"".join(out)
+
+    def _header(self, name: str, value: str) -> bytes:
+        if name.lower().startswith("list-"):
+            folded = fold_list_header(name, value)
+            if folded.isascii():
+                return f"{name}: {folded}\r\n".encode("ascii")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} holds a line break")
+        return self._fold(name, value)
 
     def _encoded(self, substitutions: Mapping[str, str]) -> tuple[bytes, bytes]:
         """Both bodies of one email, quoted-printable: through the batch's `_Body`s when they can."""
         tags = tuple(substitutions)
         bodies = self._bodies.get(tags)
         if bodies is None:
-            bodies = (_Body(self._batch.text, tags), _Body(self._batch.html, tags))
-            self._bodies[tags] = bodies
-        text, html = bodies
+            text, html = _Body(self._batch.text, tags), _Body(self._batch.html, tags)
+            bodies = self._bodies[tags] = (text, html, _Middles((text, html)))
+        text, html, middles = bodies
         if text.usable and html.usable and not _has_line_break(tuple(substitutions.values())):
-            return text.encode(substitutions), html.encode(substitutions)
+            substituted = middles.substituted(substitutions)  # text's lines first, then html's
+            return text.encode(substitutions, substituted), html.encode(substitutions, substituted)
         return (
             _qp(apply_substitutions(self._batch.text, substitutions)),
             _qp(apply_substitutions(self._batch.html, substitutions)),
         )
 
     def message(self, envelope: Envelope, message_id: str) -> bytes:
-        boundary = f"==============={self._random.randrange(10**19):019d}=="
+        boundary = f"{self._boundary_start}{next(self._emails):06d}=="
         text, html = self._encoded(envelope.substitutions)
         start = f"--{boundary}\r\n".encode("ascii")
         return b"".join(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,8 +31,13 @@ from nurture.providers.mime_writer import BatchWriter
 __all__ = ["unnamed_files_work", "write_batch"]
 
 
+# What a file name keeps of a stream or delivery id: letters, digits, "-" and "_" (`\w` is
+# str.isalnum() and "_"); anything else becomes "_".
+_UNSAFE = re.compile(r"[^\w-]")
+
+
 def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+    return _UNSAFE.sub("_", text)
 
 
 def _write_all_of(fd: int, data: bytes) -> None:
@@ -100,12 +106,16 @@ def write_batch(directory: Path, batch: Batch, *, unnamed_files: bool) -> list[O
             f"the outbox folder {directory} has no usable .deliveries folder: {exc.strerror}"
         ) from exc
     put = _put_unnamed if unnamed_files else _put_renamed
+    prefixes: dict[tuple[str | None, int | None], str] = {}  # a file name's start, by stream and step
     try:
         for envelope in batch.envelopes:
             safe_id = _safe(envelope.delivery_id)
             data = writer.message(envelope, f"<{key_local}.{safe_id}@{key_domain}>")
+            prefix = prefixes.get((envelope.stream, envelope.step))
+            if prefix is None:
+                prefix = prefixes[envelope.stream, envelope.step] = _file_prefix(stamp, envelope)
             try:
-                put(folder, claims, f"{safe_id}.eml", _file_name(stamp, envelope, safe_id), data)
+                put(folder, claims, f"{safe_id}.eml", f"{prefix}{safe_id}.eml", data)
             except _AlreadyWritten:
                 outcomes.append(
                     Outcome(
@@ -144,7 +154,11 @@ def _put_unnamed(folder: int, claims: int, claim: str, name: str, data: bytes) -
             raise _AlreadyWritten from None
     finally:
         os.close(fd)
-    _name_or_unclaim(claims, claim, lambda: os.link(claim, name, src_dir_fd=claims, dst_dir_fd=folder))
+    try:
+        os.link(claim, name, src_dir_fd=claims, dst_dir_fd=folder)
+    except OSError:
+        os.unlink(claim, dir_fd=claims)  # no visible name, no claim: see `_name_or_unclaim`
+        raise
 
 
 def _put_renamed(folder: int, claims: int, claim: str, name: str, data: bytes) -> None:
@@ -180,10 +194,11 @@ def _stamp(sent_at: datetime) -> str:
     return sent_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _file_name(stamp: str, envelope: Envelope, safe_id: str) -> str:
-    """`20261126T140000Z-kap-intro-step3-42.eml`: when, which email, which delivery."""
+def _file_prefix(stamp: str, envelope: Envelope) -> str:
+    """`20261126T140000Z-kap-intro-step3-` of `20261126T140000Z-kap-intro-step3-42.eml`:
+    when and which email; the delivery's id follows."""
     if not envelope.stream:
-        return f"{stamp}-{safe_id}.eml"
+        return f"{stamp}-"
     if envelope.step is None:
-        return f"{stamp}-{_safe(envelope.stream)}-{safe_id}.eml"
-    return f"{stamp}-{_safe(envelope.stream)}-step{envelope.step}-{safe_id}.eml"
+        return f"{stamp}-{_safe(envelope.stream)}-"
+    return f"{stamp}-{_safe(envelope.stream)}-step{envelope.step}-"
