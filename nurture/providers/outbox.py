@@ -66,8 +66,8 @@ class OutboxTransport:
         # The pass hands over several batches at once (to keep requests in flight while a
         # provider answers); here nothing waits on a network, and writers side by side only
         # contend in the kernel for the folder's lock (three times the system time, measured,
-        # and a slower pass). So batches are written one at a time; another thread meanwhile
-        # builds and claims the next ones.
+        # and a slower pass). So batches are written one at a time: the writer process takes
+        # them in turn from its pipe, and a small one written here waits for this lock.
         self._writing = threading.Lock()
 
     def send(self, batch: Batch) -> list[Outcome]:
@@ -75,6 +75,8 @@ class OutboxTransport:
             if len(batch.envelopes) < self._process_from:
                 return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
             if self._process is None or not self._process.alive():
+                if self._process is not None:
+                    self._process.stop()  # died: its pipes are closed, its waiting batches unknown
                 try:
                     self._process = WriterProcess(self.directory, unnamed_files=self._unnamed_files)
                 except WriterUnavailable as exc:
@@ -82,7 +84,9 @@ class OutboxTransport:
                     log.warning("%s; this pass writes every batch in its own process", exc)
                     self._process, self._process_from = None, sys.maxsize
                     return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
-            return self._process.write(batch)
+            process = self._process
+        # Outside the lock: the next batch waits in the pipe while the child writes this one.
+        return process.write(batch)
 
     def close(self) -> None:
         with self._writing:

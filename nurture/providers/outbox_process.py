@@ -29,6 +29,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
@@ -83,7 +84,13 @@ class WriterUnavailable(Exception):
 
 
 class WriterProcess:
-    """A child process that writes batches into one outbox folder, one batch at a time."""
+    """A child process that writes batches into one outbox folder, one batch at a time.
+
+    Several threads may hand it batches at once: each is queued in the pipe as it comes
+    (so the child starts the next one the moment it finishes one, not after the pass has
+    read the reply and had its next thread pickle a batch), and each thread reads its own
+    reply, in the order the batches went in, which is the order the child answers them.
+    """
 
     def __init__(self, directory: Path, *, unnamed_files: bool) -> None:
         env = dict(os.environ)
@@ -100,6 +107,10 @@ class WriterProcess:
             raise WriterUnavailable(f"the outbox writer process could not start: {exc.strerror}") from exc
         assert self._child.stdin is not None and self._child.stdout is not None
         self._to_child, self._from_child = self._child.stdin, self._child.stdout
+        self._handing = threading.Lock()  # one batch into the pipe at a time
+        self._turns = threading.Condition()  # replies read in the order the batches went in
+        self._handed = self._answered = 0
+        self._gone: str | None = None  # why no further reply will come
         # Ready before any batch is handed over: a child that cannot start then costs no
         # batch its outcome (a death mid-batch leaves the batch unknown).
         try:
@@ -123,13 +134,29 @@ class WriterProcess:
         """The batch's outcomes, or the error the child met: FatalTransportError (nothing of
         the batch written), ValueError (refused before writing), TransportError (the child
         stopped mid-batch: what it wrote is unknown, so every email of it is "unknown")."""
-        try:
-            _send(self._to_child, batch)
-            kind, value = _receive(self._from_child)
-        except (BrokenPipeError, EOFError):
-            code = self._child.wait()
-            self._close_pipes()
-            raise TransportError(f"the outbox writer process stopped (exit status {code})") from None
+        with self._handing:
+            try:
+                if self._gone is None:
+                    _send(self._to_child, batch)
+            except BrokenPipeError:
+                self._stopped()  # nothing of this batch was read, but the pass cannot know that
+            if self._gone is not None:
+                raise TransportError(self._gone)
+            turn = self._handed
+            self._handed += 1
+        with self._turns:
+            self._turns.wait_for(lambda: self._answered == turn)
+            try:
+                # A batch handed over before the child died: it may have been written, or not.
+                if self._gone is not None:
+                    raise TransportError(self._gone)
+                try:
+                    kind, value = _receive(self._from_child)
+                except EOFError:
+                    raise TransportError(self._stopped()) from None
+            finally:
+                self._answered += 1
+                self._turns.notify_all()
         if kind == "sent":
             outcomes: list[Outcome] = value
             return outcomes
@@ -139,15 +166,29 @@ class WriterProcess:
             raise ValueError(value)
         raise TransportError(f"the outbox writer process failed: {value}")
 
+    def _stopped(self) -> str:
+        """Why no further reply will come: the child has gone."""
+        self._gone = f"the outbox writer process stopped (exit status {self._child.wait()})"
+        return self._gone
+
     def stop(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the child is gone and left part of a batch unread
-            self._to_child.close()
-        try:
-            self._child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._child.kill()
-            self._child.wait()
-        self._close_pipes()
+        """Ends the child's input, waits for it to leave (a kill after 10 s) and closes the pipes.
+        A thread still waiting for a reply then gets a TransportError: its batch is unknown."""
+        with self._handing:  # no batch is half in the pipe
+            with contextlib.suppress(BrokenPipeError):  # the child is gone and left part of a batch unread
+                self._to_child.close()
+            try:
+                self._child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+            with self._turns:  # no reply is being read
+                if self._gone is None:
+                    self._gone = (
+                        f"the outbox writer process was stopped (exit status {self._child.returncode})"
+                    )
+                self._close_pipes()
+                self._turns.notify_all()
 
     def _close_pipes(self) -> None:
         for pipe in (self._to_child, self._from_child):

@@ -23,7 +23,7 @@ import pytest
 
 from nurture.errors import FatalTransportError, TransportError
 from nurture.providers import outbox_process
-from nurture.providers.base import Outcome
+from nurture.providers.base import Batch, Outcome
 from nurture.providers.outbox import OutboxTransport
 from nurture.providers.outbox_process import WRITER_PROCESS_FROM
 from nurture.store import models as m
@@ -140,6 +140,87 @@ def test_a_writer_killed_mid_batch_leaves_it_unknown_and_a_second_try_writes_eac
     assert len(list((outbox / ".deliveries").iterdir())) == len(big.envelopes) + WRITER_PROCESS_FROM
     assert set(per_delivery.values()) == {1}
     assert not [p for p in outbox.iterdir() if p.name.startswith(".") and p.name != ".deliveries"]
+
+
+def send_in_threads(
+    transport: OutboxTransport, batches: list[Batch]
+) -> tuple[list[threading.Thread], dict[str, list[Outcome] | BaseException]]:
+    """Each batch handed over by a thread of its own; results[first id] is its outcomes or its error."""
+    results: dict[str, list[Outcome] | BaseException] = {}
+
+    def send(batch: Batch) -> None:
+        try:
+            results[batch.envelopes[0].delivery_id] = transport.send(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            results[batch.envelopes[0].delivery_id] = exc
+
+    threads = [threading.Thread(target=send, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def handed_over(transport: OutboxTransport) -> int:
+    assert transport._process is not None
+    return transport._process._handed
+
+
+def test_batches_handed_over_together_wait_in_the_pipe_and_each_thread_gets_its_own_outcomes(
+    tmp_path: Path,
+) -> None:
+    """While the child writes one batch the next waits in its pipe (so the child never
+    idles while the pass reads a reply); replies come back to the thread that sent each."""
+    outbox = tmp_path / "outbox"
+    transport = OutboxTransport(outbox)
+    batches = [batch_of(1000 * n, WRITER_PROCESS_FROM + n) for n in range(1, 4)]
+    try:
+        transport.send(batch_of(1, WRITER_PROCESS_FROM))  # the writer is up
+        pid = writer_pid(transport)
+        os.kill(pid, signal.SIGSTOP)  # nothing is read from the pipe until it goes on
+        try:
+            threads, results = send_in_threads(transport, batches)
+            assert wait_until(lambda: handed_over(transport) == 4), "all three are in the pipe at once"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for thread in threads:
+            thread.join(30)
+        assert writer_pid(transport) == pid
+    finally:
+        transport.close()
+    for batch in batches:
+        outcomes = results[batch.envelopes[0].delivery_id]
+        assert isinstance(outcomes, list), outcomes
+        assert [o.delivery_id for o in outcomes] == [e.delivery_id for e in batch.envelopes]
+        assert {o.status for o in outcomes} == {"sent"}
+    assert len(files(outbox)) == WRITER_PROCESS_FROM + sum(len(b.envelopes) for b in batches)
+
+
+def test_a_writer_killed_with_batches_waiting_leaves_each_unknown_and_the_next_writer_writes_each_once(
+    tmp_path: Path,
+) -> None:
+    outbox = tmp_path / "outbox"
+    transport = OutboxTransport(outbox)
+    batches = [batch_of(1000 * n, WRITER_PROCESS_FROM) for n in range(1, 3)]
+    try:
+        transport.send(batch_of(1, WRITER_PROCESS_FROM))
+        pid = writer_pid(transport)
+        os.kill(pid, signal.SIGSTOP)
+        threads, results = send_in_threads(transport, batches)
+        assert wait_until(lambda: handed_over(transport) == 3)
+        os.kill(pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(30)
+        errors = [results[b.envelopes[0].delivery_id] for b in batches]
+        # Unknown, not fatal and not failed: the pass leaves both batches claimed.
+        assert [type(e) for e in errors] == [TransportError, TransportError], errors
+        assert all("writer process stopped" in str(e) for e in errors)
+        retried = [transport.send(batch) for batch in batches]  # a new writer; the old one's pipes closed
+        assert writer_pid(transport) != pid
+    finally:
+        transport.close()
+    assert [{o.status for o in outcomes} for outcomes in retried] == [{"sent"}, {"sent"}]
+    per_delivery = Counter(DELIVERY.search(name).group(1) for name in files(outbox))  # type: ignore[union-attr]
+    assert len(per_delivery) == 3 * WRITER_PROCESS_FROM and set(per_delivery.values()) == {1}
 
 
 def test_an_outbox_folder_that_is_gone_is_fatal_and_names_the_folder_on_both_sides(tmp_path: Path) -> None:
