@@ -131,7 +131,6 @@ class _TaggedLine:
 
     def __init__(self, line: str, tags: Sequence[str]) -> None:
         self.template = line
-        self._tags = tuple(tags)
         spans = [(line.find(tag), line.rfind(tag) + len(tag)) for tag in tags if tag in line]
         first, last = min(start for start, _ in spans), max(end for _, end in spans)
         head, tail = line[:first].encode("utf-8"), line[last:].encode("utf-8")
@@ -149,7 +148,7 @@ class _TaggedLine:
         # often kilobytes long).
         straddles = any(
             line[:first].endswith(tag[:size]) or line[last:].startswith(tag[-size:])
-            for tag in self._tags
+            for tag in tags
             for size in range(1, len(tag))
         )
         self._middle = None if straddles else line[first:last]
@@ -278,8 +277,8 @@ class _Middles:
     """
 
     def __init__(self, bodies: Sequence[_Body]) -> None:
-        lines = [line for body in bodies for line in body.tagged_lines() if line._middle is not None]
-        self._joined = "\n".join(line._middle for line in lines if line._middle is not None)
+        middles = [line._middle for body in bodies for line in body.tagged_lines()]
+        self._joined = "\n".join(middle for middle in middles if middle is not None)
 
     def substituted(self, substitutions: Mapping[str, str]) -> Iterator[str]:
         joined = self._joined
