@@ -21,7 +21,12 @@ from pathlib import Path
 from nurture.providers.base import Batch, Envelope, Outcome, apply_substitutions, ascii_address
 from nurture.providers.mime_writer import POLICY, fold_list_header
 from nurture.providers.outbox_files import unnamed_files_work, write_batch
-from nurture.providers.outbox_process import WRITER_PROCESS_FROM, WriterProcess, WriterUnavailable
+from nurture.providers.outbox_process import (
+    WRITER_PROCESS_FROM,
+    WRITER_PROCESSES,
+    WriterProcess,
+    WriterUnavailable,
+)
 
 __all__ = ["POLICY", "OutboxTransport", "build_message"]
 
@@ -56,40 +61,51 @@ def build_message(batch: Batch, envelope: Envelope, *, message_id: str | None = 
 class OutboxTransport:
     name = "outbox"
 
-    def __init__(self, directory: Path, *, process_from: int = WRITER_PROCESS_FROM) -> None:
+    def __init__(
+        self, directory: Path, *, process_from: int = WRITER_PROCESS_FROM, writers: int = WRITER_PROCESSES
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         (directory / ".deliveries").mkdir(exist_ok=True)
         self._unnamed_files = unnamed_files_work(directory)
         self._process_from = process_from
-        self._process: WriterProcess | None = None
-        # The pass hands over several batches at once (to keep requests in flight while a
-        # provider answers); here nothing waits on a network, and writers side by side only
-        # contend in the kernel for the folder's lock (three times the system time, measured,
-        # and a slower pass). So batches are written one at a time: the writer process takes
-        # them in turn from its pipe, and a small one written here waits for this lock.
+        self._writers = writers
+        self._processes: list[WriterProcess] = []
+        # Small batches are written here, one at a time; this lock also guards the list of
+        # writer processes. Each process builds a batch while another writes its files, and
+        # the files of one batch at a time are written (`write_batch` takes the folder's turn).
         self._writing = threading.Lock()
+
+    @property
+    def _process(self) -> WriterProcess | None:
+        """The first writer process: the one a batch goes to when none is busy."""
+        return self._processes[0] if self._processes else None
 
     def send(self, batch: Batch) -> list[Outcome]:
         with self._writing:
             if len(batch.envelopes) < self._process_from:
                 return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
-            if self._process is None or not self._process.alive():
-                if self._process is not None:
-                    self._process.stop()  # died: its pipes are closed, its waiting batches unknown
+            for dead in [process for process in self._processes if not process.alive()]:
+                dead.stop()  # its pipes closed; the batches waiting on it are unknown
+                self._processes.remove(dead)
+            process = min(self._processes, key=WriterProcess.waiting, default=None)
+            if process is None or (process.waiting() and len(self._processes) < self._writers):
                 try:
-                    self._process = WriterProcess(self.directory, unnamed_files=self._unnamed_files)
+                    process = WriterProcess(self.directory, unnamed_files=self._unnamed_files)
                 except WriterUnavailable as exc:
-                    # Slower, not wrong: the same files, written here.
-                    log.warning("%s; this pass writes every batch in its own process", exc)
-                    self._process, self._process_from = None, sys.maxsize
-                    return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
-            process = self._process
-        # Outside the lock: the next batch waits in the pipe while the child writes this one.
+                    if process is None:
+                        # Slower, not wrong: the same files, written here.
+                        log.warning("%s; this pass writes every batch in its own process", exc)
+                        self._process_from = sys.maxsize
+                        return write_batch(self.directory, batch, unnamed_files=self._unnamed_files)
+                    self._writers = len(self._processes)  # no further one will start either
+                else:
+                    self._processes.append(process)
+        # Outside the lock: the batch waits in the pipe while the child finishes the one before.
         return process.write(batch)
 
     def close(self) -> None:
         with self._writing:
-            if self._process is not None:
-                self._process.stop()
-                self._process = None
+            for process in self._processes:
+                process.stop()
+            self._processes = []

@@ -16,6 +16,7 @@ the confirmation, are `20261126T140000Z-confirm-....eml`). The names sort by tim
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 from collections.abc import Callable
@@ -108,14 +109,25 @@ def write_batch(directory: Path, batch: Batch, *, unnamed_files: bool) -> list[O
     put = _put_unnamed if unnamed_files else _put_renamed
     prefixes: dict[tuple[str | None, int | None], str] = {}  # a file name's start, by stream and step
     try:
+        # Every email is built before the first is written: a message that cannot be built
+        # (ValueError) then refuses the batch with nothing of it in the outbox, and a second
+        # writer process builds its batch while this one's files are written.
+        messages: list[tuple[Envelope, str, str, bytes]] = []
         for envelope in batch.envelopes:
             safe_id = _safe(envelope.delivery_id)
             data = writer.message(envelope, f"<{key_local}.{safe_id}@{key_domain}>")
             prefix = prefixes.get((envelope.stream, envelope.step))
             if prefix is None:
                 prefix = prefixes[envelope.stream, envelope.step] = _file_prefix(stamp, envelope)
+            messages.append((envelope, safe_id, f"{prefix}{safe_id}.eml", data))
+        # The folder's turn: one writer's files at a time. Writers side by side in one folder
+        # only contend in the kernel for its lock; the turn ends when the folder is closed.
+        # A folder that cannot be locked (some network file systems) is written all the same.
+        with contextlib.suppress(OSError):
+            fcntl.flock(folder, fcntl.LOCK_EX)
+        for envelope, safe_id, name, data in messages:
             try:
-                put(folder, claims, f"{safe_id}.eml", f"{prefix}{safe_id}.eml", data)
+                put(folder, claims, f"{safe_id}.eml", name, data)
             except _AlreadyWritten:
                 outcomes.append(
                     Outcome(

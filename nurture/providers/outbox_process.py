@@ -41,6 +41,9 @@ from nurture.providers.outbox_files import write_batch
 # Batches with fewer emails are written in the pass's own process: a confirmation or an
 # owner's notice should not wait for a process to start.
 WRITER_PROCESS_FROM = 50
+# Writer processes per pass, at most: a second one starts when a batch comes while the
+# first is busy, and builds that batch while the first writes its files.
+WRITER_PROCESSES = 2
 
 _LENGTH = struct.Struct("!Q")
 # The interpreter the child runs on. Where it is not a Python that can import this package
@@ -126,6 +129,10 @@ class WriterProcess:
     @property
     def pid(self) -> int:
         return self._child.pid
+
+    def waiting(self) -> int:
+        """How many batches handed over have no reply yet."""
+        return self._handed - self._answered
 
     def alive(self) -> bool:
         return self._child.poll() is None

@@ -6,13 +6,18 @@ claim back with it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nurture.errors import FatalTransportError
+from nurture.providers.base import Outcome
 from nurture.providers.outbox_files import unnamed_files_work, write_batch
 from tests.support.outbox_files import batch_of, files, normalized
 
@@ -114,3 +119,38 @@ def test_a_folder_that_refuses_writing_is_fatal_before_anything_is_claimed(
     finally:
         directory.chmod(0o700)
     assert claims(directory) == []
+
+
+@pytest.mark.parametrize("unnamed_files", PATHS)
+def test_a_batch_is_written_only_in_the_folders_turn_and_built_before_it(
+    tmp_path: Path, unnamed_files: bool
+) -> None:
+    """Two writer processes take turns on the folder (flock): while another holds it, a
+    batch is built but nothing of it is written; it is written once the turn is free."""
+    directory = outbox(tmp_path, "outbox")
+    batch = batch_of(1, 20)
+    done: list[list[Outcome]] = []
+    other = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writing = threading.Thread(
+            target=lambda: done.append(write_batch(directory, batch, unnamed_files=unnamed_files))
+        )
+        writing.start()
+        time.sleep(0.5)  # long enough to build 20 emails many times over
+        assert writing.is_alive() and not files(directory) and not claims(directory)
+    finally:
+        os.close(other)  # the turn is free
+    writing.join(30)
+    assert [{o.status for o in outcomes} for outcomes in done] == [{"sent"}]
+    assert len(files(directory)) == 20 and len(claims(directory)) == 20
+
+
+def test_a_message_that_cannot_be_built_refuses_its_batch_with_nothing_written(tmp_path: Path) -> None:
+    directory = outbox(tmp_path, "outbox")
+    batch = batch_of(1, 20)
+    envelopes = list(batch.envelopes)
+    envelopes[-1] = envelopes[-1]._replace(headers={"X-Note": "two\nlines"})  # the last of 20
+    with pytest.raises(ValueError, match="X-Note"):
+        write_batch(directory, replace(batch, envelopes=tuple(envelopes)), unnamed_files=True)
+    assert not files(directory) and not claims(directory)

@@ -171,7 +171,7 @@ def test_batches_handed_over_together_wait_in_the_pipe_and_each_thread_gets_its_
     """While the child writes one batch the next waits in its pipe (so the child never
     idles while the pass reads a reply); replies come back to the thread that sent each."""
     outbox = tmp_path / "outbox"
-    transport = OutboxTransport(outbox)
+    transport = OutboxTransport(outbox, writers=1)  # with two, the second would take the batches
     batches = [batch_of(1000 * n, WRITER_PROCESS_FROM + n) for n in range(1, 4)]
     try:
         transport.send(batch_of(1, WRITER_PROCESS_FROM))  # the writer is up
@@ -199,7 +199,7 @@ def test_a_writer_killed_with_batches_waiting_leaves_each_unknown_and_the_next_w
     tmp_path: Path,
 ) -> None:
     outbox = tmp_path / "outbox"
-    transport = OutboxTransport(outbox)
+    transport = OutboxTransport(outbox, writers=1)
     batches = [batch_of(1000 * n, WRITER_PROCESS_FROM) for n in range(1, 3)]
     try:
         transport.send(batch_of(1, WRITER_PROCESS_FROM))
@@ -221,6 +221,37 @@ def test_a_writer_killed_with_batches_waiting_leaves_each_unknown_and_the_next_w
     assert [{o.status for o in outcomes} for outcomes in retried] == [{"sent"}, {"sent"}]
     per_delivery = Counter(DELIVERY.search(name).group(1) for name in files(outbox))  # type: ignore[union-attr]
     assert len(per_delivery) == 3 * WRITER_PROCESS_FROM and set(per_delivery.values()) == {1}
+
+
+def test_a_batch_that_comes_while_the_writer_is_busy_goes_to_a_second_one(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    transport = OutboxTransport(outbox)
+    first, second = batch_of(1000, WRITER_PROCESS_FROM), batch_of(2000, WRITER_PROCESS_FROM)
+    try:
+        transport.send(batch_of(1, WRITER_PROCESS_FROM))
+        busy = writer_pid(transport)
+        os.kill(busy, signal.SIGSTOP)
+        try:
+            threads, results = send_in_threads(transport, [first])
+            assert wait_until(lambda: handed_over(transport) == 2)
+            # The first writer is stopped with a batch waiting: the next batch starts a second.
+            assert {o.status for o in transport.send(second)} == {"sent"}
+            assert len(transport._processes) == 2 and transport._processes[1].pid != busy
+            assert "1000" not in results, "the stopped writer's batch is still waiting"
+        finally:
+            os.kill(busy, signal.SIGCONT)
+        threads[0].join(30)
+        # A later batch, with both idle, goes to one of them: no third starts.
+        transport.send(batch_of(3000, WRITER_PROCESS_FROM))
+        assert len(transport._processes) == 2
+        pids = [process.pid for process in transport._processes]
+    finally:
+        transport.close()
+    outcomes = results["1000"]
+    assert isinstance(outcomes, list) and {o.status for o in outcomes} == {"sent"}
+    per_delivery = Counter(DELIVERY.search(name).group(1) for name in files(outbox))  # type: ignore[union-attr]
+    assert len(per_delivery) == 4 * WRITER_PROCESS_FROM and set(per_delivery.values()) == {1}
+    assert wait_until(lambda: all(gone(pid) for pid in pids)), "close() ends both writers"
 
 
 def test_an_outbox_folder_that_is_gone_is_fatal_and_names_the_folder_on_both_sides(tmp_path: Path) -> None:
