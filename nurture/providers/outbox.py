@@ -1,8 +1,8 @@
 """The default transport: every message becomes an RFC 5322 .eml file in the outbox.
 
 Nothing leaves the machine. How the files are written and named, and how a second
-write of one delivery is refused, is `outbox_files`; large batches are written by a
-second process (`outbox_process`) while the pass claims and records the next ones.
+write of one delivery is refused, is `outbox_files`; large batches are written by up
+to two writer processes (`outbox_process`) while the pass claims and records the next ones.
 `build_message` is the reference message, built with the `email` package, that the
 fast writer (`mime_writer`) is tested against and that the SMTP transport sends.
 """
