@@ -166,11 +166,7 @@ def _put_unnamed(folder: int, claims: int, claim: str, name: str, data: bytes) -
             raise _AlreadyWritten from None
     finally:
         os.close(fd)
-    try:
-        os.link(claim, name, src_dir_fd=claims, dst_dir_fd=folder)
-    except OSError:
-        os.unlink(claim, dir_fd=claims)  # no visible name, no claim: see `_name_or_unclaim`
-        raise
+    _name_or_unclaim(claims, claim, lambda: os.link(claim, name, src_dir_fd=claims, dst_dir_fd=folder))
 
 
 def _put_renamed(folder: int, claims: int, claim: str, name: str, data: bytes) -> None:
