@@ -4,7 +4,9 @@ A pass is one Python process, and everything it does in Python takes turns on on
 (the GIL): claiming, the ledger, and, for the outbox, building every email and four
 system calls a file. Through SendGrid the building happens on the provider's machines;
 here a second process plays that part, so the pass claims and records the next batches
-on one core while the emails of this one are written on the other.
+on one core while the emails of this one are written on the other. The writers run at
+a lower priority than their pass (WRITER_NICENESS), so that an owner's command run
+meanwhile is not starved of CPU.
 
 Nothing of the pass's rules moves here. The pass claims a batch, marks it handed over
 and records what comes back, exactly as for a provider; this process only writes files,
@@ -44,6 +46,11 @@ WRITER_PROCESS_FROM = 50
 # Writer processes per pass, at most: a second one starts when a batch comes while the
 # first is busy, and builds that batch while the first writes its files.
 WRITER_PROCESSES = 2
+# How much lower the writers' CPU priority is than their pass's (os.nice). With both cores
+# busy, an owner's command run during a large pass (`nurture subscribers list`) took 1.5
+# times as long as alone; at this niceness it takes about as long, and a pass nobody
+# competes with loses 2 to 3% (benchmarks/RESULTS.md).
+WRITER_NICENESS = 10
 
 _LENGTH = struct.Struct("!Q")
 # The interpreter the child runs on. Where it is not a Python that can import this package
@@ -207,6 +214,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     directory, mode = Path(argv[0]), argv[1]
+    with contextlib.suppress(OSError):  # a platform without priorities writes at the pass's
+        os.nice(WRITER_NICENESS)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies goes to the parent's pipe
     _send(replies, ("ready", None))

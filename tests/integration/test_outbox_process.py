@@ -78,6 +78,18 @@ def test_a_large_batch_is_written_by_a_child_byte_for_byte_as_in_the_pass(tmp_pa
     assert wait_until(lambda: gone(pid)), "close() ends the writer process"
 
 
+def test_the_writer_runs_at_a_lower_priority_than_its_pass(tmp_path: Path) -> None:
+    """So that an owner's command run during a large pass gets the CPU first."""
+    transport = OutboxTransport(tmp_path / "outbox", process_from=WRITER_PROCESS_FROM)
+    try:
+        transport.send(batch_of(1, WRITER_PROCESS_FROM))
+        pid = writer_pid(transport)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + outbox_process.WRITER_NICENESS)
+    finally:
+        transport.close()
+
+
 def test_the_writer_process_refuses_what_the_outbox_already_holds_from_either_side(tmp_path: Path) -> None:
     transport = OutboxTransport(tmp_path / "outbox")
     try:
