@@ -88,25 +88,26 @@ def untag(app: App, email: str, tag_name: str) -> bool:
 def list_subscribers(
     app: App, *, status: str | None = None, tag_name: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
+    # The six columns shown, not whole ORM objects: listing 100,000 people took 6 s, most of
+    # it making and filling objects whose other columns nobody reads.
+    columns = (
+        m.Subscriber.id,
+        m.Subscriber.email,
+        m.Subscriber.first_name,
+        m.Subscriber.timezone,
+        m.Subscriber.status,
+        m.Subscriber.created_at,
+    )
+    names = ("id", "email", "first_name", "timezone", "status", "created_at")
     with reading(app.engine) as session:
-        query = select(m.Subscriber).order_by(m.Subscriber.id)
+        query = select(*columns).order_by(m.Subscriber.id)
         if status:
             query = query.where(m.Subscriber.status == status)
         if tag_name:
             query = query.join(m.SubscriberTag).where(m.SubscriberTag.tag == clean_tag(tag_name))
         if limit:
             query = query.limit(limit)
-        return [
-            {
-                "id": row.id,
-                "email": row.email,
-                "first_name": row.first_name,
-                "timezone": row.timezone,
-                "status": row.status,
-                "created_at": row.created_at,
-            }
-            for row in session.scalars(query)
-        ]
+        return [dict(zip(names, row, strict=True)) for row in session.execute(query)]
 
 
 def _iso(value: datetime | None) -> str | None:

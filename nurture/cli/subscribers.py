@@ -176,12 +176,14 @@ def subscribers_list(
     if as_json:
         click.echo(_json(rows))
         return
-    for row in rows:
-        click.echo(
-            f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} "
-            f"{row['timezone'] or '-':<22} {row['first_name'] or ''}"
-        )
-    click.echo(f"{len(rows)} subscriber(s)")
+    lines = [
+        f"{row['id']:>7}  {row['status']:<12} {row['email']:<40} "
+        f"{row['timezone'] or '-':<22} {row['first_name'] or ''}"
+        for row in rows
+    ]
+    lines.append(f"{len(rows)} subscriber(s)")
+    # One write, not one echo a person: a hundred thousand echoes took a second and a half.
+    click.echo("\n".join(lines))
 
 
 @subscribers.command("show")

@@ -641,6 +641,38 @@ def test_export_and_forget_from_the_command_line(app: App, monkeypatch: pytest.M
     assert result.stderr.startswith("error: no subscriber with that address")
 
 
+def test_subscribers_list_filters_and_prints_each_person_once(app: App, monkeypatch: pytest.MonkeyPatch):
+    sam = subscribe(app, "sam@example.com", NOW, first_name="Sam").subscriber_id
+    confirm(app, confirmation_token(app, sam, 1), NOW)
+    subscribe(app, "pat@example.com", NOW)  # pending
+    tag(app, "sam@example.com", "workshop", NOW)
+    monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
+    config = str(app.config.path)
+
+    def listing(*options: str) -> list[str]:
+        result = CliRunner().invoke(cli, ["--config", config, "subscribers", "list", *options])
+        assert result.exit_code == 0, result.output
+        return result.stdout.splitlines()
+
+    everyone = listing()
+    assert everyone[-1] == "2 subscriber(s)" and len(everyone) == 3
+    assert "sam@example.com" in everyone[0] and "pat@example.com" in everyone[1]
+    assert everyone[0].split() == [str(sam), "active", "sam@example.com", "-", "Sam"]
+    assert listing("--status", "pending")[-1] == "1 subscriber(s)"
+    assert "pat@example.com" in listing("--status", "pending")[0]
+    assert listing("--tag", "Workshop")[:-1] == everyone[:1]
+    assert listing("--limit", "1") == [everyone[0], "1 subscriber(s)"]
+    result = CliRunner().invoke(
+        cli, ["--config", config, "subscribers", "list", "--status", "active", "--json"]
+    )
+    rows = json.loads(result.stdout)
+    assert [(row["id"], row["email"], row["first_name"], row["status"]) for row in rows] == [
+        (sam, "sam@example.com", "Sam", "active")
+    ]
+    assert set(rows[0]) == {"id", "email", "first_name", "timezone", "status", "created_at"}
+    assert rows[0]["created_at"].startswith("2026-12-01 18:00:00")
+
+
 def test_subscribe_and_confirm_from_the_command_line(app: App, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
     runner = CliRunner()
