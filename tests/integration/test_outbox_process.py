@@ -5,7 +5,9 @@ neither a stop nor a kill of its pass."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import random
 import re
 import shutil
@@ -23,7 +25,7 @@ import pytest
 
 from nurture.errors import FatalTransportError, TransportError
 from nurture.providers import outbox_process
-from nurture.providers.base import Batch, Outcome
+from nurture.providers.base import Batch, Envelope, Outcome
 from nurture.providers.outbox import OutboxTransport
 from nurture.providers.outbox_process import WRITER_PROCESS_FROM
 from nurture.store import models as m
@@ -76,6 +78,17 @@ def test_a_large_batch_is_written_by_a_child_byte_for_byte_as_in_the_pass(tmp_pa
     for name, data in written_there.items():
         assert normalized(data) == normalized(written_here[name]), name
     assert wait_until(lambda: gone(pid)), "close() ends the writer process"
+
+
+def test_a_batch_crosses_the_pipe_as_plain_tuples_and_comes_back_equal() -> None:
+    batch = batch_of(1, 3)
+    flat = outbox_process._flat(batch)
+    assert all(type(row) is tuple for row in flat[1]), "no named tuple to pickle through Python"
+    data = outbox_process._dumps(flat)
+    assert outbox_process._unflat(pickle.loads(data)) == batch
+    # An envelope's defaults are read-only views (MappingProxyType): they cross too.
+    bare = dataclasses.replace(batch, envelopes=(Envelope("9", "r9@example.com", None, "Hi"),))
+    assert outbox_process._unflat(pickle.loads(outbox_process._dumps(outbox_process._flat(bare)))) == bare
 
 
 def test_the_writer_runs_at_a_lower_priority_than_its_pass(tmp_path: Path) -> None:
