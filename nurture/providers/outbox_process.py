@@ -49,7 +49,7 @@ WRITER_PROCESS_FROM = 50
 WRITER_PROCESSES = 2
 # How much lower the writers' CPU priority is than their pass's (os.nice). With both cores
 # busy, an owner's command run during a large pass (`nurture subscribers list`) took 1.5
-# times as long as alone; at this niceness it takes about as long, and a pass nobody
+# to 1.8 times as long as alone; at this niceness 1.05 to 1.15 times, and a pass nobody
 # competes with loses 2 to 3% (benchmarks/RESULTS.md).
 WRITER_NICENESS = 10
 
