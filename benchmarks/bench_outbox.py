@@ -2,12 +2,15 @@
 fresh install and the demo's), and time a read-only command while the pass runs.
 
     .venv/bin/python benchmarks/bench_outbox.py [--sizes 10000 100000] [--readers 3] [--outbox-in /dev/shm]
+                                                [--against-sendgrid]
 
 For each size a store is filled once (in a child process). Then `nurture send-due`
 writes every email as an .eml file; while it runs, `nurture subscribers list --status
 active` starts every second (up to --readers times) and each one's time is printed:
 a pass must not block the people reading the store. The emails written are counted
-in the outbox folder.
+in the outbox folder. With --against-sendgrid the same pass then runs on a copy of the
+filled store through the SendGrid stand-in (50 ms a request), and the outbox's time is
+printed as a multiple of it: the outbox should be at least as fast.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import Store, each_size, project
+from benchmarks.harness import Store, each_size, project, send_with_standin
 from nurture.config import load_config
 from tests.support.factories import active_subscribers, at, close_opened, open_app
 
@@ -49,6 +52,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
     store = Store(folder, None)
     config_path, env = project(folder / "fill", store.url, "http://unused", {})
     subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
+    sendgrid_copy = store.copy("sendgrid") if args.against_sendgrid else None
     run_dir = folder / "run"
     outbox = run_dir / "outbox"
     if args.outbox_in:
@@ -86,6 +90,17 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         + (", ".join(f"{read:5.2f} s" for read in reads) or "(the pass ended first)"),
         flush=True,
     )
+    if sendgrid_copy is not None:
+        # The same pass and settings on the same store as it was, through SendGrid's API instead.
+        sendgrid_dir = folder / "run-sendgrid"
+        _, env = project(sendgrid_dir, sendgrid_copy, "STANDIN", {})
+        command = [*nurture, "send-due", "--now", SEND_AT]
+        sent = send_with_standin(0.05, [command], env, sendgrid_dir, size)
+        print(
+            f"  {size:>9,} emails through SendGrid    {sent.seconds:7.2f} s  {size / sent.seconds:8,.0f}/s"
+            f"  (the outbox took {seconds / sent.seconds:4.2f} times as long)",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -97,6 +112,11 @@ def main() -> int:
     )
     parser.add_argument("--sizes", "--size", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--readers", type=int, default=3)
+    parser.add_argument(
+        "--against-sendgrid",
+        action="store_true",
+        help="also time the same pass through the SendGrid stand-in",
+    )
     parser.add_argument(
         "--outbox-in", type=Path, help="put the outbox in this folder (e.g. /dev/shm), not beside the store"
     )
