@@ -65,11 +65,10 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         {"delivery.transport": "outbox", "delivery.outbox_dir": str(outbox)},
     )
     nurture = [sys.executable, "-m", "nurture"]
+    send_due = [*nurture, "send-due", "--now", SEND_AT]
     idle_read = timed([*nurture, "subscribers", "list", "--status", "active"], env, run_dir)
     began = time.perf_counter()
-    send = subprocess.Popen(
-        [*nurture, "send-due", "--now", SEND_AT], env=env, cwd=run_dir, stdout=subprocess.PIPE, text=True
-    )
+    send = subprocess.Popen(send_due, env=env, cwd=run_dir, stdout=subprocess.PIPE, text=True)
     reads = []
     while send.poll() is None and len(reads) < args.readers:
         time.sleep(1)
@@ -94,8 +93,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
         # The same pass and settings on the same store as it was, through SendGrid's API instead.
         sendgrid_dir = folder / "run-sendgrid"
         _, env = project(sendgrid_dir, sendgrid_copy, "STANDIN", {})
-        command = [*nurture, "send-due", "--now", SEND_AT]
-        sent = send_with_standin(0.05, [command], env, sendgrid_dir, size)
+        sent = send_with_standin(0.05, [send_due], env, sendgrid_dir, size)
         print(
             f"  {size:>9,} emails through SendGrid    {sent.seconds:7.2f} s  {size / sent.seconds:8,.0f}/s"
             f"  (the outbox took {seconds / sent.seconds:4.2f} times as long)",

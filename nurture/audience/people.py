@@ -98,7 +98,6 @@ def list_subscribers(
         m.Subscriber.status,
         m.Subscriber.created_at,
     )
-    names = ("id", "email", "first_name", "timezone", "status", "created_at")
     with reading(app.engine) as session:
         query = select(*columns).order_by(m.Subscriber.id)
         if status:
@@ -107,7 +106,7 @@ def list_subscribers(
             query = query.join(m.SubscriberTag).where(m.SubscriberTag.tag == clean_tag(tag_name))
         if limit:
             query = query.limit(limit)
-        return [dict(zip(names, row, strict=True)) for row in session.execute(query)]
+        return [row._asdict() for row in session.execute(query)]
 
 
 def _iso(value: datetime | None) -> str | None:
