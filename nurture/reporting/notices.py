@@ -47,6 +47,7 @@ from nurture.reporting.owner_summary import (
     action_items,
     alerts,
     count_owner_numbers,
+    owner_numbers,
     rate_alerts,
 )
 from nurture.sending.holds import active_holds, last_lifted, place
@@ -265,7 +266,7 @@ def current_alerts(session: Session, config: Config, numbers: OwnerNumbers, now:
     for family, kind in FAMILIES:
         lifted = last_lifted(session, kind)
         if lifted is not None and lifted > numbers.start:
-            later = count_owner_numbers(session, config, lifted, now + UP_TO_NOW)
+            later = count_owner_numbers(session, config, lifted, now + UP_TO_NOW, per_email=False)
             found = [alert for alert in found if not alert.key.startswith(family)]
             found += rate_alerts(later, family=family)
     return found
@@ -298,7 +299,9 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
     sent: list[str] = []
     try:
         with reading(app.engine) as session:
-            numbers = count_owner_numbers(session, config, now - ALERT_WINDOW, now + UP_TO_NOW)
+            numbers = count_owner_numbers(
+                session, config, now - ALERT_WINDOW, now + UP_TO_NOW, per_email=False
+            )
             found = current_alerts(session, config, numbers, now)
         holds = place_holds(app, found, now)  # whether or not anyone can be told
         if not config.practice.owner_email:
@@ -317,8 +320,9 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
             summarized = _recorded(session, SUMMARY, period=days.monday)
         # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
         if weekly and now >= days.summary_due_at and days.today == days.monday and not summarized:
+            week = owner_numbers(app, numbers.start, numbers.end)  # its sends per email, once a week
             due.append(
-                (NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, numbers, now))
+                (NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, week, now))
             )
         for record, notice in due:
             if send_notice(app.transport, prepare_notice(config, app.renderer, notice), address, record):

@@ -141,7 +141,9 @@ def today(app: App, now: datetime) -> Today:
             .select_from(m.Delivery)
             .where(m.Delivery.status == m.DeliveryStatus.SENT, m.Delivery.claimed_at >= week_ago)
         )
-        numbers = count_owner_numbers(session, app.config, now - ALERT_WINDOW, now + UP_TO_NOW)
+        numbers = count_owner_numbers(
+            session, app.config, now - ALERT_WINDOW, now + UP_TO_NOW, per_email=False
+        )
         found = current_alerts(session, app.config, numbers, now)
         info.holds = active_holds(session)
         info.paused_readers = count(

@@ -4,6 +4,7 @@ deliveries, consent records and provider events, and when they go out (once)."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -17,8 +18,9 @@ from sqlalchemy import func, select
 from nurture.app import App
 from nurture.audience.consent import record_consent
 from nurture.reporting.notices import send_due_notices, send_summary
-from nurture.reporting.owner_summary import OwnerNumbers, SentLine, alert_reasons, owner_numbers
+from nurture.reporting.owner_summary import ALL_EMAILS, OwnerNumbers, SentLine, alert_reasons, owner_numbers
 from nurture.sending.deliveries import NO_WEBHOOK
+from nurture.sending.streams import PROBE_STREAM
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import SECRET, active_subscribers, at, make_app, open_app, write_project
@@ -140,6 +142,31 @@ def test_the_weeks_numbers(app: App) -> None:
     assert reasons[2].startswith("1 emails have been stuck for over an hour")
 
 
+def test_the_alerts_count_sends_in_one_line_with_the_same_numbers(app: App) -> None:
+    build_week(app)
+    [someone] = active_subscribers(app, 1, NOW - timedelta(days=20), prefix="owner-check")
+    with transaction(app.engine) as session:
+        session.add(
+            m.Delivery(
+                subscriber_id=someone,
+                stream=PROBE_STREAM,
+                step=1,
+                status=m.DeliveryStatus.SENT,
+                worker="test",
+                claimed_at=NOW - timedelta(days=1),
+                finished_at=NOW - timedelta(days=1),
+            )
+        )
+    per_email = owner_numbers(app, NOW - timedelta(days=7), NOW)
+    total = owner_numbers(app, NOW - timedelta(days=7), NOW, per_email=False)
+    assert total.sent == [SentLine(ALL_EMAILS, 16)], "the delivery check is not counted"
+    assert total.sent_total == per_email.sent_total == 16
+    assert replace(total, sent=per_email.sent) == per_email
+    assert alert_reasons(total, NOW) == alert_reasons(per_email, NOW)
+    nothing = owner_numbers(app, NOW - timedelta(days=30), NOW - timedelta(days=20), per_email=False)
+    assert nothing.sent == [] and nothing.sent_total == 0
+
+
 @pytest.mark.parametrize(
     ("sent", "bounces", "complaints", "alerts"),
     [(1000, 0, 1, ["spam"]), (1001, 0, 1, []), (1000, 20, 0, ["bounces"]), (1000, 19, 0, []), (0, 0, 0, [])],
@@ -204,6 +231,8 @@ def test_the_run_loop_sends_the_summary_from_monday_8_once_and_each_alert_once(a
         "alert (stuck)",
     ]
     assert send_due_notices(app, NOW, weekly=True) == ["summary"]
+    summary = body(outbox_messages(app)[-1])
+    assert "kap-intro step 1: 8" in summary and ALL_EMAILS not in summary, "the summary counts per email"
     assert send_due_notices(app, NOW + timedelta(hours=3), weekly=True) == []
     assert send_due_notices(app, NOW + timedelta(days=1), weekly=True) == ["alert (stuck)"]
     assert send_due_notices(app, NOW + timedelta(days=6), weekly=True) == ["alert (stuck)"]
