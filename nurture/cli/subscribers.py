@@ -159,11 +159,7 @@ def _json(data: Any) -> str:
 
 
 _FLAT = json.JSONEncoder(ensure_ascii=False, default=str)
-_STRING = (
-    json.encoder.py_encode_basestring
-    if json.encoder.c_encode_basestring is None
-    else json.encoder.c_encode_basestring
-)
+_STRING = json.encoder.encode_basestring  # the C one where the interpreter has it
 
 
 class _Nested(Exception):
