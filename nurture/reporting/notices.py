@@ -47,7 +47,6 @@ from nurture.reporting.owner_summary import (
     action_items,
     alerts,
     count_owner_numbers,
-    owner_numbers,
     rate_alerts,
 )
 from nurture.sending.holds import active_holds, last_lifted, place
@@ -299,8 +298,16 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
     sent: list[str] = []
     try:
         with reading(app.engine) as session:
+            # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
+            summary_due = (
+                weekly
+                and now >= days.summary_due_at
+                and days.today == days.monday
+                and not _recorded(session, SUMMARY, period=days.monday)
+            )
+            # Sends per email only for the summary: the alerts judge rates, from one total.
             numbers = count_owner_numbers(
-                session, config, now - ALERT_WINDOW, now + UP_TO_NOW, per_email=False
+                session, config, now - ALERT_WINDOW, now + UP_TO_NOW, per_email=summary_due
             )
             found = current_alerts(session, config, numbers, now)
         holds = place_holds(app, found, now)  # whether or not anyone can be told
@@ -317,12 +324,9 @@ def send_due_notices(app: App, now: datetime, *, weekly: bool) -> list[str]:
                 ):
                     continue
                 due.append((NoticeRecord(app.engine, ALERT, period, now, alert.text), alert_notice(alert)))
-            summarized = _recorded(session, SUMMARY, period=days.monday)
-        # Monday from 08:00 only: a daemon started later in the week waits for the next Monday.
-        if weekly and now >= days.summary_due_at and days.today == days.monday and not summarized:
-            week = owner_numbers(app, numbers.start, numbers.end)  # its sends per email, once a week
+        if summary_due:
             due.append(
-                (NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, week, now))
+                (NoticeRecord(app.engine, SUMMARY, days.monday, now), summary_notice(config, numbers, now))
             )
         for record, notice in due:
             if send_notice(app.transport, prepare_notice(config, app.renderer, notice), address, record):
