@@ -8,9 +8,12 @@ beside a minimal script that does only the unavoidable work (benchmarks/minimal_
 For each size a store is filled once (in a child process) and copied, so every run
 starts from the same rows. Then, each in its own processes and against a fresh
 stand-in: the real `nurture send-due` (with --workers N, N of them at once), an idle
-pass right after (nothing left to send), and the minimal script. Each line prints the
-time, emails per second, CPU time, peak RSS and, for sends, the minimal script's time
-divided by this one (1.0 would be as fast as the minimal script).
+pass right after (nothing left to send), and the minimal script, plain and with
+--lawful (also a signed unsubscribe link per email and the enrollment's advance, which
+no lawful, working series can leave out). Each line prints the time, emails per
+second, CPU time, peak RSS and, for sends, the minimal script's time divided by this
+one (1.0 would be as fast as the minimal script); a second line the same against the
+lawful one.
 
 SQLite by default; with --start-postgres (a throwaway local cluster) or
 NURTURE_BENCH_POSTGRES_URL, PostgreSQL instead.
@@ -26,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import Store, each_size, project, send_with_standin
+from benchmarks.harness import Run, Store, each_size, project, send_with_standin
 from nurture.config import load_config
 from nurture.store.db import refresh_statistics
 from tests.support.factories import active_subscribers, at, close_opened, open_app
@@ -47,13 +50,22 @@ def fill(config_path: str, size: int) -> None:
     close_opened()
 
 
+def run_minimal(
+    args: argparse.Namespace, folder: Path, url: str, overrides: dict[str, object], size: int, *flags: str
+) -> Run:
+    """The minimal script on its own copy of the store, against a fresh stand-in."""
+    _, env = project(folder / f"minimal-run{'-'.join(flags)}", url, "STANDIN", overrides)
+    command = [sys.executable, MINIMAL, url, "STANDIN", SEND_AT, "--concurrency", str(args.concurrency)]
+    return send_with_standin(args.latency, [[*command, *flags]], env, REPO, size)
+
+
 def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object) -> None:
     store = Store(folder, server)
     overrides = {"delivery.batch_size": args.batch_size, "delivery.concurrency": args.concurrency}
     try:
         config_path, env = project(folder / "fill", store.url, "http://unused", overrides)
         subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
-        copies = {"minimal": store.copy("minimal")}
+        copies = {"minimal": store.copy("minimal"), "lawful": store.copy("lawful")}
         for workers in args.workers:
             copies[f"w{workers}"] = store.copy(f"w{workers}")
         kind = "PostgreSQL" if server else "SQLite"
@@ -62,25 +74,10 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
             f"requests in flight per worker, {args.latency * 1000:.0f} ms per request",
             flush=True,
         )
-        _, env = project(folder / "minimal-run", copies["minimal"], "STANDIN", overrides)
-        minimal = send_with_standin(
-            args.latency,
-            [
-                [
-                    sys.executable,
-                    MINIMAL,
-                    copies["minimal"],
-                    "STANDIN",
-                    SEND_AT,
-                    "--concurrency",
-                    str(args.concurrency),
-                ]
-            ],
-            env,
-            REPO,
-            size,
-        )
+        minimal = run_minimal(args, folder, copies["minimal"], overrides, size)
         print(minimal.line("minimal script", size), flush=True)
+        lawful = run_minimal(args, folder, copies["lawful"], overrides, size, "--lawful")
+        print(lawful.line("minimal script, --lawful", size), flush=True)
         for workers in args.workers:
             run_dir = folder / f"run-w{workers}"
             _, env = project(run_dir, copies[f"w{workers}"], "STANDIN", overrides)
@@ -89,6 +86,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
             print(
                 sent.line(f"send-due, {workers} worker(s)", size, minimal) + f"  [{sent.output}]", flush=True
             )
+            print(sent.line("  the same, against --lawful", size, lawful), flush=True)
             idle = send_with_standin(args.latency, [command], env, run_dir, 0)
             print(idle.line("idle pass after it", 0) + f"  [{idle.output}]", flush=True)
     finally:

@@ -10,16 +10,28 @@ to the SendGrid stand-in in batches of 1,000 personalizations with up to
 beyond a substitution, no consent re-check, no daily cap, no enrollment advance,
 no retry. bench_send.py and bench_newsletter.py run it beside the real command
 and print the ratio of the two times.
+
+With --lawful it also does what no lawful or working series can leave out, and no
+more: each recipient gets their own signed unsubscribe link (HMAC-SHA256, as nurture
+signs them) in the body and in a List-Unsubscribe header, with List-Unsubscribe-Post
+once per request (CAN-SPAM, RFC 8058, Gmail's and Yahoo's bulk-sender rules); and each
+claimed enrollment moves to its next step in the claim's transaction, or the series
+would send its first email forever. Still no consent re-check, no daily cap, no
+handed-over mark, no preference link. bench_send.py prints the ratio to both scripts.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
+import os
 import sys
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +45,26 @@ BATCH = 1000
 STREAM = "minimal"
 
 
-def post(opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, ...]]) -> str:
-    body = {
-        "personalizations": [
+def unsubscribe_links(secret: str, base_url: str, stream: str) -> Any:
+    """A signed unsubscribe link per subscriber id: base64url(payload) "." base64url(MAC)."""
+    key = hmac.new(secret.encode(), b"nurture/unsubscribe", hashlib.sha256).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    def link(subscriber_id: int) -> str:
+        payload = f"{subscriber_id}|{stream}".encode()
+        mac = hmac.new(key, payload, hashlib.sha256).digest()[:16]
+        return f"{base_url}/unsubscribe/{b64(payload)}.{b64(mac)}"
+
+    return link
+
+
+def post(
+    opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, ...]], link: Any = None
+) -> str:
+    if link is None:
+        personalizations = [
             {
                 "to": [{"email": email}],
                 "subject": "Hello",
@@ -43,10 +72,28 @@ def post(opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, 
                 "custom_args": {"s": str(sid)},
             }
             for sid, email, name, *_ in rows
-        ],
+        ]
+    else:
+        personalizations = []
+        for sid, email, name, *_ in rows:
+            unsubscribe = link(sid)
+            personalizations.append(
+                {
+                    "to": [{"email": email}],
+                    "subject": "Hello",
+                    "headers": {"List-Unsubscribe": f"<{unsubscribe}>"},
+                    "substitutions": {"-name-": name or "there", "-unsubscribe-": unsubscribe},
+                    "custom_args": {"s": str(sid)},
+                }
+            )
+    text = "Hi -name-" if link is None else "Hi -name-\n\nUnsubscribe: -unsubscribe-"
+    body: dict[str, Any] = {
+        "personalizations": personalizations,
         "from": {"email": "hello@example.com"},
-        "content": [{"type": "text/plain", "value": "Hi -name-"}],
+        "content": [{"type": "text/plain", "value": text}],
     }
+    if link is not None:
+        body["headers"] = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     request = urllib.request.Request(
         f"{url}/v3/mail/send",
         data=json.dumps(body).encode(),
@@ -72,13 +119,26 @@ def main() -> int:
     parser.add_argument(
         "--zone", help="only subscribers in this time zone (a subscriber-time newsletter's zone pass)"
     )
+    parser.add_argument(
+        "--lawful",
+        action="store_true",
+        help="also a signed unsubscribe link per email and, for a series, the enrollment's advance",
+    )
     args = parser.parse_args()
+    link = (
+        unsubscribe_links(
+            os.environ.get("NURTURE_SECRET_KEY", "minimal"), "https://example.com/n", args.stream
+        )
+        if args.lawful
+        else None
+    )
     now = datetime.fromisoformat(args.now)
     engine = make_engine(args.database_url)
     dialect = engine.dialect
     sqlite = dialect.name == "sqlite"
     when = m.Delivery.__table__.c.claimed_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = when(now) if when else now
+    week_later = when(now + timedelta(days=7)) if when else now + timedelta(days=7)
     mark = "?" if sqlite else "%s"
     connection = engine.raw_connection()
     cursor = connection.cursor()
@@ -138,8 +198,19 @@ def main() -> int:
                 f"claimed_at) VALUES ({mark}, {mark}, 1, {mark}, 'claimed', 'minimal', {mark})",
                 [(row[0], args.stream, step_key, stamp) for row in rows],
             )
+            if args.lawful and args.audience == "enrollments":
+                # One statement for the page: every claimed enrollment moves on to step 2,
+                # due a week later (the step's key and delay are all alike here).
+                cursor.execute(
+                    f"UPDATE enrollments SET next_step = next_step + 1, next_step_key = {mark}, "
+                    f"next_due_at = {mark}, updated_at = {mark} "
+                    f"WHERE id IN ({', '.join([mark] * len(rows))})",
+                    ("#2", week_later, stamp, *(row[3] for row in rows)),
+                )
             connection.commit()
-            in_flight.append((pool.submit(post, opener, args.standin_url, rows), [row[0] for row in rows]))
+            in_flight.append(
+                (pool.submit(post, opener, args.standin_url, rows, link), [row[0] for row in rows])
+            )
             while len(in_flight) >= args.concurrency:
                 finish(*in_flight.pop(0))
         for future, ids in in_flight:
