@@ -7,6 +7,8 @@ Practice time: one pass sends to everyone. Subscriber time: the pass at which th
 zone reaches the hour sends that zone's fifth; the pass a minute later has nothing to
 send while the other zones wait, and is compared with a truly idle pass (a store with
 nothing scheduled). The series is not due in these stores, so only the newsletter moves.
+The practice-time pass is also compared with the minimal script's --lawful run (a
+signed unsubscribe link and the one-click headers in every email).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
     try:
         config_path, env = project(folder / "fill", store.url, "http://unused", overrides)
         subprocess.run([sys.executable, __file__, "--fill", str(config_path), str(size)], env=env, check=True)
-        names = ["practice", "subscriber", "idle", "minimal-all", "minimal-zone"]
+        names = ["practice", "subscriber", "idle", "minimal-all", "minimal-lawful", "minimal-zone"]
         copies = {name: store.copy(name) for name in names}
         kind = "PostgreSQL" if server else "SQLite"
         print(
@@ -109,7 +111,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
                 expected,
             )
 
-        def minimal(name: str, expected: int, *zone: str) -> Run:
+        def minimal(name: str, expected: int, *zone: str, lawful: bool = False) -> Run:
             command = [
                 sys.executable,
                 MINIMAL,
@@ -123,10 +125,14 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
             ]
             if zone:
                 command += ["--zone", zone[0]]
+            if lawful:
+                command.append("--lawful")
             return send_with_standin(args.latency, [command], dict(os.environ), REPO, expected)
 
         everyone = minimal("minimal-all", size)
         print(everyone.line("minimal script, everyone", size), flush=True)
+        lawful = minimal("minimal-lawful", size, lawful=True)
+        print(lawful.line("minimal script, everyone, --lawful", size), flush=True)
         one_zone = minimal("minimal-zone", zone_count, FIRST_ZONE)
         print(one_zone.line(f"minimal script, {FIRST_ZONE}", zone_count), flush=True)
 
@@ -135,6 +141,7 @@ def bench_size(size: int, args: argparse.Namespace, folder: Path, server: object
             practice.line("practice time: the one pass", size, everyone) + f"  [{practice.output}]",
             flush=True,
         )
+        print(practice.line("  the same, against --lawful", size, lawful), flush=True)
         idle = nurture("idle", ZONE_PASS, 0)
         print(idle.line("idle pass (nothing scheduled)", 0) + f"  [{idle.output}]", flush=True)
         zone_pass = nurture("subscriber", ZONE_PASS, zone_count, "subscriber")

@@ -12,20 +12,17 @@ no retry. bench_send.py and bench_newsletter.py run it beside the real command
 and print the ratio of the two times.
 
 With --lawful it also does what no lawful or working series can leave out, and no
-more: each recipient gets their own signed unsubscribe link (HMAC-SHA256, as nurture
-signs them) in the body and in a List-Unsubscribe header, with List-Unsubscribe-Post
-once per request (CAN-SPAM, RFC 8058, Gmail's and Yahoo's bulk-sender rules); and each
-claimed enrollment moves to its next step in the claim's transaction, or the series
-would send its first email forever. Still no consent re-check, no daily cap, no
+more: each recipient gets their own signed unsubscribe link (by nurture's own signer)
+in the body and in a List-Unsubscribe header, with List-Unsubscribe-Post once per
+request (CAN-SPAM, RFC 8058, Gmail's and Yahoo's bulk-sender rules); and each claimed
+enrollment moves to its next step in the claim's transaction, or the series would
+send its first email forever. Still no consent re-check, no daily cap, no
 handed-over mark, no preference link. bench_send.py prints the ratio to both scripts.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -39,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nurture.store import models as m
 from nurture.store.db import make_engine
+from nurture.tokens import unsubscribe_token_signer
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 1000
@@ -46,16 +44,13 @@ STREAM = "minimal"
 
 
 def unsubscribe_links(secret: str, base_url: str, stream: str) -> Any:
-    """A signed unsubscribe link per subscriber id: base64url(payload) "." base64url(MAC)."""
-    key = hmac.new(secret.encode(), b"nurture/unsubscribe", hashlib.sha256).digest()
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """A signed unsubscribe link per subscriber id, made by nurture's own signer: the fastest
+    way we know to sign one (it hashes the key's pads once), so the yardstick is not slowed."""
+    sign = unsubscribe_token_signer(secret)
+    prefix = f"{base_url}/unsubscribe/"
 
     def link(subscriber_id: int) -> str:
-        payload = f"{subscriber_id}|{stream}".encode()
-        mac = hmac.new(key, payload, hashlib.sha256).digest()[:16]
-        return f"{base_url}/unsubscribe/{b64(payload)}.{b64(mac)}"
+        return prefix + sign(subscriber_id, stream)
 
     return link
 
