@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ BATCH = 1000
 STREAM = "minimal"
 
 
-def unsubscribe_links(secret: str, base_url: str, stream: str) -> Any:
+def unsubscribe_links(secret: str, base_url: str, stream: str) -> Callable[[int], str]:
     """A signed unsubscribe link per subscriber id, made by nurture's own signer: the fastest
     way we know to sign one (it hashes the key's pads once), so the yardstick is not slowed."""
     sign = unsubscribe_token_signer(secret)
@@ -56,7 +57,10 @@ def unsubscribe_links(secret: str, base_url: str, stream: str) -> Any:
 
 
 def post(
-    opener: urllib.request.OpenerDirector, url: str, rows: list[tuple[Any, ...]], link: Any = None
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    rows: list[tuple[Any, ...]],
+    link: Callable[[int], str] | None = None,
 ) -> str:
     if link is None:
         personalizations = [
