@@ -62,29 +62,19 @@ def post(
     rows: list[tuple[Any, ...]],
     link: Callable[[int], str] | None = None,
 ) -> str:
-    if link is None:
-        personalizations = [
-            {
-                "to": [{"email": email}],
-                "subject": "Hello",
-                "substitutions": {"-name-": name or "there"},
-                "custom_args": {"s": str(sid)},
-            }
-            for sid, email, name, *_ in rows
-        ]
-    else:
-        personalizations = []
-        for sid, email, name, *_ in rows:
+    personalizations: list[dict[str, Any]] = []
+    for sid, email, name, *_ in rows:
+        personalization: dict[str, Any] = {
+            "to": [{"email": email}],
+            "subject": "Hello",
+            "substitutions": {"-name-": name or "there"},
+            "custom_args": {"s": str(sid)},
+        }
+        if link is not None:
             unsubscribe = link(sid)
-            personalizations.append(
-                {
-                    "to": [{"email": email}],
-                    "subject": "Hello",
-                    "headers": {"List-Unsubscribe": f"<{unsubscribe}>"},
-                    "substitutions": {"-name-": name or "there", "-unsubscribe-": unsubscribe},
-                    "custom_args": {"s": str(sid)},
-                }
-            )
+            personalization["headers"] = {"List-Unsubscribe": f"<{unsubscribe}>"}
+            personalization["substitutions"]["-unsubscribe-"] = unsubscribe
+        personalizations.append(personalization)
     text = "Hi -name-" if link is None else "Hi -name-\n\nUnsubscribe: -unsubscribe-"
     body: dict[str, Any] = {
         "personalizations": personalizations,

@@ -29,7 +29,7 @@ NOW = at("2026-12-01 15:00")
 PEOPLE = 1_234  # two pages of 1,000, the second one short
 
 
-def _run(app: App, url: str, server: SendGridStandIn, *flags: str) -> None:
+def _run(url: str, server: SendGridStandIn, *flags: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "NURTURE_SECRET_KEY": SECRET, "NO_PROXY": "127.0.0.1,localhost"}
     done = subprocess.run(
         [sys.executable, str(MINIMAL), url, server.url, NOW.isoformat(), *flags],
@@ -71,7 +71,7 @@ def test_the_lawful_minimal_sender_signs_each_link_and_moves_each_series_on(
     app = _store(tmp_path, both_stores)
     before = {row[0]: row for row in _enrollments(app)}
     with SendGridStandIn(api_key="SG.bench") as server:
-        _run(app, both_stores, server, "--lawful")
+        _run(both_stores, server, "--lawful")
         messages = server.messages()
         requests = server.delivered_requests
     assert len(messages) == PEOPLE
@@ -101,7 +101,7 @@ def test_the_plain_minimal_sender_sends_bare_emails_and_moves_nothing(tmp_path: 
     app = _store(tmp_path, url)
     before = sorted(_enrollments(app))
     with SendGridStandIn(api_key="SG.bench") as server:
-        _run(app, url, server)
+        _run(url, server)
         messages = server.messages()
     assert len(messages) == PEOPLE
     assert all("List-Unsubscribe" not in message.headers for message in messages)
