@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -26,16 +26,11 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.expression import UnaryExpression
 
 from nurture.sending.streams import NEWSLETTER_STEP_KEY, REPERMISSION_STREAM
 from nurture.store import models as m
 from nurture.store.db import insert_on_conflict
 from nurture.store.statements import IdStatements
-
-if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
 
 _DELIVERIES = m.Delivery.__table__
 ENROLLMENTS = m.Enrollment.__table__
@@ -95,17 +90,23 @@ DUE_QUERY = (
 )
 
 
-def cap_query(statements: IdStatements) -> Any:
-    """(subscriber id, claimed at) of the recent emails of the ids in `:ids` since `:since`.
+def _recent_emails(statements: IdStatements, *, excluding: bool) -> Any:
+    """(subscriber id, claimed at) of the emails claimed or sent to the ids in `:ids` since
+    `:since` (with `excluding`, other than the deliveries in `:exclude`).
 
     Looked up by subscriber, never by scanning the recent deliveries: those are this pass's
     own claims too, and a scan per claim round made a pass quadratic in its size. Planner
     statistics never know the pass's claims (they are newer), so each dialect is steered."""
-    status: ColumnElement[Any] = _DELIVERIES.c.status
-    since = bindparam("since", type_=_DELIVERIES.c.claimed_at.type)
+    conditions = [
+        statements.unindexed(_DELIVERIES.c.status).in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
+        _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
+    ]
+    if excluding:
+        conditions.append(_DELIVERIES.c.id.not_in(bindparam("exclude", expanding=True)))
     if statements.dialect_name == "postgresql":
         # One index probe per id, joined from the id array: with the table's statistics
-        # from before the pass, `subscriber_id = ANY(:ids)` was planned as a full scan.
+        # from before the pass, `subscriber_id = ANY(:ids)` was planned as a scan of the
+        # (status, claimed_at) index over every recent row, even with the status unindexed.
         ids = (
             func.unnest(bindparam("ids", type_=ARRAY(BigInteger())))
             .table_valued("id")
@@ -113,24 +114,25 @@ def cap_query(statements: IdStatements) -> Any:
         )
         recent = (
             select(_DELIVERIES.c.claimed_at)
-            .where(
-                _DELIVERIES.c.subscriber_id == ids.c.id,
-                status.concat("").in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
-                _DELIVERIES.c.claimed_at > since,
-            )
+            .where(_DELIVERIES.c.subscriber_id == ids.c.id, *conditions)
             .offset(0)  # a fence: kept a subquery run per id, not flattened into one scan
             .lateral()
         )
         return select(ids.c.id, recent.c.claimed_at).select_from(ids.join(recent, true()))
-    if statements.dialect_name == "sqlite":
-        # Without statistics SQLite picks the (status, claimed_at) index. A unary + is a
-        # no-op on the value but keeps the planner off that index.
-        status = UnaryExpression(status, operator=operators.custom_op("+"), type_=status.type)
     return select(_DELIVERIES.c.subscriber_id, _DELIVERIES.c.claimed_at).where(
-        statements.in_ids(_DELIVERIES.c.subscriber_id),
-        status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
-        _DELIVERIES.c.claimed_at > since,
+        statements.in_ids(_DELIVERIES.c.subscriber_id), *conditions
     )
+
+
+def cap_query(statements: IdStatements) -> Any:
+    """The daily limit's: (subscriber id, claimed at) of the ids' emails since `:since`."""
+    return _recent_emails(statements, excluding=False)
+
+
+def recent_query(statements: IdStatements) -> Any:
+    """The weekly limit's: the same, other than the deliveries of `:exclude` (the claims being
+    sent), for who already had an email in their week."""
+    return _recent_emails(statements, excluding=True)
 
 
 def recheck_query(statements: IdStatements) -> Any:
@@ -149,17 +151,6 @@ def recheck_query(statements: IdStatements) -> Any:
         )
         .outerjoin(_TAGS, (_TAGS.c.subscriber_id == _SUBSCRIBERS.c.id) & tags)
         .where(statements.in_ids(_SUBSCRIBERS.c.id), _SUBSCRIBERS.c.status == m.SubscriberStatus.ACTIVE)
-    )
-
-
-def recent_query(statements: IdStatements) -> Any:
-    """Deliveries to the ids claimed or sent since `:since`, other than those of `:exclude`
-    (the claims being sent): who already had an email in their weekly limit."""
-    return select(_DELIVERIES.c.subscriber_id).where(
-        statements.in_ids(_DELIVERIES.c.subscriber_id),
-        _DELIVERIES.c.status.in_([m.DeliveryStatus.CLAIMED, m.DeliveryStatus.SENT]),
-        _DELIVERIES.c.claimed_at > bindparam("since", type_=_DELIVERIES.c.claimed_at.type),
-        _DELIVERIES.c.id.not_in(bindparam("exclude", expanding=True)),
     )
 
 

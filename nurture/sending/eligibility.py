@@ -167,7 +167,7 @@ def recheck(
         for chunk in statements.id_chunks(sorted(weekly)):
             found.held.update(
                 subscriber_id
-                for (subscriber_id,) in connection.execute(
+                for subscriber_id, _claimed_at in connection.execute(
                     recent, {"ids": chunk, "since": now - WEEK, "exclude": exclude}
                 ).all()
             )

@@ -58,7 +58,10 @@ SUBMITTED = func.coalesce(m.Delivery.submitted_at, m.Delivery.claimed_at)
 def _submitted_statement(statements: IdStatements) -> Any:
     return (
         update(m.Delivery)
-        .where(statements.in_ids(m.Delivery.id), m.Delivery.status == m.DeliveryStatus.CLAIMED)
+        .where(
+            statements.in_ids(m.Delivery.id),
+            statements.unindexed(m.Delivery.status) == m.DeliveryStatus.CLAIMED,
+        )
         .values(
             provider=bindparam("provider"), submitted_at=bindparam("at", type_=m.Delivery.submitted_at.type)
         )

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import BigInteger, String, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from nurture.store.db import chunks
 
@@ -65,6 +67,20 @@ class IdStatements:
         if self.id_arrays and column.primary_key:
             return column == any_(bindparam("ids", type_=ARRAY(BigInteger())))
         return column.in_(bindparam("ids", expanding=True))
+
+    def unindexed(self, column: Any) -> Any:
+        """`column`'s value, written so that no index on it can be picked: for a condition that
+        only sorts out rows already found another way (by id).
+
+        The planners otherwise go by the statistics of before the pass, in which the status
+        "claimed" is rare, and read the rows through the status index: every row claimed
+        since, and on PostgreSQL every dead version a status change left in that index until
+        a vacuum (a 1,000,000-email pass read the whole table once per batch for its
+        handed-over marks: benchmarks/RESULTS.md). SQLite: a unary + (a no-op on the
+        value); PostgreSQL: `|| ''` on text."""
+        if self.dialect_name == "postgresql":
+            return column.concat("")
+        return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
     def rows(self, connection: Any, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of `query` as a plain tuple of the stored values (ints, text, NULL).
