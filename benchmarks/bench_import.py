@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import run_all
+from benchmarks.harness import postgres_server, run_all
 from tests.support.factories import SECRET, write_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,9 +104,7 @@ def main() -> int:
     server = None
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
-
-        server = PostgresServer(url) if url else PostgresServer.start()
+        server = postgres_server(url)
     print(
         f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs",
         flush=True,

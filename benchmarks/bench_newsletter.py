@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sqlalchemy import update
 
-from benchmarks.harness import Run, Store, each_size, project, run_all, send_with_standin
+from benchmarks.harness import Run, Store, each_size, postgres_server, project, run_all, send_with_standin
 from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -179,9 +179,7 @@ def main() -> int:
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
-
-        server = PostgresServer(url) if url else PostgresServer.start()
+        server = postgres_server(url)
     each_size(args.sizes, "nurture-bench-newsletter-", bench_size, args, server)
     return 0
 

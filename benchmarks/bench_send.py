@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import Run, Store, each_size, project, send_with_standin
+from benchmarks.harness import Run, Store, each_size, postgres_server, project, send_with_standin
 from nurture.config import load_config
 from nurture.store.db import refresh_statistics
 from tests.support.factories import active_subscribers, at, close_opened, open_app
@@ -119,9 +119,7 @@ def main() -> int:
     url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
     server = None
     if url or args.start_postgres:
-        from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
-
-        server = PostgresServer(url) if url else PostgresServer.start()
+        server = postgres_server(url)
     args.workers = args.workers or ([1, 2, 4] if server else [1])
     each_size(args.sizes, "nurture-bench-send-", bench_size, args, server)
     return 0

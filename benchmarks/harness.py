@@ -200,6 +200,22 @@ def send_with_standin(
         standin.wait(timeout=10)
 
 
+# A benchmark's throwaway cluster keeps PostgreSQL's own defaults for what changes plans,
+# as a real server has them: autovacuum (it keeps the planner's statistics current while
+# a pass writes; without it a 1,000,000-email pass planned for an empty deliveries table
+# and JIT-compiled a 2 ms statement for 130 ms each batch) and 128 MB of buffers. The
+# tests' cluster turns both down. Durability stays off as in the tests: its cost is the
+# disk's, and the minimal script pays it alike.
+SERVER_DEFAULTS = {"autovacuum": "on", "shared_buffers": "128MB"}
+
+
+def postgres_server(url: str | None) -> Any:
+    """The server at url (NURTURE_BENCH_POSTGRES_URL), or a throwaway cluster started here."""
+    from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
+
+    return PostgresServer(url) if url else PostgresServer.start(settings=SERVER_DEFAULTS)
+
+
 def each_size(sizes: list[int], prefix: str, bench_size: Any, args: Any, server: Any) -> None:
     """Run `bench_size(size, args, folder, server)` for every size in a fresh temporary
     folder, with the load average before and after (it says how far to trust wall times);

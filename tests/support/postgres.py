@@ -205,7 +205,8 @@ class PostgresServer:
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, settings: dict[str, str] | None = None) -> PostgresServer:
+        """`settings` override the throwaway cluster's (an external server is left as it is)."""
         external = os.environ.get(ENV_URL)
         if external:
             server = cls(external)
@@ -214,14 +215,14 @@ class PostgresServer:
         ok, reason = postgres_available()
         if not ok:
             raise PostgresUnavailable(reason)
-        return cls._start_cluster()
+        return cls._start_cluster(settings or {})
 
     @property
     def is_throwaway(self) -> bool:
         return self.tmpdir is not None
 
     @classmethod
-    def _start_cluster(cls) -> PostgresServer:
+    def _start_cluster(cls, overrides: dict[str, str]) -> PostgresServer:
         t0 = time.monotonic()
         bindir = find_pg_bindir()
         assert bindir is not None
@@ -262,7 +263,9 @@ class PostgresServer:
             last_error = ""
             for _attempt in range(3):  # the free port can be taken in between
                 port = _free_port()
-                settings = dict(_SETTINGS, port=str(port), unix_socket_directories=f"'{sockdir}'")
+                settings = dict(
+                    _SETTINGS, **overrides, port=str(port), unix_socket_directories=f"'{sockdir}'"
+                )
                 with open(datadir / "postgresql.auto.conf", "w") as f:
                     f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
                 proc = server._run(
