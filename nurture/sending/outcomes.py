@@ -27,7 +27,7 @@ from nurture.providers.base import Outcome
 from nurture.sending.claims import Claim
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
-from nurture.store.statements import Values, update_grouped
+from nurture.store.statements import Values, statements_for, update_grouped
 
 _DELIVERIES = m.Delivery.__table__
 
@@ -103,10 +103,12 @@ class PendingOutcomes:
         for entry in pending:
             update_grouped(session, _DELIVERIES, entry.groups)
             for error, ids in entry.unknown.items():
-                # A provider event may have settled it already, while the request hung.
+                # A provider event may have settled it already, while the request hung. Found
+                # by id: the status only sorts them out (IdStatements.unindexed).
+                status = statements_for(session.connection()).unindexed(m.Delivery.status)
                 session.execute(
                     update(m.Delivery)
-                    .where(m.Delivery.id.in_(ids), m.Delivery.status == m.DeliveryStatus.CLAIMED)
+                    .where(m.Delivery.id.in_(ids), status == m.DeliveryStatus.CLAIMED)
                     .values(error=error)
                 )
             if entry.unknown:

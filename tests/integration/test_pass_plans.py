@@ -18,8 +18,11 @@ import pytest
 from sqlalchemy import Engine, event, insert, select, update
 
 from nurture.app import App
+from nurture.providers.base import Outcome
+from nurture.sending.claim_rows import Claim
 from nurture.sending.eligibility import DailyCap, recheck
 from nurture.sending.evidence import mark_submitted
+from nurture.sending.outcomes import PendingOutcomes
 from nurture.store import models as m
 from nurture.store.db import refresh_statistics, transaction
 from tests.support.factories import active_subscribers, at
@@ -35,13 +38,13 @@ def database_url(both_stores: str) -> str:
 
 
 @contextmanager
-def plans(engine: Engine) -> Iterator[list[str]]:
-    """Every read or update of deliveries inside is explained instead of run; yields the plans."""
+def plans(engine: Engine, kinds: tuple[str, ...] = ("SELECT", "UPDATE")) -> Iterator[list[str]]:
+    """Every statement of `kinds` on deliveries inside is explained instead of run; yields the plans."""
     seen: list[str] = []
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
 
     def wanted(statement: str) -> bool:
-        return statement.lstrip().upper().startswith(("SELECT", "UPDATE")) and "deliveries" in statement
+        return statement.lstrip().upper().startswith(kinds) and "deliveries" in statement
 
     def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> tuple[str, Any]:
         return (explain + statement if wanted(statement) else statement), parameters
@@ -130,3 +133,19 @@ def test_the_weekly_limit_reads_each_persons_recent_emails_by_person(app: App) -
     assert len(seen) == 1, seen  # the recheck itself reads subscribers; this is the weekly limit's
     assert "ix_deliveries_status" not in seen[0], seen[0]
     assert "subscriber" in seen[0], seen[0]
+
+
+def test_an_unknown_outcome_is_noted_on_its_claims_found_by_id(app: App) -> None:
+    people, batch = history_then_a_batch(app)
+    outcomes = PendingOutcomes(NOW)
+    claims = [
+        Claim(delivery, person, "", None, "kap-intro", 1)
+        for delivery, person in zip(batch, people, strict=True)
+    ]
+    outcomes.add(claims, [Outcome(str(claim.delivery_id), "unknown", error="timed out") for claim in claims])
+    # Only the UPDATE is explained: the events that may have settled them are then read for real.
+    with plans(app.engine, ("UPDATE",)) as seen, transaction(app.engine) as session:
+        outcomes.write(session)
+    assert len(seen) == 1, seen
+    assert "ix_deliveries_status" not in seen[0], seen[0]
+    assert ("PRIMARY KEY" if app.engine.dialect.name == "sqlite" else "pk_deliveries") in seen[0], seen[0]
