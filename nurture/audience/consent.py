@@ -16,6 +16,7 @@ from nurture.errors import InputError
 from nurture.series.enrollment import stop_enrollments
 from nurture.store import models as m
 from nurture.store.db import chunks
+from nurture.store.statements import statements_for
 from nurture.tokens import address_hash
 
 
@@ -96,10 +97,13 @@ def suppress(
         ]
     else:
         replaceable = [m.SubscriberStatus.ACTIVE, m.SubscriberStatus.PENDING]
+    # Found by id; the status only sorts them out. Through the status index it would be
+    # every active reader, walked for each webhook batch with a bounce.
+    current = statements_for(session.connection()).unindexed(m.Subscriber.status)
     changed = 0
     for chunk in chunks(list(set(subscriber_ids)), 500):
         rows = session.scalars(
-            select(m.Subscriber).where(m.Subscriber.id.in_(chunk), m.Subscriber.status.in_(replaceable))
+            select(m.Subscriber).where(m.Subscriber.id.in_(chunk), current.in_(replaceable))
         ).all()
         for subscriber in rows:
             subscriber.status = status

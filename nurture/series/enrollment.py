@@ -13,6 +13,7 @@ from nurture.content.campaigns import Campaign
 from nurture.series.catalog import SeriesStore
 from nurture.store import models as m
 from nurture.store.db import BulkInsert, chunks, insert_rows
+from nurture.store.statements import statements_for
 
 
 def enroll(
@@ -158,10 +159,13 @@ def enroll_created_after(
 def stop_enrollments(
     session: Session, subscriber_ids: Sequence[int], now: datetime, campaigns: Sequence[str] | None = None
 ) -> None:
+    # By person (the (subscriber_id, campaign) key): through the due index, "active" is
+    # every enrollment in the list, walked for each unsubscribe or bounce.
+    status = statements_for(session.connection()).unindexed(m.Enrollment.status)
     for chunk in chunks(list(subscriber_ids), 500):
         statement = (
             update(m.Enrollment)
-            .where(m.Enrollment.subscriber_id.in_(chunk), m.Enrollment.status == m.EnrollmentStatus.ACTIVE)
+            .where(m.Enrollment.subscriber_id.in_(chunk), status == m.EnrollmentStatus.ACTIVE)
             .values(status=m.EnrollmentStatus.STOPPED, updated_at=now)
         )
         if campaigns is not None:
