@@ -38,7 +38,7 @@ from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
-from nurture.store.db import chunks, dialect_name, insert_on_conflict, reading, transaction
+from nurture.store.db import chunks, insert_rows, reading, transaction
 from nurture.store.models import ConsentKind, EventKind
 from nurture.store.summaries import add_event_bits, mark_days_dirty
 
@@ -139,8 +139,8 @@ def store_events(
             for item in items
             if item.delivery_ref in found
             and item.email
-            and found[item.delivery_ref].email_key is not None
-            and _email_key(item.email) != found[item.delivery_ref].email_key
+            and (key := found[item.delivery_ref].email_key) is not None
+            and not _is_address(item.email, key)
         }
         refs = {
             item.delivery_ref: found[item.delivery_ref].id
@@ -179,14 +179,16 @@ def store_events(
             for item in items
         ]
         table = m.ProviderEvent.__table__
-        statement = (
-            insert_on_conflict(table, dialect_name(session))
-            .on_conflict_do_nothing(index_elements=["provider_event_id"])
-            .returning(table.c.provider_event_id)
-        )
-        stored: set[str] = set()
-        for chunk in chunks(rows, _CHUNK):
-            stored.update(session.scalars(statement, list(chunk)))
+        stored = {
+            row.provider_event_id
+            for row in insert_rows(
+                session,
+                table,
+                rows,
+                returning=[table.c.provider_event_id],
+                skip_conflicts_on=["provider_event_id"],
+            )
+        }
         report.stored = len(stored)
         # The Results count these bits, not the events (a year of events is millions of rows).
         add_event_bits(
@@ -293,6 +295,13 @@ def count_mismatched(app: App) -> int:
             )
             or 0
         )
+
+
+def _is_address(address: str, email_key: str) -> bool:
+    """Whether an event's address is the one whose key this is."""
+    # Events carry the address as it was sent, so it nearly always equals the key once
+    # case-folded; validating each took 75 ms of a 1,000-event batch (RESULTS.md).
+    return address.strip().casefold() == email_key or _email_key(address) == email_key
 
 
 def _email_key(address: str) -> str | None:

@@ -149,23 +149,34 @@ def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     returning: Sequence[Column[Any]] = (),
+    skip_conflicts_on: Sequence[str] = (),
 ) -> list[Row[*tuple[Any, ...]]]:
     """Insert many rows (all with the same keys); return the `returning` columns, in no set order.
 
     On PostgreSQL each column travels as one array parameter and the rows come out of
     unnest(): a few parameters per statement instead of one per value, several times
     faster than executemany or a long VALUES list for the tens of thousands of rows an
-    import writes. Elsewhere it is a plain executemany.
+    import writes (psycopg parses a long VALUES list in Python). Elsewhere it is a
+    plain executemany. With `skip_conflicts_on` (a unique key's columns) a row whose
+    key is stored already is left out, and is not returned.
     """
     if not rows:
         return []
     dialect = session.get_bind().dialect
-    if dialect.name == "sqlite" and not returning and _sqlite_executemany(session, table, rows):
+
+    def inserting() -> Any:
+        if not skip_conflicts_on:
+            return insert(table)
+        statement = insert_on_conflict(table, dialect.name)
+        return statement.on_conflict_do_nothing(index_elements=skip_conflicts_on)
+
+    plain = not returning and not skip_conflicts_on
+    if dialect.name == "sqlite" and plain and _sqlite_executemany(session, table, rows):
         return []
     if dialect.name != "postgresql":
         if returning:
-            return list(session.execute(table.insert().returning(*returning), list(rows)).all())
-        session.execute(table.insert(), list(rows))
+            return list(session.execute(inserting().returning(*returning), list(rows)).all())
+        session.execute(inserting(), list(rows))
         return []
     names = list(rows[0])
     found: list[Row[*tuple[Any, ...]]] = []
@@ -176,7 +187,7 @@ def insert_rows(
             for index, name in enumerate(names)
         ]
         source = func.unnest(*arrays).table_valued(*names).render_derived()
-        statement = insert(table).from_select(names, select(*(source.c[name] for name in names)))
+        statement = inserting().from_select(names, select(*(source.c[name] for name in names)))
         if returning:
             found.extend(session.execute(statement.returning(*returning)).all())
         else:
