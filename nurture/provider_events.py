@@ -21,13 +21,16 @@ log goes through `nurture.redaction.scrub` first.
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from nurture.addresses import normalize_email
@@ -38,13 +41,15 @@ from nurture.errors import InputError, MalformedEvent
 from nurture.providers.base import NormalizedEvent
 from nurture.sending.deliveries import settle_from_events
 from nurture.store import models as m
-from nurture.store.db import chunks, insert_rows, reading, transaction
+from nurture.store.db import chunks, insert_rows, reading, rows_busy, transaction
 from nurture.store.models import ConsentKind, EventKind
+from nurture.store.statements import statements_for
 from nurture.store.summaries import add_event_bits, mark_days_dirty
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500
+_LOCK_ATTEMPTS = 50  # about 8 s of retrying before the provider is told to post again later
 
 # Reading behaviour: tied to a delivery (so to a person) only under `delivery.tracking: per_person`;
 # otherwise stored with the email's stream and step only, as per-email totals that name no one.
@@ -130,114 +135,151 @@ def store_events(
         return report
 
     items = list(batch.values())
-    with transaction(app.engine) as session:
-        found = find_deliveries(session, [item.delivery_ref for item in items if item.delivery_ref])
-        # An event names its delivery by key; it is applied to it only when the address it
-        # carries (if any) is that delivery's recipient's. Otherwise it changes nothing.
-        mismatched = {
-            item.provider_event_id
-            for item in items
-            if item.delivery_ref in found
-            and item.email
-            and (key := found[item.delivery_ref].email_key) is not None
-            and not _is_address(item.email, key)
-        }
-        refs = {
-            item.delivery_ref: found[item.delivery_ref].id
-            for item in items
-            if item.delivery_ref in found and item.provider_event_id not in mismatched
-        }
-        owners: dict[int, int | None] = {found[ref].id: found[ref].subscriber_id for ref in refs if ref}
-        emails: dict[str, tuple[str, int]] = {
-            ref: (found[ref].stream, found[ref].step) for ref in refs if ref
-        }
-        # When each named delivery was claimed: a late event reopens that day of Results.
-        sent_at = {found[ref].id: found[ref].claimed_at for ref in refs if ref}
-        per_person = app.config.delivery.tracking == "per_person"
-
-        def delivery_of(item: NormalizedEvent) -> int | None:
-            if item.provider_event_id in mismatched:
-                return None
-            if item.delivery_ref not in refs or (item.kind in _READING_KINDS and not per_person):
-                return None
-            return refs[item.delivery_ref]
-
-        rows = [
-            {
-                "provider": report.provider,
-                "provider_event_id": item.provider_event_id,
-                "kind": item.kind,
-                "raw_event": item.raw_event,
-                "delivery_id": delivery_of(item),
-                "stream": emails[item.delivery_ref][0] if item.delivery_ref in emails else item.stream,
-                "step": emails[item.delivery_ref][1] if item.delivery_ref in emails else item.step,
-                "occurred_at": item.occurred_at,
-                "received_at": now,
-                "detail": item.detail,
-                "address_mismatch": True if item.provider_event_id in mismatched else None,
-            }
-            for item in items
-        ]
-        table = m.ProviderEvent.__table__
-        stored = {
-            row.provider_event_id
-            for row in insert_rows(
-                session,
-                table,
-                rows,
-                returning=[table.c.provider_event_id],
-                skip_conflicts_on=["provider_event_id"],
-            )
-        }
-        report.stored = len(stored)
-        # The Results count these bits, not the events (a year of events is millions of rows).
-        add_event_bits(
-            session,
-            (
-                (delivery_id, str(item.kind))
-                for item in items
-                if item.provider_event_id in stored and (delivery_id := delivery_of(item)) is not None
-            ),
-        )
-        report.duplicates += len(items) - len(stored)
-        for item in items:
-            if item.provider_event_id in stored:
-                report.kinds[item.kind] = report.kinds.get(item.kind, 0) + 1
-
-        # Suppress only on events seen for the first time: a retried duplicate must not
-        # undo a later, deliberate re-subscription.
-        fresh = [
-            item
-            for item in items
-            if item.suppress and item.provider_event_id in stored and item.provider_event_id not in mismatched
-        ]
-        report.suppressed = _suppress(session, report.provider, fresh, refs, owners, now)
-        soft = {
-            owner
-            for item in items
-            if item.kind in SOFT_BOUNCE_KINDS
-            and item.provider_event_id in stored
-            and item.delivery_ref in refs
-            and (owner := owners.get(refs[item.delivery_ref])) is not None
-        }
-        report.suppressed += suppress_repeated_soft_bounces(
-            session, soft, app.config.bounces, now, source=f"{report.provider} webhook"
-        )
-        for item in items:
-            if item.provider_event_id in mismatched and item.provider_event_id in stored:
-                report.mismatched += 1
-                log.warning(
-                    "%s webhook: event %s names delivery %d but another address than its recipient's: "
-                    "changed nothing",
-                    report.provider,
-                    item.raw_event,
-                    found[item.delivery_ref].id if item.delivery_ref else 0,
-                )
-        named = sorted({refs[item.delivery_ref] for item in items if item.delivery_ref in refs})
-        report.settled = settle_from_events(session, named, now) if named else 0
-        # A late event changes its email's numbers: a summarized day of Results is read live again.
-        mark_days_dirty(session, (sent_at[delivery_id] for delivery_id in named if delivery_id in sent_at))
+    for attempt in range(1, _LOCK_ATTEMPTS + 1):
+        trial = copy.deepcopy(report)
+        try:
+            with transaction(app.engine) as session:
+                _store_batch(session, app, trial, items, now)
+        except OperationalError as exc:
+            if not rows_busy(exc) or attempt == _LOCK_ATTEMPTS:
+                raise
+            time.sleep(min(0.01 * attempt, 0.2))  # a pass's write holds its rows for some ms
+            continue
+        report.__dict__.update(trial.__dict__)
+        break
     return report
+
+
+def _store_batch(
+    session: Session, app: App, report: WebhookReport, items: Sequence[NormalizedEvent], now: datetime
+) -> None:
+    """`store_events`' work, in its transaction; adds the counts to `report`."""
+    found = find_deliveries(session, [item.delivery_ref for item in items if item.delivery_ref])
+    _lock_named(session, sorted({named.id for named in found.values()}))
+    # An event names its delivery by key; it is applied to it only when the address it
+    # carries (if any) is that delivery's recipient's. Otherwise it changes nothing.
+    mismatched = {
+        item.provider_event_id
+        for item in items
+        if item.delivery_ref in found
+        and item.email
+        and (key := found[item.delivery_ref].email_key) is not None
+        and not _is_address(item.email, key)
+    }
+    refs = {
+        item.delivery_ref: found[item.delivery_ref].id
+        for item in items
+        if item.delivery_ref in found and item.provider_event_id not in mismatched
+    }
+    owners: dict[int, int | None] = {found[ref].id: found[ref].subscriber_id for ref in refs if ref}
+    emails: dict[str, tuple[str, int]] = {ref: (found[ref].stream, found[ref].step) for ref in refs if ref}
+    # When each named delivery was claimed: a late event reopens that day of Results.
+    sent_at = {found[ref].id: found[ref].claimed_at for ref in refs if ref}
+    per_person = app.config.delivery.tracking == "per_person"
+
+    def delivery_of(item: NormalizedEvent) -> int | None:
+        if item.provider_event_id in mismatched:
+            return None
+        if item.delivery_ref not in refs or (item.kind in _READING_KINDS and not per_person):
+            return None
+        return refs[item.delivery_ref]
+
+    rows = [
+        {
+            "provider": report.provider,
+            "provider_event_id": item.provider_event_id,
+            "kind": item.kind,
+            "raw_event": item.raw_event,
+            "delivery_id": delivery_of(item),
+            "stream": emails[item.delivery_ref][0] if item.delivery_ref in emails else item.stream,
+            "step": emails[item.delivery_ref][1] if item.delivery_ref in emails else item.step,
+            "occurred_at": item.occurred_at,
+            "received_at": now,
+            "detail": item.detail,
+            "address_mismatch": True if item.provider_event_id in mismatched else None,
+        }
+        for item in items
+    ]
+    table = m.ProviderEvent.__table__
+    stored = {
+        row.provider_event_id
+        for row in insert_rows(
+            session,
+            table,
+            rows,
+            returning=[table.c.provider_event_id],
+            skip_conflicts_on=["provider_event_id"],
+        )
+    }
+    report.stored = len(stored)
+    # The Results count these bits, not the events (a year of events is millions of rows).
+    add_event_bits(
+        session,
+        (
+            (delivery_id, str(item.kind))
+            for item in items
+            if item.provider_event_id in stored and (delivery_id := delivery_of(item)) is not None
+        ),
+    )
+    report.duplicates += len(items) - len(stored)
+    for item in items:
+        if item.provider_event_id in stored:
+            report.kinds[item.kind] = report.kinds.get(item.kind, 0) + 1
+
+    # Suppress only on events seen for the first time: a retried duplicate must not
+    # undo a later, deliberate re-subscription.
+    fresh = [
+        item
+        for item in items
+        if item.suppress and item.provider_event_id in stored and item.provider_event_id not in mismatched
+    ]
+    report.suppressed = _suppress(session, report.provider, fresh, refs, owners, now)
+    soft = {
+        owner
+        for item in items
+        if item.kind in SOFT_BOUNCE_KINDS
+        and item.provider_event_id in stored
+        and item.delivery_ref in refs
+        and (owner := owners.get(refs[item.delivery_ref])) is not None
+    }
+    report.suppressed += suppress_repeated_soft_bounces(
+        session, soft, app.config.bounces, now, source=f"{report.provider} webhook"
+    )
+    for item in items:
+        if item.provider_event_id in mismatched and item.provider_event_id in stored:
+            report.mismatched += 1
+            log.warning(
+                "%s webhook: event %s names delivery %d but another address than its recipient's: "
+                "changed nothing",
+                report.provider,
+                item.raw_event,
+                found[item.delivery_ref].id if item.delivery_ref else 0,
+            )
+    named = sorted({refs[item.delivery_ref] for item in items if item.delivery_ref in refs})
+    report.settled = settle_from_events(session, named, now) if named else 0
+    # A late event changes its email's numbers: a summarized day of Results is read live again.
+    mark_days_dirty(session, (sent_at[delivery_id] for delivery_id in named if delivery_id in sent_at))
+
+
+def _lock_named(session: Session, delivery_ids: Sequence[int]) -> None:
+    """On PostgreSQL, lock the named emails' rows first, all at once, or fail at once (NOWAIT).
+
+    A pass writes the same rows (an email is handed over, then marked sent) while events
+    about it arrive. Updating them in several statements, a batch held some rows while
+    waiting for others that a pass held, and the pass could wait for the batch's in turn:
+    PostgreSQL broke the deadlock by ending one of them, the pass included
+    (benchmarks/bench_webhook_during_pass.py). Not waiting while holding, a batch cannot
+    close such a circle; `store_events` tries again shortly. SQLite has one writer at a time."""
+    statements = statements_for(session.connection())
+    if not delivery_ids or statements.dialect_name != "postgresql":
+        return
+    query = (
+        select(m.Delivery.id)
+        .where(statements.in_ids(m.Delivery.id))
+        .order_by(m.Delivery.id)
+        .with_for_update(nowait=True)
+    )
+    session.execute(query, {"ids": list(delivery_ids)})
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.errors import ConfigError
@@ -257,6 +257,12 @@ class BulkInsert:
     def run(self, session: Session, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             session.connection().exec_driver_sql(self.statement, rows)
+
+
+def rows_busy(exc: OperationalError) -> bool:
+    """PostgreSQL refused a lock asked for with NOWAIT (55P03) or ended this transaction to
+    break a deadlock (40P01): nothing was written, and the same work can be tried again."""
+    return getattr(exc.orig, "sqlstate", None) in ("55P03", "40P01")
 
 
 def refresh_statistics(bind: Engine | Connection, tables: Sequence[str]) -> None:
