@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from benchmarks.bench_webhook import make_events
 from benchmarks.harness import Store, postgres_server, project, standin_stats, start_standin
+from nurture.app import App
 from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import reading
@@ -39,9 +40,9 @@ SEND_AT = "2026-12-01T15:00:00+00:00"
 OVERRIDES = {"delivery.batch_size": 1000, "delivery.concurrency": 4}
 
 
-def recent_emails(app: object) -> list[tuple[str, str]]:
+def recent_emails(app: App) -> list[tuple[str, str]]:
     """The 200 emails handed over last, with their recipients' address keys."""
-    with reading(app.engine) as session:  # type: ignore[attr-defined]
+    with reading(app.engine) as session:
         rows = session.execute(
             select(m.Delivery.message_key, m.Subscriber.email_key)
             .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)

@@ -124,7 +124,11 @@ def receive(
 def store_events(
     app: App, report: WebhookReport, events: Sequence[NormalizedEvent], now: datetime
 ) -> WebhookReport:
-    """Store a batch (one transaction) and suppress whom it says to; adds the counts to `report`."""
+    """Store a batch (one transaction) and suppress whom it says to; adds the counts to `report`.
+
+    On PostgreSQL the transaction is tried again, for a few seconds, while another writer
+    (a pass) holds rows of the emails it names (`_lock_named`); then the error is raised,
+    and the provider, answered 5xx, posts the batch again later."""
     batch: dict[str, NormalizedEvent] = {}
     for event in events:
         if event.provider_event_id in batch:
