@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import postgres_server, run_all
+from benchmarks.harness import add_postgres_option, postgres_server, run_all
 from tests.support.factories import SECRET, write_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,15 +96,10 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument(
-        "--start-postgres", action="store_true", help="start a throwaway local PostgreSQL cluster"
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
 
-    server = None
-    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-    if url or args.start_postgres:
-        server = postgres_server(url)
+    server = postgres_server(args)
     print(
         f"load average before: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs",
         flush=True,

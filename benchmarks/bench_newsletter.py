@@ -23,7 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sqlalchemy import update
 
-from benchmarks.harness import Run, Store, each_size, postgres_server, project, run_all, send_with_standin
+from benchmarks.harness import (
+    Run,
+    Store,
+    add_postgres_option,
+    each_size,
+    postgres_server,
+    project,
+    run_all,
+    send_with_standin,
+)
 from nurture.config import load_config
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -172,14 +181,9 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument(
-        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
-    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-    server = None
-    if url or args.start_postgres:
-        server = postgres_server(url)
+    server = postgres_server(args)
     each_size(args.sizes, "nurture-bench-newsletter-", bench_size, args, server)
     return 0
 

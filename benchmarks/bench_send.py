@@ -29,7 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, without installing
 
-from benchmarks.harness import Run, Store, each_size, postgres_server, project, send_with_standin
+from benchmarks.harness import (
+    Run,
+    Store,
+    add_postgres_option,
+    each_size,
+    postgres_server,
+    project,
+    send_with_standin,
+)
 from nurture.config import load_config
 from nurture.store.db import refresh_statistics
 from tests.support.factories import active_subscribers, at, close_opened, open_app
@@ -112,14 +120,9 @@ def main() -> int:
         default=None,
         help="send-due processes at once (default 1; 1 2 4 on PostgreSQL)",
     )
-    parser.add_argument(
-        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
-    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-    server = None
-    if url or args.start_postgres:
-        server = postgres_server(url)
+    server = postgres_server(args)
     args.workers = args.workers or ([1, 2, 4] if server else [1])
     each_size(args.sizes, "nurture-bench-send-", bench_size, args, server)
     return 0

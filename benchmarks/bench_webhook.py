@@ -19,7 +19,6 @@ with 2% hard bounces that suppress their subscriber.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, select
 
-from benchmarks.harness import postgres_server
+from benchmarks.harness import add_postgres_option, postgres_server
 from nurture.app import App
 from nurture.sending.deliveries import SETTLED_NOTE
 from nurture.sending.sendpass import send_due
@@ -117,12 +116,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--past", type=int, default=0, help="emails sent long ago, stored first")
-    parser.add_argument(
-        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
-    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-    server = postgres_server(url) if url or args.start_postgres else None
+    server = postgres_server(args)
     try:
         run(args, server)
     finally:

@@ -13,7 +13,6 @@ percentile, worst). On SQLite the pass and the batches share one writer at a tim
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select
 
 from benchmarks.bench_webhook import make_events
-from benchmarks.harness import Store, postgres_server, project, standin_stats, start_standin
+from benchmarks.harness import (
+    Store,
+    add_postgres_option,
+    postgres_server,
+    project,
+    standin_stats,
+    start_standin,
+)
 from nurture.app import App
 from nurture.config import load_config
 from nurture.store import models as m
@@ -105,12 +111,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--people", type=int, default=100_000)
-    parser.add_argument(
-        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
-    )
+    add_postgres_option(parser)
     args = parser.parse_args()
-    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
-    server = postgres_server(url) if url or args.start_postgres else None
+    server = postgres_server(args)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-webhook-pass-") as name:
             folder = Path(name)

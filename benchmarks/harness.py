@@ -9,6 +9,7 @@ store it filled) never counts.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -209,8 +210,19 @@ def send_with_standin(
 SERVER_DEFAULTS = {"autovacuum": "on", "shared_buffers": "128MB"}
 
 
-def postgres_server(url: str | None) -> Any:
-    """The server at url (NURTURE_BENCH_POSTGRES_URL), or a throwaway cluster started here."""
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    """--start-postgres, which `postgres_server` reads."""
+    parser.add_argument(
+        "--start-postgres", action="store_true", help="run on a throwaway local PostgreSQL cluster"
+    )
+
+
+def postgres_server(args: argparse.Namespace) -> Any:
+    """The server at NURTURE_BENCH_POSTGRES_URL, else a throwaway cluster started here with
+    --start-postgres, else None: the benchmark runs on SQLite."""
+    url = os.environ.get("NURTURE_BENCH_POSTGRES_URL")
+    if not url and not args.start_postgres:
+        return None
     from tests.support.postgres import PostgresServer  # deferred: only a PostgreSQL run needs it
 
     return PostgresServer(url) if url else PostgresServer.start(settings=SERVER_DEFAULTS)
