@@ -13,8 +13,14 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    another person's address (a stray or forged event: it must settle and tie nothing).
    Passes run in between (the rerun, the settle period: 60 simulated hours), and their
    own emails' events follow the same rules.
-3. The invariants: each (person, email) reached the provider at most once; everyone due
-   got it; every event changed only the person and delivery it names (suppressions are
+3. The readers' own choices (their own seeded draw, so a seed's faults stay as they were):
+   in about half the trials a newsletter is due at the same moment as the series' first
+   email, and a share of the readers (none, a quarter or a half) asked for at most one
+   email a week. Everyone else has the practice's limit of one a day.
+4. The invariants: each (person, email) reached the provider at most once; everyone due
+   got it (the email a limit held back, in passes a week later); no reader got more than
+   their limit (two on one local day, or a weekly reader two within seven days); every
+   event changed only the person and delivery it names (suppressions are
    exactly the people whose own bounce arrived; every event tied to a delivery carries
    that delivery's key and its recipient's address); after the settle period nothing is
    stuck, except, after an outage reaching (within one retry) the end of the provider's
@@ -29,21 +35,27 @@ import random
 import signal
 import subprocess
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from nurture.app import App
+from nurture.audience import preferences
 from nurture.config import load_config
+from nurture.newsletters import schedule
 from nurture.sending.deliveries import list_stuck
 from nurture.sending.evidence import WAITS_FOR_OUTAGE
+from nurture.sending.planning import local_date, zone
 from nurture.sending.sendpass import send_due
+from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import active_subscribers, open_app
+from tests.support.newsletters import WINTER, newsletter_file
 from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.provider_events import post_events
 from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage
@@ -57,6 +69,11 @@ RETRY_SPACING = timedelta(minutes=90)
 SETTLE = [timedelta(minutes=m) for m in (10, 40)] + [
     timedelta(hours=h) for h in (3, 7, 13, 20, 25, 26, 31, 45, 55, 60)
 ]
+WEEK = timedelta(days=7)
+# Passes a week on, for what a reader's limit held back (the provider's events no longer matter).
+WEEK_LATER = [WEEK + timedelta(hours=h) for h in (1, 26, 50)]
+ZONE = "America/New_York"  # every reader's (active_subscribers)
+Email = tuple[str, str, int]  # (address, stream, step): one email to one person
 
 
 @dataclass
@@ -71,19 +88,24 @@ class TrialResult:
     stuck: int = 0  # claimed after the settle period, other than left_to_owner
     misapplied: int = 0  # events that changed a person or delivery they do not name
     left_to_owner: int = 0  # accepted, events dropped by the provider (outage > retry window)
-    refused: int = 0  # people whose email the provider refused on every attempt (failed, shown)
+    refused: int = 0  # emails the provider refused on every attempt (failed, shown to the owner)
+    newsletter: bool = False  # a newsletter due with the series' first email
+    weekly: int = 0  # readers who asked for at most one email a week
+    over_limit: int = 0  # readers who got two on one local day, or (weekly) two within 7 days
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.stuck or self.misapplied)
+        return not (self.duplicates or self.lost or self.stuck or self.misapplied or self.over_limit)
 
     def line(self) -> str:
         return (
             f"seed {self.seed} {self.database}: workers {self.workers}, people {self.people}, "
+            f"weekly {self.weekly}, newsletter {'yes' if self.newsletter else 'no'}, "
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
-            f"stuck {self.stuck}, mis-applied {self.misapplied}, left to owner {self.left_to_owner}, "
-            f"refused {self.refused}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
+            f"stuck {self.stuck}, mis-applied {self.misapplied}, over limit {self.over_limit}, "
+            f"left to owner {self.left_to_owner}, refused {self.refused}"
+            + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
 
 
@@ -189,6 +211,8 @@ def run_trial(
     ids = active_subscribers(project.app, people, start - timedelta(hours=1))
     addresses = sorted(project.emails(ids).values())
     feed = EventFeed(rng, start, outage, seed)
+    newsletter_id, weekly = _readers_choose(project.app, seed, ids, start)
+    result.newsletter, result.weekly = newsletter_id is not None, len(weekly)
 
     # 1. Overlapping workers, provider faults, kills.
     standin.latency = rng.uniform(0.01, 0.08)
@@ -217,12 +241,11 @@ def run_trial(
     time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
     feed.generated(standin.messages()[:seen], start, addresses)
+    moments = [start] * seen  # the simulated moment each message reached the provider
 
-    # 2. The settle period: events as SendGrid posts them, passes in between.
-    for offset in SETTLE:
-        now = start + offset
-        for arrives, event in feed.due(now):
-            post_events(project.app, signer, [event], arrives)
+    def one_pass(now: datetime) -> list[StandInMessage]:
+        """A pass at `now`; the messages the provider accepted in it."""
+        nonlocal seen
         scripted = standin.stats()["scripted"]
         send_due(project.app, now)
         # A request the stand-in holds (a scripted hang) is recorded after the pass gave up
@@ -231,15 +254,21 @@ def run_trial(
         time.sleep(HANG + 0.5 if standin.stats()["scripted"] != scripted else 0.05)
         fresh = standin.messages()[seen:]
         seen += len(fresh)
-        feed.generated(fresh, now, addresses)
+        moments.extend([now] * len(fresh))
+        return fresh
+
+    # 2. The settle period: events as SendGrid posts them, passes in between.
+    for offset in SETTLE:
+        now = start + offset
+        for arrives, event in feed.due(now):
+            post_events(project.app, signer, [event], arrives)
+        feed.generated(one_pass(now), now, addresses)
     for arrives, event in feed.due(start + SETTLE[-1] + timedelta(days=2)):
         post_events(project.app, signer, [event], arrives)
     final = start + SETTLE[-1] + timedelta(minutes=5)
-    send_due(project.app, final)
+    one_pass(final)
 
-    # 3. The invariants.
-    received = Counter(message.to_email for message in standin.messages() if message.to_email != OWNER)
-    result.duplicates = sum(count - 1 for count in received.values() if count > 1)
+    # 4. The invariants.
     stuck_rows = list_stuck(project.app, final, timedelta(0))
     to_owner = [row["id"] for row in stuck_rows if row["waits_for"] == WAITS_FOR_OUTAGE]
     result.left_to_owner = len(to_owner)
@@ -249,29 +278,114 @@ def run_trial(
     if result.left_to_owner and outage <= RETRY_WINDOW - RETRY_SPACING:
         result.stuck += result.left_to_owner
         result.notes.append("left to the owner without an outage longer than the retry window")
-    # Lost: due, never sent, and nobody told. An email left to the owner (the provider may
-    # or may not have it: its events were dropped) is listed for them, not lost.
-    with transaction(project.app.engine) as session:
-        waiting = set(
-            session.scalars(
-                select(m.Subscriber.email)
-                .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
-                .where(m.Delivery.id.in_(to_owner))
-            )
-        )
-        # Refused by the provider on every attempt (5xx after all retries): "failed", on the
-        # owner's Deliveries page with SendGrid's answer, to retry by hand. Not silently lost.
-        refused = set(
-            session.scalars(
-                select(m.Subscriber.email)
-                .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
-                .where(m.Delivery.status == m.DeliveryStatus.FAILED)
-            )
-        )
-    result.refused = len(refused - set(received))
-    result.lost = len(set(addresses) - set(received) - waiting - refused)
     result.misapplied = _misapplied(project, feed)
+
+    # What a reader's limit held back goes out a week on (no events needed any more).
+    for offset in WEEK_LATER:
+        one_pass(start + offset)
+    messages = standin.messages()
+    moments.extend([moments[-1] if moments else start] * (len(messages) - len(moments)))
+    by_key = _emails_by_key(project.app)
+    received: dict[Email, list[datetime]] = defaultdict(list)
+    for message, moment in zip(messages, moments, strict=True):
+        if message.to_email == OWNER:
+            continue
+        email = by_key.get(message.custom_args.get("delivery_id", ""))
+        if email is None or email[0] != message.to_email:
+            result.misapplied += 1
+            result.notes.append("a message that names no email of its recipient")
+            continue
+        received[email].append(moment)
+    result.duplicates = sum(len(times) - 1 for times in received.values())
+    result.over_limit = _over_limit(
+        received, project.emails(sorted(weekly)).values(), project.app.config.delivery.max_emails_per_day
+    )
+    # Lost: due, never sent, and nobody told. An email left to the owner (the provider may
+    # or may not have it: its events were dropped) is listed for them, not lost; so is one
+    # the provider refused on every attempt ("failed", on the owner's Deliveries page with
+    # SendGrid's answer, to retry by hand). The emails of a reader whose own bounce
+    # suppressed them are not due any more (the suppressions are checked in _misapplied).
+    with transaction(project.app.engine) as session:
+        waiting = _emails_of(session, m.Delivery.id.in_(to_owner))
+        refused = _emails_of(session, m.Delivery.status == m.DeliveryStatus.FAILED)
+        inactive = set(
+            session.scalars(
+                select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
+            )
+        )
+        due = {(email, slug, 1) for email, slug in session.execute(_ENROLLED).all()}
+    if newsletter_id is not None:
+        due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
+    result.refused = len(refused - received.keys())
+    missing = due - received.keys() - waiting - refused
+    result.lost = sum(1 for email in missing if email[0] not in inactive)
     return result
+
+
+_ENROLLED = select(m.Subscriber.email, m.Enrollment.campaign).join(
+    m.Enrollment, m.Enrollment.subscriber_id == m.Subscriber.id
+)
+
+
+def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
+    """The readers' choices: some ask for at most one email a week, and a newsletter may be
+    due with the series' first email. Drawn from their own generator, so that each seed
+    keeps the faults it had before these choices were added."""
+    rng = random.Random(f"choices-{seed}")
+    share = rng.choice([0.0, 0.25, 0.5])
+    weekly = {subscriber_id for subscriber_id in ids if rng.random() < share}
+    chosen_at = start - timedelta(minutes=30)
+    for subscriber_id in sorted(weekly):
+        reader = preferences.look(app, subscriber_id, chosen_at)
+        assert reader is not None
+        preferences.save(app, subscriber_id, replace(reader.choices, frequency=m.Frequency.WEEKLY), chosen_at)
+    newsletter_id = None
+    if rng.random() < 0.5:
+        # At the practice's 10:00, the moment of the series' first email (STEP_TIMES[0]).
+        newsletter_id = schedule(
+            app, newsletter_file(app, WINTER), "2026-12-01 10:00", "practice", start - timedelta(days=1)
+        )
+    return newsletter_id, weekly
+
+
+def _emails_by_key(app: App) -> dict[str, Email]:
+    """Every delivery's message key -> the email it is (the owner's: under OWNER)."""
+    with transaction(app.engine) as session:
+        rows = session.execute(
+            select(m.Delivery.message_key, m.Subscriber.email, m.Delivery.stream, m.Delivery.step).outerjoin(
+                m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id
+            )
+        ).all()
+    return {key: (email or OWNER, stream, step) for key, email, stream, step in rows if key}
+
+
+def _emails_of(session: Any, condition: Any) -> set[Email]:
+    return {
+        (email, stream, step)
+        for email, stream, step in session.execute(
+            select(m.Subscriber.email, m.Delivery.stream, m.Delivery.step)
+            .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
+            .where(condition)
+        ).all()
+    }
+
+
+def _over_limit(received: dict[Email, list[datetime]], weekly: Any, per_day: int) -> int:
+    """Readers who got more than they agreed to: a weekly reader two emails within seven days,
+    anyone else more than `per_day` on one local day."""
+    weekly_addresses = set(weekly)
+    moments: dict[str, list[datetime]] = defaultdict(list)
+    for (address, _stream, _step), times in received.items():
+        moments[address] += times
+    tz = zone(ZONE)
+    over = 0
+    for address, times in moments.items():
+        times.sort()
+        if address in weekly_addresses:
+            over += any(later - earlier < WEEK for earlier, later in zip(times, times[1:], strict=False))
+        else:
+            over += max(Counter(local_date(t, tz) for t in times).values()) > per_day
+    return over
 
 
 def _misapplied(project: Project, feed: EventFeed) -> int:
