@@ -243,7 +243,11 @@ def needs_probe(session: Session, config: Config, now: datetime) -> bool:
     newest_stuck = session.scalar(select(func.max(SUBMITTED)).where(stuck))
     if not isinstance(newest_stuck, datetime):
         return False
+    # A failed email (refused, or a probe that timed out) brings no event to wait for: it
+    # does not count, or one failed probe would stop every later one.
     later = session.scalar(
-        select(func.count()).select_from(m.Delivery).where(m.Delivery.submitted_at > newest_stuck)
+        select(func.count())
+        .select_from(m.Delivery)
+        .where(m.Delivery.submitted_at > newest_stuck, m.Delivery.status != m.DeliveryStatus.FAILED)
     )
     return not later

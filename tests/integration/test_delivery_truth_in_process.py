@@ -176,6 +176,32 @@ def test_with_the_webhook_silent_nothing_is_released(
     assert [message.to_email for message in standin.messages()] == [OWNER]  # the probe alone
 
 
+def test_a_probe_the_provider_never_took_is_sent_again_an_hour_later(
+    tmp_path: Path, standin: SendGridStandIn, signer: WebhookSigner
+) -> None:
+    """A probe that failed (timed out, refused) can bring no event: it does not stand for an
+    email sent after the stuck ones, so the next pass an hour on probes again, and the stuck
+    emails are released once that probe's events vouch for the webhook. Found by the fault
+    trials (seed 3520): the probe took the fault the workers left, and 8 emails waited for
+    the owner after an outage of 1.6 hours."""
+    app = sendgrid_app(tmp_path, standin, signer)
+    active_subscribers(app, 4, START)
+    standin.fail_next(hang=0.6, deliver=False, times=2)  # the batch, then the probe
+    first = send_due(app, FIRST)
+    assert (first.unknown, first.probed) == (4, False)
+    assert standin.messages() == []
+    assert send_due(app, FIRST + timedelta(minutes=30)).probed is False  # at most one an hour
+    again = send_due(app, FIRST + timedelta(minutes=70))
+    assert again.probed is True
+    assert [message.to_email for message in standin.messages()] == [OWNER]
+    post_events(app, signer, events_for(standin.messages()), FIRST + timedelta(minutes=75))
+    # SendGrid's retry window since the stuck emails' request is over: released and sent, once.
+    later = send_due(app, FIRST + timedelta(hours=25))
+    assert (later.reconciled, later.sent) == (4, 4)
+    assert len(to_people(standin)) == 4
+    assert by_status(app, m.DeliveryStatus.CLAIMED) == set()
+
+
 def test_without_a_webhook_key_nothing_is_released_and_the_summary_says_why(
     tmp_path: Path, standin: SendGridStandIn
 ) -> None:
