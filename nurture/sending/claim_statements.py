@@ -41,6 +41,14 @@ _NEWSLETTERS = m.Newsletter.__table__
 _NEWSLETTER_ZONES = m.NewsletterZone.__table__
 _ASKS = m.RepermissionAsk.__table__
 
+# What a claim locks on PostgreSQL (FOR UPDATE ... SKIP LOCKED): the row it claims from and
+# the reader's own row, as the newsletter cohort does. A reader's limit is read from their
+# committed emails, so two workers must never weigh the same reader at once: the one could
+# not see the other's claim until it commits, and both would claim under the limit. With the
+# reader locked, the second worker skips them, and a later round sees the first one's claim.
+DRIP_LOCK = (ENROLLMENTS, _SUBSCRIBERS)
+ASK_LOCK = (_ASKS, _SUBSCRIBERS)
+
 NEWSLETTER_DUE = (
     select(_NEWSLETTERS.c.id)
     .where(

@@ -20,7 +20,9 @@ from nurture.config import Delivery
 from nurture.content.campaigns import Campaign
 from nurture.sending.claim_rows import Claim, Inserted, insert_claims
 from nurture.sending.claim_statements import (
+    ASK_LOCK,
     ASKS_DUE,
+    DRIP_LOCK,
     DUE_QUERY,
     ENROLLMENTS,
     ask_claims,
@@ -109,7 +111,7 @@ class Claimer:
         while len(claims) < room:
             query = DUE_QUERY.limit(room - len(claims))  # paused series are left out by the query
             if postgres:
-                query = query.with_for_update(of=ENROLLMENTS, skip_locked=True)
+                query = query.with_for_update(of=DRIP_LOCK, skip_locked=True)
             # Plain tuples: unpacking is much cheaper than attribute access on result rows.
             rows = statements.rows(connection, query, {"now": now})
             if not rows:
@@ -312,7 +314,10 @@ class Claimer:
         """Claim re-permission emails of open asks, under the send window and the reader's cap."""
         connection = session.connection()
         statements = statements_for(connection)
-        rows = statements.rows(connection, ASKS_DUE.limit(room), {"now": self.now})
+        query = ASKS_DUE.limit(room)
+        if is_postgres(session):
+            query = query.with_for_update(of=ASK_LOCK, skip_locked=True)
+        rows = statements.rows(connection, query, {"now": self.now})
         zones = self._zones({row[1]: row[2] for row in rows})
         weekly = {row[1] for row in rows if row[5] == m.Frequency.WEEKLY}
         cap = DailyCap(session, zones, self.now, self.max_per_day, weekly)

@@ -341,9 +341,10 @@ def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tup
         preferences.save(app, subscriber_id, replace(reader.choices, frequency=m.Frequency.WEEKLY), chosen_at)
     newsletter_id = None
     if rng.random() < 0.5:
-        # At the practice's 10:00, the moment of the series' first email (STEP_TIMES[0]).
+        # In the practice's zone, the moment of the series' first email.
+        at_local = start.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
         newsletter_id = schedule(
-            app, newsletter_file(app, WINTER), "2026-12-01 10:00", "practice", start - timedelta(days=1)
+            app, newsletter_file(app, WINTER), at_local, "practice", start - timedelta(days=1)
         )
     return newsletter_id, weekly
 
