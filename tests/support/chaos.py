@@ -16,10 +16,13 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
 3. The readers' own choices (their own seeded draw, so a seed's faults stay as they were):
    in about half the trials a newsletter is due at the same moment as the series' first
    email, and a share of the readers (none, a quarter or a half) asked for at most one
-   email a week. Everyone else has the practice's limit of one a day.
+   email a week. Everyone else has the practice's limit of one a day. Between the passes
+   of the settle period, some readers press the one-click unsubscribe (RFC 8058) of an email
+   they got, through the real web server, on the trial's clock.
 4. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
-   their limit (two on one local day, or a weekly reader two within seven days); every
+   their limit (two on one local day, or a weekly reader two within seven days); nobody
+   got an email in a pass after their unsubscribe; every
    event changed only the person and delivery it names (suppressions are
    exactly the people whose own bounce arrived; every event tied to a delivery carries
    that delivery's key and its recipient's address); after the settle period nothing is
@@ -36,11 +39,15 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select
 
 from nurture.app import App
@@ -58,8 +65,8 @@ from tests.support.factories import active_subscribers, open_app
 from tests.support.newsletters import WINTER, newsletter_file
 from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.provider_events import post_events
-from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage
-from tests.support.webserver import WebhookSigner, sg_event
+from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage, substitute
+from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
 
 OWNER = "owner@practice.example"
 RETRY_WINDOW = timedelta(hours=24)
@@ -92,11 +99,20 @@ class TrialResult:
     newsletter: bool = False  # a newsletter due with the series' first email
     weekly: int = 0  # readers who asked for at most one email a week
     over_limit: int = 0  # readers who got two on one local day, or (weekly) two within 7 days
+    unsubscribed: int = 0  # readers who pressed one-click unsubscribe during the settle period
+    unhonoured: int = 0  # emails that reached the provider in a pass after their reader's unsubscribe
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.stuck or self.misapplied or self.over_limit)
+        return not (
+            self.duplicates
+            or self.lost
+            or self.stuck
+            or self.misapplied
+            or self.over_limit
+            or self.unhonoured
+        )
 
     def line(self) -> str:
         return (
@@ -104,6 +120,7 @@ class TrialResult:
             f"weekly {self.weekly}, newsletter {'yes' if self.newsletter else 'no'}, "
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
             f"stuck {self.stuck}, mis-applied {self.misapplied}, over limit {self.over_limit}, "
+            f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -257,12 +274,23 @@ def run_trial(
         moments.extend([now] * len(fresh))
         return fresh
 
-    # 2. The settle period: events as SendGrid posts them, passes in between.
-    for offset in SETTLE:
-        now = start + offset
-        for arrives, event in feed.due(now):
-            post_events(project.app, signer, [event], arrives)
-        feed.generated(one_pass(now), now, addresses)
+    # 2. The settle period: events as SendGrid posts them, unsubscribes, passes in between.
+    leaving = random.Random(f"unsubscribes-{seed}")
+    unsubscribed: dict[str, datetime] = {}  # address -> the moment its reader unsubscribed
+    clock = [start]
+    with _web(project.app, clock) as site:
+        for offset in SETTLE:
+            now = clock[0] = start + offset
+            for arrives, event in feed.due(now):
+                post_events(project.app, signer, [event], arrives)
+            for message in _leaving(leaving, standin.messages(), unsubscribed):
+                answer = site.post(_unsubscribe_path(message), data={"List-Unsubscribe": "One-Click"})
+                if answer.status_code != 200:
+                    result.notes.append(f"one-click unsubscribe answered {answer.status_code}")
+                    result.misapplied += 1
+                unsubscribed[message.to_email] = now
+            feed.generated(one_pass(now), now, addresses)
+    result.unsubscribed = len(unsubscribed)
     for arrives, event in feed.due(start + SETTLE[-1] + timedelta(days=2)):
         post_events(project.app, signer, [event], arrives)
     final = start + SETTLE[-1] + timedelta(minutes=5)
@@ -278,7 +306,7 @@ def run_trial(
     if result.left_to_owner and outage <= RETRY_WINDOW - RETRY_SPACING:
         result.stuck += result.left_to_owner
         result.notes.append("left to the owner without an outage longer than the retry window")
-    result.misapplied = _misapplied(project, feed)
+    result.misapplied += _misapplied(project, feed, set(unsubscribed))
 
     # What a reader's limit held back goes out a week on (no events needed any more).
     for offset in WEEK_LATER:
@@ -296,6 +324,8 @@ def run_trial(
             result.notes.append("a message that names no email of its recipient")
             continue
         received[email].append(moment)
+        if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
+            result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())
     result.over_limit = _over_limit(
         received, project.emails(sorted(weekly)).values(), project.app.config.delivery.max_emails_per_day
@@ -325,6 +355,38 @@ def run_trial(
 _ENROLLED = select(m.Subscriber.email, m.Enrollment.campaign).join(
     m.Enrollment, m.Enrollment.subscriber_id == m.Subscriber.id
 )
+
+
+@contextmanager
+def _web(app: App, clock: list[datetime]) -> Iterator[httpx.Client]:
+    """nurture's web server on a free port, its clock the trial's; a client for it."""
+    from nurture.web.site import create_app
+
+    sock = bind_socket()
+    with (
+        running(create_app(app, clock=lambda: clock[0]), sock) as url,
+        httpx.Client(base_url=url, trust_env=False, timeout=30) as client,
+    ):
+        yield client
+
+
+def _leaving(
+    rng: random.Random, messages: list[StandInMessage], gone: dict[str, datetime]
+) -> list[StandInMessage]:
+    """Now and then one or two readers unsubscribe, each from an email they got."""
+    if rng.random() >= 0.3:
+        return []
+    mine = {message.to_email: message for message in messages if message.to_email != OWNER}
+    still = sorted(address for address in mine if address not in gone)
+    return [mine[address] for address in rng.sample(still, min(len(still), rng.randint(1, 2)))]
+
+
+def _unsubscribe_path(message: StandInMessage) -> str:
+    """The path of the https link in the email's List-Unsubscribe header, as the reader's mail
+    program would post to it."""
+    header = substitute(message.headers["List-Unsubscribe"], message.substitutions)
+    link = next(part.strip()[1:-1] for part in header.split(",") if part.strip().startswith("<http"))
+    return urlsplit(link).path
 
 
 def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
@@ -389,7 +451,7 @@ def _over_limit(received: dict[Email, list[datetime]], weekly: Any, per_day: int
     return over
 
 
-def _misapplied(project: Project, feed: EventFeed) -> int:
+def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str]) -> int:
     genuine = set(feed.genuine)
     bad = 0
     with transaction(project.app.engine) as session:
@@ -407,5 +469,5 @@ def _misapplied(project: Project, feed: EventFeed) -> int:
                 select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
             )
         )
-    bad += len(suppressed ^ feed.bounced)
+    bad += len(suppressed ^ (feed.bounced | unsubscribed))
     return bad
