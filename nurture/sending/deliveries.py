@@ -132,7 +132,15 @@ def release_claims(
         # released email is claimed by the next pass (a cancelled one stays cancelled).
         newsletter_ids = {row.newsletter_id for row in rows if row.newsletter_id is not None}
         if newsletter_ids:
-            # Its zone is no longer finished: the next pass reads it again.
+            # Its zone is no longer finished: the next pass reads it again. The newsletter's
+            # row is locked first, so a worker finishing a zone (NewsletterClaimer._may_finish)
+            # either commits before this delete or leaves the zone for a later look.
+            session.execute(
+                select(m.Newsletter.id)
+                .where(m.Newsletter.id.in_(sorted(newsletter_ids)))
+                .order_by(m.Newsletter.id)
+                .with_for_update()
+            )
             session.execute(
                 delete(m.NewsletterZone).where(m.NewsletterZone.newsletter_id.in_(newsletter_ids))
             )

@@ -93,6 +93,22 @@ class NewsletterClaimer:
                 newsletter.updated_at = now
         return claims
 
+    @staticmethod
+    def _may_finish(session: Session, newsletter_id: int) -> bool:
+        """Whether no other worker is giving claims of this newsletter back right now.
+
+        On PostgreSQL a worker that gives claims back (stopped, or a reconcile) deletes the
+        finished zones under a lock on the newsletter's row. Without this shared lock, a look
+        read just before that worker commits could find nobody left and write the zone down
+        as finished just after its delete: the readers given back would never get the
+        newsletter. If the row is locked, the zone is finished by a later look instead.
+        SQLite has one writer at a time, so the two never overlap there.
+        """
+        if not is_postgres(session):
+            return True
+        held = select(m.Newsletter.id).where(m.Newsletter.id == newsletter_id)
+        return session.execute(held.with_for_update(read=True, skip_locked=True)).first() is not None
+
     def _claim_zone(
         self, session: Session, newsletter: m.Newsletter, value: str | None, room: int
     ) -> list[Claim]:
@@ -181,6 +197,7 @@ class NewsletterClaimer:
                 )
                 if (
                     key not in self._zones_held
+                    and self._may_finish(session, newsletter.id)
                     and not connection.execute(look, {**params, "after": 0, "room": 1}).first()
                 ):
                     mark_finished(connection, newsletter.id, value, now)

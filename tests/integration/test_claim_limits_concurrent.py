@@ -1,5 +1,6 @@
-"""A reader's limit under two workers claiming at once, on PostgreSQL (SQLite has one writer,
-so its claims never overlap).
+"""Two workers claiming at once, on PostgreSQL (SQLite has one writer, so its claims never
+overlap): a reader's limit, and a newsletter's zone finished while another worker gives
+claims back.
 
 A newsletter and a series email are due to the same reader at the same moment. Worker A
 claims the newsletter and has not committed yet; worker B, claiming at that moment,
@@ -21,8 +22,9 @@ from sqlalchemy import select
 from nurture.app import App
 from nurture.newsletters import schedule
 from nurture.sending.claim_rows import Claim
+from nurture.sending.deliveries import release_claims
 from nurture.sending.planning import zone
-from nurture.sending.sendpass import SendingPass
+from nurture.sending.sendpass import SendingPass, send_due
 from nurture.store import models as m
 from nurture.store.db import transaction
 from tests.support.factories import at, make_app
@@ -36,10 +38,10 @@ def app(tmp_path: Path, postgres_url: str) -> App:
     return make_app(tmp_path, database_url=postgres_url)
 
 
-def claim(worker: SendingPass) -> list[Claim]:
+def claim(worker: SendingPass, room: int = 10) -> list[Claim]:
     """One claim round of `worker`, committed."""
     with transaction(worker.engine) as session:
-        return worker.claimer.claim(session, 10)
+        return worker.claimer.claim(session, room)
 
 
 @pytest.mark.parametrize("frequency", [m.Frequency.DAILY, m.Frequency.WEEKLY])
@@ -75,3 +77,40 @@ def test_a_claim_in_flight_on_another_worker_keeps_the_reader_within_their_limit
     assert due is not None and due >= START + (
         timedelta(days=7) if frequency == m.Frequency.WEEKLY else timedelta(hours=19)
     )
+
+
+def test_a_zone_finished_while_another_worker_gives_its_claims_back_is_read_again(app: App) -> None:
+    """Worker Y has claimed the newsletter for everyone in the zone and is stopped (SIGTERM)
+    before sending it: it gives its claims back. Worker W, at that moment, finds nobody left
+    in the zone and writes it down as finished. Whatever the order of their commits, the
+    zone must not stay finished without those readers: the next pass sends it to them.
+    Found by the fault trials (seed 3801): four readers never got the newsletter."""
+    readers = add_people(app, "America/New_York", 3, START - timedelta(days=1), prefix="n")
+    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
+    newsletter_id = schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+    y = SendingPass(app, START, worker="y")
+    given = claim(y, 3)  # a full round: Y has not read the zone to its end
+    assert sorted(c.subscriber_id for c in given) == readers
+
+    def give_back() -> int:
+        with transaction(app.engine) as session:
+            return release_claims(session, [c.delivery_id for c in given], START, worker="y")
+
+    w = SendingPass(app, START, worker="w")
+    pool = ThreadPoolExecutor(1)
+    with transaction(app.engine) as session:
+        assert w.claimer.claim(session, 10) == []  # nobody left: W finishes the zone
+        released = pool.submit(give_back)
+        time.sleep(0.5)  # Y gives back while W's finish is not committed
+    assert released.result(timeout=30) == 3
+    pool.shutdown()
+
+    later = send_due(app, START + timedelta(hours=1))
+    assert later.sent == 3
+    with transaction(app.engine) as session:
+        sent = session.scalars(
+            select(m.Delivery.subscriber_id).where(
+                m.Delivery.newsletter_id == newsletter_id, m.Delivery.status == m.DeliveryStatus.SENT
+            )
+        ).all()
+    assert sorted(sent) == readers
