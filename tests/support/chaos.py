@@ -39,7 +39,7 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -48,7 +48,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
 
 from nurture.app import App
 from nurture.audience import preferences
@@ -422,7 +423,7 @@ def _emails_by_key(app: App) -> dict[str, Email]:
     return {key: (email or OWNER, stream, step) for key, email, stream, step in rows if key}
 
 
-def _emails_of(session: Any, condition: Any) -> set[Email]:
+def _emails_of(session: Session, condition: ColumnElement[bool]) -> set[Email]:
     return {
         (email, stream, step)
         for email, stream, step in session.execute(
@@ -433,7 +434,7 @@ def _emails_of(session: Any, condition: Any) -> set[Email]:
     }
 
 
-def _over_limit(received: dict[Email, list[datetime]], weekly: Any, per_day: int) -> int:
+def _over_limit(received: dict[Email, list[datetime]], weekly: Iterable[str], per_day: int) -> int:
     """Readers who got more than they agreed to: a weekly reader two emails within seven days,
     anyone else more than `per_day` on one local day."""
     weekly_addresses = set(weekly)
