@@ -111,12 +111,19 @@ class ZoneTiming:
 
 def finish_newsletters(session: Session, newsletter_ids: set[int], now: datetime) -> None:
     """Mark sent each of these newsletters whose every zone's moment has passed and that
-    has reached everyone in every zone where an active subscriber lives."""
+    has reached everyone in every zone where an active subscriber lives.
+
+    The rows are locked (PostgreSQL) before the finished zones are read: a worker giving
+    claims back locks them too before it deletes those zones and sets a sent newsletter
+    sending again, so one of the two sees the other's work, never neither."""
     newsletters = session.scalars(
-        select(m.Newsletter).where(
+        select(m.Newsletter)
+        .where(
             m.Newsletter.id.in_(newsletter_ids),
             m.Newsletter.status.in_([m.NewsletterStatus.SCHEDULED, m.NewsletterStatus.SENDING]),
         )
+        .order_by(m.Newsletter.id)
+        .with_for_update()
     ).all()
     due = [newsletter for newsletter in newsletters if newsletter_last_due(newsletter) <= now]
     if not due:

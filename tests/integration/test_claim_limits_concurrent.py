@@ -23,6 +23,7 @@ from nurture.app import App
 from nurture.newsletters import schedule
 from nurture.sending.claim_rows import Claim
 from nurture.sending.deliveries import release_claims
+from nurture.sending.newsletter_zones import finish_newsletters
 from nurture.sending.planning import zone
 from nurture.sending.sendpass import SendingPass, send_due
 from nurture.store import models as m
@@ -107,6 +108,37 @@ def test_a_zone_finished_while_another_worker_gives_its_claims_back_is_read_agai
 
     later = send_due(app, START + timedelta(hours=1))
     assert later.sent == 3
+    with transaction(app.engine) as session:
+        sent = session.scalars(
+            select(m.Delivery.subscriber_id).where(
+                m.Delivery.newsletter_id == newsletter_id, m.Delivery.status == m.DeliveryStatus.SENT
+            )
+        ).all()
+    assert sorted(sent) == readers
+
+
+def test_a_newsletter_marked_sent_while_another_worker_gives_its_claims_back_goes_on(app: App) -> None:
+    """The same, one step later: every zone is finished, and a pass ending marks the newsletter
+    sent just as worker Y gives its claims back. It must go on sending to those readers."""
+    readers = add_people(app, "America/New_York", 3, START - timedelta(days=1), prefix="n")
+    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
+    newsletter_id = schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+    given = claim(SendingPass(app, START, worker="y"), 3)
+    assert claim(SendingPass(app, START, worker="w")) == []  # the zone is finished
+
+    def give_back() -> int:
+        with transaction(app.engine) as session:
+            return release_claims(session, [c.delivery_id for c in given], START, worker="y")
+
+    pool = ThreadPoolExecutor(1)
+    with transaction(app.engine) as session:
+        finish_newsletters(session, {newsletter_id}, START)  # W's pass ends
+        released = pool.submit(give_back)
+        time.sleep(0.5)
+    assert released.result(timeout=30) == 3
+    pool.shutdown()
+
+    assert send_due(app, START + timedelta(hours=1)).sent == 3
     with transaction(app.engine) as session:
         sent = session.scalars(
             select(m.Delivery.subscriber_id).where(
