@@ -39,6 +39,12 @@ def app(tmp_path: Path, postgres_url: str) -> App:
     return make_app(tmp_path, database_url=postgres_url)
 
 
+def newsletter_due_at_start(app: App) -> int:
+    """A newsletter scheduled for START, given in the practice's own zone."""
+    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
+    return schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+
+
 def claim(worker: SendingPass, room: int = 10) -> list[Claim]:
     """One claim round of `worker`, committed."""
     with transaction(worker.engine) as session:
@@ -55,8 +61,7 @@ def test_a_claim_in_flight_on_another_worker_keeps_the_reader_within_their_limit
     )
     with transaction(app.engine) as session:
         session.get(m.Subscriber, reader).frequency = frequency  # type: ignore[union-attr]
-    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
-    newsletter_id = schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+    newsletter_id = newsletter_due_at_start(app)
 
     a, b = SendingPass(app, START, worker="a"), SendingPass(app, START, worker="b")
     pool = ThreadPoolExecutor(1)
@@ -87,8 +92,7 @@ def test_a_zone_finished_while_another_worker_gives_its_claims_back_is_read_agai
     zone must not stay finished without those readers: the next pass sends it to them.
     Found by the fault trials (seed 3801): four readers never got the newsletter."""
     readers = add_people(app, "America/New_York", 3, START - timedelta(days=1), prefix="n")
-    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
-    newsletter_id = schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+    newsletter_id = newsletter_due_at_start(app)
     y = SendingPass(app, START, worker="y")
     given = claim(y, 3)  # a full round: Y has not read the zone to its end
     assert sorted(c.subscriber_id for c in given) == readers
@@ -121,8 +125,7 @@ def test_a_newsletter_marked_sent_while_another_worker_gives_its_claims_back_goe
     """The same, one step later: every zone is finished, and a pass ending marks the newsletter
     sent just as worker Y gives its claims back. It must go on sending to those readers."""
     readers = add_people(app, "America/New_York", 3, START - timedelta(days=1), prefix="n")
-    practice_time = START.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
-    newsletter_id = schedule(app, newsletter_file(app), practice_time, "practice", BEFORE)
+    newsletter_id = newsletter_due_at_start(app)
     given = claim(SendingPass(app, START, worker="y"), 3)
     assert claim(SendingPass(app, START, worker="w")) == []  # the zone is finished
 
