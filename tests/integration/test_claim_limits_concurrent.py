@@ -51,6 +51,24 @@ def claim(worker: SendingPass, room: int = 10) -> list[Claim]:
         return worker.claimer.claim(session, room)
 
 
+def give_back(app: App, given: list[Claim]) -> int:
+    """Worker Y, stopped before sending, gives its claims back (as on SIGTERM)."""
+    with transaction(app.engine) as session:
+        return release_claims(session, [c.delivery_id for c in given], START, worker="y")
+
+
+def sent_to(app: App, newsletter_id: int) -> list[int]:
+    """Who has the newsletter, sent."""
+    with transaction(app.engine) as session:
+        return sorted(
+            session.scalars(
+                select(m.Delivery.subscriber_id).where(
+                    m.Delivery.newsletter_id == newsletter_id, m.Delivery.status == m.DeliveryStatus.SENT
+                )
+            )
+        )
+
+
 @pytest.mark.parametrize("frequency", [m.Frequency.DAILY, m.Frequency.WEEKLY])
 def test_a_claim_in_flight_on_another_worker_keeps_the_reader_within_their_limit(
     app: App, frequency: m.Frequency
@@ -97,28 +115,18 @@ def test_a_zone_finished_while_another_worker_gives_its_claims_back_is_read_agai
     given = claim(y, 3)  # a full round: Y has not read the zone to its end
     assert sorted(c.subscriber_id for c in given) == readers
 
-    def give_back() -> int:
-        with transaction(app.engine) as session:
-            return release_claims(session, [c.delivery_id for c in given], START, worker="y")
-
     w = SendingPass(app, START, worker="w")
     pool = ThreadPoolExecutor(1)
     with transaction(app.engine) as session:
         assert w.claimer.claim(session, 10) == []  # nobody left: W finishes the zone
-        released = pool.submit(give_back)
+        released = pool.submit(give_back, app, given)
         time.sleep(0.5)  # Y gives back while W's finish is not committed
     assert released.result(timeout=30) == 3
     pool.shutdown()
 
     later = send_due(app, START + timedelta(hours=1))
     assert later.sent == 3
-    with transaction(app.engine) as session:
-        sent = session.scalars(
-            select(m.Delivery.subscriber_id).where(
-                m.Delivery.newsletter_id == newsletter_id, m.Delivery.status == m.DeliveryStatus.SENT
-            )
-        ).all()
-    assert sorted(sent) == readers
+    assert sent_to(app, newsletter_id) == readers
 
 
 def test_a_newsletter_marked_sent_while_another_worker_gives_its_claims_back_goes_on(app: App) -> None:
@@ -129,23 +137,13 @@ def test_a_newsletter_marked_sent_while_another_worker_gives_its_claims_back_goe
     given = claim(SendingPass(app, START, worker="y"), 3)
     assert claim(SendingPass(app, START, worker="w")) == []  # the zone is finished
 
-    def give_back() -> int:
-        with transaction(app.engine) as session:
-            return release_claims(session, [c.delivery_id for c in given], START, worker="y")
-
     pool = ThreadPoolExecutor(1)
     with transaction(app.engine) as session:
         finish_newsletters(session, {newsletter_id}, START)  # W's pass ends
-        released = pool.submit(give_back)
+        released = pool.submit(give_back, app, given)
         time.sleep(0.5)
     assert released.result(timeout=30) == 3
     pool.shutdown()
 
     assert send_due(app, START + timedelta(hours=1)).sent == 3
-    with transaction(app.engine) as session:
-        sent = session.scalars(
-            select(m.Delivery.subscriber_id).where(
-                m.Delivery.newsletter_id == newsletter_id, m.Delivery.status == m.DeliveryStatus.SENT
-            )
-        ).all()
-    assert sorted(sent) == readers
+    assert sent_to(app, newsletter_id) == readers
