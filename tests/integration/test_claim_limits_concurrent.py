@@ -1,6 +1,6 @@
 """Two workers claiming at once, on PostgreSQL (SQLite has one writer, so its claims never
-overlap): a reader's limit, and a newsletter's zone finished while another worker gives
-claims back.
+overlap): a reader's limit (against a newsletter, and against a re-permission email), and
+a newsletter's zone finished while another worker gives claims back.
 
 A newsletter and a series email are due to the same reader at the same moment. Worker A
 claims the newsletter and has not committed yet; worker B, claiming at that moment,
@@ -147,3 +147,34 @@ def test_a_newsletter_marked_sent_while_another_worker_gives_its_claims_back_goe
 
     assert send_due(app, START + timedelta(hours=1)).sent == 3
     assert sent_to(app, newsletter_id) == readers
+
+
+@pytest.mark.parametrize("frequency", [m.Frequency.DAILY, m.Frequency.WEEKLY])
+def test_a_series_claim_in_flight_keeps_the_reader_from_a_re_permission_email_the_same_day(
+    tmp_path: Path, postgres_url: str, frequency: m.Frequency
+) -> None:
+    """The same limit between a series email and a "still want these?" email (sunset on): A
+    claims the series email and has not committed; B, claiming asks at that moment, must
+    leave the reader to a later claim, which sees A's email and keeps the ask for another day."""
+    app = make_app(tmp_path, database_url=postgres_url, **{"sunset.enabled": True})
+    (reader,) = add_people(
+        app, "America/New_York", 1, START - timedelta(days=1), prefix="q", enroll_them=True
+    )
+    with transaction(app.engine) as session:
+        session.get(m.Subscriber, reader).frequency = frequency  # type: ignore[union-attr]
+        session.add(m.RepermissionAsk(subscriber_id=reader, round=1, created_at=START, quiet_since=START))
+
+    a, b = SendingPass(app, START, worker="a"), SendingPass(app, START, worker="b")
+    pool = ThreadPoolExecutor(1)
+    with transaction(app.engine) as session:
+        first = a.claimer.claim(session, 1)  # a full round: A reads no asks
+        assert [c.stream for c in first] == ["kap-intro"]
+        second = pool.submit(claim, b)
+        time.sleep(0.5)  # B reads the limit while A's claim is not committed
+    assert second.result(timeout=30) == []
+    pool.shutdown()
+
+    assert claim(SendingPass(app, START, worker="c")) == []
+    with transaction(app.engine) as session:
+        streams = session.scalars(select(m.Delivery.stream).where(m.Delivery.subscriber_id == reader)).all()
+    assert streams == ["kap-intro"]
