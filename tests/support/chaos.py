@@ -229,6 +229,7 @@ def run_trial(
     ids = active_subscribers(project.app, people, start - timedelta(hours=1))
     addresses = sorted(project.emails(ids).values())
     feed = EventFeed(rng, start, outage, seed)
+    # 3. The readers' own choices, made before the workers start (their unsubscribes come in 2).
     newsletter_id, weekly = _readers_choose(project.app, seed, ids, start)
     result.newsletter, result.weekly = newsletter_id is not None, len(weekly)
 
