@@ -1,6 +1,7 @@
 """Two workers claiming at once, on PostgreSQL (SQLite has one writer, so its claims never
-overlap): a reader's limit (against a newsletter, and against a re-permission email), and
-a newsletter's zone finished while another worker gives claims back.
+overlap): a reader's limit (against a newsletter, and against a re-permission email), a
+newsletter's zone finished while another worker gives claims back, and an unsubscribe
+made while a claim for that reader is open.
 
 A newsletter and a series email are due to the same reader at the same moment. Worker A
 claims the newsletter and has not committed yet; worker B, claiming at that moment,
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from nurture.app import App
+from nurture.audience.signup import unsubscribe
 from nurture.newsletters import schedule
 from nurture.sending.claim_rows import Claim
 from nurture.sending.deliveries import release_claims
@@ -178,3 +180,30 @@ def test_a_series_claim_in_flight_keeps_the_reader_from_a_re_permission_email_th
     with transaction(app.engine) as session:
         streams = session.scalars(select(m.Delivery.stream).where(m.Delivery.subscriber_id == reader)).all()
     assert streams == ["kap-intro"]
+
+
+def test_an_unsubscribe_during_a_claim_waits_for_it_and_stops_the_email_at_the_last_check(app: App) -> None:
+    """A reader unsubscribes while a worker's claim round for them is not committed. The
+    claim holds the reader's row, so the unsubscribe waits for that commit (no deadlock,
+    nothing lost), and the last check before sending sees it: the email is skipped."""
+    (reader,) = add_people(
+        app, "America/New_York", 1, START - timedelta(days=1), prefix="u", enroll_them=True
+    )
+    worker = SendingPass(app, START, worker="a")
+    pool = ThreadPoolExecutor(1)
+    with transaction(app.engine) as session:
+        claims = worker.claimer.claim(session, 10)
+        assert [c.subscriber_id for c in claims] == [reader]
+        leaving = pool.submit(unsubscribe, app, reader, START, source="test")
+        time.sleep(0.5)
+        assert not leaving.done()  # the reader's row is the claim's until it commits
+    assert leaving.result(timeout=30) is True
+    pool.shutdown()
+
+    batch, ready = worker._build(claims)
+    worker._flush()
+    assert batch is None and ready == []
+    with transaction(app.engine) as session:
+        row = session.scalars(select(m.Delivery).where(m.Delivery.subscriber_id == reader)).one()
+        status = session.scalar(select(m.Subscriber.status).where(m.Subscriber.id == reader))
+    assert (row.status, status) == (m.DeliveryStatus.SKIPPED, m.SubscriberStatus.UNSUBSCRIBED)
