@@ -66,6 +66,8 @@ def main() -> int:
         f"stuck {sum(r.stuck for r in results)}, mis-applied {sum(r.misapplied for r in results)}, "
         f"over a reader's limit {sum(r.over_limit for r in results)}, "
         f"unsubscribed {sum(r.unsubscribed for r in results)}, "
+        f"published mid-run {sum(r.published for r in results)} "
+        f"(failed {sum(r.owner_failed for r in results)}), "
         f"sent after an unsubscribe {sum(r.unhonoured for r in results)}, "
         f"left to the owner (outage > retry window) {sum(r.left_to_owner for r in results)}, "
         f"refused by the provider on every attempt {sum(r.refused for r in results)}, "

@@ -19,6 +19,10 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    email a week. Everyone else has the practice's limit of one a day. Between the passes
    of the settle period, some readers press the one-click unsubscribe (RFC 8058) of an email
    they got, through the real web server, on the trial's clock.
+   In about a third of the trials the owner publishes an edit of the series while the
+   workers run (`nurture campaign publish`, its own process): the first email's subject
+   and a shorter wait before the second, so the second comes within the settle period.
+   The publish must succeed, and the invariants below hold across it.
 4. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -37,6 +41,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -81,6 +86,10 @@ WEEK = timedelta(days=7)
 # Passes a week on, for what a reader's limit held back (the provider's events no longer matter).
 WEEK_LATER = [WEEK + timedelta(hours=h) for h in (1, 26, 50)]
 ZONE = "America/New_York"  # every reader's (active_subscribers)
+SERIES = "kap-intro"  # the series every reader is in
+# The first email's subject, and the owner's edit of it (_owner_publishes).
+OLD_SUBJECT = "What is ketamine-assisted psychotherapy?"
+NEW_SUBJECT = "A first look at ketamine-assisted psychotherapy"
 Email = tuple[str, str, int]  # (address, stream, step): one email to one person
 
 
@@ -102,6 +111,9 @@ class TrialResult:
     over_limit: int = 0  # readers who got two on one local day, or (weekly) two within 7 days
     unsubscribed: int = 0  # readers who pressed one-click unsubscribe during the settle period
     unhonoured: int = 0  # emails that reached the provider in a pass after their reader's unsubscribe
+    published: bool = False  # the owner published an edit of the series while the workers ran
+    owner_failed: int = 0  # that publish did not succeed
+    stale_copy: int = 0  # first emails sent after that publish with the subject it replaced
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -113,15 +125,18 @@ class TrialResult:
             or self.misapplied
             or self.over_limit
             or self.unhonoured
+            or self.owner_failed
+            or self.stale_copy
         )
 
     def line(self) -> str:
         return (
             f"seed {self.seed} {self.database}: workers {self.workers}, people {self.people}, "
             f"weekly {self.weekly}, newsletter {'yes' if self.newsletter else 'no'}, "
+            f"published {'yes' if self.published else 'no'}, "
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
             f"stuck {self.stuck}, mis-applied {self.misapplied}, over limit {self.over_limit}, "
-            f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, "
+            f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, stale copy {self.stale_copy}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -237,6 +252,8 @@ def run_trial(
     standin.latency = rng.uniform(0.01, 0.08)
     _fault_script(rng, standin)
     processes = [project.start("send-due", "--now", iso(start)) for _ in range(workers)]
+    owner = _owner_publishes(project, seed, start)
+    result.published = owner is not None
     fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
     target = rng.randint(0, 10)
     begun = time.monotonic()
@@ -257,6 +274,12 @@ def run_trial(
             result.notes.append("a worker did not stop in 60 s")
         if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
             result.notes.append(f"SIGTERM exit {process.returncode}")
+    if owner is not None:
+        owner.join(timeout=150)
+        if owner.answer is None or owner.answer.returncode != 0:
+            result.owner_failed += 1
+            said = owner.answer.stderr.strip()[-300:] if owner.answer else "did not finish in 150 s"
+            result.notes.append(f"the owner's publish failed: {said}")
     time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
     feed.generated(standin.messages()[:seen], start, addresses)
@@ -326,6 +349,13 @@ def run_trial(
             result.notes.append("a message that names no email of its recipient")
             continue
         received[email].append(moment)
+        if (
+            result.published
+            and moment > start
+            and email[1:] == (SERIES, 1)
+            and OLD_SUBJECT in message.subject
+        ):
+            result.stale_copy += 1
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())
@@ -389,6 +419,42 @@ def _unsubscribe_path(message: StandInMessage) -> str:
     header = substitute(message.headers["List-Unsubscribe"], message.substitutions)
     link = next(part.strip()[1:-1] for part in header.split(",") if part.strip().startswith("<http"))
     return urlsplit(link).path
+
+
+class _Publish(threading.Thread):
+    """`nurture campaign publish` run a moment after the workers start, beside them."""
+
+    def __init__(self, project: Project, delay: float, start: datetime) -> None:
+        super().__init__(daemon=True)
+        self.project, self.delay, self.start_at = project, delay, start
+        self.answer: subprocess.CompletedProcess[str] | None = None
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.answer = self.project.run("campaign", "publish", SERIES, "--yes", "--now", iso(self.start_at))
+
+
+def _owner_publishes(project: Project, seed: int, start: datetime) -> _Publish | None:
+    """In about a third of the trials, the owner edits the series and publishes it while the
+    workers run: a new subject for the first email, and two days before the second instead
+    of three. Drawn from its own generator, so each seed keeps its faults."""
+    rng = random.Random(f"owner-{seed}")
+    if rng.random() >= 0.35:
+        return None
+    folder = project.config_path.parent / "campaigns" / SERIES
+    first = folder / "01-what-is-kap.md"
+    text = first.read_text(encoding="utf-8")
+    assert f"subject: {OLD_SUBJECT}" in text
+    first.write_text(text.replace(f"subject: {OLD_SUBJECT}", f"subject: {NEW_SUBJECT}", 1), encoding="utf-8")
+    plan = folder / "campaign.yaml"
+    lines = plan.read_text(encoding="utf-8").split("\n")
+    at = lines.index("  - file: 02-the-neuroscience.md") + 1
+    assert lines[at].strip() == "delay_days: 3"
+    lines[at] = "    delay_days: 2"
+    plan.write_text("\n".join(lines), encoding="utf-8")
+    publishing = _Publish(project, rng.uniform(0, 0.4), start)
+    publishing.start()
+    return publishing
 
 
 def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
