@@ -22,7 +22,8 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    In about a third of the trials the owner publishes an edit of the series while the
    workers run (`nurture campaign publish`, its own process): the first email's subject
    and a shorter wait before the second, so the second comes within the settle period.
-   The publish must succeed, and the invariants below hold across it.
+   The publish must succeed, each first email must carry the subject of the version it
+   was claimed under, and the invariants below hold across it.
 4. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -113,7 +114,7 @@ class TrialResult:
     unhonoured: int = 0  # emails that reached the provider in a pass after their reader's unsubscribe
     published: bool = False  # the owner published an edit of the series while the workers ran
     owner_failed: int = 0  # that publish did not succeed
-    stale_copy: int = 0  # first emails sent after that publish with the subject it replaced
+    stale_copy: int = 0  # first emails whose subject is not that of the version they were claimed under
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -339,6 +340,7 @@ def run_trial(
     messages = standin.messages()
     moments.extend([moments[-1] if moments else start] * (len(messages) - len(moments)))
     by_key = _emails_by_key(project.app)
+    versions = _first_email_versions(project.app) if result.published else {}
     received: dict[Email, list[datetime]] = defaultdict(list)
     for message, moment in zip(messages, moments, strict=True):
         if message.to_email == OWNER:
@@ -349,13 +351,10 @@ def run_trial(
             result.notes.append("a message that names no email of its recipient")
             continue
         received[email].append(moment)
-        if (
-            result.published
-            and moment > start
-            and email[1:] == (SERIES, 1)
-            and OLD_SUBJECT in message.subject
-        ):
-            result.stale_copy += 1
+        if email[1:] == (SERIES, 1) and versions:
+            version = versions[message.custom_args["delivery_id"]]
+            if (NEW_SUBJECT if version > 1 else OLD_SUBJECT) not in message.subject:
+                result.stale_copy += 1
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())
@@ -488,6 +487,17 @@ def _emails_by_key(app: App) -> dict[str, Email]:
             )
         ).all()
     return {key: (email or OWNER, stream, step) for key, email, stream, step in rows if key}
+
+
+def _first_email_versions(app: App) -> dict[str, int]:
+    """The message key of each first email of the series -> the version it was claimed under."""
+    with transaction(app.engine) as session:
+        rows = session.execute(
+            select(m.Delivery.message_key, m.Delivery.series_version).where(
+                m.Delivery.stream == SERIES, m.Delivery.step == 1, m.Delivery.message_key.is_not(None)
+            )
+        ).all()
+    return {key: version or 1 for key, version in rows}
 
 
 def _emails_of(session: Session, condition: ColumnElement[bool]) -> set[Email]:
