@@ -23,7 +23,10 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    workers run (`nurture campaign publish`, its own process): the first email's subject
    and a shorter wait before the second, so the second comes within the settle period.
    The publish must succeed, each first email must carry the subject of the version it
-   was claimed under, and the invariants below hold across it.
+   was claimed under, and the invariants below hold across it. In about a quarter, the
+   owner pauses the series while the workers run (`nurture campaign pause`) and resumes
+   it before one of the settle period's passes: the passes before that send nothing of
+   the series.
 4. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -115,6 +118,8 @@ class TrialResult:
     published: bool = False  # the owner published an edit of the series while the workers ran
     owner_failed: int = 0  # that publish did not succeed
     stale_copy: int = 0  # first emails whose subject is not that of the version they were claimed under
+    paused: bool = False  # the owner paused the series while the workers ran (resumed later)
+    while_paused: int = 0  # emails of the series that went out in a pass while it was paused
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -128,16 +133,18 @@ class TrialResult:
             or self.unhonoured
             or self.owner_failed
             or self.stale_copy
+            or self.while_paused
         )
 
     def line(self) -> str:
         return (
             f"seed {self.seed} {self.database}: workers {self.workers}, people {self.people}, "
             f"weekly {self.weekly}, newsletter {'yes' if self.newsletter else 'no'}, "
-            f"published {'yes' if self.published else 'no'}, "
+            f"published {'yes' if self.published else 'no'}, paused {'yes' if self.paused else 'no'}, "
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
             f"stuck {self.stuck}, mis-applied {self.misapplied}, over limit {self.over_limit}, "
             f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, stale copy {self.stale_copy}, "
+            f"while paused {self.while_paused}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -253,8 +260,11 @@ def run_trial(
     standin.latency = rng.uniform(0.01, 0.08)
     _fault_script(rng, standin)
     processes = [project.start("send-due", "--now", iso(start)) for _ in range(workers)]
-    owner = _owner_publishes(project, seed, start)
-    result.published = owner is not None
+    owner = [command for command in [_owner_publishes(project, seed, start)] if command is not None]
+    result.published = bool(owner)
+    pausing, resume_before = _owner_pauses(project, seed, start)
+    owner += [pausing] if pausing is not None else []
+    result.paused = pausing is not None
     fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
     target = rng.randint(0, 10)
     begun = time.monotonic()
@@ -275,12 +285,11 @@ def run_trial(
             result.notes.append("a worker did not stop in 60 s")
         if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
             result.notes.append(f"SIGTERM exit {process.returncode}")
-    if owner is not None:
-        owner.join(timeout=150)
-        if owner.answer is None or owner.answer.returncode != 0:
+    for command in owner:
+        failure = command.failure()
+        if failure is not None:
             result.owner_failed += 1
-            said = owner.answer.stderr.strip()[-300:] if owner.answer else "did not finish in 150 s"
-            result.notes.append(f"the owner's publish failed: {said}")
+            result.notes.append(f"the owner's command failed: {failure}")
     time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
     feed.generated(standin.messages()[:seen], start, addresses)
@@ -304,9 +313,16 @@ def run_trial(
     leaving = random.Random(f"unsubscribes-{seed}")
     unsubscribed: dict[str, datetime] = {}  # address -> the moment its reader unsubscribed
     clock = [start]
+    resumed_at = start  # while paused, no email of the series may go out
     with _web(project.app, clock) as site:
-        for offset in SETTLE:
+        for index, offset in enumerate(SETTLE):
             now = clock[0] = start + offset
+            if pausing is not None and index == resume_before:
+                resumed_at = now
+                resumed = project.run("campaign", "resume", SERIES, "--now", iso(now))
+                if resumed.returncode != 0:
+                    result.owner_failed += 1
+                    result.notes.append(f"the owner's resume failed: {resumed.stderr.strip()[-300:]}")
             for arrives, event in feed.due(now):
                 post_events(project.app, signer, [event], arrives)
             for message in _leaving(leaving, standin.messages(), unsubscribed):
@@ -351,6 +367,8 @@ def run_trial(
             result.notes.append("a message that names no email of its recipient")
             continue
         received[email].append(moment)
+        if email[1] == SERIES and start < moment < resumed_at:
+            result.while_paused += 1
         if email[1:] == (SERIES, 1) and versions:
             version = versions[message.custom_args["delivery_id"]]
             if (NEW_SUBJECT if version > 1 else OLD_SUBJECT) not in message.subject:
@@ -420,20 +438,29 @@ def _unsubscribe_path(message: StandInMessage) -> str:
     return urlsplit(link).path
 
 
-class _Publish(threading.Thread):
-    """`nurture campaign publish` run a moment after the workers start, beside them."""
+class _OwnerCommand(threading.Thread):
+    """One of the owner's `nurture` commands, run a moment after the workers start, beside them."""
 
-    def __init__(self, project: Project, delay: float, start: datetime) -> None:
+    def __init__(self, project: Project, delay: float, *args: str) -> None:
         super().__init__(daemon=True)
-        self.project, self.delay, self.start_at = project, delay, start
+        self.project, self.delay, self.args = project, delay, args
         self.answer: subprocess.CompletedProcess[str] | None = None
 
     def run(self) -> None:
         time.sleep(self.delay)
-        self.answer = self.project.run("campaign", "publish", SERIES, "--yes", "--now", iso(self.start_at))
+        self.answer = self.project.run(*self.args)
+
+    def failure(self) -> str | None:
+        """Why the command did not succeed (waiting for it first), or None."""
+        self.join(timeout=150)
+        if self.answer is None:
+            return f"{self.args[0]} {self.args[1]} did not finish in 150 s"
+        if self.answer.returncode != 0:
+            return f"{self.args[0]} {self.args[1]}: {self.answer.stderr.strip()[-300:]}"
+        return None
 
 
-def _owner_publishes(project: Project, seed: int, start: datetime) -> _Publish | None:
+def _owner_publishes(project: Project, seed: int, start: datetime) -> _OwnerCommand | None:
     """In about a third of the trials, the owner edits the series and publishes it while the
     workers run: a new subject for the first email, and two days before the second instead
     of three. Drawn from its own generator, so each seed keeps its faults."""
@@ -451,9 +478,22 @@ def _owner_publishes(project: Project, seed: int, start: datetime) -> _Publish |
     assert lines[at].strip() == "delay_days: 3"
     lines[at] = "    delay_days: 2"
     plan.write_text("\n".join(lines), encoding="utf-8")
-    publishing = _Publish(project, rng.uniform(0, 0.4), start)
+    publishing = _OwnerCommand(
+        project, rng.uniform(0, 0.4), "campaign", "publish", SERIES, "--yes", "--now", iso(start)
+    )
     publishing.start()
     return publishing
+
+
+def _owner_pauses(project: Project, seed: int, start: datetime) -> tuple[_OwnerCommand | None, int]:
+    """In about a quarter of the trials, the owner pauses the series while the workers run,
+    and resumes it before the settle period's pass of the index returned (0: no pause)."""
+    rng = random.Random(f"pause-{seed}")
+    if rng.random() >= 0.25:
+        return None, 0
+    pausing = _OwnerCommand(project, rng.uniform(0, 0.4), "campaign", "pause", SERIES, "--now", iso(start))
+    pausing.start()
+    return pausing, rng.randint(1, len(SETTLE) - 1)
 
 
 def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
