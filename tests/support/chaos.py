@@ -19,15 +19,17 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    email a week. Everyone else has the practice's limit of one a day. Between the passes
    of the settle period, some readers press the one-click unsubscribe (RFC 8058) of an email
    they got, through the real web server, on the trial's clock.
-   In about a third of the trials the owner publishes an edit of the series while the
-   workers run (`nurture campaign publish`, its own process): the first email's subject
-   and a shorter wait before the second, so the second comes within the settle period.
-   The publish must succeed, each first email must carry the subject of the version it
-   was claimed under, and the invariants below hold across it. In about a quarter, the
-   owner pauses the series while the workers run (`nurture campaign pause`) and resumes
-   it before one of the settle period's passes: the passes before that send nothing of
-   the series.
-4. The invariants: each (person, email) reached the provider at most once; everyone due
+4. The owner's commands, each a real process (tests/support/chaos_owner.py), every one
+   of which must succeed:
+   - in about a third of the trials, while the workers run, a published edit of the
+     series (the first email's subject, two days before the second instead of three):
+     each first email must carry the subject of the version it was claimed under;
+   - in about a quarter, while the workers run, a pause of the series, resumed before
+     one of the settle period's passes: the passes before it send nothing of the series;
+   - in about a third, before one of the settle period's passes, the erasure of a reader
+     who had an email (`subscribers forget`): nothing goes to them in that pass or later,
+     and at the end, after every late event, no column of any table holds their address.
+5. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
    got an email in a pass after their unsubscribe; every
@@ -45,7 +47,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -71,6 +72,18 @@ from nurture.sending.sendpass import send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
+from tests.support.chaos_owner import (
+    NEW_SUBJECT,
+    OLD_SUBJECT,
+    OWNER,
+    SERIES,
+    Erasure,
+    erase,
+    erasure,
+    pauses,
+    publishes,
+    traces,
+)
 from tests.support.factories import active_subscribers, open_app
 from tests.support.newsletters import WINTER, newsletter_file
 from tests.support.processes import STEP_TIMES, Project, iso
@@ -78,7 +91,6 @@ from tests.support.provider_events import post_events
 from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage, substitute
 from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
 
-OWNER = "owner@practice.example"
 RETRY_WINDOW = timedelta(hours=24)
 HANG = 1.2  # seconds a scripted hang holds a request (the client gives up after 0.5)
 # After an outage, SendGrid's next try of each batch comes within this (its retries back off).
@@ -90,10 +102,6 @@ WEEK = timedelta(days=7)
 # Passes a week on, for what a reader's limit held back (the provider's events no longer matter).
 WEEK_LATER = [WEEK + timedelta(hours=h) for h in (1, 26, 50)]
 ZONE = "America/New_York"  # every reader's (active_subscribers)
-SERIES = "kap-intro"  # the series every reader is in
-# The first email's subject, and the owner's edit of it (_owner_publishes).
-OLD_SUBJECT = "What is ketamine-assisted psychotherapy?"
-NEW_SUBJECT = "A first look at ketamine-assisted psychotherapy"
 Email = tuple[str, str, int]  # (address, stream, step): one email to one person
 
 
@@ -120,6 +128,9 @@ class TrialResult:
     stale_copy: int = 0  # first emails whose subject is not that of the version they were claimed under
     paused: bool = False  # the owner paused the series while the workers ran (resumed later)
     while_paused: int = 0  # emails of the series that went out in a pass while it was paused
+    erased: bool = False  # the owner erased a reader during the settle period
+    after_erasure: int = 0  # emails to that reader that went out in a pass after it
+    erased_traces: int = 0  # columns that still hold that reader's address at the end
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -134,6 +145,8 @@ class TrialResult:
             or self.owner_failed
             or self.stale_copy
             or self.while_paused
+            or self.after_erasure
+            or self.erased_traces
         )
 
     def line(self) -> str:
@@ -144,7 +157,8 @@ class TrialResult:
             f"outage {self.outage_hours:.1f} h: duplicates {self.duplicates}, lost {self.lost}, "
             f"stuck {self.stuck}, mis-applied {self.misapplied}, over limit {self.over_limit}, "
             f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, stale copy {self.stale_copy}, "
-            f"while paused {self.while_paused}, "
+            f"while paused {self.while_paused}, erased {'yes' if self.erased else 'no'}, "
+            f"after erasure {self.after_erasure}, erased address kept {self.erased_traces}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -260,9 +274,10 @@ def run_trial(
     standin.latency = rng.uniform(0.01, 0.08)
     _fault_script(rng, standin)
     processes = [project.start("send-due", "--now", iso(start)) for _ in range(workers)]
-    owner = [command for command in [_owner_publishes(project, seed, start)] if command is not None]
+    # 4. The owner's commands beside the workers (the erasure comes in the settle period).
+    owner = [command for command in [publishes(project, seed, start)] if command is not None]
     result.published = bool(owner)
-    pausing, resume_before = _owner_pauses(project, seed, start)
+    pausing, resume_before = pauses(project, seed, start, len(SETTLE))
     owner += [pausing] if pausing is not None else []
     result.paused = pausing is not None
     fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
@@ -314,6 +329,7 @@ def run_trial(
     unsubscribed: dict[str, datetime] = {}  # address -> the moment its reader unsubscribed
     clock = [start]
     resumed_at = start  # while paused, no email of the series may go out
+    erasing = erasure(seed, len(SETTLE))
     with _web(project.app, clock) as site:
         for index, offset in enumerate(SETTLE):
             now = clock[0] = start + offset
@@ -323,6 +339,11 @@ def run_trial(
                 if resumed.returncode != 0:
                     result.owner_failed += 1
                     result.notes.append(f"the owner's resume failed: {resumed.stderr.strip()[-300:]}")
+            if erasing is not None and index == erasing.before:
+                failure = erase(project, erasing, standin.messages(), now)
+                if failure is not None:
+                    result.owner_failed += 1
+                    result.notes.append(f"the owner's command failed: {failure}")
             for arrives, event in feed.due(now):
                 post_events(project.app, signer, [event], arrives)
             for message in _leaving(leaving, standin.messages(), unsubscribed):
@@ -338,7 +359,7 @@ def run_trial(
     final = start + SETTLE[-1] + timedelta(minutes=5)
     one_pass(final)
 
-    # 4. The invariants.
+    # 5. The invariants.
     stuck_rows = list_stuck(project.app, final, timedelta(0))
     to_owner = [row["id"] for row in stuck_rows if row["waits_for"] == WAITS_FOR_OUTAGE]
     result.left_to_owner = len(to_owner)
@@ -348,7 +369,7 @@ def run_trial(
     if result.left_to_owner and outage <= RETRY_WINDOW - RETRY_SPACING:
         result.stuck += result.left_to_owner
         result.notes.append("left to the owner without an outage longer than the retry window")
-    result.misapplied += _misapplied(project, feed, set(unsubscribed))
+    result.misapplied += _misapplied(project, feed, set(unsubscribed), erasing)
 
     # What a reader's limit held back goes out a week on (no events needed any more).
     for offset in WEEK_LATER:
@@ -356,6 +377,9 @@ def run_trial(
     messages = standin.messages()
     moments.extend([moments[-1] if moments else start] * (len(messages) - len(moments)))
     by_key = _emails_by_key(project.app)
+    if erasing is not None and erasing.address is not None:
+        # Their rows stay, anonymous: whose they were is known from the keys read before.
+        by_key |= {key: (erasing.address, *by_key[key][1:]) for key in erasing.keys}
     versions = _first_email_versions(project.app) if result.published else {}
     received: dict[Email, list[datetime]] = defaultdict(list)
     for message, moment in zip(messages, moments, strict=True):
@@ -373,6 +397,8 @@ def run_trial(
             version = versions[message.custom_args["delivery_id"]]
             if (NEW_SUBJECT if version > 1 else OLD_SUBJECT) not in message.subject:
                 result.stale_copy += 1
+        if erasing is not None and email[0] == erasing.address and erasing.at and moment >= erasing.at:
+            result.after_erasure += 1
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())
@@ -398,6 +424,13 @@ def run_trial(
     result.refused = len(refused - received.keys())
     missing = due - received.keys() - waiting - refused
     result.lost = sum(1 for email in missing if email[0] not in inactive)
+    if erasing is not None and erasing.address is not None:
+        result.erased = True
+        # After every late event and pass: nothing holds the erased address any more.
+        left = traces(project.app, erasing.address)
+        result.erased_traces = len(left)
+        if left:
+            result.notes.append(f"the erased address is still in {', '.join(left)}")
     return result
 
 
@@ -436,64 +469,6 @@ def _unsubscribe_path(message: StandInMessage) -> str:
     header = substitute(message.headers["List-Unsubscribe"], message.substitutions)
     link = next(part.strip()[1:-1] for part in header.split(",") if part.strip().startswith("<http"))
     return urlsplit(link).path
-
-
-class _OwnerCommand(threading.Thread):
-    """One of the owner's `nurture` commands, run a moment after the workers start, beside them."""
-
-    def __init__(self, project: Project, delay: float, *args: str) -> None:
-        super().__init__(daemon=True)
-        self.project, self.delay, self.args = project, delay, args
-        self.answer: subprocess.CompletedProcess[str] | None = None
-
-    def run(self) -> None:
-        time.sleep(self.delay)
-        self.answer = self.project.run(*self.args)
-
-    def failure(self) -> str | None:
-        """Why the command did not succeed (waiting for it first), or None."""
-        self.join(timeout=150)
-        if self.answer is None:
-            return f"{self.args[0]} {self.args[1]} did not finish in 150 s"
-        if self.answer.returncode != 0:
-            return f"{self.args[0]} {self.args[1]}: {self.answer.stderr.strip()[-300:]}"
-        return None
-
-
-def _owner_publishes(project: Project, seed: int, start: datetime) -> _OwnerCommand | None:
-    """In about a third of the trials, the owner edits the series and publishes it while the
-    workers run: a new subject for the first email, and two days before the second instead
-    of three. Drawn from its own generator, so each seed keeps its faults."""
-    rng = random.Random(f"owner-{seed}")
-    if rng.random() >= 0.35:
-        return None
-    folder = project.config_path.parent / "campaigns" / SERIES
-    first = folder / "01-what-is-kap.md"
-    text = first.read_text(encoding="utf-8")
-    assert f"subject: {OLD_SUBJECT}" in text
-    first.write_text(text.replace(f"subject: {OLD_SUBJECT}", f"subject: {NEW_SUBJECT}", 1), encoding="utf-8")
-    plan = folder / "campaign.yaml"
-    lines = plan.read_text(encoding="utf-8").split("\n")
-    at = lines.index("  - file: 02-the-neuroscience.md") + 1
-    assert lines[at].strip() == "delay_days: 3"
-    lines[at] = "    delay_days: 2"
-    plan.write_text("\n".join(lines), encoding="utf-8")
-    publishing = _OwnerCommand(
-        project, rng.uniform(0, 0.4), "campaign", "publish", SERIES, "--yes", "--now", iso(start)
-    )
-    publishing.start()
-    return publishing
-
-
-def _owner_pauses(project: Project, seed: int, start: datetime) -> tuple[_OwnerCommand | None, int]:
-    """In about a quarter of the trials, the owner pauses the series while the workers run,
-    and resumes it before the settle period's pass of the index returned (0: no pause)."""
-    rng = random.Random(f"pause-{seed}")
-    if rng.random() >= 0.25:
-        return None, 0
-    pausing = _OwnerCommand(project, rng.uniform(0, 0.4), "campaign", "pause", SERIES, "--now", iso(start))
-    pausing.start()
-    return pausing, rng.randint(1, len(SETTLE) - 1)
 
 
 def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
@@ -569,8 +544,12 @@ def _over_limit(received: dict[Email, list[datetime]], weekly: Iterable[str], pe
     return over
 
 
-def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str]) -> int:
+def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str], erasing: Erasure | None) -> int:
     genuine = set(feed.genuine)
+    erased = {erasing.address} if erasing is not None and erasing.address else set()
+    for key, address in list(genuine):  # an erased reader's rows name nobody now
+        if address in erased and key in erasing.keys:  # type: ignore[union-attr]
+            genuine.add((key, OWNER))
     bad = 0
     with transaction(project.app.engine) as session:
         tied = session.execute(
@@ -587,5 +566,5 @@ def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str]) -> in
                 select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
             )
         )
-    bad += len(suppressed ^ (feed.bounced | unsubscribed))
+    bad += len((suppressed ^ (feed.bounced | unsubscribed)) - erased)
     return bad

@@ -1,0 +1,143 @@
+"""The practice owner's part in a fault trial (tests/support/chaos.py): their own `nurture`
+commands, run as real processes beside the workers or between the settle period's passes.
+
+Each is drawn from a generator of its own (seeded by the trial's seed and the action's
+name), so that a seed keeps the faults it had before the action was added.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import String, Text, func, select
+
+from nurture.app import App
+from nurture.store import models as m
+from nurture.store.db import transaction
+from tests.support.processes import Project, iso
+from tests.support.sendgrid_standin import StandInMessage
+
+OWNER = "owner@practice.example"  # the practice's own address (where the probe goes)
+SERIES = "kap-intro"  # the series every reader is in
+# The first email's subject, and the owner's edit of it (publishes).
+OLD_SUBJECT = "What is ketamine-assisted psychotherapy?"
+NEW_SUBJECT = "A first look at ketamine-assisted psychotherapy"
+
+
+class OwnerCommand(threading.Thread):
+    """One of the owner's `nurture` commands, run a moment after the workers start, beside them."""
+
+    def __init__(self, project: Project, delay: float, *args: str) -> None:
+        super().__init__(daemon=True)
+        self.project, self.delay, self.args = project, delay, args
+        self.answer: subprocess.CompletedProcess[str] | None = None
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.answer = self.project.run(*self.args)
+
+    def failure(self) -> str | None:
+        """Why the command did not succeed (waiting for it first), or None."""
+        self.join(timeout=150)
+        if self.answer is None:
+            return f"{self.args[0]} {self.args[1]} did not finish in 150 s"
+        if self.answer.returncode != 0:
+            return f"{self.args[0]} {self.args[1]}: {self.answer.stderr.strip()[-300:]}"
+        return None
+
+
+def publishes(project: Project, seed: int, start: datetime) -> OwnerCommand | None:
+    """In about a third of the trials, the owner edits the series and publishes it while the
+    workers run: a new subject for the first email, and two days before the second instead
+    of three."""
+    rng = random.Random(f"owner-{seed}")
+    if rng.random() >= 0.35:
+        return None
+    folder = project.config_path.parent / "campaigns" / SERIES
+    first = folder / "01-what-is-kap.md"
+    text = first.read_text(encoding="utf-8")
+    assert f"subject: {OLD_SUBJECT}" in text
+    first.write_text(text.replace(f"subject: {OLD_SUBJECT}", f"subject: {NEW_SUBJECT}", 1), encoding="utf-8")
+    plan = folder / "campaign.yaml"
+    lines = plan.read_text(encoding="utf-8").split("\n")
+    at = lines.index("  - file: 02-the-neuroscience.md") + 1
+    assert lines[at].strip() == "delay_days: 3"
+    lines[at] = "    delay_days: 2"
+    plan.write_text("\n".join(lines), encoding="utf-8")
+    publishing = OwnerCommand(
+        project, rng.uniform(0, 0.4), "campaign", "publish", SERIES, "--yes", "--now", iso(start)
+    )
+    publishing.start()
+    return publishing
+
+
+def pauses(project: Project, seed: int, start: datetime, passes: int) -> tuple[OwnerCommand | None, int]:
+    """In about a quarter of the trials, the owner pauses the series while the workers run,
+    and resumes it before the settle period's pass of the index returned (of `passes`)."""
+    rng = random.Random(f"pause-{seed}")
+    if rng.random() >= 0.25:
+        return None, 0
+    pausing = OwnerCommand(project, rng.uniform(0, 0.4), "campaign", "pause", SERIES, "--now", iso(start))
+    pausing.start()
+    return pausing, rng.randint(1, passes - 1)
+
+
+@dataclass
+class Erasure:
+    """The owner erases one reader who had an email (`nurture subscribers forget`), before the
+    settle period's pass of index `before`. Their delivery rows stay, anonymous: the keys of
+    their emails are read first, so the trial can still tell whose they were."""
+
+    before: int
+    rng: random.Random
+    address: str | None = None
+    at: datetime | None = None
+    keys: set[str] = field(default_factory=set)
+
+
+def erasure(seed: int, passes: int) -> Erasure | None:
+    """In about a third of the trials, an erasure during the settle period (of `passes`)."""
+    rng = random.Random(f"forget-{seed}")
+    if rng.random() >= 0.3:
+        return None
+    return Erasure(rng.randint(1, passes - 1), rng)
+
+
+def erase(project: Project, erasure: Erasure, messages: list[StandInMessage], now: datetime) -> str | None:
+    """Erase one reader who had an email so far; why the command failed, or None."""
+    had = sorted({message.to_email for message in messages if message.to_email != OWNER})
+    if not had:
+        return None
+    address = erasure.rng.choice(had)
+    with transaction(project.app.engine) as session:
+        keys = session.scalars(
+            select(m.Delivery.message_key)
+            .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
+            .where(m.Subscriber.email == address, m.Delivery.message_key.is_not(None))
+        ).all()
+    answer = project.run("subscribers", "forget", address, "--yes", "--now", iso(now))
+    if answer.returncode != 0:
+        return f"subscribers forget: {answer.stderr.strip()[-300:]}"
+    erasure.address, erasure.at, erasure.keys = address, now, {key for key in keys if key}
+    return None
+
+
+def traces(app: App, address: str) -> list[str]:
+    """Every table.column whose text still holds `address` (in any case): none, once erased."""
+    found = []
+    needle = f"%{address.lower()}%"
+    with transaction(app.engine) as session:
+        for table in m.Base.metadata.sorted_tables:
+            for column in table.columns:
+                if isinstance(column.type, String | Text):
+                    hits = session.scalar(
+                        select(func.count()).select_from(table).where(func.lower(column).like(needle))
+                    )
+                    if hits:
+                        found.append(f"{table.name}.{column.name}")
+    return found
