@@ -13,7 +13,8 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    another person's address (a stray or forged event: it must settle and tie nothing).
    Passes run in between (the rerun, the settle period: 60 simulated hours), and their
    own emails' events follow the same rules.
-3. The readers' own choices (their own seeded draw, so a seed's faults stay as they were):
+3. The readers' own choices (tests/support/chaos_readers.py; their own seeded draw, so a
+   seed's faults stay as they were):
    in about half the trials a newsletter is due at the same moment as the series' first
    email, and a share of the readers (none, a quarter or a half) asked for at most one
    email a week. Everyone else has the practice's limit of one a day. Between the passes
@@ -49,22 +50,17 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from nurture.app import App
-from nurture.audience import preferences
 from nurture.config import load_config
-from nurture.newsletters import schedule
 from nurture.sending.deliveries import list_stuck
 from nurture.sending.evidence import WAITS_FOR_OUTAGE
 from nurture.sending.planning import local_date, zone
@@ -72,6 +68,7 @@ from nurture.sending.sendpass import send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
+from tests.support import chaos_readers as readers
 from tests.support.chaos_owner import (
     NEW_SUBJECT,
     OLD_SUBJECT,
@@ -85,11 +82,10 @@ from tests.support.chaos_owner import (
     traces,
 )
 from tests.support.factories import active_subscribers, open_app
-from tests.support.newsletters import WINTER, newsletter_file
 from tests.support.processes import STEP_TIMES, Project, iso
 from tests.support.provider_events import post_events
-from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage, substitute
-from tests.support.webserver import WebhookSigner, bind_socket, running, sg_event
+from tests.support.sendgrid_standin import SendGridStandIn, StandInMessage
+from tests.support.webserver import WebhookSigner, sg_event
 
 RETRY_WINDOW = timedelta(hours=24)
 HANG = 1.2  # seconds a scripted hang holds a request (the client gives up after 0.5)
@@ -267,7 +263,7 @@ def run_trial(
     addresses = sorted(project.emails(ids).values())
     feed = EventFeed(rng, start, outage, seed)
     # 3. The readers' own choices, made before the workers start (their unsubscribes come in 2).
-    newsletter_id, weekly = _readers_choose(project.app, seed, ids, start)
+    newsletter_id, weekly = readers.choose(project.app, seed, ids, start)
     result.newsletter, result.weekly = newsletter_id is not None, len(weekly)
 
     # 1. Overlapping workers, provider faults, kills.
@@ -330,7 +326,7 @@ def run_trial(
     clock = [start]
     resumed_at = start  # while paused, no email of the series may go out
     erasing = erasure(seed, len(SETTLE))
-    with _web(project.app, clock) as site:
+    with readers.web(project.app, clock) as site:
         for index, offset in enumerate(SETTLE):
             now = clock[0] = start + offset
             if pausing is not None and index == resume_before:
@@ -346,8 +342,8 @@ def run_trial(
                     result.notes.append(f"the owner's command failed: {failure}")
             for arrives, event in feed.due(now):
                 post_events(project.app, signer, [event], arrives)
-            for message in _leaving(leaving, standin.messages(), unsubscribed):
-                answer = site.post(_unsubscribe_path(message), data={"List-Unsubscribe": "One-Click"})
+            for message in readers.leaving(leaving, standin.messages(), unsubscribed):
+                answer = site.post(readers.unsubscribe_path(message), data={"List-Unsubscribe": "One-Click"})
                 if answer.status_code != 200:
                     result.notes.append(f"one-click unsubscribe answered {answer.status_code}")
                     result.misapplied += 1
@@ -437,60 +433,6 @@ def run_trial(
 _ENROLLED = select(m.Subscriber.email, m.Enrollment.campaign).join(
     m.Enrollment, m.Enrollment.subscriber_id == m.Subscriber.id
 )
-
-
-@contextmanager
-def _web(app: App, clock: list[datetime]) -> Iterator[httpx.Client]:
-    """nurture's web server on a free port, its clock the trial's; a client for it."""
-    from nurture.web.site import create_app
-
-    sock = bind_socket()
-    with (
-        running(create_app(app, clock=lambda: clock[0]), sock) as url,
-        httpx.Client(base_url=url, trust_env=False, timeout=30) as client,
-    ):
-        yield client
-
-
-def _leaving(
-    rng: random.Random, messages: list[StandInMessage], gone: dict[str, datetime]
-) -> list[StandInMessage]:
-    """Now and then one or two readers unsubscribe, each from an email they got."""
-    if rng.random() >= 0.3:
-        return []
-    mine = {message.to_email: message for message in messages if message.to_email != OWNER}
-    still = sorted(address for address in mine if address not in gone)
-    return [mine[address] for address in rng.sample(still, min(len(still), rng.randint(1, 2)))]
-
-
-def _unsubscribe_path(message: StandInMessage) -> str:
-    """The path of the https link in the email's List-Unsubscribe header, as the reader's mail
-    program would post to it."""
-    header = substitute(message.headers["List-Unsubscribe"], message.substitutions)
-    link = next(part.strip()[1:-1] for part in header.split(",") if part.strip().startswith("<http"))
-    return urlsplit(link).path
-
-
-def _readers_choose(app: App, seed: int, ids: list[int], start: datetime) -> tuple[int | None, set[int]]:
-    """The readers' choices: some ask for at most one email a week, and a newsletter may be
-    due with the series' first email. Drawn from their own generator, so that each seed
-    keeps the faults it had before these choices were added."""
-    rng = random.Random(f"choices-{seed}")
-    share = rng.choice([0.0, 0.25, 0.5])
-    weekly = {subscriber_id for subscriber_id in ids if rng.random() < share}
-    chosen_at = start - timedelta(minutes=30)
-    for subscriber_id in sorted(weekly):
-        reader = preferences.look(app, subscriber_id, chosen_at)
-        assert reader is not None
-        preferences.save(app, subscriber_id, replace(reader.choices, frequency=m.Frequency.WEEKLY), chosen_at)
-    newsletter_id = None
-    if rng.random() < 0.5:
-        # In the practice's zone, the moment of the series' first email.
-        at_local = start.astimezone(zone(app.config.delivery.default_timezone)).strftime("%Y-%m-%d %H:%M")
-        newsletter_id = schedule(
-            app, newsletter_file(app, WINTER), at_local, "practice", start - timedelta(days=1)
-        )
-    return newsletter_id, weekly
 
 
 def _emails_by_key(app: App) -> dict[str, Email]:
