@@ -27,9 +27,10 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
      each first email must carry the subject of the version it was claimed under;
    - in about a quarter, while the workers run, a pause of the series, resumed before
      one of the settle period's passes: the passes before it send nothing of the series;
-   - in about a third, before one of the settle period's passes, the erasure of a reader
-     who had an email (`subscribers forget`): nothing goes to them in that pass or later,
-     and at the end, after every late event, no column of any table holds their address.
+   - in about a third, the erasure of a reader (`subscribers forget`), while the workers
+     run or before one of the settle period's passes (then of a reader who had an email):
+     nothing goes to them in a pass after it, and at the end, after every late event, no
+     column of any table holds their address.
 5. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -76,6 +77,7 @@ from tests.support.chaos_owner import (
     SERIES,
     Erasure,
     erase,
+    erase_beside_workers,
     erasure,
     pauses,
     publishes,
@@ -270,12 +272,15 @@ def run_trial(
     standin.latency = rng.uniform(0.01, 0.08)
     _fault_script(rng, standin)
     processes = [project.start("send-due", "--now", iso(start)) for _ in range(workers)]
-    # 4. The owner's commands beside the workers (the erasure comes in the settle period).
+    # 4. The owner's commands beside the workers.
     owner = [command for command in [publishes(project, seed, start)] if command is not None]
     result.published = bool(owner)
     pausing, resume_before = pauses(project, seed, start, len(SETTLE))
     owner += [pausing] if pausing is not None else []
     result.paused = pausing is not None
+    erasing = erasure(seed, len(SETTLE))
+    if erasing is not None and erasing.before == 0:
+        owner.append(erase_beside_workers(project, erasing, addresses, start))
     fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
     target = rng.randint(0, 10)
     begun = time.monotonic()
@@ -325,7 +330,6 @@ def run_trial(
     unsubscribed: dict[str, datetime] = {}  # address -> the moment its reader unsubscribed
     clock = [start]
     resumed_at = start  # while paused, no email of the series may go out
-    erasing = erasure(seed, len(SETTLE))
     with readers.web(project.app, clock) as site:
         for index, offset in enumerate(SETTLE):
             now = clock[0] = start + offset
@@ -335,7 +339,7 @@ def run_trial(
                 if resumed.returncode != 0:
                     result.owner_failed += 1
                     result.notes.append(f"the owner's resume failed: {resumed.stderr.strip()[-300:]}")
-            if erasing is not None and index == erasing.before:
+            if erasing is not None and erasing.before > 0 and index == erasing.before:
                 failure = erase(project, erasing, standin.messages(), now)
                 if failure is not None:
                     result.owner_failed += 1
@@ -373,15 +377,19 @@ def run_trial(
     messages = standin.messages()
     moments.extend([moments[-1] if moments else start] * (len(messages) - len(moments)))
     by_key = _emails_by_key(project.app)
-    if erasing is not None and erasing.address is not None:
-        # Their rows stay, anonymous: whose they were is known from the keys read before.
-        by_key |= {key: (erasing.address, *by_key[key][1:]) for key in erasing.keys}
     versions = _first_email_versions(project.app) if result.published else {}
     received: dict[Email, list[datetime]] = defaultdict(list)
     for message, moment in zip(messages, moments, strict=True):
         if message.to_email == OWNER:
             continue
         email = by_key.get(message.custom_args.get("delivery_id", ""))
+        if (
+            email is not None
+            and email[0] == OWNER
+            and erasing is not None
+            and message.to_email == erasing.address
+        ):
+            email = (message.to_email, *email[1:])  # the erased reader's row, anonymous now
         if email is None or email[0] != message.to_email:
             result.misapplied += 1
             result.notes.append("a message that names no email of its recipient")
@@ -393,7 +401,7 @@ def run_trial(
             version = versions[message.custom_args["delivery_id"]]
             if (NEW_SUBJECT if version > 1 else OLD_SUBJECT) not in message.subject:
                 result.stale_copy += 1
-        if erasing is not None and email[0] == erasing.address and erasing.at and moment >= erasing.at:
+        if erasing is not None and email[0] == erasing.address and erasing.gone_by(moment):
             result.after_erasure += 1
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
@@ -419,6 +427,8 @@ def run_trial(
         due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
     result.refused = len(refused - received.keys())
     missing = due - received.keys() - waiting - refused
+    if erasing is not None:
+        inactive.add(erasing.address or "")  # nothing is due to an erased reader
     result.lost = sum(1 for email in missing if email[0] not in inactive)
     if erasing is not None and erasing.address is not None:
         result.erased = True
@@ -489,9 +499,8 @@ def _over_limit(received: dict[Email, list[datetime]], weekly: Iterable[str], pe
 def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str], erasing: Erasure | None) -> int:
     genuine = set(feed.genuine)
     erased = {erasing.address} if erasing is not None and erasing.address else set()
-    for key, address in list(genuine):  # an erased reader's rows name nobody now
-        if address in erased and key in erasing.keys:  # type: ignore[union-attr]
-            genuine.add((key, OWNER))
+    # An erased reader's rows name nobody now (as the probe's, to the owner).
+    genuine |= {(key, OWNER) for key, address in genuine if address in erased}
     bad = 0
     with transaction(project.app.engine) as session:
         tied = session.execute(

@@ -11,7 +11,7 @@ import random
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import String, Text, func, select
@@ -89,23 +89,50 @@ def pauses(project: Project, seed: int, start: datetime, passes: int) -> tuple[O
 
 @dataclass
 class Erasure:
-    """The owner erases one reader who had an email (`nurture subscribers forget`), before the
-    settle period's pass of index `before`. Their delivery rows stay, anonymous: the keys of
-    their emails are read first, so the trial can still tell whose they were."""
+    """The owner erases one reader (`nurture subscribers forget`): while the workers run
+    (`before` 0; anyone, who may have an email claimed or in flight), or before the settle
+    period's pass of index `before` (someone who had an email). Their delivery rows stay,
+    anonymous."""
 
     before: int
     rng: random.Random
     address: str | None = None
     at: datetime | None = None
-    keys: set[str] = field(default_factory=set)
+
+    def gone_by(self, moment: datetime) -> bool:
+        """Whether an email that went out in a pass at `moment` came after the erasure: any pass
+        after the workers', and for an erasure between passes, that pass too."""
+        if self.at is None:
+            return False
+        return moment > self.at or (moment == self.at and self.before > 0)
 
 
 def erasure(seed: int, passes: int) -> Erasure | None:
-    """In about a third of the trials, an erasure during the settle period (of `passes`)."""
+    """In about a third of the trials, an erasure beside the workers or before one of the
+    settle period's `passes`."""
     rng = random.Random(f"forget-{seed}")
     if rng.random() >= 0.3:
         return None
-    return Erasure(rng.randint(1, passes - 1), rng)
+    return Erasure(rng.randint(0, passes - 1), rng)
+
+
+def erase_beside_workers(
+    project: Project, erasure: Erasure, addresses: list[str], start: datetime
+) -> OwnerCommand:
+    """Erase one reader a moment after the workers start, beside them."""
+    erasure.address, erasure.at = erasure.rng.choice(addresses), start
+    command = OwnerCommand(
+        project,
+        erasure.rng.uniform(0, 0.4),
+        "subscribers",
+        "forget",
+        erasure.address,
+        "--yes",
+        "--now",
+        iso(start),
+    )
+    command.start()
+    return command
 
 
 def erase(project: Project, erasure: Erasure, messages: list[StandInMessage], now: datetime) -> str | None:
@@ -114,16 +141,10 @@ def erase(project: Project, erasure: Erasure, messages: list[StandInMessage], no
     if not had:
         return None
     address = erasure.rng.choice(had)
-    with transaction(project.app.engine) as session:
-        keys = session.scalars(
-            select(m.Delivery.message_key)
-            .join(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
-            .where(m.Subscriber.email == address, m.Delivery.message_key.is_not(None))
-        ).all()
     answer = project.run("subscribers", "forget", address, "--yes", "--now", iso(now))
     if answer.returncode != 0:
         return f"subscribers forget: {answer.stderr.strip()[-300:]}"
-    erasure.address, erasure.at, erasure.keys = address, now, {key for key in keys if key}
+    erasure.address, erasure.at = address, now
     return None
 
 
