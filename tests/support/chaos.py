@@ -30,7 +30,9 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
    - in about a third, the erasure of a reader (`subscribers forget`), while the workers
      run or before one of the settle period's passes (then of a reader who had an email):
      nothing goes to them in a pass after it, and at the end, after every late event, no
-     column of any table holds their address.
+     column of any table holds their address;
+   - in about a third, before one of the settle period's passes, the series' stop tag
+     ("booked") on a reader who had an email: nothing more of the series goes to them.
 5. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -76,6 +78,8 @@ from tests.support.chaos_owner import (
     OWNER,
     SERIES,
     Erasure,
+    book,
+    booking,
     erase,
     erase_beside_workers,
     erasure,
@@ -129,6 +133,8 @@ class TrialResult:
     erased: bool = False  # the owner erased a reader during the settle period
     after_erasure: int = 0  # emails to that reader that went out in a pass after it
     erased_traces: int = 0  # columns that still hold that reader's address at the end
+    booked: bool = False  # the owner tagged a reader with the series' stop tag
+    after_booking: int = 0  # emails of the series to that reader in a pass after the tag
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -145,6 +151,7 @@ class TrialResult:
             or self.while_paused
             or self.after_erasure
             or self.erased_traces
+            or self.after_booking
         )
 
     def line(self) -> str:
@@ -157,6 +164,7 @@ class TrialResult:
             f"unsubscribed {self.unsubscribed}, unhonoured {self.unhonoured}, stale copy {self.stale_copy}, "
             f"while paused {self.while_paused}, erased {'yes' if self.erased else 'no'}, "
             f"after erasure {self.after_erasure}, erased address kept {self.erased_traces}, "
+            f"booked {'yes' if self.booked else 'no'}, series after booking {self.after_booking}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -279,6 +287,7 @@ def run_trial(
     owner += [pausing] if pausing is not None else []
     result.paused = pausing is not None
     erasing = erasure(seed, len(SETTLE))
+    booked = booking(seed, len(SETTLE))
     if erasing is not None and erasing.before == 0:
         owner.append(erase_beside_workers(project, erasing, addresses, start))
     fates = [rng.choice(["kill", "term", "none"]) for _ in processes]
@@ -339,6 +348,11 @@ def run_trial(
                 if resumed.returncode != 0:
                     result.owner_failed += 1
                     result.notes.append(f"the owner's resume failed: {resumed.stderr.strip()[-300:]}")
+            if booked is not None and index == booked.before:
+                failure = book(project, booked, standin.messages(), now, erasing.address if erasing else None)
+                if failure is not None:
+                    result.owner_failed += 1
+                    result.notes.append(f"the owner's command failed: {failure}")
             if erasing is not None and erasing.before > 0 and index == erasing.before:
                 failure = erase(project, erasing, standin.messages(), now)
                 if failure is not None:
@@ -354,6 +368,7 @@ def run_trial(
                 unsubscribed[message.to_email] = now
             feed.generated(one_pass(now), now, addresses)
     result.unsubscribed = len(unsubscribed)
+    result.booked = booked is not None and booked.address is not None
     for arrives, event in feed.due(start + SETTLE[-1] + timedelta(days=2)):
         post_events(project.app, signer, [event], arrives)
     final = start + SETTLE[-1] + timedelta(minutes=5)
@@ -403,6 +418,8 @@ def run_trial(
                 result.stale_copy += 1
         if erasing is not None and email[0] == erasing.address and erasing.gone_by(moment):
             result.after_erasure += 1
+        if booked is not None and booked.at and email[0] == booked.address and email[1] == SERIES:
+            result.after_booking += moment >= booked.at
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())

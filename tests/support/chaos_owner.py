@@ -24,6 +24,7 @@ from tests.support.sendgrid_standin import StandInMessage
 
 OWNER = "owner@practice.example"  # the practice's own address (where the probe goes)
 SERIES = "kap-intro"  # the series every reader is in
+STOP_TAG = "booked"  # one of its stop_on_tags
 # The first email's subject, and the owner's edit of it (publishes).
 OLD_SUBJECT = "What is ketamine-assisted psychotherapy?"
 NEW_SUBJECT = "A first look at ketamine-assisted psychotherapy"
@@ -145,6 +146,41 @@ def erase(project: Project, erasure: Erasure, messages: list[StandInMessage], no
     if answer.returncode != 0:
         return f"subscribers forget: {answer.stderr.strip()[-300:]}"
     erasure.address, erasure.at = address, now
+    return None
+
+
+@dataclass
+class Booking:
+    """The owner tags one reader who had an email "booked" (`nurture subscribers tag`), a
+    stop tag of the series, before the settle period's pass of index `before`: the series
+    ends for them (a newsletter still goes)."""
+
+    before: int
+    rng: random.Random
+    address: str | None = None
+    at: datetime | None = None
+
+
+def booking(seed: int, passes: int) -> Booking | None:
+    """In about a third of the trials, a booking before one of the settle period's `passes`."""
+    rng = random.Random(f"booked-{seed}")
+    if rng.random() >= 0.3:
+        return None
+    return Booking(rng.randint(1, passes - 1), rng)
+
+
+def book(
+    project: Project, booking: Booking, messages: list[StandInMessage], now: datetime, erased: str | None
+) -> str | None:
+    """Tag one reader who had an email so far (and is not erased); why the command failed, or None."""
+    had = sorted({message.to_email for message in messages if message.to_email not in (OWNER, erased)})
+    if not had:
+        return None
+    address = booking.rng.choice(had)
+    answer = project.run("subscribers", "tag", address, STOP_TAG, "--now", iso(now))
+    if answer.returncode != 0:
+        return f"subscribers tag: {answer.stderr.strip()[-300:]}"
+    booking.address, booking.at = address, now
     return None
 
 
