@@ -52,32 +52,28 @@ import random
 import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
-from nurture.app import App
 from nurture.config import load_config
 from nurture.sending.deliveries import list_stuck
 from nurture.sending.evidence import WAITS_FOR_OUTAGE
-from nurture.sending.planning import local_date, zone
 from nurture.sending.sendpass import send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
+from tests.support import chaos_ledger as ledger
 from tests.support import chaos_readers as readers
 from tests.support.chaos_owner import (
     NEW_SUBJECT,
     OLD_SUBJECT,
     OWNER,
     SERIES,
-    Erasure,
     book,
     booking,
     erase,
@@ -100,11 +96,8 @@ RETRY_SPACING = timedelta(minutes=90)
 SETTLE = [timedelta(minutes=m) for m in (10, 40)] + [
     timedelta(hours=h) for h in (3, 7, 13, 20, 25, 26, 31, 45, 55, 60)
 ]
-WEEK = timedelta(days=7)
 # Passes a week on, for what a reader's limit held back (the provider's events no longer matter).
-WEEK_LATER = [WEEK + timedelta(hours=h) for h in (1, 26, 50)]
-ZONE = "America/New_York"  # every reader's (active_subscribers)
-Email = tuple[str, str, int]  # (address, stream, step): one email to one person
+WEEK_LATER = [ledger.WEEK + timedelta(hours=h) for h in (1, 26, 50)]
 
 
 @dataclass
@@ -384,16 +377,19 @@ def run_trial(
     if result.left_to_owner and outage <= RETRY_WINDOW - RETRY_SPACING:
         result.stuck += result.left_to_owner
         result.notes.append("left to the owner without an outage longer than the retry window")
-    result.misapplied += _misapplied(project, feed, set(unsubscribed), erasing)
+    erased = {erasing.address} if erasing is not None and erasing.address else set()
+    result.misapplied += ledger.misapplied(
+        project.app, set(feed.genuine), feed.bounced, set(unsubscribed), erased
+    )
 
     # What a reader's limit held back goes out a week on (no events needed any more).
     for offset in WEEK_LATER:
         one_pass(start + offset)
     messages = standin.messages()
     moments.extend([moments[-1] if moments else start] * (len(messages) - len(moments)))
-    by_key = _emails_by_key(project.app)
-    versions = _first_email_versions(project.app) if result.published else {}
-    received: dict[Email, list[datetime]] = defaultdict(list)
+    by_key = ledger.emails_by_key(project.app)
+    versions = ledger.first_email_versions(project.app) if result.published else {}
+    received: dict[ledger.Email, list[datetime]] = defaultdict(list)
     for message, moment in zip(messages, moments, strict=True):
         if message.to_email == OWNER:
             continue
@@ -423,23 +419,23 @@ def run_trial(
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
             result.unhonoured += 1
     result.duplicates = sum(len(times) - 1 for times in received.values())
-    result.over_limit = _over_limit(
+    result.over_limit = ledger.over_limit(
         received, project.emails(sorted(weekly)).values(), project.app.config.delivery.max_emails_per_day
     )
     # Lost: due, never sent, and nobody told. An email left to the owner (the provider may
     # or may not have it: its events were dropped) is listed for them, not lost; so is one
     # the provider refused on every attempt ("failed", on the owner's Deliveries page with
     # SendGrid's answer, to retry by hand). The emails of a reader whose own bounce
-    # suppressed them are not due any more (the suppressions are checked in _misapplied).
+    # suppressed them are not due any more (the suppressions are checked in ledger.misapplied).
     with transaction(project.app.engine) as session:
-        waiting = _emails_of(session, m.Delivery.id.in_(to_owner))
-        refused = _emails_of(session, m.Delivery.status == m.DeliveryStatus.FAILED)
+        waiting = ledger.emails_of(session, m.Delivery.id.in_(to_owner))
+        refused = ledger.emails_of(session, m.Delivery.status == m.DeliveryStatus.FAILED)
         inactive = set(
             session.scalars(
                 select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
             )
         )
-        due = {(email, slug, 1) for email, slug in session.execute(_ENROLLED).all()}
+        due = {(email, slug, 1) for email, slug in session.execute(ledger.ENROLLED).all()}
     if newsletter_id is not None:
         due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
     result.refused = len(refused - received.keys())
@@ -455,84 +451,3 @@ def run_trial(
         if left:
             result.notes.append(f"the erased address is still in {', '.join(left)}")
     return result
-
-
-_ENROLLED = select(m.Subscriber.email, m.Enrollment.campaign).join(
-    m.Enrollment, m.Enrollment.subscriber_id == m.Subscriber.id
-)
-
-
-def _emails_by_key(app: App) -> dict[str, Email]:
-    """Every delivery's message key -> the email it is (the owner's: under OWNER)."""
-    with transaction(app.engine) as session:
-        rows = session.execute(
-            select(m.Delivery.message_key, m.Subscriber.email, m.Delivery.stream, m.Delivery.step).outerjoin(
-                m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id
-            )
-        ).all()
-    return {key: (email or OWNER, stream, step) for key, email, stream, step in rows if key}
-
-
-def _first_email_versions(app: App) -> dict[str, int]:
-    """The message key of each first email of the series -> the version it was claimed under."""
-    with transaction(app.engine) as session:
-        rows = session.execute(
-            select(m.Delivery.message_key, m.Delivery.series_version).where(
-                m.Delivery.stream == SERIES, m.Delivery.step == 1, m.Delivery.message_key.is_not(None)
-            )
-        ).all()
-    return {key: version or 1 for key, version in rows}
-
-
-def _emails_of(session: Session, condition: ColumnElement[bool]) -> set[Email]:
-    return {
-        (email, stream, step)
-        for email, stream, step in session.execute(
-            select(m.Subscriber.email, m.Delivery.stream, m.Delivery.step)
-            .join(m.Delivery, m.Delivery.subscriber_id == m.Subscriber.id)
-            .where(condition)
-        ).all()
-    }
-
-
-def _over_limit(received: dict[Email, list[datetime]], weekly: Iterable[str], per_day: int) -> int:
-    """Readers who got more than they agreed to: a weekly reader two emails within seven days,
-    anyone else more than `per_day` on one local day."""
-    weekly_addresses = set(weekly)
-    moments: dict[str, list[datetime]] = defaultdict(list)
-    for (address, _stream, _step), times in received.items():
-        moments[address] += times
-    tz = zone(ZONE)
-    over = 0
-    for address, times in moments.items():
-        times.sort()
-        if address in weekly_addresses:
-            over += any(later - earlier < WEEK for earlier, later in zip(times, times[1:], strict=False))
-        else:
-            over += max(Counter(local_date(t, tz) for t in times).values()) > per_day
-    return over
-
-
-def _misapplied(project: Project, feed: EventFeed, unsubscribed: set[str], erasing: Erasure | None) -> int:
-    genuine = set(feed.genuine)
-    erased = {erasing.address} if erasing is not None and erasing.address else set()
-    # An erased reader's rows name nobody now (as the probe's, to the owner).
-    genuine |= {(key, OWNER) for key, address in genuine if address in erased}
-    bad = 0
-    with transaction(project.app.engine) as session:
-        tied = session.execute(
-            select(m.Delivery.message_key, m.Subscriber.email)
-            .join(m.ProviderEvent, m.ProviderEvent.delivery_id == m.Delivery.id)
-            .outerjoin(m.Subscriber, m.Subscriber.id == m.Delivery.subscriber_id)
-            .distinct()
-        ).all()
-        for key, email in tied:
-            if (key, email or OWNER) not in genuine:
-                bad += 1
-        suppressed = set(
-            session.scalars(
-                select(m.Subscriber.email).where(m.Subscriber.status != m.SubscriberStatus.ACTIVE)
-            )
-        )
-    bad += len((suppressed ^ (feed.bounced | unsubscribed)) - erased)
-    return bad
