@@ -76,6 +76,8 @@ def main() -> int:
         f"erased addresses kept {sum(r.erased_traces for r in results)}, "
         f"booked mid-run {sum(r.booked for r in results)}, "
         f"series after a booking {sum(r.after_booking for r in results)}, "
+        f"newsletters cancelled mid-run {sum(r.cancelled for r in results)}, "
+        f"sent after a cancel {sum(r.after_cancel for r in results)}, "
         f"sent after an unsubscribe {sum(r.unhonoured for r in results)}, "
         f"left to the owner (outage > retry window) {sum(r.left_to_owner for r in results)}, "
         f"refused by the provider on every attempt {sum(r.refused for r in results)}, "

@@ -32,7 +32,9 @@ A trial, on SQLite or PostgreSQL, against the SendGrid stand-in (a real HTTP ser
      nothing goes to them in a pass after it, and at the end, after every late event, no
      column of any table holds their address;
    - in about a third, before one of the settle period's passes, the series' stop tag
-     ("booked") on a reader who had an email: nothing more of the series goes to them.
+     ("booked") on a reader who had an email: nothing more of the series goes to them;
+   - in about two in five with a newsletter, its cancel while the workers run: nobody
+     gets it in a later pass, and it stays cancelled.
 5. The invariants: each (person, email) reached the provider at most once; everyone due
    got it (the email a limit held back, in passes a week later); no reader got more than
    their limit (two on one local day, or a weekly reader two within seven days); nobody
@@ -70,12 +72,14 @@ from nurture.store.db import transaction
 from tests.support import chaos_ledger as ledger
 from tests.support import chaos_readers as readers
 from tests.support.chaos_owner import (
+    ALREADY_SENT,
     NEW_SUBJECT,
     OLD_SUBJECT,
     OWNER,
     SERIES,
     book,
     booking,
+    cancels,
     erase,
     erase_beside_workers,
     erasure,
@@ -127,6 +131,8 @@ class TrialResult:
     after_erasure: int = 0  # emails to that reader that went out in a pass after it
     erased_traces: int = 0  # columns that still hold that reader's address at the end
     booked: bool = False  # the owner tagged a reader with the series' stop tag
+    cancelled: bool = False  # the owner cancelled the newsletter while the workers ran
+    after_cancel: int = 0  # its emails in a pass after the workers' (or its status not cancelled)
     after_booking: int = 0  # emails of the series to that reader in a pass after the tag
     notes: list[str] = field(default_factory=list)
 
@@ -145,6 +151,7 @@ class TrialResult:
             or self.after_erasure
             or self.erased_traces
             or self.after_booking
+            or self.after_cancel
         )
 
     def line(self) -> str:
@@ -158,6 +165,7 @@ class TrialResult:
             f"while paused {self.while_paused}, erased {'yes' if self.erased else 'no'}, "
             f"after erasure {self.after_erasure}, erased address kept {self.erased_traces}, "
             f"booked {'yes' if self.booked else 'no'}, series after booking {self.after_booking}, "
+            f"cancelled {'yes' if self.cancelled else 'no'}, after cancel {self.after_cancel}, "
             f"left to owner {self.left_to_owner}, refused {self.refused}"
             + (f" ({'; '.join(self.notes)})" if self.notes else "")
         )
@@ -279,6 +287,8 @@ def run_trial(
     pausing, resume_before = pauses(project, seed, start, len(SETTLE))
     owner += [pausing] if pausing is not None else []
     result.paused = pausing is not None
+    cancelling = cancels(project, seed, start, newsletter_id)
+    owner += [cancelling] if cancelling is not None else []
     erasing = erasure(seed, len(SETTLE))
     booked = booking(seed, len(SETTLE))
     if erasing is not None and erasing.before == 0:
@@ -304,10 +314,11 @@ def run_trial(
         if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
             result.notes.append(f"SIGTERM exit {process.returncode}")
     for command in owner:
-        failure = command.failure()
+        failure = command.failure(ALREADY_SENT if command is cancelling else None)
         if failure is not None:
             result.owner_failed += 1
             result.notes.append(f"the owner's command failed: {failure}")
+    result.cancelled = cancelling is not None and cancelling.succeeded()
     time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
     feed.generated(standin.messages()[:seen], start, addresses)
@@ -414,6 +425,8 @@ def run_trial(
                 result.stale_copy += 1
         if erasing is not None and email[0] == erasing.address and erasing.gone_by(moment):
             result.after_erasure += 1
+        if result.cancelled and email[1] == newsletter_stream(newsletter_id or 0) and moment > start:
+            result.after_cancel += 1
         if booked is not None and booked.at and email[0] == booked.address and email[1] == SERIES:
             result.after_booking += moment >= booked.at
         if email[0] in unsubscribed and moment >= unsubscribed[email[0]]:
@@ -436,8 +449,14 @@ def run_trial(
             )
         )
         due = {(email, slug, 1) for email, slug in session.execute(ledger.ENROLLED).all()}
-    if newsletter_id is not None:
+    if newsletter_id is not None and not result.cancelled:
         due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
+    if result.cancelled:
+        with transaction(project.app.engine) as session:
+            status = session.scalar(select(m.Newsletter.status).where(m.Newsletter.id == newsletter_id))
+        if status != m.NewsletterStatus.CANCELLED:
+            result.after_cancel += 1
+            result.notes.append(f"the cancelled newsletter ended {status}")
     result.refused = len(refused - received.keys())
     missing = due - received.keys() - waiting - refused
     if erasing is not None:

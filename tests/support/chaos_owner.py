@@ -42,14 +42,18 @@ class OwnerCommand(threading.Thread):
         time.sleep(self.delay)
         self.answer = self.project.run(*self.args)
 
-    def failure(self) -> str | None:
-        """Why the command did not succeed (waiting for it first), or None."""
+    def failure(self, allowed: str | None = None) -> str | None:
+        """Why the command did not succeed (waiting for it first), or None; a refusal that
+        says `allowed` is no failure."""
         self.join(timeout=150)
         if self.answer is None:
             return f"{self.args[0]} {self.args[1]} did not finish in 150 s"
-        if self.answer.returncode != 0:
+        if self.answer.returncode != 0 and not (allowed and allowed in self.answer.stderr):
             return f"{self.args[0]} {self.args[1]}: {self.answer.stderr.strip()[-300:]}"
         return None
+
+    def succeeded(self) -> bool:
+        return self.answer is not None and self.answer.returncode == 0
 
 
 def publishes(project: Project, seed: int, start: datetime) -> OwnerCommand | None:
@@ -86,6 +90,23 @@ def pauses(project: Project, seed: int, start: datetime, passes: int) -> tuple[O
     pausing = OwnerCommand(project, rng.uniform(0, 0.4), "campaign", "pause", SERIES, "--now", iso(start))
     pausing.start()
     return pausing, rng.randint(1, passes - 1)
+
+
+# What `newsletter cancel` answers when the newsletter reached everyone first: no failure.
+ALREADY_SENT = "has already been sent to everyone"
+
+
+def cancels(project: Project, seed: int, start: datetime, newsletter_id: int | None) -> OwnerCommand | None:
+    """In about two in five trials with a newsletter, the owner cancels it while the workers
+    run: nobody new may get it from then on."""
+    rng = random.Random(f"cancel-{seed}")
+    if newsletter_id is None or rng.random() >= 0.4:
+        return None
+    cancelling = OwnerCommand(
+        project, rng.uniform(0, 0.4), "newsletter", "cancel", str(newsletter_id), "--now", iso(start)
+    )
+    cancelling.start()
+    return cancelling
 
 
 @dataclass
