@@ -451,6 +451,8 @@ def run_trial(
         due = {(email, slug, 1) for email, slug in session.execute(ledger.ENROLLED).all()}
     if newsletter_id is not None and not result.cancelled:
         due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
+    if booked is not None and booked.address is not None:
+        due.discard((booked.address, SERIES, 1))  # the stop tag ended the series for them
     if result.cancelled:
         with transaction(project.app.engine) as session:
             status = session.scalar(select(m.Newsletter.status).where(m.Newsletter.id == newsletter_id))
