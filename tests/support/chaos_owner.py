@@ -110,98 +110,70 @@ def cancels(project: Project, seed: int, start: datetime, newsletter_id: int | N
 
 
 @dataclass
-class Erasure:
-    """The owner erases one reader (`nurture subscribers forget`): while the workers run
-    (`before` 0; anyone, who may have an email claimed or in flight), or before the settle
-    period's pass of index `before` (someone who had an email). Their delivery rows stay,
-    anonymous."""
+class ReaderAction:
+    """The owner acts on one reader: while the workers run (`before` 0: anyone, who may
+    have an email claimed or in flight), or before the settle period's pass of index
+    `before` (someone who had an email). `command` comes before the address, `options`
+    after it."""
 
+    command: tuple[str, ...]
+    options: tuple[str, ...]
     before: int
     rng: random.Random
     address: str | None = None
     at: datetime | None = None
 
+    def args(self, address: str, now: datetime) -> tuple[str, ...]:
+        return (*self.command, address, *self.options, "--now", iso(now))
+
     def gone_by(self, moment: datetime) -> bool:
-        """Whether an email that went out in a pass at `moment` came after the erasure: any pass
-        after the workers', and for an erasure between passes, that pass too."""
+        """Whether an email that went out in a pass at `moment` came after the action: any pass
+        after the workers', and for an action between passes, that pass too."""
         if self.at is None:
             return False
         return moment > self.at or (moment == self.at and self.before > 0)
 
 
-def erasure(seed: int, passes: int) -> Erasure | None:
-    """In about a third of the trials, an erasure beside the workers or before one of the
-    settle period's `passes`."""
+def erasure(seed: int, passes: int) -> ReaderAction | None:
+    """In about a third of the trials, the erasure of a reader (`subscribers forget`): their
+    data goes, their delivery rows stay, anonymous."""
     rng = random.Random(f"forget-{seed}")
     if rng.random() >= 0.3:
         return None
-    return Erasure(rng.randint(0, passes - 1), rng)
+    return ReaderAction(("subscribers", "forget"), ("--yes",), rng.randint(0, passes - 1), rng)
 
 
-def erase_beside_workers(
-    project: Project, erasure: Erasure, addresses: list[str], start: datetime
+def booking(seed: int, passes: int) -> ReaderAction | None:
+    """In about a third of the trials, the series' stop tag on a reader (`subscribers tag ...
+    booked`): the series ends for them (a newsletter still goes)."""
+    rng = random.Random(f"booked-{seed}")
+    if rng.random() >= 0.3:
+        return None
+    return ReaderAction(("subscribers", "tag"), (STOP_TAG,), rng.randint(0, passes - 1), rng)
+
+
+def act_beside_workers(
+    project: Project, action: ReaderAction, addresses: list[str], start: datetime, spare: str | None
 ) -> OwnerCommand:
-    """Erase one reader a moment after the workers start, beside them."""
-    erasure.address, erasure.at = erasure.rng.choice(addresses), start
-    command = OwnerCommand(
-        project,
-        erasure.rng.uniform(0, 0.4),
-        "subscribers",
-        "forget",
-        erasure.address,
-        "--yes",
-        "--now",
-        iso(start),
-    )
+    """The action on any reader but `spare`, a moment after the workers start, beside them."""
+    action.address, action.at = action.rng.choice([a for a in addresses if a != spare]), start
+    command = OwnerCommand(project, action.rng.uniform(0, 0.4), *action.args(action.address, start))
     command.start()
     return command
 
 
-def erase(project: Project, erasure: Erasure, messages: list[StandInMessage], now: datetime) -> str | None:
-    """Erase one reader who had an email so far; why the command failed, or None."""
-    had = sorted({message.to_email for message in messages if message.to_email != OWNER})
-    if not had:
-        return None
-    address = erasure.rng.choice(had)
-    answer = project.run("subscribers", "forget", address, "--yes", "--now", iso(now))
-    if answer.returncode != 0:
-        return f"subscribers forget: {answer.stderr.strip()[-300:]}"
-    erasure.address, erasure.at = address, now
-    return None
-
-
-@dataclass
-class Booking:
-    """The owner tags one reader who had an email "booked" (`nurture subscribers tag`), a
-    stop tag of the series, before the settle period's pass of index `before`: the series
-    ends for them (a newsletter still goes)."""
-
-    before: int
-    rng: random.Random
-    address: str | None = None
-    at: datetime | None = None
-
-
-def booking(seed: int, passes: int) -> Booking | None:
-    """In about a third of the trials, a booking before one of the settle period's `passes`."""
-    rng = random.Random(f"booked-{seed}")
-    if rng.random() >= 0.3:
-        return None
-    return Booking(rng.randint(1, passes - 1), rng)
-
-
-def book(
-    project: Project, booking: Booking, messages: list[StandInMessage], now: datetime, erased: str | None
+def act(
+    project: Project, action: ReaderAction, messages: list[StandInMessage], now: datetime, spare: str | None
 ) -> str | None:
-    """Tag one reader who had an email so far (and is not erased); why the command failed, or None."""
-    had = sorted({message.to_email for message in messages if message.to_email not in (OWNER, erased)})
+    """The action on a reader who had an email so far, but `spare`; why it failed, or None."""
+    had = sorted({message.to_email for message in messages if message.to_email not in (OWNER, spare)})
     if not had:
         return None
-    address = booking.rng.choice(had)
-    answer = project.run("subscribers", "tag", address, STOP_TAG, "--now", iso(now))
+    address = action.rng.choice(had)
+    answer = project.run(*action.args(address, now))
     if answer.returncode != 0:
-        return f"subscribers tag: {answer.stderr.strip()[-300:]}"
-    booking.address, booking.at = address, now
+        return f"{' '.join(action.command)}: {answer.stderr.strip()[-300:]}"
+    action.address, action.at = address, now
     return None
 
 
