@@ -372,8 +372,9 @@ def cancel(app: App, newsletter_id: int, now: datetime) -> str:
     """Stop a newsletter. Returns the status it had ("scheduled" or "sending").
 
     A scheduled one never goes out; one that is sending claims nobody new (the
-    claim query only picks scheduled and sending newsletters). Emails already
-    claimed by a pass that is running right now still go out: they are in flight.
+    claim query only picks scheduled and sending newsletters), and what a running
+    pass claimed before the cancel is skipped at its last check before sending. Only
+    requests already handed to the provider still go out.
     """
     with transaction(app.engine) as session:
         newsletter = session.get(m.Newsletter, newsletter_id)

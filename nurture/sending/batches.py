@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.orm import Session
 
 from nurture import links
 from nurture.config import Config
@@ -32,6 +33,7 @@ from nurture.store.db import reading
 NOT_SUBSCRIBED = "skipped: no longer subscribed"
 STOP_TAG = "skipped: has a stop tag of this series"
 TURNED_OFF = "skipped: the reader turned these emails off or paused them"
+CANCELLED = "skipped: the newsletter was cancelled"
 
 
 @dataclass
@@ -55,6 +57,11 @@ def groups_of(claims: Sequence[Claim], batch_size: int) -> Iterable[list[Claim]]
         for group in groups.values()
         for start in range(0, len(group), batch_size)
     ]
+
+
+def _cancelled(session: Session, newsletter_id: int | None) -> bool:
+    status = session.scalar(select(m.Newsletter.status).where(m.Newsletter.id == newsletter_id))
+    return status == m.NewsletterStatus.CANCELLED
 
 
 class BatchBuilder:
@@ -92,6 +99,9 @@ class BatchBuilder:
         # A goal tag ("booked") added since the claim ends the series now, not after one more email.
         campaign = self.campaigns.get(stream) if kind == "series" else None
         with reading(self.engine) as session:
+            if kind == "newsletter" and _cancelled(session, group[0].newsletter_id):
+                # Cancelled since the claim: nobody else gets it, only what is in flight goes.
+                return Built(skipped={CANCELLED: group})
             found = recheck(
                 session,
                 ids,

@@ -14,8 +14,9 @@ from nurture.cli.main import cli
 from nurture.errors import InputError, NotFound
 from nurture.newsletters import cancel, list_newsletters, schedule, send_test
 from nurture.providers.base import Batch, Outcome
+from nurture.sending.claims import Claim
 from nurture.sending.deliveries import release
-from nurture.sending.sendpass import send_due
+from nurture.sending.sendpass import SendingPass, send_due
 from nurture.sending.streams import newsletter_stream
 from nurture.store import models as m
 from nurture.store.db import transaction
@@ -218,6 +219,32 @@ def test_cancel_during_sending_stops_new_claims(tmp_path: Path, database_url: st
     assert status_of(app, newsletter_id) == m.NewsletterStatus.CANCELLED
     info = list_newsletters(app)[0]
     assert (info.status, info.sent, info.claimed, info.failed) == (m.NewsletterStatus.CANCELLED, 4, 0, 0)
+
+
+def test_cancel_during_a_pass_skips_what_it_claimed_and_had_not_sent(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner cancels while a pass holds claims for the newsletter it has not handed over
+    yet: its last check skips them, so nobody else gets it."""
+    app, transport = recording_app(tmp_path, database_url)
+    add_people(app, "Europe/London", 6, BEFORE, prefix="reader")
+    newsletter_id = schedule(app, newsletter_file(app), "2026-12-01 09:00", "subscriber", BEFORE)
+    claim = SendingPass._claim
+
+    def claim_then_cancel(self: SendingPass, room: int) -> list[Claim]:
+        claims = claim(self, room)
+        if claims:  # the owner cancels after the claim, before the transport runs
+            cancel(app, newsletter_id, at("2026-12-01 09:00"))
+        return claims
+
+    monkeypatch.setattr(SendingPass, "_claim", claim_then_cancel)
+    summary = send_due(app, at("2026-12-01 09:00"))
+    assert (summary.sent, summary.skipped) == (0, 6)
+    assert transport.sent == []
+    assert {(row.status, row.error) for row in deliveries(app)} == {
+        (m.DeliveryStatus.SKIPPED, "skipped: the newsletter was cancelled")
+    }
+    assert status_of(app, newsletter_id) == m.NewsletterStatus.CANCELLED
 
 
 def test_cancel_refuses_unknown_sent_and_already_cancelled(tmp_path: Path) -> None:
