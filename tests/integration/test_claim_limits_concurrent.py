@@ -53,6 +53,25 @@ def claim(worker: SendingPass, room: int = 10) -> list[Claim]:
         return worker.claimer.claim(session, room)
 
 
+def claim_beside(app: App) -> tuple[list[Claim], list[Claim]]:
+    """Worker A's round of one claim, and what worker B claims while A's is not committed."""
+    a, b = SendingPass(app, START, worker="a"), SendingPass(app, START, worker="b")
+    with ThreadPoolExecutor(1) as pool:
+        with transaction(app.engine) as session:
+            first = a.claimer.claim(session, 1)
+            second = pool.submit(claim, b)
+            time.sleep(0.5)  # B reads the limit while A's claim is not committed
+        return first, second.result(timeout=30)
+
+
+def streams_of(app: App, subscriber_id: int) -> list[str]:
+    """The streams of every email claimed for this reader."""
+    with transaction(app.engine) as session:
+        return list(
+            session.scalars(select(m.Delivery.stream).where(m.Delivery.subscriber_id == subscriber_id))
+        )
+
+
 def give_back(app: App, given: list[Claim]) -> int:
     """Worker Y, stopped before sending, gives its claims back (as on SIGTERM)."""
     with transaction(app.engine) as session:
@@ -83,23 +102,16 @@ def test_a_claim_in_flight_on_another_worker_keeps_the_reader_within_their_limit
         session.get(m.Subscriber, reader).frequency = frequency  # type: ignore[union-attr]
     newsletter_id = newsletter_due_at_start(app)
 
-    a, b = SendingPass(app, START, worker="a"), SendingPass(app, START, worker="b")
-    pool = ThreadPoolExecutor(1)
-    with transaction(app.engine) as session:
-        # A's round is full with newsletters (claimed first): it reads no series this round.
-        first = a.claimer.claim(session, 1)
-        assert [c.newsletter_id for c in first] == [newsletter_id]
-        second = pool.submit(claim, b)
-        time.sleep(0.5)  # B reads the limit while A's claim is not committed
-    assert second.result(timeout=30) == []
-    pool.shutdown()
+    first, second = claim_beside(app)
+    # A's round is full with newsletters (claimed first): it reads no series this round.
+    assert [c.newsletter_id for c in first] == [newsletter_id]
+    assert second == []
 
     # The next claim sees A's email: the series email waits for the reader's next day (or week).
     assert claim(SendingPass(app, START, worker="c")) == []
     with transaction(app.engine) as session:
-        streams = session.scalars(select(m.Delivery.stream).where(m.Delivery.subscriber_id == reader)).all()
         due = session.scalar(select(m.Enrollment.next_due_at).where(m.Enrollment.subscriber_id == reader))
-    assert streams == [f"newsletter:{newsletter_id}"]
+    assert streams_of(app, reader) == [f"newsletter:{newsletter_id}"]
     assert due is not None and due >= START + (
         timedelta(days=7) if frequency == m.Frequency.WEEKLY else timedelta(hours=19)
     )
@@ -166,20 +178,12 @@ def test_a_series_claim_in_flight_keeps_the_reader_from_a_re_permission_email_th
         session.get(m.Subscriber, reader).frequency = frequency  # type: ignore[union-attr]
         session.add(m.RepermissionAsk(subscriber_id=reader, round=1, created_at=START, quiet_since=START))
 
-    a, b = SendingPass(app, START, worker="a"), SendingPass(app, START, worker="b")
-    pool = ThreadPoolExecutor(1)
-    with transaction(app.engine) as session:
-        first = a.claimer.claim(session, 1)  # a full round: A reads no asks
-        assert [c.stream for c in first] == ["kap-intro"]
-        second = pool.submit(claim, b)
-        time.sleep(0.5)  # B reads the limit while A's claim is not committed
-    assert second.result(timeout=30) == []
-    pool.shutdown()
+    first, second = claim_beside(app)
+    assert [c.stream for c in first] == ["kap-intro"]  # a full round: A reads no asks
+    assert second == []
 
     assert claim(SendingPass(app, START, worker="c")) == []
-    with transaction(app.engine) as session:
-        streams = session.scalars(select(m.Delivery.stream).where(m.Delivery.subscriber_id == reader)).all()
-    assert streams == ["kap-intro"]
+    assert streams_of(app, reader) == ["kap-intro"]
 
 
 def test_an_unsubscribe_during_a_claim_waits_for_it_and_stops_the_email_at_the_last_check(app: App) -> None:
