@@ -122,17 +122,17 @@ class TrialResult:
     unsubscribed: int = 0  # readers who pressed one-click unsubscribe during the settle period
     unhonoured: int = 0  # emails that reached the provider in a pass after their reader's unsubscribe
     published: bool = False  # the owner published an edit of the series while the workers ran
-    owner_failed: int = 0  # that publish did not succeed
+    owner_failed: int = 0  # the owner's commands that did not succeed
     stale_copy: int = 0  # first emails whose subject is not that of the version they were claimed under
     paused: bool = False  # the owner paused the series while the workers ran (resumed later)
     while_paused: int = 0  # emails of the series that went out in a pass while it was paused
-    erased: bool = False  # the owner erased a reader during the settle period
+    erased: bool = False  # the owner erased a reader (beside the workers or between passes)
     after_erasure: int = 0  # emails to that reader that went out in a pass after it
     erased_traces: int = 0  # columns that still hold that reader's address at the end
     booked: bool = False  # the owner tagged a reader with the series' stop tag
+    after_booking: int = 0  # emails of the series to that reader in a pass after the tag
     cancelled: bool = False  # the owner cancelled the newsletter while the workers ran
     after_cancel: int = 0  # its emails in a pass after the workers' (or its status not cancelled)
-    after_booking: int = 0  # emails of the series to that reader in a pass after the tag
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -152,6 +152,12 @@ class TrialResult:
             or self.after_booking
             or self.after_cancel
         )
+
+    def owner_command(self, failure: str | None) -> None:
+        """Count one of the owner's commands that did not succeed (`failure`: why, or None)."""
+        if failure is not None:
+            self.owner_failed += 1
+            self.notes.append(f"the owner's command failed: {failure}")
 
     def line(self) -> str:
         return (
@@ -314,10 +320,7 @@ def run_trial(
         if fate == "term" and process.returncode not in (0, 3, 143, -signal.SIGTERM):
             result.notes.append(f"SIGTERM exit {process.returncode}")
     for command in owner:
-        failure = command.failure(ALREADY_SENT if command is cancelling else None)
-        if failure is not None:
-            result.owner_failed += 1
-            result.notes.append(f"the owner's command failed: {failure}")
+        result.owner_command(command.failure(ALREADY_SENT if command is cancelling else None))
     result.cancelled = cancelling is not None and cancelling.succeeded()
     time.sleep(HANG + 0.5)  # requests on the wire when their worker died still reach the provider
     seen = len(standin.messages())
@@ -350,15 +353,11 @@ def run_trial(
                 resumed_at = now
                 resumed = project.run("campaign", "resume", SERIES, "--now", iso(now))
                 if resumed.returncode != 0:
-                    result.owner_failed += 1
-                    result.notes.append(f"the owner's resume failed: {resumed.stderr.strip()[-300:]}")
+                    result.owner_command(f"campaign resume: {resumed.stderr.strip()[-300:]}")
             for action in (booked, erasing):  # the tag first: the erasure may take the same reader
                 if action is not None and action.before > 0 and index == action.before:
                     spare = erasing.address if erasing is not None and action is booked else None
-                    failure = act(project, action, standin.messages(), now, spare)
-                    if failure is not None:
-                        result.owner_failed += 1
-                        result.notes.append(f"the owner's command failed: {failure}")
+                    result.owner_command(act(project, action, standin.messages(), now, spare))
             for arrives, event in feed.due(now):
                 post_events(project.app, signer, [event], arrives)
             for message in readers.leaving(leaving, standin.messages(), unsubscribed):
@@ -402,12 +401,7 @@ def run_trial(
         if message.to_email == OWNER:
             continue
         email = by_key.get(message.custom_args.get("delivery_id", ""))
-        if (
-            email is not None
-            and email[0] == OWNER
-            and erasing is not None
-            and message.to_email == erasing.address
-        ):
+        if email is not None and email[0] == OWNER and message.to_email in erased:
             email = (message.to_email, *email[1:])  # the erased reader's row, anonymous now
         if email is None or email[0] != message.to_email:
             result.misapplied += 1
@@ -446,25 +440,22 @@ def run_trial(
             )
         )
         due = {(email, slug, 1) for email, slug in session.execute(ledger.ENROLLED).all()}
+        ended = session.scalar(select(m.Newsletter.status).where(m.Newsletter.id == newsletter_id))
     if newsletter_id is not None and not result.cancelled:
         due |= {(address, newsletter_stream(newsletter_id), 1) for address in addresses}
     if booked is not None and booked.address is not None:
         due.discard((booked.address, SERIES, 1))  # the stop tag ended the series for them
-    if result.cancelled:
-        with transaction(project.app.engine) as session:
-            status = session.scalar(select(m.Newsletter.status).where(m.Newsletter.id == newsletter_id))
-        if status != m.NewsletterStatus.CANCELLED:
-            result.after_cancel += 1
-            result.notes.append(f"the cancelled newsletter ended {status}")
+    if result.cancelled and ended != m.NewsletterStatus.CANCELLED:
+        result.after_cancel += 1
+        result.notes.append(f"the cancelled newsletter ended {ended}")
     result.refused = len(refused - received.keys())
     missing = due - received.keys() - waiting - refused
-    if erasing is not None:
-        inactive.add(erasing.address or "")  # nothing is due to an erased reader
-    result.lost = sum(1 for email in missing if email[0] not in inactive)
-    if erasing is not None and erasing.address is not None:
+    # Nothing is due to an erased reader either.
+    result.lost = sum(1 for email in missing if email[0] not in inactive | erased)
+    for address in erased:
         result.erased = True
         # After every late event and pass: nothing holds the erased address any more.
-        left = traces(project.app, erasing.address)
+        left = traces(project.app, address)
         result.erased_traces = len(left)
         if left:
             result.notes.append(f"the erased address is still in {', '.join(left)}")
